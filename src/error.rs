@@ -1,0 +1,437 @@
+//! Errors: rejection markers, configuration errors and [`BoxError`].
+//!
+//! Layers that add errors return [`BoxError`], as tower's own middleware
+//! does. Every way a policy can refuse to call the inner service is a small
+//! marker type, checked with [`std::error::Error::is`] on the boxed error:
+//!
+//! ```
+//! use steadfast::error::{BoxError, CircuitOpen};
+//!
+//! fn is_circuit_open(err: &BoxError) -> bool {
+//!     err.is::<CircuitOpen>()
+//! }
+//! # assert!(!is_circuit_open(&"boom".into()));
+//! ```
+//!
+//! Markers that know when a call could succeed again carry that duration
+//! ([`CircuitOpen::remaining`], [`RateLimited::retry_after`]), so that a
+//! server can answer with `Retry-After` and a client can wait for it.
+
+use std::any::Any;
+use std::borrow::Cow;
+use std::error::Error;
+use std::fmt;
+use std::time::Duration;
+
+/// A type-erased, thread-safe error, as used throughout tower.
+pub type BoxError = Box<dyn Error + Send + Sync>;
+
+macro_rules! marker_error {
+    ($(#[$doc:meta])* $name:ident, $msg:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Default, PartialEq, Eq)]
+        pub struct $name(());
+
+        impl $name {
+            /// Creates the error.
+            pub const fn new() -> Self {
+                Self(())
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.pad($msg)
+            }
+        }
+
+        impl Error for $name {}
+    };
+}
+
+marker_error!(
+    /// An attempt took longer than its attempt timeout.
+    ///
+    /// Returned by [`Timeout`](crate::timeout::Timeout). Classified as a
+    /// transient failure: the call may be retried.
+    Elapsed,
+    "request timed out"
+);
+
+marker_error!(
+    /// The total deadline of the logical call passed.
+    ///
+    /// Returned by [`TotalDeadline`](crate::timeout::TotalDeadline), and by an
+    /// attempt timeout that was cut short by the total deadline. A rejection:
+    /// no policy retries it.
+    DeadlineExceeded,
+    "deadline exceeded"
+);
+
+marker_error!(
+    /// The bulkhead had no free permit within its maximum wait.
+    BulkheadFull,
+    "bulkhead full"
+);
+
+/// The circuit breaker is open and refused the call without making it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CircuitOpen {
+    remaining: Duration,
+}
+
+impl CircuitOpen {
+    /// Creates the error; `remaining` is how long the circuit stays open.
+    pub const fn new(remaining: Duration) -> Self {
+        Self { remaining }
+    }
+
+    /// How long the circuit stays open before it lets a probe through.
+    ///
+    /// Zero when the breaker is half-open with every probe slot taken, or
+    /// forced open (then it is unknown).
+    pub const fn remaining(&self) -> Duration {
+        self.remaining
+    }
+}
+
+impl fmt::Display for CircuitOpen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad("circuit open")
+    }
+}
+
+impl Error for CircuitOpen {}
+
+/// The rate limiter refused the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimited {
+    retry_after: Duration,
+}
+
+impl RateLimited {
+    /// Creates the error; `retry_after` is the wait until a call would be allowed.
+    pub const fn new(retry_after: Duration) -> Self {
+        Self { retry_after }
+    }
+
+    /// How long until a call with the same key would be allowed.
+    pub const fn retry_after(&self) -> Duration {
+        self.retry_after
+    }
+}
+
+impl fmt::Display for RateLimited {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad("rate limited")
+    }
+}
+
+impl Error for RateLimited {}
+
+/// Retry gave up because the callee asked to be retried later than allowed.
+///
+/// Returned when a retry-after hint exceeds the time left before the total
+/// deadline or the retry policy's configured maximum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryAfterTooLong {
+    requested: Duration,
+    allowed: Duration,
+}
+
+impl RetryAfterTooLong {
+    /// Creates the error.
+    pub const fn new(requested: Duration, allowed: Duration) -> Self {
+        Self { requested, allowed }
+    }
+
+    /// The wait the callee asked for.
+    pub const fn requested(&self) -> Duration {
+        self.requested
+    }
+
+    /// The longest wait the policy allowed at that point.
+    pub const fn allowed(&self) -> Duration {
+        self.allowed
+    }
+}
+
+impl fmt::Display for RetryAfterTooLong {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "callee asked to retry after {:?}, longer than the {:?} allowed",
+            self.requested, self.allowed
+        )
+    }
+}
+
+impl Error for RetryAfterTooLong {}
+
+/// Recognises the rejection markers of this crate in an error.
+///
+/// Returns `Some(hint)` when `err` is one of the markers by which a policy
+/// refuses to call (circuit open, bulkhead full, rate limited, deadline
+/// passed), with the wait the marker carries, if any. Works for errors that
+/// are the marker itself or a [`BoxError`] holding it.
+pub fn rejection<E: 'static>(err: &E) -> Option<Option<Duration>> {
+    let any: &dyn Any = err;
+    if let Some(boxed) = any.downcast_ref::<BoxError>() {
+        return rejection_in(&**boxed);
+    }
+    if let Some(boxed) = any.downcast_ref::<Box<dyn Error + Send + Sync + 'static>>() {
+        return rejection_in(&**boxed);
+    }
+    if any.is::<BulkheadFull>() || any.is::<DeadlineExceeded>() {
+        return Some(None);
+    }
+    if let Some(open) = any.downcast_ref::<CircuitOpen>() {
+        return Some(Some(open.remaining));
+    }
+    any.downcast_ref::<RateLimited>()
+        .map(|limited| Some(limited.retry_after))
+}
+
+fn rejection_in(err: &(dyn Error + Send + Sync + 'static)) -> Option<Option<Duration>> {
+    if err.is::<BulkheadFull>() || err.is::<DeadlineExceeded>() {
+        Some(None)
+    } else if let Some(open) = err.downcast_ref::<CircuitOpen>() {
+        Some(Some(open.remaining))
+    } else {
+        err.downcast_ref::<RateLimited>()
+            .map(|limited| Some(limited.retry_after))
+    }
+}
+
+/// A setting that cannot work, found when a policy is built.
+///
+/// It names the field, the value it was given and the rule it breaks; for a
+/// conflict between two settings it names both.
+///
+/// ```
+/// use std::time::Duration;
+/// use steadfast::retry::RetryLayer;
+///
+/// let err = RetryLayer::builder().max_attempts(0).build().unwrap_err();
+/// assert_eq!(err.field(), "retry.max_attempts");
+/// assert_eq!(err.value(), "0");
+/// assert_eq!(
+///     err.to_string(),
+///     "invalid setting `retry.max_attempts` = 0: must be at least 1"
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    field: &'static str,
+    value: String,
+    rule: Cow<'static, str>,
+    other: Option<(&'static str, String)>,
+}
+
+impl ConfigError {
+    /// A setting whose value breaks `rule`.
+    pub fn new(
+        field: &'static str,
+        value: impl fmt::Debug,
+        rule: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            field,
+            value: debug_value(&value),
+            rule: rule.into(),
+            other: None,
+        }
+    }
+
+    /// Two settings that cannot hold together.
+    pub fn conflict(
+        field: &'static str,
+        value: impl fmt::Debug,
+        other_field: &'static str,
+        other_value: impl fmt::Debug,
+        rule: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            field,
+            value: debug_value(&value),
+            rule: rule.into(),
+            other: Some((other_field, debug_value(&other_value))),
+        }
+    }
+
+    /// The setting at fault, as `policy.setting`.
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// The value it was given.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+
+    /// The rule the value breaks.
+    pub fn rule(&self) -> &str {
+        &self.rule
+    }
+
+    /// For a conflict, the other setting and its value.
+    pub fn other(&self) -> Option<(&'static str, &str)> {
+        self.other.as_ref().map(|(f, v)| (*f, v.as_str()))
+    }
+}
+
+fn debug_value(value: &dyn fmt::Debug) -> String {
+    let text = format!("{value:?}");
+    // Strings read better without their quotes.
+    text.strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .map_or_else(|| text.clone(), str::to_owned)
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.other {
+            None => write!(
+                f,
+                "invalid setting `{}` = {}: {}",
+                self.field, self.value, self.rule
+            ),
+            Some((other, other_value)) => write!(
+                f,
+                "conflicting settings `{}` = {} and `{}` = {}: {}",
+                self.field, self.value, other, other_value, self.rule
+            ),
+        }
+    }
+}
+
+impl Error for ConfigError {}
+
+/// Checks shared by every builder.
+pub(crate) mod check {
+    use super::ConfigError;
+    use std::time::Duration;
+
+    pub(crate) fn positive(field: &'static str, d: Duration) -> Result<Duration, ConfigError> {
+        if d.is_zero() {
+            Err(ConfigError::new(field, d, "must be greater than zero"))
+        } else {
+            Ok(d)
+        }
+    }
+
+    pub(crate) fn at_least<T: PartialOrd + std::fmt::Debug + Copy>(
+        field: &'static str,
+        value: T,
+        min: T,
+    ) -> Result<T, ConfigError> {
+        if value < min {
+            Err(ConfigError::new(
+                field,
+                value,
+                format!("must be at least {min:?}"),
+            ))
+        } else {
+            Ok(value)
+        }
+    }
+
+    /// `value` must lie in `(low, high]`; NaN never does.
+    pub(crate) fn in_half_open(
+        field: &'static str,
+        value: f64,
+        low: f64,
+        high: f64,
+    ) -> Result<f64, ConfigError> {
+        if value > low && value <= high {
+            Ok(value)
+        } else {
+            Err(ConfigError::new(
+                field,
+                value,
+                format!("must be greater than {low} and at most {high}"),
+            ))
+        }
+    }
+
+    /// `value` must lie in `[low, high]`; NaN never does.
+    pub(crate) fn in_closed(
+        field: &'static str,
+        value: f64,
+        low: f64,
+        high: f64,
+    ) -> Result<f64, ConfigError> {
+        if (low..=high).contains(&value) {
+            Ok(value)
+        } else {
+            Err(ConfigError::new(
+                field,
+                value,
+                format!("must be between {low} and {high}"),
+            ))
+        }
+    }
+
+    /// `value` must not exceed `limit`, another setting.
+    pub(crate) fn not_above(
+        field: &'static str,
+        value: Duration,
+        other: &'static str,
+        limit: Duration,
+        rule: &'static str,
+    ) -> Result<Duration, ConfigError> {
+        if value > limit {
+            Err(ConfigError::conflict(field, value, other, limit, rule))
+        } else {
+            Ok(value)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejection_recognises_markers_boxed_or_not() {
+        let boxed: BoxError = Box::new(CircuitOpen::new(Duration::from_secs(3)));
+        assert_eq!(rejection(&boxed), Some(Some(Duration::from_secs(3))));
+        let boxed: BoxError = Box::new(BulkheadFull::new());
+        assert_eq!(rejection(&boxed), Some(None));
+        assert_eq!(
+            rejection(&RateLimited::new(Duration::from_millis(7))),
+            Some(Some(Duration::from_millis(7)))
+        );
+        assert_eq!(rejection(&DeadlineExceeded::new()), Some(None));
+        let other: BoxError = "connection reset".into();
+        assert_eq!(rejection(&other), None);
+        assert_eq!(rejection(&Elapsed::new()), None);
+        assert_eq!(rejection(&std::io::Error::other("x")), None);
+    }
+
+    #[test]
+    fn config_error_names_field_value_and_rule() {
+        let err = ConfigError::new("retry.jitter", 1.5, "must be between 0 and 1");
+        assert_eq!(
+            err.to_string(),
+            "invalid setting `retry.jitter` = 1.5: must be between 0 and 1"
+        );
+        let err = ConfigError::conflict(
+            "timeout.attempt",
+            Duration::from_secs(5),
+            "timeout.total",
+            Duration::from_secs(2),
+            "the attempt timeout must not exceed the total timeout",
+        );
+        assert_eq!(err.other(), Some(("timeout.total", "2s")));
+        assert!(err.to_string().contains("`timeout.attempt` = 5s"));
+    }
+
+    #[test]
+    fn checks_reject_nan() {
+        assert!(check::in_half_open("f", f64::NAN, 0.0, 1.0).is_err());
+        assert!(check::in_closed("f", f64::NAN, 0.0, 1.0).is_err());
+        assert!(check::in_half_open("f", 0.0, 0.0, 1.0).is_err());
+        assert!(check::in_half_open("f", 1.0, 0.0, 1.0).is_ok());
+    }
+}

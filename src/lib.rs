@@ -1,0 +1,96 @@
+//! Composable [tower] layers that make any service fault tolerant.
+//!
+//! A failing dependency should cost its callers a bounded amount of time,
+//! work and load, and nothing more. `steadfast` gives each of the classic
+//! fault-tolerance patterns as a tower layer, so that a reqwest or hyper
+//! client, or an axum service, gains them by being wrapped:
+//!
+//! | layer | module | what it does |
+//! |---|---|---|
+//! | [`TimeoutLayer`](timeout::TimeoutLayer) | [`timeout`] | bounds one attempt |
+//! | [`TotalDeadlineLayer`](timeout::TotalDeadlineLayer) | [`timeout`] | bounds the whole logical call, retries included |
+//! | [`RetryLayer`](retry::RetryLayer) | [`retry`] | retries transient failures with jittered backoff, within a retry budget |
+//!
+//! Every policy acts on one [`Verdict`](classify::Verdict) per attempt,
+//! produced by a [`Classify`](classify::Classify)er: a functional error (a
+//! 404) is the callee answering, a reset connection is the callee failing.
+//!
+//! # Order
+//!
+//! The standard order of the layers, outermost first:
+//!
+//! ```text
+//! fallback → rate limit → total deadline → bulkhead → retry | hedge
+//!         → circuit breaker → attempt timeout → service
+//! ```
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use steadfast::retry::{Backoff, Jitter, RetryLayer};
+//! use steadfast::timeout::{TimeoutLayer, TotalDeadlineLayer};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), steadfast::BoxError> {
+//! let service = ServiceBuilder::new()
+//!     .layer(TotalDeadlineLayer::new(Duration::from_secs(2)))
+//!     .layer(
+//!         RetryLayer::builder()
+//!             .max_attempts(3)
+//!             .backoff(Backoff::exponential(Duration::from_millis(50)).jitter(Jitter::Full))
+//!             .build()?,
+//!     )
+//!     .layer(TimeoutLayer::new(Duration::from_millis(500)))
+//!     .service(service_fn(|name: &'static str| async move {
+//!         Ok::<_, steadfast::BoxError>(format!("hello, {name}"))
+//!     }));
+//!
+//! assert_eq!(service.oneshot("world").await?, "hello, world");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Features
+//!
+//! - `http`: HTTP requests carry their [`Deadline`](timeout::Deadline) in
+//!   their extensions.
+//! - `full`: every feature.
+//!
+//! [tower]: https://docs.rs/tower
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub,
+    clippy::all,
+    clippy::dbg_macro,
+    clippy::todo,
+    clippy::unimplemented,
+    clippy::mem_forget,
+    clippy::inefficient_to_string,
+    clippy::needless_continue,
+    clippy::match_wildcard_for_single_variants,
+    clippy::semicolon_if_nothing_returned,
+    clippy::unused_self,
+    clippy::match_on_vec_items,
+    clippy::imprecise_flops,
+    clippy::suboptimal_flops,
+    clippy::lossy_float_literal,
+    clippy::rest_pat_in_fully_bound_structs,
+    clippy::fn_params_excessive_bools,
+    clippy::exit,
+    clippy::verbose_file_reads,
+    clippy::unnested_or_patterns,
+    clippy::str_to_string,
+    clippy::if_let_mutex,
+    clippy::mismatched_target_os
+)]
+
+pub mod classify;
+pub mod error;
+
+pub use error::{BoxError, ConfigError};
