@@ -92,5 +92,7 @@
 
 pub mod classify;
 pub mod error;
+#[allow(dead_code)] // used by the keyed layers
+pub(crate) mod keyed;
 
 pub use error::{BoxError, ConfigError};
