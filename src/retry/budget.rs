@@ -84,7 +84,17 @@ impl RetryBudget {
 
     /// Takes one retry from the budget; `false` when it is spent.
     pub fn try_withdraw(&self) -> bool {
-        self.inner.try_withdraw(Instant::now())
+        self.inner.try_withdraw(Instant::now()).is_some()
+    }
+
+    /// Takes one retry from the budget, to be given back if the retry is
+    /// never sent (its call dropped during the backoff).
+    pub(crate) fn withdraw(&self) -> Option<Withdrawal> {
+        let epoch = self.inner.try_withdraw(Instant::now())?;
+        Some(Withdrawal {
+            budget: Some(self.clone()),
+            epoch,
+        })
     }
 
     /// Requests and retries counted in the current window.
@@ -224,12 +234,13 @@ impl Inner {
         (requests, retries, current)
     }
 
-    fn try_withdraw(&self, now: Instant) -> bool {
+    /// Takes a retry; the epoch it was counted in, or `None` if spent.
+    fn try_withdraw(&self, now: Instant) -> Option<u64> {
         let epoch = self.epoch(now);
         loop {
             let (requests, retries, current) = self.sums(epoch);
             if Self::is_newer(current, epoch) || (retries + 1) as f64 > self.allowed(requests) {
-                return false;
+                return None;
             }
             let (q, t) = Self::counts_of(current, epoch).unwrap_or((0, 0));
             let next = pack(epoch, q, (t + 1).min(COUNT_MAX));
@@ -238,9 +249,55 @@ impl Inner {
                 .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
-                return true;
+                return Some(epoch);
             }
         }
+    }
+
+    /// Gives back a retry counted in `epoch`, if that bucket still holds it.
+    fn refund(&self, epoch: u64) {
+        let _ = self
+            .slot(epoch)
+            .fetch_update(
+                Ordering::AcqRel,
+                Ordering::Acquire,
+                |word| match Self::counts_of(word, epoch) {
+                    Some((requests, retries)) if retries > 0 => {
+                        Some(pack(epoch, requests, retries - 1))
+                    }
+                    _ => None,
+                },
+            );
+    }
+}
+
+/// A retry taken from a budget: given back when dropped unless it was
+/// [`spent`](Withdrawal::spend).
+pub(crate) struct Withdrawal {
+    budget: Option<RetryBudget>,
+    epoch: u64,
+}
+
+impl Withdrawal {
+    /// The retry was sent: it stays counted.
+    pub(crate) fn spend(mut self) {
+        self.budget = None;
+    }
+}
+
+impl Drop for Withdrawal {
+    fn drop(&mut self) {
+        if let Some(budget) = self.budget.take() {
+            budget.inner.refund(self.epoch);
+        }
+    }
+}
+
+impl fmt::Debug for Withdrawal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Withdrawal")
+            .field("epoch", &self.epoch)
+            .finish()
     }
 }
 
@@ -275,10 +332,24 @@ mod tests {
     fn floor_alone_allows_min_per_sec_times_window() {
         let b = budget(0.0, 2, 5);
         let t0 = b.inner.start;
-        let granted = (0..100).filter(|_| b.inner.try_withdraw(t0)).count();
+        let granted = (0..100)
+            .filter(|_| b.inner.try_withdraw(t0).is_some())
+            .count();
         assert_eq!(granted, 10);
         // A whole window later the old retries have left it.
-        assert!(b.inner.try_withdraw(t0 + Duration::from_secs(5)));
+        assert!(b.inner.try_withdraw(t0 + Duration::from_secs(5)).is_some());
+    }
+
+    #[test]
+    fn a_withdrawal_not_spent_is_given_back() {
+        let b = budget(0.0, 1, 1);
+        let w = b.withdraw().unwrap();
+        assert!(b.withdraw().is_none(), "the floor of one is taken");
+        drop(w);
+        assert_eq!(b.counts(), (0, 0));
+        b.withdraw().unwrap().spend();
+        assert_eq!(b.counts(), (0, 1));
+        assert!(b.withdraw().is_none());
     }
 
     #[test]
@@ -359,7 +430,7 @@ mod tests {
                         let q = requests.iter().filter(in_window).count() as f64;
                         let t = retries.iter().filter(in_window).count() as f64;
                         let expected = t + 1.0 <= ratio.mul_add(q, reserve);
-                        prop_assert_eq!(inner.try_withdraw(now), expected);
+                        prop_assert_eq!(inner.try_withdraw(now).is_some(), expected);
                         if expected {
                             retries.push(epoch);
                         }

@@ -11,6 +11,7 @@ use tokio::time::{Sleep, sleep};
 use tower_service::Service;
 
 use super::backoff::BackoffState;
+use super::budget::Withdrawal;
 use super::policy::{Policy, Step};
 use super::replay::Replay;
 use crate::classify::{Classify, judge};
@@ -45,6 +46,9 @@ pin_project! {
         facts: C::Facts,
         attempt: u32,
         backoff: BackoffState,
+        // The retry taken from the budget for the attempt not yet sent:
+        // given back if this future is dropped before sending it.
+        withdrawal: Option<Withdrawal>,
     }
 }
 
@@ -68,6 +72,7 @@ where
             facts,
             attempt: 1,
             backoff: BackoffState::new(),
+            withdrawal: None,
         }
     }
 }
@@ -95,8 +100,9 @@ where
                     {
                         Step::Return => return Poll::Ready(outcome.map_err(Into::into)),
                         Step::GiveUp(err) => return Poll::Ready(Err(err)),
-                        Step::Retry(delay) => {
+                        Step::Retry(delay, withdrawal) => {
                             *this.attempt += 1;
+                            *this.withdrawal = withdrawal;
                             if delay.is_zero() {
                                 this.state.set(State::Ready);
                             } else {
@@ -128,6 +134,9 @@ where
                     };
                     if *this.attempt < this.policy.max_attempts {
                         *this.next = this.policy.replay.replay(&request);
+                    }
+                    if let Some(withdrawal) = this.withdrawal.take() {
+                        withdrawal.spend();
                     }
                     let future = service.call(request);
                     this.state.set(State::Called { future });

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::backoff::{Backoff, BackoffState, RandomSource, unit_interval};
-use super::budget::RetryBudget;
+use super::budget::{RetryBudget, Withdrawal};
 use crate::classify::Verdict;
 use crate::error::{BoxError, RetryAfterTooLong};
 use crate::timeout::Deadline;
@@ -28,8 +28,9 @@ pub(crate) enum Step {
     Return,
     /// End the call with this error instead.
     GiveUp(BoxError),
-    /// Send the request again after this delay.
-    Retry(Duration),
+    /// Send the request again after this delay, with the retry taken from
+    /// the budget (if there is one).
+    Retry(Duration, Option<Withdrawal>),
 }
 
 /// Why a retryable failure was not retried, as events name it.
@@ -89,11 +90,13 @@ impl<C, P> Policy<C, P> {
                 };
             }
         }
-        if let Some(budget) = &self.budget {
-            if !budget.try_withdraw() {
-                return self.stop(Stop::BudgetSpent, attempt, verdict);
-            }
-        }
+        let withdrawal = match &self.budget {
+            Some(budget) => match budget.withdraw() {
+                Some(withdrawal) => Some(withdrawal),
+                None => return self.stop(Stop::BudgetSpent, attempt, verdict),
+            },
+            None => None,
+        };
         tracing::debug!(
             target: "steadfast::retry",
             policy = "retry",
@@ -103,7 +106,7 @@ impl<C, P> Policy<C, P> {
             delay_ms = delay.as_millis() as u64,
             "retry scheduled"
         );
-        Step::Retry(delay)
+        Step::Retry(delay, withdrawal)
     }
 
     fn stop(&self, why: Stop, attempt: u32, verdict: Verdict) -> Step {
