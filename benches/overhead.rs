@@ -1,1 +1,210 @@
-fn main() {}
+//! Per-call overhead of the timeout and retry layers on the success path,
+//! beside tower's own `Timeout` and `Retry`, in the same run.
+//!
+//! Every service wraps the same always-ready inner service; each sample
+//! runs its calls back to back inside one current-thread runtime, so the
+//! figures are the layers' cost plus a constant for the inner call.
+//!
+//! ```text
+//! cargo bench --bench overhead
+//! ```
+
+use std::convert::Infallible;
+use std::future::{Ready, ready};
+use std::hint::black_box;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use steadfast::retry::RetryLayer;
+use steadfast::timeout::{TimeoutLayer, TotalDeadlineLayer};
+use tokio::runtime::Runtime;
+use tower::retry::budget::{Budget, TpsBudget};
+use tower::{Service, ServiceBuilder, ServiceExt};
+
+type Request = (u64, u64);
+
+/// Always ready; answers at once.
+#[derive(Clone, Copy)]
+struct Echo;
+
+impl Service<Request> for Echo {
+    type Response = u64;
+    type Error = Infallible;
+    type Future = Ready<Result<u64, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, (a, b): Request) -> Self::Future {
+        ready(Ok(a.wrapping_add(b)))
+    }
+}
+
+/// tower's retry policy doing what steadfast's does without a budget: up
+/// to 3 attempts, errors retried, requests cloned.
+#[derive(Clone)]
+struct Attempts(u32);
+
+impl<Res, E> tower::retry::Policy<Request, Res, E> for Attempts {
+    type Future = Ready<()>;
+
+    fn retry(&mut self, _: &mut Request, result: &mut Result<Res, E>) -> Option<Self::Future> {
+        match result {
+            Err(_) if self.0 > 1 => {
+                self.0 -= 1;
+                Some(ready(()))
+            }
+            _ => None,
+        }
+    }
+
+    fn clone_request(&mut self, req: &Request) -> Option<Request> {
+        Some(*req)
+    }
+}
+
+/// The same with tower's `TpsBudget`: a deposit per call, a withdrawal per
+/// retry, as steadfast's budget does.
+#[derive(Clone)]
+struct Budgeted(Arc<TpsBudget>);
+
+impl<Res, E> tower::retry::Policy<Request, Res, E> for Budgeted {
+    type Future = Ready<()>;
+
+    fn retry(&mut self, _: &mut Request, result: &mut Result<Res, E>) -> Option<Self::Future> {
+        match result {
+            Ok(_) => {
+                self.0.deposit();
+                None
+            }
+            Err(_) => self.0.withdraw().then(|| ready(())),
+        }
+    }
+
+    fn clone_request(&mut self, req: &Request) -> Option<Request> {
+        Some(*req)
+    }
+}
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime")
+}
+
+fn bench_service<S>(c: &mut Criterion, group: &str, name: &str, rt: &Runtime, mut svc: S)
+where
+    S: Service<Request, Response = u64>,
+    S::Error: std::fmt::Debug,
+{
+    c.benchmark_group(group).bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = std::time::Instant::now();
+                for i in 0..iters {
+                    let ready = svc.ready().await.expect("ready");
+                    black_box(ready.call(black_box((i, 1))).await.expect("call"));
+                }
+                start.elapsed()
+            })
+        });
+    });
+}
+
+fn overhead(c: &mut Criterion) {
+    let rt = runtime();
+    let second = Duration::from_secs(1);
+    let _guard = rt.enter();
+
+    bench_service(c, "bare", "inner", &rt, Echo);
+
+    bench_service(
+        c,
+        "timeout",
+        "tower",
+        &rt,
+        tower::timeout::Timeout::new(Echo, second),
+    );
+    bench_service(
+        c,
+        "timeout",
+        "steadfast",
+        &rt,
+        ServiceBuilder::new()
+            .layer(TimeoutLayer::new(second).unwrap())
+            .service(Echo),
+    );
+
+    bench_service(
+        c,
+        "retry",
+        "tower",
+        &rt,
+        tower::retry::Retry::new(Attempts(3), Echo),
+    );
+    bench_service(
+        c,
+        "retry",
+        "steadfast",
+        &rt,
+        ServiceBuilder::new()
+            .layer(
+                RetryLayer::builder()
+                    .max_attempts(3)
+                    .unlimited_budget()
+                    .build()
+                    .unwrap(),
+            )
+            .service(Echo),
+    );
+
+    let tps = Arc::new(TpsBudget::new(Duration::from_secs(10), 10, 0.2));
+    bench_service(
+        c,
+        "retry_budget",
+        "tower",
+        &rt,
+        tower::retry::Retry::new(Budgeted(tps), Echo),
+    );
+    bench_service(
+        c,
+        "retry_budget",
+        "steadfast",
+        &rt,
+        ServiceBuilder::new()
+            .layer(RetryLayer::builder().max_attempts(3).build().unwrap())
+            .service(Echo),
+    );
+
+    // Retry over an attempt timeout, under an overall bound.
+    let tps = Arc::new(TpsBudget::new(Duration::from_secs(10), 10, 0.2));
+    bench_service(
+        c,
+        "stack",
+        "tower",
+        &rt,
+        ServiceBuilder::new()
+            .timeout(Duration::from_secs(5))
+            .retry(Budgeted(tps))
+            .timeout(second)
+            .service(Echo),
+    );
+    bench_service(
+        c,
+        "stack",
+        "steadfast",
+        &rt,
+        ServiceBuilder::new()
+            .layer(TotalDeadlineLayer::new(Duration::from_secs(5)).unwrap())
+            .layer(RetryLayer::builder().max_attempts(3).build().unwrap())
+            .layer(TimeoutLayer::new(second).unwrap())
+            .service(Echo),
+    );
+}
+
+criterion_group!(benches, overhead);
+criterion_main!(benches);

@@ -2,7 +2,8 @@
 //!
 //! Layers that add errors return [`BoxError`], as tower's own middleware
 //! does. Every way a policy can refuse to call the inner service is a small
-//! marker type, checked with [`std::error::Error::is`] on the boxed error:
+//! marker type, checked with [`is`](https://doc.rust-lang.org/std/error/trait.Error.html#method.is)
+//! on the boxed error:
 //!
 //! ```
 //! use steadfast::error::{BoxError, CircuitOpen};

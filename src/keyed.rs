@@ -110,7 +110,7 @@ mod tests {
         let registry = KeyedRegistry::<String, std::sync::atomic::AtomicU32>::new(8, None);
         let a = registry.get_or_insert_with(&"a".to_owned(), Default::default);
         a.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let again = registry.get_or_insert_with(&"a".to_owned(), || unreachable_state());
+        let again = registry.get_or_insert_with(&"a".to_owned(), unreachable_state);
         assert!(Arc::ptr_eq(&a, &again));
         assert!(registry.get(&"b".to_owned()).is_none());
     }

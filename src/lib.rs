@@ -76,7 +76,6 @@
     clippy::match_wildcard_for_single_variants,
     clippy::semicolon_if_nothing_returned,
     clippy::unused_self,
-    clippy::match_on_vec_items,
     clippy::imprecise_flops,
     clippy::suboptimal_flops,
     clippy::lossy_float_literal,
@@ -86,8 +85,7 @@
     clippy::verbose_file_reads,
     clippy::unnested_or_patterns,
     clippy::str_to_string,
-    clippy::if_let_mutex,
-    clippy::mismatched_target_os
+    clippy::if_let_mutex
 )]
 
 pub mod classify;

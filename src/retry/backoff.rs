@@ -315,6 +315,14 @@ impl RandomSource for SeededRandom {
     }
 }
 
+/// The generator used when none is given: one per process, seeded from the
+/// process's hash randomness, shared without a lock.
+pub(crate) fn default_random() -> &'static SeededRandom {
+    static DEFAULT: std::sync::LazyLock<SeededRandom> =
+        std::sync::LazyLock::new(SeededRandom::from_entropy);
+    &DEFAULT
+}
+
 /// A uniform number in `[0, 1)` from 64 random bits.
 pub(crate) fn unit_interval(bits: u64) -> f64 {
     // 53 bits fill the mantissa of an f64 exactly.
@@ -467,7 +475,7 @@ mod tests {
                 let n = i as f64 + 1.0;
                 let d = b.delay(i as u32 + 1, &mut state, *draw);
                 let upper = (f(n) - f(n - 2.0)) * DECORRELATED_SCALE * base.as_secs_f64();
-                prop_assert!(d.as_secs_f64() <= upper.min(3600.0) * (1.0 + 1e-9) + 1e-9,
+                prop_assert!(d.as_secs_f64() <= upper.min(3600.0).mul_add(1.0 + 1e-9, 1e-9),
                     "retry {}: {:?} above {}", i + 1, d, upper);
             }
         }

@@ -53,7 +53,7 @@ struct Inner {
     ratio: f64,
     reserve: f64,
     window: Duration,
-    bucket_nanos: u128,
+    bucket_nanos: u64,
     start: Instant,
     buckets: [AtomicU64; BUCKETS as usize],
 }
@@ -146,7 +146,9 @@ impl RetryBudgetBuilder {
                 ratio: self.ratio,
                 reserve: f64::from(self.min_per_sec) * self.window.as_secs_f64(),
                 window: self.window,
-                bucket_nanos: self.window.as_nanos() / u128::from(BUCKETS),
+                // The window is at most an hour, so this fits easily.
+                bucket_nanos: u64::try_from(self.window.as_nanos() / u128::from(BUCKETS))
+                    .unwrap_or(u64::MAX),
                 start: Instant::now(),
                 buckets: Default::default(),
             }),
@@ -171,8 +173,13 @@ fn unpack(word: u64) -> (u64, u64, u64) {
 impl Inner {
     #[inline]
     fn epoch(&self, now: Instant) -> u64 {
-        let elapsed = now.saturating_duration_since(self.start).as_nanos();
-        u64::try_from(elapsed / self.bucket_nanos).unwrap_or(u64::MAX)
+        let elapsed = now.saturating_duration_since(self.start);
+        // Seconds and nanoseconds apart: no 128-bit division on the hot path.
+        let nanos = elapsed
+            .as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(elapsed.subsec_nanos()));
+        nanos / self.bucket_nanos
     }
 
     #[inline]

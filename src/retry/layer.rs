@@ -210,9 +210,7 @@ impl<C, P> RetryLayerBuilder<C, P> {
                 honor_retry_after: s.honor_retry_after,
                 classifier,
                 replay,
-                random: s
-                    .random
-                    .unwrap_or_else(|| Arc::new(SeededRandom::from_entropy())),
+                random: s.random,
                 name: s.name,
             }),
         })

@@ -4,12 +4,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::backoff::{Backoff, BackoffState, RandomSource, unit_interval};
+use super::backoff::{Backoff, BackoffState, RandomSource, default_random, unit_interval};
 use super::budget::{RetryBudget, Withdrawal};
 use crate::classify::Verdict;
 use crate::error::{BoxError, RetryAfterTooLong};
 use crate::timeout::Deadline;
 
+/// The settings of a retry layer, shared by every service it makes and
+/// every call's future.
 pub(crate) struct Policy<C, P> {
     pub(crate) max_attempts: u32,
     pub(crate) backoff: Backoff,
@@ -18,7 +20,8 @@ pub(crate) struct Policy<C, P> {
     pub(crate) honor_retry_after: bool,
     pub(crate) classifier: C,
     pub(crate) replay: P,
-    pub(crate) random: Arc<dyn RandomSource>,
+    /// `None`: the process-wide default generator.
+    pub(crate) random: Option<Arc<dyn RandomSource>>,
     pub(crate) name: &'static str,
 }
 
@@ -72,7 +75,11 @@ impl<C, P> Policy<C, P> {
         if !can_replay {
             return self.stop(Stop::NotReplayable, attempt, verdict);
         }
-        let random = unit_interval(self.random.next_u64());
+        let bits = match &self.random {
+            Some(random) => random.next_u64(),
+            None => default_random().next_u64(),
+        };
+        let random = unit_interval(bits);
         let mut delay = self.backoff.delay(attempt, state, random);
         let hint = verdict.retry_after().filter(|_| self.honor_retry_after);
         if let Some(hint) = hint {
