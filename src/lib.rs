@@ -37,14 +37,14 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), steadfast::BoxError> {
 //! let service = ServiceBuilder::new()
-//!     .layer(TotalDeadlineLayer::new(Duration::from_secs(2)))
+//!     .layer(TotalDeadlineLayer::new(Duration::from_secs(2))?)
 //!     .layer(
 //!         RetryLayer::builder()
 //!             .max_attempts(3)
 //!             .backoff(Backoff::exponential(Duration::from_millis(50)).jitter(Jitter::Full))
 //!             .build()?,
 //!     )
-//!     .layer(TimeoutLayer::new(Duration::from_millis(500)))
+//!     .layer(TimeoutLayer::new(Duration::from_millis(500))?)
 //!     .service(service_fn(|name: &'static str| async move {
 //!         Ok::<_, steadfast::BoxError>(format!("hello, {name}"))
 //!     }));
@@ -100,5 +100,7 @@ pub(crate) mod keyed;
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub mod rate_limit;
+pub mod retry;
+pub mod timeout;
 
 pub use error::{BoxError, ConfigError};
