@@ -46,7 +46,7 @@ impl fmt::Debug for BulkheadLayer {
 }
 
 /// Settings of a bulkhead, checked by [`build`](BulkheadLayerBuilder::build).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct BulkheadLayerBuilder {
     pub(super) settings: Settings,
 }
@@ -83,14 +83,6 @@ impl Settings {
             self.queue.unwrap_or(usize::MAX),
             self.name.clone(),
         )
-    }
-}
-
-impl Default for BulkheadLayerBuilder {
-    fn default() -> Self {
-        Self {
-            settings: Settings::default(),
-        }
     }
 }
 
