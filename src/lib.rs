@@ -10,6 +10,8 @@
 //! | [`TimeoutLayer`](timeout::TimeoutLayer) | [`timeout`] | bounds one attempt |
 //! | [`TotalDeadlineLayer`](timeout::TotalDeadlineLayer) | [`timeout`] | bounds the whole logical call, retries included |
 //! | [`RetryLayer`](retry::RetryLayer) | [`retry`] | retries transient failures with jittered backoff, within a retry budget |
+//! | [`BulkheadLayer`](bulkhead::BulkheadLayer), [`KeyedBulkheadLayer`](bulkhead::KeyedBulkheadLayer) | [`bulkhead`] | caps the calls in flight to a dependency (or per key), with a bounded wait |
+//! | `RateLimitLayer` (feature `rate-limit`) | `rate_limit` | caps calls per client and period by tier (GCRA), rejecting or throttling the excess |
 //!
 //! Every policy acts on one [`Verdict`](classify::Verdict) per attempt,
 //! produced by a [`Classify`](classify::Classify)er: a functional error (a
@@ -88,10 +90,14 @@
     clippy::if_let_mutex
 )]
 
+pub mod bulkhead;
 pub mod classify;
 pub mod error;
 #[allow(dead_code)] // used by the keyed layers
 pub(crate) mod keyed;
+#[cfg(feature = "rate-limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
+pub mod rate_limit;
 pub mod retry;
 pub mod timeout;
 

@@ -1,0 +1,184 @@
+//! The future returned by [`Bulkhead`](super::Bulkhead).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use tokio::sync::futures::OwnedNotified;
+use tokio::time::{Instant, Sleep};
+use tower_service::Service;
+
+use super::state::{Permit, Shared, WaitGuard, emit_admitted_after_wait, emit_rejection};
+use crate::BoxError;
+use crate::error::BulkheadFull;
+
+pin_project! {
+    /// The response future of [`Bulkhead`](super::Bulkhead).
+    ///
+    /// It holds the call's permit until the inner future completes or is
+    /// dropped. A call that waits for a permit keeps its request and the
+    /// inner service here until a permit is free, then calls it.
+    pub struct ResponseFuture<F, S, Req> {
+        #[pin]
+        state: State<F, S, Req>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, S, Req> {
+        Called {
+            #[pin]
+            future: F,
+            permit: Option<Permit>,
+        },
+        Waiting {
+            #[pin]
+            notified: OwnedNotified,
+            #[pin]
+            sleep: Option<Sleep>,
+            waiter: Option<Waiter<F, S, Req>>,
+        },
+        Rejected,
+    }
+}
+
+/// What a waiting call keeps until its permit arrives.
+struct Waiter<F, S, Req> {
+    guard: WaitGuard,
+    service: S,
+    request: Req,
+    /// `S::call`, kept as a function pointer so that the `Future` impl
+    /// needs only bounds on `F`, as tower's futures do.
+    call: fn(&mut S, Req) -> F,
+    since: Instant,
+}
+
+impl<F, S, Req> ResponseFuture<F, S, Req> {
+    pub(crate) fn called(future: F, permit: Permit) -> Self {
+        Self {
+            state: State::Called {
+                future,
+                permit: Some(permit),
+            },
+        }
+    }
+
+    pub(crate) fn waiting(guard: WaitGuard, service: S, request: Req) -> Self
+    where
+        S: Service<Req, Future = F>,
+    {
+        let shared = &guard.shared;
+        let since = Instant::now();
+        // A deadline too far to represent means no deadline.
+        let sleep = since
+            .checked_add(shared.max_wait())
+            .map(tokio::time::sleep_until);
+        Self {
+            state: State::Waiting {
+                notified: Arc::clone(&shared.notify).notified_owned(),
+                sleep,
+                waiter: Some(Waiter {
+                    guard,
+                    service,
+                    request,
+                    call: S::call,
+                    since,
+                }),
+            },
+        }
+    }
+
+    pub(crate) fn rejected(shared: &Shared) -> Self {
+        emit_rejection(shared);
+        Self {
+            state: State::Rejected,
+        }
+    }
+}
+
+impl<F, S, Req, T, E> Future for ResponseFuture<F, S, Req>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Called { future, permit } => {
+                    let output = ready!(future.poll(cx));
+                    // Return the permit as soon as the call is over.
+                    drop(permit.take());
+                    return Poll::Ready(output.map_err(Into::into));
+                }
+                StateProj::Waiting {
+                    mut notified,
+                    sleep,
+                    waiter,
+                } => {
+                    let Some(w) = waiter.take() else {
+                        // Only reachable if polled after completion.
+                        return Poll::Ready(Err(BulkheadFull::new().into()));
+                    };
+                    // Register first, then retry: a permit returned after the
+                    // retry wakes this registration.
+                    notified.as_mut().enable();
+                    if let Some(permit) = w.guard.shared.try_acquire() {
+                        let Waiter {
+                            guard,
+                            mut service,
+                            request,
+                            call,
+                            since,
+                        } = w;
+                        emit_admitted_after_wait(&guard.shared, since.elapsed());
+                        drop(guard);
+                        // The service was ready when `call` took it.
+                        let future = call(&mut service, request);
+                        this.state.set(State::Called {
+                            future,
+                            permit: Some(permit),
+                        });
+                        continue;
+                    }
+                    if notified.as_mut().poll(cx).is_ready() {
+                        // Woken, but another call took the permit first.
+                        notified.set(Arc::clone(&w.guard.shared.notify).notified_owned());
+                        *waiter = Some(w);
+                        continue;
+                    }
+                    if sleep.as_pin_mut().is_some_and(|s| s.poll(cx).is_ready()) {
+                        let shared = Arc::clone(&w.guard.shared);
+                        // Leave the queue before the event counts waiters.
+                        drop(w);
+                        this.state.set(State::Rejected);
+                        emit_rejection(&shared);
+                        return Poll::Ready(Err(BulkheadFull::new().into()));
+                    }
+                    *waiter = Some(w);
+                    return Poll::Pending;
+                }
+                StateProj::Rejected => return Poll::Ready(Err(BulkheadFull::new().into())),
+            }
+        }
+    }
+}
+
+impl<F, S, Req> fmt::Debug for ResponseFuture<F, S, Req> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Called { .. } => "called",
+            State::Waiting { .. } => "waiting",
+            State::Rejected => "rejected",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}

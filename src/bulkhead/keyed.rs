@@ -1,0 +1,291 @@
+//! One bulkhead per key (per host, per route), with a bounded number of keys.
+
+use std::fmt;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::future::ResponseFuture;
+use super::layer::{Settings, settings_methods};
+use super::state::Shared;
+use super::{BulkheadHandle, admit};
+use crate::BoxError;
+use crate::error::{ConfigError, check};
+use crate::keyed::KeyedRegistry;
+
+const DEFAULT_MAX_KEYS: u64 = 1_024;
+const DEFAULT_IDLE: Duration = Duration::from_secs(600);
+
+/// Applies a [`KeyedBulkhead`]: one bulkhead per key of the request, each
+/// with the same settings, for at most `max_keys` keys.
+///
+/// Built with [`KeyedBulkheadLayer::builder`], which takes the function that
+/// gives a request's key. Every service this layer makes shares one
+/// registry of bulkheads.
+pub struct KeyedBulkheadLayer<K, F> {
+    shared: Arc<KeyedShared<K, F>>,
+}
+
+struct KeyedShared<K, F> {
+    key: F,
+    settings: Settings,
+    registry: KeyedRegistry<K, Shared>,
+}
+
+impl<K, F> KeyedBulkheadLayer<K, F>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    /// A builder whose bulkheads are chosen by `key`, a function of the
+    /// request, with the defaults: 25 concurrent calls per key, no waiting,
+    /// at most 1,024 keys, keys idle for 10 minutes dropped.
+    pub fn builder<Req>(key: F) -> KeyedBulkheadLayerBuilder<K, F>
+    where
+        F: Fn(&Req) -> K,
+    {
+        KeyedBulkheadLayerBuilder {
+            key,
+            settings: Settings::default(),
+            max_keys: DEFAULT_MAX_KEYS,
+            idle: Some(DEFAULT_IDLE),
+            _key: std::marker::PhantomData,
+        }
+    }
+
+    /// A view of the bulkheads of every key.
+    pub fn handle(&self) -> KeyedBulkheadHandle<K> {
+        KeyedBulkheadHandle {
+            registry: self.shared.registry.clone(),
+        }
+    }
+}
+
+impl<K, F> Clone for KeyedBulkheadLayer<K, F> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<S, K, F> Layer<S> for KeyedBulkheadLayer<K, F> {
+    type Service = KeyedBulkhead<S, K, F>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        KeyedBulkhead {
+            inner,
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<K, F> fmt::Debug for KeyedBulkheadLayer<K, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedBulkheadLayer")
+            .field("settings", &self.shared.settings)
+            .field("registry", &self.shared.registry)
+            .finish()
+    }
+}
+
+/// Settings of a keyed bulkhead, checked by
+/// [`build`](KeyedBulkheadLayerBuilder::build).
+pub struct KeyedBulkheadLayerBuilder<K, F> {
+    key: F,
+    settings: Settings,
+    max_keys: u64,
+    idle: Option<Duration>,
+    _key: std::marker::PhantomData<fn() -> K>,
+}
+
+impl<K, F> KeyedBulkheadLayerBuilder<K, F>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    settings_methods!();
+
+    /// The most keys that have a bulkhead at once (default 1,024). Beyond
+    /// it the least used keys are dropped. Must be at least 1.
+    pub fn max_keys(mut self, max_keys: u64) -> Self {
+        self.max_keys = max_keys;
+        self
+    }
+
+    /// Drops the bulkhead of a key that saw no call for `idle` (default 10
+    /// minutes); `None` keeps keys until `max_keys` pushes them out.
+    ///
+    /// A key dropped while calls are still in flight gets a fresh bulkhead
+    /// on its next call; keep `idle` well above the longest call.
+    pub fn idle(mut self, idle: Option<Duration>) -> Self {
+        self.idle = idle;
+        self
+    }
+
+    /// Checks the settings and makes the layer.
+    ///
+    /// # Errors
+    ///
+    /// `bulkhead.max_concurrent` or `bulkhead.max_keys` is zero, or
+    /// `bulkhead.idle` is zero.
+    pub fn build(self) -> Result<KeyedBulkheadLayer<K, F>, ConfigError> {
+        self.settings.check()?;
+        check::at_least("bulkhead.max_keys", self.max_keys, 1)?;
+        if let Some(idle) = self.idle {
+            check::positive("bulkhead.idle", idle)?;
+        }
+        Ok(KeyedBulkheadLayer {
+            shared: Arc::new(KeyedShared {
+                key: self.key,
+                settings: self.settings,
+                registry: KeyedRegistry::new(self.max_keys, self.idle),
+            }),
+        })
+    }
+}
+
+impl<K, F> fmt::Debug for KeyedBulkheadLayerBuilder<K, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedBulkheadLayerBuilder")
+            .field("settings", &self.settings)
+            .field("max_keys", &self.max_keys)
+            .field("idle", &self.idle)
+            .finish()
+    }
+}
+
+/// Caps the calls in flight per key of the request. Made by
+/// [`KeyedBulkheadLayer`].
+pub struct KeyedBulkhead<S, K, F> {
+    inner: S,
+    shared: Arc<KeyedShared<K, F>>,
+}
+
+impl<S, K, F> KeyedBulkhead<S, K, F>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    /// A view of the bulkheads of every key.
+    pub fn handle(&self) -> KeyedBulkheadHandle<K> {
+        KeyedBulkheadHandle {
+            registry: self.shared.registry.clone(),
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, consuming the bulkhead.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, K, F> Clone for KeyedBulkhead<S, K, F> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<S: fmt::Debug, K, F> fmt::Debug for KeyedBulkhead<S, K, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedBulkhead")
+            .field("inner", &self.inner)
+            .field("registry", &self.shared.registry)
+            .finish()
+    }
+}
+
+impl<S, K, F, Req> Service<Req> for KeyedBulkhead<S, K, F>
+where
+    S: Service<Req> + Clone,
+    S::Error: Into<BoxError>,
+    F: Fn(&Req) -> K,
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, S, Req>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        let key = (self.shared.key)(&request);
+        let settings = &self.shared.settings;
+        let bulkhead = self
+            .shared
+            .registry
+            .get_or_insert_with(&key, || settings.shared());
+        admit(&bulkhead, &mut self.inner, request)
+    }
+}
+
+/// A cloneable view of a keyed bulkhead's per-key bulkheads.
+pub struct KeyedBulkheadHandle<K> {
+    registry: KeyedRegistry<K, Shared>,
+}
+
+impl<K> KeyedBulkheadHandle<K>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    /// The bulkhead of `key`, if the key has one now.
+    pub fn get(&self, key: &K) -> Option<BulkheadHandle> {
+        self.registry.get(key).map(BulkheadHandle::new)
+    }
+
+    /// How many keys have a bulkhead (an estimate while evictions are
+    /// pending).
+    pub fn keys(&self) -> u64 {
+        self.registry.len()
+    }
+
+    /// The most keys that have a bulkhead at once.
+    pub fn max_keys(&self) -> u64 {
+        self.registry.max_keys()
+    }
+
+    /// Every key with its bulkhead.
+    pub fn entries(&self) -> Vec<(K, BulkheadHandle)> {
+        self.registry
+            .entries()
+            .into_iter()
+            .map(|(key, shared)| (key, BulkheadHandle::new(shared)))
+            .collect()
+    }
+
+    /// Applies pending evictions now, so that [`keys`](Self::keys) is exact.
+    pub fn sync(&self) {
+        self.registry.run_pending_tasks();
+    }
+}
+
+impl<K> Clone for KeyedBulkheadHandle<K>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    fn clone(&self) -> Self {
+        Self {
+            registry: self.registry.clone(),
+        }
+    }
+}
+
+impl<K> fmt::Debug for KeyedBulkheadHandle<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("KeyedBulkheadHandle")
+            .field(&self.registry)
+            .finish()
+    }
+}

@@ -1,0 +1,153 @@
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower_layer::Layer;
+
+use super::state::Shared;
+use super::{Bulkhead, BulkheadHandle};
+use crate::error::{ConfigError, check};
+
+/// Applies a [`Bulkhead`] to services: at most `max_concurrent` calls in
+/// flight at once.
+///
+/// Every service this layer makes, and every clone of them, shares one set
+/// of permits. Built with [`BulkheadLayer::builder`].
+#[derive(Clone)]
+pub struct BulkheadLayer {
+    shared: Arc<Shared>,
+}
+
+impl BulkheadLayer {
+    /// A builder with the defaults: 25 concurrent calls, no waiting.
+    pub fn builder() -> BulkheadLayerBuilder {
+        BulkheadLayerBuilder::default()
+    }
+
+    /// A view of the bulkhead's permits and waiters.
+    pub fn handle(&self) -> BulkheadHandle {
+        BulkheadHandle::new(Arc::clone(&self.shared))
+    }
+}
+
+impl<S> Layer<S> for BulkheadLayer {
+    type Service = Bulkhead<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Bulkhead::from_shared(inner, Arc::clone(&self.shared))
+    }
+}
+
+impl fmt::Debug for BulkheadLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("BulkheadLayer").field(&self.shared).finish()
+    }
+}
+
+/// Settings of a bulkhead, checked by [`build`](BulkheadLayerBuilder::build).
+#[derive(Debug, Clone, Default)]
+pub struct BulkheadLayerBuilder {
+    pub(super) settings: Settings,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Settings {
+    max_concurrent: usize,
+    max_wait: Duration,
+    queue: Option<usize>,
+    name: Cow<'static, str>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_concurrent: 25,
+            max_wait: Duration::ZERO,
+            queue: None,
+            name: Cow::Borrowed("bulkhead"),
+        }
+    }
+}
+
+impl Settings {
+    pub(super) fn check(&self) -> Result<(), ConfigError> {
+        check::at_least("bulkhead.max_concurrent", self.max_concurrent, 1)?;
+        Ok(())
+    }
+
+    pub(super) fn shared(&self) -> Shared {
+        Shared::new(
+            self.max_concurrent,
+            self.max_wait,
+            self.queue.unwrap_or(usize::MAX),
+            self.name.clone(),
+        )
+    }
+}
+
+macro_rules! settings_methods {
+    () => {
+        /// The most calls in flight at once (default 25). Must be at least 1.
+        pub fn max_concurrent(mut self, permits: usize) -> Self {
+            self.settings.max_concurrent_mut(permits);
+            self
+        }
+
+        /// How long a call may wait for a free permit (default zero: a call
+        /// that finds every permit taken is refused at once).
+        pub fn max_wait(mut self, max_wait: Duration) -> Self {
+            self.settings.max_wait_mut(max_wait);
+            self
+        }
+
+        /// The most calls that may wait for a permit at once (default: no
+        /// bound). A call that finds the queue full is refused at once.
+        /// Has no effect when `max_wait` is zero.
+        pub fn queue(mut self, waiters: usize) -> Self {
+            self.settings.queue_mut(waiters);
+            self
+        }
+
+        /// A name for events (default `"bulkhead"`).
+        pub fn name(mut self, name: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+            self.settings.name_mut(name.into());
+            self
+        }
+    };
+}
+pub(super) use settings_methods;
+
+impl Settings {
+    pub(super) fn max_concurrent_mut(&mut self, permits: usize) {
+        self.max_concurrent = permits;
+    }
+
+    pub(super) fn max_wait_mut(&mut self, max_wait: Duration) {
+        self.max_wait = max_wait;
+    }
+
+    pub(super) fn queue_mut(&mut self, waiters: usize) {
+        self.queue = Some(waiters);
+    }
+
+    pub(super) fn name_mut(&mut self, name: Cow<'static, str>) {
+        self.name = name;
+    }
+}
+
+impl BulkheadLayerBuilder {
+    settings_methods!();
+
+    /// Checks the settings and makes the layer.
+    ///
+    /// # Errors
+    ///
+    /// `bulkhead.max_concurrent` is zero.
+    pub fn build(self) -> Result<BulkheadLayer, ConfigError> {
+        self.settings.check()?;
+        Ok(BulkheadLayer {
+            shared: Arc::new(self.settings.shared()),
+        })
+    }
+}

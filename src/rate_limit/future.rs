@@ -1,0 +1,168 @@
+//! The future returned by [`RateLimit`](super::RateLimit).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use governor::clock::Clock;
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+
+use super::clock::TokioClock;
+use super::state::Limiter;
+use crate::BoxError;
+use crate::error::RateLimited;
+
+pin_project! {
+    /// The response future of [`RateLimit`](super::RateLimit).
+    ///
+    /// A throttled call keeps its request and the inner service here while
+    /// it waits for its allowance, then calls it.
+    pub struct ResponseFuture<F, S, Req> {
+        #[pin]
+        state: State<F, S, Req>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, S, Req> {
+        Called {
+            #[pin]
+            future: F,
+        },
+        Throttled {
+            #[pin]
+            sleep: Sleep,
+            waiter: Option<Waiter<F, S, Req>>,
+        },
+        Rejected {
+            retry_after: Duration,
+        },
+    }
+}
+
+struct Waiter<F, S, Req> {
+    limiter: Arc<Limiter>,
+    /// The latest time the call may start; `None` when too far to represent.
+    deadline: Option<Instant>,
+    service: S,
+    request: Req,
+    /// `S::call`, kept as a function pointer so that the `Future` impl
+    /// needs only bounds on `F`, as tower's futures do.
+    call: fn(&mut S, Req) -> F,
+}
+
+impl<F, S, Req> ResponseFuture<F, S, Req> {
+    pub(crate) fn called(future: F) -> Self {
+        Self {
+            state: State::Called { future },
+        }
+    }
+
+    pub(crate) fn rejected(retry_after: Duration) -> Self {
+        Self {
+            state: State::Rejected { retry_after },
+        }
+    }
+
+    pub(crate) fn throttled(
+        limiter: Arc<Limiter>,
+        wait: Duration,
+        max_delay: Duration,
+        service: S,
+        request: Req,
+        call: fn(&mut S, Req) -> F,
+    ) -> Self {
+        let now = Instant::now();
+        // `wait <= max_delay`, so a representable deadline bounds the wake-up.
+        let deadline = now.checked_add(max_delay);
+        let wake = now.checked_add(wait).unwrap_or(now);
+        Self {
+            state: State::Throttled {
+                sleep: tokio::time::sleep_until(wake),
+                waiter: Some(Waiter {
+                    limiter,
+                    deadline,
+                    service,
+                    request,
+                    call,
+                }),
+            },
+        }
+    }
+}
+
+impl<F, S, Req, T, E> Future for ResponseFuture<F, S, Req>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Called { future } => {
+                    return future.poll(cx).map_err(Into::into);
+                }
+                StateProj::Rejected { retry_after } => {
+                    return Poll::Ready(Err(RateLimited::new(*retry_after).into()));
+                }
+                StateProj::Throttled { mut sleep, waiter } => {
+                    ready!(sleep.as_mut().poll(cx));
+                    let Some(w) = waiter.as_ref() else {
+                        // Only reachable if polled after completion.
+                        return Poll::Ready(Err(RateLimited::new(Duration::ZERO).into()));
+                    };
+                    match w.limiter.check() {
+                        Ok(()) => {
+                            let Some(Waiter {
+                                mut service,
+                                request,
+                                call,
+                                ..
+                            }) = waiter.take()
+                            else {
+                                continue;
+                            };
+                            let future = call(&mut service, request);
+                            this.state.set(State::Called { future });
+                        }
+                        Err(not_until) => {
+                            // Another call took the allowance first: wait
+                            // again if that still starts before the deadline.
+                            let now = TokioClock.now().0;
+                            let wait = not_until.wait_time_from(TokioClock.now());
+                            match now.checked_add(wait) {
+                                Some(wake) if w.deadline.is_none_or(|d| wake <= d) => {
+                                    sleep.as_mut().reset(wake);
+                                }
+                                _ => {
+                                    this.state.set(State::Rejected { retry_after: wait });
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<F, S, Req> fmt::Debug for ResponseFuture<F, S, Req> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Called { .. } => "called",
+            State::Throttled { .. } => "throttled",
+            State::Rejected { .. } => "rejected",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}

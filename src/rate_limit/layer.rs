@@ -1,0 +1,281 @@
+use std::borrow::Cow;
+use std::fmt;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower_layer::Layer;
+
+use super::clock::TokioClock;
+use super::quota::Quota;
+use super::state::{Limiter, Limits, Store, Tier, TierFn, Tiers};
+use super::{ByKey, Global, Mode, RateLimit, RateLimitHandle};
+use crate::error::{ConfigError, check};
+use crate::keyed::KeyedRegistry;
+
+const DEFAULT_MAX_KEYS: u64 = 10_000;
+const DEFAULT_IDLE: Duration = Duration::from_secs(600);
+
+/// Applies a [`RateLimit`]: calls per key and period, by tier.
+///
+/// Every service this layer makes, and every clone of them, shares the same
+/// limiters. Built with [`RateLimitLayer::builder`].
+pub struct RateLimitLayer<K = (), F = Global> {
+    pub(super) key: Arc<F>,
+    pub(super) limits: Arc<Limits<K>>,
+}
+
+impl RateLimitLayer {
+    /// A builder: define at least one tier (or a [`quota`](RateLimitLayerBuilder::quota)),
+    /// and optionally a [`key`](RateLimitLayerBuilder::key) function.
+    /// Without one, every call shares a single allowance.
+    pub fn builder() -> RateLimitLayerBuilder {
+        RateLimitLayerBuilder {
+            key: Global,
+            tiers: Vec::new(),
+            default_tier: None,
+            tier_of: None,
+            mode: Mode::Reject,
+            max_keys: DEFAULT_MAX_KEYS,
+            idle: Some(DEFAULT_IDLE),
+        }
+    }
+}
+
+impl<K, F> RateLimitLayer<K, F> {
+    /// A view of the limiter's keys and settings.
+    pub fn handle(&self) -> RateLimitHandle<K> {
+        RateLimitHandle {
+            limits: Arc::clone(&self.limits),
+        }
+    }
+}
+
+impl<K, F> Clone for RateLimitLayer<K, F> {
+    fn clone(&self) -> Self {
+        Self {
+            key: Arc::clone(&self.key),
+            limits: Arc::clone(&self.limits),
+        }
+    }
+}
+
+impl<S, K, F> Layer<S> for RateLimitLayer<K, F> {
+    type Service = RateLimit<S, K, F>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimit {
+            inner,
+            key: Arc::clone(&self.key),
+            limits: Arc::clone(&self.limits),
+        }
+    }
+}
+
+impl<K, F> fmt::Debug for RateLimitLayer<K, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RateLimitLayer").field(&self.limits).finish()
+    }
+}
+
+/// Settings of a rate limiter, checked by `build`.
+pub struct RateLimitLayerBuilder<K = (), F = Global> {
+    key: F,
+    tiers: Vec<(Cow<'static, str>, Quota)>,
+    default_tier: Option<Cow<'static, str>>,
+    tier_of: Option<TierFn<K>>,
+    mode: Mode,
+    max_keys: u64,
+    idle: Option<Duration>,
+}
+
+impl<K, F> RateLimitLayerBuilder<K, F> {
+    /// Defines a tier and its quota. Tier names must be distinct.
+    pub fn tier(mut self, name: impl Into<Cow<'static, str>>, quota: Quota) -> Self {
+        self.tiers.push((name.into(), quota));
+        self
+    }
+
+    /// One quota for every call: a single tier named `"default"`.
+    pub fn quota(self, quota: Quota) -> Self {
+        self.tier("default", quota)
+    }
+
+    /// The tier of keys that the tier function does not place, or that it
+    /// maps to a name that is no tier. Must name a defined tier; needed when
+    /// more than one tier is defined.
+    pub fn default_tier(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.default_tier = Some(name.into());
+        self
+    }
+
+    /// Reject the excess at once (the default), or throttle it.
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The most keys tracked per tier (default 10,000). Beyond it the least
+    /// used keys are dropped, and start again with a full allowance when
+    /// they return. Must be at least 1.
+    pub fn max_keys(mut self, max_keys: u64) -> Self {
+        self.max_keys = max_keys;
+        self
+    }
+
+    /// Drops a key that made no call for `idle` (default 10 minutes; never
+    /// less than the time its tier takes to refill its burst, so dropping a
+    /// key never grants it more than its quota). `None` keeps keys until
+    /// `max_keys` pushes them out.
+    pub fn idle(mut self, idle: Option<Duration>) -> Self {
+        self.idle = idle;
+        self
+    }
+
+    /// Keys calls by `key`, a function of the request (an API key, a
+    /// tenant, a client address). Each key gets its own allowance.
+    pub fn key<Req, K2, F2>(self, key: F2) -> RateLimitLayerBuilder<K2, ByKey<F2>>
+    where
+        F2: Fn(&Req) -> K2,
+    {
+        RateLimitLayerBuilder {
+            key: ByKey(key),
+            tiers: self.tiers,
+            default_tier: self.default_tier,
+            tier_of: None,
+            mode: self.mode,
+            max_keys: self.max_keys,
+            idle: self.idle,
+        }
+    }
+
+    fn finish(self, keyed: bool) -> Result<RateLimitLayer<K, F>, ConfigError>
+    where
+        K: Hash + Eq + Clone + Send + Sync + 'static,
+    {
+        if self.tiers.is_empty() {
+            return Err(ConfigError::new(
+                "rate_limit.tier",
+                "none",
+                "define at least one tier or quota",
+            ));
+        }
+        let mut list = Vec::with_capacity(self.tiers.len());
+        for (name, quota) in self.tiers {
+            if list.iter().any(|tier: &Tier| tier.name == name) {
+                return Err(ConfigError::new(
+                    "rate_limit.tier",
+                    name,
+                    "is defined more than once",
+                ));
+            }
+            let governor = quota.to_governor(&name)?;
+            list.push(Tier {
+                name,
+                quota,
+                governor,
+            });
+        }
+        let default = match self.default_tier {
+            Some(name) => list.iter().position(|t| t.name == name).ok_or_else(|| {
+                ConfigError::new("rate_limit.default_tier", name, "names no defined tier")
+            })?,
+            None if list.len() == 1 => 0,
+            None => {
+                return Err(ConfigError::new(
+                    "rate_limit.default_tier",
+                    "none",
+                    "must name one of the tiers when several are defined",
+                ));
+            }
+        };
+        if let Mode::Throttle { max_delay } = self.mode {
+            check::positive("rate_limit.max_delay", max_delay)?;
+        }
+        check::at_least("rate_limit.max_keys", self.max_keys, 1)?;
+        if let Some(idle) = self.idle {
+            check::positive("rate_limit.idle", idle)?;
+        }
+        let store = if keyed {
+            let idle = self.idle;
+            Store::Keyed(
+                list.iter()
+                    .map(|tier| {
+                        let refill = tier.governor.burst_size_replenished_in();
+                        KeyedRegistry::new(self.max_keys, idle.map(|idle| idle.max(refill)))
+                    })
+                    .collect(),
+            )
+        } else {
+            Store::Global(
+                list.iter()
+                    .map(|tier| Arc::new(Limiter::direct_with_clock(tier.governor, TokioClock)))
+                    .collect(),
+            )
+        };
+        Ok(RateLimitLayer {
+            key: Arc::new(self.key),
+            limits: Arc::new(Limits {
+                tiers: Tiers {
+                    list: list.into_boxed_slice(),
+                    default,
+                },
+                tier_of: self.tier_of,
+                store,
+                mode: self.mode,
+                max_keys: self.max_keys,
+            }),
+        })
+    }
+}
+
+impl RateLimitLayerBuilder {
+    /// Checks the settings and makes the layer.
+    ///
+    /// # Errors
+    ///
+    /// No tier, a tier defined twice, a quota of zero calls, a zero period
+    /// or burst, a default tier that names no tier (or none named when
+    /// several are defined), a zero `max_delay`, `max_keys` or `idle`.
+    pub fn build(self) -> Result<RateLimitLayer, ConfigError> {
+        self.finish(false)
+    }
+}
+
+impl<K, F> RateLimitLayerBuilder<K, ByKey<F>>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    /// Places each key in a tier by name (`"free"`, `"pro"`); a name that is
+    /// no tier falls back to the default tier. Called on each call.
+    pub fn tier_of<R>(mut self, tier_of: impl Fn(&K) -> R + Send + Sync + 'static) -> Self
+    where
+        R: AsRef<str>,
+    {
+        self.tier_of = Some(Box::new(move |key: &K, tiers: &Tiers| {
+            tiers.index_of(tier_of(key).as_ref())
+        }));
+        self
+    }
+
+    /// Checks the settings and makes the layer.
+    ///
+    /// # Errors
+    ///
+    /// As for the unkeyed [`build`](RateLimitLayerBuilder::build).
+    pub fn build(self) -> Result<RateLimitLayer<K, ByKey<F>>, ConfigError> {
+        self.finish(true)
+    }
+}
+
+impl<K, F> fmt::Debug for RateLimitLayerBuilder<K, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitLayerBuilder")
+            .field("tiers", &self.tiers)
+            .field("default_tier", &self.default_tier)
+            .field("mode", &self.mode)
+            .field("max_keys", &self.max_keys)
+            .field("idle", &self.idle)
+            .finish()
+    }
+}

@@ -1,0 +1,320 @@
+//! Rate limiting: calls per client and period, by tier (feature
+//! `rate-limit`).
+//!
+//! Each call is keyed by a function of the request (an API key, a tenant,
+//! a client address); each key belongs to a tier (free, professional,
+//! enterprise) and each tier has its own [`Quota`]: calls per period and a
+//! burst. The limits are enforced with [governor]'s GCRA, one atomic word
+//! of state per key, reading tokio's clock so that tests run on paused
+//! time.
+//!
+//! The excess is either rejected at once with
+//! [`RateLimited`](crate::error::RateLimited), which carries the time until a
+//! call would be allowed (an HTTP server answers 429 with `Retry-After`), or
+//! throttled: made to wait up to a maximum delay, then rejected.
+//!
+//! Memory stays bounded however many distinct keys arrive: each tier holds
+//! at most [`max_keys`](RateLimitLayerBuilder::max_keys) keys, and keys left
+//! idle are dropped.
+//!
+//! ```
+//! use steadfast::error::RateLimited;
+//! use steadfast::rate_limit::{Quota, RateLimitLayer};
+//! use tower::{Layer, Service, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), steadfast::BoxError> {
+//! // At most 2 calls at once, refilled at 60 a minute.
+//! let layer = RateLimitLayer::builder()
+//!     .quota(Quota::per_minute(60).burst(2))
+//!     .build()?;
+//! let mut service = layer.layer(service_fn(|n: u32| async move {
+//!     Ok::<_, steadfast::BoxError>(n)
+//! }));
+//!
+//! assert_eq!(service.ready().await?.call(1).await?, 1);
+//! assert_eq!(service.ready().await?.call(2).await?, 2);
+//! let err = service.ready().await?.call(3).await.unwrap_err();
+//! let limited = err.downcast_ref::<RateLimited>().expect("rate limited");
+//! assert!(limited.retry_after().as_millis() > 0);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Tiers keyed by API key, throttling the excess for up to 200 ms:
+//!
+//! ```
+//! use std::time::Duration;
+//! use steadfast::rate_limit::{Mode, Quota, RateLimitLayer};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! struct Request {
+//!     api_key: String,
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), steadfast::BoxError> {
+//! let limit = RateLimitLayer::builder()
+//!     .tier("free", Quota::per_minute(60).burst(5))
+//!     .tier("pro", Quota::per_second(100))
+//!     .tier("enterprise", Quota::per_second(1_000).burst(2_000))
+//!     .default_tier("free")
+//!     .key(|req: &Request| req.api_key.clone())
+//!     .tier_of(|key: &String| if key.starts_with("pro_") { "pro" } else { "free" })
+//!     .mode(Mode::Throttle { max_delay: Duration::from_millis(200) })
+//!     .max_keys(100_000)
+//!     .build()?;
+//! let handle = limit.handle();
+//!
+//! let service = ServiceBuilder::new()
+//!     .layer(limit)
+//!     .service(service_fn(|req: Request| async move {
+//!         Ok::<_, steadfast::BoxError>(req.api_key.len())
+//!     }));
+//! let len = service.oneshot(Request { api_key: "pro_42".into() }).await?;
+//! assert_eq!(len, 6);
+//! assert_eq!(handle.tier_names(), ["free", "pro", "enterprise"]);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [governor]: https://docs.rs/governor
+
+use std::fmt;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tower_service::Service;
+
+use crate::BoxError;
+
+mod clock;
+pub mod future;
+mod layer;
+mod quota;
+mod state;
+
+pub use layer::{RateLimitLayer, RateLimitLayerBuilder};
+pub use quota::Quota;
+
+use future::ResponseFuture;
+use state::{Limits, emit_decision};
+
+/// What to do with a call over its allowance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Mode {
+    /// Refuse it at once with [`RateLimited`](crate::error::RateLimited).
+    #[default]
+    Reject,
+    /// Delay it until its allowance permits, if that is at most `max_delay`
+    /// away; refuse it otherwise.
+    Throttle {
+        /// The longest a call is delayed. Must be greater than zero.
+        max_delay: Duration,
+    },
+}
+
+/// How a request's key is found. Implemented by [`Global`] and
+/// [`ByKey`]; set with [`RateLimitLayerBuilder::key`].
+pub trait KeyOf<Req, K> {
+    /// The key of `request`.
+    fn key_of(&self, request: &Req) -> K;
+}
+
+/// Every call shares one allowance (per tier): the limiter has no key.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Global;
+
+impl<Req> KeyOf<Req, ()> for Global {
+    #[inline]
+    fn key_of(&self, _request: &Req) {}
+}
+
+/// Keys calls by a function of the request.
+#[derive(Clone, Copy)]
+pub struct ByKey<F>(F);
+
+impl<F, Req, K> KeyOf<Req, K> for ByKey<F>
+where
+    F: Fn(&Req) -> K,
+{
+    #[inline]
+    fn key_of(&self, request: &Req) -> K {
+        (self.0)(request)
+    }
+}
+
+impl<F> fmt::Debug for ByKey<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ByKey(..)")
+    }
+}
+
+/// Limits the calls per key and period. Made by [`RateLimitLayer`].
+///
+/// The inner service must be `Clone`: a throttled call takes the (ready)
+/// inner service with it and leaves a clone in its place.
+pub struct RateLimit<S, K = (), F = Global> {
+    inner: S,
+    key: Arc<F>,
+    limits: Arc<Limits<K>>,
+}
+
+impl<S, K, F> RateLimit<S, K, F> {
+    /// A view of the limiter's keys and settings.
+    pub fn handle(&self) -> RateLimitHandle<K> {
+        RateLimitHandle {
+            limits: Arc::clone(&self.limits),
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, consuming the limiter.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, K, F> Clone for RateLimit<S, K, F> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            key: Arc::clone(&self.key),
+            limits: Arc::clone(&self.limits),
+        }
+    }
+}
+
+impl<S: fmt::Debug, K, F> fmt::Debug for RateLimit<S, K, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimit")
+            .field("inner", &self.inner)
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+impl<S, K, F, Req> Service<Req> for RateLimit<S, K, F>
+where
+    S: Service<Req> + Clone,
+    S::Error: Into<BoxError>,
+    F: KeyOf<Req, K>,
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, S, Req>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, request: Req) -> Self::Future {
+        let key = self.key.key_of(&request);
+        let Err(denied) = self.limits.check(&key) else {
+            return ResponseFuture::called(self.inner.call(request));
+        };
+        let tier = self.limits.tier_name(denied.tier);
+        match self.limits.mode {
+            Mode::Throttle { max_delay } if denied.wait <= max_delay => {
+                emit_decision(tier, "throttled", denied.wait);
+                // Take the service that was polled ready; leave a clone that
+                // the caller will poll before its next call.
+                let clone = self.inner.clone();
+                let ready = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture::throttled(
+                    denied.limiter,
+                    denied.wait,
+                    max_delay,
+                    ready,
+                    request,
+                    S::call,
+                )
+            }
+            _ => {
+                emit_decision(tier, "rejected", denied.wait);
+                ResponseFuture::rejected(denied.wait)
+            }
+        }
+    }
+}
+
+/// A cloneable view of a rate limiter's keys and settings.
+pub struct RateLimitHandle<K = ()> {
+    limits: Arc<Limits<K>>,
+}
+
+impl<K> RateLimitHandle<K>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    /// Keys tracked now, over every tier (an estimate while evictions are
+    /// pending; zero for an unkeyed limiter).
+    pub fn keys(&self) -> u64 {
+        self.limits.keys()
+    }
+
+    /// The most keys tracked per tier.
+    pub fn max_keys_per_tier(&self) -> u64 {
+        self.limits.max_keys
+    }
+
+    /// The most keys tracked over every tier: the bound on the limiter's
+    /// memory.
+    pub fn max_keys(&self) -> u64 {
+        self.limits
+            .max_keys
+            .saturating_mul(self.limits.tiers.list.len() as u64)
+    }
+
+    /// Applies pending evictions now, so that [`keys`](Self::keys) is exact.
+    pub fn sync(&self) {
+        self.limits.sync();
+    }
+
+    /// The tiers, in the order they were defined.
+    pub fn tier_names(&self) -> Vec<&str> {
+        self.limits.tiers.list.iter().map(|t| &*t.name).collect()
+    }
+
+    /// The quota of the tier called `name`.
+    pub fn quota(&self, name: &str) -> Option<Quota> {
+        let tiers = &self.limits.tiers;
+        tiers.index_of(name).map(|i| tiers.list[i].quota)
+    }
+
+    /// The tier of keys that no tier function places.
+    pub fn default_tier(&self) -> &str {
+        self.limits.tier_name(self.limits.tiers.default)
+    }
+
+    /// What happens to calls over their allowance.
+    pub fn mode(&self) -> Mode {
+        self.limits.mode
+    }
+}
+
+impl<K> Clone for RateLimitHandle<K> {
+    fn clone(&self) -> Self {
+        Self {
+            limits: Arc::clone(&self.limits),
+        }
+    }
+}
+
+impl<K> fmt::Debug for RateLimitHandle<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RateLimitHandle")
+            .field(&self.limits)
+            .finish()
+    }
+}

@@ -1,0 +1,165 @@
+//! Tiers and their limiters: one governor GCRA limiter per key and tier,
+//! held in a bounded registry.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::RateLimiter;
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+
+use super::Mode;
+use super::clock::{TokioClock, TokioInstant};
+use super::quota::Quota;
+use crate::keyed::KeyedRegistry;
+
+/// One key's GCRA state (a single atomic word) and its tier's quota.
+pub(crate) type Limiter =
+    RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<TokioInstant>>;
+
+/// Maps a key to a tier index; `None` for a name that is no tier.
+pub(crate) type TierFn<K> = Box<dyn Fn(&K, &Tiers) -> Option<usize> + Send + Sync>;
+
+pub(crate) struct Tier {
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) quota: Quota,
+    pub(crate) governor: governor::Quota,
+}
+
+pub(crate) struct Tiers {
+    pub(crate) list: Box<[Tier]>,
+    pub(crate) default: usize,
+}
+
+impl Tiers {
+    /// The index of the tier called `name`.
+    #[inline]
+    pub(crate) fn index_of(&self, name: &str) -> Option<usize> {
+        self.list.iter().position(|tier| tier.name == name)
+    }
+}
+
+/// The limiters: one per tier, or one per key in each tier.
+pub(crate) enum Store<K> {
+    Global(Box<[Arc<Limiter>]>),
+    Keyed(Box<[KeyedRegistry<K, Limiter>]>),
+}
+
+/// Everything a rate limiter decides with, except how to key a request.
+pub(crate) struct Limits<K> {
+    pub(crate) tiers: Tiers,
+    pub(crate) tier_of: Option<TierFn<K>>,
+    pub(crate) store: Store<K>,
+    pub(crate) mode: Mode,
+    pub(crate) max_keys: u64,
+}
+
+/// A refused check: how long until a call would pass, and the limiter to
+/// check again when throttling.
+pub(crate) struct Denied {
+    pub(crate) wait: Duration,
+    pub(crate) limiter: Arc<Limiter>,
+    pub(crate) tier: usize,
+}
+
+impl<K> Limits<K>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    /// Takes one call from `key`'s allowance, or says how long to wait.
+    #[inline]
+    pub(crate) fn check(&self, key: &K) -> Result<(), Denied> {
+        let tier = match &self.tier_of {
+            Some(tier_of) => match tier_of(key, &self.tiers) {
+                Some(tier) => tier,
+                None => {
+                    emit_unknown_tier();
+                    self.tiers.default
+                }
+            },
+            None => self.tiers.default,
+        };
+        match &self.store {
+            Store::Global(limiters) => {
+                let limiter = &limiters[tier];
+                limiter.check().map_err(|not_until| Denied {
+                    wait: not_until.wait_time_from(TokioClock.now()),
+                    limiter: Arc::clone(limiter),
+                    tier,
+                })
+            }
+            Store::Keyed(registries) => {
+                let quota = self.tiers.list[tier].governor;
+                let limiter = registries[tier]
+                    .get_or_insert_with(key, || Limiter::direct_with_clock(quota, TokioClock));
+                limiter.check().map_err(|not_until| Denied {
+                    wait: not_until.wait_time_from(TokioClock.now()),
+                    limiter,
+                    tier,
+                })
+            }
+        }
+    }
+
+    pub(crate) fn tier_name(&self, tier: usize) -> &str {
+        self.tiers.list.get(tier).map_or("", |t| &t.name)
+    }
+
+    /// Keys held now, over every tier.
+    pub(crate) fn keys(&self) -> u64 {
+        match &self.store {
+            Store::Global(_) => 0,
+            Store::Keyed(registries) => registries.iter().map(KeyedRegistry::len).sum(),
+        }
+    }
+
+    pub(crate) fn sync(&self) {
+        if let Store::Keyed(registries) = &self.store {
+            registries.iter().for_each(KeyedRegistry::run_pending_tasks);
+        }
+    }
+}
+
+impl<K> fmt::Debug for Limits<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tiers: Vec<(&str, &Quota)> = self
+            .tiers
+            .list
+            .iter()
+            .map(|t| (&*t.name, &t.quota))
+            .collect();
+        f.debug_struct("RateLimit")
+            .field("tiers", &tiers)
+            .field("default_tier", &self.tiers.list[self.tiers.default].name)
+            .field("mode", &self.mode)
+            .field("keyed", &matches!(self.store, Store::Keyed(_)))
+            .field("max_keys", &self.max_keys)
+            .finish()
+    }
+}
+
+/// Reports a refused or delayed call. The one place where events about
+/// decisions are made, so that metrics can hook in here later.
+pub(crate) fn emit_decision(tier: &str, verdict: &'static str, delay: Duration) {
+    tracing::debug!(
+        target: "steadfast::rate_limit",
+        policy = "rate_limit",
+        tier,
+        verdict,
+        delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+        "rate limit decision"
+    );
+}
+
+#[cold]
+fn emit_unknown_tier() {
+    tracing::debug!(
+        target: "steadfast::rate_limit",
+        policy = "rate_limit",
+        "key mapped to an undefined tier; using the default tier"
+    );
+}

@@ -1,0 +1,107 @@
+use std::time::Duration;
+
+use steadfast::BoxError;
+use steadfast::bulkhead::KeyedBulkheadLayer;
+use steadfast::error::BulkheadFull;
+use tower::{Layer, Service, ServiceExt, service_fn};
+
+fn slow_echo() -> impl Service<(String, u32), Response = u32, Error = BoxError, Future: Send> + Clone
+{
+    service_fn(|(_, n): (String, u32)| async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Ok::<_, BoxError>(n)
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_key_has_its_own_permits() {
+    let layer = KeyedBulkheadLayer::builder(|req: &(String, u32)| req.0.clone())
+        .max_concurrent(1)
+        .build()
+        .expect("valid settings");
+    let handle = layer.handle();
+    let mut service = layer.layer(slow_echo());
+
+    let a1 = service.ready().await.expect("ready").call(("a".into(), 1));
+    let err = service
+        .ready()
+        .await
+        .expect("ready")
+        .call(("a".into(), 2))
+        .await
+        .unwrap_err();
+    assert!(err.is::<BulkheadFull>());
+    let b1 = service.ready().await.expect("ready").call(("b".into(), 3));
+    let a = handle.get(&"a".to_owned()).expect("key a has a bulkhead");
+    assert_eq!((a.in_flight(), a.available()), (1, 0));
+    assert_eq!(b1.await.expect("served"), 3);
+    assert_eq!(a1.await.expect("served"), 1);
+    assert_eq!(a.in_flight(), 0);
+    assert!(handle.get(&"c".to_owned()).is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn keyed_waiters_wait_per_key() {
+    let layer = KeyedBulkheadLayer::builder(|req: &(String, u32)| req.0.clone())
+        .max_concurrent(1)
+        .max_wait(Duration::from_secs(2))
+        .queue(4)
+        .build()
+        .expect("valid settings");
+    let service = layer.layer(slow_echo());
+    // Two calls to one key: the second waits one second for the permit.
+    let (x, y) = tokio::join!(
+        service.clone().oneshot(("a".into(), 1)),
+        service.clone().oneshot(("a".into(), 2)),
+    );
+    assert_eq!(
+        (x.expect("served"), y.expect("served after waiting")),
+        (1, 2)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flood_of_keys_stays_within_max_keys() {
+    let layer = KeyedBulkheadLayer::builder(|req: &(String, u32)| req.0.clone())
+        .max_concurrent(2)
+        .max_keys(100)
+        .build()
+        .expect("valid settings");
+    let handle = layer.handle();
+    let mut service = layer.layer(service_fn(|(_, n): (String, u32)| async move {
+        Ok::<_, BoxError>(n)
+    }));
+    for n in 0..10_000u32 {
+        let reply = service
+            .ready()
+            .await
+            .expect("ready")
+            .call((format!("host-{n}"), n))
+            .await;
+        assert_eq!(reply.expect("served"), n);
+    }
+    handle.sync();
+    assert!(handle.keys() <= 100, "{} keys held", handle.keys());
+    assert!(handle.entries().len() <= 100);
+    assert_eq!(handle.max_keys(), 100);
+}
+
+#[test]
+fn bad_keyed_settings_fail_at_build() {
+    let key = |req: &String| req.clone();
+    let err = KeyedBulkheadLayer::builder(key)
+        .max_keys(0)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "bulkhead.max_keys");
+    let err = KeyedBulkheadLayer::builder(key)
+        .max_concurrent(0)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "bulkhead.max_concurrent");
+    let err = KeyedBulkheadLayer::builder(key)
+        .idle(Some(Duration::ZERO))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "bulkhead.idle");
+}
