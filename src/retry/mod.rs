@@ -26,7 +26,8 @@
 //! # Example
 //!
 //! ```
-//! //! use std::sync::atomic::{AtomicU32, Ordering};
+//! use std::sync::Arc;
+//! use std::sync::atomic::{AtomicU32, Ordering};
 //! use steadfast::retry::RetryLayer;
 //! use tower::{Layer, ServiceExt, service_fn};
 //!
