@@ -10,6 +10,7 @@
 //! | [`TimeoutLayer`](timeout::TimeoutLayer) | [`timeout`] | bounds one attempt |
 //! | [`TotalDeadlineLayer`](timeout::TotalDeadlineLayer) | [`timeout`] | bounds the whole logical call, retries included |
 //! | [`RetryLayer`](retry::RetryLayer) | [`retry`] | retries transient failures with jittered backoff, within a retry budget |
+//! | [`CircuitBreakerLayer`](circuit_breaker::CircuitBreakerLayer), [`KeyedCircuitBreakerLayer`](circuit_breaker::KeyedCircuitBreakerLayer) | [`circuit_breaker`] | stops calling a failing or slow dependency, probes its recovery; per key if needed |
 //!
 //! Every policy acts on one [`Verdict`](classify::Verdict) per attempt,
 //! produced by a [`Classify`](classify::Classify)er: a functional error (a
@@ -90,6 +91,7 @@
     clippy::mismatched_target_os
 )]
 
+pub mod circuit_breaker;
 pub mod classify;
 pub mod error;
 #[allow(dead_code)] // used by the keyed layers
