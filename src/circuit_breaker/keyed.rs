@@ -10,11 +10,11 @@ use std::time::Duration;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::call_through;
 use super::config::{CircuitBreakerBuilder, Settings};
 use super::future::ResponseFuture;
 use super::handle::{CircuitBreakerHandle, Shared};
 use super::state::Breaker;
-use super::call_through;
 use crate::BoxError;
 use crate::classify::{Classify, DefaultClassifier};
 use crate::error::{ConfigError, check};

@@ -3,10 +3,10 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
+use super::CircuitBreaker;
 use super::config::{CircuitBreakerBuilder, Single};
 use super::handle::{CircuitBreakerHandle, Shared};
 use super::state::Breaker;
-use super::CircuitBreaker;
 use crate::classify::DefaultClassifier;
 use crate::error::ConfigError;
 

@@ -263,8 +263,7 @@ impl Breaker {
             .probes
             .0
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
-                let live = (word >> PROBE_GEN) as u16 == generation
-                    && probe_field(word, TAKEN) > 0;
+                let live = (word >> PROBE_GEN) as u16 == generation && probe_field(word, TAKEN) > 0;
                 live.then(|| word - (1 << TAKEN))
             });
     }
@@ -286,8 +285,7 @@ impl Breaker {
                 );
                 continue;
             }
-            if probe_field(word, TAKEN) + probe_field(word, DONE)
-                >= u64::from(self.settings.probes)
+            if probe_field(word, TAKEN) + probe_field(word, DONE) >= u64::from(self.settings.probes)
             {
                 return Probe::Full;
             }
@@ -316,14 +314,13 @@ impl Breaker {
         if outcome.code & SLOW != 0 {
             add += 1 << PROBE_SLOW;
         }
-        let Ok(before) =
-            self.probes
-                .0
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
-                    let live = (word >> PROBE_GEN) as u16 == generation
-                        && probe_field(word, TAKEN) > 0;
-                    live.then(|| word - (1 << TAKEN) + add)
-                })
+        let Ok(before) = self
+            .probes
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                let live = (word >> PROBE_GEN) as u16 == generation && probe_field(word, TAKEN) > 0;
+                live.then(|| word - (1 << TAKEN) + add)
+            })
         else {
             return;
         };

@@ -161,7 +161,9 @@ impl TimeWindow {
         let span = u64::try_from(span.as_nanos()).unwrap_or(u64::MAX);
         Self {
             bucket_nanos: (span / u64::from(buckets)).max(1),
-            buckets: (0..buckets).map(|_| CachePadded(Bucket::default())).collect(),
+            buckets: (0..buckets)
+                .map(|_| CachePadded(Bucket::default()))
+                .collect(),
         }
     }
 

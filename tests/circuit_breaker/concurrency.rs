@@ -94,7 +94,8 @@ async fn half_open_never_admits_more_probes_than_configured() {
         let barrier = Arc::new(Barrier::new(TASKS));
         let tasks: Vec<_> = (0..TASKS)
             .map(|_| {
-                let (service, refused, barrier) = (service.clone(), refused.clone(), barrier.clone());
+                let (service, refused, barrier) =
+                    (service.clone(), refused.clone(), barrier.clone());
                 tokio::spawn(async move {
                     barrier.wait().await;
                     match service.oneshot(false).await {
@@ -111,14 +112,26 @@ async fn half_open_never_admits_more_probes_than_configured() {
         while stats.entered.load(Ordering::SeqCst) + refused.load(Ordering::SeqCst) < TASKS {
             tokio::task::yield_now().await;
         }
-        assert_eq!(stats.entered.load(Ordering::SeqCst), PROBES, "round {round}");
+        assert_eq!(
+            stats.entered.load(Ordering::SeqCst),
+            PROBES,
+            "round {round}"
+        );
         assert_eq!(handle.state(), State::HalfOpen);
         gate.add_permits(TASKS);
         for task in tasks {
             task.await.unwrap();
         }
-        assert_eq!(refused.load(Ordering::SeqCst), TASKS - PROBES, "round {round}");
-        assert_eq!(handle.state(), State::Closed, "round {round}: the probes passed");
+        assert_eq!(
+            refused.load(Ordering::SeqCst),
+            TASKS - PROBES,
+            "round {round}"
+        );
+        assert_eq!(
+            handle.state(),
+            State::Closed,
+            "round {round}: the probes passed"
+        );
         gate.forget_permits(TASKS);
     }
     assert_eq!(stats.max.load(Ordering::SeqCst), PROBES);
@@ -152,7 +165,11 @@ async fn dropped_probes_free_their_slots() {
         for task in tasks {
             task.await.unwrap();
         }
-        assert_eq!(handle.state(), State::HalfOpen, "round {round}: abandoned probes count for nothing");
+        assert_eq!(
+            handle.state(),
+            State::HalfOpen,
+            "round {round}: abandoned probes count for nothing"
+        );
         assert_eq!(stats.now.load(Ordering::SeqCst), 0);
         // Every slot is free again: two probes go through and close it.
         gate.add_permits(PROBES);

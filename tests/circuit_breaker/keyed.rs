@@ -12,7 +12,11 @@ type Req = (&'static str, bool);
 
 fn backend() -> impl Service<Req, Response = &'static str, Error = BoxError> + Clone {
     service_fn(|(host, fail): Req| async move {
-        if fail { Err::<_, BoxError>("reset".into()) } else { Ok(host) }
+        if fail {
+            Err::<_, BoxError>("reset".into())
+        } else {
+            Ok(host)
+        }
     })
 }
 
@@ -30,19 +34,50 @@ async fn each_key_has_its_own_breaker() {
         let _ = service.ready().await.unwrap().call(("a", true)).await;
     }
     assert_eq!(layer.handle(&"a").state(), State::Open);
-    let err = service.ready().await.unwrap().call(("a", false)).await.unwrap_err();
+    let err = service
+        .ready()
+        .await
+        .unwrap()
+        .call(("a", false))
+        .await
+        .unwrap_err();
     assert_eq!(
-        err.downcast_ref::<CircuitOpen>().map(CircuitOpen::remaining),
+        err.downcast_ref::<CircuitOpen>()
+            .map(CircuitOpen::remaining),
         Some(Duration::from_secs(5))
     );
     // Another host is untouched, and a clone of the layer shares the keys.
-    assert_eq!(service.ready().await.unwrap().call(("b", false)).await.unwrap(), "b");
+    assert_eq!(
+        service
+            .ready()
+            .await
+            .unwrap()
+            .call(("b", false))
+            .await
+            .unwrap(),
+        "b"
+    );
     let other = layer.clone().layer(backend());
-    assert!(other.oneshot(("a", false)).await.unwrap_err().is::<CircuitOpen>());
+    assert!(
+        other
+            .oneshot(("a", false))
+            .await
+            .unwrap_err()
+            .is::<CircuitOpen>()
+    );
     assert_eq!(layer.handle(&"b").snapshot().calls, 1);
 
     tokio::time::advance(Duration::from_secs(5)).await;
-    assert_eq!(service.ready().await.unwrap().call(("a", false)).await.unwrap(), "a");
+    assert_eq!(
+        service
+            .ready()
+            .await
+            .unwrap()
+            .call(("a", false))
+            .await
+            .unwrap(),
+        "a"
+    );
     assert_eq!(layer.handle(&"a").state(), State::Closed);
 }
 
@@ -54,9 +89,24 @@ async fn a_key_can_be_forced_before_its_first_call() {
         .unwrap();
     layer.handle(&"down".to_owned()).force_open();
     let mut service = layer.layer(backend());
-    let err = service.ready().await.unwrap().call(("down", false)).await.unwrap_err();
+    let err = service
+        .ready()
+        .await
+        .unwrap()
+        .call(("down", false))
+        .await
+        .unwrap_err();
     assert!(err.is::<CircuitOpen>());
-    assert_eq!(service.ready().await.unwrap().call(("up", false)).await.unwrap(), "up");
+    assert_eq!(
+        service
+            .ready()
+            .await
+            .unwrap()
+            .call(("up", false))
+            .await
+            .unwrap(),
+        "up"
+    );
     let mut keys: Vec<_> = layer
         .handles()
         .into_iter()
@@ -65,7 +115,10 @@ async fn a_key_can_be_forced_before_its_first_call() {
     keys.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
         keys,
-        [("down".to_owned(), State::ForcedOpen), ("up".to_owned(), State::Closed)]
+        [
+            ("down".to_owned(), State::ForcedOpen),
+            ("up".to_owned(), State::Closed)
+        ]
     );
 }
 

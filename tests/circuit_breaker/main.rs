@@ -42,9 +42,9 @@ fn scripted(
     layer.layer(service_fn(|(verdict, ms): Req| async move {
         tokio::time::sleep(Duration::from_millis(ms)).await;
         match verdict {
-            Verdict::Rejected { .. } => Err::<_, BoxError>(Box::new(CircuitOpen::new(
-                Duration::from_secs(1),
-            ))),
+            Verdict::Rejected { .. } => {
+                Err::<_, BoxError>(Box::new(CircuitOpen::new(Duration::from_secs(1))))
+            }
             verdict => Ok(verdict),
         }
     }))
@@ -113,7 +113,8 @@ async fn open_refuses_with_time_left_then_probes_close_it() {
     assert_ready_ok!(service.poll_ready());
     let err = assert_ready_err!(task::spawn(service.call("ping")).poll());
     assert_eq!(
-        err.downcast_ref::<CircuitOpen>().map(CircuitOpen::remaining),
+        err.downcast_ref::<CircuitOpen>()
+            .map(CircuitOpen::remaining),
         Some(Duration::from_secs(6))
     );
     assert_pending!(backend.poll_request());
@@ -128,7 +129,9 @@ async fn open_refuses_with_time_left_then_probes_close_it() {
     assert_ready_ok!(service.poll_ready());
     let third = assert_ready_err!(task::spawn(service.call("probe 3")).poll());
     assert_eq!(
-        third.downcast_ref::<CircuitOpen>().map(CircuitOpen::remaining),
+        third
+            .downcast_ref::<CircuitOpen>()
+            .map(CircuitOpen::remaining),
         Some(Duration::ZERO)
     );
     assert_request_eq!(backend, "probe 1").send_response("pong");
@@ -188,29 +191,49 @@ async fn a_retry_after_hint_extends_the_open_period_up_to_its_cap() {
         .unwrap();
     let handle = layer.handle();
     let mut service = scripted(&layer);
-    trip(&mut service, Verdict::transient_after(Duration::from_secs(12))).await;
+    trip(
+        &mut service,
+        Verdict::transient_after(Duration::from_secs(12)),
+    )
+    .await;
     assert_eq!(
         open_left(send(&mut service, Verdict::Success).await),
         Duration::from_secs(12)
     );
     handle.reset();
-    trip(&mut service, Verdict::transient_after(Duration::from_secs(600))).await;
+    trip(
+        &mut service,
+        Verdict::transient_after(Duration::from_secs(600)),
+    )
+    .await;
     assert_eq!(
         open_left(send(&mut service, Verdict::Success).await),
         Duration::from_secs(30)
     );
     handle.reset();
     // A hint shorter than the open duration changes nothing.
-    trip(&mut service, Verdict::transient_after(Duration::from_secs(1))).await;
+    trip(
+        &mut service,
+        Verdict::transient_after(Duration::from_secs(1)),
+    )
+    .await;
     assert_eq!(
         open_left(send(&mut service, Verdict::Success).await),
         Duration::from_secs(2)
     );
 
     // Without `honor_retry_after`, hints are ignored.
-    let layer = builder().count_window(1).open_duration(Duration::from_secs(2)).build().unwrap();
+    let layer = builder()
+        .count_window(1)
+        .open_duration(Duration::from_secs(2))
+        .build()
+        .unwrap();
     let mut service = scripted(&layer);
-    trip(&mut service, Verdict::transient_after(Duration::from_secs(12))).await;
+    trip(
+        &mut service,
+        Verdict::transient_after(Duration::from_secs(12)),
+    )
+    .await;
     assert_eq!(
         open_left(send(&mut service, Verdict::Success).await),
         Duration::from_secs(2)
@@ -239,7 +262,10 @@ async fn slow_calls_open_the_breaker_whatever_their_verdict() {
     }
     let snapshot = handle.snapshot();
     assert_eq!(handle.state(), State::Open);
-    assert_eq!((snapshot.calls, snapshot.failures, snapshot.slow_calls), (4, 1, 3));
+    assert_eq!(
+        (snapshot.calls, snapshot.failures, snapshot.slow_calls),
+        (4, 1, 3)
+    );
     assert_eq!(snapshot.slow_call_rate(), 75.0);
     assert_eq!(snapshot.failure_rate(), 25.0);
 }
@@ -255,14 +281,22 @@ async fn functional_errors_are_successes_and_rejections_are_not_counted() {
     for _ in 0..10 {
         // An inner policy refused: an error for the caller, nothing for the
         // breaker.
-        assert!(send(&mut service, Verdict::Rejected { retry_after: None }).await.is_err());
+        assert!(
+            send(&mut service, Verdict::Rejected { retry_after: None })
+                .await
+                .is_err()
+        );
     }
     let snapshot = handle.snapshot();
     assert_eq!((snapshot.calls, snapshot.failures), (3, 0));
     send(&mut service, Verdict::Failure).await.unwrap();
     assert_eq!(handle.state(), State::Closed, "1 failure in 4 calls");
     send(&mut service, Verdict::Failure).await.unwrap();
-    assert_eq!(handle.state(), State::Open, "2 failures in the last 4 calls");
+    assert_eq!(
+        handle.state(),
+        State::Open,
+        "2 failures in the last 4 calls"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -279,13 +313,25 @@ async fn max_half_open_wait_reopens_a_breaker_whose_probes_hang() {
     trip(&mut service, Verdict::Failure).await;
     advance(Duration::from_secs(1)).await;
     // The probe hangs (an hour).
-    let mut hung = task::spawn(service.ready().await.unwrap().call((Verdict::Success, 3_600_000)));
+    let mut hung = task::spawn(
+        service
+            .ready()
+            .await
+            .unwrap()
+            .call((Verdict::Success, 3_600_000)),
+    );
     assert_pending!(hung.poll());
     assert_eq!(handle.state(), State::HalfOpen);
-    assert_eq!(open_left(send(&mut service, Verdict::Success).await), Duration::ZERO);
+    assert_eq!(
+        open_left(send(&mut service, Verdict::Success).await),
+        Duration::ZERO
+    );
     advance(Duration::from_secs(3)).await;
     // The wait is over: the next call reopens the breaker.
-    assert_eq!(open_left(send(&mut service, Verdict::Success).await), Duration::from_secs(1));
+    assert_eq!(
+        open_left(send(&mut service, Verdict::Success).await),
+        Duration::from_secs(1)
+    );
     assert_eq!(handle.state(), State::Open);
     advance(Duration::from_secs(1)).await;
     // A fresh half-open period, with a fresh probe slot.
@@ -310,7 +356,10 @@ async fn a_dropped_probe_frees_its_slot_and_counts_for_nothing() {
     trip(&mut service, Verdict::Failure).await;
     advance(Duration::from_secs(1)).await;
     let probe = service.ready().await.unwrap().call((Verdict::Failure, 10));
-    assert_eq!(open_left(send(&mut service, Verdict::Success).await), Duration::ZERO);
+    assert_eq!(
+        open_left(send(&mut service, Verdict::Success).await),
+        Duration::ZERO
+    );
     drop(probe);
     assert_eq!(handle.state(), State::HalfOpen);
     // Polled once, then dropped: the same.
@@ -331,7 +380,10 @@ async fn the_handle_forces_states() {
     handle.force_open();
     assert_eq!(handle.state(), State::ForcedOpen);
     advance(Duration::from_secs(3_600)).await;
-    assert_eq!(open_left(send(&mut service, Verdict::Success).await), Duration::ZERO);
+    assert_eq!(
+        open_left(send(&mut service, Verdict::Success).await),
+        Duration::ZERO
+    );
 
     handle.disable();
     for _ in 0..5 {
@@ -370,7 +422,12 @@ async fn clones_and_layer_calls_share_one_breaker() {
     send(&mut a, Verdict::Failure).await.unwrap();
     send(&mut b, Verdict::Failure).await.unwrap();
     assert_eq!(observer.state(), State::Open);
-    assert!(send(&mut c, Verdict::Success).await.unwrap_err().is::<CircuitOpen>());
+    assert!(
+        send(&mut c, Verdict::Success)
+            .await
+            .unwrap_err()
+            .is::<CircuitOpen>()
+    );
 
     // And through a ServiceBuilder, the service's own handle.
     let service = ServiceBuilder::new()

@@ -84,7 +84,9 @@ struct Cfg {
 }
 
 impl Cfg {
-    fn layer(&self) -> CircuitBreakerLayer<impl Fn(Result<&Verdict, &BoxError>) -> Verdict + use<>> {
+    fn layer(
+        &self,
+    ) -> CircuitBreakerLayer<impl Fn(Result<&Verdict, &BoxError>) -> Verdict + use<>> {
         let mut builder = CircuitBreakerLayer::builder()
             .classifier(|out: Result<&Verdict, &BoxError>| match out {
                 Ok(verdict) => *verdict,
@@ -96,10 +98,9 @@ impl Cfg {
             .half_open_probes(self.probes);
         builder = match self.window {
             WindowCfg::Count(size) => builder.count_window(size as u64),
-            WindowCfg::Time { bucket_ms, buckets } => builder.time_window(
-                Duration::from_millis(bucket_ms * buckets),
-                buckets as u32,
-            ),
+            WindowCfg::Time { bucket_ms, buckets } => {
+                builder.time_window(Duration::from_millis(bucket_ms * buckets), buckets as u32)
+            }
         };
         if let Some((slow_ms, rate)) = self.slow {
             builder = builder
@@ -242,7 +243,9 @@ impl Model {
     fn admit(&mut self, now: u64) -> Result<Ticket, u64> {
         loop {
             match self.state {
-                MState::Closed | MState::MetricsOnly => return Ok(Ticket::Counted(self.generation)),
+                MState::Closed | MState::MetricsOnly => {
+                    return Ok(Ticket::Counted(self.generation));
+                }
                 MState::Disabled => return Ok(Ticket::Untracked),
                 MState::ForcedOpen => return Err(0),
                 MState::Open { until } if now < until => return Err(until - now),
@@ -341,9 +344,9 @@ async fn run(cfg: Cfg, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut service = layer.layer(service_fn(|(kind, ms): Request| async move {
         tokio::time::sleep(Duration::from_millis(ms)).await;
         match kind {
-            Kind::Rejected => Err::<Verdict, BoxError>(Box::new(CircuitOpen::new(
-                Duration::from_secs(7),
-            ))),
+            Kind::Rejected => {
+                Err::<Verdict, BoxError>(Box::new(CircuitOpen::new(Duration::from_secs(7))))
+            }
             kind => Ok(kind.verdict()),
         }
     }));
@@ -444,7 +447,11 @@ where
     let before = ms_since(base);
     let result = call.future.await;
     let now = ms_since(base);
-    prop_assert_eq!(now, call.end.max(before), "the call ends at its end, or now if past");
+    prop_assert_eq!(
+        now,
+        call.end.max(before),
+        "the call ends at its end, or now if past"
+    );
     match call.kind {
         Kind::Rejected => prop_assert!(result.is_err()),
         kind => prop_assert_eq!(result.ok(), Some(kind.verdict())),
@@ -497,7 +504,16 @@ fn cfg(window: impl Strategy<Value = (WindowCfg, u64)>) -> impl Strategy<Value =
         prop::option::of(prop::sample::select(vec![200u64, 700])),
     )
         .prop_map(
-            |((window, minimum_calls), failure_rate, slow, open_ms, grow, hint_cap_ms, probes, max_wait_ms)| Cfg {
+            |(
+                (window, minimum_calls),
+                failure_rate,
+                slow,
+                open_ms,
+                grow,
+                hint_cap_ms,
+                probes,
+                max_wait_ms,
+            )| Cfg {
                 window,
                 minimum_calls,
                 failure_rate,
@@ -516,11 +532,7 @@ fn count_window() -> impl Strategy<Value = (WindowCfg, u64)> {
 }
 
 fn time_window() -> impl Strategy<Value = (WindowCfg, u64)> {
-    (
-        prop::sample::select(vec![100u64, 250]),
-        1u64..=4,
-        1u64..=4,
-    )
+    (prop::sample::select(vec![100u64, 250]), 1u64..=4, 1u64..=4)
         .prop_map(|(bucket_ms, buckets, min)| (WindowCfg::Time { bucket_ms, buckets }, min))
 }
 
