@@ -41,9 +41,17 @@
 //!     Ok(_) => Verdict::Success,
 //!     Err(_) => Verdict::transient(),
 //! };
-//! let facts = Classify::<(), _, _>::facts(&by_status, &());
-//! assert_eq!(by_status.classify(&facts, Ok(&Status(404))), Verdict::FunctionalError);
-//! assert!(by_status.classify(&facts, Ok(&Status(503))).is_retryable());
+//!
+//! // What a policy does with it, for each attempt:
+//! fn judge_attempt<C>(c: &C, request: &(), outcome: Result<&Status, &std::io::Error>) -> Verdict
+//! where
+//!     C: Classify<(), Status, std::io::Error>,
+//! {
+//!     let facts = c.facts(request); // before sending
+//!     c.classify(&facts, outcome) // once the outcome is known
+//! }
+//! assert_eq!(judge_attempt(&by_status, &(), Ok(&Status(404))), Verdict::FunctionalError);
+//! assert!(judge_attempt(&by_status, &(), Ok(&Status(503))).is_retryable());
 //! ```
 
 use std::time::Duration;

@@ -36,14 +36,14 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), steadfast::BoxError> {
 //! let service = ServiceBuilder::new()
-//!     .layer(TotalDeadlineLayer::new(Duration::from_secs(2)))
+//!     .layer(TotalDeadlineLayer::new(Duration::from_secs(2))?)
 //!     .layer(
 //!         RetryLayer::builder()
 //!             .max_attempts(3)
 //!             .backoff(Backoff::exponential(Duration::from_millis(50)).jitter(Jitter::Full))
 //!             .build()?,
 //!     )
-//!     .layer(TimeoutLayer::new(Duration::from_millis(500)))
+//!     .layer(TimeoutLayer::new(Duration::from_millis(500))?)
 //!     .service(service_fn(|name: &'static str| async move {
 //!         Ok::<_, steadfast::BoxError>(format!("hello, {name}"))
 //!     }));
@@ -96,5 +96,7 @@ pub mod classify;
 pub mod error;
 #[allow(dead_code)] // used by the keyed layers
 pub(crate) mod keyed;
+pub mod retry;
+pub mod timeout;
 
 pub use error::{BoxError, ConfigError};

@@ -1,0 +1,204 @@
+//! Retry transient failures with jittered backoff, within a retry budget.
+//!
+//! [`RetryLayer`] sends a request again when its attempt is judged a
+//! transient failure ([`Verdict::Transient`](crate::classify::Verdict)):
+//!
+//! - at most [`max_attempts`](RetryLayerBuilder::max_attempts) attempts,
+//!   the first included;
+//! - after a [`Backoff`] delay: constant, linear or exponential, capped,
+//!   with no, full, equal or decorrelated [`Jitter`] drawn from a seedable
+//!   [`RandomSource`];
+//! - never sooner than a retry-after hint asks, and not at all when the hint
+//!   is longer than the time left or than
+//!   [`max_retry_after`](RetryLayerBuilder::max_retry_after): the call then
+//!   ends with [`RetryAfterTooLong`](crate::error::RetryAfterTooLong);
+//! - never past the total [`Deadline`](crate::timeout::Deadline): no
+//!   backoff sleep starts that would end after it;
+//! - within a [`RetryBudget`] shared by every clone of the layer: when it is
+//!   spent, the failure is returned as it is and an event says why;
+//! - only with a second copy of the request, made by a [`Replay`]
+//!   ([`CloneReplay`] for `Clone` requests): a request that can't be copied
+//!   is sent once.
+//!
+//! Successes, functional errors, non-transient failures and rejections by
+//! inner policies (an open circuit) are returned at once.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//! use steadfast::retry::RetryLayer;
+//! use tower::{Layer, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), steadfast::BoxError> {
+//! // Fails twice, then answers.
+//! let calls = Arc::new(AtomicU32::new(0));
+//! let flaky = service_fn({
+//!     let calls = calls.clone();
+//!     move |x: u32| {
+//!         let n = calls.fetch_add(1, Ordering::SeqCst);
+//!         async move {
+//!             if n < 2 { Err(steadfast::BoxError::from("connection reset")) } else { Ok(x * 2) }
+//!         }
+//!     }
+//! });
+//!
+//! let svc = RetryLayer::builder().max_attempts(3).build()?.layer(flaky);
+//! assert_eq!(svc.oneshot(21).await?, 42);
+//! assert_eq!(calls.load(Ordering::SeqCst), 3);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Configured
+//!
+//! ```
+//! use std::time::Duration;
+//! use steadfast::classify::Verdict;
+//! use steadfast::retry::{Backoff, Jitter, RetryBudget, RetryLayer};
+//!
+//! # fn main() -> Result<(), steadfast::ConfigError> {
+//! // One budget for every route to the same host.
+//! let budget = RetryBudget::builder().ratio(0.1).min_per_sec(5).build()?;
+//!
+//! #[derive(Debug)]
+//! enum Reply { Ok, Busy { retry_after: Duration }, NotFound }
+//!
+//! let layer = RetryLayer::builder()
+//!     .max_attempts(4)
+//!     .backoff(
+//!         Backoff::exponential(Duration::from_millis(25))
+//!             .cap(Duration::from_millis(250))
+//!             .jitter(Jitter::Decorrelated),
+//!     )
+//!     .budget(budget.clone())
+//!     .max_retry_after(Duration::from_secs(5))
+//!     .seed(42)
+//!     .classifier(|outcome: Result<&Reply, &std::io::Error>| match outcome {
+//!         Ok(Reply::Ok) => Verdict::Success,
+//!         Ok(Reply::NotFound) => Verdict::FunctionalError,
+//!         Ok(Reply::Busy { retry_after }) => Verdict::transient_after(*retry_after),
+//!         Err(_) => Verdict::transient(),
+//!     })
+//!     .build()?;
+//! assert_eq!(layer.max_attempts(), 4);
+//!
+//! // Bad settings are refused when built.
+//! let err = RetryLayer::builder()
+//!     .backoff(Backoff::linear(Duration::from_secs(1)).cap(Duration::from_millis(10)))
+//!     .build()
+//!     .unwrap_err();
+//! assert_eq!(err.field(), "retry.backoff.cap");
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tower_service::Service;
+
+use crate::classify::Classify;
+use crate::error::BoxError;
+
+mod backoff;
+mod budget;
+pub mod future;
+mod layer;
+mod policy;
+mod replay;
+
+pub use self::backoff::{Backoff, BackoffState, Jitter, RandomSource, SeededRandom};
+pub use self::budget::{RetryBudget, RetryBudgetBuilder};
+pub use self::layer::{RetryLayer, RetryLayerBuilder};
+pub use self::replay::{CloneReplay, NoReplay, Replay};
+
+use self::policy::Policy;
+
+/// Retries transient failures of the inner service. Made by [`RetryLayer`].
+pub struct Retry<S, C = crate::classify::DefaultClassifier, P = CloneReplay> {
+    inner: S,
+    policy: Arc<Policy<C, P>>,
+}
+
+impl<S, C, P> Retry<S, C, P> {
+    fn from_parts(inner: S, policy: Arc<Policy<C, P>>) -> Self {
+        Self { inner, policy }
+    }
+
+    /// The budget retries are drawn from, if any.
+    pub fn budget(&self) -> Option<&RetryBudget> {
+        self.policy.budget.as_ref()
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming this one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, C, P> Clone for Retry<S, C, P> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            policy: Arc::clone(&self.policy),
+        }
+    }
+}
+
+impl<S: fmt::Debug, C, P> fmt::Debug for Retry<S, C, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Retry")
+            .field("inner", &self.inner)
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
+impl<S, Req, C, P> Service<Req> for Retry<S, C, P>
+where
+    S: Service<Req> + Clone,
+    S::Error: Into<BoxError> + 'static,
+    C: Classify<Req, S::Response, S::Error>,
+    P: Replay<Req>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = future::ResponseFuture<S, Req, C, P>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        let policy = &self.policy;
+        let facts = policy.classifier.facts(&request);
+        if let Some(budget) = &policy.budget {
+            budget.deposit();
+        }
+        let next = if policy.max_attempts > 1 {
+            policy.replay.replay(&request)
+        } else {
+            None
+        };
+        // The ready service sends this attempt; a clone, made ready when
+        // needed, sends the later ones.
+        let service = next.as_ref().map(|_| self.inner.clone());
+        let future = self.inner.call(request);
+        future::ResponseFuture::new(future, Arc::clone(policy), service, next, facts)
+    }
+}

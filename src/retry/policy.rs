@@ -1,0 +1,161 @@
+//! The decision after each attempt: return, give up, or retry after a delay.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::backoff::{Backoff, BackoffState, RandomSource, unit_interval};
+use super::budget::{RetryBudget, Withdrawal};
+use crate::classify::Verdict;
+use crate::error::{BoxError, RetryAfterTooLong};
+use crate::timeout::Deadline;
+
+pub(crate) struct Policy<C, P> {
+    pub(crate) max_attempts: u32,
+    pub(crate) backoff: Backoff,
+    pub(crate) budget: Option<RetryBudget>,
+    pub(crate) max_retry_after: Duration,
+    pub(crate) honor_retry_after: bool,
+    pub(crate) classifier: C,
+    pub(crate) replay: P,
+    pub(crate) random: Arc<dyn RandomSource>,
+    pub(crate) name: &'static str,
+}
+
+/// What to do after an attempt.
+pub(crate) enum Step {
+    /// Return the attempt's outcome as it is.
+    Return,
+    /// End the call with this error instead.
+    GiveUp(BoxError),
+    /// Send the request again after this delay, with the retry taken from
+    /// the budget (if there is one).
+    Retry(Duration, Option<Withdrawal>),
+}
+
+/// Why a retryable failure was not retried, as events name it.
+#[derive(Clone, Copy)]
+enum Stop {
+    AttemptsExhausted,
+    NotReplayable,
+    Deadline,
+    BudgetSpent,
+}
+
+impl Stop {
+    const fn as_str(self) -> &'static str {
+        match self {
+            Stop::AttemptsExhausted => "attempts_exhausted",
+            Stop::NotReplayable => "not_replayable",
+            Stop::Deadline => "deadline",
+            Stop::BudgetSpent => "budget_spent",
+        }
+    }
+}
+
+impl<C, P> Policy<C, P> {
+    /// Decides what follows attempt number `attempt` (1-based), judged
+    /// `verdict`. `can_replay` tells whether a copy of the request is at hand.
+    pub(crate) fn next_step(
+        &self,
+        verdict: Verdict,
+        attempt: u32,
+        state: &mut BackoffState,
+        can_replay: bool,
+    ) -> Step {
+        if !verdict.is_retryable() {
+            return Step::Return;
+        }
+        if attempt >= self.max_attempts {
+            return self.stop(Stop::AttemptsExhausted, attempt, verdict);
+        }
+        if !can_replay {
+            return self.stop(Stop::NotReplayable, attempt, verdict);
+        }
+        let random = unit_interval(self.random.next_u64());
+        let mut delay = self.backoff.delay(attempt, state, random);
+        let hint = verdict.retry_after().filter(|_| self.honor_retry_after);
+        if let Some(hint) = hint {
+            if hint > self.max_retry_after {
+                return self.too_long(hint, self.max_retry_after, attempt);
+            }
+            delay = delay.max(hint);
+        }
+        if let Some(deadline) = Deadline::current() {
+            let left = deadline.remaining();
+            if delay >= left {
+                return match hint {
+                    Some(hint) if hint >= left => self.too_long(hint, left, attempt),
+                    _ => self.stop(Stop::Deadline, attempt, verdict),
+                };
+            }
+        }
+        let withdrawal = match &self.budget {
+            Some(budget) => match budget.withdraw() {
+                Some(withdrawal) => Some(withdrawal),
+                None => return self.stop(Stop::BudgetSpent, attempt, verdict),
+            },
+            None => None,
+        };
+        tracing::debug!(
+            target: "steadfast::retry",
+            policy = "retry",
+            name = self.name,
+            attempt,
+            verdict = verdict.as_str(),
+            delay_ms = delay.as_millis() as u64,
+            "retry scheduled"
+        );
+        Step::Retry(delay, withdrawal)
+    }
+
+    fn stop(&self, why: Stop, attempt: u32, verdict: Verdict) -> Step {
+        match why {
+            Stop::BudgetSpent => tracing::warn!(
+                target: "steadfast::retry",
+                policy = "retry",
+                name = self.name,
+                attempt,
+                verdict = verdict.as_str(),
+                reason = why.as_str(),
+                "retry budget spent; returning the failure"
+            ),
+            _ => tracing::debug!(
+                target: "steadfast::retry",
+                policy = "retry",
+                name = self.name,
+                attempt,
+                verdict = verdict.as_str(),
+                reason = why.as_str(),
+                "not retrying"
+            ),
+        }
+        Step::Return
+    }
+
+    fn too_long(&self, requested: Duration, allowed: Duration, attempt: u32) -> Step {
+        tracing::debug!(
+            target: "steadfast::retry",
+            policy = "retry",
+            name = self.name,
+            attempt,
+            delay_ms = requested.as_millis() as u64,
+            reason = "retry_after_too_long",
+            "callee asked to wait longer than allowed"
+        );
+        Step::GiveUp(Box::new(RetryAfterTooLong::new(requested, allowed)))
+    }
+}
+
+impl<C, P> fmt::Debug for Policy<C, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policy")
+            .field("name", &self.name)
+            .field("max_attempts", &self.max_attempts)
+            .field("backoff", &self.backoff)
+            .field("budget", &self.budget)
+            .field("max_retry_after", &self.max_retry_after)
+            .field("honor_retry_after", &self.honor_retry_after)
+            .finish_non_exhaustive()
+    }
+}

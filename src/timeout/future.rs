@@ -1,0 +1,117 @@
+//! Futures of the timeout services.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use tokio::task::futures::TaskLocalFuture;
+use tokio::time::{Instant, Sleep, sleep_until};
+
+use super::Deadline;
+use crate::error::{BoxError, DeadlineExceeded, Elapsed};
+
+pin_project! {
+    /// Response future of [`Timeout`](super::Timeout).
+    ///
+    /// The timer is armed only if the inner future is not ready on its
+    /// first poll, so a call answered at once costs no timer.
+    #[derive(Debug)]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        #[pin]
+        sleep: Option<Sleep>,
+        at: Instant,
+        cut_by_deadline: bool,
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(super) fn new(inner: F, at: Instant, cut_by_deadline: bool) -> Self {
+        Self {
+            inner,
+            sleep: None,
+            at,
+            cut_by_deadline,
+        }
+    }
+}
+
+impl<F, T, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Poll::Ready(result) = this.inner.poll(cx) {
+            return Poll::Ready(result.map_err(Into::into));
+        }
+        ready!(poll_timer(this.sleep.as_mut(), *this.at, cx));
+        let err: BoxError = if *this.cut_by_deadline {
+            tracing::debug!(target: "steadfast::timeout", policy = "timeout", "attempt cut by the total deadline");
+            Box::new(DeadlineExceeded::new())
+        } else {
+            tracing::debug!(target: "steadfast::timeout", policy = "timeout", "attempt timed out");
+            Box::new(Elapsed::new())
+        };
+        Poll::Ready(Err(err))
+    }
+}
+
+/// Arms the timer on first use and polls it; `Ready` once it fired.
+#[inline]
+fn poll_timer(mut sleep: Pin<&mut Option<Sleep>>, at: Instant, cx: &mut Context<'_>) -> Poll<()> {
+    if sleep.is_none() {
+        sleep.set(Some(sleep_until(at)));
+    }
+    match sleep.as_pin_mut() {
+        Some(timer) => timer.poll(cx),
+        None => Poll::Pending,
+    }
+}
+
+pin_project! {
+    /// Response future of [`TotalDeadline`](super::TotalDeadline).
+    ///
+    /// Keeps the deadline visible to the inner futures while they run.
+    #[derive(Debug)]
+    pub struct DeadlineFuture<F> {
+        #[pin]
+        inner: TaskLocalFuture<Deadline, F>,
+        #[pin]
+        sleep: Option<Sleep>,
+        at: Instant,
+    }
+}
+
+impl<F: Future> DeadlineFuture<F> {
+    pub(super) fn new(inner: F, deadline: Deadline) -> Self {
+        Self {
+            inner: deadline.scope(inner),
+            sleep: None,
+            at: deadline.instant(),
+        }
+    }
+}
+
+impl<F, T, E> Future for DeadlineFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Poll::Ready(result) = this.inner.poll(cx) {
+            return Poll::Ready(result.map_err(Into::into));
+        }
+        ready!(poll_timer(this.sleep.as_mut(), *this.at, cx));
+        tracing::debug!(target: "steadfast::timeout", policy = "total_deadline", "deadline exceeded");
+        Poll::Ready(Err(Box::new(DeadlineExceeded::new())))
+    }
+}

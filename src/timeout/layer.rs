@@ -1,0 +1,83 @@
+use std::time::Duration;
+
+use tower_layer::Layer;
+
+use super::{NoStamp, Timeout, TotalDeadline};
+use crate::error::{ConfigError, check};
+
+/// Applies an attempt timeout to the inner service. See [`Timeout`].
+#[derive(Debug, Clone, Copy)]
+pub struct TimeoutLayer {
+    timeout: Duration,
+}
+
+impl TimeoutLayer {
+    /// Each attempt may take at most `timeout`; it must be greater than zero.
+    pub fn new(timeout: Duration) -> Result<Self, ConfigError> {
+        Ok(Self {
+            timeout: check::positive("timeout.attempt", timeout)?,
+        })
+    }
+
+    /// The attempt timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+impl<S> Layer<S> for TimeoutLayer {
+    type Service = Timeout<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Timeout::from_parts(inner, self.timeout)
+    }
+}
+
+/// Bounds the whole logical call. See [`TotalDeadline`].
+#[derive(Debug, Clone, Copy)]
+pub struct TotalDeadlineLayer<St = NoStamp> {
+    total: Duration,
+    stamp: St,
+}
+
+impl TotalDeadlineLayer {
+    /// The whole call, every attempt and backoff included, may take at most
+    /// `total`; it must be greater than zero.
+    pub fn new(total: Duration) -> Result<Self, ConfigError> {
+        Ok(Self {
+            total: check::positive("timeout.total", total)?,
+            stamp: NoStamp,
+        })
+    }
+}
+
+impl<St> TotalDeadlineLayer<St> {
+    /// The total timeout.
+    pub fn total(&self) -> Duration {
+        self.total
+    }
+
+    /// Also writes the deadline into each request with `stamp`.
+    pub fn stamp<T>(self, stamp: T) -> TotalDeadlineLayer<T> {
+        TotalDeadlineLayer {
+            total: self.total,
+            stamp,
+        }
+    }
+
+    /// Also inserts the [`Deadline`](super::Deadline) into each HTTP
+    /// request's extensions.
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    pub fn stamp_extensions(self) -> TotalDeadlineLayer<super::ExtensionStamp> {
+        self.stamp(super::ExtensionStamp)
+    }
+}
+
+impl<S, St: Clone> Layer<S> for TotalDeadlineLayer<St> {
+    type Service = TotalDeadline<S, St>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TotalDeadline::from_parts(inner, self.total, self.stamp.clone())
+    }
+}

@@ -1,0 +1,205 @@
+//! Attempt timeouts and the total deadline of a logical call.
+//!
+//! Two layers, used together:
+//!
+//! - [`TimeoutLayer`] bounds one attempt. When it fires the attempt fails
+//!   with [`Elapsed`](crate::error::Elapsed), a transient failure that
+//!   retry may try again and a breaker counts.
+//! - [`TotalDeadlineLayer`] bounds the whole logical call, every retry and
+//!   backoff included, and makes its [`Deadline`] visible to the layers
+//!   inside: an attempt timeout is clamped to the time left, and retry never
+//!   starts a backoff sleep or an attempt that cannot finish before it. When
+//!   it fires the call fails with
+//!   [`DeadlineExceeded`](crate::error::DeadlineExceeded), which no policy
+//!   retries.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use steadfast::error::{DeadlineExceeded, Elapsed};
+//! use steadfast::timeout::{TimeoutLayer, TotalDeadlineLayer};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), steadfast::ConfigError> {
+//! let slow = service_fn(|delay: Duration| async move {
+//!     tokio::time::sleep(delay).await;
+//!     Ok::<_, steadfast::BoxError>("done")
+//! });
+//! let svc = ServiceBuilder::new()
+//!     .layer(TimeoutLayer::new(Duration::from_millis(100))?)
+//!     .service(slow);
+//!
+//! let ok = svc.clone().oneshot(Duration::from_millis(10)).await;
+//! assert_eq!(ok.unwrap(), "done");
+//! let err = svc.clone().oneshot(Duration::from_secs(1)).await.unwrap_err();
+//! assert!(err.is::<Elapsed>());
+//!
+//! // A total deadline shorter than the attempt timeout wins.
+//! let svc = ServiceBuilder::new()
+//!     .layer(TotalDeadlineLayer::new(Duration::from_millis(30))?)
+//!     .layer(TimeoutLayer::new(Duration::from_millis(100))?)
+//!     .service(slow);
+//! let err = svc.oneshot(Duration::from_secs(1)).await.unwrap_err();
+//! assert!(err.is::<DeadlineExceeded>());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Reading the deadline
+//!
+//! Code running inside a [`TotalDeadline`] (inner layers, the service, an
+//! axum handler) can ask how long it has left:
+//!
+//! ```
+//! use std::time::Duration;
+//! use steadfast::timeout::{Deadline, TotalDeadlineLayer};
+//! use tower::{Layer, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), steadfast::BoxError> {
+//! let svc = TotalDeadlineLayer::new(Duration::from_secs(2))?.layer(service_fn(|()| async {
+//!     let left = Deadline::current().map(Deadline::remaining);
+//!     Ok::<_, steadfast::BoxError>(left)
+//! }));
+//! assert_eq!(svc.oneshot(()).await?, Some(Duration::from_secs(2)));
+//! # Ok(())
+//! # }
+//! ```
+
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tower_service::Service;
+
+use crate::error::BoxError;
+
+mod deadline;
+pub mod future;
+mod layer;
+
+#[cfg(feature = "http")]
+pub use self::deadline::ExtensionStamp;
+pub use self::deadline::{Deadline, NoStamp, Stamp};
+pub use self::layer::{TimeoutLayer, TotalDeadlineLayer};
+pub(crate) use deadline::later;
+
+/// Fails an attempt that takes longer than its timeout, or than the time
+/// left before the total [`Deadline`], whichever comes first.
+///
+/// Made by [`TimeoutLayer`].
+#[derive(Debug, Clone)]
+pub struct Timeout<S> {
+    inner: S,
+    timeout: Duration,
+}
+
+impl<S> Timeout<S> {
+    fn from_parts(inner: S, timeout: Duration) -> Self {
+        Self { inner, timeout }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming this one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, Req> Service<Req> for Timeout<S>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = future::ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, request: Req) -> Self::Future {
+        let own = later(Instant::now(), self.timeout);
+        let (at, cut_by_deadline) = match Deadline::current() {
+            Some(deadline) if deadline.instant() <= own => (deadline.instant(), true),
+            _ => (own, false),
+        };
+        future::ResponseFuture::new(self.inner.call(request), at, cut_by_deadline)
+    }
+}
+
+/// Bounds a whole logical call and shows its [`Deadline`] to the layers
+/// inside. An earlier deadline already in force (an outer total deadline,
+/// a server's deadline from the wire) stays in force.
+///
+/// Made by [`TotalDeadlineLayer`].
+#[derive(Debug, Clone)]
+pub struct TotalDeadline<S, St = NoStamp> {
+    inner: S,
+    total: Duration,
+    stamp: St,
+}
+
+impl<S, St> TotalDeadline<S, St> {
+    fn from_parts(inner: S, total: Duration, stamp: St) -> Self {
+        Self {
+            inner,
+            total,
+            stamp,
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming this one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, St, Req> Service<Req> for TotalDeadline<S, St>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    St: Stamp<Req>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = future::DeadlineFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, mut request: Req) -> Self::Future {
+        let deadline = Deadline::at(later(Instant::now(), self.total)).tighten();
+        self.stamp.stamp(&mut request, deadline);
+        let inner = &mut self.inner;
+        let fut = deadline.sync_scope(|| inner.call(request));
+        future::DeadlineFuture::new(fut, deadline)
+    }
+}
