@@ -418,12 +418,14 @@ impl Breaker {
         u64::try_from(self.elapsed(now).as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// `after` from `now`, in whole milliseconds since `base`, rounded up.
+    /// `after` from `now`, in whole milliseconds since `base`, rounded down:
+    /// the time left never exceeds the duration asked for, and a deadline
+    /// may come up to a millisecond early.
     fn deadline_ms(&self, now: Instant, after: Duration) -> u64 {
         self.elapsed(now)
             .checked_add(after)
             .map_or(NO_DEADLINE - 1, |at| {
-                u64::try_from(at.as_nanos().div_ceil(1_000_000))
+                u64::try_from(at.as_millis())
                     .unwrap_or(u64::MAX)
                     .min(NO_DEADLINE - 1)
             })
