@@ -7,6 +7,7 @@ use std::convert::Infallible;
 use std::future::{Future, Ready, ready};
 use std::hint::black_box;
 use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -91,20 +92,25 @@ fn closed_overhead(c: &mut Criterion) {
 }
 
 /// Each of `threads` threads makes `iters` calls through its clone of
-/// `service`; the time is the wall time of the slowest.
+/// `service`; the time is the wall time of the slowest. The threads spin
+/// (not block) until all of them run, so that no timed loop starts while a
+/// CPU is still waking up.
 fn run_threads<S>(service: &S, threads: u64, iters: u64) -> Duration
 where
     S: Service<u64> + Clone + Send,
 {
-    let barrier = std::sync::Barrier::new(threads as usize);
+    let running = AtomicU64::new(0);
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 let mut service = service.clone();
-                let barrier = &barrier;
+                let running = &running;
                 scope.spawn(move || {
                     let mut cx = Context::from_waker(Waker::noop());
-                    barrier.wait();
+                    running.fetch_add(1, Ordering::SeqCst);
+                    while running.load(Ordering::SeqCst) < threads {
+                        std::hint::spin_loop();
+                    }
                     let start = Instant::now();
                     for i in 0..iters {
                         black_box(drive(&mut service, &mut cx, i));
@@ -133,6 +139,12 @@ fn shared_threads(c: &mut Criterion) {
             } else {
                 layer.layer(inner())
             };
+            if work {
+                let bare = busy();
+                group.bench_function(format!("bare_service/{threads}_threads"), |b| {
+                    b.iter_custom(|iters| run_threads(&bare, threads, iters));
+                });
+            }
             group.bench_function(format!("steadfast/{threads}_threads"), |b| {
                 b.iter_custom(|iters| run_threads(&service, threads, iters));
             });
