@@ -41,8 +41,8 @@ fn flaky_backend(
     let random = Arc::new(SeededRandom::new(seed));
     service_fn(move |n: u64| {
         stats.sent.fetch_add(1, Ordering::Relaxed);
-        let draw = (steadfast::retry::RandomSource::next_u64(&*random) >> 11) as f64
-            / (1u64 << 53) as f64;
+        let draw =
+            (steadfast::retry::RandomSource::next_u64(&*random) >> 11) as f64 / (1u64 << 53) as f64;
         async move {
             if draw < FAIL_RATE {
                 return Err(BoxError::from("connection reset"));

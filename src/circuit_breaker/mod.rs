@@ -1,0 +1,244 @@
+//! Circuit breaker: stop calling a dependency that keeps failing, and let
+//! a few probes find out when it has recovered.
+//!
+//! A [`CircuitBreaker`] judges each call's outcome with a
+//! [`Classify`]er and keeps the outcomes in a sliding window: the last N
+//! calls ([`count_window`](CircuitBreakerBuilder::count_window), where the
+//! oldest outcome leaves as each new one enters) or the calls of the last
+//! D ([`time_window`](CircuitBreakerBuilder::time_window), in buckets). Once
+//! the window holds at least
+//! [`minimum_calls`](CircuitBreakerBuilder::minimum_calls), the breaker
+//! opens when the failure rate, or the rate of calls slower than
+//! [`slow_call_duration`](CircuitBreakerBuilder::slow_call_duration)
+//! whatever their verdict, reaches its threshold. Functional errors (a 404)
+//! count as successes; a call refused by an inner policy
+//! ([`Verdict::Rejected`](crate::classify::Verdict::Rejected)) is not
+//! counted.
+//!
+//! While open, calls fail at once with a [`CircuitOpen`] error that carries
+//! the time left. The open period can grow on repeated openings
+//! ([`open_backoff`](CircuitBreakerBuilder::open_backoff)) and be extended
+//! by a failure's retry-after hint
+//! ([`honor_retry_after`](CircuitBreakerBuilder::honor_retry_after)). Then
+//! the breaker is half-open: it lets
+//! [`half_open_probes`](CircuitBreakerBuilder::half_open_probes) calls
+//! through, and their outcomes, judged against the same thresholds, close
+//! or reopen it. [`max_half_open_wait`](CircuitBreakerBuilder::max_half_open_wait)
+//! reopens a breaker whose probes never end.
+//!
+//! A [`CircuitBreakerHandle`] reads the [`State`] and a [`Snapshot`] of the
+//! window, and forces the breaker open, closed ([`State::Disabled`]) or
+//! metrics-only. Transitions are `tracing` events with target
+//! `steadfast::circuit_breaker` and fields `policy`, `name`, `key`, `from`,
+//! `to`, `reason` and `delay_ms`.
+//!
+//! While closed, a call costs a few atomic operations and no lock; the
+//! breaker is shared by every clone of the layer and every service it made.
+//! [`KeyedCircuitBreakerLayer`] gives each key (a host, a route) its own
+//! breaker, with a bounded number of keys.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use steadfast::circuit_breaker::{CircuitBreakerLayer, State};
+//! use steadfast::error::CircuitOpen;
+//! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), steadfast::BoxError> {
+//! let breaker = CircuitBreakerLayer::builder()
+//!     .count_window(10)
+//!     .minimum_calls(4)
+//!     .failure_rate_threshold(50.0)
+//!     .open_duration(Duration::from_secs(5))
+//!     .build()?;
+//! let handle = breaker.handle();
+//! let mut service = ServiceBuilder::new()
+//!     .layer(breaker)
+//!     .service(service_fn(|fail: bool| async move {
+//!         if fail { Err("connection reset") } else { Ok("pong") }
+//!     }));
+//!
+//! for fail in [false, true, false, true] {
+//!     let _ = service.ready().await?.call(fail).await;
+//! }
+//! assert_eq!(handle.state(), State::Open);
+//! let err = service.ready().await?.call(false).await.unwrap_err();
+//! let open = err.downcast_ref::<CircuitOpen>().expect("refused");
+//! assert!(open.remaining() <= Duration::from_secs(5));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Slow calls, growing open periods, keys
+//!
+//! ```
+//! use std::time::Duration;
+//! use steadfast::circuit_breaker::{KeyedCircuitBreakerLayer, State};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), steadfast::BoxError> {
+//! // One breaker per host: judge the calls of the last 30 s, open when half
+//! // of them fail or 80 % take longer than 2 s, for 5 s, then 10 s, 20 s,
+//! // up to 60 s while the host keeps failing its probes.
+//! let breakers = KeyedCircuitBreakerLayer::builder()
+//!     .key(|(host, _path): &(&'static str, &'static str)| *host)
+//!     .max_keys(1_000)
+//!     .idle_timeout(Duration::from_secs(600))
+//!     .time_window(Duration::from_secs(30), 10)
+//!     .minimum_calls(20)
+//!     .slow_call_duration(Duration::from_secs(2))
+//!     .slow_call_rate_threshold(80.0)
+//!     .open_duration(Duration::from_secs(5))
+//!     .open_backoff(2.0, Duration::from_secs(60))
+//!     .half_open_probes(3)
+//!     .max_half_open_wait(Duration::from_secs(30))
+//!     .build()?;
+//! let service = ServiceBuilder::new()
+//!     .layer(breakers.clone())
+//!     .service(service_fn(|(host, path): (&'static str, &'static str)| async move {
+//!         Ok::<_, steadfast::BoxError>(format!("{host}{path}"))
+//!     }));
+//!
+//! assert_eq!(service.oneshot(("a.example", "/x")).await?, "a.example/x");
+//! breakers.handle(&"b.example").force_open();
+//! assert_eq!(breakers.handle(&"a.example").state(), State::Closed);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [`Classify`]: crate::classify::Classify
+//! [`CircuitOpen`]: crate::error::CircuitOpen
+
+mod config;
+pub mod future;
+mod handle;
+mod keyed;
+mod layer;
+mod state;
+mod window;
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::time::Instant;
+use tower_service::Service;
+
+pub use self::config::{CircuitBreakerBuilder, Single};
+pub use self::handle::{CircuitBreakerHandle, Snapshot};
+pub use self::keyed::{Keyed, KeyedCircuitBreaker, KeyedCircuitBreakerLayer};
+pub use self::layer::CircuitBreakerLayer;
+pub use self::state::State;
+
+use self::future::{Call, ResponseFuture, judge_output};
+use self::handle::Shared;
+use self::state::Ticket;
+use crate::BoxError;
+use crate::classify::{Classify, DefaultClassifier};
+
+/// A service guarded by a circuit breaker; made by [`CircuitBreakerLayer`].
+pub struct CircuitBreaker<S, C = DefaultClassifier> {
+    inner: S,
+    shared: Arc<Shared<C>>,
+}
+
+impl<S, C> CircuitBreaker<S, C> {
+    pub(crate) fn from_shared(inner: S, shared: Arc<Shared<C>>) -> Self {
+        Self { inner, shared }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes the breaker, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, C: Send + Sync + 'static> CircuitBreaker<S, C> {
+    /// A handle on this service's breaker.
+    pub fn handle(&self) -> CircuitBreakerHandle {
+        CircuitBreakerHandle::new(self.shared.clone())
+    }
+}
+
+impl<S: Clone, C> Clone for CircuitBreaker<S, C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, C> fmt::Debug for CircuitBreaker<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("inner", &self.inner)
+            .field("state", &self.shared.breaker.state())
+            .finish()
+    }
+}
+
+impl<S, C, Req> Service<Req> for CircuitBreaker<S, C>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError> + 'static,
+    C: Classify<Req, S::Response, S::Error>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, C, C::Facts>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, request: Req) -> Self::Future {
+        call_through(&mut self.inner, &self.shared, request)
+    }
+}
+
+/// Admits `request` through `shared`'s breaker and calls `inner`, or
+/// refuses it.
+#[inline]
+pub(crate) fn call_through<S, C, Req>(
+    inner: &mut S,
+    shared: &Arc<Shared<C>>,
+    request: Req,
+) -> ResponseFuture<S::Future, C, C::Facts>
+where
+    S: Service<Req>,
+    S::Error: 'static,
+    C: Classify<Req, S::Response, S::Error>,
+{
+    match shared.breaker.admit() {
+        Err(open) => ResponseFuture::refused(open),
+        Ok(Ticket::Untracked) => ResponseFuture::called(inner.call(request), None),
+        Ok(ticket) => {
+            // Made before the inner call, so that a panic in it frees a
+            // probe slot.
+            let call = Call {
+                shared: shared.clone(),
+                ticket,
+                facts: shared.classifier.facts(&request),
+                started: shared.breaker.settings.slow.map(|_| Instant::now()),
+                judge: judge_output::<C, Req, S::Response, S::Error>,
+            };
+            ResponseFuture::called(inner.call(request), Some(call))
+        }
+    }
+}

@@ -1,0 +1,460 @@
+//! The breaker's state machine, decided with atomics.
+//!
+//! The whole state is one `AtomicU64`: the kind (3 bits), a generation
+//! (16 bits) bumped by every transition, and a deadline in milliseconds since
+//! the breaker was made (45 bits): the end of the open period, or the end of
+//! the longest wait in half-open. A transition is one compare-exchange from
+//! the word its thread saw, so exactly one thread performs it, and a call
+//! admitted under one generation never counts in a later one.
+//!
+//! Half-open probes are a second `AtomicU64`: the generation they belong to,
+//! then probes in flight, probes done, failed and slow probes (12 bits each).
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::config::{Settings, WindowKind};
+use super::window::{CountWindow, Counts, TimeWindow, Window};
+use crate::error::CircuitOpen;
+
+/// Keeps a hot atomic on a cache line of its own.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct CachePadded<T>(pub(crate) T);
+
+/// The state of a circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum State {
+    /// Calls go through; their outcomes are judged.
+    Closed,
+    /// Calls are refused until the open period ends.
+    Open,
+    /// A limited number of probe calls go through; their outcomes close or
+    /// reopen the breaker.
+    HalfOpen,
+    /// Every call is refused until the breaker is reset.
+    ForcedOpen,
+    /// Forced closed: every call goes through and nothing is recorded.
+    Disabled,
+    /// Every call goes through; outcomes are recorded but never open the
+    /// breaker.
+    MetricsOnly,
+}
+
+impl State {
+    /// A stable lowercase name, as used in events.
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            State::Closed => "closed",
+            State::Open => "open",
+            State::HalfOpen => "half_open",
+            State::ForcedOpen => "forced_open",
+            State::Disabled => "disabled",
+            State::MetricsOnly => "metrics_only",
+        }
+    }
+
+    const fn code(self) -> u64 {
+        match self {
+            State::Closed => 0,
+            State::Open => 1,
+            State::HalfOpen => 2,
+            State::ForcedOpen => 3,
+            State::Disabled => 4,
+            State::MetricsOnly => 5,
+        }
+    }
+
+    const fn of(word: u64) -> Self {
+        match word & KIND_MASK {
+            0 => State::Closed,
+            1 => State::Open,
+            2 => State::HalfOpen,
+            3 => State::ForcedOpen,
+            4 => State::Disabled,
+            _ => State::MetricsOnly,
+        }
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+const KIND_MASK: u64 = 0b111;
+const GEN_SHIFT: u32 = 3;
+const DEADLINE_SHIFT: u32 = 19;
+/// No deadline (half-open without a maximum wait).
+const NO_DEADLINE: u64 = (1 << 45) - 1;
+
+const fn pack(state: State, generation: u16, deadline_ms: u64) -> u64 {
+    state.code() | ((generation as u64) << GEN_SHIFT) | (deadline_ms << DEADLINE_SHIFT)
+}
+
+const fn generation(word: u64) -> u16 {
+    (word >> GEN_SHIFT) as u16
+}
+
+const fn deadline(word: u64) -> u64 {
+    word >> DEADLINE_SHIFT
+}
+
+const PROBE_BITS: u32 = 12;
+const PROBE_MASK: u64 = (1 << PROBE_BITS) - 1;
+const TAKEN: u32 = 0;
+const DONE: u32 = PROBE_BITS;
+const PROBE_FAILED: u32 = 2 * PROBE_BITS;
+const PROBE_SLOW: u32 = 3 * PROBE_BITS;
+const PROBE_GEN: u32 = 48;
+
+const fn probe_field(word: u64, shift: u32) -> u64 {
+    (word >> shift) & PROBE_MASK
+}
+
+/// What a call admitted by the breaker must report when it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ticket {
+    /// Nothing (the breaker is disabled).
+    Untracked,
+    /// Its outcome, in the window of this generation.
+    Counted(u16),
+    /// Its outcome as a probe of this half-open generation, or the release
+    /// of its probe slot.
+    Probe(u16),
+}
+
+/// The judged outcome of one call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outcome {
+    /// `window::RECORDED`, plus `FAILED` and `SLOW` as they apply.
+    pub(crate) code: u8,
+    /// A failure's retry-after hint.
+    pub(crate) hint: Option<Duration>,
+}
+
+enum Probe {
+    Taken,
+    Full,
+    Stale,
+}
+
+/// One circuit breaker: its settings, state word, probe word and window.
+#[derive(Debug)]
+pub(crate) struct Breaker {
+    state: CachePadded<AtomicU64>,
+    probes: CachePadded<AtomicU64>,
+    openings: AtomicU32,
+    window: Window,
+    pub(crate) settings: Settings,
+    base: Instant,
+    key: Option<Box<str>>,
+}
+
+impl Breaker {
+    pub(crate) fn new(settings: Settings, key: Option<Box<str>>) -> Self {
+        let window = match settings.window {
+            WindowKind::Count(size) => Window::Count(CountWindow::new(size)),
+            WindowKind::Time { span, buckets } => Window::Time(TimeWindow::new(span, buckets)),
+        };
+        Self {
+            state: CachePadded(AtomicU64::new(pack(State::Closed, 0, 0))),
+            probes: CachePadded(AtomicU64::new(0)),
+            openings: AtomicU32::new(0),
+            window,
+            settings,
+            base: Instant::now(),
+            key,
+        }
+    }
+
+    /// Admits a call, or refuses it with the time the breaker stays open.
+    #[inline]
+    pub(crate) fn admit(&self) -> Result<Ticket, CircuitOpen> {
+        loop {
+            let word = self.state.0.load(Ordering::Acquire);
+            let generation = generation(word);
+            match State::of(word) {
+                State::Closed | State::MetricsOnly => return Ok(Ticket::Counted(generation)),
+                State::Disabled => return Ok(Ticket::Untracked),
+                State::ForcedOpen => return Err(CircuitOpen::new(Duration::ZERO)),
+                State::Open => {
+                    let now = Instant::now();
+                    let until = Duration::from_millis(deadline(word));
+                    let elapsed = self.elapsed(now);
+                    if elapsed < until {
+                        return Err(CircuitOpen::new(until - elapsed));
+                    }
+                    let wait = self
+                        .settings
+                        .max_half_open_wait
+                        .map_or(NO_DEADLINE, |wait| self.deadline_ms(now, wait));
+                    let next = pack(State::HalfOpen, generation.wrapping_add(1), wait);
+                    if self.swap_state(word, next) {
+                        self.emit_transition(State::Open, State::HalfOpen, "open_elapsed", None);
+                    }
+                }
+                State::HalfOpen => {
+                    if deadline(word) != NO_DEADLINE {
+                        let now = Instant::now();
+                        if self.elapsed(now) >= Duration::from_millis(deadline(word)) {
+                            self.try_open(word, now, "half_open_timeout", None);
+                            continue;
+                        }
+                    }
+                    match self.take_probe(generation) {
+                        Probe::Taken => return Ok(Ticket::Probe(generation)),
+                        Probe::Full => return Err(CircuitOpen::new(Duration::ZERO)),
+                        Probe::Stale => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reports how an admitted call ended; `None` when it was refused by an
+    /// inner policy (not counted). `now` is the completion time if the
+    /// caller already read the clock.
+    pub(crate) fn complete(&self, ticket: Ticket, outcome: Option<Outcome>, now: Option<Instant>) {
+        match (ticket, outcome) {
+            (Ticket::Untracked, _) => {}
+            (Ticket::Probe(generation), None) => self.release_probe(generation),
+            (Ticket::Probe(generation), Some(outcome)) => {
+                self.complete_probe(generation, outcome, now);
+            }
+            (Ticket::Counted(_), None) => {}
+            (Ticket::Counted(generation), Some(outcome)) => {
+                let word = self.state.0.load(Ordering::Acquire);
+                if self::generation(word) != generation {
+                    return;
+                }
+                let state = State::of(word);
+                if state != State::Closed && state != State::MetricsOnly {
+                    return;
+                }
+                let mut clock = now;
+                let counts = self.window.record(outcome.code, || {
+                    self.nanos(*clock.get_or_insert_with(Instant::now))
+                });
+                if state == State::Closed {
+                    if let Some(counts) = counts {
+                        if counts.calls >= self.settings.minimum_calls {
+                            if let Some(reason) =
+                                self.settings
+                                    .trips(counts.calls, counts.failures, counts.slow)
+                            {
+                                let now = clock.unwrap_or_else(Instant::now);
+                                self.try_open(word, now, reason, outcome.hint);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Frees the probe slot of a probe that ended without an outcome.
+    pub(crate) fn release_probe(&self, generation: u16) {
+        let _ = self
+            .probes
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                let live = (word >> PROBE_GEN) as u16 == generation && probe_field(word, TAKEN) > 0;
+                live.then(|| word - (1 << TAKEN))
+            });
+    }
+
+    fn take_probe(&self, generation: u16) -> Probe {
+        loop {
+            let word = self.probes.0.load(Ordering::Acquire);
+            let seen = (word >> PROBE_GEN) as u16;
+            if seen != generation {
+                if (seen.wrapping_sub(generation) as i16) > 0 {
+                    return Probe::Stale;
+                }
+                let fresh = u64::from(generation) << PROBE_GEN;
+                let _ = self.probes.0.compare_exchange(
+                    word,
+                    fresh,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
+                continue;
+            }
+            if probe_field(word, TAKEN) + probe_field(word, DONE) >= u64::from(self.settings.probes)
+            {
+                return Probe::Full;
+            }
+            if self
+                .probes
+                .0
+                .compare_exchange(
+                    word,
+                    word + (1 << TAKEN),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+            {
+                return Probe::Taken;
+            }
+        }
+    }
+
+    fn complete_probe(&self, generation: u16, outcome: Outcome, now: Option<Instant>) {
+        use super::window::{FAILED, SLOW};
+        let mut add = 1u64 << DONE;
+        if outcome.code & FAILED != 0 {
+            add += 1 << PROBE_FAILED;
+        }
+        if outcome.code & SLOW != 0 {
+            add += 1 << PROBE_SLOW;
+        }
+        let Ok(before) = self
+            .probes
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                let live = (word >> PROBE_GEN) as u16 == generation && probe_field(word, TAKEN) > 0;
+                live.then(|| word - (1 << TAKEN) + add)
+            })
+        else {
+            return;
+        };
+        let after = before - (1 << TAKEN) + add;
+        let done = probe_field(after, DONE);
+        if done < u64::from(self.settings.probes) {
+            return;
+        }
+        let word = self.state.0.load(Ordering::Acquire);
+        if State::of(word) != State::HalfOpen || self::generation(word) != generation {
+            return;
+        }
+        let failed = probe_field(after, PROBE_FAILED);
+        let slow = probe_field(after, PROBE_SLOW);
+        match self.settings.trips(done, failed, slow) {
+            Some(reason) => {
+                let reason = if reason == "failure_rate" {
+                    "probe_failure_rate"
+                } else {
+                    "probe_slow_call_rate"
+                };
+                let now = now.unwrap_or_else(Instant::now);
+                self.try_open(word, now, reason, outcome.hint);
+            }
+            None => {
+                let next = pack(State::Closed, generation.wrapping_add(1), 0);
+                if self.swap_state(word, next) {
+                    self.window.clear();
+                    self.openings.store(0, Ordering::Relaxed);
+                    self.emit_transition(State::HalfOpen, State::Closed, "probes_passed", None);
+                }
+            }
+        }
+    }
+
+    /// Opens the breaker from `from`, unless another thread moved it first.
+    fn try_open(&self, from: u64, now: Instant, reason: &'static str, hint: Option<Duration>) {
+        let openings = self.openings.load(Ordering::Relaxed);
+        let open_for = self.settings.open_with_hint(openings, hint);
+        let until = self.deadline_ms(now, open_for);
+        let next = pack(State::Open, generation(from).wrapping_add(1), until);
+        if self.swap_state(from, next) {
+            self.openings
+                .store(openings.saturating_add(1), Ordering::Relaxed);
+            self.emit_transition(State::of(from), State::Open, reason, Some(open_for));
+        }
+    }
+
+    /// Moves to `to` whatever the state, as asked through a handle.
+    pub(crate) fn force(&self, to: State, reason: &'static str) {
+        let word = self
+            .state
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                Some(pack(to, generation(word).wrapping_add(1), 0))
+            });
+        // `fetch_update` with a closure that always answers cannot fail.
+        let from = word.map_or(State::Closed, State::of);
+        if to == State::Closed {
+            self.window.clear();
+            self.openings.store(0, Ordering::Relaxed);
+        }
+        self.emit_transition(from, to, reason, None);
+    }
+
+    fn swap_state(&self, from: u64, to: u64) -> bool {
+        self.state
+            .0
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    pub(crate) fn state(&self) -> State {
+        State::of(self.state.0.load(Ordering::Acquire))
+    }
+
+    /// The window's counts now, the state, and how long it stays open.
+    pub(crate) fn snapshot(&self) -> (State, Counts, Option<Duration>) {
+        let word = self.state.0.load(Ordering::Acquire);
+        let now = Instant::now();
+        let counts = self.window.counts(|| self.nanos(now));
+        let state = State::of(word);
+        let remaining = (state == State::Open)
+            .then(|| Duration::from_millis(deadline(word)).saturating_sub(self.elapsed(now)));
+        (state, counts, remaining)
+    }
+
+    #[inline]
+    fn elapsed(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.base)
+    }
+
+    #[inline]
+    fn nanos(&self, now: Instant) -> u64 {
+        u64::try_from(self.elapsed(now).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// `after` from `now`, in whole milliseconds since `base`, rounded down:
+    /// the time left never exceeds the duration asked for, and a deadline
+    /// may come up to a millisecond early.
+    fn deadline_ms(&self, now: Instant, after: Duration) -> u64 {
+        self.elapsed(now)
+            .checked_add(after)
+            .map_or(NO_DEADLINE - 1, |at| {
+                u64::try_from(at.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .min(NO_DEADLINE - 1)
+            })
+    }
+
+    /// The one place state transitions are reported; metrics hook in here.
+    fn emit_transition(
+        &self,
+        from: State,
+        to: State,
+        reason: &'static str,
+        open_for: Option<Duration>,
+    ) {
+        let name = self.settings.name;
+        let key = self.key.as_deref();
+        let delay_ms = open_for.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let (from, to) = (from.as_str(), to.as_str());
+        if matches!(to, "open" | "forced_open") {
+            tracing::warn!(
+                target: "steadfast::circuit_breaker",
+                policy = "circuit_breaker", name, key, from, to, reason, delay_ms,
+                "circuit breaker opened"
+            );
+        } else {
+            tracing::info!(
+                target: "steadfast::circuit_breaker",
+                policy = "circuit_breaker", name, key, from, to, reason,
+                "circuit breaker state changed"
+            );
+        }
+    }
+}

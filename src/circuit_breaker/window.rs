@@ -1,0 +1,315 @@
+//! Sliding windows of call outcomes, updated with atomics only.
+//!
+//! The count window is a ring of one-byte outcome slots. A call takes the
+//! next index with `fetch_add`, swaps its outcome into that slot and moves
+//! the running totals by the difference between what entered and what
+//! left, so the oldest outcome leaves as each new one enters. The totals are
+//! three biased 21-bit fields of one `AtomicU64`: every writer applies its
+//! own difference, so they always sum to the slots' contents once the
+//! writers are done, and the bias keeps a field from borrowing from its
+//! neighbour while two writers of the same slot race.
+//!
+//! The time window is a ring of buckets tagged with their epoch (the index
+//! of the bucket-long period they count). The first writer of a new period
+//! takes the bucket with a compare-exchange, zeroes it and publishes the new
+//! tag; a reader sums the buckets whose tags fall in the window.
+
+use std::hint::spin_loop;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
+
+use super::state::CachePadded;
+
+/// An outcome as kept in a slot: 0 is an empty slot.
+pub(crate) const RECORDED: u8 = 1;
+pub(crate) const FAILED: u8 = 2;
+pub(crate) const SLOW: u8 = 4;
+
+const FIELD_BITS: u32 = 21;
+const FIELD_MASK: u64 = (1 << FIELD_BITS) - 1;
+const BIAS: u64 = 1 << 20;
+const BIASED_ZERO: u64 = BIAS | (BIAS << FIELD_BITS) | (BIAS << (2 * FIELD_BITS));
+
+/// How often a writer waits for a bucket being rolled over before it gives
+/// its outcome up.
+const MAX_SPINS: u32 = 1_000;
+
+/// Outcome counts of a window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub(crate) calls: u64,
+    pub(crate) failures: u64,
+    pub(crate) slow: u64,
+}
+
+/// The outcomes a breaker judges.
+// One per breaker, behind its `Arc`: the padding that keeps the hot atomics
+// on lines of their own is the point.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub(crate) enum Window {
+    Count(CountWindow),
+    Time(TimeWindow),
+}
+
+impl Window {
+    /// Records an outcome completed `elapsed_nanos` after the breaker was
+    /// made. Returns the window's counts when they may have grown towards a
+    /// threshold (they cannot when a success replaced a success).
+    #[inline]
+    pub(crate) fn record(&self, code: u8, elapsed_nanos: impl FnOnce() -> u64) -> Option<Counts> {
+        match self {
+            Window::Count(window) => window.record(code),
+            Window::Time(window) => window.record(code, elapsed_nanos()),
+        }
+    }
+
+    pub(crate) fn counts(&self, elapsed_nanos: impl FnOnce() -> u64) -> Counts {
+        match self {
+            Window::Count(window) => decode(window.totals.0.load(Relaxed)),
+            Window::Time(window) => window.sum(elapsed_nanos() / window.bucket_nanos),
+        }
+    }
+
+    pub(crate) fn clear(&self) {
+        match self {
+            Window::Count(window) => window.clear(),
+            Window::Time(window) => window.clear(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct CountWindow {
+    head: CachePadded<AtomicU64>,
+    totals: CachePadded<AtomicU64>,
+    slots: Box<[AtomicU8]>,
+}
+
+impl CountWindow {
+    /// `size` is checked by the builder: 1 to a million.
+    pub(crate) fn new(size: u64) -> Self {
+        Self {
+            head: CachePadded(AtomicU64::new(0)),
+            totals: CachePadded(AtomicU64::new(BIASED_ZERO)),
+            slots: (0..size).map(|_| AtomicU8::new(0)).collect(),
+        }
+    }
+
+    #[inline]
+    fn record(&self, code: u8) -> Option<Counts> {
+        let index = self.head.0.fetch_add(1, Relaxed) % self.slots.len() as u64;
+        // The index is below the slot count, which came from a `usize`.
+        let slot = &self.slots[index as usize];
+        let seen = slot.load(Relaxed);
+        if seen == code {
+            // Nothing changes; a success replacing a success can't open.
+            return (code != RECORDED).then(|| decode(self.totals.0.load(Relaxed)));
+        }
+        let old = slot.swap(code, Relaxed);
+        let delta = contribution(code).wrapping_sub(contribution(old));
+        let before = self.totals.0.fetch_add(delta, Relaxed);
+        Some(decode(before.wrapping_add(delta)))
+    }
+
+    fn clear(&self) {
+        let mut removed = 0u64;
+        for slot in &self.slots {
+            removed = removed.wrapping_add(contribution(slot.swap(0, Relaxed)));
+        }
+        self.totals.0.fetch_add(removed.wrapping_neg(), Relaxed);
+    }
+}
+
+#[inline]
+fn contribution(code: u8) -> u64 {
+    if code == 0 {
+        return 0;
+    }
+    1 | (u64::from(code & FAILED != 0) << FIELD_BITS)
+        | (u64::from(code & SLOW != 0) << (2 * FIELD_BITS))
+}
+
+#[inline]
+fn decode(totals: u64) -> Counts {
+    let field = |shift: u32| ((totals >> shift) & FIELD_MASK).saturating_sub(BIAS);
+    Counts {
+        calls: field(0),
+        failures: field(FIELD_BITS),
+        slow: field(2 * FIELD_BITS),
+    }
+}
+
+/// Marks a bucket being rolled over to a new epoch.
+const LOCKED: u64 = 1 << 63;
+
+#[derive(Debug, Default)]
+struct Bucket {
+    /// The bucket's epoch plus one; 0 when unused.
+    tag: AtomicU64,
+    /// Calls in the low 32 bits, failures in the high 32.
+    calls: AtomicU64,
+    slow: AtomicU64,
+}
+
+#[derive(Debug)]
+pub(crate) struct TimeWindow {
+    bucket_nanos: u64,
+    buckets: Box<[CachePadded<Bucket>]>,
+}
+
+impl TimeWindow {
+    /// `span` and `buckets` are checked by the builder: each bucket lasts
+    /// at least a nanosecond, and there are 1 to 1,000 buckets.
+    pub(crate) fn new(span: std::time::Duration, buckets: u32) -> Self {
+        let span = u64::try_from(span.as_nanos()).unwrap_or(u64::MAX);
+        Self {
+            bucket_nanos: (span / u64::from(buckets)).max(1),
+            buckets: (0..buckets)
+                .map(|_| CachePadded(Bucket::default()))
+                .collect(),
+        }
+    }
+
+    fn record(&self, code: u8, elapsed_nanos: u64) -> Option<Counts> {
+        let epoch = elapsed_nanos / self.bucket_nanos;
+        let tag = epoch.saturating_add(1) & !LOCKED;
+        let bucket = &self.buckets[(epoch % self.buckets.len() as u64) as usize].0;
+        let mut spins = 0;
+        let counted = loop {
+            let seen = bucket.tag.load(std::sync::atomic::Ordering::Acquire);
+            if seen == tag {
+                break true;
+            }
+            if seen & LOCKED != 0 {
+                spins += 1;
+                if spins > MAX_SPINS {
+                    break false;
+                }
+                spin_loop();
+                continue;
+            }
+            if seen > tag {
+                // The bucket already counts a later period: this outcome is
+                // older than the window.
+                break false;
+            }
+            if bucket
+                .tag
+                .compare_exchange(seen, tag | LOCKED, Relaxed, Relaxed)
+                .is_ok()
+            {
+                bucket.calls.store(0, Relaxed);
+                bucket.slow.store(0, Relaxed);
+                bucket.tag.store(tag, std::sync::atomic::Ordering::Release);
+                break true;
+            }
+        };
+        if counted {
+            bucket
+                .calls
+                .fetch_add(1 | (u64::from(code & FAILED != 0) << 32), Relaxed);
+            if code & SLOW != 0 {
+                bucket.slow.fetch_add(1, Relaxed);
+            }
+        }
+        Some(self.sum(epoch))
+    }
+
+    /// The counts of the buckets of epochs `epoch - buckets + 1 ..= epoch`.
+    fn sum(&self, epoch: u64) -> Counts {
+        let span = self.buckets.len() as u64;
+        let mut counts = Counts::default();
+        for bucket in &self.buckets[..] {
+            let tag = bucket.0.tag.load(std::sync::atomic::Ordering::Acquire);
+            if tag == 0 || tag & LOCKED != 0 {
+                continue;
+            }
+            let bucket_epoch = tag - 1;
+            if bucket_epoch <= epoch && bucket_epoch.saturating_add(span) > epoch {
+                let calls = bucket.0.calls.load(Relaxed);
+                counts.calls += calls & u64::from(u32::MAX);
+                counts.failures += calls >> 32;
+                counts.slow += bucket.0.slow.load(Relaxed);
+            }
+        }
+        counts
+    }
+
+    fn clear(&self) {
+        for bucket in &self.buckets[..] {
+            let mut spins = 0;
+            loop {
+                let seen = bucket.0.tag.load(Relaxed);
+                if seen == 0 {
+                    break;
+                }
+                if seen & LOCKED != 0 {
+                    spins += 1;
+                    if spins > MAX_SPINS {
+                        break;
+                    }
+                    spin_loop();
+                    continue;
+                }
+                if bucket
+                    .0
+                    .tag
+                    .compare_exchange(seen, 0, Relaxed, Relaxed)
+                    .is_ok()
+                {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn count_window_slides() {
+        let window = CountWindow::new(3);
+        for _ in 0..3 {
+            window.record(RECORDED | FAILED);
+        }
+        assert_eq!(
+            decode(window.totals.0.load(Relaxed)),
+            Counts {
+                calls: 3,
+                failures: 3,
+                slow: 0
+            }
+        );
+        window.record(RECORDED | SLOW);
+        let counts = window.record(RECORDED).unwrap_or_default();
+        assert_eq!(
+            counts,
+            Counts {
+                calls: 3,
+                failures: 1,
+                slow: 1
+            }
+        );
+        window.clear();
+        assert_eq!(decode(window.totals.0.load(Relaxed)), Counts::default());
+    }
+
+    #[test]
+    fn time_window_forgets_old_buckets() {
+        let window = TimeWindow::new(Duration::from_nanos(40), 4);
+        window.record(RECORDED | FAILED, 5);
+        window.record(RECORDED, 15);
+        assert_eq!(window.sum(3).calls, 2);
+        assert_eq!(window.sum(4).calls, 1);
+        assert_eq!(window.sum(5).calls, 0);
+        // An outcome older than the bucket's period is dropped.
+        window.record(RECORDED, 45);
+        window.record(RECORDED, 5);
+        assert_eq!(window.sum(4).calls, 2);
+        window.clear();
+        assert_eq!(window.sum(4).calls, 0);
+    }
+}
