@@ -13,6 +13,7 @@
 //! | [`BulkheadLayer`](bulkhead::BulkheadLayer), [`KeyedBulkheadLayer`](bulkhead::KeyedBulkheadLayer) | [`bulkhead`] | caps the calls in flight to a dependency (or per key), with a bounded wait |
 //! | `RateLimitLayer` (feature `rate-limit`) | `rate_limit` | caps calls per client and period by tier (GCRA), rejecting or throttling the excess |
 //! | [`CircuitBreakerLayer`](circuit_breaker::CircuitBreakerLayer), [`KeyedCircuitBreakerLayer`](circuit_breaker::KeyedCircuitBreakerLayer) | [`circuit_breaker`] | stops calling a failing or slow dependency, probes its recovery; per key if needed |
+//! | [`FallbackLayer`](fallback::FallbackLayer) | [`fallback`] | answers failed or refused calls from an alternate service, a cache of recent answers (stale-if-error) or a static answer |
 //!
 //! Every policy acts on one [`Verdict`](classify::Verdict) per attempt,
 //! produced by a [`Classify`](classify::Classify)er: a functional error (a
@@ -95,6 +96,7 @@ pub mod bulkhead;
 pub mod circuit_breaker;
 pub mod classify;
 pub mod error;
+pub mod fallback;
 pub(crate) mod keyed;
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
