@@ -33,6 +33,12 @@ const MOKA_TTL_CAP: Duration = Duration::from_secs(86_400 * 365 * 30);
 /// random for each cache, so the cache holds no credentials and its keys
 /// can't be predicted from outside.
 ///
+/// The key must cover everything the answer depends on: share one cache
+/// only between layers in front of the same upstream, and name any header
+/// that identifies the caller beyond those [`HttpKey`](super::HttpKey)
+/// covers (a caller known by its client certificate or address needs a
+/// custom [`CacheKey`]).
+///
 /// Clones share the same entries, so the cache itself is the handle for
 /// tests and operations ([`entry_count`](Self::entry_count),
 /// [`invalidate_all`](Self::invalidate_all)).

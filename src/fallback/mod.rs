@@ -36,7 +36,7 @@
 //! ```
 //! use std::time::Duration;
 //! use steadfast::fallback::{FallbackCache, FallbackLayer, FallbackSource};
-//! use tower::{Service, ServiceExt, service_fn};
+//! use tower::{Layer, Service, ServiceExt, service_fn};
 //!
 //! #[derive(Debug, Clone, PartialEq)]
 //! struct Price { cents: u64, source: Option<FallbackSource> }
@@ -61,7 +61,6 @@
 //!     up = false;
 //!     async move { answer }
 //! }));
-//! # use tower::Layer;
 //!
 //! assert_eq!(service.ready().await?.call(1).await?.cents, 100);
 //! let cached = service.ready().await?.call(1).await?;
