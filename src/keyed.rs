@@ -107,6 +107,7 @@ where
     /// without taking a reference of its own: for callers that use the
     /// state only while they run.
     #[inline]
+    #[cfg_attr(not(feature = "rate-limit"), allow(dead_code))]
     pub(crate) fn with<R>(
         &self,
         key: &K,
