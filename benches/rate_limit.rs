@@ -161,6 +161,18 @@ fn bench(c: &mut Criterion) {
             black_box(keyed_direct.check_key(&(n % 1_000)))
         });
     });
+    let keyed_tokio: RateLimiter<
+        u64,
+        governor::state::keyed::DefaultKeyedStateStore<u64>,
+        TokioClock,
+        governor::middleware::NoOpMiddleware<<TokioClock as Clock>::Instant>,
+    > = RateLimiter::new(governor_quota(), Default::default(), TokioClock);
+    group.bench_function("governor keyed check (1,000 keys, tokio clock)", |b| {
+        b.iter(|| {
+            n = n.wrapping_add(1);
+            black_box(keyed_tokio.check_key(&(n % 1_000)))
+        });
+    });
     let mut keyed = RateLimitLayer::builder()
         .quota(Quota::per_second(RATE))
         .key(|x: &u64| *x % 1_000)

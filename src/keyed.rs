@@ -1,25 +1,75 @@
 //! A bounded registry of per-key policy state (per host, per route, per
 //! tenant), shared by the keyed breakers, bulkheads and rate limiters.
 //!
-//! Memory is bounded however many distinct keys arrive: the registry holds
-//! at most `max_keys` entries, evicting the least useful first (moka's
-//! TinyLFU admission keeps a flood of one-off keys from pushing out the keys
-//! in steady use), and drops entries idle for longer than `idle`. Lookups
-//! take no lock on the registry: moka's concurrent hash table serves them.
+//! Lookups take no lock: the map is papaya's lock-free hash table, and a hit
+//! costs a hash, a probe and at most one relaxed store.
 //!
-//! An evicted entry lives on while calls that fetched it still hold its
-//! `Arc`; a new call for the same key gets fresh state.
+//! Memory is bounded however many distinct keys arrive. Eviction is the
+//! CLOCK (second chance) rule, run by the caller that inserts a new key when
+//! the registry is full or an idle period has passed since the last sweep:
+//!
+//! - every entry has a *used* mark, set by each lookup and cleared by each
+//!   sweep; a sweep drops the entries whose mark was already clear, so a key
+//!   unused between two sweeps is dropped, and a key in steady use is kept
+//!   however many one-off keys flood in (a new key starts unmarked);
+//! - an entry still held by a call (or a handle) is never dropped, so a
+//!   bulkhead's permits or a breaker's probes are never split between an old
+//!   and a new state for the same key;
+//! - if a sweep leaves the registry full, entries not held are dropped until
+//!   it is nine tenths full; if every entry is held, a new key gets state of
+//!   its own that is not registered (memory stays bounded by `max_keys` plus
+//!   the calls in flight).
+//!
+//! With an idle period, sweeps also happen at least that often (when a new
+//! key arrives, or on [`KeyedRegistry::run_pending_tasks`]), so an unused key
+//! is dropped within two idle periods. Time is tokio's, so this runs on
+//! paused time in tests.
 
 use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use moka::sync::Cache;
+use tokio::time::Instant;
 
 pub(crate) struct KeyedRegistry<K, V> {
-    cache: Cache<K, Arc<V>>,
+    inner: Arc<Inner<K, V>>,
+}
+
+struct Inner<K, V> {
+    map: papaya::HashMap<K, Slot<V>>,
     max_keys: u64,
+    idle: Option<Duration>,
+    start: Instant,
+    /// When the last sweep ran, in milliseconds since `start`.
+    last_sweep: AtomicU64,
+    sweeping: AtomicBool,
+}
+
+struct Slot<V> {
+    value: Arc<V>,
+    used: AtomicBool,
+}
+
+impl<V> Slot<V> {
+    #[inline]
+    fn mark(&self) {
+        if !self.used.load(Ordering::Relaxed) {
+            self.used.store(true, Ordering::Relaxed);
+        }
+    }
+
+    #[inline]
+    fn touch(&self) -> Arc<V> {
+        self.mark();
+        Arc::clone(&self.value)
+    }
+
+    /// Whether a call or a handle holds this state.
+    fn held(&self) -> bool {
+        Arc::strong_count(&self.value) > 1
+    }
 }
 
 impl<K, V> KeyedRegistry<K, V>
@@ -30,64 +80,150 @@ where
     /// A registry of at most `max_keys` entries (callers validate that it is
     /// at least 1), dropping entries unused for `idle`.
     pub(crate) fn new(max_keys: u64, idle: Option<Duration>) -> Self {
-        let mut builder = Cache::builder().max_capacity(max_keys);
-        if let Some(idle) = idle {
-            builder = builder.time_to_idle(idle);
-        }
+        let capacity = usize::try_from(max_keys.min(1024)).unwrap_or(1024);
         Self {
-            cache: builder.build(),
-            max_keys,
+            inner: Arc::new(Inner {
+                map: papaya::HashMap::builder().capacity(capacity).build(),
+                max_keys,
+                idle,
+                start: Instant::now(),
+                last_sweep: AtomicU64::new(0),
+                sweeping: AtomicBool::new(false),
+            }),
         }
     }
 
     /// The state of `key`, made by `make` if the key has none.
     #[inline]
     pub(crate) fn get_or_insert_with(&self, key: &K, make: impl FnOnce() -> V) -> Arc<V> {
-        if let Some(found) = self.cache.get(key) {
-            return found;
+        let map = self.inner.map.pin();
+        if let Some(slot) = map.get(key) {
+            return slot.touch();
         }
-        self.cache.get_with(key.clone(), || Arc::new(make()))
+        self.insert(key, make)
+    }
+
+    /// Runs `f` on the state of `key` (made by `make` if the key has none)
+    /// without taking a reference of its own: for callers that use the
+    /// state only while they run.
+    #[inline]
+    #[cfg_attr(not(feature = "rate-limit"), allow(dead_code))]
+    pub(crate) fn with<R>(
+        &self,
+        key: &K,
+        make: impl FnOnce() -> V,
+        f: impl FnOnce(&Arc<V>) -> R,
+    ) -> R {
+        {
+            let map = self.inner.map.pin();
+            if let Some(slot) = map.get(key) {
+                slot.mark();
+                return f(&slot.value);
+            }
+        }
+        f(&self.insert(key, make))
+    }
+
+    #[inline(never)]
+    fn insert(&self, key: &K, make: impl FnOnce() -> V) -> Arc<V> {
+        let inner = &*self.inner;
+        inner.maintain(false);
+        let map = inner.map.pin();
+        if map.len() as u64 >= inner.max_keys {
+            // Every entry is held by a call: this key's state stays its own.
+            return Arc::new(make());
+        }
+        let slot = map.get_or_insert_with(key.clone(), || Slot {
+            value: Arc::new(make()),
+            used: AtomicBool::new(false),
+        });
+        Arc::clone(&slot.value)
     }
 
     /// The state of `key`, if it has any.
     pub(crate) fn get(&self, key: &K) -> Option<Arc<V>> {
-        self.cache.get(key)
+        self.inner.map.pin().get(key).map(Slot::touch)
     }
 
-    /// How many keys are held (an estimate until pending work is run).
+    /// How many keys are held.
     pub(crate) fn len(&self) -> u64 {
-        self.cache.entry_count()
+        self.inner.map.len() as u64
     }
 
     /// The most keys the registry holds.
     pub(crate) fn max_keys(&self) -> u64 {
-        self.max_keys
+        self.inner.max_keys
     }
 
     /// Every key and its state, for snapshots.
     pub(crate) fn entries(&self) -> Vec<(K, Arc<V>)> {
-        self.cache
+        self.inner
+            .map
+            .pin()
             .iter()
-            .map(|(key, value)| ((*key).clone(), value))
+            .map(|(key, slot)| (key.clone(), Arc::clone(&slot.value)))
             .collect()
     }
 
-    /// Applies pending evictions now, so that `len` is exact.
+    /// Runs a sweep now if the idle period has passed since the last one.
     pub(crate) fn run_pending_tasks(&self) {
-        self.cache.run_pending_tasks();
+        self.inner.maintain(true);
     }
 }
 
-impl<K, V> Clone for KeyedRegistry<K, V>
+impl<K, V> Inner<K, V>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Send + Sync + 'static,
 {
+    fn millis_since_start(&self) -> u64 {
+        u64::try_from(
+            Instant::now()
+                .saturating_duration_since(self.start)
+                .as_millis(),
+        )
+        .unwrap_or(u64::MAX)
+    }
+
+    /// Sweeps when the registry is full or an idle period is over.
+    fn maintain(&self, idle_only: bool) {
+        let now = self.millis_since_start();
+        let idle_due = self.idle.is_some_and(|idle| {
+            let idle = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+            now.saturating_sub(self.last_sweep.load(Ordering::Relaxed)) >= idle
+        });
+        let full = !idle_only && self.map.len() as u64 >= self.max_keys;
+        if !(idle_due || full) {
+            return;
+        }
+        if self.sweeping.swap(true, Ordering::Acquire) {
+            return; // another caller is sweeping
+        }
+        let map = self.map.pin();
+        // Second chance: keep what is held or was used since the last sweep,
+        // clearing the mark.
+        map.retain(|_, slot| slot.held() || slot.used.swap(false, Ordering::Relaxed));
+        self.last_sweep.store(now, Ordering::Relaxed);
+        let target = self.max_keys - self.max_keys / 10;
+        let mut excess = (map.len() as u64).saturating_sub(target.saturating_sub(1));
+        if full && excess > 0 {
+            map.retain(|_, slot| {
+                if excess == 0 || slot.held() {
+                    return true;
+                }
+                excess -= 1;
+                false
+            });
+        }
+        self.sweeping.store(false, Ordering::Release);
+    }
+}
+
+impl<K, V> Clone for KeyedRegistry<K, V> {
     /// A clone shares the same entries.
     fn clone(&self) -> Self {
         Self {
-            cache: self.cache.clone(),
-            max_keys: self.max_keys,
+            inner: Arc::clone(&self.inner),
         }
     }
 }
@@ -95,8 +231,8 @@ where
 impl<K, V> fmt::Debug for KeyedRegistry<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedRegistry")
-            .field("keys", &self.cache.entry_count())
-            .field("max_keys", &self.max_keys)
+            .field("max_keys", &self.inner.max_keys)
+            .field("idle", &self.inner.idle)
             .finish()
     }
 }
@@ -104,29 +240,82 @@ impl<K, V> fmt::Debug for KeyedRegistry<K, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicU32;
 
-    #[test]
-    fn same_key_same_state() {
-        let registry = KeyedRegistry::<String, std::sync::atomic::AtomicU32>::new(8, None);
+    fn unreachable_state() -> AtomicU32 {
+        AtomicU32::new(99)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn same_key_same_state() {
+        let registry = KeyedRegistry::<String, AtomicU32>::new(8, None);
         let a = registry.get_or_insert_with(&"a".to_owned(), Default::default);
-        a.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        a.fetch_add(1, Ordering::Relaxed);
         let again = registry.get_or_insert_with(&"a".to_owned(), unreachable_state);
         assert!(Arc::ptr_eq(&a, &again));
         assert!(registry.get(&"b".to_owned()).is_none());
+        assert_eq!(registry.len(), 1);
     }
 
-    fn unreachable_state() -> std::sync::atomic::AtomicU32 {
-        std::sync::atomic::AtomicU32::new(99)
-    }
-
-    #[test]
-    fn a_flood_of_keys_stays_bounded() {
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_of_keys_stays_bounded_and_keeps_the_key_in_use() {
         let registry = KeyedRegistry::<u64, u64>::new(100, None);
+        let steady = u64::MAX;
         for key in 0..20_000 {
             registry.get_or_insert_with(&key, || key);
+            registry.get_or_insert_with(&steady, || 0);
+            assert!(registry.len() <= 100, "held {} keys", registry.len());
         }
-        registry.run_pending_tasks();
-        assert!(registry.len() <= 100, "held {} keys", registry.len());
         assert!(registry.entries().len() <= 100);
+        assert!(
+            registry.get(&steady).is_some(),
+            "the key in steady use survives"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn held_state_is_never_dropped_and_a_full_registry_stays_bounded() {
+        let registry = KeyedRegistry::<u64, u64>::new(4, None);
+        let held: Vec<_> = (0..4)
+            .map(|k| registry.get_or_insert_with(&k, || k))
+            .collect();
+        // Every entry is held: a new key gets state of its own, unregistered.
+        let fifth = registry.get_or_insert_with(&4, || 4);
+        assert_eq!(*fifth, 4);
+        assert_eq!(registry.len(), 4);
+        for k in 0..4 {
+            let again = registry.get_or_insert_with(&k, || 1_000);
+            assert!(Arc::ptr_eq(&again, &held[k as usize]));
+        }
+        drop(held);
+        registry.get_or_insert_with(&5, || 5);
+        assert!(registry.len() <= 4);
+        assert!(registry.get(&5).is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_keys_are_dropped_within_two_idle_periods() {
+        let idle = Duration::from_secs(60);
+        let registry = KeyedRegistry::<&str, u8>::new(100, Some(idle));
+        registry.get_or_insert_with(&"idle", || 1);
+        registry.get_or_insert_with(&"busy", || 2);
+        for _ in 0..2 {
+            tokio::time::advance(idle).await;
+            registry.get(&"busy");
+            registry.run_pending_tasks();
+        }
+        assert!(registry.get(&"busy").is_some());
+        assert!(registry.get(&"idle").is_none());
+        assert_eq!(registry.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_time_passing_nothing_idle_is_dropped() {
+        let registry = KeyedRegistry::<&str, u8>::new(100, Some(Duration::from_secs(60)));
+        registry.get_or_insert_with(&"a", || 1);
+        tokio::time::advance(Duration::from_secs(59)).await;
+        registry.run_pending_tasks();
+        registry.run_pending_tasks();
+        assert!(registry.get(&"a").is_some());
     }
 }

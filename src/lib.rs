@@ -12,6 +12,7 @@
 //! | [`RetryLayer`](retry::RetryLayer) | [`retry`] | retries transient failures with jittered backoff, within a retry budget |
 //! | [`BulkheadLayer`](bulkhead::BulkheadLayer), [`KeyedBulkheadLayer`](bulkhead::KeyedBulkheadLayer) | [`bulkhead`] | caps the calls in flight to a dependency (or per key), with a bounded wait |
 //! | `RateLimitLayer` (feature `rate-limit`) | `rate_limit` | caps calls per client and period by tier (GCRA), rejecting or throttling the excess |
+//! | [`ChaosLayer`](chaos::ChaosLayer) | [`chaos`] | injects errors, hangs, chosen responses and latency at run-time rates, seeded, for tests and drills |
 //! | [`CircuitBreakerLayer`](circuit_breaker::CircuitBreakerLayer), [`KeyedCircuitBreakerLayer`](circuit_breaker::KeyedCircuitBreakerLayer) | [`circuit_breaker`] | stops calling a failing or slow dependency, probes its recovery; per key if needed |
 //! | [`FallbackLayer`](fallback::FallbackLayer) | [`fallback`] | answers failed or refused calls from an alternate service, a cache of recent answers (stale-if-error) or a static answer |
 //!
@@ -93,6 +94,7 @@
 )]
 
 pub mod bulkhead;
+pub mod chaos;
 pub mod circuit_breaker;
 pub mod classify;
 pub mod error;

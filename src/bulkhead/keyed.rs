@@ -116,10 +116,11 @@ where
     }
 
     /// Drops the bulkhead of a key that saw no call for `idle` (default 10
-    /// minutes); `None` keeps keys until `max_keys` pushes them out.
+    /// minutes; the key goes within two such periods); `None` keeps keys
+    /// until `max_keys` needs room.
     ///
-    /// A key dropped while calls are still in flight gets a fresh bulkhead
-    /// on its next call; keep `idle` well above the longest call.
+    /// A bulkhead with calls in flight is never dropped, so its permits are
+    /// never split between an old and a new bulkhead for the same key.
     pub fn idle(mut self, idle: Option<Duration>) -> Self {
         self.idle = idle;
         self

@@ -75,6 +75,7 @@ impl CircuitBreakerHandle {
             failures: counts.failures,
             slow_calls: counts.slow,
             open_remaining,
+            probes_in_flight: self.breaker().probes_in_flight(),
         }
     }
 
@@ -129,6 +130,8 @@ pub struct Snapshot {
     pub slow_calls: u64,
     /// How long the breaker stays open, when it is [`State::Open`].
     pub open_remaining: Option<Duration>,
+    /// Probe calls under way, when it is [`State::HalfOpen`].
+    pub probes_in_flight: u32,
 }
 
 impl Snapshot {

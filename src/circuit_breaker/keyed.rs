@@ -59,8 +59,9 @@ impl<C, F, K> CircuitBreakerBuilder<C, Keyed<F, K>> {
         self
     }
 
-    /// Drops a key's breaker once it has seen no call for `idle` (default:
-    /// kept until the key count needs room).
+    /// Drops a key's breaker once it has seen no call for `idle` (it goes
+    /// within two such periods; default: kept until the key count needs
+    /// room). A breaker with calls in flight is never dropped.
     pub fn idle_timeout(mut self, idle: Duration) -> Self {
         self.mode.idle = Some(idle);
         self
@@ -119,9 +120,10 @@ where
 ///
 /// Every service it makes, and every clone of it, shares the same breakers.
 /// At most [`max_keys`](CircuitBreakerBuilder::max_keys) keys are kept;
-/// the least used, or those idle for
+/// when room is needed, keys unused since the last sweep, or idle for
 /// [`idle_timeout`](CircuitBreakerBuilder::idle_timeout), lose their breaker
-/// and start afresh (closed) on their next call.
+/// and start afresh (closed) on their next call; a key in steady use keeps
+/// its breaker however many one-off keys arrive.
 pub struct KeyedCircuitBreakerLayer<F, K, C = DefaultClassifier> {
     shared: Arc<KeyedShared<F, K, C>>,
 }

@@ -408,6 +408,17 @@ impl Breaker {
         (state, counts, remaining)
     }
 
+    /// Probe calls of the current half-open period still under way.
+    pub(crate) fn probes_in_flight(&self) -> u32 {
+        let word = self.state.0.load(Ordering::Acquire);
+        let probes = self.probes.0.load(Ordering::Acquire);
+        if State::of(word) == State::HalfOpen && (probes >> PROBE_GEN) as u16 == generation(word) {
+            probe_field(probes, TAKEN) as u32
+        } else {
+            0
+        }
+    }
+
     #[inline]
     fn elapsed(&self, now: Instant) -> Duration {
         now.saturating_duration_since(self.base)

@@ -123,10 +123,10 @@ impl<K, F> RateLimitLayerBuilder<K, F> {
         self
     }
 
-    /// Drops a key that made no call for `idle` (default 10 minutes; never
-    /// less than the time its tier takes to refill its burst, so dropping a
-    /// key never grants it more than its quota). `None` keeps keys until
-    /// `max_keys` pushes them out.
+    /// Drops a key that made no call for `idle` (default 10 minutes; the key
+    /// goes within two such periods; never less than the time its tier
+    /// takes to refill its burst, so dropping a key never grants it more
+    /// than its quota). `None` keeps keys until `max_keys` needs room.
     pub fn idle(mut self, idle: Option<Duration>) -> Self {
         self.idle = idle;
         self

@@ -94,13 +94,17 @@ where
             }
             Store::Keyed(registries) => {
                 let quota = self.tiers.list[tier].governor;
-                let limiter = registries[tier]
-                    .get_or_insert_with(key, || Limiter::direct_with_clock(quota, TokioClock));
-                limiter.check().map_err(|not_until| Denied {
-                    wait: not_until.wait_time_from(TokioClock.now()),
-                    limiter,
-                    tier,
-                })
+                registries[tier].with(
+                    key,
+                    || Limiter::direct_with_clock(quota, TokioClock),
+                    |limiter| {
+                        limiter.check().map_err(|not_until| Denied {
+                            wait: not_until.wait_time_from(TokioClock.now()),
+                            limiter: Arc::clone(limiter),
+                            tier,
+                        })
+                    },
+                )
             }
         }
     }

@@ -356,11 +356,13 @@ async fn a_dropped_probe_frees_its_slot_and_counts_for_nothing() {
     trip(&mut service, Verdict::Failure).await;
     advance(Duration::from_secs(1)).await;
     let probe = service.ready().await.unwrap().call((Verdict::Failure, 10));
+    assert_eq!(handle.snapshot().probes_in_flight, 1);
     assert_eq!(
         open_left(send(&mut service, Verdict::Success).await),
         Duration::ZERO
     );
     drop(probe);
+    assert_eq!(handle.snapshot().probes_in_flight, 0);
     assert_eq!(handle.state(), State::HalfOpen);
     // Polled once, then dropped: the same.
     let mut probe = task::spawn(service.ready().await.unwrap().call((Verdict::Failure, 10)));
