@@ -14,6 +14,7 @@
 //! | `RateLimitLayer` (feature `rate-limit`) | `rate_limit` | caps calls per client and period by tier (GCRA), rejecting or throttling the excess |
 //! | [`ChaosLayer`](chaos::ChaosLayer) | [`chaos`] | injects errors, hangs, chosen responses and latency at run-time rates, seeded, for tests and drills |
 //! | [`CircuitBreakerLayer`](circuit_breaker::CircuitBreakerLayer), [`KeyedCircuitBreakerLayer`](circuit_breaker::KeyedCircuitBreakerLayer) | [`circuit_breaker`] | stops calling a failing or slow dependency, probes its recovery; per key if needed |
+//! | [`FallbackLayer`](fallback::FallbackLayer) | [`fallback`] | answers failed or refused calls from an alternate service, a cache of recent answers (stale-if-error) or a static answer |
 //!
 //! Every policy acts on one [`Verdict`](classify::Verdict) per attempt,
 //! produced by a [`Classify`](classify::Classify)er: a functional error (a
@@ -97,6 +98,7 @@ pub mod chaos;
 pub mod circuit_breaker;
 pub mod classify;
 pub mod error;
+pub mod fallback;
 pub(crate) mod keyed;
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]

@@ -1,0 +1,392 @@
+//! Futures of the [`Fallback`](super::Fallback) service.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::Shared;
+use super::cache::Slot;
+use super::source::{AlternateSource, Cause, FallbackSource, LastResort, Reason, ResponseKind};
+use crate::classify::{Classify, Verdict, judge};
+use crate::error::BoxError;
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, AF> {
+        // The primary call is under way.
+        Primary { #[pin] future: F },
+        // The alternate call is under way; boxed, as it is only needed
+        // when the primary failed.
+        Alternate { future: Pin<Box<AF>> },
+        // The answer has been given.
+        Done,
+    }
+}
+
+/// The primary's failed outcome, kept while the fallback sources are tried.
+struct Failed<Res> {
+    outcome: Result<Res, BoxError>,
+    verdict: Verdict,
+    reason: Reason,
+}
+
+pin_project! {
+    /// Response future of [`Fallback`](super::Fallback).
+    #[project = ResponseFutureProj]
+    pub struct ResponseFuture<S, Req, A, Ca, F, C, K>
+    where
+        S: Service<Req>,
+        A: AlternateSource<Req, S::Response>,
+        F: LastResort<Req, S::Response, K>,
+        C: Classify<Req, S::Response, S::Error>,
+        K: ResponseKind<S::Response>,
+    {
+        #[pin]
+        state: State<S::Future, A::Future>,
+        shared: Arc<Shared<A, Ca, F, C, K>>,
+        facts: C::Facts,
+        // The copy of the request for the alternate, if any.
+        copy: Option<Req>,
+        // What the static or computed answer needs, if there is one.
+        last: Option<F::Facts>,
+        // Where the answer is recorded or looked up, if it may be cached.
+        slot: Option<Slot>,
+        failed: Option<Box<Failed<S::Response>>>,
+    }
+}
+
+impl<S, Req, A, Ca, F, C, K> ResponseFuture<S, Req, A, Ca, F, C, K>
+where
+    S: Service<Req>,
+    A: AlternateSource<Req, S::Response>,
+    F: LastResort<Req, S::Response, K>,
+    C: Classify<Req, S::Response, S::Error>,
+    K: ResponseKind<S::Response>,
+{
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        future: S::Future,
+        shared: Arc<Shared<A, Ca, F, C, K>>,
+        facts: C::Facts,
+        copy: Option<Req>,
+        last: Option<F::Facts>,
+        slot: Option<Slot>,
+    ) -> Self {
+        Self {
+            state: State::Primary { future },
+            shared,
+            facts,
+            copy,
+            last,
+            slot,
+            failed: None,
+        }
+    }
+}
+
+impl<S, Req, A, Ca, F, C, K> Future for ResponseFuture<S, Req, A, Ca, F, C, K>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError> + 'static,
+    A: AlternateSource<Req, S::Response>,
+    F: LastResort<Req, S::Response, K>,
+    C: Classify<Req, S::Response, S::Error>,
+    K: ResponseKind<S::Response>,
+{
+    type Output = Result<K::Response, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let StateProj::Primary { future } = this.state.as_mut().project() {
+            let outcome = ready!(future.poll(cx));
+            let verdict = judge(&this.shared.classifier, this.facts, outcome.as_ref());
+            let kind = &this.shared.kind;
+            if verdict == Verdict::Success {
+                this.state.set(State::Done);
+                return Poll::Ready(match (outcome, this.slot.take()) {
+                    (Ok(response), Some(slot)) => Ok(kind.record(response, slot)),
+                    (Ok(response), None) => Ok(kind.pass(response)),
+                    (Err(err), _) => Err(err.into()),
+                });
+            }
+            let outcome = outcome.map_err(Into::into);
+            let fires = Reason::of(verdict, outcome.as_ref().err())
+                .filter(|reason| this.shared.on.contains(*reason));
+            let Some(reason) = fires else {
+                this.state.set(State::Done);
+                return Poll::Ready(outcome.map(|response| kind.pass(response)));
+            };
+            let failed = Failed {
+                outcome,
+                verdict,
+                reason,
+            };
+            if let Some(answer) = start(&mut this, failed) {
+                this.state.set(State::Done);
+                return Poll::Ready(answer);
+            }
+        }
+        drive(this, cx)
+    }
+}
+
+/// Starts the fallback: the alternate call if there is one (then `None`),
+/// else the answer of the other sources.
+#[inline(never)]
+fn start<S, Req, A, Ca, F, C, K>(
+    this: &mut ResponseFutureProj<'_, S, Req, A, Ca, F, C, K>,
+    failed: Failed<S::Response>,
+) -> Option<Result<K::Response, BoxError>>
+where
+    S: Service<Req>,
+    A: AlternateSource<Req, S::Response>,
+    F: LastResort<Req, S::Response, K>,
+    C: Classify<Req, S::Response, S::Error>,
+    K: ResponseKind<S::Response>,
+{
+    let shared = &**this.shared;
+    if shared.cache_first {
+        if let Some(answer) = from_cache(shared, this.slot, &failed) {
+            return Some(Ok(answer));
+        }
+    }
+    match this.copy.take() {
+        Some(request) => {
+            let future = Box::pin(shared.alternate.call(request));
+            *this.failed = Some(Box::new(failed));
+            this.state.set(State::Alternate { future });
+            None
+        }
+        None => {
+            if shared.alternate.is_configured() {
+                tracing::debug!(
+                    target: "steadfast::fallback",
+                    policy = "fallback",
+                    name = shared.name,
+                    source = "alternate",
+                    reason = "not_replayable",
+                    "alternate skipped: the request could not be copied"
+                );
+            }
+            Some(rest(shared, this.slot, this.last, failed))
+        }
+    }
+}
+
+/// Waits for the alternate call, then tries the other sources.
+#[inline(never)]
+fn drive<S, Req, A, Ca, F, C, K>(
+    mut this: ResponseFutureProj<'_, S, Req, A, Ca, F, C, K>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<K::Response, BoxError>>
+where
+    S: Service<Req>,
+    A: AlternateSource<Req, S::Response>,
+    F: LastResort<Req, S::Response, K>,
+    C: Classify<Req, S::Response, S::Error>,
+    K: ResponseKind<S::Response>,
+{
+    let StateProj::Alternate { future } = this.state.as_mut().project() else {
+        return Poll::Ready(Err(DONE.into()));
+    };
+    let outcome = ready!(future.as_mut().poll(cx));
+    this.state.set(State::Done);
+    let shared = &**this.shared;
+    let Some(failed) = this.failed.take() else {
+        return Poll::Ready(Err(DONE.into()));
+    };
+    if let Ok(response) = outcome {
+        let verdict = <C as Classify<Req, S::Response, S::Error>>::classify(
+            &shared.classifier,
+            this.facts,
+            Ok(&response),
+        );
+        if verdict.is_answer() {
+            let source = FallbackSource::Alternate;
+            emit(shared.name, Some(&source), &failed);
+            let mut response = shared.kind.pass(response);
+            shared.kind.mark(&mut response, &source);
+            return Poll::Ready(Ok(response));
+        }
+    }
+    // With `cache_first`, the cache was tried before and its slot taken.
+    Poll::Ready(rest(shared, this.slot, this.last, *failed))
+}
+
+const DONE: &str = "fallback future polled after it completed";
+
+/// The cached answer, if there is one young enough.
+fn from_cache<A, Ca, F, C, K, Res>(
+    shared: &Shared<A, Ca, F, C, K>,
+    slot: &mut Option<Slot>,
+    failed: &Failed<Res>,
+) -> Option<K::Response>
+where
+    K: ResponseKind<Res>,
+{
+    let (value, age) = slot.take()?.lookup()?;
+    let stored = value.downcast_ref::<K::Stored>()?;
+    let source = FallbackSource::Cache { age };
+    emit(shared.name, Some(&source), failed);
+    let mut response = shared.kind.rebuild(stored);
+    shared.kind.mark(&mut response, &source);
+    Some(response)
+}
+
+/// The cache, then the static or computed answer, then the original
+/// outcome.
+fn rest<A, Ca, F, C, K, Req, Res>(
+    shared: &Shared<A, Ca, F, C, K>,
+    slot: &mut Option<Slot>,
+    last: &mut Option<F::Facts>,
+    failed: Failed<Res>,
+) -> Result<K::Response, BoxError>
+where
+    F: LastResort<Req, Res, K>,
+    K: ResponseKind<Res>,
+{
+    if let Some(answer) = from_cache(shared, slot, &failed) {
+        return Ok(answer);
+    }
+    if let Some(facts) = last.take() {
+        let cause = Cause {
+            verdict: failed.verdict,
+            reason: failed.reason,
+            outcome: failed.outcome.as_ref(),
+        };
+        if let Some(mut response) = shared.last.answer(&shared.kind, facts, &cause) {
+            let source = FallbackSource::Static;
+            emit(shared.name, Some(&source), &failed);
+            shared.kind.mark(&mut response, &source);
+            return Ok(response);
+        }
+    }
+    emit(shared.name, None, &failed);
+    failed.outcome.map(|response| shared.kind.pass(response))
+}
+
+/// The one place fallback answers are reported; metrics hook in here.
+fn emit<Res>(name: &'static str, source: Option<&FallbackSource>, failed: &Failed<Res>) {
+    let verdict = failed.verdict.as_str();
+    let reason = failed.reason.as_str();
+    match source {
+        Some(source) => {
+            let age_ms = match source {
+                FallbackSource::Cache { age } => u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
+                _ => 0,
+            };
+            tracing::info!(
+                target: "steadfast::fallback",
+                policy = "fallback",
+                name,
+                source = source.as_str(),
+                verdict,
+                reason,
+                age_ms,
+                "fallback answered"
+            );
+        }
+        None => tracing::warn!(
+            target: "steadfast::fallback",
+            policy = "fallback",
+            name,
+            source = "none",
+            verdict,
+            reason,
+            "no fallback source answered; returning the original outcome"
+        ),
+    }
+}
+
+impl<S, Req, A, Ca, F, C, K> fmt::Debug for ResponseFuture<S, Req, A, Ca, F, C, K>
+where
+    S: Service<Req>,
+    A: AlternateSource<Req, S::Response>,
+    F: LastResort<Req, S::Response, K>,
+    C: Classify<Req, S::Response, S::Error>,
+    K: ResponseKind<S::Response>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let stage = match self.state {
+            State::Primary { .. } => "primary",
+            State::Alternate { .. } => "alternate",
+            State::Done => "done",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("stage", &stage)
+            .finish_non_exhaustive()
+    }
+}
+
+pin_project! {
+    #[project = AltProj]
+    enum AltState<T, Req, F> {
+        Ready { service: T, request: Option<Req> },
+        Called { #[pin] future: F },
+    }
+}
+
+pin_project! {
+    /// The call of an alternate service: readiness, then the call.
+    pub struct AlternateCall<T, Req>
+    where
+        T: Service<Req>,
+    {
+        #[pin]
+        state: AltState<T, Req, T::Future>,
+    }
+}
+
+impl<T: Service<Req>, Req> AlternateCall<T, Req> {
+    pub(crate) fn new(service: T, request: Req) -> Self {
+        Self {
+            state: AltState::Ready {
+                service,
+                request: Some(request),
+            },
+        }
+    }
+}
+
+impl<T, Req> Future for AlternateCall<T, Req>
+where
+    T: Service<Req>,
+    T::Error: Into<BoxError>,
+{
+    type Output = Result<T::Response, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                AltProj::Ready { service, request } => {
+                    if let Err(err) = ready!(service.poll_ready(cx)) {
+                        return Poll::Ready(Err(err.into()));
+                    }
+                    let Some(request) = request.take() else {
+                        return Poll::Ready(Err(DONE.into()));
+                    };
+                    let future = service.call(request);
+                    this.state.set(AltState::Called { future });
+                }
+                AltProj::Called { future } => {
+                    return future.poll(cx).map_err(Into::into);
+                }
+            }
+        }
+    }
+}
+
+impl<T: Service<Req>, Req> fmt::Debug for AlternateCall<T, Req> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let called = matches!(self.state, AltState::Called { .. });
+        f.debug_struct("AlternateCall")
+            .field("called", &called)
+            .finish_non_exhaustive()
+    }
+}

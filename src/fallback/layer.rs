@@ -1,0 +1,331 @@
+use std::fmt;
+use std::sync::Arc;
+
+use tower_layer::Layer;
+
+use super::Fallback;
+use super::Shared;
+use super::cache::{FallbackCache, NoCache};
+use super::source::{
+    Alternate, Cause, Computed, NoAlternate, NoLast, NoMark, Plain, Static, Trigger,
+};
+use crate::classify::DefaultClassifier;
+use crate::error::ConfigError;
+use crate::retry::CloneReplay;
+
+/// Answers failed or refused calls from the best source still standing.
+/// See the [module docs](super).
+///
+/// Every service this layer makes, and every clone of it, shares one set
+/// of sources (and one cache).
+pub struct FallbackLayer<
+    A = NoAlternate,
+    Ca = NoCache,
+    F = NoLast,
+    C = DefaultClassifier,
+    K = Plain,
+> {
+    shared: Arc<Shared<A, Ca, F, C, K>>,
+}
+
+impl FallbackLayer {
+    /// Starts a builder: no source yet, fires on [`Trigger::ALL`], judges
+    /// outcomes with the [`DefaultClassifier`], plain (non-HTTP) responses.
+    pub fn builder() -> FallbackLayerBuilder {
+        FallbackLayerBuilder {
+            alternate: NoAlternate,
+            cache: NoCache,
+            last: NoLast,
+            classifier: DefaultClassifier,
+            kind: Plain { mark: NoMark },
+            settings: Settings {
+                on: Trigger::ALL,
+                name: "fallback",
+                cache_first: false,
+                sources: 0,
+            },
+        }
+    }
+}
+
+impl<A, Ca, F, C, K> FallbackLayer<A, Ca, F, C, K> {
+    /// The reasons this layer fires on.
+    pub fn trigger(&self) -> Trigger {
+        self.shared.on
+    }
+}
+
+impl<A, Ca, F, C, K> Clone for FallbackLayer<A, Ca, F, C, K> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<A, Ca, F, C, K> fmt::Debug for FallbackLayer<A, Ca, F, C, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FallbackLayer")
+            .field("name", &self.shared.name)
+            .field("on", &self.shared.on)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, A, Ca, F, C, K> Layer<S> for FallbackLayer<A, Ca, F, C, K> {
+    type Service = Fallback<S, A, Ca, F, C, K>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Fallback::from_shared(inner, Arc::clone(&self.shared))
+    }
+}
+
+/// The settings that don't change the builder's type.
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    on: Trigger,
+    name: &'static str,
+    cache_first: bool,
+    sources: u8,
+}
+
+/// Builds a [`FallbackLayer`]; settings are checked by
+/// [`build`](Self::build).
+///
+/// Sources are tried in this order, each only if given: the
+/// [`alternate`](Self::alternate) service, the [`cache`](Self::cache), the
+/// [`static`](Self::static_response) or [`computed`](Self::compute) answer.
+pub struct FallbackLayerBuilder<
+    A = NoAlternate,
+    Ca = NoCache,
+    F = NoLast,
+    C = DefaultClassifier,
+    K = Plain,
+> {
+    alternate: A,
+    cache: Ca,
+    last: F,
+    classifier: C,
+    kind: K,
+    settings: Settings,
+}
+
+impl<A, Ca, F, C, K> FallbackLayerBuilder<A, Ca, F, C, K> {
+    /// First source: `service` (another API, region or version) is called
+    /// with a copy of the original request, made by cloning it; see
+    /// [`replay`](FallbackLayerBuilder::replay) for requests that aren't
+    /// `Clone`. Its answer counts if the classifier judges it a success or
+    /// a functional error; its failure moves on to the next source.
+    ///
+    /// The copy is made before every primary call, since the request is
+    /// gone once the primary has it.
+    pub fn alternate<T>(
+        self,
+        service: T,
+    ) -> FallbackLayerBuilder<Alternate<T, CloneReplay>, Ca, F, C, K> {
+        FallbackLayerBuilder {
+            alternate: Alternate {
+                service,
+                replay: CloneReplay,
+            },
+            cache: self.cache,
+            last: self.last,
+            classifier: self.classifier,
+            kind: self.kind,
+            settings: self.settings.add_source(),
+        }
+    }
+
+    /// Second source: the freshest answer `cache` recorded for the same
+    /// key, if no older than its staleness limit. Every success of the
+    /// primary is recorded into it.
+    pub fn cache<Key>(
+        self,
+        cache: FallbackCache<Key>,
+    ) -> FallbackLayerBuilder<A, FallbackCache<Key>, F, C, K> {
+        FallbackLayerBuilder {
+            alternate: self.alternate,
+            cache,
+            last: self.last,
+            classifier: self.classifier,
+            kind: self.kind,
+            settings: self.settings.add_source(),
+        }
+    }
+
+    /// Last source: `value`, the same answer to every failed call. For
+    /// HTTP it is an `http::Response<Bytes>`.
+    pub fn static_response<V>(self, value: V) -> FallbackLayerBuilder<A, Ca, Static<V>, C, K> {
+        self.last(Static(value))
+    }
+
+    /// Last source: an answer computed from what `facts` keeps of the
+    /// request (taken before the primary call) and the [`Cause`] of the
+    /// failure; `make` may decline with `None`. For HTTP it returns an
+    /// `http::Response<Bytes>`.
+    pub fn compute<Req, Res, T, V, G, H>(
+        self,
+        facts: G,
+        make: H,
+    ) -> FallbackLayerBuilder<A, Ca, Computed<G, H, T>, C, K>
+    where
+        G: Fn(&Req) -> T,
+        H: Fn(T, &Cause<'_, Res>) -> Option<V>,
+    {
+        self.last(Computed {
+            facts,
+            make,
+            _kept: std::marker::PhantomData,
+        })
+    }
+
+    fn last<F2>(self, last: F2) -> FallbackLayerBuilder<A, Ca, F2, C, K> {
+        FallbackLayerBuilder {
+            alternate: self.alternate,
+            cache: self.cache,
+            last,
+            classifier: self.classifier,
+            kind: self.kind,
+            settings: self.settings.add_source(),
+        }
+    }
+
+    /// Fires on these reasons only (default [`Trigger::ALL`]).
+    pub fn on(mut self, on: Trigger) -> Self {
+        self.settings.on = on;
+        self
+    }
+
+    /// Tries the cache before the alternate service (default: after).
+    pub fn cache_first(mut self, cache_first: bool) -> Self {
+        self.settings.cache_first = cache_first;
+        self
+    }
+
+    /// The name events of this layer carry (default `"fallback"`).
+    pub fn name(mut self, name: &'static str) -> Self {
+        self.settings.name = name;
+        self
+    }
+
+    /// Judges the primary's outcomes, and the alternate's answers, with
+    /// `classifier`.
+    pub fn classifier<C2>(self, classifier: C2) -> FallbackLayerBuilder<A, Ca, F, C2, K> {
+        FallbackLayerBuilder {
+            alternate: self.alternate,
+            cache: self.cache,
+            last: self.last,
+            classifier,
+            kind: self.kind,
+            settings: self.settings,
+        }
+    }
+
+    fn kind<K2>(self, kind: K2) -> FallbackLayerBuilder<A, Ca, F, C, K2> {
+        FallbackLayerBuilder {
+            alternate: self.alternate,
+            cache: self.cache,
+            last: self.last,
+            classifier: self.classifier,
+            kind,
+            settings: self.settings,
+        }
+    }
+
+    /// Checks the settings and builds the layer.
+    pub fn build(self) -> Result<FallbackLayer<A, Ca, F, C, K>, ConfigError> {
+        let s = self.settings;
+        if s.on.is_empty() {
+            return Err(ConfigError::new(
+                "fallback.on",
+                s.on,
+                "must fire on at least one failure or rejection",
+            ));
+        }
+        if s.sources == 0 {
+            return Err(ConfigError::new(
+                "fallback.sources",
+                "none",
+                "must name at least one source: alternate, cache, static or computed",
+            ));
+        }
+        Ok(FallbackLayer {
+            shared: Arc::new(Shared {
+                alternate: self.alternate,
+                cache: self.cache,
+                last: self.last,
+                classifier: self.classifier,
+                kind: self.kind,
+                on: s.on,
+                name: s.name,
+                cache_first: s.cache_first,
+            }),
+        })
+    }
+}
+
+impl Settings {
+    fn add_source(mut self) -> Self {
+        self.sources = self.sources.saturating_add(1);
+        self
+    }
+}
+
+impl<T, P, Ca, F, C, K> FallbackLayerBuilder<Alternate<T, P>, Ca, F, C, K> {
+    /// Copies requests for the alternate with `replay` (a
+    /// [`Replay`](crate::retry::Replay), or a closure
+    /// `Fn(&Req) -> Option<Req>`); a request it can't copy skips the
+    /// alternate.
+    pub fn replay<P2>(self, replay: P2) -> FallbackLayerBuilder<Alternate<T, P2>, Ca, F, C, K> {
+        FallbackLayerBuilder {
+            alternate: Alternate {
+                service: self.alternate.service,
+                replay,
+            },
+            cache: self.cache,
+            last: self.last,
+            classifier: self.classifier,
+            kind: self.kind,
+            settings: self.settings,
+        }
+    }
+}
+
+impl<A, Ca, F, C, M> FallbackLayerBuilder<A, Ca, F, C, Plain<M>> {
+    /// Marks each fallback answer with its source, with `mark` (a
+    /// [`Mark`](super::Mark) or a closure `Fn(&mut Res, &FallbackSource)`).
+    pub fn mark<M2>(self, mark: M2) -> FallbackLayerBuilder<A, Ca, F, C, Plain<M2>> {
+        self.kind(Plain { mark })
+    }
+
+    /// Serves `http::Response<B>`s: bodies are recorded as they are read
+    /// and rebuilt from bytes, and fallback answers carry their
+    /// [`FallbackSource`](super::FallbackSource) in their extensions. See
+    /// [`Http`](super::Http).
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    pub fn http(self) -> FallbackLayerBuilder<A, Ca, F, C, super::Http> {
+        self.kind(super::Http::default())
+    }
+}
+
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+impl<A, Ca, F, C> FallbackLayerBuilder<A, Ca, F, C, super::Http> {
+    /// Also names the source of each fallback answer in the header `name`
+    /// (`alternate`, `cache` or `static`), replacing any value the answer
+    /// had.
+    pub fn source_header(self, name: http::HeaderName) -> Self {
+        self.kind(super::Http { header: Some(name) })
+    }
+}
+
+impl<A, Ca, F, C, K> fmt::Debug for FallbackLayerBuilder<A, Ca, F, C, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FallbackLayerBuilder")
+            .field("on", &self.settings.on)
+            .field("name", &self.settings.name)
+            .field("cache_first", &self.settings.cache_first)
+            .finish_non_exhaustive()
+    }
+}
