@@ -31,6 +31,12 @@ impl Visit for Visitor<'_> {
 }
 
 impl Subscriber for Recorder {
+    // Decided per event: other tests of this binary run at the same time
+    // without a subscriber, and a cached `never` would hide our events.
+    fn register_callsite(&self, _: &'static Metadata<'static>) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
         metadata.target() == "steadfast::fallback"
     }
@@ -63,6 +69,7 @@ fn field<'a>(fields: &'a Fields, name: &str) -> &'a str {
 async fn an_event_names_the_source_the_verdict_and_the_reason() {
     let recorder = Recorder::default();
     let _guard = tracing::subscriber::set_default(recorder.clone());
+    tracing::callsite::rebuild_interest_cache();
 
     let layer = FallbackLayer::builder()
         .static_response("static")
@@ -95,6 +102,7 @@ async fn an_event_names_the_source_the_verdict_and_the_reason() {
 async fn an_event_says_when_no_source_answered() {
     let recorder = Recorder::default();
     let _guard = tracing::subscriber::set_default(recorder.clone());
+    tracing::callsite::rebuild_interest_cache();
 
     let failing = service_fn(|_: u32| async { Err::<u32, BoxError>("alternate down".into()) });
     let svc = FallbackLayer::builder()
