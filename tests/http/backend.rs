@@ -18,7 +18,10 @@ use tokio::net::TcpListener;
 /// What the backend saw: per path, when each request arrived and the size
 /// of its body.
 #[derive(Clone, Default)]
-pub(crate) struct Log(Arc<Mutex<HashMap<String, Vec<(Instant, usize)>>>>);
+pub(crate) struct Log(Arc<Mutex<HashMap<String, Vec<Arrival>>>>);
+
+/// When a request arrived, and the size of its body.
+type Arrival = (Instant, usize);
 
 impl Log {
     fn record(&self, path: &str, body: usize) -> usize {
