@@ -110,9 +110,7 @@ use crate::circuit_breaker::{
 };
 use crate::classify::DefaultClassifier;
 use crate::error::{BoxError, ConfigError, check};
-use crate::retry::{
-    Backoff, CloneReplay, Jitter, Retry, RetryBudget, RetryLayer, RetryLayerBuilder,
-};
+use crate::retry::{CloneReplay, Retry, RetryBudget, RetryLayer, RetryLayerBuilder};
 use crate::timeout::{Timeout, TimeoutLayer, TotalDeadline, TotalDeadlineLayer};
 
 #[cfg(doc)]
@@ -156,9 +154,9 @@ impl Policy<crate::http::HttpClassifier, crate::http::HttpReplay> {
             .bulkhead(BulkheadLayer::builder().max_concurrent(1_000))
             .retry(
                 RetryLayer::builder().max_attempts(4).backoff(
-                    Backoff::exponential(Duration::from_secs(2))
+                    crate::retry::Backoff::exponential(Duration::from_secs(2))
                         .cap(Duration::from_secs(8))
-                        .jitter(Jitter::Full),
+                        .jitter(crate::retry::Jitter::Full),
                 ),
             )
             .circuit_breaker(
