@@ -15,6 +15,8 @@
 //! | [`ChaosLayer`](chaos::ChaosLayer) | [`chaos`] | injects errors, hangs, chosen responses and latency at run-time rates, seeded, for tests and drills |
 //! | [`CircuitBreakerLayer`](circuit_breaker::CircuitBreakerLayer), [`KeyedCircuitBreakerLayer`](circuit_breaker::KeyedCircuitBreakerLayer) | [`circuit_breaker`] | stops calling a failing or slow dependency, probes its recovery; per key if needed |
 //! | [`FallbackLayer`](fallback::FallbackLayer) | [`fallback`] | answers failed or refused calls from an alternate service, a cache of recent answers (stale-if-error) or a static answer |
+//! | [`Policy`](policy::Policy) | [`policy`] | the standard layers in the standard order, settings checked against each other; the standard HTTP client preset |
+//! | `HttpClassifier`, `ServerDeadlineLayer`, `ErrorResponseLayer`, `RouteTable`, ... (feature `http`) | `http` | HTTP classification, `Retry-After`, replayable bodies, deadlines on the wire, error responses, per-route policies |
 //!
 //! Every policy acts on one [`Verdict`](classify::Verdict) per attempt,
 //! produced by a [`Classify`](classify::Classify)er: a functional error (a
@@ -99,7 +101,11 @@ pub mod circuit_breaker;
 pub mod classify;
 pub mod error;
 pub mod fallback;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
 pub(crate) mod keyed;
+pub mod policy;
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub mod rate_limit;

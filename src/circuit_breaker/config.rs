@@ -260,6 +260,14 @@ impl<C, M> CircuitBreakerBuilder<C, M> {
         (builder, old)
     }
 
+    /// The span of the time window, if the window is one.
+    pub(crate) fn time_window_span(&self) -> Option<Duration> {
+        match self.window {
+            WindowKind::Time { span, .. } => Some(span),
+            WindowKind::Count(_) => None,
+        }
+    }
+
     /// Checks every setting.
     pub(crate) fn settings(&self) -> Result<Settings, ConfigError> {
         let failure_rate = check::in_half_open(

@@ -89,7 +89,7 @@ pin_project! {
 }
 
 impl<F: Future> DeadlineFuture<F> {
-    pub(super) fn new(inner: F, deadline: Deadline) -> Self {
+    pub(crate) fn new(inner: F, deadline: Deadline) -> Self {
         Self {
             inner: deadline.scope(inner),
             sleep: None,

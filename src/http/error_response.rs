@@ -1,0 +1,226 @@
+//! Turning the errors of a server's stack into responses.
+
+use std::convert::Infallible;
+use std::error::Error;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use http::{HeaderValue, Response, StatusCode};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::error::{BoxError, BulkheadFull, CircuitOpen, DeadlineExceeded, Elapsed, RateLimited};
+
+/// Answers the errors of the layers inside with HTTP responses, so that
+/// an axum stack becomes `Infallible`:
+///
+/// | error | status | `Retry-After` |
+/// |---|---|---|
+/// | [`CircuitOpen`] | 503 | the time the circuit stays open (at least 1 s) |
+/// | [`BulkheadFull`] | 503 | [`bulkhead_retry_after`](Self::bulkhead_retry_after) (1 s) |
+/// | [`RateLimited`] | 429 | the marker's wait (at least 1 s) |
+/// | [`DeadlineExceeded`], [`Elapsed`] | 504 | — |
+/// | anything else | 500 | — |
+///
+/// The response has an empty body (`B::default()`); other responses pass
+/// through untouched.
+///
+/// ```
+/// use std::time::Duration;
+/// use steadfast::error::RateLimited;
+/// use steadfast::http::ErrorResponseLayer;
+/// use tower::{Layer, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let svc = ErrorResponseLayer::new().layer(service_fn(|_: ()| async {
+///     Err::<http::Response<String>, _>(steadfast::BoxError::from(RateLimited::new(
+///         Duration::from_millis(1_500),
+///     )))
+/// }));
+/// let response = svc.oneshot(()).await.unwrap(); // Infallible
+/// assert_eq!(response.status(), 429);
+/// assert_eq!(response.headers()["retry-after"], "2");
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorResponseLayer {
+    bulkhead_retry_after: Duration,
+}
+
+impl Default for ErrorResponseLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ErrorResponseLayer {
+    /// The layer with its defaults.
+    pub const fn new() -> Self {
+        Self {
+            bulkhead_retry_after: Duration::from_secs(1),
+        }
+    }
+
+    /// The `Retry-After` of a 503 for a full bulkhead (default 1 s).
+    pub const fn bulkhead_retry_after(mut self, wait: Duration) -> Self {
+        self.bulkhead_retry_after = wait;
+        self
+    }
+
+    /// The response for `err`, as the table above says.
+    pub fn response<B: Default>(&self, err: &(dyn Error + 'static)) -> Response<B> {
+        let (status, retry_after) = if let Some(open) = err.downcast_ref::<CircuitOpen>() {
+            (StatusCode::SERVICE_UNAVAILABLE, Some(open.remaining()))
+        } else if err.is::<BulkheadFull>() {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(self.bulkhead_retry_after),
+            )
+        } else if let Some(limited) = err.downcast_ref::<RateLimited>() {
+            (StatusCode::TOO_MANY_REQUESTS, Some(limited.retry_after()))
+        } else if err.is::<DeadlineExceeded>() || err.is::<Elapsed>() {
+            (StatusCode::GATEWAY_TIMEOUT, None)
+        } else {
+            internal(err);
+            (StatusCode::INTERNAL_SERVER_ERROR, None)
+        };
+        let mut response = Response::new(B::default());
+        *response.status_mut() = status;
+        if let Some(wait) = retry_after {
+            response.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                HeaderValue::from(whole_secs(wait)),
+            );
+        }
+        response
+    }
+}
+
+/// Seconds, rounded up, at least one: `Retry-After: 0` invites a storm.
+fn whole_secs(wait: Duration) -> u64 {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    secs.max(1)
+}
+
+#[inline(never)]
+fn internal(err: &(dyn Error + 'static)) {
+    tracing::warn!(
+        target: "steadfast::http",
+        policy = "error_response",
+        error = %err,
+        "unhandled error answered with 500"
+    );
+}
+
+impl<S> Layer<S> for ErrorResponseLayer {
+    type Service = ErrorResponse<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ErrorResponse {
+            inner,
+            layer: *self,
+            not_ready: None,
+        }
+    }
+}
+
+/// Answers errors with responses; made by [`ErrorResponseLayer`].
+#[derive(Debug)]
+pub struct ErrorResponse<S> {
+    inner: S,
+    layer: ErrorResponseLayer,
+    // The inner service failed to become ready: the next call is answered
+    // with this error without calling it.
+    not_ready: Option<BoxError>,
+}
+
+impl<S: Clone> Clone for ErrorResponse<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            layer: self.layer,
+            not_ready: None,
+        }
+    }
+}
+
+impl<S, Req, B> Service<Req> for ErrorResponse<S>
+where
+    S: Service<Req, Response = Response<B>>,
+    S::Error: Into<BoxError>,
+    B: Default,
+{
+    type Response = Response<B>;
+    type Error = Infallible;
+    type Future = ErrorResponseFuture<S::Future, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.not_ready.is_none() {
+            if let Err(err) = ready!(self.inner.poll_ready(cx)) {
+                self.not_ready = Some(err.into());
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        let state = match self.not_ready.take() {
+            Some(err) => AnswerState::Answered {
+                response: Some(self.layer.response(&*err)),
+            },
+            None => AnswerState::Calling {
+                inner: self.inner.call(request),
+            },
+        };
+        ErrorResponseFuture {
+            state,
+            layer: self.layer,
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`ErrorResponse`].
+    #[derive(Debug)]
+    pub struct ErrorResponseFuture<F, B> {
+        #[pin]
+        state: AnswerState<F, B>,
+        layer: ErrorResponseLayer,
+    }
+}
+
+pin_project! {
+    #[project = AnswerProj]
+    #[derive(Debug)]
+    enum AnswerState<F, B> {
+        Calling { #[pin] inner: F },
+        Answered { response: Option<Response<B>> },
+    }
+}
+
+impl<F, B, E> Future for ErrorResponseFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    E: Into<BoxError>,
+    B: Default,
+{
+    type Output = Result<Response<B>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        Poll::Ready(Ok(match this.state.project() {
+            AnswerProj::Calling { inner } => match ready!(inner.poll(cx)) {
+                Ok(response) => response,
+                Err(err) => this.layer.response(&*err.into()),
+            },
+            AnswerProj::Answered { response } => response.take().unwrap_or_else(|| {
+                this.layer
+                    .response(&*BoxError::from("polled after completion"))
+            }),
+        }))
+    }
+}

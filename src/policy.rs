@@ -1,0 +1,519 @@
+//! A composed policy: the standard layers in the standard order, with
+//! their settings checked against each other.
+//!
+//! [`Policy::builder`] wires, outermost first,
+//!
+//! ```text
+//! total deadline → bulkhead → retry → circuit breaker → attempt timeout → service
+//! ```
+//!
+//! each of them optional, and refuses settings that cannot work together
+//! with a [`ConfigError`] naming both fields:
+//!
+//! - the attempt timeout must not exceed the total timeout
+//!   (`timeout.attempt`, `timeout.total`);
+//! - the longest total backoff of all retries must fit in the total
+//!   timeout (`retry.backoff`, `timeout.total`);
+//! - a breaker's time window must last at least twice the attempt timeout
+//!   (`circuit_breaker.time_window`, `timeout.attempt`), or it judges too
+//!   few attempts.
+//!
+//! One classifier judges the attempts for retry and breaker alike; one
+//! [`Replay`] copies requests for retry. The layers are built once, in
+//! [`build`](PolicyBuilder::build): every service the policy makes and
+//! every clone of it share one breaker, bulkhead and retry budget.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use steadfast::circuit_breaker::CircuitBreakerLayer;
+//! use steadfast::policy::Policy;
+//! use steadfast::retry::{Backoff, RetryLayer};
+//! use tower::{Layer, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), steadfast::BoxError> {
+//! let policy = Policy::builder()
+//!     .total_timeout(Duration::from_secs(5))
+//!     .retry(RetryLayer::builder().max_attempts(3).backoff(Backoff::exponential(Duration::from_millis(100))))
+//!     .circuit_breaker(CircuitBreakerLayer::builder().time_window(Duration::from_secs(10), 10))
+//!     .attempt_timeout(Duration::from_secs(1))
+//!     .build()?;
+//! let service = policy.layer(service_fn(|x: u32| async move { Ok::<_, steadfast::BoxError>(x + 1) }));
+//! assert_eq!(service.oneshot(41).await?, 42);
+//!
+//! // Settings that contradict each other are refused.
+//! let err = Policy::builder()
+//!     .total_timeout(Duration::from_secs(1))
+//!     .attempt_timeout(Duration::from_secs(2))
+//!     .build()
+//!     .unwrap_err();
+//! assert_eq!(err.field(), "timeout.attempt");
+//! assert_eq!(err.other().map(|(field, _)| field), Some("timeout.total"));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # The standard HTTP client (feature `http`)
+//!
+//! [`Policy::standard_http_client`] follows the .NET standard resilience
+//! handler; every default can be overridden before `build`:
+//!
+//! | layer | default |
+//! |---|---|
+//! | total timeout | 30 s |
+//! | bulkhead | 1,000 calls in flight, no waiting |
+//! | retry | 4 attempts (3 retries), exponential backoff from 2 s capped at 8 s, full jitter, honouring `Retry-After`, the default retry budget |
+//! | circuit breaker | time window 30 s (30 buckets), opens at 10 % failures once 100 calls were seen, open 5 s, 1 probe |
+//! | attempt timeout | 10 s |
+//!
+//! Attempts are judged by the [`HttpClassifier`](crate::http::HttpClassifier)
+//! and copied by [`HttpReplay`](crate::http::HttpReplay).
+//!
+//! ```
+//! # #[cfg(feature = "http")]
+//! # fn main() -> Result<(), steadfast::ConfigError> {
+//! use std::time::Duration;
+//! use steadfast::policy::Policy;
+//!
+//! let policy = Policy::standard_http_client()
+//!     .attempt_timeout(Duration::from_secs(2))
+//!     .build()?;
+//! assert!(policy.circuit_breaker().is_some());
+//!
+//! // An override that breaks the preset's consistency is refused.
+//! let err = Policy::standard_http_client()
+//!     .total_timeout(Duration::from_secs(5))
+//!     .build()
+//!     .unwrap_err();
+//! assert_eq!(err.field(), "timeout.attempt");
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "http"))]
+//! # fn main() {}
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::bulkhead::{Bulkhead, BulkheadHandle, BulkheadLayer, BulkheadLayerBuilder};
+use crate::circuit_breaker::{
+    CircuitBreaker, CircuitBreakerBuilder, CircuitBreakerHandle, CircuitBreakerLayer,
+};
+use crate::classify::DefaultClassifier;
+use crate::error::{BoxError, ConfigError, check};
+use crate::retry::{CloneReplay, Retry, RetryBudget, RetryLayer, RetryLayerBuilder};
+use crate::timeout::{Timeout, TimeoutLayer, TotalDeadline, TotalDeadlineLayer};
+
+#[cfg(doc)]
+use crate::retry::Replay;
+
+/// The composed policy: a layer. See the [module docs](self).
+pub struct Policy<C = DefaultClassifier, P = CloneReplay> {
+    total: Option<TotalDeadlineLayer>,
+    bulkhead: Option<BulkheadLayer>,
+    retry: Option<RetryLayer<C, P>>,
+    breaker: Option<CircuitBreakerLayer<C>>,
+    attempt: Option<TimeoutLayer>,
+}
+
+impl Policy {
+    /// A builder with no layer at all; add the ones you need.
+    pub fn builder() -> PolicyBuilder {
+        PolicyBuilder {
+            total_timeout: None,
+            attempt_timeout: None,
+            retry: None,
+            breaker: None,
+            bulkhead: None,
+            classifier: DefaultClassifier,
+            replay: CloneReplay,
+        }
+    }
+}
+
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+impl Policy<crate::http::HttpClassifier, crate::http::HttpReplay> {
+    /// The standard HTTP client policy, modelled on the .NET standard
+    /// resilience handler; see the [module docs](self#the-standard-http-client-feature-http).
+    pub fn standard_http_client()
+    -> PolicyBuilder<crate::http::HttpClassifier, crate::http::HttpReplay> {
+        Policy::builder()
+            .classifier(crate::http::HttpClassifier::new())
+            .replay(crate::http::HttpReplay::new())
+            .total_timeout(Duration::from_secs(30))
+            .bulkhead(BulkheadLayer::builder().max_concurrent(1_000))
+            .retry(
+                RetryLayer::builder().max_attempts(4).backoff(
+                    crate::retry::Backoff::exponential(Duration::from_secs(2))
+                        .cap(Duration::from_secs(8))
+                        .jitter(crate::retry::Jitter::Full),
+                ),
+            )
+            .circuit_breaker(
+                CircuitBreakerLayer::builder()
+                    .time_window(Duration::from_secs(30), 30)
+                    .failure_rate_threshold(10.0)
+                    .minimum_calls(100)
+                    .open_duration(Duration::from_secs(5))
+                    .half_open_probes(1),
+            )
+            .attempt_timeout(Duration::from_secs(10))
+    }
+}
+
+impl<C, P> Policy<C, P> {
+    /// A handle on the policy's breaker, if it has one.
+    pub fn circuit_breaker(&self) -> Option<CircuitBreakerHandle>
+    where
+        C: Send + Sync + 'static,
+    {
+        self.breaker.as_ref().map(CircuitBreakerLayer::handle)
+    }
+
+    /// A handle on the policy's bulkhead, if it has one.
+    pub fn bulkhead(&self) -> Option<BulkheadHandle> {
+        self.bulkhead.as_ref().map(BulkheadLayer::handle)
+    }
+
+    /// The retry budget, if the policy retries within one.
+    pub fn retry_budget(&self) -> Option<&RetryBudget> {
+        self.retry.as_ref().and_then(RetryLayer::budget)
+    }
+
+    /// The total timeout, if any.
+    pub fn total_timeout(&self) -> Option<Duration> {
+        self.total.as_ref().map(TotalDeadlineLayer::total)
+    }
+
+    /// The attempt timeout, if any.
+    pub fn attempt_timeout(&self) -> Option<Duration> {
+        self.attempt.as_ref().map(TimeoutLayer::timeout)
+    }
+}
+
+impl<C, P> Clone for Policy<C, P> {
+    fn clone(&self) -> Self {
+        Self {
+            total: self.total,
+            bulkhead: self.bulkhead.clone(),
+            retry: self.retry.clone(),
+            breaker: self.breaker.clone(),
+            attempt: self.attempt,
+        }
+    }
+}
+
+impl<C, P> fmt::Debug for Policy<C, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policy")
+            .field("total", &self.total)
+            .field("bulkhead", &self.bulkhead)
+            .field("retry", &self.retry)
+            .field("breaker", &self.breaker)
+            .field("attempt", &self.attempt)
+            .finish()
+    }
+}
+
+/// The service of the attempt timeout, if any.
+pub type AttemptService<S> = Optional<Timeout<S>, S>;
+/// The service of the circuit breaker, if any.
+pub type BreakerService<S, C> = Optional<CircuitBreaker<AttemptService<S>, C>, AttemptService<S>>;
+/// The service of retry, if any.
+pub type RetryService<S, C, P> = Optional<Retry<BreakerService<S, C>, C, P>, BreakerService<S, C>>;
+/// The service of the bulkhead, if any.
+pub type BulkheadService<S, C, P> =
+    Optional<Bulkhead<RetryService<S, C, P>>, RetryService<S, C, P>>;
+/// The service a [`Policy`] makes.
+pub type PolicyService<S, C, P> =
+    Optional<TotalDeadline<BulkheadService<S, C, P>>, BulkheadService<S, C, P>>;
+
+impl<S, C, P> Layer<S> for Policy<C, P> {
+    type Service = PolicyService<S, C, P>;
+
+    fn layer(&self, service: S) -> Self::Service {
+        let service = wrap(&self.attempt, service);
+        let service = wrap(&self.breaker, service);
+        let service = wrap(&self.retry, service);
+        let service = wrap(&self.bulkhead, service);
+        wrap(&self.total, service)
+    }
+}
+
+fn wrap<L: Layer<S>, S>(layer: &Option<L>, service: S) -> Optional<L::Service, S> {
+    match layer {
+        Some(layer) => Optional::On {
+            service: layer.layer(service),
+        },
+        None => Optional::Off { service },
+    }
+}
+
+/// Builds a [`Policy`]; settings are checked, alone and against each
+/// other, by [`build`](Self::build).
+pub struct PolicyBuilder<C = DefaultClassifier, P = CloneReplay> {
+    total_timeout: Option<Duration>,
+    attempt_timeout: Option<Duration>,
+    retry: Option<RetryLayerBuilder>,
+    breaker: Option<CircuitBreakerBuilder>,
+    bulkhead: Option<BulkheadLayerBuilder>,
+    classifier: C,
+    replay: P,
+}
+
+impl<C, P> fmt::Debug for PolicyBuilder<C, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PolicyBuilder")
+            .field("total_timeout", &self.total_timeout)
+            .field("attempt_timeout", &self.attempt_timeout)
+            .field("retry", &self.retry)
+            .field("breaker", &self.breaker)
+            .field("bulkhead", &self.bulkhead)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C, P> PolicyBuilder<C, P> {
+    /// Bounds the whole call, retries included.
+    pub fn total_timeout(mut self, timeout: Duration) -> Self {
+        self.total_timeout = Some(timeout);
+        self
+    }
+
+    /// No total timeout.
+    pub fn no_total_timeout(mut self) -> Self {
+        self.total_timeout = None;
+        self
+    }
+
+    /// Bounds each attempt.
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// No attempt timeout.
+    pub fn no_attempt_timeout(mut self) -> Self {
+        self.attempt_timeout = None;
+        self
+    }
+
+    /// Retries with these settings; the policy's classifier and replay
+    /// replace the builder's.
+    pub fn retry(mut self, retry: RetryLayerBuilder) -> Self {
+        self.retry = Some(retry);
+        self
+    }
+
+    /// No retry.
+    pub fn no_retry(mut self) -> Self {
+        self.retry = None;
+        self
+    }
+
+    /// A circuit breaker with these settings; the policy's classifier
+    /// replaces the builder's.
+    pub fn circuit_breaker(mut self, breaker: CircuitBreakerBuilder) -> Self {
+        self.breaker = Some(breaker);
+        self
+    }
+
+    /// No circuit breaker.
+    pub fn no_circuit_breaker(mut self) -> Self {
+        self.breaker = None;
+        self
+    }
+
+    /// A bulkhead with these settings, outside retry: a call holds one
+    /// permit for all its attempts.
+    pub fn bulkhead(mut self, bulkhead: BulkheadLayerBuilder) -> Self {
+        self.bulkhead = Some(bulkhead);
+        self
+    }
+
+    /// No bulkhead.
+    pub fn no_bulkhead(mut self) -> Self {
+        self.bulkhead = None;
+        self
+    }
+
+    /// Judges attempts, for retry and breaker, with `classifier`.
+    pub fn classifier<C2>(self, classifier: C2) -> PolicyBuilder<C2, P> {
+        PolicyBuilder {
+            total_timeout: self.total_timeout,
+            attempt_timeout: self.attempt_timeout,
+            retry: self.retry,
+            breaker: self.breaker,
+            bulkhead: self.bulkhead,
+            classifier,
+            replay: self.replay,
+        }
+    }
+
+    /// Copies requests for retry with `replay`.
+    pub fn replay<P2>(self, replay: P2) -> PolicyBuilder<C, P2> {
+        PolicyBuilder {
+            total_timeout: self.total_timeout,
+            attempt_timeout: self.attempt_timeout,
+            retry: self.retry,
+            breaker: self.breaker,
+            bulkhead: self.bulkhead,
+            classifier: self.classifier,
+            replay,
+        }
+    }
+
+    /// Checks every setting and their consistency, and builds the layers.
+    pub fn build(self) -> Result<Policy<C, P>, ConfigError>
+    where
+        C: Clone,
+    {
+        let total = self
+            .total_timeout
+            .map(TotalDeadlineLayer::new)
+            .transpose()?;
+        let attempt = self.attempt_timeout.map(TimeoutLayer::new).transpose()?;
+        if let (Some(total), Some(attempt)) = (self.total_timeout, self.attempt_timeout) {
+            check::not_above(
+                "timeout.attempt",
+                attempt,
+                "timeout.total",
+                total,
+                "the attempt timeout must not exceed the total timeout",
+            )?;
+        }
+        if let (Some(breaker), Some(attempt)) = (&self.breaker, self.attempt_timeout) {
+            if let Some(span) = breaker.time_window_span() {
+                if span < attempt.saturating_mul(2) {
+                    return Err(ConfigError::conflict(
+                        "circuit_breaker.time_window",
+                        span,
+                        "timeout.attempt",
+                        attempt,
+                        "the breaker's time window must last at least twice the attempt timeout",
+                    ));
+                }
+            }
+        }
+        let retry = match self.retry {
+            Some(retry) => Some(
+                retry
+                    .classifier(self.classifier.clone())
+                    .replay(self.replay)
+                    .build()?,
+            ),
+            None => None,
+        };
+        if let (Some(retry), Some(total)) = (&retry, self.total_timeout) {
+            let backoff = retry.backoff().max_total(retry.max_attempts() - 1);
+            if backoff > total {
+                return Err(ConfigError::conflict(
+                    "retry.backoff",
+                    backoff,
+                    "timeout.total",
+                    total,
+                    "the longest backoff of all retries together must fit in the total timeout",
+                ));
+            }
+        }
+        let breaker = match self.breaker {
+            Some(breaker) => Some(breaker.classifier(self.classifier).build()?),
+            None => None,
+        };
+        let bulkhead = self.bulkhead.map(BulkheadLayerBuilder::build).transpose()?;
+        Ok(Policy {
+            total,
+            bulkhead,
+            retry,
+            breaker,
+            attempt,
+        })
+    }
+}
+
+pub use self::optional::Optional;
+
+// The projection of `Optional` is generated without docs.
+#[allow(missing_docs)]
+mod optional {
+    use super::*;
+
+    pin_project! {
+        /// A layer's service when the layer is configured (`On`), or the
+        /// service it would wrap (`Off`). Errors become [`BoxError`].
+        #[project = OptionalProj]
+        #[derive(Debug, Clone)]
+        pub enum Optional<A, B> {
+            /// The layer is there.
+            On {
+                #[pin]
+                service: A,
+            },
+            /// The layer is left out.
+            Off {
+                #[pin]
+                service: B,
+            },
+        }
+    }
+
+    impl<A, B, Req> Service<Req> for Optional<A, B>
+    where
+        A: Service<Req>,
+        A::Error: Into<BoxError>,
+        B: Service<Req, Response = A::Response>,
+        B::Error: Into<BoxError>,
+    {
+        type Response = A::Response;
+        type Error = BoxError;
+        type Future = Optional<A::Future, B::Future>;
+
+        #[inline]
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            match self {
+                Optional::On { service } => service.poll_ready(cx).map_err(Into::into),
+                Optional::Off { service } => service.poll_ready(cx).map_err(Into::into),
+            }
+        }
+
+        #[inline]
+        fn call(&mut self, request: Req) -> Self::Future {
+            match self {
+                Optional::On { service } => Optional::On {
+                    service: service.call(request),
+                },
+                Optional::Off { service } => Optional::Off {
+                    service: service.call(request),
+                },
+            }
+        }
+    }
+
+    impl<A, B, T, EA, EB> Future for Optional<A, B>
+    where
+        A: Future<Output = Result<T, EA>>,
+        B: Future<Output = Result<T, EB>>,
+        EA: Into<BoxError>,
+        EB: Into<BoxError>,
+    {
+        type Output = Result<T, BoxError>;
+
+        #[inline]
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            match self.project() {
+                OptionalProj::On { service } => service.poll(cx).map_err(Into::into),
+                OptionalProj::Off { service } => service.poll(cx).map_err(Into::into),
+            }
+        }
+    }
+}

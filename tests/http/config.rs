@@ -1,0 +1,95 @@
+//! Bad settings and inconsistent presets fail at build time, naming both
+//! fields.
+
+use std::time::Duration;
+
+use steadfast::circuit_breaker::CircuitBreakerLayer;
+use steadfast::http::{BufferRequestBodyLayer, ServerDeadlineLayer};
+use steadfast::policy::Policy;
+use steadfast::retry::{Backoff, Jitter, RetryLayer};
+
+#[test]
+fn attempt_timeout_longer_than_total() {
+    let err = Policy::builder()
+        .total_timeout(Duration::from_secs(1))
+        .attempt_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "timeout.attempt");
+    assert_eq!(err.other(), Some(("timeout.total", "1s")));
+    assert!(err.to_string().contains("`timeout.attempt` = 2s"));
+}
+
+#[test]
+fn backoff_longer_than_total() {
+    let err = Policy::builder()
+        .total_timeout(Duration::from_secs(5))
+        .retry(
+            RetryLayer::builder()
+                .max_attempts(4)
+                .backoff(Backoff::constant(Duration::from_secs(2)).jitter(Jitter::None)),
+        )
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "retry.backoff");
+    assert_eq!(err.value(), "6s");
+    assert_eq!(err.other(), Some(("timeout.total", "5s")));
+}
+
+#[test]
+fn breaker_window_shorter_than_two_attempts() {
+    let err = Policy::builder()
+        .attempt_timeout(Duration::from_secs(10))
+        .circuit_breaker(CircuitBreakerLayer::builder().time_window(Duration::from_secs(15), 15))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "circuit_breaker.time_window");
+    assert_eq!(err.other(), Some(("timeout.attempt", "10s")));
+}
+
+#[test]
+fn inner_settings_are_still_checked() {
+    let err = Policy::builder()
+        .retry(RetryLayer::builder().max_attempts(0))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "retry.max_attempts");
+    let err = Policy::builder()
+        .total_timeout(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "timeout.total");
+    assert_eq!(
+        ServerDeadlineLayer::new(Duration::ZERO)
+            .unwrap_err()
+            .field(),
+        "http.server_deadline.max"
+    );
+    assert_eq!(
+        BufferRequestBodyLayer::new(0).unwrap_err().field(),
+        "http.buffer_limit"
+    );
+}
+
+#[test]
+fn the_standard_preset_is_consistent_and_checked_after_overrides() {
+    let policy = Policy::standard_http_client().build().unwrap();
+    assert_eq!(policy.total_timeout(), Some(Duration::from_secs(30)));
+    assert_eq!(policy.attempt_timeout(), Some(Duration::from_secs(10)));
+    assert!(policy.circuit_breaker().is_some());
+    assert!(policy.bulkhead().is_some());
+    assert!(policy.retry_budget().is_some());
+
+    let err = Policy::standard_http_client()
+        .total_timeout(Duration::from_secs(12))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "retry.backoff");
+    assert_eq!(err.other(), Some(("timeout.total", "12s")));
+
+    let err = Policy::standard_http_client()
+        .attempt_timeout(Duration::from_secs(20))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "circuit_breaker.time_window");
+}
