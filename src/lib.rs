@@ -95,6 +95,7 @@ pub mod bulkhead;
 pub mod circuit_breaker;
 pub mod classify;
 pub mod error;
+pub mod hedge;
 pub(crate) mod keyed;
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]

@@ -113,6 +113,7 @@ mod replay;
 
 pub use self::backoff::{Backoff, BackoffState, Jitter, RandomSource, SeededRandom};
 pub use self::budget::{RetryBudget, RetryBudgetBuilder};
+pub(crate) use self::budget::Withdrawal;
 pub use self::layer::{RetryLayer, RetryLayerBuilder};
 pub use self::replay::{CloneReplay, NoReplay, Replay};
 
