@@ -49,6 +49,8 @@ pin_project! {
         last: Option<(Verdict, Result<S::Response, S::Error>)>,
         // A verdict said another copy would not help.
         stopped: bool,
+        // The timer has fired at least once.
+        rearmed: bool,
     }
 }
 
@@ -94,6 +96,7 @@ where
             first_started: None,
             last: None,
             stopped: false,
+            rearmed: false,
         }
     }
 }
@@ -120,7 +123,9 @@ where
                         let verdict = judge(&policy.classifier, this.facts, outcome.as_ref());
                         if verdict.is_answer() {
                             if policy.learns() {
-                                policy.record(this.first_started.map_or(Duration::ZERO, |s| s.elapsed()));
+                                policy.record(
+                                    this.first_started.map_or(Duration::ZERO, |s| s.elapsed()),
+                                );
                             }
                             this.first.set(None);
                             return Poll::Ready(outcome.map_err(Into::into));
@@ -157,7 +162,8 @@ where
             if let Some(first) = this.first.as_mut().as_pin_mut() {
                 if let Poll::Ready(outcome) = first.poll(cx) {
                     this.first.set(None);
-                    let verdict = judge(&this.shared.policy.classifier, this.facts, outcome.as_ref());
+                    let verdict =
+                        judge(&this.shared.policy.classifier, this.facts, outcome.as_ref());
                     let started = *this.first_started;
                     if let Some(output) = settle(&mut this, 0, started, verdict, outcome) {
                         return Poll::Ready(output);
@@ -173,7 +179,8 @@ where
                 Poll::Pending => i += 1,
                 Poll::Ready(outcome) => {
                     let copy = this.copies.swap_remove(i);
-                    let verdict = judge(&this.shared.policy.classifier, this.facts, outcome.as_ref());
+                    let verdict =
+                        judge(&this.shared.policy.classifier, this.facts, outcome.as_ref());
                     if let Some(output) =
                         settle(&mut this, copy.number, Some(copy.started), verdict, outcome)
                     {
@@ -188,7 +195,9 @@ where
             return Poll::Ready(finish(&mut this));
         }
         let more = can_send_more(&this);
-        if this.first.is_some() && this.first_started.is_none() && (more || this.shared.policy.learns())
+        if this.first.is_some()
+            && this.first_started.is_none()
+            && (more || this.shared.policy.learns())
         {
             *this.first_started = Some(Instant::now());
         }
@@ -201,7 +210,7 @@ where
                 }
                 Some(delay) => {
                     let base = match *this.first_started {
-                        Some(started) if *this.sent == 1 => started,
+                        Some(started) if !*this.rearmed => started,
                         _ => Instant::now(),
                     };
                     this.timer.set(Some(sleep_until(later(base, delay))));
@@ -212,6 +221,7 @@ where
         if let Some(timer) = this.timer.as_mut().as_pin_mut() {
             if timer.poll(cx).is_ready() {
                 this.timer.set(None);
+                *this.rearmed = true;
                 let delay = this.shared.policy.delay();
                 fire(&mut this, delay);
                 continue;
@@ -280,7 +290,8 @@ where
         return Some(outcome.map_err(Into::into));
     }
     // A real failure says more than a refusal by an inner policy.
-    let keep_old = matches!(&this.last, Some((old, _)) if !old.is_rejection() && verdict.is_rejection());
+    let keep_old =
+        matches!(&this.last, Some((old, _)) if !old.is_rejection() && verdict.is_rejection());
     if !keep_old {
         *this.last = Some((verdict, outcome));
     }
@@ -315,7 +326,11 @@ fn won<S, Req, C, P>(
         // A copy cancelled after running longer than the delay is known to
         // lie above the percentile: its time so far places it there.
         if let Some(delay) = policy.delay() {
-            let first = this.first.is_some().then_some(*this.first_started).flatten();
+            let first = this
+                .first
+                .is_some()
+                .then_some(*this.first_started)
+                .flatten();
             let running = this
                 .copies
                 .iter()
@@ -372,6 +387,7 @@ where
         None => None,
     };
     *this.sent += 1;
+    *this.rearmed = true;
     if *this.sent <= policy.max_hedges {
         *this.spare = policy.replay.replay(&request);
     }
@@ -417,7 +433,10 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
             .field("sent", &self.sent)
-            .field("in_flight", &(usize::from(self.first.is_some()) + self.copies.len()))
+            .field(
+                "in_flight",
+                &(usize::from(self.first.is_some()) + self.copies.len()),
+            )
             .field("stopped", &self.stopped)
             .finish_non_exhaustive()
     }

@@ -180,7 +180,10 @@ mod tests {
         }
         // 90 % at 10 ms: the 90th percentile is the 10 ms bucket.
         let d = h.delay().unwrap();
-        assert!(d >= Duration::from_millis(10) && d < Duration::from_micros(11_300), "{d:?}");
+        assert!(
+            d >= Duration::from_millis(10) && d < Duration::from_micros(11_300),
+            "{d:?}"
+        );
         // The floor wins over a smaller percentile.
         let h = Histogram::new(0.5, Duration::from_millis(50));
         for _ in 0..64 {

@@ -117,7 +117,10 @@ impl<C, P> fmt::Debug for HedgeLayer<C, P> {
 
 enum DelayChoice {
     Fixed(Duration),
-    Percentile { max_extra_load: f64, floor: Duration },
+    Percentile {
+        max_extra_load: f64,
+        floor: Duration,
+    },
 }
 
 enum BudgetChoice {
