@@ -101,6 +101,7 @@ pub(crate) mod keyed;
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub mod rate_limit;
 pub mod retry;
+pub mod scatter;
 pub mod timeout;
 
 pub use error::{BoxError, ConfigError};
