@@ -202,20 +202,18 @@ where
             *this.first_started = Some(Instant::now());
         }
         if this.timer.is_none() && more {
-            match this.shared.policy.delay() {
-                Some(delay) if delay.is_zero() => {
-                    if fire(&mut this, None) {
-                        continue;
-                    }
-                }
-                Some(delay) => {
-                    let base = match *this.first_started {
-                        Some(started) if !*this.rearmed => started,
-                        _ => Instant::now(),
-                    };
-                    this.timer.set(Some(sleep_until(later(base, delay))));
-                }
-                None => {}
+            let delay = this.shared.policy.delay();
+            // A zero delay (a race) sends every copy at once.
+            let at_once = delay.is_some_and(|d| d.is_zero());
+            if at_once && fire(&mut this, None) {
+                continue;
+            }
+            if let Some(delay) = delay.filter(|_| !at_once) {
+                let base = match *this.first_started {
+                    Some(started) if !*this.rearmed => started,
+                    _ => Instant::now(),
+                };
+                this.timer.set(Some(sleep_until(later(base, delay))));
             }
         }
         if let Some(timer) = this.timer.as_mut().as_pin_mut() {

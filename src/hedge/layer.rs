@@ -225,7 +225,7 @@ impl<C, P> HedgeLayerBuilder<C, P> {
             } => {
                 check::in_half_open("hedge.max_extra_load", max_extra_load, 0.0, 1.0)?;
                 check::positive("hedge.floor", floor)?;
-                Delay::Percentile(Histogram::new(max_extra_load, floor))
+                Delay::Percentile(Box::new(Histogram::new(max_extra_load, floor)))
             }
         };
         let budget = match self.budget {

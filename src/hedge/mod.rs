@@ -22,7 +22,7 @@
 //!   use: extra load stays within one bound. A hedge refused by the budget
 //!   is not sent, and a token taken for a copy that never left (its call
 //!   dropped while the copy waited for its service) is given back;
-//! - copies are made by a [`Replay`](crate::retry::Replay): a request that
+//! - copies are made by a [`Replay`]: a request that
 //!   can't be copied is sent once;
 //! - no copy is sent once the total [`Deadline`](crate::timeout::Deadline)
 //!   has passed;

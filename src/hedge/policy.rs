@@ -12,7 +12,7 @@ pub(crate) enum Delay {
     /// After a fixed delay; zero sends every copy at once.
     Fixed(Duration),
     /// At a percentile of recent latencies, never below a floor.
-    Percentile(Histogram),
+    Percentile(Box<Histogram>),
 }
 
 pub(crate) struct Policy<C, P> {

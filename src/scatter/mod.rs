@@ -27,7 +27,7 @@
 //! [`satisfied`](Gathered::is_satisfied).
 //!
 //! Every branch gets a copy of the request made by a
-//! [`Replay`](crate::retry::Replay) (a clone by default); branch services
+//! [`Replay`] (a clone by default); branch services
 //! are cloned when their stage starts and made ready inside the call's
 //! future, so [`poll_ready`](tower_service::Service::poll_ready) is always
 //! ready. Branches of one type: for services of different types, box them

@@ -104,7 +104,7 @@ fn calls_allocate(layer: &HedgeLayer, pending_once: bool) -> usize {
         let mut total = 0;
         for i in 0..100 {
             let (value, allocations) = allocations_in(|| {
-                let mut fut = std::pin::pin!(svc.ready().await_call(i));
+                let mut fut = std::pin::pin!(async { svc.ready().await?.call(i).await });
                 let waker = std::task::Waker::noop();
                 let mut cx = Context::from_waker(waker);
                 loop {
@@ -118,20 +118,6 @@ fn calls_allocate(layer: &HedgeLayer, pending_once: bool) -> usize {
         }
         total
     })
-}
-
-/// `svc.ready().await?.call(x).await` as one future.
-trait ReadyCall {
-    fn await_call(self, x: u64) -> impl Future<Output = Result<u64, steadfast::BoxError>>;
-}
-
-impl<'a, S> ReadyCall for tower::util::Ready<'a, S, u64>
-where
-    S: Service<u64, Response = u64, Error = steadfast::BoxError>,
-{
-    fn await_call(self, x: u64) -> impl Future<Output = Result<u64, steadfast::BoxError>> {
-        async move { self.await?.call(x).await }
-    }
 }
 
 #[test]

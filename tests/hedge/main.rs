@@ -44,19 +44,22 @@ impl Drop for Guard {
     }
 }
 
+/// A latency in milliseconds and a reply.
+type Step = (u64, Result<u32, &'static str>);
+
 /// A backend playing a script of (latency, reply), the last repeating;
 /// counts calls and cancelled calls, and logs which endpoint answered.
 #[derive(Clone, Debug)]
 struct Backend {
     name: &'static str,
-    script: Arc<Mutex<VecDeque<(u64, Result<u32, &'static str>)>>>,
+    script: Arc<Mutex<VecDeque<Step>>>,
     calls: Arc<AtomicUsize>,
     cancelled: Arc<AtomicUsize>,
     sent_at: Arc<Mutex<Vec<Instant>>>,
 }
 
 impl Backend {
-    fn new(name: &'static str, script: &[(u64, Result<u32, &'static str>)]) -> Self {
+    fn new(name: &'static str, script: &[Step]) -> Self {
         Self {
             name,
             script: Arc::new(Mutex::new(script.iter().copied().collect())),
