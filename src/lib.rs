@@ -13,6 +13,8 @@
 //! | [`BulkheadLayer`](bulkhead::BulkheadLayer), [`KeyedBulkheadLayer`](bulkhead::KeyedBulkheadLayer) | [`bulkhead`] | caps the calls in flight to a dependency (or per key), with a bounded wait |
 //! | `RateLimitLayer` (feature `rate-limit`) | `rate_limit` | caps calls per client and period by tier (GCRA), rejecting or throttling the excess |
 //! | [`CircuitBreakerLayer`](circuit_breaker::CircuitBreakerLayer), [`KeyedCircuitBreakerLayer`](circuit_breaker::KeyedCircuitBreakerLayer) | [`circuit_breaker`] | stops calling a failing or slow dependency, probes its recovery; per key if needed |
+//! | [`HedgeLayer`](hedge::HedgeLayer), [`Race`](hedge::Race) | [`hedge`] | sends another copy of a slow request (fixed or latency-derived delay, within the retry budget), or races alternatives; the first good answer wins |
+//! | [`Scatter`](scatter::Scatter), [`Stages`](scatter::Stages) | [`scatter`] | fans a request out and gathers all, a quorum or the first k; ordered stages with hard and soft stops under one deadline |
 //!
 //! Every policy acts on one [`Verdict`](classify::Verdict) per attempt,
 //! produced by a [`Classify`](classify::Classify)er: a functional error (a
