@@ -127,7 +127,13 @@ fn hedge(c: &mut Criterion) {
             .unlimited_budget()
             .build()
             .unwrap();
-        bench_service(c, group, "steadfast_percentile", &rt, percentile.layer(echo));
+        bench_service(
+            c,
+            group,
+            "steadfast_percentile",
+            &rt,
+            percentile.layer(echo),
+        );
         let fixed = HedgeLayer::builder()
             .delay(delay)
             .unlimited_budget()
@@ -138,7 +144,13 @@ fn hedge(c: &mut Criterion) {
             .latency_percentile(0.02, Duration::from_millis(10))
             .build()
             .unwrap();
-        bench_service(c, group, "steadfast_percentile_budget", &rt, budgeted.layer(echo));
+        bench_service(
+            c,
+            group,
+            "steadfast_percentile_budget",
+            &rt,
+            budgeted.layer(echo),
+        );
     }
 }
 
