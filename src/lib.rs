@@ -17,6 +17,8 @@
 //! | [`FallbackLayer`](fallback::FallbackLayer) | [`fallback`] | answers failed or refused calls from an alternate service, a cache of recent answers (stale-if-error) or a static answer |
 //! | [`Policy`](policy::Policy) | [`policy`] | the standard layers in the standard order, settings checked against each other; the standard HTTP client preset |
 //! | `HttpClassifier`, `ServerDeadlineLayer`, `ErrorResponseLayer`, `RouteTable`, ... (feature `http`) | `http` | HTTP classification, `Retry-After`, replayable bodies, deadlines on the wire, error responses, per-route policies |
+//! | [`HedgeLayer`](hedge::HedgeLayer), [`Race`](hedge::Race) | [`hedge`] | sends another copy of a slow request (fixed or latency-derived delay, within the retry budget), or races alternatives; the first good answer wins |
+//! | [`Scatter`](scatter::Scatter), [`Stages`](scatter::Stages) | [`scatter`] | fans a request out and gathers all, a quorum or the first k; ordered stages with hard and soft stops under one deadline |
 //!
 //! Every policy acts on one [`Verdict`](classify::Verdict) per attempt,
 //! produced by a [`Classify`](classify::Classify)er: a functional error (a
@@ -101,6 +103,7 @@ pub mod circuit_breaker;
 pub mod classify;
 pub mod error;
 pub mod fallback;
+pub mod hedge;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
@@ -110,6 +113,7 @@ pub mod policy;
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub mod rate_limit;
 pub mod retry;
+pub mod scatter;
 pub mod timeout;
 
 pub use error::{BoxError, ConfigError};

@@ -112,6 +112,7 @@ mod policy;
 mod replay;
 
 pub use self::backoff::{Backoff, BackoffState, Jitter, RandomSource, SeededRandom};
+pub(crate) use self::budget::Withdrawal;
 pub use self::budget::{RetryBudget, RetryBudgetBuilder};
 pub use self::layer::{RetryLayer, RetryLayerBuilder};
 pub use self::replay::{CloneReplay, NoReplay, Replay};

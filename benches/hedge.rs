@@ -1,0 +1,158 @@
+//! Hedge overhead when the first copy wins, beside tower's `Hedge`, in the
+//! same run.
+//!
+//! Two inner services: one answers at the first poll of its future, the
+//! other at the second (it wakes itself once), so that a hedge timer must
+//! be armed, as for any real call. The delay is never reached: every call
+//! is won by its first copy. Each sample runs its calls back to back in one
+//! current-thread runtime.
+//!
+//! ```text
+//! cargo bench --bench hedge -- --warm-up-time 1 --measurement-time 3
+//! ```
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use steadfast::hedge::HedgeLayer;
+use tokio::runtime::Runtime;
+use tower::{Layer, Service, ServiceExt};
+
+type Request = (u64, u64);
+
+/// Always ready; answers at the first poll, or at the second.
+#[derive(Clone, Copy)]
+struct Echo {
+    pending_once: bool,
+}
+
+struct EchoFuture {
+    value: u64,
+    pending: bool,
+}
+
+impl Future for EchoFuture {
+    type Output = Result<u64, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.pending {
+            self.pending = false;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        Poll::Ready(Ok(self.value))
+    }
+}
+
+impl Service<Request> for Echo {
+    type Response = u64;
+    type Error = Infallible;
+    type Future = EchoFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, (a, b): Request) -> EchoFuture {
+        EchoFuture {
+            value: a.wrapping_add(b),
+            pending: self.pending_once,
+        }
+    }
+}
+
+/// tower's hedge policy: every request may be cloned and hedged.
+#[derive(Clone)]
+struct Hedgeable;
+
+impl tower::hedge::Policy<Request> for Hedgeable {
+    fn clone_request(&self, req: &Request) -> Option<Request> {
+        Some(*req)
+    }
+
+    fn can_retry(&self, _: &Request) -> bool {
+        true
+    }
+}
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime")
+}
+
+fn bench_service<S>(c: &mut Criterion, group: &str, name: &str, rt: &Runtime, mut svc: S)
+where
+    S: Service<Request, Response = u64>,
+    S::Error: std::fmt::Debug,
+{
+    c.benchmark_group(group).bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = std::time::Instant::now();
+                for i in 0..iters {
+                    let ready = svc.ready().await.expect("ready");
+                    black_box(ready.call(black_box((i, 1))).await.expect("call"));
+                }
+                start.elapsed()
+            })
+        });
+    });
+}
+
+fn hedge(c: &mut Criterion) {
+    let rt = runtime();
+    let _guard = rt.enter();
+    let delay = Duration::from_secs(1);
+
+    for (group, pending_once) in [("hedge_ready", false), ("hedge_pending_once", true)] {
+        let echo = Echo { pending_once };
+        bench_service(c, group, "bare", &rt, echo);
+        // 98th percentile, 10 data points before hedging, 10 s period.
+        bench_service(
+            c,
+            group,
+            "tower",
+            &rt,
+            tower::hedge::Hedge::new::<Request>(echo, Hedgeable, 10, 0.98, Duration::from_secs(10)),
+        );
+        let percentile = HedgeLayer::builder()
+            .latency_percentile(0.02, Duration::from_millis(10))
+            .unlimited_budget()
+            .build()
+            .unwrap();
+        bench_service(
+            c,
+            group,
+            "steadfast_percentile",
+            &rt,
+            percentile.layer(echo),
+        );
+        let fixed = HedgeLayer::builder()
+            .delay(delay)
+            .unlimited_budget()
+            .build()
+            .unwrap();
+        bench_service(c, group, "steadfast_fixed", &rt, fixed.layer(echo));
+        let budgeted = HedgeLayer::builder()
+            .latency_percentile(0.02, Duration::from_millis(10))
+            .build()
+            .unwrap();
+        bench_service(
+            c,
+            group,
+            "steadfast_percentile_budget",
+            &rt,
+            budgeted.layer(echo),
+        );
+    }
+}
+
+criterion_group!(benches, hedge);
+criterion_main!(benches);

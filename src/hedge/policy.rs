@@ -1,0 +1,122 @@
+//! The settings of a hedge or race, shared by every service and future.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::latency::Histogram;
+use crate::retry::RetryBudget;
+
+/// When the next copy of a request is sent.
+pub(crate) enum Delay {
+    /// After a fixed delay; zero sends every copy at once.
+    Fixed(Duration),
+    /// At a percentile of recent latencies, never below a floor.
+    Percentile(Box<Histogram>),
+}
+
+pub(crate) struct Policy<C, P> {
+    /// Copies sent besides the first.
+    pub(crate) max_hedges: u32,
+    pub(crate) delay: Delay,
+    pub(crate) budget: Option<RetryBudget>,
+    pub(crate) classifier: C,
+    pub(crate) replay: P,
+    /// `"hedge"` or `"race"`, as events name the policy.
+    pub(crate) kind: &'static str,
+    pub(crate) name: &'static str,
+    pub(crate) hedges_sent: AtomicU64,
+}
+
+impl<C, P> Policy<C, P> {
+    /// The wait before the next copy, `None` while it is unknown.
+    #[inline]
+    pub(crate) fn delay(&self) -> Option<Duration> {
+        match &self.delay {
+            Delay::Fixed(d) => Some(*d),
+            Delay::Percentile(histogram) => histogram.delay(),
+        }
+    }
+
+    /// Counts a latency, if the delay is derived from them.
+    #[inline]
+    pub(crate) fn record(&self, latency: Duration) {
+        if let Delay::Percentile(histogram) = &self.delay {
+            histogram.record(latency);
+        }
+    }
+
+    #[inline]
+    pub(crate) fn learns(&self) -> bool {
+        matches!(self.delay, Delay::Percentile(_))
+    }
+
+    pub(crate) fn count_hedge(&self) {
+        self.hedges_sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The one place events of this policy leave from.
+    pub(crate) fn emit(&self, event: Event, copy: u32, delay: Option<Duration>) {
+        let delay_ms = delay.map_or(0, |d| d.as_millis() as u64);
+        match event {
+            Event::Sent => tracing::debug!(
+                target: "steadfast::hedge",
+                policy = self.kind,
+                name = self.name,
+                copy,
+                delay_ms,
+                "copy sent"
+            ),
+            Event::Refused(reason) => tracing::debug!(
+                target: "steadfast::hedge",
+                policy = self.kind,
+                name = self.name,
+                copy,
+                reason,
+                "copy not sent"
+            ),
+            Event::Won(verdict) => tracing::trace!(
+                target: "steadfast::hedge",
+                policy = self.kind,
+                name = self.name,
+                copy,
+                verdict,
+                "copy won"
+            ),
+            Event::AllFailed(verdict) => tracing::debug!(
+                target: "steadfast::hedge",
+                policy = self.kind,
+                name = self.name,
+                copy,
+                verdict,
+                "every copy failed"
+            ),
+        }
+    }
+}
+
+/// What events report.
+#[derive(Clone, Copy)]
+pub(crate) enum Event {
+    Sent,
+    Refused(&'static str),
+    Won(&'static str),
+    AllFailed(&'static str),
+}
+
+impl<C, P> fmt::Debug for Policy<C, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Policy");
+        d.field("kind", &self.kind)
+            .field("name", &self.name)
+            .field("max_hedges", &self.max_hedges);
+        match &self.delay {
+            Delay::Fixed(delay) => d.field("delay", delay),
+            Delay::Percentile(h) => d
+                .field("percentile", &h.percentile())
+                .field("floor", &h.floor())
+                .field("delay", &h.delay()),
+        };
+        d.field("budget", &self.budget).finish_non_exhaustive()
+    }
+}
