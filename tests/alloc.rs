@@ -1,8 +1,6 @@
 //! A successful call through the timeout and retry layers makes no heap
 //! allocation, with a `Clone` request that owns no heap data.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::{Ready, ready};
 use std::task::{Context, Poll};
@@ -12,42 +10,10 @@ use steadfast::retry::RetryLayer;
 use steadfast::timeout::{TimeoutLayer, TotalDeadlineLayer};
 use tower::{Service, ServiceBuilder, ServiceExt};
 
-struct Counting;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards every call to the system allocator unchanged.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = COUNTING.try_with(|on| {
-            if on.get() {
-                ALLOCATIONS.with(|n| n.set(n.get() + 1));
-            }
-        });
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Allocations made on this thread while `f` runs.
-fn allocations_in<R>(f: impl FnOnce() -> R) -> (R, usize) {
-    ALLOCATIONS.with(|n| n.set(0));
-    COUNTING.with(|on| on.set(true));
-    let result = f();
-    COUNTING.with(|on| on.set(false));
-    (result, ALLOCATIONS.with(Cell::get))
-}
+use counting_alloc::allocations_in;
 
 /// Always ready; answers at once.
 #[derive(Clone, Copy)]

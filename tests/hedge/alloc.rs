@@ -2,8 +2,6 @@
 //! nothing of its own: not when it answers at once, and not when it answers
 //! after the hedge timer was armed.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -13,41 +11,10 @@ use std::time::Duration;
 use steadfast::hedge::HedgeLayer;
 use tower::{Layer, Service, ServiceExt};
 
-struct Counting;
+#[path = "../support/counting_alloc.rs"]
+mod counting_alloc;
 
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards every call to the system allocator unchanged.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = COUNTING.try_with(|on| {
-            if on.get() {
-                ALLOCATIONS.with(|n| n.set(n.get() + 1));
-            }
-        });
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocations_in<R>(f: impl FnOnce() -> R) -> (R, usize) {
-    ALLOCATIONS.with(|n| n.set(0));
-    COUNTING.with(|on| on.set(true));
-    let result = f();
-    COUNTING.with(|on| on.set(false));
-    (result, ALLOCATIONS.with(Cell::get))
-}
+use counting_alloc::allocations_in;
 
 /// Answers at the second poll of its future, or at the first.
 #[derive(Clone, Copy)]
