@@ -34,9 +34,10 @@ pin_project! {
             #[pin]
             future: F,
         },
+        // The timer is boxed: only throttled calls need it, and inline it
+        // would more than double the size of every call's future.
         Throttled {
-            #[pin]
-            sleep: Sleep,
+            sleep: Pin<Box<Sleep>>,
             waiter: Option<Waiter<F, S, Req>>,
         },
         Rejected {
@@ -83,7 +84,7 @@ impl<F, S, Req> ResponseFuture<F, S, Req> {
         let wake = now.checked_add(wait).unwrap_or(now);
         Self {
             state: State::Throttled {
-                sleep: tokio::time::sleep_until(wake),
+                sleep: Box::pin(tokio::time::sleep_until(wake)),
                 waiter: Some(Waiter {
                     limiter,
                     deadline,
@@ -113,7 +114,7 @@ where
                 StateProj::Rejected { retry_after } => {
                     return Poll::Ready(Err(RateLimited::new(*retry_after).into()));
                 }
-                StateProj::Throttled { mut sleep, waiter } => {
+                StateProj::Throttled { sleep, waiter } => {
                     ready!(sleep.as_mut().poll(cx));
                     let Some(w) = waiter.as_ref() else {
                         // Only reachable if polled after completion.
