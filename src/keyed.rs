@@ -42,6 +42,11 @@ struct Inner<K, V> {
     max_keys: u64,
     idle: Option<Duration>,
     start: Instant,
+    /// Entries held or about to be inserted: reserved before an insert,
+    /// given back when the insert loses a race or an entry is dropped, so
+    /// that the map never holds more than `max_keys` entries, however many
+    /// callers insert at once.
+    count: AtomicU64,
     /// When the last sweep ran, in milliseconds since `start`.
     last_sweep: AtomicU64,
     sweeping: AtomicBool,
@@ -87,6 +92,7 @@ where
                 max_keys,
                 idle,
                 start: Instant::now(),
+                count: AtomicU64::new(0),
                 last_sweep: AtomicU64::new(0),
                 sweeping: AtomicBool::new(false),
             }),
@@ -128,16 +134,23 @@ where
     fn insert(&self, key: &K, make: impl FnOnce() -> V) -> Arc<V> {
         let inner = &*self.inner;
         inner.maintain(false);
-        let map = inner.map.pin();
-        if map.len() as u64 >= inner.max_keys {
+        if !inner.reserve() {
             // Every entry is held by a call: this key's state stays its own.
             return Arc::new(make());
         }
-        let slot = map.get_or_insert_with(key.clone(), || Slot {
+        let map = inner.map.pin();
+        let inserted = map.try_insert_with(key.clone(), || Slot {
             value: Arc::new(make()),
             used: AtomicBool::new(false),
         });
-        Arc::clone(&slot.value)
+        match inserted {
+            Ok(slot) => Arc::clone(&slot.value),
+            Err(existing) => {
+                // Another caller inserted the key first.
+                inner.count.fetch_sub(1, Ordering::AcqRel);
+                existing.touch()
+            }
+        }
     }
 
     /// The state of `key`, if it has any.
@@ -145,9 +158,11 @@ where
         self.inner.map.pin().get(key).map(Slot::touch)
     }
 
-    /// How many keys are held.
+    /// How many keys are held, counting inserts under way: never more than
+    /// `max_keys`, and exact when no insert is under way. (papaya's own
+    /// count sums striped counters and can be off while others insert.)
     pub(crate) fn len(&self) -> u64 {
-        self.inner.map.len() as u64
+        self.inner.count.load(Ordering::Acquire)
     }
 
     /// The most keys the registry holds.
@@ -185,6 +200,15 @@ where
         .unwrap_or(u64::MAX)
     }
 
+    /// Takes one of the `max_keys` places; `false` when all are taken.
+    fn reserve(&self) -> bool {
+        self.count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |count| {
+                (count < self.max_keys).then_some(count + 1)
+            })
+            .is_ok()
+    }
+
     /// Sweeps when the registry is full or an idle period is over.
     fn maintain(&self, idle_only: bool) {
         let now = self.millis_since_start();
@@ -192,7 +216,7 @@ where
             let idle = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
             now.saturating_sub(self.last_sweep.load(Ordering::Relaxed)) >= idle
         });
-        let full = !idle_only && self.map.len() as u64 >= self.max_keys;
+        let full = !idle_only && self.count.load(Ordering::Acquire) >= self.max_keys;
         if !(idle_due || full) {
             return;
         }
@@ -200,21 +224,29 @@ where
             return; // another caller is sweeping
         }
         let map = self.map.pin();
+        let mut removed = 0u64;
         // Second chance: keep what is held or was used since the last sweep,
         // clearing the mark.
-        map.retain(|_, slot| slot.held() || slot.used.swap(false, Ordering::Relaxed));
+        map.retain(|_, slot| {
+            let keep = slot.held() || slot.used.swap(false, Ordering::Relaxed);
+            removed += u64::from(!keep);
+            keep
+        });
         self.last_sweep.store(now, Ordering::Relaxed);
         let target = self.max_keys - self.max_keys / 10;
-        let mut excess = (map.len() as u64).saturating_sub(target.saturating_sub(1));
+        let held = self.count.load(Ordering::Acquire).saturating_sub(removed);
+        let mut excess = held.saturating_sub(target.saturating_sub(1));
         if full && excess > 0 {
             map.retain(|_, slot| {
                 if excess == 0 || slot.held() {
                     return true;
                 }
                 excess -= 1;
+                removed += 1;
                 false
             });
         }
+        self.count.fetch_sub(removed, Ordering::AcqRel);
         self.sweeping.store(false, Ordering::Release);
     }
 }
@@ -291,6 +323,30 @@ mod tests {
         registry.get_or_insert_with(&5, || 5);
         assert!(registry.len() <= 4);
         assert!(registry.get(&5).is_some());
+    }
+
+    #[test]
+    fn racing_inserts_never_exceed_the_bound() {
+        let registry = KeyedRegistry::<u64, u64>::new(32, None);
+        std::thread::scope(|scope| {
+            for thread in 0..4u64 {
+                let registry = &registry;
+                scope.spawn(move || {
+                    for n in 0..20_000u64 {
+                        let key = (n * 7 + thread * 13) % 500;
+                        let state = registry.get_or_insert_with(&key, || key);
+                        assert_eq!(*state, key);
+                        assert!(registry.len() <= 32, "held {} keys", registry.len());
+                    }
+                });
+            }
+        });
+        assert!(registry.len() <= 32);
+        assert_eq!(
+            registry.inner.map.len() as u64,
+            registry.len(),
+            "every place is an entry once the inserts are over"
+        );
     }
 
     #[tokio::test(start_paused = true)]
