@@ -57,6 +57,7 @@ const WINDOW: usize = 100;
 /// backend injects during it.
 struct Phase {
     name: &'static str,
+    what: &'static str,
     calls_per_worker: usize,
     faults: fn(&ChaosHandle) -> Result<(), steadfast::ConfigError>,
 }
@@ -64,11 +65,13 @@ struct Phase {
 const PHASES: [Phase; 5] = [
     Phase {
         name: "healthy",
+        what: "no faults",
         calls_per_worker: 40,
         faults: |_| Ok(()),
     },
     Phase {
         name: "brownout",
+        what: "10 % 503 + Retry-After: 1, 10 % slowed 200-500 ms",
         calls_per_worker: 60,
         // 10 % answered 503 with Retry-After: 1, 10 % slowed by 200-500 ms.
         faults: |h| {
@@ -78,12 +81,14 @@ const PHASES: [Phase; 5] = [
     },
     Phase {
         name: "long tail",
+        what: "5 % of calls take 1 s",
         calls_per_worker: 60,
         // 5 % of calls take 1 s.
         faults: |h| h.set_latency(0.05, ms(1_000), ms(1_000)),
     },
     Phase {
         name: "outage",
+        what: "90 % 503 + Retry-After: 1, 10 % never answered",
         calls_per_worker: 40,
         // Every call fails: 90 % answered 503, 10 % never answered.
         faults: |h| {
@@ -93,6 +98,7 @@ const PHASES: [Phase; 5] = [
     },
     Phase {
         name: "recovery",
+        what: "no faults",
         calls_per_worker: 60,
         faults: |_| Ok(()),
     },
@@ -344,6 +350,7 @@ struct Call {
 /// What one client got in one phase.
 struct PhaseStats {
     calls: Vec<Call>,
+    took: Duration,
     backend_requests: u64,
 }
 
@@ -369,9 +376,11 @@ impl PhaseStats {
         self.backend_requests as f64 / self.calls.len().max(1) as f64
     }
 
-    /// Time from the start of this phase until the success rate over every
-    /// later window of `WINDOW` consecutive calls (by start time) stays at
-    /// or above 99 %; `None` if it never gets there.
+    /// Time from the start of this phase until the success rate is back
+    /// at or above 99 % for good: the calls are ordered by start, the first
+    /// window of `WINDOW` calls from which on every window passes is found,
+    /// and the answer is when the last failed call before it ended (zero if
+    /// none failed). `None` if the last window fails.
     fn recovery(&self) -> Option<Duration> {
         let mut calls = self.calls.clone();
         calls.sort_by_key(|c| c.start);
@@ -393,7 +402,12 @@ impl PhaseStats {
             }
             first -= 1;
         }
-        Some(calls[first].start)
+        let last_failure = calls[..first]
+            .iter()
+            .filter(|c| !c.outcome.ok)
+            .map(|c| c.start + c.took)
+            .max();
+        Some(last_failure.unwrap_or(Duration::ZERO))
     }
 }
 
@@ -443,6 +457,7 @@ async fn timeline(client: Client, backend: Backend) -> Vec<PhaseStats> {
         }
         stats.push(PhaseStats {
             calls,
+            took: began.elapsed(),
             backend_requests: backend.requests.load(Ordering::Relaxed) - before,
         });
     }
@@ -471,7 +486,18 @@ async fn main() -> Result<(), BoxError> {
         PACE.as_millis(),
         CALL_TIMEOUT.as_millis()
     );
-    println!("success = a 2xx answer read to its end, real or from the fallback cache.");
+    println!("success = a 2xx answer read to its end, real or from the fallback cache;");
+    println!("latency over every call, failed ones included; amplification = requests that");
+    println!("reached the backend per logical call (refused or cached calls send none).");
+    println!("\ntimeline:");
+    for phase in &PHASES {
+        println!(
+            "  {:<10} {:>4} calls   {}",
+            phase.name,
+            phase.calls_per_worker * WORKERS,
+            phase.what
+        );
+    }
     let started = Instant::now();
     let mut runs = Vec::new();
     for (name, client) in &clients {
@@ -484,13 +510,13 @@ async fn main() -> Result<(), BoxError> {
     }
 
     println!(
-        "\n{:<18} {:<10} {:>6} {:>9} {:>8} {:>8} {:>7} {:>9}",
-        "client", "phase", "calls", "success", "p50 ms", "p99 ms", "ampl.", "fallback"
+        "\n{:<18} {:<10} {:>6} {:>9} {:>8} {:>8} {:>7} {:>9} {:>7}",
+        "client", "phase", "calls", "success", "p50 ms", "p99 ms", "ampl.", "fallback", "secs"
     );
     for (name, phases) in &results {
         for (phase, stats) in PHASES.iter().zip(phases) {
             println!(
-                "{:<18} {:<10} {:>6} {:>8.2}% {:>8.1} {:>8.1} {:>7.2} {:>9}",
+                "{:<18} {:<10} {:>6} {:>8.2}% {:>8.1} {:>8.1} {:>7.2} {:>9} {:>7.1}",
                 name,
                 phase.name,
                 stats.calls.len(),
@@ -498,12 +524,14 @@ async fn main() -> Result<(), BoxError> {
                 stats.percentile(0.50),
                 stats.percentile(0.99),
                 stats.amplification(),
-                stats.fallbacks()
+                stats.fallbacks(),
+                stats.took.as_secs_f64()
             );
         }
     }
     println!(
-        "\nrecovery: time from the end of the outage until every later window of {WINDOW} calls succeeds ≥ 99 %"
+        "\nrecovery: from the end of the outage until the success rate over every later \
+         window of {WINDOW} calls stays ≥ 99 %\n(the end of the last failed call before that)"
     );
     for (name, phases) in &results {
         let recovery = phases.last().and_then(PhaseStats::recovery);
