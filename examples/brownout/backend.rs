@@ -36,7 +36,6 @@ pub(crate) const PHASES: [Phase; 5] = [
         name: "brownout",
         what: "10 % 503 + Retry-After: 1, 10 % slowed 200-500 ms",
         calls_per_worker: 60,
-        // 10 % answered 503 with Retry-After: 1, 10 % slowed by 200-500 ms.
         faults: |h| {
             h.set_respond_rate(0.10)?;
             h.set_latency(0.10, ms(200), ms(500))
@@ -46,14 +45,12 @@ pub(crate) const PHASES: [Phase; 5] = [
         name: "long tail",
         what: "5 % of calls take 1 s",
         calls_per_worker: 60,
-        // 5 % of calls take 1 s.
         faults: |h| h.set_latency(0.05, ms(1_000), ms(1_000)),
     },
     Phase {
         name: "outage",
         what: "90 % 503 + Retry-After: 1, 10 % never answered",
         calls_per_worker: 40,
-        // Every call fails: 90 % answered 503, 10 % never answered.
         faults: |h| {
             h.set_respond_rate(0.90)?;
             h.set_hang_rate(0.10)
@@ -98,7 +95,7 @@ pub(crate) async fn backend() -> Result<Backend, BoxError> {
         get(move |Path(id): Path<u32>| async move {
             format!(
                 "{{\"kind\":\"{kind}\",\"id\":{id},\"value\":{}}}",
-                id * 7 + 3
+                u64::from(id) * 7 + 3
             )
         })
     };

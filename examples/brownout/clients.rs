@@ -26,6 +26,13 @@ pub(crate) struct Outcome {
     pub(crate) fallback: bool,
 }
 
+impl Outcome {
+    pub(crate) const FAILED: Self = Self {
+        ok: false,
+        fallback: false,
+    };
+}
+
 /// A client: sends `GET url` and reports the outcome.
 pub(crate) type Client = Arc<dyn Fn(String) -> BoxFuture<'static, Outcome> + Send + Sync>;
 
@@ -79,10 +86,7 @@ pub(crate) fn bare() -> Result<Client, BoxError> {
         Box::pin(async move {
             match client.get(url).send().await {
                 Ok(response) => read(response).await,
-                Err(_) => Outcome {
-                    ok: false,
-                    fallback: false,
-                },
+                Err(_) => Outcome::FAILED,
             }
         })
     }))
@@ -99,18 +103,12 @@ where
         let service = service.clone();
         Box::pin(async move {
             let Ok(url) = url.parse() else {
-                return Outcome {
-                    ok: false,
-                    fallback: false,
-                };
+                return Outcome::FAILED;
             };
             let request = reqwest::Request::new(reqwest::Method::GET, url);
             match service.oneshot(request).await {
                 Ok(response) => read(response).await,
-                Err(_) => Outcome {
-                    ok: false,
-                    fallback: false,
-                },
+                Err(_) => Outcome::FAILED,
             }
         })
     })
@@ -171,12 +169,8 @@ pub(crate) fn with_fallback() -> Result<Client, BoxError> {
     Ok(Arc::new(move |url: String| {
         let service = service.clone();
         Box::pin(async move {
-            let failed = Outcome {
-                ok: false,
-                fallback: false,
-            };
             let Ok(request) = http::Request::get(url).body(String::new()) else {
-                return failed;
+                return Outcome::FAILED;
             };
             match service.oneshot(request).await {
                 Ok(response) => {
@@ -185,7 +179,7 @@ pub(crate) fn with_fallback() -> Result<Client, BoxError> {
                         && response.into_body().collect().await.is_ok();
                     Outcome { ok, fallback }
                 }
-                Err(_) => failed,
+                Err(_) => Outcome::FAILED,
             }
         })
     }))

@@ -68,10 +68,7 @@ async fn timeline(client: Client, backend: Backend) -> Vec<PhaseStats> {
                         // A guard only: every client gives up by CALL_TIMEOUT itself.
                         let outcome = tokio::time::timeout(CALL_TIMEOUT + ms(500), client(url))
                             .await
-                            .unwrap_or(Outcome {
-                                ok: false,
-                                fallback: false,
-                            });
+                            .unwrap_or(Outcome::FAILED);
                         calls.push(Call {
                             start: start - began,
                             took: start.elapsed(),
