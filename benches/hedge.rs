@@ -13,17 +13,17 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::hint::black_box;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use steadfast::hedge::HedgeLayer;
-use tokio::runtime::Runtime;
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, Service};
 
-type Request = (u64, u64);
+mod common;
+
+use common::{Request, bench_service, runtime};
 
 /// Always ready; answers at the first poll, or at the second.
 #[derive(Clone, Copy)]
@@ -78,32 +78,6 @@ impl tower::hedge::Policy<Request> for Hedgeable {
     fn can_retry(&self, _: &Request) -> bool {
         true
     }
-}
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("runtime")
-}
-
-fn bench_service<S>(c: &mut Criterion, group: &str, name: &str, rt: &Runtime, mut svc: S)
-where
-    S: Service<Request, Response = u64>,
-    S::Error: std::fmt::Debug,
-{
-    c.benchmark_group(group).bench_function(name, |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = std::time::Instant::now();
-                for i in 0..iters {
-                    let ready = svc.ready().await.expect("ready");
-                    black_box(ready.call(black_box((i, 1))).await.expect("call"));
-                }
-                start.elapsed()
-            })
-        });
-    });
 }
 
 fn hedge(c: &mut Criterion) {

@@ -11,7 +11,6 @@
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
-use std::hint::black_box;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -19,11 +18,12 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use steadfast::retry::RetryLayer;
 use steadfast::timeout::{TimeoutLayer, TotalDeadlineLayer};
-use tokio::runtime::Runtime;
 use tower::retry::budget::{Budget, TpsBudget};
-use tower::{Service, ServiceBuilder, ServiceExt};
+use tower::{Service, ServiceBuilder};
 
-type Request = (u64, u64);
+mod common;
+
+use common::{Request, bench_service, runtime};
 
 /// Always ready; answers at once.
 #[derive(Clone, Copy)]
@@ -87,32 +87,6 @@ impl<Res, E> tower::retry::Policy<Request, Res, E> for Budgeted {
     fn clone_request(&mut self, req: &Request) -> Option<Request> {
         Some(*req)
     }
-}
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("runtime")
-}
-
-fn bench_service<S>(c: &mut Criterion, group: &str, name: &str, rt: &Runtime, mut svc: S)
-where
-    S: Service<Request, Response = u64>,
-    S::Error: std::fmt::Debug,
-{
-    c.benchmark_group(group).bench_function(name, |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = std::time::Instant::now();
-                for i in 0..iters {
-                    let ready = svc.ready().await.expect("ready");
-                    black_box(ready.call(black_box((i, 1))).await.expect("call"));
-                }
-                start.elapsed()
-            })
-        });
-    });
 }
 
 fn overhead(c: &mut Criterion) {

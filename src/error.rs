@@ -309,7 +309,6 @@ impl fmt::Display for ConfigError {
 impl Error for ConfigError {}
 
 /// Checks shared by every builder.
-#[allow(dead_code)] // each policy uses the checks it needs
 pub(crate) mod check {
     use super::ConfigError;
     use std::time::Duration;
