@@ -108,6 +108,7 @@ pub mod hedge;
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 pub(crate) mod keyed;
+pub mod observe;
 pub mod policy;
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]

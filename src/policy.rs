@@ -94,6 +94,7 @@
 //! # fn main() {}
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -110,6 +111,9 @@ use crate::circuit_breaker::{
 };
 use crate::classify::DefaultClassifier;
 use crate::error::{BoxError, ConfigError, check};
+#[cfg(feature = "http")]
+use crate::observe::RequestIdHeader;
+use crate::observe::{GenerateRequestId, Listeners, Observe, ObserveLayer, PolicyStatus};
 use crate::retry::{CloneReplay, Retry, RetryBudget, RetryLayer, RetryLayerBuilder};
 use crate::timeout::{Timeout, TimeoutLayer, TotalDeadline, TotalDeadlineLayer};
 
@@ -117,7 +121,9 @@ use crate::timeout::{Timeout, TimeoutLayer, TotalDeadline, TotalDeadlineLayer};
 use crate::retry::Replay;
 
 /// The composed policy: a layer. See the [module docs](self).
-pub struct Policy<C = DefaultClassifier, P = CloneReplay> {
+pub struct Policy<C = DefaultClassifier, P = CloneReplay, R = GenerateRequestId> {
+    name: Cow<'static, str>,
+    observe: Option<ObserveLayer<C, R>>,
     total: Option<TotalDeadlineLayer>,
     bulkhead: Option<BulkheadLayer>,
     retry: Option<RetryLayer<C, P>>,
@@ -129,6 +135,9 @@ impl Policy {
     /// A builder with no layer at all; add the ones you need.
     pub fn builder() -> PolicyBuilder {
         PolicyBuilder {
+            name: Cow::Borrowed("default"),
+            observe: None,
+            request_id: GenerateRequestId,
             total_timeout: None,
             attempt_timeout: None,
             retry: None,
@@ -142,14 +151,16 @@ impl Policy {
 
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-impl Policy<crate::http::HttpClassifier, crate::http::HttpReplay> {
+impl Policy<crate::http::HttpClassifier, crate::http::HttpReplay, RequestIdHeader> {
     /// The standard HTTP client policy, modelled on the .NET standard
     /// resilience handler; see the [module docs](self#the-standard-http-client-feature-http).
     pub fn standard_http_client()
-    -> PolicyBuilder<crate::http::HttpClassifier, crate::http::HttpReplay> {
+    -> PolicyBuilder<crate::http::HttpClassifier, crate::http::HttpReplay, RequestIdHeader> {
         Policy::builder()
+            .name("http_client")
             .classifier(crate::http::HttpClassifier::new())
             .replay(crate::http::HttpReplay::new())
+            .request_id(RequestIdHeader::new())
             .total_timeout(Duration::from_secs(30))
             .bulkhead(BulkheadLayer::builder().max_concurrent(1_000))
             .retry(
@@ -171,7 +182,31 @@ impl Policy<crate::http::HttpClassifier, crate::http::HttpReplay> {
     }
 }
 
-impl<C, P> Policy<C, P> {
+impl<C, P, R> Policy<C, P, R> {
+    /// The policy's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The layer that watches the policy's calls, if it has one.
+    pub fn observer(&self) -> Option<&ObserveLayer<C, R>> {
+        self.observe.as_ref()
+    }
+
+    /// The state of every stateful layer of the policy, for a health
+    /// endpoint; [`Health`](crate::observe::Health) gathers several.
+    pub fn snapshot(&self) -> PolicyStatus
+    where
+        C: Send + Sync + 'static,
+    {
+        PolicyStatus::new(
+            self.name.to_string(),
+            self.circuit_breaker(),
+            self.bulkhead(),
+            self.retry_budget(),
+        )
+    }
+
     /// A handle on the policy's breaker, if it has one.
     pub fn circuit_breaker(&self) -> Option<CircuitBreakerHandle>
     where
@@ -201,9 +236,11 @@ impl<C, P> Policy<C, P> {
     }
 }
 
-impl<C, P> Clone for Policy<C, P> {
+impl<C: Clone, P, R: Clone> Clone for Policy<C, P, R> {
     fn clone(&self) -> Self {
         Self {
+            name: self.name.clone(),
+            observe: self.observe.clone(),
             total: self.total,
             bulkhead: self.bulkhead.clone(),
             retry: self.retry.clone(),
@@ -213,9 +250,11 @@ impl<C, P> Clone for Policy<C, P> {
     }
 }
 
-impl<C, P> fmt::Debug for Policy<C, P> {
+impl<C, P, R> fmt::Debug for Policy<C, P, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Policy")
+            .field("name", &self.name)
+            .field("observe", &self.observe)
             .field("total", &self.total)
             .field("bulkhead", &self.bulkhead)
             .field("retry", &self.retry)
@@ -234,19 +273,23 @@ pub type RetryService<S, C, P> = Optional<Retry<BreakerService<S, C>, C, P>, Bre
 /// The service of the bulkhead, if any.
 pub type BulkheadService<S, C, P> =
     Optional<Bulkhead<RetryService<S, C, P>>, RetryService<S, C, P>>;
-/// The service a [`Policy`] makes.
-pub type PolicyService<S, C, P> =
+/// The service of the total deadline, if any.
+pub type DeadlineService<S, C, P> =
     Optional<TotalDeadline<BulkheadService<S, C, P>>, BulkheadService<S, C, P>>;
+/// The service a [`Policy`] makes.
+pub type PolicyService<S, C, P, R = GenerateRequestId> =
+    Optional<Observe<DeadlineService<S, C, P>, C, R>, DeadlineService<S, C, P>>;
 
-impl<S, C, P> Layer<S> for Policy<C, P> {
-    type Service = PolicyService<S, C, P>;
+impl<S, C: Clone, P, R: Clone> Layer<S> for Policy<C, P, R> {
+    type Service = PolicyService<S, C, P, R>;
 
     fn layer(&self, service: S) -> Self::Service {
         let service = wrap(&self.attempt, service);
         let service = wrap(&self.breaker, service);
         let service = wrap(&self.retry, service);
         let service = wrap(&self.bulkhead, service);
-        wrap(&self.total, service)
+        let service = wrap(&self.total, service);
+        wrap(&self.observe, service)
     }
 }
 
@@ -261,7 +304,10 @@ fn wrap<L: Layer<S>, S>(layer: &Option<L>, service: S) -> Optional<L::Service, S
 
 /// Builds a [`Policy`]; settings are checked, alone and against each
 /// other, by [`build`](Self::build).
-pub struct PolicyBuilder<C = DefaultClassifier, P = CloneReplay> {
+pub struct PolicyBuilder<C = DefaultClassifier, P = CloneReplay, R = GenerateRequestId> {
+    name: Cow<'static, str>,
+    observe: Option<Observing>,
+    request_id: R,
     total_timeout: Option<Duration>,
     attempt_timeout: Option<Duration>,
     retry: Option<RetryLayerBuilder>,
@@ -271,9 +317,11 @@ pub struct PolicyBuilder<C = DefaultClassifier, P = CloneReplay> {
     replay: P,
 }
 
-impl<C, P> fmt::Debug for PolicyBuilder<C, P> {
+impl<C, P, R> fmt::Debug for PolicyBuilder<C, P, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PolicyBuilder")
+            .field("name", &self.name)
+            .field("observe", &self.observe.is_some())
             .field("total_timeout", &self.total_timeout)
             .field("attempt_timeout", &self.attempt_timeout)
             .field("retry", &self.retry)
@@ -283,7 +331,81 @@ impl<C, P> fmt::Debug for PolicyBuilder<C, P> {
     }
 }
 
-impl<C, P> PolicyBuilder<C, P> {
+impl<C, P, R> PolicyBuilder<C, P, R> {
+    /// Names the policy, in its snapshot, its spans, events and metrics.
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Watches every call, outermost: a span per call, the request id on
+    /// every event, call and attempt metrics (feature `metrics`); see
+    /// [`ObserveLayer`]. The settings below turn it on too.
+    pub fn observe(mut self) -> Self {
+        self.observing();
+        self
+    }
+
+    /// Stops watching calls (no span, no call metrics, no slow-call
+    /// alert, no call listeners).
+    pub fn no_observe(mut self) -> Self {
+        self.observe = None;
+        self
+    }
+
+    /// Names the route these calls take, for events and metric labels;
+    /// watches calls.
+    pub fn route(mut self, route: impl Into<Cow<'static, str>>) -> Self {
+        self.observing().route = route.into();
+        self
+    }
+
+    /// Warns when a call takes `threshold` or longer, even if it
+    /// succeeds; watches calls.
+    pub fn slow_call(mut self, threshold: Duration) -> Self {
+        self.observing().slow_call = Some(threshold);
+        self
+    }
+
+    /// Calls `listener` with every [`Event`](crate::observe::Event) made
+    /// inside the policy's calls; watches calls.
+    pub fn on_event(
+        mut self,
+        listener: impl Fn(&crate::observe::Event<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        let observing = self.observing();
+        observing.listeners = std::mem::take(&mut observing.listeners).with(listener);
+        self
+    }
+
+    /// Records call and attempt metrics (on by default with the `metrics`
+    /// feature); watches calls.
+    pub fn metrics(mut self, on: bool) -> Self {
+        self.observing().metrics = on;
+        self
+    }
+
+    /// Takes request ids from `request_id` (for example a
+    /// [`RequestIdHeader`](crate::observe::RequestIdHeader)); watches calls.
+    pub fn request_id<R2>(self, request_id: R2) -> PolicyBuilder<C, P, R2> {
+        PolicyBuilder {
+            name: self.name,
+            observe: Some(self.observe.unwrap_or_default()),
+            request_id,
+            total_timeout: self.total_timeout,
+            attempt_timeout: self.attempt_timeout,
+            retry: self.retry,
+            breaker: self.breaker,
+            bulkhead: self.bulkhead,
+            classifier: self.classifier,
+            replay: self.replay,
+        }
+    }
+
+    fn observing(&mut self) -> &mut Observing {
+        self.observe.get_or_insert_with(Observing::default)
+    }
+
     /// Bounds the whole call, retries included.
     pub fn total_timeout(mut self, timeout: Duration) -> Self {
         self.total_timeout = Some(timeout);
@@ -348,8 +470,11 @@ impl<C, P> PolicyBuilder<C, P> {
     }
 
     /// Judges attempts, for retry and breaker, with `classifier`.
-    pub fn classifier<C2>(self, classifier: C2) -> PolicyBuilder<C2, P> {
+    pub fn classifier<C2>(self, classifier: C2) -> PolicyBuilder<C2, P, R> {
         PolicyBuilder {
+            name: self.name,
+            observe: self.observe,
+            request_id: self.request_id,
             total_timeout: self.total_timeout,
             attempt_timeout: self.attempt_timeout,
             retry: self.retry,
@@ -361,8 +486,11 @@ impl<C, P> PolicyBuilder<C, P> {
     }
 
     /// Copies requests for retry with `replay`.
-    pub fn replay<P2>(self, replay: P2) -> PolicyBuilder<C, P2> {
+    pub fn replay<P2>(self, replay: P2) -> PolicyBuilder<C, P2, R> {
         PolicyBuilder {
+            name: self.name,
+            observe: self.observe,
+            request_id: self.request_id,
             total_timeout: self.total_timeout,
             attempt_timeout: self.attempt_timeout,
             retry: self.retry,
@@ -374,10 +502,25 @@ impl<C, P> PolicyBuilder<C, P> {
     }
 
     /// Checks every setting and their consistency, and builds the layers.
-    pub fn build(self) -> Result<Policy<C, P>, ConfigError>
+    pub fn build(self) -> Result<Policy<C, P, R>, ConfigError>
     where
         C: Clone,
     {
+        let observe = match self.observe {
+            Some(o) => {
+                let mut builder = ObserveLayer::builder(self.name.clone())
+                    .route(o.route)
+                    .listeners(o.listeners)
+                    .metrics(o.metrics)
+                    .classifier(self.classifier.clone())
+                    .request_id(self.request_id);
+                if let Some(threshold) = o.slow_call {
+                    builder = builder.slow_call(threshold);
+                }
+                Some(builder.build()?)
+            }
+            None => None,
+        };
         let total = self
             .total_timeout
             .map(TotalDeadlineLayer::new)
@@ -432,12 +575,33 @@ impl<C, P> PolicyBuilder<C, P> {
         };
         let bulkhead = self.bulkhead.map(BulkheadLayerBuilder::build).transpose()?;
         Ok(Policy {
+            name: self.name,
+            observe,
             total,
             bulkhead,
             retry,
             breaker,
             attempt,
         })
+    }
+}
+
+/// The settings of the observe layer, until the policy is built.
+struct Observing {
+    route: Cow<'static, str>,
+    slow_call: Option<Duration>,
+    listeners: Listeners,
+    metrics: bool,
+}
+
+impl Default for Observing {
+    fn default() -> Self {
+        Self {
+            route: Cow::Borrowed(""),
+            slow_call: None,
+            listeners: Listeners::none(),
+            metrics: cfg!(feature = "metrics"),
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use steadfast::circuit_breaker::{CircuitBreakerBuilder, CircuitBreakerLayer};
 use steadfast::fallback::{FallbackCache, FallbackLayer, FallbackSource};
 use steadfast::hedge::HedgeLayer;
 use steadfast::http::{HttpClassifier, HttpReplay};
+use steadfast::observe::RequestIdHeader;
 use steadfast::policy::{Policy, PolicyBuilder};
 use steadfast::retry::{Backoff, Jitter, RetryLayer};
 use tower::{Layer, ServiceExt, service_fn};
@@ -57,7 +58,7 @@ fn breaker() -> CircuitBreakerBuilder {
 /// `Policy::standard_http_client()` on the demo's time scale: same retry
 /// rules (4 attempts, exponential backoff with full jitter, `Retry-After`
 /// honoured), same retry budget, same breaker.
-fn standard() -> PolicyBuilder<HttpClassifier, HttpReplay> {
+fn standard() -> PolicyBuilder<HttpClassifier, HttpReplay, RequestIdHeader> {
     Policy::standard_http_client()
         .total_timeout(CALL_TIMEOUT)
         .retry(

@@ -26,6 +26,8 @@ pub(crate) struct Shared {
     queue: usize,
     pub(crate) notify: Arc<Notify>,
     name: Cow<'static, str>,
+    #[cfg(feature = "metrics")]
+    gauge: metrics::Gauge,
 }
 
 impl Shared {
@@ -42,6 +44,8 @@ impl Shared {
             max_wait,
             queue,
             notify: Arc::new(Notify::new()),
+            #[cfg(feature = "metrics")]
+            gauge: crate::observe::metrics::bulkhead_in_flight(&name),
             name,
         }
     }
@@ -62,6 +66,8 @@ impl Shared {
                 Ordering::Relaxed,
             ) {
                 Ok(_) => {
+                    #[cfg(feature = "metrics")]
+                    self.gauge.increment(1.0);
                     return Some(Permit {
                         shared: Arc::clone(self),
                     });
@@ -144,6 +150,8 @@ impl Drop for Permit {
     fn drop(&mut self) {
         let shared = &self.shared;
         shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+        #[cfg(feature = "metrics")]
+        shared.gauge.decrement(1.0);
         // A waiter raises `waiting` before it registers and retries. Both
         // sides use SeqCst, so either this load sees the waiter (and wakes
         // it, or leaves a notification it will consume), or the waiter's
@@ -181,25 +189,22 @@ impl fmt::Debug for WaitGuard {
     }
 }
 
-/// Reports a refused call. The one place where events about refusals are
-/// made, so that metrics can hook in here later.
+/// Reports a refused call.
+#[cold]
 pub(crate) fn emit_rejection(shared: &Shared) {
-    tracing::debug!(
-        target: "steadfast::bulkhead",
-        policy = "bulkhead",
-        name = shared.name(),
-        state = "full",
-        in_flight = shared.in_flight(),
-        waiting = shared.waiting(),
-        "call refused: bulkhead full"
-    );
+    crate::observe::emit(&crate::observe::Event::Rejected {
+        rejection: crate::observe::Rejection::BulkheadFull,
+        name: shared.name(),
+        key: None,
+        retry_after: None,
+    });
 }
 
 /// Reports a call that got its permit after waiting.
 pub(crate) fn emit_admitted_after_wait(shared: &Shared, waited: Duration) {
     tracing::trace!(
         target: "steadfast::bulkhead",
-        policy = "bulkhead",
+        layer = "bulkhead",
         name = shared.name(),
         delay_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
         "call admitted after waiting"

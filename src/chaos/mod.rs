@@ -177,7 +177,7 @@ where
         if fault != Fault::Pass || delay.is_some() {
             tracing::debug!(
                 target: "steadfast::chaos",
-                policy = "chaos",
+                layer = "chaos",
                 fault = fault.as_str(),
                 delay_ms = delay.map_or(0, |d| d.as_millis() as u64),
                 "fault injected"

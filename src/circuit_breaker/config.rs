@@ -37,6 +37,7 @@ pub(crate) struct Settings {
     pub(crate) retry_after_cap: Option<Duration>,
     pub(crate) probes: u32,
     pub(crate) max_half_open_wait: Option<Duration>,
+    pub(crate) listeners: crate::observe::Listeners,
 }
 
 impl Settings {
@@ -107,6 +108,7 @@ pub struct CircuitBreakerBuilder<C = DefaultClassifier, M = Single> {
     retry_after_cap: Option<Duration>,
     probes: u32,
     max_half_open_wait: Option<Duration>,
+    listeners: crate::observe::Listeners,
 }
 
 impl<M> CircuitBreakerBuilder<DefaultClassifier, M> {
@@ -125,6 +127,7 @@ impl<M> CircuitBreakerBuilder<DefaultClassifier, M> {
             retry_after_cap: None,
             probes: 10,
             max_half_open_wait: None,
+            listeners: crate::observe::Listeners::none(),
         }
     }
 }
@@ -220,6 +223,39 @@ impl<C, M> CircuitBreakerBuilder<C, M> {
         self
     }
 
+    /// Calls `listener` with this breaker's
+    /// [`StateChanged`](crate::observe::Event::StateChanged) and
+    /// [`Rejected`](crate::observe::Event::Rejected) events, those forced
+    /// through its handle included. With none, the cost is nil.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use steadfast::circuit_breaker::{CircuitBreakerLayer, State};
+    /// use steadfast::observe::Event;
+    ///
+    /// # fn main() -> Result<(), steadfast::ConfigError> {
+    /// let changes = Arc::new(Mutex::new(Vec::new()));
+    /// let log = Arc::clone(&changes);
+    /// let layer = CircuitBreakerLayer::builder()
+    ///     .on_event(move |event| {
+    ///         if let Event::StateChanged { from, to, .. } = *event {
+    ///             log.lock().unwrap().push((from, to));
+    ///         }
+    ///     })
+    ///     .build()?;
+    /// layer.handle().force_open();
+    /// assert_eq!(*changes.lock().unwrap(), [(State::Closed, State::ForcedOpen)]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn on_event(
+        mut self,
+        listener: impl Fn(&crate::observe::Event<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.listeners = self.listeners.with(listener);
+        self
+    }
+
     /// Judges outcomes with `classifier` instead of the
     /// [`DefaultClassifier`].
     pub fn classifier<C2>(self, classifier: C2) -> CircuitBreakerBuilder<C2, M> {
@@ -237,6 +273,7 @@ impl<C, M> CircuitBreakerBuilder<C, M> {
             retry_after_cap: self.retry_after_cap,
             probes: self.probes,
             max_half_open_wait: self.max_half_open_wait,
+            listeners: self.listeners,
         }
     }
 
@@ -256,6 +293,7 @@ impl<C, M> CircuitBreakerBuilder<C, M> {
             retry_after_cap: self.retry_after_cap,
             probes: self.probes,
             max_half_open_wait: self.max_half_open_wait,
+            listeners: self.listeners,
         };
         (builder, old)
     }
@@ -375,6 +413,7 @@ impl<C, M> CircuitBreakerBuilder<C, M> {
             retry_after_cap,
             probes: self.probes,
             max_half_open_wait,
+            listeners: self.listeners.clone(),
         })
     }
 }

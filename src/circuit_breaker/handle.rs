@@ -58,6 +58,16 @@ impl CircuitBreakerHandle {
         self.shared.breaker()
     }
 
+    /// The breaker's name.
+    pub fn name(&self) -> &'static str {
+        self.breaker().settings.name
+    }
+
+    /// The breaker's key, for a keyed breaker.
+    pub fn key(&self) -> Option<&str> {
+        self.breaker().key()
+    }
+
     /// The breaker's state.
     ///
     /// An open breaker whose open period has passed reports

@@ -226,7 +226,10 @@ where
     C: Classify<Req, S::Response, S::Error>,
 {
     match shared.breaker.admit() {
-        Err(open) => ResponseFuture::refused(open),
+        Err(open) => {
+            shared.breaker.emit_rejection(&open);
+            ResponseFuture::refused(open)
+        }
         Ok(Ticket::Untracked) => ResponseFuture::called(inner.call(request), None),
         Ok(ticket) => {
             // Made before the inner call, so that a panic in it frees a

@@ -153,6 +153,8 @@ pub(crate) struct Breaker {
     pub(crate) settings: Settings,
     base: Instant,
     key: Option<Box<str>>,
+    #[cfg(feature = "metrics")]
+    gauges: crate::observe::metrics::BreakerGauges,
 }
 
 impl Breaker {
@@ -162,6 +164,8 @@ impl Breaker {
             WindowKind::Time { span, buckets } => Window::Time(TimeWindow::new(span, buckets)),
         };
         Self {
+            #[cfg(feature = "metrics")]
+            gauges: crate::observe::metrics::BreakerGauges::register(settings.name, key.as_deref()),
             state: CachePadded(AtomicU64::new(pack(State::Closed, 0, 0))),
             probes: CachePadded(AtomicU64::new(0)),
             openings: AtomicU32::new(0),
@@ -442,7 +446,7 @@ impl Breaker {
             })
     }
 
-    /// The one place state transitions are reported; metrics hook in here.
+    /// The one place state transitions are reported.
     fn emit_transition(
         &self,
         from: State,
@@ -450,22 +454,37 @@ impl Breaker {
         reason: &'static str,
         open_for: Option<Duration>,
     ) {
-        let name = self.settings.name;
-        let key = self.key.as_deref();
-        let delay_ms = open_for.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let (from, to) = (from.as_str(), to.as_str());
-        if matches!(to, "open" | "forced_open") {
-            tracing::warn!(
-                target: "steadfast::circuit_breaker",
-                policy = "circuit_breaker", name, key, from, to, reason, delay_ms,
-                "circuit breaker opened"
-            );
-        } else {
-            tracing::info!(
-                target: "steadfast::circuit_breaker",
-                policy = "circuit_breaker", name, key, from, to, reason,
-                "circuit breaker state changed"
-            );
-        }
+        #[cfg(feature = "metrics")]
+        self.gauges.update(|| self.state());
+        crate::observe::emit_with(
+            &self.settings.listeners,
+            &crate::observe::Event::StateChanged {
+                name: self.settings.name,
+                key: self.key.as_deref(),
+                from,
+                to,
+                reason,
+                open_for,
+            },
+        );
+    }
+
+    /// Reports a refused call.
+    #[cold]
+    pub(crate) fn emit_rejection(&self, open: &CircuitOpen) {
+        crate::observe::emit_with(
+            &self.settings.listeners,
+            &crate::observe::Event::Rejected {
+                rejection: crate::observe::Rejection::CircuitOpen,
+                name: self.settings.name,
+                key: self.key.as_deref(),
+                retry_after: Some(open.remaining()).filter(|d| !d.is_zero()),
+            },
+        );
+    }
+
+    /// The breaker's key, for a keyed breaker.
+    pub(crate) fn key(&self) -> Option<&str> {
+        self.key.as_deref()
     }
 }

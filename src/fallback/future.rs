@@ -166,7 +166,7 @@ where
             if shared.alternate.is_configured() {
                 tracing::debug!(
                     target: "steadfast::fallback",
-                    policy = "fallback",
+                    layer = "fallback",
                     name = shared.name,
                     source = "alternate",
                     reason = "not_replayable",
@@ -270,37 +270,23 @@ where
     failed.outcome.map(|response| shared.kind.pass(response))
 }
 
-/// The one place fallback answers are reported; metrics hook in here.
+/// The one place fallback answers are reported.
+#[cold]
 fn emit<Res>(name: &'static str, source: Option<&FallbackSource>, failed: &Failed<Res>) {
-    let verdict = failed.verdict.as_str();
-    let reason = failed.reason.as_str();
-    match source {
-        Some(source) => {
-            let age_ms = match source {
-                FallbackSource::Cache { age } => u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
-                _ => 0,
-            };
-            tracing::info!(
-                target: "steadfast::fallback",
-                policy = "fallback",
-                name,
-                source = source.as_str(),
-                verdict,
-                reason,
-                age_ms,
-                "fallback answered"
-            );
-        }
-        None => tracing::warn!(
-            target: "steadfast::fallback",
-            policy = "fallback",
+    let (verdict, reason) = (failed.verdict, failed.reason.as_str());
+    crate::observe::emit(&match source {
+        Some(source) => crate::observe::Event::FallbackServed {
             name,
-            source = "none",
+            source,
             verdict,
             reason,
-            "no fallback source answered; returning the original outcome"
-        ),
-    }
+        },
+        None => crate::observe::Event::FallbackMissed {
+            name,
+            verdict,
+            reason,
+        },
+    });
 }
 
 impl<S, Req, A, Ca, F, C, K> fmt::Debug for ResponseFuture<S, Req, A, Ca, F, C, K>

@@ -57,35 +57,37 @@ impl<C, P> Policy<C, P> {
 
     /// The one place events of this policy leave from.
     pub(crate) fn emit(&self, event: Event, copy: u32, delay: Option<Duration>) {
-        let delay_ms = delay.map_or(0, |d| d.as_millis() as u64);
         match event {
-            Event::Sent => tracing::debug!(
-                target: "steadfast::hedge",
-                policy = self.kind,
-                name = self.name,
+            Event::Sent => crate::observe::emit(&crate::observe::Event::HedgeSent {
+                name: self.name,
                 copy,
-                delay_ms,
-                "copy sent"
-            ),
+                delay: delay.unwrap_or_default(),
+            }),
             Event::Refused(reason) => tracing::debug!(
                 target: "steadfast::hedge",
-                policy = self.kind,
+                layer = self.kind,
                 name = self.name,
                 copy,
                 reason,
                 "copy not sent"
             ),
+            Event::Won(_) if copy > 0 => {
+                crate::observe::emit(&crate::observe::Event::HedgeWon {
+                    name: self.name,
+                    copy,
+                });
+            }
             Event::Won(verdict) => tracing::trace!(
                 target: "steadfast::hedge",
-                policy = self.kind,
+                layer = self.kind,
                 name = self.name,
                 copy,
                 verdict,
-                "copy won"
+                "first request won"
             ),
             Event::AllFailed(verdict) => tracing::debug!(
                 target: "steadfast::hedge",
-                policy = self.kind,
+                layer = self.kind,
                 name = self.name,
                 copy,
                 verdict,

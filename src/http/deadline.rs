@@ -249,7 +249,7 @@ where
 fn malformed(header: &HeaderName, max: Duration) -> Duration {
     tracing::debug!(
         target: "steadfast::http",
-        policy = "server_deadline",
+        layer = "server_deadline",
         header = header.as_str(),
         reason = "malformed",
         "deadline header ignored; using the server's maximum"

@@ -110,7 +110,7 @@ fn whole_secs(wait: Duration) -> u64 {
 fn internal(err: &(dyn Error + 'static)) {
     tracing::warn!(
         target: "steadfast::http",
-        policy = "error_response",
+        layer = "error_response",
         error = %err,
         "unhandled error answered with 500"
     );

@@ -71,7 +71,7 @@ impl Replay<reqwest::Request> for HttpReplay {
 fn not_replayable(why: NotReplayable) {
     tracing::debug!(
         target: "steadfast::http",
-        policy = "replay",
+        layer = "replay",
         reason = why.as_str(),
         "request body can't be replayed; the request is sent once"
     );

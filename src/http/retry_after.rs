@@ -75,7 +75,7 @@ fn clamp(wait: Duration, max: Duration) -> Duration {
     if wait > max {
         tracing::debug!(
             target: "steadfast::http",
-            policy = "http",
+            layer = "http",
             delay_ms = u64::try_from(max.as_millis()).unwrap_or(u64::MAX),
             reason = "clamped",
             "retry-after longer than allowed; clamped"
@@ -90,7 +90,7 @@ fn clamp(wait: Duration, max: Duration) -> Duration {
 fn ignored(value: &[u8], reason: &'static str) -> Option<Duration> {
     tracing::debug!(
         target: "steadfast::http",
-        policy = "http",
+        layer = "http",
         reason,
         value = %String::from_utf8_lossy(&value[..value.len().min(64)]),
         "retry-after ignored"

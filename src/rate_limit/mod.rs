@@ -100,7 +100,7 @@ pub use layer::{RateLimitLayer, RateLimitLayerBuilder};
 pub use quota::Quota;
 
 use future::ResponseFuture;
-use state::{Limits, emit_decision};
+use state::{Limits, emit_rejected, emit_throttled};
 
 /// What to do with a call over its allowance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -226,7 +226,7 @@ where
         let tier = self.limits.tier_name(denied.tier);
         match self.limits.mode {
             Mode::Throttle { max_delay } if denied.wait <= max_delay => {
-                emit_decision(tier, "throttled", denied.wait);
+                emit_throttled(tier, denied.wait);
                 // Take the service that was polled ready; leave a clone that
                 // the caller will poll before its next call.
                 let clone = self.inner.clone();
@@ -241,7 +241,7 @@ where
                 )
             }
             _ => {
-                emit_decision(tier, "rejected", denied.wait);
+                emit_rejected(tier, denied.wait);
                 ResponseFuture::rejected(denied.wait)
             }
         }

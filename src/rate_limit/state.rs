@@ -146,24 +146,28 @@ impl<K> fmt::Debug for Limits<K> {
     }
 }
 
-/// Reports a refused or delayed call. The one place where events about
-/// decisions are made, so that metrics can hook in here later.
-pub(crate) fn emit_decision(tier: &str, verdict: &'static str, delay: Duration) {
-    tracing::debug!(
-        target: "steadfast::rate_limit",
-        policy = "rate_limit",
-        tier,
-        verdict,
-        delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-        "rate limit decision"
-    );
+/// Reports a delayed call.
+#[cold]
+pub(crate) fn emit_throttled(tier: &str, delay: Duration) {
+    crate::observe::emit(&crate::observe::Event::Throttled { tier, delay });
+}
+
+/// Reports a refused call.
+#[cold]
+pub(crate) fn emit_rejected(tier: &str, retry_after: Duration) {
+    crate::observe::emit(&crate::observe::Event::Rejected {
+        rejection: crate::observe::Rejection::RateLimited,
+        name: tier,
+        key: None,
+        retry_after: Some(retry_after),
+    });
 }
 
 #[cold]
 fn emit_unknown_tier() {
     tracing::debug!(
         target: "steadfast::rate_limit",
-        policy = "rate_limit",
+        layer = "rate_limit",
         "key mapped to an undefined tier; using the default tier"
     );
 }

@@ -96,6 +96,7 @@ where
         if let StateProj::Called { future } = this.state.as_mut().project() {
             let outcome = ready!(future.poll(cx));
             let verdict = judge(&this.policy.classifier, this.facts, outcome.as_ref());
+            crate::observe::attempt_ended(verdict);
             if !verdict.is_retryable() {
                 return Poll::Ready(outcome.map_err(Into::into));
             }
@@ -130,6 +131,7 @@ where
             StateProj::Called { future } => {
                 let outcome = ready!(future.poll(cx));
                 let verdict = judge(&this.policy.classifier, this.facts, outcome.as_ref());
+                crate::observe::attempt_ended(verdict);
                 let can_replay = this.next.is_some() && this.service.is_some();
                 match schedule(this.policy, verdict, this.attempt, this.backoff, can_replay) {
                     Step::Return => return Poll::Ready(outcome.map_err(Into::into)),
@@ -219,6 +221,7 @@ where
     if let Some(withdrawal) = withdrawal.take() {
         withdrawal.spend();
     }
+    crate::observe::attempt_started();
     service.call(request)
 }
 

@@ -8,6 +8,7 @@ use super::backoff::{Backoff, BackoffState, RandomSource, default_random, unit_i
 use super::budget::{RetryBudget, Withdrawal};
 use crate::classify::Verdict;
 use crate::error::{BoxError, RetryAfterTooLong};
+use crate::observe::Event;
 use crate::timeout::Deadline;
 
 /// The settings of a retry layer, shared by every service it makes and
@@ -104,52 +105,36 @@ impl<C, P> Policy<C, P> {
             },
             None => None,
         };
-        tracing::debug!(
-            target: "steadfast::retry",
-            policy = "retry",
-            name = self.name,
+        crate::observe::emit(&Event::RetryScheduled {
+            name: self.name,
             attempt,
-            verdict = verdict.as_str(),
-            delay_ms = delay.as_millis() as u64,
-            "retry scheduled"
-        );
+            verdict,
+            delay,
+        });
         Step::Retry(delay, withdrawal)
     }
 
+    #[cold]
     fn stop(&self, why: Stop, attempt: u32, verdict: Verdict) -> Step {
-        match why {
-            Stop::BudgetSpent => tracing::warn!(
-                target: "steadfast::retry",
-                policy = "retry",
-                name = self.name,
-                attempt,
-                verdict = verdict.as_str(),
-                reason = why.as_str(),
-                "retry budget spent; returning the failure"
-            ),
-            _ => tracing::debug!(
-                target: "steadfast::retry",
-                policy = "retry",
-                name = self.name,
-                attempt,
-                verdict = verdict.as_str(),
-                reason = why.as_str(),
-                "not retrying"
-            ),
-        }
+        crate::observe::emit(&Event::RetryStopped {
+            name: self.name,
+            attempt,
+            verdict,
+            reason: why.as_str(),
+        });
         Step::Return
     }
 
+    #[cold]
     fn too_long(&self, requested: Duration, allowed: Duration, attempt: u32) -> Step {
-        tracing::debug!(
-            target: "steadfast::retry",
-            policy = "retry",
-            name = self.name,
+        crate::observe::emit(&Event::RetryStopped {
+            name: self.name,
             attempt,
-            delay_ms = requested.as_millis() as u64,
-            reason = "retry_after_too_long",
-            "callee asked to wait longer than allowed"
-        );
+            verdict: Verdict::Transient {
+                retry_after: Some(requested),
+            },
+            reason: "retry_after_too_long",
+        });
         Step::GiveUp(Box::new(RetryAfterTooLong::new(requested, allowed)))
     }
 }

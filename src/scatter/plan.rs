@@ -42,7 +42,7 @@ impl<S, C, P> Plan<S, C, P> {
     pub(crate) fn emit_stage(&self, stage: usize, branches: usize) {
         tracing::trace!(
             target: "steadfast::scatter",
-            policy = self.policy(),
+            layer = self.policy(),
             name = self.name,
             stage,
             branches,
@@ -53,7 +53,7 @@ impl<S, C, P> Plan<S, C, P> {
     pub(crate) fn emit_branch(&self, branch: usize, verdict: Option<Verdict>) {
         tracing::trace!(
             target: "steadfast::scatter",
-            policy = self.policy(),
+            layer = self.policy(),
             name = self.name,
             branch,
             verdict = verdict.map_or("none", |v| v.as_str()),
@@ -65,7 +65,7 @@ impl<S, C, P> Plan<S, C, P> {
         match stop {
             Some(stop) => tracing::debug!(
                 target: "steadfast::scatter",
-                policy = self.policy(),
+                layer = self.policy(),
                 name = self.name,
                 answered,
                 failed,
@@ -75,7 +75,7 @@ impl<S, C, P> Plan<S, C, P> {
             ),
             None => tracing::trace!(
                 target: "steadfast::scatter",
-                policy = self.policy(),
+                layer = self.policy(),
                 name = self.name,
                 answered,
                 failed,

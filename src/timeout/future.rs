@@ -52,10 +52,10 @@ where
         }
         ready!(poll_timer(this.sleep.as_mut(), *this.at, cx));
         let err: BoxError = if *this.cut_by_deadline {
-            tracing::debug!(target: "steadfast::timeout", policy = "timeout", "attempt cut by the total deadline");
+            tracing::debug!(target: "steadfast::timeout", layer = "timeout", "attempt cut by the total deadline");
             Box::new(DeadlineExceeded::new())
         } else {
-            tracing::debug!(target: "steadfast::timeout", policy = "timeout", "attempt timed out");
+            tracing::debug!(target: "steadfast::timeout", layer = "timeout", "attempt timed out");
             Box::new(Elapsed::new())
         };
         Poll::Ready(Err(err))
@@ -111,7 +111,12 @@ where
             return Poll::Ready(result.map_err(Into::into));
         }
         ready!(poll_timer(this.sleep.as_mut(), *this.at, cx));
-        tracing::debug!(target: "steadfast::timeout", policy = "total_deadline", "deadline exceeded");
+        crate::observe::emit(&crate::observe::Event::Rejected {
+            rejection: crate::observe::Rejection::DeadlineExceeded,
+            name: "total_deadline",
+            key: None,
+            retry_after: None,
+        });
         Poll::Ready(Err(Box::new(DeadlineExceeded::new())))
     }
 }

@@ -88,7 +88,7 @@ async fn an_event_names_the_source_the_verdict_and_the_reason() {
     let events = recorder.0.lock().unwrap().clone();
     assert_eq!(events.len(), 2, "{events:?}");
     let first = &events[0];
-    assert_eq!(field(first, "policy"), "fallback");
+    assert_eq!(field(first, "layer"), "fallback");
     assert_eq!(field(first, "name"), "prices");
     assert_eq!(field(first, "source"), "static");
     assert_eq!(field(first, "verdict"), "rejected");

@@ -1,0 +1,226 @@
+//! The context of a watched call: policy, route and request id, visible to
+//! every layer inside it and to listeners.
+//!
+//! It lives in a thread-local slot while the call's `call` and its future's
+//! `poll` run, and in the future in between, moved in and out without a
+//! clone: the cost is two swaps of a few words per poll.
+
+use std::cell::{Cell, OnceCell, RefCell};
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::time::Instant;
+
+use super::layer::Shared;
+use crate::classify::Verdict;
+
+thread_local! {
+    static CURRENT: RefCell<Option<Context>> = const { RefCell::new(None) };
+}
+
+/// The identifier of a request, carried on every event of its call.
+///
+/// Taken from a request header when the [`ObserveLayer`](super::ObserveLayer)
+/// is told to read one and the request has it; otherwise generated on
+/// first use: 16 hexadecimal digits, unique within the process.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RequestId(Id);
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Id {
+    Given(Arc<str>),
+    Generated(u64),
+}
+
+impl RequestId {
+    /// A request id with this text.
+    pub fn new(id: impl Into<Arc<str>>) -> Self {
+        RequestId(Id::Given(id.into()))
+    }
+
+    /// A new id, unique within the process: a counter passed through a
+    /// mixing function, so that ids do not look sequential.
+    pub fn generate() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let seed = *SEED.get_or_init(|| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            now ^ u64::from(std::process::id()).rotate_left(32)
+        });
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        // A bijection of the counter (SplitMix64's finaliser): distinct
+        // counters give distinct ids.
+        let mut z = n.wrapping_add(seed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        RequestId(Id::Generated(z ^ (z >> 31)))
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Id::Given(text) => f.write_str(text),
+            Id::Generated(n) => write!(f, "{n:016x}"),
+        }
+    }
+}
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RequestId({self})")
+    }
+}
+
+/// The context of a call watched by an [`ObserveLayer`](super::ObserveLayer):
+/// its policy, route and request id.
+///
+/// Every event the layers inside the call make carries these, and a
+/// listener reads them with [`CallContext::current`]. Like the
+/// [`Deadline`](crate::timeout::Deadline), the context follows the task:
+/// work handed to another task does not see it.
+#[derive(Clone)]
+pub struct CallContext {
+    shared: Arc<Shared>,
+    id: RequestId,
+    attempts: u32,
+}
+
+impl CallContext {
+    /// The context of the call this code runs in, if an
+    /// [`ObserveLayer`](super::ObserveLayer) watches it.
+    pub fn current() -> Option<CallContext> {
+        CURRENT.with(|slot| {
+            let slot = slot.try_borrow().ok()?;
+            let context = slot.as_ref()?;
+            Some(CallContext {
+                shared: Arc::clone(&context.shared),
+                id: context.request_id().clone(),
+                attempts: context.attempts.get(),
+            })
+        })
+    }
+
+    /// The policy's name.
+    pub fn policy(&self) -> &str {
+        &self.shared.policy
+    }
+
+    /// The route, empty if none was given.
+    pub fn route(&self) -> &str {
+        &self.shared.route
+    }
+
+    /// The request id.
+    pub fn request_id(&self) -> &RequestId {
+        &self.id
+    }
+
+    /// Attempts finished so far.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+}
+
+impl fmt::Debug for CallContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallContext")
+            .field("policy", &self.policy())
+            .field("route", &self.route())
+            .field("request_id", &self.id)
+            .field("attempts", &self.attempts)
+            .finish()
+    }
+}
+
+/// The context as it is kept during the call.
+pub(crate) struct Context {
+    pub(crate) shared: Arc<Shared>,
+    id: OnceCell<RequestId>,
+    pub(crate) attempts: Cell<u32>,
+    /// When the current attempt began, if attempts are timed.
+    pub(crate) attempt_start: Cell<Option<Instant>>,
+}
+
+impl Context {
+    pub(crate) fn new(shared: Arc<Shared>, id: Option<RequestId>, start: Option<Instant>) -> Self {
+        let cell = OnceCell::new();
+        if let Some(id) = id {
+            let _ = cell.set(id);
+        }
+        Self {
+            shared,
+            id: cell,
+            attempts: Cell::new(0),
+            attempt_start: Cell::new(start),
+        }
+    }
+
+    /// The request id, generated on first use.
+    pub(crate) fn request_id(&self) -> &RequestId {
+        self.id.get_or_init(RequestId::generate)
+    }
+}
+
+/// Runs `f` with the context in `slot` current, and puts it back after,
+/// even if `f` panics. Nested calls restore the outer context.
+#[inline]
+pub(crate) fn enter<R>(slot: &mut Option<Context>, f: impl FnOnce() -> R) -> R {
+    struct Restore<'a>(&'a mut Option<Context>);
+    impl Drop for Restore<'_> {
+        #[inline]
+        fn drop(&mut self) {
+            CURRENT.with(|current| {
+                if let Ok(mut current) = current.try_borrow_mut() {
+                    std::mem::swap(&mut *current, self.0);
+                }
+            });
+        }
+    }
+    let swapped = CURRENT.with(|current| match current.try_borrow_mut() {
+        Ok(mut current) => {
+            std::mem::swap(&mut *current, slot);
+            true
+        }
+        Err(_) => false,
+    });
+    if !swapped {
+        return f();
+    }
+    let _restore = Restore(slot);
+    f()
+}
+
+/// Runs `f` on the current context, if any. `f` must not enter another
+/// call (listeners are not run in here).
+#[inline]
+pub(crate) fn with_current<R>(f: impl FnOnce(&Context) -> R) -> Option<R> {
+    CURRENT.with(|slot| slot.try_borrow().ok()?.as_ref().map(f))
+}
+
+/// An attempt inside the current call ended with `verdict`: counted, and
+/// timed if the call's metrics are on.
+#[inline]
+pub(crate) fn attempt_ended(verdict: Verdict) {
+    with_current(|context| {
+        context
+            .attempts
+            .set(context.attempts.get().saturating_add(1));
+        if context.shared.times_attempts() {
+            super::layer::record_attempt(context, verdict);
+        }
+    });
+}
+
+/// Another attempt inside the current call begins now.
+#[inline]
+pub(crate) fn attempt_started() {
+    with_current(|context| {
+        if context.shared.times_attempts() {
+            context.attempt_start.set(Some(Instant::now()));
+        }
+    });
+}

@@ -1,0 +1,282 @@
+//! The one place decisions leave from: a tracing event, metrics (feature
+//! `metrics`) and listeners, all from one [`Event`].
+
+use std::sync::Arc;
+
+use super::context::{RequestId, with_current};
+use super::event::{Event, Listeners, Rejection};
+use super::layer::Shared;
+
+/// The call an event belongs to, taken from the current context.
+struct Call {
+    shared: Arc<Shared>,
+    id: RequestId,
+}
+
+fn current_call() -> Option<Call> {
+    with_current(|context| Call {
+        shared: Arc::clone(&context.shared),
+        id: context.request_id().clone(),
+    })
+}
+
+/// Reports `event`: to tracing, to metrics, to the listeners of the call it
+/// happens in.
+#[inline(never)]
+pub(crate) fn emit(event: &Event<'_>) {
+    emit_with(&Listeners::none(), event);
+}
+
+/// Reports `event` as [`emit`] does, and to `own` (the listeners of the
+/// layer that decided).
+#[inline(never)]
+pub(crate) fn emit_with(own: &Listeners, event: &Event<'_>) {
+    let call = current_call();
+    trace(event, call.as_ref());
+    #[cfg(feature = "metrics")]
+    super::metrics::record(
+        event,
+        call.as_ref()
+            .map(|c| (c.shared.policy.as_ref(), c.shared.route.as_ref())),
+    );
+    own.notify(event);
+    if let Some(call) = &call {
+        call.shared.listeners.notify(event);
+    }
+}
+
+fn ms(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One tracing event per decision, with the documented fields. The call's
+/// `policy`, `route` and `request_id` are on every one of them.
+macro_rules! event {
+    ($call:expr, $level:ident, $target:literal, $($fields:tt)*) => {{
+        let call: Option<&Call> = $call;
+        tracing::$level!(
+            target: $target,
+            policy = call.map(|c| c.shared.policy.as_ref()),
+            route = call.map(|c| c.shared.route.as_ref()).filter(|r| !r.is_empty()),
+            request_id = call.map(|c| tracing::field::display(&c.id)),
+            $($fields)*
+        )
+    }};
+}
+
+fn trace(event: &Event<'_>, call: Option<&Call>) {
+    match *event {
+        Event::RetryScheduled {
+            name,
+            attempt,
+            verdict,
+            delay,
+        } => event!(
+            call,
+            debug,
+            "steadfast::retry",
+            layer = "retry",
+            name,
+            attempt,
+            verdict = verdict.as_str(),
+            delay_ms = ms(delay),
+            "retry scheduled"
+        ),
+        Event::RetryStopped {
+            name,
+            attempt,
+            verdict,
+            reason,
+        } if reason == "budget_spent" => event!(
+            call,
+            warn,
+            "steadfast::retry",
+            layer = "retry",
+            name,
+            attempt,
+            verdict = verdict.as_str(),
+            reason,
+            "retry budget spent; returning the failure"
+        ),
+        Event::RetryStopped {
+            name,
+            attempt,
+            verdict,
+            reason,
+        } => event!(
+            call,
+            debug,
+            "steadfast::retry",
+            layer = "retry",
+            name,
+            attempt,
+            verdict = verdict.as_str(),
+            reason,
+            "not retrying"
+        ),
+        Event::StateChanged {
+            name,
+            key,
+            from,
+            to,
+            reason,
+            open_for,
+        } => {
+            let (from, to) = (from.as_str(), to.as_str());
+            match open_for {
+                Some(open_for) => event!(
+                    call,
+                    warn,
+                    "steadfast::circuit_breaker",
+                    layer = "circuit_breaker",
+                    name,
+                    key,
+                    from,
+                    to,
+                    state = to,
+                    reason,
+                    delay_ms = ms(open_for),
+                    "circuit breaker opened"
+                ),
+                None => event!(
+                    call,
+                    info,
+                    "steadfast::circuit_breaker",
+                    layer = "circuit_breaker",
+                    name,
+                    key,
+                    from,
+                    to,
+                    state = to,
+                    reason,
+                    "circuit breaker state changed"
+                ),
+            }
+        }
+        Event::Rejected {
+            rejection,
+            name,
+            key,
+            retry_after,
+        } => {
+            let kind = rejection.as_str();
+            let delay_ms = retry_after.map(ms);
+            match rejection {
+                Rejection::CircuitOpen => event!(
+                    call,
+                    debug,
+                    "steadfast::circuit_breaker",
+                    layer = "circuit_breaker",
+                    name,
+                    key,
+                    kind,
+                    delay_ms,
+                    "call refused"
+                ),
+                Rejection::BulkheadFull => event!(
+                    call,
+                    debug,
+                    "steadfast::bulkhead",
+                    layer = "bulkhead",
+                    name,
+                    key,
+                    kind,
+                    delay_ms,
+                    "call refused"
+                ),
+                Rejection::RateLimited => event!(
+                    call,
+                    debug,
+                    "steadfast::rate_limit",
+                    layer = "rate_limit",
+                    name,
+                    tier = name,
+                    key,
+                    kind,
+                    delay_ms,
+                    "call refused"
+                ),
+                Rejection::DeadlineExceeded => event!(
+                    call,
+                    debug,
+                    "steadfast::timeout",
+                    layer = "total_deadline",
+                    name,
+                    key,
+                    kind,
+                    delay_ms,
+                    "call refused"
+                ),
+            }
+        }
+        Event::Throttled { tier, delay } => event!(
+            call,
+            debug,
+            "steadfast::rate_limit",
+            layer = "rate_limit",
+            name = tier,
+            tier,
+            delay_ms = ms(delay),
+            "call delayed to fit its quota"
+        ),
+        Event::FallbackServed {
+            name,
+            source,
+            verdict,
+            reason,
+        } => {
+            let age_ms = match source {
+                crate::fallback::FallbackSource::Cache { age } => ms(*age),
+                _ => 0,
+            };
+            event!(
+                call,
+                info,
+                "steadfast::fallback",
+                layer = "fallback",
+                name,
+                source = source.as_str(),
+                verdict = verdict.as_str(),
+                reason,
+                age_ms,
+                "fallback answered"
+            )
+        }
+        Event::FallbackMissed {
+            name,
+            verdict,
+            reason,
+        } => event!(
+            call,
+            warn,
+            "steadfast::fallback",
+            layer = "fallback",
+            name,
+            source = "none",
+            verdict = verdict.as_str(),
+            reason,
+            "no fallback source answered; returning the original outcome"
+        ),
+        Event::HedgeSent { name, copy, delay } => event!(
+            call,
+            debug,
+            "steadfast::hedge",
+            layer = "hedge",
+            name,
+            copy,
+            delay_ms = ms(delay),
+            "copy sent"
+        ),
+        Event::HedgeWon { name, copy } => event!(
+            call,
+            debug,
+            "steadfast::hedge",
+            layer = "hedge",
+            name,
+            copy,
+            "hedged copy won"
+        ),
+        // Reported by the observe layer itself, which has the fields.
+        Event::SlowCall { .. } | Event::CallEnded { .. } => {}
+    }
+}

@@ -1,0 +1,602 @@
+//! The layer that watches logical calls: span, request id, slow-call
+//! alert, call metrics, `CallEnded` events.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::Span;
+
+use super::context::{Context, RequestId, enter};
+use super::event::{Event, Listeners};
+use crate::classify::{Classify, DefaultClassifier, Verdict, judge};
+use crate::error::ConfigError;
+
+/// Where the request id of a call comes from.
+///
+/// [`GenerateRequestId`] (the default) generates one when an event or span
+/// first needs it; with the `http` feature, [`RequestIdHeader`] reads it
+/// from a header of `http::Request` or `reqwest::Request`, and can write a
+/// generated one into requests that lack it, so the callee sees the same
+/// id. Closures `Fn(&Req) -> Option<RequestId>` work too.
+pub trait MakeRequestId<Req> {
+    /// The id of `request`, or `None` to generate one when needed. May
+    /// write the id into the request.
+    fn request_id(&self, request: &mut Req) -> Option<RequestId>;
+}
+
+/// Generates request ids when they are first needed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GenerateRequestId;
+
+impl<Req> MakeRequestId<Req> for GenerateRequestId {
+    #[inline]
+    fn request_id(&self, _request: &mut Req) -> Option<RequestId> {
+        None
+    }
+}
+
+impl<F, Req> MakeRequestId<Req> for F
+where
+    F: Fn(&Req) -> Option<RequestId>,
+{
+    fn request_id(&self, request: &mut Req) -> Option<RequestId> {
+        self(request)
+    }
+}
+
+/// Reads the request id from a header (`x-request-id` by default), and
+/// optionally writes a generated one into requests without it.
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+#[derive(Debug, Clone)]
+pub struct RequestIdHeader {
+    name: http::HeaderName,
+    propagate: bool,
+}
+
+#[cfg(feature = "http")]
+impl RequestIdHeader {
+    /// Reads `x-request-id`.
+    pub fn new() -> Self {
+        Self {
+            name: http::HeaderName::from_static("x-request-id"),
+            propagate: false,
+        }
+    }
+
+    /// Reads `name` instead.
+    pub fn name(mut self, name: http::HeaderName) -> Self {
+        self.name = name;
+        self
+    }
+
+    /// Writes a generated id into requests that lack one, so that the
+    /// callee logs the same id.
+    pub fn propagate(mut self) -> Self {
+        self.propagate = true;
+        self
+    }
+}
+
+#[cfg(feature = "http")]
+impl Default for RequestIdHeader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(feature = "http")]
+impl<R: crate::http::RequestParts> MakeRequestId<R> for RequestIdHeader {
+    fn request_id(&self, request: &mut R) -> Option<RequestId> {
+        if let Some(value) = request.headers().get(&self.name) {
+            match value.to_str() {
+                Ok(text) if !text.is_empty() && text.len() <= 256 => {
+                    return Some(RequestId::new(text));
+                }
+                _ => tracing::debug!(
+                    target: "steadfast::observe",
+                    header = %self.name,
+                    "request id header ignored: empty, longer than 256 bytes or not visible ASCII"
+                ),
+            }
+        }
+        if !self.propagate {
+            return None;
+        }
+        let id = RequestId::generate();
+        if let Ok(value) = http::HeaderValue::from_str(&id.to_string()) {
+            request.headers_mut().insert(self.name.clone(), value);
+        }
+        Some(id)
+    }
+}
+
+/// What every service and future of one [`ObserveLayer`] shares.
+pub(crate) struct Shared {
+    pub(crate) policy: Cow<'static, str>,
+    pub(crate) route: Cow<'static, str>,
+    pub(crate) slow_call: Option<Duration>,
+    pub(crate) listeners: Listeners,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Option<super::metrics::CallMetrics>,
+}
+
+impl Shared {
+    /// Whether attempts are timed (for the attempt-duration histogram).
+    #[inline]
+    pub(crate) fn times_attempts(&self) -> bool {
+        #[cfg(feature = "metrics")]
+        {
+            self.metrics.is_some()
+        }
+        #[cfg(not(feature = "metrics"))]
+        {
+            false
+        }
+    }
+
+    /// Whether calls must be timed and judged whatever the subscriber.
+    #[inline]
+    fn watches(&self) -> bool {
+        self.slow_call.is_some() || !self.listeners.is_empty() || self.times_attempts()
+    }
+}
+
+/// Records one attempt's metrics; the context times attempts.
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub(crate) fn record_attempt(context: &Context, verdict: Verdict) {
+    #[cfg(feature = "metrics")]
+    if let Some(metrics) = &context.shared.metrics {
+        let now = Instant::now();
+        let elapsed = context
+            .attempt_start
+            .replace(Some(now))
+            .map_or(Duration::ZERO, |start| now.saturating_duration_since(start));
+        metrics.attempt(verdict, elapsed);
+    }
+}
+
+/// Watches logical calls: one span per call, the request id on every
+/// event inside it, a warning for calls slower than the route's threshold,
+/// call and attempt metrics (feature `metrics`), and a
+/// [`CallEnded`](Event::CallEnded) event for listeners.
+///
+/// Put it outermost (a [`Policy`](crate::policy::Policy) does with
+/// [`observe`](crate::policy::PolicyBuilder::observe)). See the
+/// [module docs](super) for the names of spans, events and metrics.
+///
+/// With no subscriber, no listener, no slow-call threshold and metrics
+/// off, a call reads no clock and judges nothing: the cost is the span's
+/// interest check and moving the context in and out of its slot.
+pub struct ObserveLayer<C = DefaultClassifier, R = GenerateRequestId> {
+    shared: Arc<Shared>,
+    classifier: C,
+    request_id: R,
+}
+
+impl ObserveLayer {
+    /// A builder for calls of the policy named `policy`.
+    pub fn builder(policy: impl Into<Cow<'static, str>>) -> ObserveLayerBuilder {
+        ObserveLayerBuilder {
+            policy: policy.into(),
+            route: Cow::Borrowed(""),
+            slow_call: None,
+            listeners: Listeners::none(),
+            metrics: cfg!(feature = "metrics"),
+            classifier: DefaultClassifier,
+            request_id: GenerateRequestId,
+        }
+    }
+}
+
+impl<C, R> ObserveLayer<C, R> {
+    /// The policy's name.
+    pub fn policy(&self) -> &str {
+        &self.shared.policy
+    }
+
+    /// The route, empty if none was given.
+    pub fn route(&self) -> &str {
+        &self.shared.route
+    }
+
+    /// The slow-call threshold, if any.
+    pub fn slow_call(&self) -> Option<Duration> {
+        self.shared.slow_call
+    }
+}
+
+impl<C: Clone, R: Clone> Clone for ObserveLayer<C, R> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            classifier: self.classifier.clone(),
+            request_id: self.request_id.clone(),
+        }
+    }
+}
+
+impl<C, R> fmt::Debug for ObserveLayer<C, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObserveLayer")
+            .field("policy", &self.shared.policy)
+            .field("route", &self.shared.route)
+            .field("slow_call", &self.shared.slow_call)
+            .field("listeners", &self.shared.listeners)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, C: Clone, R: Clone> Layer<S> for ObserveLayer<C, R> {
+    type Service = Observe<S, C, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Observe {
+            inner,
+            shared: Arc::clone(&self.shared),
+            classifier: self.classifier.clone(),
+            request_id: self.request_id.clone(),
+        }
+    }
+}
+
+/// Builds an [`ObserveLayer`].
+pub struct ObserveLayerBuilder<C = DefaultClassifier, R = GenerateRequestId> {
+    policy: Cow<'static, str>,
+    route: Cow<'static, str>,
+    slow_call: Option<Duration>,
+    listeners: Listeners,
+    metrics: bool,
+    classifier: C,
+    request_id: R,
+}
+
+impl<C, R> fmt::Debug for ObserveLayerBuilder<C, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObserveLayerBuilder")
+            .field("policy", &self.policy)
+            .field("route", &self.route)
+            .field("slow_call", &self.slow_call)
+            .field("listeners", &self.listeners)
+            .field("metrics", &self.metrics)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C, R> ObserveLayerBuilder<C, R> {
+    /// The route these calls take, as events and metric labels name it
+    /// (for example the path pattern of a [`RouteTable`](crate::http::RouteTable)
+    /// route).
+    pub fn route(mut self, route: impl Into<Cow<'static, str>>) -> Self {
+        self.route = route.into();
+        self
+    }
+
+    /// Warns (and tells listeners) when a call takes `threshold` or
+    /// longer, whatever its outcome.
+    pub fn slow_call(mut self, threshold: Duration) -> Self {
+        self.slow_call = Some(threshold);
+        self
+    }
+
+    /// Calls `listener` with every [`Event`] made inside these calls, by
+    /// any layer, and with each call's [`CallEnded`](Event::CallEnded).
+    pub fn on_event(mut self, listener: impl Fn(&Event<'_>) + Send + Sync + 'static) -> Self {
+        self.listeners = self.listeners.with(listener);
+        self
+    }
+
+    /// Sends these listeners every event, as [`on_event`](Self::on_event).
+    pub fn listeners(mut self, listeners: Listeners) -> Self {
+        self.listeners = listeners;
+        self
+    }
+
+    /// Records call and attempt metrics (on by default with the
+    /// `metrics` feature; without it, this does nothing).
+    ///
+    /// Metric handles are registered when the layer is built: install the
+    /// recorder first.
+    pub fn metrics(mut self, on: bool) -> Self {
+        self.metrics = on;
+        self
+    }
+
+    /// Judges each call's outcome with `classifier` (for the `verdict`
+    /// label and field).
+    pub fn classifier<C2>(self, classifier: C2) -> ObserveLayerBuilder<C2, R> {
+        ObserveLayerBuilder {
+            policy: self.policy,
+            route: self.route,
+            slow_call: self.slow_call,
+            listeners: self.listeners,
+            metrics: self.metrics,
+            classifier,
+            request_id: self.request_id,
+        }
+    }
+
+    /// Takes request ids from `request_id` (for example a
+    /// [`RequestIdHeader`]).
+    pub fn request_id<R2>(self, request_id: R2) -> ObserveLayerBuilder<C, R2> {
+        ObserveLayerBuilder {
+            policy: self.policy,
+            route: self.route,
+            slow_call: self.slow_call,
+            listeners: self.listeners,
+            metrics: self.metrics,
+            classifier: self.classifier,
+            request_id,
+        }
+    }
+
+    /// Checks the settings and builds the layer.
+    pub fn build(self) -> Result<ObserveLayer<C, R>, ConfigError> {
+        if self.policy.is_empty() {
+            return Err(ConfigError::new(
+                "observe.policy",
+                "\"\"",
+                "a policy needs a name",
+            ));
+        }
+        if let Some(threshold) = self.slow_call {
+            crate::error::check::positive("observe.slow_call", threshold)?;
+        }
+        #[cfg(feature = "metrics")]
+        let metrics = self
+            .metrics
+            .then(|| super::metrics::CallMetrics::register(&self.policy, &self.route));
+        Ok(ObserveLayer {
+            shared: Arc::new(Shared {
+                policy: self.policy,
+                route: self.route,
+                slow_call: self.slow_call,
+                listeners: self.listeners,
+                #[cfg(feature = "metrics")]
+                metrics,
+            }),
+            classifier: self.classifier,
+            request_id: self.request_id,
+        })
+    }
+}
+
+/// The service of an [`ObserveLayer`].
+pub struct Observe<S, C = DefaultClassifier, R = GenerateRequestId> {
+    inner: S,
+    shared: Arc<Shared>,
+    classifier: C,
+    request_id: R,
+}
+
+impl<S: Clone, C: Clone, R: Clone> Clone for Observe<S, C, R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+            classifier: self.classifier.clone(),
+            request_id: self.request_id.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, C, R> fmt::Debug for Observe<S, C, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Observe")
+            .field("inner", &self.inner)
+            .field("policy", &self.shared.policy)
+            .field("route", &self.shared.route)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, C, R> Observe<S, C, R> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, C, R, Req> Service<Req> for Observe<S, C, R>
+where
+    S: Service<Req>,
+    S::Error: 'static,
+    C: Classify<Req, S::Response, S::Error> + Clone,
+    R: MakeRequestId<Req>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, C, Req, C::Facts>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Req) -> Self::Future {
+        let id = self.request_id.request_id(&mut request);
+        let span = tracing::debug_span!(
+            target: "steadfast::observe",
+            "call",
+            policy = %self.shared.policy,
+            route = %self.shared.route,
+            request_id = tracing::field::Empty,
+            verdict = tracing::field::Empty,
+            attempts = tracing::field::Empty,
+            elapsed_ms = tracing::field::Empty,
+        );
+        let watched = self.shared.watches() || !span.is_disabled();
+        let (start, facts) = if watched {
+            (Some(Instant::now()), Some(self.classifier.facts(&request)))
+        } else {
+            (None, None)
+        };
+        let mut context = Some(Context::new(Arc::clone(&self.shared), id, start));
+        if !span.is_disabled() {
+            if let Some(context) = &context {
+                span.record("request_id", tracing::field::display(context.request_id()));
+            }
+        }
+        let inner = &mut self.inner;
+        let future = {
+            let _entered = span.enter();
+            enter(&mut context, || inner.call(request))
+        };
+        ResponseFuture {
+            future,
+            context,
+            span,
+            start,
+            facts,
+            classifier: self.classifier.clone(),
+            _request: PhantomData,
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Observe`].
+    pub struct ResponseFuture<F, C, Req, Facts> {
+        #[pin]
+        future: F,
+        context: Option<Context>,
+        span: Span,
+        start: Option<Instant>,
+        facts: Option<Facts>,
+        classifier: C,
+        _request: PhantomData<fn(Req)>,
+    }
+}
+
+impl<F, C, Req, Facts> fmt::Debug for ResponseFuture<F, C, Req, Facts> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("span", &self.span)
+            .field("start", &self.start)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, C, Req, Facts, T, E> Future for ResponseFuture<F, C, Req, Facts>
+where
+    F: Future<Output = Result<T, E>>,
+    C: Classify<Req, T, E, Facts = Facts>,
+    E: 'static,
+{
+    type Output = Result<T, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let output = {
+            let _entered = this.span.enter();
+            let future = this.future;
+            match enter(this.context, || future.poll(cx)) {
+                Poll::Ready(output) => output,
+                Poll::Pending => return Poll::Pending,
+            }
+        };
+        if let (Some(facts), Some(context)) = (this.facts.as_ref(), this.context.take()) {
+            finish::<C, Req, T, E>(
+                this.classifier,
+                facts,
+                &context,
+                this.span,
+                *this.start,
+                output.as_ref(),
+            );
+        }
+        Poll::Ready(output)
+    }
+}
+
+/// Reports a watched call that ended: span fields, slow-call alert,
+/// metrics, `CallEnded`.
+#[inline(never)]
+fn finish<C, Req, T, E>(
+    classifier: &C,
+    facts: &C::Facts,
+    context: &Context,
+    span: &Span,
+    start: Option<Instant>,
+    outcome: Result<&T, &E>,
+) where
+    C: Classify<Req, T, E>,
+    E: 'static,
+{
+    let verdict = judge(classifier, facts, outcome);
+    let elapsed = start.map_or(Duration::ZERO, |start| start.elapsed());
+    let attempts = context.attempts.get().max(1);
+    let shared = &*context.shared;
+    let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+    span.record("verdict", verdict.as_str());
+    span.record("attempts", attempts);
+    span.record("elapsed_ms", elapsed_ms);
+    #[cfg(feature = "metrics")]
+    if let Some(metrics) = &shared.metrics {
+        if context.attempts.get() == 0 {
+            // No retry layer counted attempts: the call was one attempt.
+            metrics.attempt(verdict, elapsed);
+        }
+        metrics.call(verdict, elapsed);
+    }
+    if let Some(threshold) = shared.slow_call {
+        if elapsed >= threshold {
+            tracing::warn!(
+                target: "steadfast::observe",
+                policy = %shared.policy,
+                route = %shared.route,
+                request_id = %context.request_id(),
+                verdict = verdict.as_str(),
+                elapsed_ms,
+                threshold_ms = u64::try_from(threshold.as_millis()).unwrap_or(u64::MAX),
+                "slow call"
+            );
+            let event = Event::SlowCall {
+                policy: &shared.policy,
+                route: &shared.route,
+                elapsed,
+                threshold,
+                verdict,
+            };
+            #[cfg(feature = "metrics")]
+            super::metrics::record(&event, Some((&shared.policy, &shared.route)));
+            shared.listeners.notify(&event);
+        }
+    }
+    if !shared.listeners.is_empty() {
+        let event = Event::CallEnded {
+            policy: &shared.policy,
+            route: &shared.route,
+            verdict,
+            attempts,
+            elapsed,
+        };
+        // Listeners read the call's context while they run.
+        let mut slot = Some(Context::new(
+            Arc::clone(&context.shared),
+            Some(context.request_id().clone()),
+            None,
+        ));
+        enter(&mut slot, || shared.listeners.notify(&event));
+    }
+}

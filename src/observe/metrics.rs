@@ -1,0 +1,241 @@
+//! Metrics through the `metrics` facade: names, labels, and the handles
+//! kept for the per-call ones.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
+
+use super::event::{Event, Rejection};
+use crate::circuit_breaker::State;
+use crate::classify::Verdict;
+
+/// Logical calls, by `policy`, `route`, `verdict`.
+pub const CALLS: &str = "steadfast_calls_total";
+/// Duration of logical calls in seconds, by `policy`, `route`, `verdict`.
+pub const CALL_DURATION: &str = "steadfast_call_duration_seconds";
+/// Attempts, by `policy`, `route`, `verdict`.
+pub const ATTEMPTS: &str = "steadfast_attempts_total";
+/// Duration of attempts in seconds, by `policy`, `route`, `verdict`.
+pub const ATTEMPT_DURATION: &str = "steadfast_attempt_duration_seconds";
+/// Retries scheduled, by `policy`, `route`, `name`, `verdict` (of the
+/// attempt that failed).
+pub const RETRIES: &str = "steadfast_retries_total";
+/// Failures returned without a retry, by `policy`, `route`, `name`,
+/// `reason` (`budget_spent`, `attempts_exhausted`, `deadline`, ...).
+pub const RETRIES_STOPPED: &str = "steadfast_retries_stopped_total";
+/// Calls refused, by `policy`, `route`, `kind` (`circuit_open`,
+/// `bulkhead_full`, `rate_limited`, `deadline_exceeded`), `name`.
+pub const REJECTIONS: &str = "steadfast_rejections_total";
+/// Breaker state, by `name`, `key` (empty unless keyed) and `state`: 1
+/// for the breaker's state, 0 for the five others.
+pub const BREAKER_STATE: &str = "steadfast_circuit_breaker_state";
+/// Breaker transitions, by `name`, `from`, `to`, `reason`.
+pub const BREAKER_TRANSITIONS: &str = "steadfast_circuit_breaker_transitions_total";
+/// Calls holding a bulkhead permit, by `name` (all keys of a keyed
+/// bulkhead together).
+pub const BULKHEAD_IN_FLIGHT: &str = "steadfast_bulkhead_in_flight";
+/// Calls a rate limiter refused or delayed, by `tier` and `outcome`
+/// (`rejected`, `delayed`).
+pub const RATE_LIMITED: &str = "steadfast_rate_limited_total";
+/// Fallback answers, by `policy`, `route`, `name`, `source` (`alternate`,
+/// `cache`, `static`, or `none` when no source answered).
+pub const FALLBACKS: &str = "steadfast_fallbacks_total";
+/// Hedged copies sent, by `policy`, `route`, `name`.
+pub const HEDGES_SENT: &str = "steadfast_hedges_sent_total";
+/// Hedged copies that gave the answer, by `policy`, `route`, `name`.
+pub const HEDGES_WON: &str = "steadfast_hedges_won_total";
+/// Calls slower than their route's threshold, by `policy`, `route`.
+pub const SLOW_CALLS: &str = "steadfast_slow_calls_total";
+
+const VERDICTS: [Verdict; 5] = [
+    Verdict::Success,
+    Verdict::FunctionalError,
+    Verdict::Transient { retry_after: None },
+    Verdict::Failure,
+    Verdict::Rejected { retry_after: None },
+];
+
+const fn verdict_index(verdict: Verdict) -> usize {
+    match verdict {
+        Verdict::Success => 0,
+        Verdict::FunctionalError => 1,
+        Verdict::Transient { .. } => 2,
+        Verdict::Failure => 3,
+        Verdict::Rejected { .. } => 4,
+    }
+}
+
+struct ByVerdict {
+    count: Counter,
+    seconds: Histogram,
+}
+
+/// The per-call handles of one observe layer, one set per verdict.
+pub(crate) struct CallMetrics {
+    calls: [ByVerdict; 5],
+    attempts: [ByVerdict; 5],
+}
+
+impl CallMetrics {
+    pub(crate) fn register(policy: &str, route: &str) -> Self {
+        let set = |count: &'static str, seconds: &'static str| {
+            VERDICTS.map(|verdict| {
+                let labels = [
+                    ("policy", policy.to_owned()),
+                    ("route", route.to_owned()),
+                    ("verdict", verdict.as_str().to_owned()),
+                ];
+                ByVerdict {
+                    count: counter!(count, &labels),
+                    seconds: histogram!(seconds, &labels),
+                }
+            })
+        };
+        Self {
+            calls: set(CALLS, CALL_DURATION),
+            attempts: set(ATTEMPTS, ATTEMPT_DURATION),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn call(&self, verdict: Verdict, elapsed: Duration) {
+        let m = &self.calls[verdict_index(verdict)];
+        m.count.increment(1);
+        m.seconds.record(elapsed.as_secs_f64());
+    }
+
+    #[inline]
+    pub(crate) fn attempt(&self, verdict: Verdict, elapsed: Duration) {
+        let m = &self.attempts[verdict_index(verdict)];
+        m.count.increment(1);
+        m.seconds.record(elapsed.as_secs_f64());
+    }
+}
+
+impl std::fmt::Debug for CallMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallMetrics").finish_non_exhaustive()
+    }
+}
+
+/// Counts a decision. `call` is the `(policy, route)` of the call it
+/// happened in, if an observe layer watches it.
+pub(crate) fn record(event: &Event<'_>, call: Option<(&str, &str)>) {
+    let (policy, route) = call.unwrap_or(("", ""));
+    let (policy, route) = (policy.to_owned(), route.to_owned());
+    match *event {
+        Event::RetryScheduled { name, verdict, .. } => counter!(RETRIES,
+            "policy" => policy, "route" => route, "name" => name.to_owned(), "verdict" => verdict.as_str())
+        .increment(1),
+        Event::RetryStopped { name, reason, .. } => counter!(RETRIES_STOPPED,
+            "policy" => policy, "route" => route, "name" => name.to_owned(), "reason" => reason)
+        .increment(1),
+        Event::StateChanged {
+            name,
+            from,
+            to,
+            reason,
+            ..
+        } => counter!(BREAKER_TRANSITIONS,
+            "name" => name.to_owned(), "from" => from.as_str(), "to" => to.as_str(), "reason" => reason)
+        .increment(1),
+        Event::Rejected {
+            rejection, name, ..
+        } => {
+            counter!(REJECTIONS,
+                "policy" => policy, "route" => route, "kind" => rejection.as_str(), "name" => name.to_owned())
+            .increment(1);
+            if rejection == Rejection::RateLimited {
+                counter!(RATE_LIMITED, "tier" => name.to_owned(), "outcome" => "rejected").increment(1);
+            }
+        }
+        Event::Throttled { tier, .. } => {
+            counter!(RATE_LIMITED, "tier" => tier.to_owned(), "outcome" => "delayed").increment(1);
+        }
+        Event::FallbackServed { name, source, .. } => counter!(FALLBACKS,
+            "policy" => policy, "route" => route, "name" => name.to_owned(), "source" => source.as_str())
+        .increment(1),
+        Event::FallbackMissed { name, .. } => counter!(FALLBACKS,
+            "policy" => policy, "route" => route, "name" => name.to_owned(), "source" => "none")
+        .increment(1),
+        Event::HedgeSent { name, .. } => counter!(HEDGES_SENT,
+            "policy" => policy, "route" => route, "name" => name.to_owned())
+        .increment(1),
+        Event::HedgeWon { name, .. } => counter!(HEDGES_WON,
+            "policy" => policy, "route" => route, "name" => name.to_owned())
+        .increment(1),
+        Event::SlowCall { .. } => {
+            counter!(SLOW_CALLS, "policy" => policy, "route" => route).increment(1);
+        }
+        Event::CallEnded { .. } => {}
+    }
+}
+
+const STATES: [State; 6] = [
+    State::Closed,
+    State::Open,
+    State::HalfOpen,
+    State::ForcedOpen,
+    State::Disabled,
+    State::MetricsOnly,
+];
+
+/// The state gauges of one breaker: exactly one of them is 1.
+///
+/// Transitions are decided by compare-exchange, but reported after; the
+/// gauges are rewritten under a lock (taken on transitions only, never per
+/// call) from the state read inside it, so the last writer always writes
+/// the newest state and the six gauges never show two states at 1.
+pub(crate) struct BreakerGauges {
+    gauges: [Gauge; 6],
+    lock: Mutex<()>,
+}
+
+impl BreakerGauges {
+    pub(crate) fn register(name: &str, key: Option<&str>) -> Self {
+        let gauges = STATES.map(|state| {
+            gauge!(BREAKER_STATE,
+                "name" => name.to_owned(), "key" => key.unwrap_or_default().to_owned(), "state" => state.as_str())
+        });
+        let this = Self {
+            gauges,
+            lock: Mutex::new(()),
+        };
+        this.show(State::Closed);
+        this
+    }
+
+    /// Shows `current()`, read under the lock.
+    pub(crate) fn update(&self, current: impl FnOnce() -> State) {
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.show(current());
+    }
+
+    fn show(&self, state: State) {
+        // Zeros first, then the one: a reader between the two sees no
+        // state at 1 for an instant, never two.
+        for (gauge, s) in self.gauges.iter().zip(STATES) {
+            if s != state {
+                gauge.set(0.0);
+            }
+        }
+        for (gauge, s) in self.gauges.iter().zip(STATES) {
+            if s == state {
+                gauge.set(1.0);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for BreakerGauges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BreakerGauges").finish_non_exhaustive()
+    }
+}
+
+/// The in-flight gauge of bulkheads named `name`; the keys of a keyed
+/// bulkhead add up in it.
+pub(crate) fn bulkhead_in_flight(name: &str) -> Gauge {
+    gauge!(BULKHEAD_IN_FLIGHT, "name" => name.to_owned())
+}

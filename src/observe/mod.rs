@@ -1,0 +1,134 @@
+//! What the layers decide, for operators: tracing spans and events,
+//! metrics, listeners, slow-call alerts, snapshots for health endpoints.
+//!
+//! Nothing here costs anything on the success path of a call when nobody
+//! looks: events are made only where a layer decides something (a retry, a
+//! transition, a refusal, a fallback, a hedge), tracing's callsite interest
+//! skips them when no subscriber wants them, and an empty set of listeners
+//! is one branch.
+//!
+//! # Calls
+//!
+//! An [`ObserveLayer`] (outermost; a [`Policy`](crate::policy::Policy)
+//! adds one with [`observe`](crate::policy::PolicyBuilder::observe)) makes
+//! one span per logical call and a [`CallContext`] that every layer inside
+//! the call sees: its policy, route and [`RequestId`] (read from a header
+//! such as `x-request-id` with [`RequestIdHeader`], or generated). Every
+//! event of the call carries them; listeners read them with
+//! [`CallContext::current`]. A call that takes longer than its route's
+//! [`slow_call`](ObserveLayerBuilder::slow_call) threshold makes a warning,
+//! even when it succeeds.
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use std::time::Duration;
+//! use steadfast::observe::{Event, ObserveLayer};
+//! use steadfast::retry::{Backoff, RetryLayer};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), steadfast::BoxError> {
+//! let seen = Arc::new(Mutex::new(Vec::new()));
+//! let log = Arc::clone(&seen);
+//! let observe = ObserveLayer::builder("inventory")
+//!     .route("/items/{id}")
+//!     .slow_call(Duration::from_millis(500))
+//!     .on_event(move |event| log.lock().unwrap().push(event.kind()))
+//!     .build()?;
+//! let tries = Arc::new(std::sync::atomic::AtomicU32::new(0));
+//! let service = ServiceBuilder::new()
+//!     .layer(observe)
+//!     .layer(RetryLayer::builder().backoff(Backoff::constant(Duration::from_millis(10))).build()?)
+//!     .service(service_fn(move |x: u32| {
+//!         let n = tries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+//!         async move { if n == 0 { Err("reset".into()) } else { Ok::<_, steadfast::BoxError>(x) } }
+//!     }));
+//! assert_eq!(service.oneshot(7).await?, 7);
+//! assert_eq!(*seen.lock().unwrap(), ["retry_scheduled", "call_ended"]);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Tracing
+//!
+//! | target | level | what | fields |
+//! |---|---|---|---|
+//! | `steadfast::observe` | DEBUG | span `call`, one per logical call | `policy`, `route`, `request_id`; at the end `verdict`, `attempts`, `elapsed_ms` |
+//! | `steadfast::observe` | WARN | slow call | `policy`, `route`, `request_id`, `verdict`, `elapsed_ms`, `threshold_ms` |
+//! | `steadfast::retry` | DEBUG | retry scheduled | `layer = "retry"`, `name`, `attempt`, `verdict`, `delay_ms` |
+//! | `steadfast::retry` | WARN / DEBUG | retry budget spent / not retrying | `name`, `attempt`, `verdict`, `reason` |
+//! | `steadfast::circuit_breaker` | WARN | breaker opened | `layer`, `name`, `key`, `from`, `to`, `state`, `reason`, `delay_ms` (open period) |
+//! | `steadfast::circuit_breaker` | INFO | other transitions | `layer`, `name`, `key`, `from`, `to`, `state`, `reason` |
+//! | `steadfast::{circuit_breaker,bulkhead,rate_limit,timeout}` | DEBUG | call refused | `layer`, `name`, `key`, `kind`, `delay_ms` (retry after) |
+//! | `steadfast::rate_limit` | DEBUG | call delayed | `layer`, `tier`, `delay_ms` |
+//! | `steadfast::fallback` | INFO / WARN | fallback answered / none answered | `layer`, `name`, `source`, `verdict`, `reason`, `age_ms` |
+//! | `steadfast::hedge` | DEBUG | copy sent / hedged copy won | `layer`, `name`, `copy`, `delay_ms` |
+//!
+//! Inside a watched call, every event also has `policy`, `route` and
+//! `request_id`.
+//!
+//! # Metrics (feature `metrics`)
+//!
+//! Through the [`metrics`](https://docs.rs/metrics) facade; durations in
+//! seconds. Handles of the per-call metrics, the breaker state and the
+//! bulkhead gauges are registered when their layer is built (or a keyed
+//! layer's key first seen): install the recorder before building layers.
+//!
+//! | name | kind | labels |
+//! |---|---|---|
+//! | `steadfast_calls_total` | counter | `policy`, `route`, `verdict` |
+//! | `steadfast_call_duration_seconds` | histogram | `policy`, `route`, `verdict` |
+//! | `steadfast_attempts_total` | counter | `policy`, `route`, `verdict` |
+//! | `steadfast_attempt_duration_seconds` | histogram | `policy`, `route`, `verdict` |
+//! | `steadfast_retries_total` | counter | `policy`, `route`, `name`, `verdict` |
+//! | `steadfast_retries_stopped_total` | counter | `policy`, `route`, `name`, `reason` |
+//! | `steadfast_rejections_total` | counter | `policy`, `route`, `kind`, `name` |
+//! | `steadfast_circuit_breaker_state` | gauge | `name`, `key`, `state` (exactly one state is 1) |
+//! | `steadfast_circuit_breaker_transitions_total` | counter | `name`, `from`, `to`, `reason` |
+//! | `steadfast_bulkhead_in_flight` | gauge | `name` (the keys of a keyed bulkhead add up) |
+//! | `steadfast_rate_limited_total` | counter | `tier`, `outcome` (`rejected`, `delayed`) |
+//! | `steadfast_fallbacks_total` | counter | `policy`, `route`, `name`, `source` |
+//! | `steadfast_hedges_sent_total`, `steadfast_hedges_won_total` | counter | `policy`, `route`, `name` |
+//! | `steadfast_slow_calls_total` | counter | `policy`, `route` |
+//!
+//! `verdict` is one of `success`, `functional_error`, `transient`,
+//! `failure`, `rejected`. `policy` and `route` are empty for decisions made
+//! outside a watched call.
+//!
+//! # Listeners
+//!
+//! [`ObserveLayerBuilder::on_event`] receives every [`Event`] inside the
+//! calls it watches; a breaker's
+//! [`on_event`](crate::circuit_breaker::CircuitBreakerBuilder::on_event)
+//! receives that breaker's transitions and refusals, also those forced
+//! through its handle outside any call.
+//!
+//! # Snapshots
+//!
+//! [`Health`] gathers the handles of breakers, bulkheads, rate limiters
+//! and policies under names; [`Health::snapshot`] reads them all at once,
+//! for a health endpoint (serialisable with the `serde` feature).
+
+mod context;
+mod emit;
+mod event;
+mod health;
+mod layer;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
+
+pub use self::context::{CallContext, RequestId};
+pub use self::event::{Event, Listeners, Rejection};
+pub use self::health::{
+    BreakerStatus, BudgetStatus, BulkheadStatus, Health, HealthSnapshot, LimiterStatus,
+    PolicyStatus, Status,
+};
+#[cfg(feature = "http")]
+pub use self::layer::RequestIdHeader;
+pub use self::layer::{
+    GenerateRequestId, MakeRequestId, Observe, ObserveLayer, ObserveLayerBuilder, ResponseFuture,
+};
+
+pub(crate) use self::context::{attempt_ended, attempt_started};
+pub(crate) use self::emit::{emit, emit_with};
