@@ -273,12 +273,15 @@ pub type RetryService<S, C, P> = Optional<Retry<BreakerService<S, C>, C, P>, Bre
 /// The service of the bulkhead, if any.
 pub type BulkheadService<S, C, P> =
     Optional<Bulkhead<RetryService<S, C, P>>, RetryService<S, C, P>>;
-/// The service of the total deadline, if any.
-pub type DeadlineService<S, C, P> =
-    Optional<TotalDeadline<BulkheadService<S, C, P>>, BulkheadService<S, C, P>>;
-/// The service a [`Policy`] makes.
-pub type PolicyService<S, C, P, R = GenerateRequestId> =
-    Optional<Observe<DeadlineService<S, C, P>, C, R>, DeadlineService<S, C, P>>;
+/// The service a [`Policy`] makes: its outer layers (observe, total
+/// deadline), each there or not, in one enum, so that a call's future is
+/// wrapped once at this level whichever are there.
+pub type PolicyService<S, C, P, R = GenerateRequestId> = Outer<
+    Observe<TotalDeadline<BulkheadService<S, C, P>>, C, R>,
+    TotalDeadline<BulkheadService<S, C, P>>,
+    Observe<BulkheadService<S, C, P>, C, R>,
+    BulkheadService<S, C, P>,
+>;
 
 impl<S, C: Clone, P, R: Clone> Layer<S> for Policy<C, P, R> {
     type Service = PolicyService<S, C, P, R>;
@@ -288,8 +291,18 @@ impl<S, C: Clone, P, R: Clone> Layer<S> for Policy<C, P, R> {
         let service = wrap(&self.breaker, service);
         let service = wrap(&self.retry, service);
         let service = wrap(&self.bulkhead, service);
-        let service = wrap(&self.total, service);
-        wrap(&self.observe, service)
+        match (&self.observe, &self.total) {
+            (Some(observe), Some(total)) => Outer::Both {
+                service: observe.layer(total.layer(service)),
+            },
+            (None, Some(total)) => Outer::Deadline {
+                service: total.layer(service),
+            },
+            (Some(observe), None) => Outer::Observed {
+                service: observe.layer(service),
+            },
+            (None, None) => Outer::Neither { service },
+        }
     }
 }
 
@@ -378,8 +391,9 @@ impl<C, P, R> PolicyBuilder<C, P, R> {
         self
     }
 
-    /// Records call and attempt metrics (on by default with the `metrics`
-    /// feature); watches calls.
+    /// Records call and attempt metrics (feature `metrics`; off by
+    /// default: they cost two clock reads and two histogram records per
+    /// call); watches calls.
     pub fn metrics(mut self, on: bool) -> Self {
         self.observing().metrics = on;
         self
@@ -600,12 +614,12 @@ impl Default for Observing {
             route: Cow::Borrowed(""),
             slow_call: None,
             listeners: Listeners::none(),
-            metrics: cfg!(feature = "metrics"),
+            metrics: false,
         }
     }
 }
 
-pub use self::optional::Optional;
+pub use self::optional::{Optional, Outer};
 
 // The projection of `Optional` is generated without docs.
 #[allow(missing_docs)]
@@ -677,6 +691,103 @@ mod optional {
             match self.project() {
                 OptionalProj::On { service } => service.poll(cx).map_err(Into::into),
                 OptionalProj::Off { service } => service.poll(cx).map_err(Into::into),
+            }
+        }
+    }
+
+    pin_project! {
+        /// The outer layers of a [`Policy`]: observe and total deadline,
+        /// both, one or neither. Errors become [`BoxError`].
+        #[project = OuterProj]
+        #[derive(Debug, Clone)]
+        pub enum Outer<A, B, C, D> {
+            /// Observe over the total deadline.
+            Both {
+                #[pin]
+                service: A,
+            },
+            /// The total deadline only.
+            Deadline {
+                #[pin]
+                service: B,
+            },
+            /// Observe only.
+            Observed {
+                #[pin]
+                service: C,
+            },
+            /// Neither.
+            Neither {
+                #[pin]
+                service: D,
+            },
+        }
+    }
+
+    impl<A, B, C, D, Req> Service<Req> for Outer<A, B, C, D>
+    where
+        A: Service<Req>,
+        A::Error: Into<BoxError>,
+        B: Service<Req, Response = A::Response>,
+        B::Error: Into<BoxError>,
+        C: Service<Req, Response = A::Response>,
+        C::Error: Into<BoxError>,
+        D: Service<Req, Response = A::Response>,
+        D::Error: Into<BoxError>,
+    {
+        type Response = A::Response;
+        type Error = BoxError;
+        type Future = Outer<A::Future, B::Future, C::Future, D::Future>;
+
+        #[inline]
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            match self {
+                Outer::Both { service } => service.poll_ready(cx).map_err(Into::into),
+                Outer::Deadline { service } => service.poll_ready(cx).map_err(Into::into),
+                Outer::Observed { service } => service.poll_ready(cx).map_err(Into::into),
+                Outer::Neither { service } => service.poll_ready(cx).map_err(Into::into),
+            }
+        }
+
+        #[inline]
+        fn call(&mut self, request: Req) -> Self::Future {
+            match self {
+                Outer::Both { service } => Outer::Both {
+                    service: service.call(request),
+                },
+                Outer::Deadline { service } => Outer::Deadline {
+                    service: service.call(request),
+                },
+                Outer::Observed { service } => Outer::Observed {
+                    service: service.call(request),
+                },
+                Outer::Neither { service } => Outer::Neither {
+                    service: service.call(request),
+                },
+            }
+        }
+    }
+
+    impl<A, B, C, D, T, EA, EB, EC, ED> Future for Outer<A, B, C, D>
+    where
+        A: Future<Output = Result<T, EA>>,
+        B: Future<Output = Result<T, EB>>,
+        C: Future<Output = Result<T, EC>>,
+        D: Future<Output = Result<T, ED>>,
+        EA: Into<BoxError>,
+        EB: Into<BoxError>,
+        EC: Into<BoxError>,
+        ED: Into<BoxError>,
+    {
+        type Output = Result<T, BoxError>;
+
+        #[inline]
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            match self.project() {
+                OuterProj::Both { service } => service.poll(cx).map_err(Into::into),
+                OuterProj::Deadline { service } => service.poll(cx).map_err(Into::into),
+                OuterProj::Observed { service } => service.poll(cx).map_err(Into::into),
+                OuterProj::Neither { service } => service.poll(cx).map_err(Into::into),
             }
         }
     }

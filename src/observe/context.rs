@@ -2,8 +2,10 @@
 //! every layer inside it and to listeners.
 //!
 //! It lives in a thread-local slot while the call's `call` and its future's
-//! `poll` run, and in the future in between, moved in and out without a
-//! clone: the cost is two swaps of a few words per poll.
+//! `poll` run, and in the future in between, boxed: a call that nobody
+//! watches (no subscriber, no listener, no slow-call threshold, no
+//! metrics) has none, and one that is watched swaps a pointer in and out
+//! per poll.
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::fmt;
@@ -16,7 +18,7 @@ use super::layer::Shared;
 use crate::classify::Verdict;
 
 thread_local! {
-    static CURRENT: RefCell<Option<Context>> = const { RefCell::new(None) };
+    static CURRENT: RefCell<Option<Box<Context>>> = const { RefCell::new(None) };
 }
 
 /// The identifier of a request, carried on every event of its call.
@@ -143,19 +145,26 @@ pub(crate) struct Context {
     pub(crate) attempts: Cell<u32>,
     /// When the current attempt began, if attempts are timed.
     pub(crate) attempt_start: Cell<Option<Instant>>,
+    /// When the call began.
+    pub(crate) start: Instant,
+    /// The call's span (disabled if no subscriber wants it).
+    pub(crate) span: tracing::Span,
 }
 
 impl Context {
-    pub(crate) fn new(shared: Arc<Shared>, id: Option<RequestId>, start: Option<Instant>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, id: Option<RequestId>, span: tracing::Span) -> Self {
         let cell = OnceCell::new();
         if let Some(id) = id {
             let _ = cell.set(id);
         }
+        let start = Instant::now();
         Self {
+            attempt_start: Cell::new(shared.times_attempts().then_some(start)),
             shared,
             id: cell,
             attempts: Cell::new(0),
-            attempt_start: Cell::new(start),
+            start,
+            span,
         }
     }
 
@@ -168,8 +177,8 @@ impl Context {
 /// Runs `f` with the context in `slot` current, and puts it back after,
 /// even if `f` panics. Nested calls restore the outer context.
 #[inline]
-pub(crate) fn enter<R>(slot: &mut Option<Context>, f: impl FnOnce() -> R) -> R {
-    struct Restore<'a>(&'a mut Option<Context>);
+pub(crate) fn enter<R>(slot: &mut Option<Box<Context>>, f: impl FnOnce() -> R) -> R {
+    struct Restore<'a>(&'a mut Option<Box<Context>>);
     impl Drop for Restore<'_> {
         #[inline]
         fn drop(&mut self) {
@@ -198,7 +207,7 @@ pub(crate) fn enter<R>(slot: &mut Option<Context>, f: impl FnOnce() -> R) -> R {
 /// call (listeners are not run in here).
 #[inline]
 pub(crate) fn with_current<R>(f: impl FnOnce(&Context) -> R) -> Option<R> {
-    CURRENT.with(|slot| slot.try_borrow().ok()?.as_ref().map(f))
+    CURRENT.with(|slot| slot.try_borrow().ok()?.as_deref().map(f))
 }
 
 /// An attempt inside the current call ended with `verdict`: counted, and

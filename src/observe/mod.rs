@@ -4,8 +4,11 @@
 //! Nothing here costs anything on the success path of a call when nobody
 //! looks: events are made only where a layer decides something (a retry, a
 //! transition, a refusal, a fallback, a hedge), tracing's callsite interest
-//! skips them when no subscriber wants them, and an empty set of listeners
-//! is one branch.
+//! skips them when no subscriber wants them, an empty set of listeners
+//! is one branch, and an observe layer leaves a call untouched when there
+//! is no subscriber, no listener, no slow-call threshold and no call
+//! metrics. A watched call costs one allocation (its context) on top of
+//! what the subscriber or recorder does.
 //!
 //! # Calls
 //!
@@ -70,9 +73,15 @@
 //! # Metrics (feature `metrics`)
 //!
 //! Through the [`metrics`](https://docs.rs/metrics) facade; durations in
-//! seconds. Handles of the per-call metrics, the breaker state and the
-//! bulkhead gauges are registered when their layer is built (or a keyed
-//! layer's key first seen): install the recorder before building layers.
+//! seconds. The decision metrics are on whenever the feature is; the
+//! per-call ones (`steadfast_calls_total`, `steadfast_call_duration_seconds`,
+//! `steadfast_attempts_total`, `steadfast_attempt_duration_seconds`) are
+//! recorded by an observe layer with
+//! [`metrics(true)`](ObserveLayerBuilder::metrics), as they read the clock
+//! twice per call. Handles of the per-call metrics, the breaker state and
+//! the bulkhead gauges are registered when their layer is built (or a
+//! keyed breaker's key first seen): install the recorder before building
+//! layers.
 //!
 //! | name | kind | labels |
 //! |---|---|---|
