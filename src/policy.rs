@@ -400,7 +400,7 @@ impl<C, P, R> PolicyBuilder<C, P, R> {
     }
 
     /// Takes request ids from `request_id` (for example a
-    /// [`RequestIdHeader`](crate::observe::RequestIdHeader)); watches calls.
+    /// [`RequestIdHeader`]); watches calls.
     pub fn request_id<R2>(self, request_id: R2) -> PolicyBuilder<C, P, R2> {
         PolicyBuilder {
             name: self.name,
