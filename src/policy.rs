@@ -113,7 +113,9 @@ use crate::classify::DefaultClassifier;
 use crate::error::{BoxError, ConfigError, check};
 #[cfg(feature = "http")]
 use crate::observe::RequestIdHeader;
-use crate::observe::{GenerateRequestId, Listeners, Observe, ObserveLayer, PolicyStatus};
+use crate::observe::{
+    GenerateRequestId, Listeners, Observe, ObserveDeadline, ObserveLayer, PolicyStatus,
+};
 use crate::retry::{CloneReplay, Retry, RetryBudget, RetryLayer, RetryLayerBuilder};
 use crate::timeout::{Timeout, TimeoutLayer, TotalDeadline, TotalDeadlineLayer};
 
@@ -126,8 +128,12 @@ pub struct Policy<C = DefaultClassifier, P = CloneReplay, R = GenerateRequestId>
     observe: Option<ObserveLayer<C, R>>,
     total: Option<TotalDeadlineLayer>,
     bulkhead: Option<BulkheadLayer>,
-    retry: Option<RetryLayer<C, P>>,
-    breaker: Option<CircuitBreakerLayer<C>>,
+    // Retry and breaker levels are always there, passing calls through when
+    // the policy has none: one level per layer, never an extra one.
+    retry: RetryLayer<C, P>,
+    has_retry: bool,
+    breaker: CircuitBreakerLayer<C>,
+    has_breaker: bool,
     attempt: Option<TimeoutLayer>,
 }
 
@@ -212,7 +218,7 @@ impl<C, P, R> Policy<C, P, R> {
     where
         C: Send + Sync + 'static,
     {
-        self.breaker.as_ref().map(CircuitBreakerLayer::handle)
+        self.has_breaker.then(|| self.breaker.handle())
     }
 
     /// A handle on the policy's bulkhead, if it has one.
@@ -222,7 +228,7 @@ impl<C, P, R> Policy<C, P, R> {
 
     /// The retry budget, if the policy retries within one.
     pub fn retry_budget(&self) -> Option<&RetryBudget> {
-        self.retry.as_ref().and_then(RetryLayer::budget)
+        self.retry.budget().filter(|_| self.has_retry)
     }
 
     /// The total timeout, if any.
@@ -244,7 +250,9 @@ impl<C: Clone, P, R: Clone> Clone for Policy<C, P, R> {
             total: self.total,
             bulkhead: self.bulkhead.clone(),
             retry: self.retry.clone(),
+            has_retry: self.has_retry,
             breaker: self.breaker.clone(),
+            has_breaker: self.has_breaker,
             attempt: self.attempt,
         }
     }
@@ -257,27 +265,27 @@ impl<C, P, R> fmt::Debug for Policy<C, P, R> {
             .field("observe", &self.observe)
             .field("total", &self.total)
             .field("bulkhead", &self.bulkhead)
-            .field("retry", &self.retry)
-            .field("breaker", &self.breaker)
+            .field("retry", &self.has_retry.then_some(&self.retry))
+            .field("breaker", &self.has_breaker.then_some(&self.breaker))
             .field("attempt", &self.attempt)
             .finish()
     }
 }
 
-/// The service of the attempt timeout, if any.
-pub type AttemptService<S> = Optional<Timeout<S>, S>;
-/// The service of the circuit breaker, if any.
-pub type BreakerService<S, C> = Optional<CircuitBreaker<AttemptService<S>, C>, AttemptService<S>>;
-/// The service of retry, if any.
-pub type RetryService<S, C, P> = Optional<Retry<BreakerService<S, C>, C, P>, BreakerService<S, C>>;
-/// The service of the bulkhead, if any.
-pub type BulkheadService<S, C, P> =
-    Optional<Bulkhead<RetryService<S, C, P>>, RetryService<S, C, P>>;
+/// The attempt level of a policy (a pass-through [`Timeout`] without an
+/// attempt timeout).
+pub type AttemptService<S> = Timeout<S>;
+/// The breaker level of a policy (a pass-through breaker without one).
+pub type BreakerService<S, C> = CircuitBreaker<AttemptService<S>, C>;
+/// The retry level of a policy (one attempt without retry).
+pub type RetryService<S, C, P> = Retry<BreakerService<S, C>, C, P>;
+/// The bulkhead level of a policy (a pass-through bulkhead without one).
+pub type BulkheadService<S, C, P> = Bulkhead<RetryService<S, C, P>>;
 /// The service a [`Policy`] makes: its outer layers (observe, total
 /// deadline), each there or not, in one enum, so that a call's future is
 /// wrapped once at this level whichever are there.
 pub type PolicyService<S, C, P, R = GenerateRequestId> = Outer<
-    Observe<TotalDeadline<BulkheadService<S, C, P>>, C, R>,
+    ObserveDeadline<BulkheadService<S, C, P>, C, R>,
     TotalDeadline<BulkheadService<S, C, P>>,
     Observe<BulkheadService<S, C, P>, C, R>,
     BulkheadService<S, C, P>,
@@ -287,13 +295,19 @@ impl<S, C: Clone, P, R: Clone> Layer<S> for Policy<C, P, R> {
     type Service = PolicyService<S, C, P, R>;
 
     fn layer(&self, service: S) -> Self::Service {
-        let service = wrap(&self.attempt, service);
-        let service = wrap(&self.breaker, service);
-        let service = wrap(&self.retry, service);
-        let service = wrap(&self.bulkhead, service);
+        let service = match &self.attempt {
+            Some(timeout) => timeout.layer(service),
+            None => Timeout::pass_through(service),
+        };
+        let service = self.breaker.layer(service);
+        let service = self.retry.layer(service);
+        let service = match &self.bulkhead {
+            Some(bulkhead) => bulkhead.layer(service),
+            None => Bulkhead::pass_through(service),
+        };
         match (&self.observe, &self.total) {
             (Some(observe), Some(total)) => Outer::Both {
-                service: observe.layer(total.layer(service)),
+                service: observe.with_deadline(service, total.total()),
             },
             (None, Some(total)) => Outer::Deadline {
                 service: total.layer(service),
@@ -303,15 +317,6 @@ impl<S, C: Clone, P, R: Clone> Layer<S> for Policy<C, P, R> {
             },
             (None, None) => Outer::Neither { service },
         }
-    }
-}
-
-fn wrap<L: Layer<S>, S>(layer: &Option<L>, service: S) -> Optional<L::Service, S> {
-    match layer {
-        Some(layer) => Optional::On {
-            service: layer.layer(service),
-        },
-        None => Optional::Off { service },
     }
 }
 
@@ -562,16 +567,14 @@ impl<C, P, R> PolicyBuilder<C, P, R> {
                 }
             }
         }
-        let retry = match self.retry {
-            Some(retry) => Some(
-                retry
-                    .classifier(self.classifier.clone())
-                    .replay(self.replay)
-                    .build()?,
-            ),
-            None => None,
-        };
-        if let (Some(retry), Some(total)) = (&retry, self.total_timeout) {
+        let has_retry = self.retry.is_some();
+        let retry = self
+            .retry
+            .unwrap_or_else(|| RetryLayer::builder().max_attempts(1).unlimited_budget())
+            .classifier(self.classifier.clone())
+            .replay(self.replay)
+            .build()?;
+        if let (true, Some(total)) = (has_retry, self.total_timeout) {
             let backoff = retry.backoff().max_total(retry.max_attempts() - 1);
             if backoff > total {
                 return Err(ConfigError::conflict(
@@ -583,9 +586,12 @@ impl<C, P, R> PolicyBuilder<C, P, R> {
                 ));
             }
         }
+        let has_breaker = self.breaker.is_some();
         let breaker = match self.breaker {
-            Some(breaker) => Some(breaker.classifier(self.classifier).build()?),
-            None => None,
+            Some(breaker) => breaker.classifier(self.classifier).build()?,
+            None => CircuitBreakerLayer::builder()
+                .classifier(self.classifier)
+                .pass_through()?,
         };
         let bulkhead = self.bulkhead.map(BulkheadLayerBuilder::build).transpose()?;
         Ok(Policy {
@@ -594,7 +600,9 @@ impl<C, P, R> PolicyBuilder<C, P, R> {
             total,
             bulkhead,
             retry,
+            has_retry,
             breaker,
+            has_breaker,
             attempt,
         })
     }

@@ -67,6 +67,16 @@ impl<F, S, Req> ResponseFuture<F, S, Req> {
         }
     }
 
+    /// A call that needs no permit (the pass-through bulkhead).
+    pub(crate) fn unguarded(future: F) -> Self {
+        Self {
+            state: State::Called {
+                future,
+                permit: None,
+            },
+        }
+    }
+
     pub(crate) fn waiting(guard: WaitGuard, service: S, request: Req) -> Self
     where
         S: Service<Req, Future = F>,

@@ -105,11 +105,32 @@ use state::Shared;
 pub struct Bulkhead<S> {
     inner: S,
     shared: Arc<Shared>,
+    /// `false` for the pass-through bulkhead of a policy without one.
+    on: bool,
 }
 
 impl<S> Bulkhead<S> {
     pub(crate) fn from_shared(inner: S, shared: Arc<Shared>) -> Self {
-        Self { inner, shared }
+        Self {
+            inner,
+            shared,
+            on: true,
+        }
+    }
+
+    /// Lets every call through, holding no permit: the bulkhead level of
+    /// a policy that has none.
+    pub(crate) fn pass_through(inner: S) -> Self {
+        Self {
+            inner,
+            shared: Arc::new(Shared::new(
+                usize::MAX,
+                std::time::Duration::ZERO,
+                0,
+                std::borrow::Cow::Borrowed(""),
+            )),
+            on: false,
+        }
     }
 
     /// A view of the bulkhead's permits and waiters.
@@ -138,6 +159,7 @@ impl<S: Clone> Clone for Bulkhead<S> {
         Self {
             inner: self.inner.clone(),
             shared: Arc::clone(&self.shared),
+            on: self.on,
         }
     }
 }
@@ -167,6 +189,9 @@ where
 
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
+        if !self.on {
+            return ResponseFuture::unguarded(self.inner.call(request));
+        }
         admit(&self.shared, &mut self.inner, request)
     }
 }

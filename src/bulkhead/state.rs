@@ -44,8 +44,14 @@ impl Shared {
             max_wait,
             queue,
             notify: Arc::new(Notify::new()),
+            // The pass-through bulkhead of a policy is nameless and
+            // reports nothing.
             #[cfg(feature = "metrics")]
-            gauge: crate::observe::metrics::bulkhead_in_flight(&name),
+            gauge: if name.is_empty() {
+                metrics::Gauge::noop()
+            } else {
+                crate::observe::metrics::bulkhead_in_flight(&name)
+            },
             name,
         }
     }

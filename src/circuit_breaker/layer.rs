@@ -16,6 +16,7 @@ use crate::error::ConfigError;
 /// See the [module docs](super) for an example.
 pub struct CircuitBreakerLayer<C = DefaultClassifier> {
     shared: Arc<Shared<C>>,
+    on: bool,
 }
 
 impl CircuitBreakerLayer {
@@ -34,6 +35,21 @@ impl<C> CircuitBreakerBuilder<C, Single> {
                 breaker: Breaker::new(settings, None),
                 classifier: self.classifier,
             }),
+            on: true,
+        })
+    }
+
+    /// A layer whose services let every call through untouched: the
+    /// breaker level of a policy that has none. Its breaker reports
+    /// nothing.
+    pub(crate) fn pass_through(self) -> Result<CircuitBreakerLayer<C>, ConfigError> {
+        let settings = self.settings()?;
+        Ok(CircuitBreakerLayer {
+            shared: Arc::new(Shared {
+                breaker: Breaker::quiet(settings),
+                classifier: self.classifier,
+            }),
+            on: false,
         })
     }
 }
@@ -49,7 +65,7 @@ impl<S, C> Layer<S> for CircuitBreakerLayer<C> {
     type Service = CircuitBreaker<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CircuitBreaker::from_shared(inner, self.shared.clone())
+        CircuitBreaker::from_shared(inner, self.shared.clone(), self.on)
     }
 }
 
@@ -57,6 +73,7 @@ impl<C> Clone for CircuitBreakerLayer<C> {
     fn clone(&self) -> Self {
         Self {
             shared: self.shared.clone(),
+            on: self.on,
         }
     }
 }

@@ -143,11 +143,13 @@ use crate::classify::{Classify, DefaultClassifier};
 pub struct CircuitBreaker<S, C = DefaultClassifier> {
     inner: S,
     shared: Arc<Shared<C>>,
+    /// `false` for the pass-through breaker of a policy without one.
+    on: bool,
 }
 
 impl<S, C> CircuitBreaker<S, C> {
-    pub(crate) fn from_shared(inner: S, shared: Arc<Shared<C>>) -> Self {
-        Self { inner, shared }
+    pub(crate) fn from_shared(inner: S, shared: Arc<Shared<C>>, on: bool) -> Self {
+        Self { inner, shared, on }
     }
 
     /// The inner service.
@@ -178,6 +180,7 @@ impl<S: Clone, C> Clone for CircuitBreaker<S, C> {
         Self {
             inner: self.inner.clone(),
             shared: self.shared.clone(),
+            on: self.on,
         }
     }
 }
@@ -208,6 +211,9 @@ where
 
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
+        if !self.on {
+            return ResponseFuture::called(self.inner.call(request), None);
+        }
         call_through(&mut self.inner, &self.shared, request)
     }
 }

@@ -154,18 +154,25 @@ pub(crate) struct Breaker {
     base: Instant,
     key: Option<Box<str>>,
     #[cfg(feature = "metrics")]
-    gauges: crate::observe::metrics::BreakerGauges,
+    gauges: Option<crate::observe::metrics::BreakerGauges>,
 }
 
 impl Breaker {
     pub(crate) fn new(settings: Settings, key: Option<Box<str>>) -> Self {
+        Self::make(settings, key, true)
+    }
+
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    fn make(settings: Settings, key: Option<Box<str>>, report: bool) -> Self {
         let window = match settings.window {
             WindowKind::Count(size) => Window::Count(CountWindow::new(size)),
             WindowKind::Time { span, buckets } => Window::Time(TimeWindow::new(span, buckets)),
         };
         Self {
             #[cfg(feature = "metrics")]
-            gauges: crate::observe::metrics::BreakerGauges::register(settings.name, key.as_deref()),
+            gauges: report.then(|| {
+                crate::observe::metrics::BreakerGauges::register(settings.name, key.as_deref())
+            }),
             state: CachePadded(AtomicU64::new(pack(State::Closed, 0, 0))),
             probes: CachePadded(AtomicU64::new(0)),
             openings: AtomicU32::new(0),
@@ -174,6 +181,12 @@ impl Breaker {
             base: Instant::now(),
             key,
         }
+    }
+
+    /// A breaker with no metrics handles, for a policy level that never
+    /// uses it.
+    pub(crate) fn quiet(settings: Settings) -> Self {
+        Self::make(settings, None, false)
     }
 
     /// Admits a call, or refuses it with the time the breaker stays open.
@@ -455,7 +468,9 @@ impl Breaker {
         open_for: Option<Duration>,
     ) {
         #[cfg(feature = "metrics")]
-        self.gauges.update(|| self.state());
+        if let Some(gauges) = &self.gauges {
+            gauges.update(|| self.state());
+        }
         crate::observe::emit_with(
             &self.settings.listeners,
             &crate::observe::Event::StateChanged {

@@ -10,7 +10,7 @@
 use std::cell::{Cell, OnceCell, RefCell};
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::time::Instant;
 
@@ -19,6 +19,15 @@ use crate::classify::Verdict;
 
 thread_local! {
     static CURRENT: RefCell<Option<Box<Context>>> = const { RefCell::new(None) };
+}
+
+/// Whether any call was ever watched in this process: until then, the
+/// layers' hooks do not even look at the thread-local slot.
+static EVER_WATCHED: AtomicBool = AtomicBool::new(false);
+
+#[inline]
+fn ever_watched() -> bool {
+    EVER_WATCHED.load(Ordering::Relaxed)
 }
 
 /// The identifier of a request, carried on every event of its call.
@@ -95,6 +104,9 @@ impl CallContext {
     /// The context of the call this code runs in, if an
     /// [`ObserveLayer`](super::ObserveLayer) watches it.
     pub fn current() -> Option<CallContext> {
+        if !ever_watched() {
+            return None;
+        }
         CURRENT.with(|slot| {
             let slot = slot.try_borrow().ok()?;
             let context = slot.as_ref()?;
@@ -158,6 +170,9 @@ impl Context {
             let _ = cell.set(id);
         }
         let start = Instant::now();
+        if !ever_watched() {
+            EVER_WATCHED.store(true, Ordering::Relaxed);
+        }
         Self {
             attempt_start: Cell::new(shared.times_attempts().then_some(start)),
             shared,
@@ -207,6 +222,9 @@ pub(crate) fn enter<R>(slot: &mut Option<Box<Context>>, f: impl FnOnce() -> R) -
 /// call (listeners are not run in here).
 #[inline]
 pub(crate) fn with_current<R>(f: impl FnOnce(&Context) -> R) -> Option<R> {
+    if !ever_watched() {
+        return None;
+    }
     CURRENT.with(|slot| slot.try_borrow().ok()?.as_deref().map(f))
 }
 

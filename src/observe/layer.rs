@@ -20,6 +20,9 @@ use super::context::{Context, RequestId, enter};
 use super::event::{Event, Listeners};
 use crate::classify::{Classify, DefaultClassifier, Verdict, judge};
 use crate::error::ConfigError;
+use crate::timeout::Deadline;
+use crate::timeout::deadline_parts::{later, poll_deadline};
+use tokio::task::futures::TaskLocalFuture;
 
 /// Where the request id of a call comes from.
 ///
@@ -466,6 +469,29 @@ where
     S: Service<Req>,
     C: Classify<Req, S::Response, S::Error> + Clone,
 {
+    let (context, facts) = start_watch(shared, classifier, id, &request);
+    let mut context = Some(context);
+    let future = in_span(&mut context, || inner.call(request));
+    ResponseFuture {
+        future,
+        context,
+        facts: Some(facts),
+        classifier: classifier.clone(),
+        _request: PhantomData,
+    }
+}
+
+/// The span and context of a watched call, and the classifier's facts.
+#[inline(never)]
+fn start_watch<C, Req, Res, E>(
+    shared: &Arc<Shared>,
+    classifier: &C,
+    id: Option<RequestId>,
+    request: &Req,
+) -> (Box<Context>, C::Facts)
+where
+    C: Classify<Req, Res, E>,
+{
     let span = tracing::debug_span!(
         target: "steadfast::observe",
         "call",
@@ -476,25 +502,27 @@ where
         attempts = tracing::field::Empty,
         elapsed_ms = tracing::field::Empty,
     );
-    let facts = classifier.facts(&request);
-    let mut context = Some(Box::new(Context::new(Arc::clone(shared), id, span)));
-    let future = match &context {
-        Some(c) if !c.span.is_disabled() => {
-            c.span
-                .record("request_id", tracing::field::display(c.request_id()));
-            let span = c.span.clone();
-            let _entered = span.enter();
-            enter(&mut context, || inner.call(request))
-        }
-        _ => enter(&mut context, || inner.call(request)),
-    };
-    ResponseFuture {
-        future,
-        context,
-        facts: Some(facts),
-        classifier: classifier.clone(),
-        _request: PhantomData,
+    let context = Box::new(Context::new(Arc::clone(shared), id, span));
+    if !context.span.is_disabled() {
+        context
+            .span
+            .record("request_id", tracing::field::display(context.request_id()));
     }
+    (context, classifier.facts(request))
+}
+
+/// Runs `f` in the call's span and context, if it has them.
+#[inline]
+fn in_span<T>(context: &mut Option<Box<Context>>, f: impl FnOnce() -> T) -> T {
+    if context.is_none() {
+        return f();
+    }
+    let span = match context {
+        Some(c) if !c.span.is_disabled() => Some(c.span.clone()),
+        _ => None,
+    };
+    let _entered = span.as_ref().map(Span::enter);
+    enter(context, f)
 }
 
 pin_project! {
@@ -531,7 +559,8 @@ where
         if this.context.is_none() {
             return this.future.poll(cx);
         }
-        poll_watched(this.future, this.context, cx).map(|output| {
+        let future = this.future;
+        poll_in_context(this.context, || future.poll(cx)).map(|output| {
             if let (Some(facts), Some(context)) = (this.facts.as_ref(), this.context.take()) {
                 finish::<C, Req, T, E>(this.classifier, facts, &context, output.as_ref());
             }
@@ -540,18 +569,13 @@ where
     }
 }
 
-/// Polls a watched call's future in its span and context.
-fn poll_watched<F: Future>(
-    future: Pin<&mut F>,
+/// Polls in the call's span and context.
+#[inline(never)]
+fn poll_in_context<T>(
     context: &mut Option<Box<Context>>,
-    cx: &mut TaskContext<'_>,
-) -> Poll<F::Output> {
-    let span = match context {
-        Some(c) if !c.span.is_disabled() => Some(c.span.clone()),
-        _ => None,
-    };
-    let _entered = span.as_ref().map(Span::enter);
-    enter(context, || future.poll(cx))
+    poll: impl FnOnce() -> Poll<T>,
+) -> Poll<T> {
+    in_span(context, poll)
 }
 
 /// Reports a watched call that ended: span fields, slow-call alert,
@@ -622,5 +646,163 @@ fn finish<C, Req, T, E>(
             Span::none(),
         )));
         enter(&mut slot, || shared.listeners.notify(&event));
+    }
+}
+
+/// An observe layer and a total deadline in one level of the service (the
+/// outer level of a [`Policy`](crate::policy::Policy)): the call's future
+/// is built and moved once for both.
+pub struct ObserveDeadline<S, C = DefaultClassifier, R = GenerateRequestId> {
+    inner: S,
+    total: Duration,
+    shared: Arc<Shared>,
+    classifier: C,
+    request_id: R,
+}
+
+impl<C: Clone, R: Clone> ObserveLayer<C, R> {
+    /// Watches `inner` and bounds each call by `total`, in one level.
+    pub(crate) fn with_deadline<S>(&self, inner: S, total: Duration) -> ObserveDeadline<S, C, R> {
+        ObserveDeadline {
+            inner,
+            total,
+            shared: Arc::clone(&self.shared),
+            classifier: self.classifier.clone(),
+            request_id: self.request_id.clone(),
+        }
+    }
+}
+
+impl<S: Clone, C: Clone, R: Clone> Clone for ObserveDeadline<S, C, R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            total: self.total,
+            shared: Arc::clone(&self.shared),
+            classifier: self.classifier.clone(),
+            request_id: self.request_id.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, C, R> fmt::Debug for ObserveDeadline<S, C, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObserveDeadline")
+            .field("inner", &self.inner)
+            .field("total", &self.total)
+            .field("policy", &self.shared.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, C, R> ObserveDeadline<S, C, R> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, C, R, Req> Service<Req> for ObserveDeadline<S, C, R>
+where
+    S: Service<Req>,
+    S::Error: Into<crate::BoxError>,
+    C: Classify<Req, S::Response, crate::BoxError> + Clone,
+    R: MakeRequestId<Req>,
+{
+    type Response = S::Response;
+    type Error = crate::BoxError;
+    type Future = DeadlineResponseFuture<S::Future, C, Req, C::Facts>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, mut request: Req) -> Self::Future {
+        let id = self.request_id.request_id(&mut request);
+        let deadline = Deadline::at(later(tokio::time::Instant::now(), self.total)).tighten();
+        let inner = &mut self.inner;
+        let (mut context, facts) =
+            if !self.shared.watches() && LevelFilter::current() == LevelFilter::OFF {
+                (None, None)
+            } else {
+                let (context, facts) = start_watch(&self.shared, &self.classifier, id, &request);
+                (Some(context), Some(facts))
+            };
+        let future = in_span(&mut context, || deadline.sync_scope(|| inner.call(request)));
+        DeadlineResponseFuture {
+            future: deadline.scope(future),
+            sleep: None,
+            at: deadline.instant(),
+            context,
+            facts,
+            classifier: self.classifier.clone(),
+            _request: PhantomData,
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`ObserveDeadline`].
+    pub struct DeadlineResponseFuture<F, C, Req, Facts> {
+        #[pin]
+        future: TaskLocalFuture<Deadline, F>,
+        #[pin]
+        sleep: Option<tokio::time::Sleep>,
+        at: tokio::time::Instant,
+        context: Option<Box<Context>>,
+        facts: Option<Facts>,
+        classifier: C,
+        _request: PhantomData<fn(Req)>,
+    }
+}
+
+impl<F, C, Req, Facts> fmt::Debug for DeadlineResponseFuture<F, C, Req, Facts> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeadlineResponseFuture")
+            .field("at", &self.at)
+            .field("watched", &self.context.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, C, Req, Facts, T, E> Future for DeadlineResponseFuture<F, C, Req, Facts>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<crate::BoxError>,
+    C: Classify<Req, T, crate::BoxError, Facts = Facts>,
+{
+    type Output = Result<T, crate::BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let at = *this.at;
+        if this.context.is_none() {
+            return poll_deadline(this.future, this.sleep, at, cx);
+        }
+        let (future, sleep) = (this.future, this.sleep);
+        poll_in_context(this.context, || poll_deadline(future, sleep, at, cx)).map(|output| {
+            if let (Some(facts), Some(context)) = (this.facts.as_ref(), this.context.take()) {
+                finish::<C, Req, T, crate::BoxError>(
+                    this.classifier,
+                    facts,
+                    &context,
+                    output.as_ref(),
+                );
+            }
+            output
+        })
     }
 }

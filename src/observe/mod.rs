@@ -136,7 +136,8 @@ pub use self::health::{
 #[cfg(feature = "http")]
 pub use self::layer::RequestIdHeader;
 pub use self::layer::{
-    GenerateRequestId, MakeRequestId, Observe, ObserveLayer, ObserveLayerBuilder, ResponseFuture,
+    DeadlineResponseFuture, GenerateRequestId, MakeRequestId, Observe, ObserveDeadline,
+    ObserveLayer, ObserveLayerBuilder, ResponseFuture,
 };
 
 pub(crate) use self::context::{attempt_ended, attempt_started};

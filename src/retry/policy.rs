@@ -67,7 +67,8 @@ impl<C, P> Policy<C, P> {
         state: &mut BackoffState,
         can_replay: bool,
     ) -> Step {
-        if !verdict.is_retryable() {
+        // One attempt in all is no retry at all: nothing to report.
+        if !verdict.is_retryable() || self.max_attempts == 1 {
             return Step::Return;
         }
         if attempt >= self.max_attempts {

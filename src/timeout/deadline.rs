@@ -66,12 +66,14 @@ impl Deadline {
 
     /// Runs `future` with this deadline visible to the layers it calls
     /// through. An earlier deadline already in force stays in force.
+    #[inline]
     pub fn scope<F: Future>(self, future: F) -> TaskLocalFuture<Deadline, F> {
         CURRENT.scope(self.tighten(), future)
     }
 
     /// Runs `f` with this deadline visible, as [`scope`](Self::scope) does
     /// for a future.
+    #[inline]
     pub fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
         CURRENT.sync_scope(self.tighten(), f)
     }

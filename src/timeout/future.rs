@@ -22,7 +22,8 @@ pin_project! {
         inner: F,
         #[pin]
         sleep: Option<Sleep>,
-        at: Instant,
+        // `None`: no bound at all.
+        at: Option<Instant>,
         cut_by_deadline: bool,
     }
 }
@@ -32,8 +33,17 @@ impl<F> ResponseFuture<F> {
         Self {
             inner,
             sleep: None,
-            at,
+            at: Some(at),
             cut_by_deadline,
+        }
+    }
+
+    pub(super) fn unbounded(inner: F) -> Self {
+        Self {
+            inner,
+            sleep: None,
+            at: None,
+            cut_by_deadline: false,
         }
     }
 }
@@ -50,7 +60,10 @@ where
         if let Poll::Ready(result) = this.inner.poll(cx) {
             return Poll::Ready(result.map_err(Into::into));
         }
-        ready!(poll_timer(this.sleep.as_mut(), *this.at, cx));
+        let Some(at) = *this.at else {
+            return Poll::Pending;
+        };
+        ready!(poll_timer(this.sleep.as_mut(), at, cx));
         let err: BoxError = if *this.cut_by_deadline {
             tracing::debug!(target: "steadfast::timeout", layer = "timeout", "attempt cut by the total deadline");
             Box::new(DeadlineExceeded::new())
@@ -105,18 +118,36 @@ where
 {
     type Output = Result<T, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        if let Poll::Ready(result) = this.inner.poll(cx) {
-            return Poll::Ready(result.map_err(Into::into));
-        }
-        ready!(poll_timer(this.sleep.as_mut(), *this.at, cx));
-        crate::observe::emit(&crate::observe::Event::Rejected {
-            rejection: crate::observe::Rejection::DeadlineExceeded,
-            name: "total_deadline",
-            key: None,
-            retry_after: None,
-        });
-        Poll::Ready(Err(Box::new(DeadlineExceeded::new())))
+        let this = self.project();
+        poll_deadline(this.inner, this.sleep, *this.at, cx)
     }
+}
+
+/// Polls a call under its total deadline: its outcome, or
+/// `DeadlineExceeded` once the deadline passed. The timer is armed only if
+/// the call is not ready at once.
+#[inline]
+pub(crate) fn poll_deadline<F, T, E>(
+    inner: Pin<&mut TaskLocalFuture<Deadline, F>>,
+    mut sleep: Pin<&mut Option<Sleep>>,
+    at: Instant,
+    cx: &mut Context<'_>,
+) -> Poll<Result<T, BoxError>>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    if let Poll::Ready(result) = inner.poll(cx) {
+        return Poll::Ready(result.map_err(Into::into));
+    }
+    ready!(poll_timer(sleep.as_mut(), at, cx));
+    crate::observe::emit(&crate::observe::Event::Rejected {
+        rejection: crate::observe::Rejection::DeadlineExceeded,
+        name: "total_deadline",
+        key: None,
+        retry_after: None,
+    });
+    Poll::Ready(Err(Box::new(DeadlineExceeded::new())))
 }
