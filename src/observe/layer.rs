@@ -515,11 +515,11 @@ where
                 Poll::Pending => return Poll::Pending,
             }
         };
-        if let (Some(facts), Some(context)) = (this.facts.as_ref(), this.context.take()) {
+        if let Some(facts) = this.facts.as_ref() {
             finish::<C, Req, T, E>(
                 this.classifier,
                 facts,
-                &context,
+                this.context,
                 this.span,
                 *this.start,
                 output.as_ref(),
@@ -530,12 +530,13 @@ where
 }
 
 /// Reports a watched call that ended: span fields, slow-call alert,
-/// metrics, `CallEnded`.
+/// metrics, `SlowCall` and `CallEnded` for listeners. Takes the call's
+/// context out of `slot`.
 #[inline(never)]
 fn finish<C, Req, T, E>(
     classifier: &C,
     facts: &C::Facts,
-    context: &Context,
+    slot: &mut Option<Context>,
     span: &Span,
     start: Option<Instant>,
     outcome: Result<&T, &E>,
@@ -543,6 +544,9 @@ fn finish<C, Req, T, E>(
     C: Classify<Req, T, E>,
     E: 'static,
 {
+    let Some(context) = slot.as_ref() else {
+        return;
+    };
     let verdict = judge(classifier, facts, outcome);
     let elapsed = start.map_or(Duration::ZERO, |start| start.elapsed());
     let attempts = context.attempts.get().max(1);
@@ -559,44 +563,55 @@ fn finish<C, Req, T, E>(
         }
         metrics.call(verdict, elapsed);
     }
-    if let Some(threshold) = shared.slow_call {
-        if elapsed >= threshold {
-            tracing::warn!(
-                target: "steadfast::observe",
-                policy = %shared.policy,
-                route = %shared.route,
-                request_id = %context.request_id(),
-                verdict = verdict.as_str(),
-                elapsed_ms,
-                threshold_ms = u64::try_from(threshold.as_millis()).unwrap_or(u64::MAX),
-                "slow call"
-            );
-            let event = Event::SlowCall {
+    let slow = shared.slow_call.filter(|threshold| elapsed >= *threshold);
+    if let Some(threshold) = slow {
+        tracing::warn!(
+            target: "steadfast::observe",
+            policy = %shared.policy,
+            route = %shared.route,
+            request_id = %context.request_id(),
+            verdict = verdict.as_str(),
+            elapsed_ms,
+            threshold_ms = u64::try_from(threshold.as_millis()).unwrap_or(u64::MAX),
+            "slow call"
+        );
+        #[cfg(feature = "metrics")]
+        super::metrics::record(
+            &Event::SlowCall {
                 policy: &shared.policy,
                 route: &shared.route,
                 elapsed,
                 threshold,
                 verdict,
-            };
-            #[cfg(feature = "metrics")]
-            super::metrics::record(&event, Some((&shared.policy, &shared.route)));
-            shared.listeners.notify(&event);
-        }
+            },
+            Some((&shared.policy, &shared.route)),
+        );
     }
-    if !shared.listeners.is_empty() {
-        let event = Event::CallEnded {
+    if shared.listeners.is_empty() {
+        *slot = None;
+        return;
+    }
+    // Listeners read the call's context while they run, with every
+    // attempt counted (one, if no retry layer counted them).
+    context.attempts.set(attempts);
+    let shared = Arc::clone(&context.shared);
+    enter(slot, || {
+        if let Some(threshold) = slow {
+            shared.listeners.notify(&Event::SlowCall {
+                policy: &shared.policy,
+                route: &shared.route,
+                elapsed,
+                threshold,
+                verdict,
+            });
+        }
+        shared.listeners.notify(&Event::CallEnded {
             policy: &shared.policy,
             route: &shared.route,
             verdict,
             attempts,
             elapsed,
-        };
-        // Listeners read the call's context while they run.
-        let mut slot = Some(Context::new(
-            Arc::clone(&context.shared),
-            Some(context.request_id().clone()),
-            None,
-        ));
-        enter(&mut slot, || shared.listeners.notify(&event));
-    }
+        });
+    });
+    *slot = None;
 }
