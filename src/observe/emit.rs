@@ -240,7 +240,7 @@ fn trace(event: &Event<'_>, call: Option<&Call>) {
                 reason,
                 age_ms,
                 "fallback answered"
-            )
+            );
         }
         Event::FallbackMissed {
             name,
