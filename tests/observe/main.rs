@@ -1,7 +1,11 @@
 //! Observability on paused time: the `call` span and the events of every
-//! decision with their fields, and request ids.
+//! decision with their fields, request ids, metric names, labels and
+//! values.
 
 mod capture;
+mod metrics;
+mod model;
+mod recorder;
 mod request_id;
 mod trace;
 
