@@ -1,8 +1,9 @@
 //! Observability on paused time: the `call` span and the events of every
 //! decision with their fields, request ids, metric names, labels and
-//! values.
+//! values, listeners and the call context.
 
 mod capture;
+mod listeners;
 mod metrics;
 mod model;
 mod recorder;
