@@ -1,8 +1,10 @@
 //! Observability on paused time: the `call` span and the events of every
 //! decision with their fields, request ids, metric names, labels and
-//! values, listeners and the call context.
+//! values, listeners and the call context, health snapshots and their
+//! JSON.
 
 mod capture;
+mod health;
 mod listeners;
 mod metrics;
 mod model;
