@@ -63,7 +63,8 @@ impl CircuitBreakerHandle {
         self.breaker().settings.name
     }
 
-    /// The breaker's key, for a keyed breaker.
+    /// The breaker's key, for a keyed breaker: its `Debug` form, without
+    /// the quotes of a string key.
     pub fn key(&self) -> Option<&str> {
         self.breaker().key()
     }

@@ -109,9 +109,21 @@ where
 {
     fn breaker(&self, key: &K) -> Arc<Shared<C>> {
         self.registry.get_or_insert_with(key, || Shared {
-            breaker: Breaker::new(self.settings.clone(), Some(format!("{key:?}").into())),
+            breaker: Breaker::new(self.settings.clone(), Some(key_name(key))),
             classifier: self.classifier.clone(),
         })
+    }
+}
+
+/// A key as events, metric labels and snapshots name it: its `Debug`
+/// form, without the quotes of a string key (`api.example`, not
+/// `"api.example"`). The empty string keeps them, to differ from the
+/// empty key label of an unkeyed breaker.
+fn key_name<K: fmt::Debug>(key: &K) -> Box<str> {
+    let name = format!("{key:?}");
+    match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+        Some(unquoted) if !unquoted.is_empty() => unquoted.into(),
+        _ => name.into(),
     }
 }
 
@@ -266,5 +278,19 @@ where
         let key = (self.shared.key)(&request);
         let shared = self.shared.breaker(&key);
         call_through(&mut self.inner, &shared, request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_name;
+
+    #[test]
+    fn keys_are_named_by_their_debug_form_without_string_quotes() {
+        assert_eq!(&*key_name(&"api.example"), "api.example");
+        assert_eq!(&*key_name(&String::from("tenant-7")), "tenant-7");
+        assert_eq!(&*key_name(&42_u16), "42");
+        assert_eq!(&*key_name(&("a", 1)), "(\"a\", 1)");
+        assert_eq!(&*key_name(&""), "\"\"");
     }
 }

@@ -561,8 +561,8 @@ where
         }
         let future = this.future;
         poll_in_context(this.context, || future.poll(cx)).map(|output| {
-            if let (Some(facts), Some(context)) = (this.facts.as_ref(), this.context.take()) {
-                finish::<C, Req, T, E>(this.classifier, facts, &context, output.as_ref());
+            if let Some(facts) = this.facts.as_ref() {
+                finish::<C, Req, T, E>(this.classifier, facts, this.context, output.as_ref());
             }
             output
         })
@@ -579,17 +579,21 @@ fn poll_in_context<T>(
 }
 
 /// Reports a watched call that ended: span fields, slow-call alert,
-/// metrics, `CallEnded`.
+/// metrics, `SlowCall` and `CallEnded` for listeners, which run in the
+/// call's context. Takes the context out of `slot`.
 #[inline(never)]
 fn finish<C, Req, T, E>(
     classifier: &C,
     facts: &C::Facts,
-    context: &Context,
+    slot: &mut Option<Box<Context>>,
     outcome: Result<&T, &E>,
 ) where
     C: Classify<Req, T, E>,
     E: 'static,
 {
+    let Some(context) = slot.as_deref() else {
+        return;
+    };
     let verdict = judge(classifier, facts, outcome);
     let elapsed = context.start.elapsed();
     let span = &context.span;
@@ -607,46 +611,57 @@ fn finish<C, Req, T, E>(
         }
         metrics.call(verdict, elapsed);
     }
-    if let Some(threshold) = shared.slow_call {
-        if elapsed >= threshold {
-            tracing::warn!(
-                target: "steadfast::observe",
-                policy = %shared.policy,
-                route = %shared.route,
-                request_id = %context.request_id(),
-                verdict = verdict.as_str(),
-                elapsed_ms,
-                threshold_ms = u64::try_from(threshold.as_millis()).unwrap_or(u64::MAX),
-                "slow call"
-            );
-            let event = Event::SlowCall {
+    let slow = shared.slow_call.filter(|threshold| elapsed >= *threshold);
+    if let Some(threshold) = slow {
+        tracing::warn!(
+            target: "steadfast::observe",
+            policy = %shared.policy,
+            route = %shared.route,
+            request_id = %context.request_id(),
+            verdict = verdict.as_str(),
+            elapsed_ms,
+            threshold_ms = u64::try_from(threshold.as_millis()).unwrap_or(u64::MAX),
+            "slow call"
+        );
+        #[cfg(feature = "metrics")]
+        super::metrics::record(
+            &Event::SlowCall {
                 policy: &shared.policy,
                 route: &shared.route,
                 elapsed,
                 threshold,
                 verdict,
-            };
-            #[cfg(feature = "metrics")]
-            super::metrics::record(&event, Some((&shared.policy, &shared.route)));
-            shared.listeners.notify(&event);
-        }
+            },
+            Some((&shared.policy, &shared.route)),
+        );
     }
-    if !shared.listeners.is_empty() {
-        let event = Event::CallEnded {
+    if shared.listeners.is_empty() {
+        *slot = None;
+        return;
+    }
+    // Listeners read the call's context while they run, with every
+    // attempt counted (one, if no retry layer counted them).
+    context.attempts.set(attempts);
+    let shared = Arc::clone(&context.shared);
+    enter(slot, || {
+        if let Some(threshold) = slow {
+            shared.listeners.notify(&Event::SlowCall {
+                policy: &shared.policy,
+                route: &shared.route,
+                elapsed,
+                threshold,
+                verdict,
+            });
+        }
+        shared.listeners.notify(&Event::CallEnded {
             policy: &shared.policy,
             route: &shared.route,
             verdict,
             attempts,
             elapsed,
-        };
-        // Listeners read the call's context while they run.
-        let mut slot = Some(Box::new(Context::new(
-            Arc::clone(&context.shared),
-            Some(context.request_id().clone()),
-            Span::none(),
-        )));
-        enter(&mut slot, || shared.listeners.notify(&event));
-    }
+        });
+    });
+    *slot = None;
 }
 
 /// An observe layer and a total deadline in one level of the service (the
@@ -794,11 +809,11 @@ where
         }
         let (future, sleep) = (this.future, this.sleep);
         poll_in_context(this.context, || poll_deadline(future, sleep, at, cx)).map(|output| {
-            if let (Some(facts), Some(context)) = (this.facts.as_ref(), this.context.take()) {
+            if let Some(facts) = this.facts.as_ref() {
                 finish::<C, Req, T, crate::BoxError>(
                     this.classifier,
                     facts,
-                    &context,
+                    this.context,
                     output.as_ref(),
                 );
             }
