@@ -30,6 +30,22 @@ fn ever_watched() -> bool {
     EVER_WATCHED.load(Ordering::Relaxed)
 }
 
+/// Whether a listener was ever registered on any layer: then every
+/// observe layer keeps its calls' context, for listeners of inner layers
+/// to read.
+static LISTENING: AtomicBool = AtomicBool::new(false);
+
+/// Notes that a listener was registered.
+pub(crate) fn listening() {
+    LISTENING.store(true, Ordering::Relaxed);
+}
+
+/// Whether any listener was ever registered.
+#[inline]
+pub(crate) fn anyone_listening() -> bool {
+    LISTENING.load(Ordering::Relaxed)
+}
+
 /// The identifier of a request, carried on every event of its call.
 ///
 /// Taken from a request header when the [`ObserveLayer`](super::ObserveLayer)

@@ -156,6 +156,15 @@ impl Shared {
     }
 }
 
+/// Whether a call can go through untouched: no subscriber, no listener
+/// anywhere, no threshold, no call metrics.
+#[inline]
+fn nobody_looks(shared: &Shared) -> bool {
+    !shared.watches()
+        && !super::context::anyone_listening()
+        && LevelFilter::current() == LevelFilter::OFF
+}
+
 /// Records one attempt's metrics; the context times attempts.
 #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 pub(crate) fn record_attempt(context: &Context, verdict: Verdict) {
@@ -443,7 +452,7 @@ where
         let id = self.request_id.request_id(&mut request);
         // Nobody looks: no subscriber, no listener, no threshold, no
         // metrics. The call goes through untouched.
-        if !self.shared.watches() && LevelFilter::current() == LevelFilter::OFF {
+        if nobody_looks(&self.shared) {
             return ResponseFuture {
                 future: self.inner.call(request),
                 context: None,
@@ -748,13 +757,12 @@ where
         let id = self.request_id.request_id(&mut request);
         let deadline = Deadline::at(later(tokio::time::Instant::now(), self.total)).tighten();
         let inner = &mut self.inner;
-        let (mut context, facts) =
-            if !self.shared.watches() && LevelFilter::current() == LevelFilter::OFF {
-                (None, None)
-            } else {
-                let (context, facts) = start_watch(&self.shared, &self.classifier, id, &request);
-                (Some(context), Some(facts))
-            };
+        let (mut context, facts) = if nobody_looks(&self.shared) {
+            (None, None)
+        } else {
+            let (context, facts) = start_watch(&self.shared, &self.classifier, id, &request);
+            (Some(context), Some(facts))
+        };
         let future = in_span(&mut context, || deadline.sync_scope(|| inner.call(request)));
         DeadlineResponseFuture {
             future: deadline.scope(future),

@@ -6,8 +6,8 @@
 //! transition, a refusal, a fallback, a hedge), tracing's callsite interest
 //! skips them when no subscriber wants them, an empty set of listeners
 //! is one branch, and an observe layer leaves a call untouched when there
-//! is no subscriber, no listener, no slow-call threshold and no call
-//! metrics. A watched call costs one allocation (its context) on top of
+//! is no subscriber, no listener registered on any layer, no slow-call
+//! threshold and no call metrics. A watched call costs one allocation (its context) on top of
 //! what the subscriber or recorder does.
 //!
 //! # Calls
@@ -101,8 +101,10 @@
 //! | `steadfast_slow_calls_total` | counter | `policy`, `route` |
 //!
 //! `verdict` is one of `success`, `functional_error`, `transient`,
-//! `failure`, `rejected`. `policy` and `route` are empty for decisions made
-//! outside a watched call.
+//! `failure`, `rejected`. `policy` and `route` are those of the watched
+//! call a decision was made in: empty outside one, and for calls an
+//! observe layer lets through untouched (see below); an observe layer with
+//! call metrics on always watches.
 //!
 //! # Listeners
 //!

@@ -77,6 +77,7 @@ async fn calls_and_attempts_are_counted_by_policy_route_and_verdict() -> Result<
     let policy = Policy::builder()
         .name("inventory")
         .route("/items/{id}")
+        .metrics(true)
         .retry(retry(3, ms(100)).name("inventory_retry"))
         .build()?;
 
@@ -141,7 +142,7 @@ async fn calls_and_attempts_are_counted_by_policy_route_and_verdict() -> Result<
 async fn a_call_without_retry_is_one_attempt() -> Result<(), BoxError> {
     let metrics = Metrics::new();
     let _recorder = metrics.install();
-    let observe = ObserveLayer::builder("search").build()?;
+    let observe = ObserveLayer::builder("search").metrics(true).build()?;
     observe.layer(slow(ms(30))).oneshot(1).await?;
 
     let m = metrics.read();
@@ -178,7 +179,10 @@ async fn rejections_are_counted_by_kind_and_name() -> Result<(), BoxError> {
             ("name", name),
         ])
     };
-    let observe = ObserveLayer::builder("api").route("/api").build()?;
+    let observe = ObserveLayer::builder("api")
+        .route("/api")
+        .metrics(true)
+        .build()?;
 
     // A breaker forced open.
     let breaker = CircuitBreakerLayer::builder().name("api_cb").build()?;
@@ -489,7 +493,10 @@ async fn rate_limits_are_counted_by_tier_and_outcome() -> Result<(), BoxError> {
 async fn fallbacks_are_counted_by_source() -> Result<(), BoxError> {
     let metrics = Metrics::new();
     let _recorder = metrics.install();
-    let observe = ObserveLayer::builder("prices").route("/prices").build()?;
+    let observe = ObserveLayer::builder("prices")
+        .route("/prices")
+        .metrics(true)
+        .build()?;
     let source = |source| {
         [
             ("policy", "prices"),
@@ -548,7 +555,7 @@ async fn hedges_sent_and_won_are_counted() -> Result<(), BoxError> {
     let metrics = Metrics::new();
     let _recorder = metrics.install();
     let service = ServiceBuilder::new()
-        .layer(ObserveLayer::builder("search").build()?)
+        .layer(ObserveLayer::builder("search").metrics(true).build()?)
         .layer(
             HedgeLayer::builder()
                 .delay(ms(50))
@@ -606,6 +613,7 @@ async fn a_spent_budget_is_counted_as_a_stop() -> Result<(), BoxError> {
     let policy = Policy::builder()
         .name("inventory")
         .route("/items/{id}")
+        .metrics(true)
         .retry(RetryLayer::builder().budget(empty))
         .build()?;
     policy.layer(flaky(9, ms(0))).oneshot(1).await.unwrap_err();
