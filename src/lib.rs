@@ -19,6 +19,7 @@
 //! | `HttpClassifier`, `ServerDeadlineLayer`, `ErrorResponseLayer`, `RouteTable`, ... (feature `http`) | `http` | HTTP classification, `Retry-After`, replayable bodies, deadlines on the wire, error responses, per-route policies |
 //! | [`HedgeLayer`](hedge::HedgeLayer), [`Race`](hedge::Race) | [`hedge`] | sends another copy of a slow request (fixed or latency-derived delay, within the retry budget), or races alternatives; the first good answer wins |
 //! | [`Scatter`](scatter::Scatter), [`Stages`](scatter::Stages) | [`scatter`] | fans a request out and gathers all, a quorum or the first k; ordered stages with hard and soft stops under one deadline |
+//! | [`ObserveLayer`](observe::ObserveLayer), [`Health`](observe::Health) | [`observe`] | a span per logical call, request ids on every event, slow-call alerts, listeners, metrics (feature `metrics`), snapshots of every breaker, bulkhead and limiter for health endpoints |
 //!
 //! Every policy acts on one [`Verdict`](classify::Verdict) per attempt,
 //! produced by a [`Classify`](classify::Classify)er: a functional error (a
@@ -65,6 +66,9 @@
 //!
 //! - `http`: HTTP requests carry their [`Deadline`](timeout::Deadline) in
 //!   their extensions.
+//! - `metrics`: the layers' decisions, and calls and attempts on request,
+//!   through the `metrics` facade (see [`observe`]).
+//! - `serde`: health snapshots are serialisable.
 //! - `full`: every feature.
 //!
 //! [tower]: https://docs.rs/tower

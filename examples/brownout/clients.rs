@@ -44,13 +44,17 @@ fn reqwest_client() -> Result<reqwest::Client, BoxError> {
         .build()?)
 }
 
-/// The standard breaker (10 % failures over the window, once 100 calls
-/// were seen; open 5 s, 1 probe) on the demo's time scale.
+/// The standard breaker (50 % failures over the window, once 100 calls
+/// were seen; open 5 s, 1 probe) on the demo's time scale: the window is
+/// 20 times shorter, so the minimum number of calls is too, keeping the
+/// same rate (100 calls in 30 s is 5 in 1.5 s). Without that, the demo's
+/// load could never reach the minimum within a window and the breaker
+/// would never open.
 fn breaker() -> CircuitBreakerBuilder {
     CircuitBreakerLayer::builder()
         .time_window(Duration::from_secs(30) / SCALE, 30)
-        .failure_rate_threshold(10.0)
-        .minimum_calls(100)
+        .failure_rate_threshold(50.0)
+        .minimum_calls(100 / u64::from(SCALE))
         .open_duration(Duration::from_secs(5) / SCALE)
         .half_open_probes(1)
 }
