@@ -752,7 +752,9 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    #[inline]
+    // Out of line: built in place in the caller's slot, the future is not
+    // moved once more (it is the size of the whole stack's).
+    #[inline(never)]
     fn call(&mut self, mut request: Req) -> Self::Future {
         let id = self.request_id.request_id(&mut request);
         let deadline = Deadline::at(later(tokio::time::Instant::now(), self.total)).tighten();
@@ -763,7 +765,11 @@ where
             let (context, facts) = start_watch(&self.shared, &self.classifier, id, &request);
             (Some(context), Some(facts))
         };
-        let future = in_span(&mut context, || deadline.sync_scope(|| inner.call(request)));
+        let future = if context.is_none() {
+            deadline.sync_scope(|| inner.call(request))
+        } else {
+            in_span(&mut context, || deadline.sync_scope(|| inner.call(request)))
+        };
         DeadlineResponseFuture {
             future: deadline.scope(future),
             sleep: None,
