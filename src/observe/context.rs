@@ -249,9 +249,17 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&Context) -> R) -> Option<R> {
 #[inline]
 pub(crate) fn attempt_ended(verdict: Verdict) {
     with_current(|context| {
-        context
-            .attempts
-            .set(context.attempts.get().saturating_add(1));
+        let attempt = context.attempts.get().saturating_add(1);
+        context.attempts.set(attempt);
+        tracing::trace!(
+            target: "steadfast::observe",
+            policy = %context.shared.policy,
+            route = %context.shared.route,
+            request_id = %context.request_id(),
+            attempt,
+            verdict = verdict.as_str(),
+            "attempt ended"
+        );
         if context.shared.times_attempts() {
             super::layer::record_attempt(context, verdict);
         }

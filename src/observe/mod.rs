@@ -58,6 +58,7 @@
 //! |---|---|---|---|
 //! | `steadfast::observe` | DEBUG | span `call`, one per logical call | `policy`, `route`, `request_id`; at the end `verdict`, `attempts`, `elapsed_ms` |
 //! | `steadfast::observe` | WARN | slow call | `policy`, `route`, `request_id`, `verdict`, `elapsed_ms`, `threshold_ms` |
+//! | `steadfast::observe` | TRACE | attempt ended (each attempt a retry layer sends) | `policy`, `route`, `request_id`, `attempt`, `verdict` |
 //! | `steadfast::retry` | DEBUG | retry scheduled | `layer = "retry"`, `name`, `attempt`, `verdict`, `delay_ms` |
 //! | `steadfast::retry` | WARN / DEBUG | retry budget spent / not retrying | `name`, `attempt`, `verdict`, `reason` |
 //! | `steadfast::circuit_breaker` | WARN | breaker opened | `layer`, `name`, `key`, `from`, `to`, `state`, `reason`, `delay_ms` (open period) |

@@ -108,6 +108,35 @@ async fn a_scheduled_retry_is_a_debug_event_of_the_call() -> Result<(), BoxError
 }
 
 #[tokio::test(start_paused = true)]
+async fn each_attempt_is_a_trace_event_of_the_call() -> Result<(), BoxError> {
+    let (capture, _guard) = Capture::install();
+    let policy = Policy::builder()
+        .name("inventory")
+        .route("/items/{id}")
+        .retry(retry(3, ms(100)))
+        .build()?;
+    policy.layer(flaky(2, ms(50))).oneshot(7).await?;
+
+    let call = &capture.calls()[0];
+    let attempts = capture.events_saying("attempt ended");
+    let seen: Vec<(&str, &str)> = attempts
+        .iter()
+        .map(|e| (e.field("attempt"), e.field("verdict")))
+        .collect();
+    assert_eq!(
+        seen,
+        [("1", "transient"), ("2", "transient"), ("3", "success")]
+    );
+    for event in &attempts {
+        assert_eq!(event.target, "steadfast::observe");
+        assert_eq!(event.level, Level::TRACE);
+        in_call(event, call);
+    }
+    assert_eq!(call.field("attempts"), "3");
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_spent_budget_is_a_warning_and_other_stops_are_debug() -> Result<(), BoxError> {
     let (capture, _guard) = Capture::install();
     let empty = RetryBudget::builder().ratio(0.0).min_per_sec(0).build()?;
@@ -474,11 +503,15 @@ async fn every_event_of_a_call_carries_its_policy_route_and_request_id() -> Resu
     assert_eq!(
         messages,
         [
+            "attempt ended",
             "retry scheduled",
             "circuit breaker opened",
+            "attempt ended",
             "retry scheduled",
             "call refused",
+            "attempt ended",
             "call refused",
+            "attempt ended",
         ]
     );
     for event in &events {
@@ -489,7 +522,12 @@ async fn every_event_of_a_call_carries_its_policy_route_and_request_id() -> Resu
         assert_eq!(event.field("request_id"), call.field("request_id"));
     }
     let ids: Vec<&str> = events.iter().map(|e| e.field("request_id")).collect();
-    assert_eq!(ids, [first, first, first, first, second]);
+    assert_eq!(
+        ids,
+        [
+            first, first, first, first, first, first, first, second, second
+        ]
+    );
     assert_eq!(calls[0].field("verdict"), "rejected");
     assert_eq!(calls[0].field("attempts"), "3");
     Ok(())
