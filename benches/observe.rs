@@ -12,10 +12,7 @@
 //! stacks in alternating chunks and reports the median of the per-round
 //! ratios (also written to `target/criterion/observe_paired.txt`).
 
-use std::convert::Infallible;
-use std::future::{Ready, ready};
 use std::hint::black_box;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -28,25 +25,7 @@ use tower::{Layer, Service, ServiceExt};
 
 mod common;
 
-use common::{Request, bench_service, runtime};
-
-/// Always ready; answers at once.
-#[derive(Clone, Copy)]
-struct Echo;
-
-impl Service<Request> for Echo {
-    type Response = u64;
-    type Error = Infallible;
-    type Future = Ready<Result<u64, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, (a, b): Request) -> Self::Future {
-        ready(Ok(a.wrapping_add(b)))
-    }
-}
+use common::{Echo, Request, bench_service, runtime};
 
 fn standard() -> PolicyBuilder {
     Policy::builder()

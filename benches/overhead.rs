@@ -9,39 +9,19 @@
 //! cargo bench --bench overhead
 //! ```
 
-use std::convert::Infallible;
 use std::future::{Ready, ready};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use steadfast::retry::RetryLayer;
 use steadfast::timeout::{TimeoutLayer, TotalDeadlineLayer};
+use tower::ServiceBuilder;
 use tower::retry::budget::{Budget, TpsBudget};
-use tower::{Service, ServiceBuilder};
 
 mod common;
 
-use common::{Request, bench_service, runtime};
-
-/// Always ready; answers at once.
-#[derive(Clone, Copy)]
-struct Echo;
-
-impl Service<Request> for Echo {
-    type Response = u64;
-    type Error = Infallible;
-    type Future = Ready<Result<u64, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, (a, b): Request) -> Self::Future {
-        ready(Ok(a.wrapping_add(b)))
-    }
-}
+use common::{Echo, Request, bench_service, runtime};
 
 /// tower's retry policy doing what steadfast's does without a budget: up
 /// to 3 attempts, errors retried, requests cloned.

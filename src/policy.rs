@@ -645,81 +645,12 @@ impl Default for Observing {
     }
 }
 
-pub use self::optional::{Optional, Outer};
+pub use self::outer::Outer;
 
-// The projection of `Optional` is generated without docs.
+// The projection of `Outer` is generated without docs.
 #[allow(missing_docs)]
-mod optional {
+mod outer {
     use super::*;
-
-    pin_project! {
-        /// A layer's service when the layer is configured (`On`), or the
-        /// service it would wrap (`Off`). Errors become [`BoxError`].
-        #[project = OptionalProj]
-        #[derive(Debug, Clone)]
-        pub enum Optional<A, B> {
-            /// The layer is there.
-            On {
-                #[pin]
-                service: A,
-            },
-            /// The layer is left out.
-            Off {
-                #[pin]
-                service: B,
-            },
-        }
-    }
-
-    impl<A, B, Req> Service<Req> for Optional<A, B>
-    where
-        A: Service<Req>,
-        A::Error: Into<BoxError>,
-        B: Service<Req, Response = A::Response>,
-        B::Error: Into<BoxError>,
-    {
-        type Response = A::Response;
-        type Error = BoxError;
-        type Future = Optional<A::Future, B::Future>;
-
-        #[inline]
-        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-            match self {
-                Optional::On { service } => service.poll_ready(cx).map_err(Into::into),
-                Optional::Off { service } => service.poll_ready(cx).map_err(Into::into),
-            }
-        }
-
-        #[inline]
-        fn call(&mut self, request: Req) -> Self::Future {
-            match self {
-                Optional::On { service } => Optional::On {
-                    service: service.call(request),
-                },
-                Optional::Off { service } => Optional::Off {
-                    service: service.call(request),
-                },
-            }
-        }
-    }
-
-    impl<A, B, T, EA, EB> Future for Optional<A, B>
-    where
-        A: Future<Output = Result<T, EA>>,
-        B: Future<Output = Result<T, EB>>,
-        EA: Into<BoxError>,
-        EB: Into<BoxError>,
-    {
-        type Output = Result<T, BoxError>;
-
-        #[inline]
-        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-            match self.project() {
-                OptionalProj::On { service } => service.poll(cx).map_err(Into::into),
-                OptionalProj::Off { service } => service.poll(cx).map_err(Into::into),
-            }
-        }
-    }
 
     pin_project! {
         /// The outer layers of a [`Policy`]: observe and total deadline,

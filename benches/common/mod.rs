@@ -3,7 +3,10 @@
 //! `iters` times inside one `block_on`, so the runtime's entry is not timed
 //! per call.
 
+use std::convert::Infallible;
+use std::future::{Ready, ready};
 use std::hint::black_box;
+use std::task::{Context, Poll};
 
 use criterion::Criterion;
 use tokio::runtime::Runtime;
@@ -11,6 +14,25 @@ use tower::{Service, ServiceExt};
 
 /// The request every bench sends: no heap data, `Copy`.
 pub(crate) type Request = (u64, u64);
+
+/// Always ready; answers at once.
+#[derive(Clone, Copy)]
+#[allow(dead_code)] // Not every bench that shares this module uses it.
+pub(crate) struct Echo;
+
+impl Service<Request> for Echo {
+    type Response = u64;
+    type Error = Infallible;
+    type Future = Ready<Result<u64, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, (a, b): Request) -> Self::Future {
+        ready(Ok(a.wrapping_add(b)))
+    }
+}
 
 pub(crate) fn runtime() -> Runtime {
     tokio::runtime::Builder::new_current_thread()
