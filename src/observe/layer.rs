@@ -32,9 +32,16 @@ use tokio::task::futures::TaskLocalFuture;
 /// generated one into requests that lack it, so the callee sees the same
 /// id. Closures `Fn(&Req) -> Option<RequestId>` work too.
 pub trait MakeRequestId<Req> {
-    /// The id of `request`, or `None` to generate one when needed. May
-    /// write the id into the request.
-    fn request_id(&self, request: &mut Req) -> Option<RequestId>;
+    /// Prepares every request, watched or not, before it is sent: for
+    /// example writes a generated id into it. Does nothing by default.
+    #[inline]
+    fn prepare(&self, request: &mut Req) {
+        let _ = request;
+    }
+
+    /// The id of `request`, or `None` to generate one when needed. Asked
+    /// only for calls that are watched, after [`prepare`](Self::prepare).
+    fn request_id(&self, request: &Req) -> Option<RequestId>;
 }
 
 /// Generates request ids when they are first needed.
@@ -43,7 +50,7 @@ pub struct GenerateRequestId;
 
 impl<Req> MakeRequestId<Req> for GenerateRequestId {
     #[inline]
-    fn request_id(&self, _request: &mut Req) -> Option<RequestId> {
+    fn request_id(&self, _request: &Req) -> Option<RequestId> {
         None
     }
 }
@@ -52,7 +59,7 @@ impl<F, Req> MakeRequestId<Req> for F
 where
     F: Fn(&Req) -> Option<RequestId>,
 {
-    fn request_id(&self, request: &mut Req) -> Option<RequestId> {
+    fn request_id(&self, request: &Req) -> Option<RequestId> {
         self(request)
     }
 }
@@ -99,28 +106,39 @@ impl Default for RequestIdHeader {
 }
 
 #[cfg(feature = "http")]
+impl RequestIdHeader {
+    /// The header's value, if it is a usable id: not empty, at most 256
+    /// bytes, visible ASCII.
+    fn read<'a>(&self, headers: &'a http::HeaderMap) -> Option<&'a str> {
+        let text = headers.get(&self.name)?.to_str().ok();
+        let usable = text.filter(|t| !t.is_empty() && t.len() <= 256);
+        if usable.is_none() {
+            tracing::debug!(
+                target: "steadfast::observe",
+                header = %self.name,
+                "request id header ignored: empty, longer than 256 bytes or not visible ASCII"
+            );
+        }
+        usable
+    }
+}
+
+#[cfg(feature = "http")]
 impl<R: crate::http::RequestParts> MakeRequestId<R> for RequestIdHeader {
-    fn request_id(&self, request: &mut R) -> Option<RequestId> {
-        if let Some(value) = request.headers().get(&self.name) {
-            match value.to_str() {
-                Ok(text) if !text.is_empty() && text.len() <= 256 => {
-                    return Some(RequestId::new(text));
-                }
-                _ => tracing::debug!(
-                    target: "steadfast::observe",
-                    header = %self.name,
-                    "request id header ignored: empty, longer than 256 bytes or not visible ASCII"
-                ),
-            }
+    /// Writes a generated id into a request without a usable one, when
+    /// told to propagate.
+    fn prepare(&self, request: &mut R) {
+        if !self.propagate || self.read(request.headers()).is_some() {
+            return;
         }
-        if !self.propagate {
-            return None;
-        }
-        let id = RequestId::generate();
-        if let Ok(value) = http::HeaderValue::from_str(&id.to_string()) {
+        let id = RequestId::generate().to_string();
+        if let Ok(value) = http::HeaderValue::from_str(&id) {
             request.headers_mut().insert(self.name.clone(), value);
         }
-        Some(id)
+    }
+
+    fn request_id(&self, request: &R) -> Option<RequestId> {
+        self.read(request.headers()).map(RequestId::new)
     }
 }
 
@@ -449,7 +467,7 @@ where
 
     #[inline]
     fn call(&mut self, mut request: Req) -> Self::Future {
-        let id = self.request_id.request_id(&mut request);
+        self.request_id.prepare(&mut request);
         // Nobody looks: no subscriber, no listener, no threshold, no
         // metrics. The call goes through untouched.
         if nobody_looks(&self.shared) {
@@ -461,6 +479,7 @@ where
                 _request: PhantomData,
             };
         }
+        let id = self.request_id.request_id(&request);
         watched_call(&mut self.inner, &self.shared, &self.classifier, id, request)
     }
 }
@@ -756,12 +775,13 @@ where
     // moved once more (it is the size of the whole stack's).
     #[inline(never)]
     fn call(&mut self, mut request: Req) -> Self::Future {
-        let id = self.request_id.request_id(&mut request);
+        self.request_id.prepare(&mut request);
         let deadline = Deadline::at(later(tokio::time::Instant::now(), self.total)).tighten();
         let inner = &mut self.inner;
         let (mut context, facts) = if nobody_looks(&self.shared) {
             (None, None)
         } else {
+            let id = self.request_id.request_id(&request);
             let (context, facts) = start_watch(&self.shared, &self.classifier, id, &request);
             (Some(context), Some(facts))
         };
