@@ -151,7 +151,6 @@ pub struct Policy<C = DefaultClassifier, P = CloneReplay, R = GenerateRequestId>
     retry: RetryLayer<C, P>,
     has_retry: bool,
     breaker: CircuitBreakerLayer<C>,
-    has_breaker: bool,
     attempt: Option<TimeoutLayer>,
 }
 
@@ -236,7 +235,7 @@ impl<C, P, R> Policy<C, P, R> {
     where
         C: Send + Sync + 'static,
     {
-        self.has_breaker.then(|| self.breaker.handle())
+        self.breaker.is_on().then(|| self.breaker.handle())
     }
 
     /// A handle on the policy's bulkhead, if it has one.
@@ -270,7 +269,6 @@ impl<C: Clone, P, R: Clone> Clone for Policy<C, P, R> {
             retry: self.retry.clone(),
             has_retry: self.has_retry,
             breaker: self.breaker.clone(),
-            has_breaker: self.has_breaker,
             attempt: self.attempt,
         }
     }
@@ -284,7 +282,7 @@ impl<C, P, R> fmt::Debug for Policy<C, P, R> {
             .field("total", &self.total)
             .field("bulkhead", &self.bulkhead)
             .field("retry", &self.has_retry.then_some(&self.retry))
-            .field("breaker", &self.has_breaker.then_some(&self.breaker))
+            .field("breaker", &self.breaker.is_on().then_some(&self.breaker))
             .field("attempt", &self.attempt)
             .finish()
     }
@@ -604,7 +602,6 @@ impl<C, P, R> PolicyBuilder<C, P, R> {
                 ));
             }
         }
-        let has_breaker = self.breaker.is_some();
         let breaker = match self.breaker {
             Some(breaker) => breaker.classifier(self.classifier).build()?,
             None => CircuitBreakerLayer::builder()
@@ -620,7 +617,6 @@ impl<C, P, R> PolicyBuilder<C, P, R> {
             retry,
             has_retry,
             breaker,
-            has_breaker,
             attempt,
         })
     }

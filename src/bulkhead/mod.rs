@@ -123,12 +123,7 @@ impl<S> Bulkhead<S> {
     pub(crate) fn pass_through(inner: S) -> Self {
         Self {
             inner,
-            shared: Arc::new(Shared::new(
-                usize::MAX,
-                std::time::Duration::ZERO,
-                0,
-                std::borrow::Cow::Borrowed(""),
-            )),
+            shared: Arc::new(Shared::unused()),
             on: false,
         }
     }

@@ -44,15 +44,25 @@ impl Shared {
             max_wait,
             queue,
             notify: Arc::new(Notify::new()),
-            // The pass-through bulkhead of a policy is nameless and
-            // reports nothing.
             #[cfg(feature = "metrics")]
-            gauge: if name.is_empty() {
-                metrics::Gauge::noop()
-            } else {
-                crate::observe::metrics::bulkhead_in_flight(&name)
-            },
+            gauge: crate::observe::metrics::bulkhead_in_flight(&name),
             name,
+        }
+    }
+
+    /// The state of a bulkhead that never admits through it (the
+    /// pass-through level of a policy): it registers no metric.
+    pub(crate) fn unused() -> Self {
+        Self {
+            in_flight: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            max_concurrent: usize::MAX,
+            max_wait: Duration::ZERO,
+            queue: 0,
+            notify: Arc::new(Notify::new()),
+            #[cfg(feature = "metrics")]
+            gauge: metrics::Gauge::noop(),
+            name: Cow::Borrowed(""),
         }
     }
 

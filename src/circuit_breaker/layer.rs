@@ -54,6 +54,14 @@ impl<C> CircuitBreakerBuilder<C, Single> {
     }
 }
 
+impl<C> CircuitBreakerLayer<C> {
+    /// Whether the layer guards calls (`false` for a policy's pass-through
+    /// level).
+    pub(crate) fn is_on(&self) -> bool {
+        self.on
+    }
+}
+
 impl<C: Send + Sync + 'static> CircuitBreakerLayer<C> {
     /// A handle on the breaker this layer's services share.
     pub fn handle(&self) -> CircuitBreakerHandle {
