@@ -131,9 +131,8 @@ use crate::classify::DefaultClassifier;
 use crate::error::{BoxError, ConfigError, check};
 #[cfg(feature = "http")]
 use crate::observe::RequestIdHeader;
-use crate::observe::{
-    GenerateRequestId, Listeners, Observe, ObserveDeadline, ObserveLayer, PolicyStatus,
-};
+use crate::observe::{GenerateRequestId, Observe, ObserveDeadline, ObserveLayer, PolicyStatus};
+use crate::observe::{ObserveLayerBuilder, ObserveSettings};
 use crate::retry::{CloneReplay, Retry, RetryBudget, RetryLayer, RetryLayerBuilder};
 use crate::timeout::{Timeout, TimeoutLayer, TotalDeadline, TotalDeadlineLayer};
 
@@ -158,16 +157,18 @@ impl Policy {
     /// A builder with no layer at all; add the ones you need.
     pub fn builder() -> PolicyBuilder {
         PolicyBuilder {
-            name: Cow::Borrowed("default"),
-            observe: None,
-            request_id: GenerateRequestId,
-            total_timeout: None,
-            attempt_timeout: None,
-            retry: None,
-            breaker: None,
-            bulkhead: None,
+            settings: Settings {
+                name: Cow::Borrowed("default"),
+                observe: None,
+                total_timeout: None,
+                attempt_timeout: None,
+                retry: None,
+                breaker: None,
+                bulkhead: None,
+            },
             classifier: DefaultClassifier,
             replay: CloneReplay,
+            request_id: GenerateRequestId,
         }
     }
 }
@@ -339,28 +340,28 @@ impl<S, C: Clone, P, R: Clone> Layer<S> for Policy<C, P, R> {
 /// Builds a [`Policy`]; settings are checked, alone and against each
 /// other, by [`build`](Self::build).
 pub struct PolicyBuilder<C = DefaultClassifier, P = CloneReplay, R = GenerateRequestId> {
-    name: Cow<'static, str>,
-    observe: Option<Observing>,
+    settings: Settings,
+    classifier: C,
+    replay: P,
     request_id: R,
+}
+
+/// What a [`PolicyBuilder`] keeps besides its type parameters.
+#[derive(Debug)]
+struct Settings {
+    name: Cow<'static, str>,
+    observe: Option<ObserveSettings>,
     total_timeout: Option<Duration>,
     attempt_timeout: Option<Duration>,
     retry: Option<RetryLayerBuilder>,
     breaker: Option<CircuitBreakerBuilder>,
     bulkhead: Option<BulkheadLayerBuilder>,
-    classifier: C,
-    replay: P,
 }
 
 impl<C, P, R> fmt::Debug for PolicyBuilder<C, P, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PolicyBuilder")
-            .field("name", &self.name)
-            .field("observe", &self.observe.is_some())
-            .field("total_timeout", &self.total_timeout)
-            .field("attempt_timeout", &self.attempt_timeout)
-            .field("retry", &self.retry)
-            .field("breaker", &self.breaker)
-            .field("bulkhead", &self.bulkhead)
+            .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
 }
@@ -368,7 +369,7 @@ impl<C, P, R> fmt::Debug for PolicyBuilder<C, P, R> {
 impl<C, P, R> PolicyBuilder<C, P, R> {
     /// Names the policy, in its snapshot, its spans, events and metrics.
     pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
-        self.name = name.into();
+        self.settings.name = name.into();
         self
     }
 
@@ -383,7 +384,7 @@ impl<C, P, R> PolicyBuilder<C, P, R> {
     /// Stops watching calls (no span, no call metrics, no slow-call
     /// alert, no call listeners).
     pub fn no_observe(mut self) -> Self {
-        self.observe = None;
+        self.settings.observe = None;
         self
     }
 
@@ -422,117 +423,102 @@ impl<C, P, R> PolicyBuilder<C, P, R> {
 
     /// Takes request ids from `request_id` (for example a
     /// [`RequestIdHeader`]); watches calls.
-    pub fn request_id<R2>(self, request_id: R2) -> PolicyBuilder<C, P, R2> {
+    pub fn request_id<R2>(mut self, request_id: R2) -> PolicyBuilder<C, P, R2> {
+        self.observing();
         PolicyBuilder {
-            name: self.name,
-            observe: Some(self.observe.unwrap_or_default()),
-            request_id,
-            total_timeout: self.total_timeout,
-            attempt_timeout: self.attempt_timeout,
-            retry: self.retry,
-            breaker: self.breaker,
-            bulkhead: self.bulkhead,
+            settings: self.settings,
             classifier: self.classifier,
             replay: self.replay,
+            request_id,
         }
     }
 
-    fn observing(&mut self) -> &mut Observing {
-        self.observe.get_or_insert_with(Observing::default)
+    fn observing(&mut self) -> &mut ObserveSettings {
+        self.settings
+            .observe
+            .get_or_insert_with(ObserveSettings::default)
     }
 
     /// Bounds the whole call, retries included.
     pub fn total_timeout(mut self, timeout: Duration) -> Self {
-        self.total_timeout = Some(timeout);
+        self.settings.total_timeout = Some(timeout);
         self
     }
 
     /// No total timeout.
     pub fn no_total_timeout(mut self) -> Self {
-        self.total_timeout = None;
+        self.settings.total_timeout = None;
         self
     }
 
     /// Bounds each attempt.
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
-        self.attempt_timeout = Some(timeout);
+        self.settings.attempt_timeout = Some(timeout);
         self
     }
 
     /// No attempt timeout.
     pub fn no_attempt_timeout(mut self) -> Self {
-        self.attempt_timeout = None;
+        self.settings.attempt_timeout = None;
         self
     }
 
     /// Retries with these settings; the policy's classifier and replay
     /// replace the builder's.
     pub fn retry(mut self, retry: RetryLayerBuilder) -> Self {
-        self.retry = Some(retry);
+        self.settings.retry = Some(retry);
         self
     }
 
     /// No retry.
     pub fn no_retry(mut self) -> Self {
-        self.retry = None;
+        self.settings.retry = None;
         self
     }
 
     /// A circuit breaker with these settings; the policy's classifier
     /// replaces the builder's.
     pub fn circuit_breaker(mut self, breaker: CircuitBreakerBuilder) -> Self {
-        self.breaker = Some(breaker);
+        self.settings.breaker = Some(breaker);
         self
     }
 
     /// No circuit breaker.
     pub fn no_circuit_breaker(mut self) -> Self {
-        self.breaker = None;
+        self.settings.breaker = None;
         self
     }
 
     /// A bulkhead with these settings, outside retry: a call holds one
     /// permit for all its attempts.
     pub fn bulkhead(mut self, bulkhead: BulkheadLayerBuilder) -> Self {
-        self.bulkhead = Some(bulkhead);
+        self.settings.bulkhead = Some(bulkhead);
         self
     }
 
     /// No bulkhead.
     pub fn no_bulkhead(mut self) -> Self {
-        self.bulkhead = None;
+        self.settings.bulkhead = None;
         self
     }
 
     /// Judges attempts, for retry and breaker, with `classifier`.
     pub fn classifier<C2>(self, classifier: C2) -> PolicyBuilder<C2, P, R> {
         PolicyBuilder {
-            name: self.name,
-            observe: self.observe,
-            request_id: self.request_id,
-            total_timeout: self.total_timeout,
-            attempt_timeout: self.attempt_timeout,
-            retry: self.retry,
-            breaker: self.breaker,
-            bulkhead: self.bulkhead,
+            settings: self.settings,
             classifier,
             replay: self.replay,
+            request_id: self.request_id,
         }
     }
 
     /// Copies requests for retry with `replay`.
     pub fn replay<P2>(self, replay: P2) -> PolicyBuilder<C, P2, R> {
         PolicyBuilder {
-            name: self.name,
-            observe: self.observe,
-            request_id: self.request_id,
-            total_timeout: self.total_timeout,
-            attempt_timeout: self.attempt_timeout,
-            retry: self.retry,
-            breaker: self.breaker,
-            bulkhead: self.bulkhead,
+            settings: self.settings,
             classifier: self.classifier,
             replay,
+            request_id: self.request_id,
         }
     }
 
@@ -541,27 +527,22 @@ impl<C, P, R> PolicyBuilder<C, P, R> {
     where
         C: Clone,
     {
-        let observe = match self.observe {
-            Some(o) => {
-                let mut builder = ObserveLayer::builder(self.name.clone())
-                    .route(o.route)
-                    .listeners(o.listeners)
-                    .metrics(o.metrics)
-                    .classifier(self.classifier.clone())
-                    .request_id(self.request_id);
-                if let Some(threshold) = o.slow_call {
-                    builder = builder.slow_call(threshold);
-                }
-                Some(builder.build()?)
-            }
+        let s = self.settings;
+        let observe = match s.observe {
+            Some(settings) => Some(
+                ObserveLayerBuilder::from_settings(
+                    s.name.clone(),
+                    settings,
+                    self.classifier.clone(),
+                    self.request_id,
+                )
+                .build()?,
+            ),
             None => None,
         };
-        let total = self
-            .total_timeout
-            .map(TotalDeadlineLayer::new)
-            .transpose()?;
-        let attempt = self.attempt_timeout.map(TimeoutLayer::new).transpose()?;
-        if let (Some(total), Some(attempt)) = (self.total_timeout, self.attempt_timeout) {
+        let total = s.total_timeout.map(TotalDeadlineLayer::new).transpose()?;
+        let attempt = s.attempt_timeout.map(TimeoutLayer::new).transpose()?;
+        if let (Some(total), Some(attempt)) = (s.total_timeout, s.attempt_timeout) {
             check::not_above(
                 "timeout.attempt",
                 attempt,
@@ -570,7 +551,7 @@ impl<C, P, R> PolicyBuilder<C, P, R> {
                 "the attempt timeout must not exceed the total timeout",
             )?;
         }
-        if let (Some(breaker), Some(attempt)) = (&self.breaker, self.attempt_timeout) {
+        if let (Some(breaker), Some(attempt)) = (&s.breaker, s.attempt_timeout) {
             if let Some(span) = breaker.time_window_span() {
                 if span < attempt.saturating_mul(2) {
                     return Err(ConfigError::conflict(
@@ -583,14 +564,14 @@ impl<C, P, R> PolicyBuilder<C, P, R> {
                 }
             }
         }
-        let has_retry = self.retry.is_some();
-        let retry = self
+        let has_retry = s.retry.is_some();
+        let retry = s
             .retry
             .unwrap_or_else(|| RetryLayer::builder().max_attempts(1).unlimited_budget())
             .classifier(self.classifier.clone())
             .replay(self.replay)
             .build()?;
-        if let (true, Some(total)) = (has_retry, self.total_timeout) {
+        if let (true, Some(total)) = (has_retry, s.total_timeout) {
             let backoff = retry.backoff().max_total(retry.max_attempts() - 1);
             if backoff > total {
                 return Err(ConfigError::conflict(
@@ -602,15 +583,15 @@ impl<C, P, R> PolicyBuilder<C, P, R> {
                 ));
             }
         }
-        let breaker = match self.breaker {
+        let breaker = match s.breaker {
             Some(breaker) => breaker.classifier(self.classifier).build()?,
             None => CircuitBreakerLayer::builder()
                 .classifier(self.classifier)
                 .pass_through()?,
         };
-        let bulkhead = self.bulkhead.map(BulkheadLayerBuilder::build).transpose()?;
+        let bulkhead = s.bulkhead.map(BulkheadLayerBuilder::build).transpose()?;
         Ok(Policy {
-            name: self.name,
+            name: s.name,
             observe,
             total,
             bulkhead,
@@ -619,25 +600,6 @@ impl<C, P, R> PolicyBuilder<C, P, R> {
             breaker,
             attempt,
         })
-    }
-}
-
-/// The settings of the observe layer, until the policy is built.
-struct Observing {
-    route: Cow<'static, str>,
-    slow_call: Option<Duration>,
-    listeners: Listeners,
-    metrics: bool,
-}
-
-impl Default for Observing {
-    fn default() -> Self {
-        Self {
-            route: Cow::Borrowed(""),
-            slow_call: None,
-            listeners: Listeners::none(),
-            metrics: false,
-        }
     }
 }
 

@@ -220,10 +220,7 @@ impl ObserveLayer {
     pub fn builder(policy: impl Into<Cow<'static, str>>) -> ObserveLayerBuilder {
         ObserveLayerBuilder {
             policy: policy.into(),
-            route: Cow::Borrowed(""),
-            slow_call: None,
-            listeners: Listeners::none(),
-            metrics: false,
+            settings: ObserveSettings::default(),
             classifier: DefaultClassifier,
             request_id: GenerateRequestId,
         }
@@ -281,13 +278,32 @@ impl<S, C: Clone, R: Clone> Layer<S> for ObserveLayer<C, R> {
     }
 }
 
+/// The settings of an observe layer besides its policy's name,
+/// classifier and request ids; a [`Policy`](crate::policy::Policy)
+/// builder keeps them too, until it builds its observe layer.
+#[derive(Debug)]
+pub(crate) struct ObserveSettings {
+    pub(crate) route: Cow<'static, str>,
+    pub(crate) slow_call: Option<Duration>,
+    pub(crate) listeners: Listeners,
+    pub(crate) metrics: bool,
+}
+
+impl Default for ObserveSettings {
+    fn default() -> Self {
+        Self {
+            route: Cow::Borrowed(""),
+            slow_call: None,
+            listeners: Listeners::none(),
+            metrics: false,
+        }
+    }
+}
+
 /// Builds an [`ObserveLayer`].
 pub struct ObserveLayerBuilder<C = DefaultClassifier, R = GenerateRequestId> {
     policy: Cow<'static, str>,
-    route: Cow<'static, str>,
-    slow_call: Option<Duration>,
-    listeners: Listeners,
-    metrics: bool,
+    settings: ObserveSettings,
     classifier: C,
     request_id: R,
 }
@@ -296,10 +312,7 @@ impl<C, R> fmt::Debug for ObserveLayerBuilder<C, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ObserveLayerBuilder")
             .field("policy", &self.policy)
-            .field("route", &self.route)
-            .field("slow_call", &self.slow_call)
-            .field("listeners", &self.listeners)
-            .field("metrics", &self.metrics)
+            .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
 }
@@ -309,27 +322,27 @@ impl<C, R> ObserveLayerBuilder<C, R> {
     /// (for example the path pattern of a [`RouteTable`](crate::http::RouteTable)
     /// route).
     pub fn route(mut self, route: impl Into<Cow<'static, str>>) -> Self {
-        self.route = route.into();
+        self.settings.route = route.into();
         self
     }
 
     /// Warns (and tells listeners) when a call takes `threshold` or
     /// longer, whatever its outcome.
     pub fn slow_call(mut self, threshold: Duration) -> Self {
-        self.slow_call = Some(threshold);
+        self.settings.slow_call = Some(threshold);
         self
     }
 
     /// Calls `listener` with every [`Event`] made inside these calls, by
     /// any layer, and with each call's [`CallEnded`](Event::CallEnded).
     pub fn on_event(mut self, listener: impl Fn(&Event<'_>) + Send + Sync + 'static) -> Self {
-        self.listeners = self.listeners.with(listener);
+        self.settings.listeners = std::mem::take(&mut self.settings.listeners).with(listener);
         self
     }
 
     /// Sends these listeners every event, as [`on_event`](Self::on_event).
     pub fn listeners(mut self, listeners: Listeners) -> Self {
-        self.listeners = listeners;
+        self.settings.listeners = listeners;
         self
     }
 
@@ -340,7 +353,7 @@ impl<C, R> ObserveLayerBuilder<C, R> {
     /// Metric handles are registered when the layer is built: install the
     /// recorder first.
     pub fn metrics(mut self, on: bool) -> Self {
-        self.metrics = on;
+        self.settings.metrics = on;
         self
     }
 
@@ -349,10 +362,7 @@ impl<C, R> ObserveLayerBuilder<C, R> {
     pub fn classifier<C2>(self, classifier: C2) -> ObserveLayerBuilder<C2, R> {
         ObserveLayerBuilder {
             policy: self.policy,
-            route: self.route,
-            slow_call: self.slow_call,
-            listeners: self.listeners,
-            metrics: self.metrics,
+            settings: self.settings,
             classifier,
             request_id: self.request_id,
         }
@@ -363,11 +373,23 @@ impl<C, R> ObserveLayerBuilder<C, R> {
     pub fn request_id<R2>(self, request_id: R2) -> ObserveLayerBuilder<C, R2> {
         ObserveLayerBuilder {
             policy: self.policy,
-            route: self.route,
-            slow_call: self.slow_call,
-            listeners: self.listeners,
-            metrics: self.metrics,
+            settings: self.settings,
             classifier: self.classifier,
+            request_id,
+        }
+    }
+
+    /// A builder from settings kept elsewhere (a policy's builder).
+    pub(crate) fn from_settings(
+        policy: Cow<'static, str>,
+        settings: ObserveSettings,
+        classifier: C,
+        request_id: R,
+    ) -> Self {
+        Self {
+            policy,
+            settings,
+            classifier,
             request_id,
         }
     }
@@ -381,19 +403,20 @@ impl<C, R> ObserveLayerBuilder<C, R> {
                 "a policy needs a name",
             ));
         }
-        if let Some(threshold) = self.slow_call {
+        let settings = self.settings;
+        if let Some(threshold) = settings.slow_call {
             crate::error::check::positive("observe.slow_call", threshold)?;
         }
         #[cfg(feature = "metrics")]
-        let metrics = self
+        let metrics = settings
             .metrics
-            .then(|| super::metrics::CallMetrics::register(&self.policy, &self.route));
+            .then(|| super::metrics::CallMetrics::register(&self.policy, &settings.route));
         Ok(ObserveLayer {
             shared: Arc::new(Shared {
                 policy: self.policy,
-                route: self.route,
-                slow_call: self.slow_call,
-                listeners: self.listeners,
+                route: settings.route,
+                slow_call: settings.slow_call,
+                listeners: settings.listeners,
                 #[cfg(feature = "metrics")]
                 metrics,
             }),

@@ -145,3 +145,4 @@ pub use self::layer::{
 
 pub(crate) use self::context::{attempt_ended, attempt_started};
 pub(crate) use self::emit::{emit, emit_with};
+pub(crate) use self::layer::ObserveSettings;
