@@ -242,6 +242,7 @@ impl fmt::Debug for Store {
 
 /// The digest of a header name, as the request's headers are kept in a
 /// [`KeyHasher`] and as a response's `Vary` names them: ASCII case folded.
+#[cfg(feature = "http")]
 pub(crate) fn name_digest(seed: &DefaultHasher, name: &[u8]) -> u64 {
     let mut hasher = seed.clone();
     for byte in name {
@@ -300,6 +301,7 @@ impl Slot {
 
     /// The digest of a request header's name, as `vary` is given to
     /// [`insert_with`](Self::insert_with).
+    #[cfg(feature = "http")]
     pub(crate) fn name_digest(&self, name: &[u8]) -> u64 {
         name_digest(&self.store.hashers.0.build_hasher(), name)
     }
@@ -376,7 +378,10 @@ impl fmt::Debug for Slot {
 ///
 /// What is fed to the [`KeyHasher`] decides which requests share an
 /// answer: it must cover everything the answer depends on, the caller's
-/// identity included.
+/// identity included. Feed it parts that compare exactly as the protocol
+/// says: `http::Uri` and `http::uri::Authority` hash the userinfo with its
+/// case ignored, so two callers `alice:Secret@` and `alice:secret@` would
+/// share a key ([`HttpKey`](super::HttpKey) hashes the URI part by part).
 pub trait CacheKey<Req> {
     /// Feeds `request`'s key to `hasher`; `false` if the request's answer
     /// must not be cached.
@@ -435,6 +440,7 @@ where
 pub struct KeyHasher {
     a: DefaultHasher,
     b: DefaultHasher,
+    #[cfg(feature = "http")]
     pub(crate) seed: DefaultHasher,
     pub(crate) headers: Option<Box<[(u64, u64)]>>,
 }
@@ -448,11 +454,11 @@ impl KeyHasher {
 impl Store {
     fn key_hasher(&self) -> KeyHasher {
         let (a, b) = &self.hashers;
-        let seed = a.build_hasher();
         KeyHasher {
-            a: seed.clone(),
+            a: a.build_hasher(),
             b: b.build_hasher(),
-            seed,
+            #[cfg(feature = "http")]
+            seed: a.build_hasher(),
             headers: None,
         }
     }

@@ -100,7 +100,7 @@ fn hash_target(uri: &Uri, hasher: &mut KeyHasher) {
             match all.rfind('@') {
                 Some(at) => {
                     hasher.write_u8(1);
-                    all[..at].as_bytes().hash(hasher);
+                    all.as_bytes()[..at].hash(hasher);
                 }
                 None => hasher.write_u8(0),
             }
@@ -177,8 +177,8 @@ impl FallbackCache<HttpKey> {
     ///
     /// Defaults: 10,000 entries, answers at most 5 minutes old, bodies up
     /// to 1 MiB; responses marked `Cache-Control: no-store` or `private`,
-    /// or that set cookies, not stored. The [module
-    /// docs](super#http-caching-rules) list every rule.
+    /// or that set cookies, not stored. [`Http`](Http#caching-rules) lists
+    /// every rule.
     pub fn http() -> FallbackCacheBuilder<HttpKey> {
         FallbackCacheBuilder::with_key(HttpKey::default())
     }
@@ -480,14 +480,44 @@ fn stored_headers(headers: &HeaderMap) -> HeaderMap {
 ///   ends. A body that turns out larger, that fails, or that has trailers
 ///   is not stored; nor is a body the caller drops before its end.
 /// - What is stored, for how long and for whom follows RFC 9111 for a
-///   shared cache and RFC 5861's `stale-if-error`; the [module
-///   docs](super#http-caching-rules) list the rules.
-/// - An answer from the cache carries `Age`: the origin's `Age` plus the
-///   time it was held (RFC 9111 §5.1).
+///   shared cache and RFC 5861's `stale-if-error`, as the table below says.
 /// - A fallback answer carries its [`FallbackSource`] in its extensions,
 ///   and in a header if one was named with
 ///   [`source_header`](super::FallbackLayerBuilder::source_header).
 /// - Static and computed answers are `http::Response<Bytes>`.
+///
+/// # Caching rules
+///
+/// The cache serves answers only when the primary call failed
+/// (stale-if-error), so it never stores what a shared cache (RFC 9111)
+/// must not store, never serves an answer to a request it was not made
+/// for, and never serves one staler than its origin allows.
+///
+/// | rule | what the cache does | source |
+/// |---|---|---|
+/// | methods | only `GET` and `HEAD` answers are stored, each for its own method | RFC 9110 §9.2.1 |
+/// | target URI | scheme and host ignore case; `:80` for `http`, `:443` for `https` and an empty port are the same as none; an empty path is `/`; userinfo, path and query are compared byte for byte (no percent-decoding: `%7E` and `~` are two keys) | RFC 3986 §6.2.2, RFC 9110 §4.2.3 |
+/// | caller | `Authorization`, `Proxy-Authorization` and `Cookie` values, byte for byte, and `Host` (case ignored) are in every key, so an answer goes only to the caller it was made for | RFC 9111 §3.5 (a private answer per caller) |
+/// | [`vary_on`](FallbackCacheBuilder::vary_on) | the named request headers are in every key | — |
+/// | response `Vary` | each answer is stored for, and served to, only requests whose headers it names have the same values (absent counts as a value); `Vary: *` is never stored | RFC 9111 §4.1 |
+/// | request `Cache-Control: no-store` | neither stored nor served from the cache | RFC 9111 §5.2.1.5 |
+/// | response `no-store` | not stored, unless [`store_no_store`](FallbackCacheBuilder::store_no_store) | RFC 9111 §5.2.2.5 |
+/// | response `private` (also `private="…"`) | not stored, unless [`store_private`](FallbackCacheBuilder::store_private) | RFC 9111 §5.2.2.7 |
+/// | response `no-cache` (also `no-cache="…"`) | not stored: it may not be reused without the origin's validation, which a fallback never has | RFC 9111 §5.2.2.4 |
+/// | `Set-Cookie` | not stored, unless [`store_set_cookie`](FallbackCacheBuilder::store_set_cookie) | nginx `proxy_cache`, Varnish |
+/// | `206 Partial Content`, `304 Not Modified` | not stored: neither is a whole answer | RFC 9111 §3.3, §3.4, §4.3.4 |
+/// | response `stale-if-error=N` | served until its age is its freshness lifetime (`s-maxage`, `max-age`, or `Expires` − `Date`) plus N | RFC 5861 §4 |
+/// | `must-revalidate`, `proxy-revalidate` | served only while fresh, whatever `stale-if-error` says | RFC 9111 §4.2.4, §5.2.2.2, §5.2.2.8 |
+/// | `s-maxage` without `stale-if-error` | served only while fresh (it implies `proxy-revalidate`) | RFC 9111 §5.2.2.10 |
+/// | none of these | served up to [`max_staleness`](FallbackCacheBuilder::max_staleness) after it was recorded, the cache's own contract | RFC 9111 §4.2.4 |
+/// | every answer | never past `max_staleness` after it was recorded | — |
+/// | `Age` | counted in the answer's age; the served answer's `Age` is the origin's plus the time it was held, in seconds (at most 2^31) | RFC 9111 §4.2.3, §5.1 |
+/// | connection headers | `Connection` and the fields it names, `Keep-Alive`, `Proxy-Connection`, `TE`, `Transfer-Encoding`, `Upgrade`, `Proxy-Authenticate`, `Proxy-Authentication-Info` are not stored | RFC 9111 §3.1 |
+/// | unreadable fields | a `Cache-Control` that is not text counts as `no-store`; a malformed delta-seconds counts as 0; a malformed `Age` is ignored; an unreadable `Vary` is not stored | RFC 9111 §1.2.2, §4.2.1 |
+///
+/// Seconds past 2^31 count as 2^31 (RFC 9111 §1.2.2). The cache computes
+/// no heuristic freshness: an answer without an explicit lifetime has none,
+/// which matters only to the rules that speak of freshness.
 #[derive(Debug, Clone, Default)]
 pub struct Http {
     pub(crate) header: Option<HeaderName>,
@@ -740,5 +770,93 @@ impl<B> fmt::Debug for FallbackBody<B> {
             .field("kind", &kind)
             .field("recording", &recording)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fallback::CacheSource;
+    use proptest::prelude::*;
+
+    fn slot() -> Slot {
+        let cache = FallbackCache::http().build().unwrap();
+        cache.slot(&Request::new(())).unwrap()
+    }
+
+    fn directives(line: &str) -> Vec<(String, Option<String>)> {
+        let mut found = Vec::new();
+        for_each_directive(line, |name, argument| {
+            found.push((name.to_owned(), argument.map(str::to_owned)));
+        });
+        found
+    }
+
+    #[test]
+    fn directives_split_on_commas_outside_quotes() {
+        let own = |n: &str, a: Option<&str>| (n.to_owned(), a.map(str::to_owned));
+        assert_eq!(
+            directives(r#" max-age = 5 ,, private="set-cookie, x", x="a\"," ,no-store"#),
+            [
+                own("max-age", Some("5")),
+                own("private", Some("set-cookie, x")),
+                own("x", Some(r#"a\","#)),
+                own("no-store", None),
+            ]
+        );
+        assert_eq!(directives(r#"a="unterminated, no-store"#).len(), 1);
+        assert!(directives(" , ").is_empty());
+    }
+
+    #[test]
+    fn delta_seconds_are_clamped_and_malformed_ones_are_zero() {
+        for (text, seconds) in [
+            ("0", 0),
+            ("42", 42),
+            ("2147483648", DELTA_MAX),
+            ("99999999999999999999999", DELTA_MAX),
+            ("-1", 0),
+            ("1.5", 0),
+            ("", 0),
+            (" 1", 0),
+        ] {
+            assert_eq!(delta_seconds(Some(text)), seconds, "{text:?}");
+        }
+        assert_eq!(delta_seconds(None), 0);
+    }
+
+    proptest! {
+        /// Nothing a peer puts in the headers the rules read can panic;
+        /// what is stored may be served for a while, never for no time.
+        #[test]
+        fn any_headers_give_a_rule_or_none(
+            status in 100u16..600,
+            lines in proptest::collection::vec(
+                (0usize..6, "[ -~]{0,24}|(max-age|s-maxage|stale-if-error)=[0-9]{0,24}"),
+                0..6,
+            ),
+        ) {
+            const NAMES: [HeaderName; 6] = [
+                header::CACHE_CONTROL,
+                header::AGE,
+                header::VARY,
+                header::EXPIRES,
+                header::DATE,
+                header::CONNECTION,
+            ];
+            let mut headers = HeaderMap::new();
+            for (name, value) in lines {
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    headers.append(NAMES[name].clone(), value);
+                }
+            }
+            let status = StatusCode::from_u16(status).unwrap();
+            if let Some(rule) = rule(status, &headers, &slot()) {
+                prop_assert!(!rule.limit.is_zero());
+                prop_assert!(rule.vary.windows(2).all(|w| w[0] < w[1]));
+            }
+            let stored = stored_headers(&headers);
+            prop_assert!(!stored.contains_key(header::CONNECTION));
+        }
     }
 }
