@@ -31,7 +31,9 @@ const MOKA_TTL_CAP: Duration = Duration::from_secs(86_400 * 365 * 30);
 ///
 /// Keys are stored as a 128-bit digest made with two SipHash keys drawn at
 /// random for each cache, so the cache holds no credentials and its keys
-/// can't be predicted from outside.
+/// can't be predicted from outside. An HTTP answer whose `Vary` names
+/// request headers takes two entries: one naming the headers, one the
+/// answer.
 ///
 /// The key must cover everything the answer depends on: share one cache
 /// only between layers in front of the same upstream, and name any header

@@ -825,6 +825,21 @@ mod tests {
         assert_eq!(delta_seconds(None), 0);
     }
 
+    #[test]
+    fn unreadable_fields_never_lengthen_what_is_served() {
+        let slot = slot();
+        let with = |name: HeaderName, value: &[u8]| {
+            let mut headers = HeaderMap::new();
+            headers.insert(name, HeaderValue::from_bytes(value).unwrap());
+            rule(StatusCode::OK, &headers, &slot)
+        };
+        assert!(with(header::CACHE_CONTROL, b"max-age=60, \xff").is_none());
+        assert!(with(header::VARY, b"x-tenant\xff").is_none());
+        assert!(with(header::CACHE_CONTROL, b"must-revalidate, max-age=ten").is_none());
+        let aged = with(header::AGE, b"\xff").unwrap();
+        assert_eq!(aged.limit, Duration::MAX, "a malformed Age is ignored");
+    }
+
     proptest! {
         /// Nothing a peer puts in the headers the rules read can panic;
         /// what is stored may be served for a while, never for no time.
