@@ -501,6 +501,7 @@ fn stored_headers(headers: &HeaderMap) -> HeaderMap {
 /// | [`vary_on`](FallbackCacheBuilder::vary_on) | the named request headers are in every key | — |
 /// | response `Vary` | each answer is stored for, and served to, only requests whose headers it names have the same values (absent counts as a value); `Vary: *` is never stored | RFC 9111 §4.1 |
 /// | request `Cache-Control: no-store` | neither stored nor served from the cache | RFC 9111 §5.2.1.5 |
+/// | request `no-cache`, `max-age`, `min-fresh` | preferences, not prohibitions: the answer is still served when the primary call failed | RFC 9111 §4.2.4, §5.2.1 |
 /// | response `no-store` | not stored, unless [`store_no_store`](FallbackCacheBuilder::store_no_store) | RFC 9111 §5.2.2.5 |
 /// | response `private` (also `private="…"`) | not stored, unless [`store_private`](FallbackCacheBuilder::store_private) | RFC 9111 §5.2.2.7 |
 /// | response `no-cache` (also `no-cache="…"`) | not stored: it may not be reused without the origin's validation, which a fallback never has | RFC 9111 §5.2.2.4 |

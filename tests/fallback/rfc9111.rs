@@ -570,3 +570,104 @@ async fn connection_headers_are_not_stored() {
         assert!(answer.headers().get(gone).is_none(), "{gone}");
     }
 }
+
+/// Over a real axum backend on 127.0.0.1 through reqwest: `Vary` keeps
+/// tenants apart, a cookie-setting answer is not replayed, and a served
+/// answer reports the origin's `Age`.
+#[tokio::test]
+async fn vary_set_cookie_and_age_over_a_real_server() {
+    use axum::extract::State;
+    use axum::routing::get as route;
+
+    async fn answer(
+        State(up): State<Arc<AtomicBool>>,
+        uri: http::Uri,
+        headers: http::HeaderMap,
+    ) -> Response<String> {
+        let tenant = headers
+            .get("x-tenant")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        let mut response = Response::new(format!("{} {tenant}", uri.path()));
+        if !up.load(Ordering::SeqCst) {
+            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            return response;
+        }
+        let headers = response.headers_mut();
+        headers.insert(VARY, HeaderValue::from_static("x-tenant"));
+        headers.insert(AGE, HeaderValue::from_static("3"));
+        if uri.path() == "/cookie" {
+            headers.insert(SET_COOKIE, HeaderValue::from_static("id=1"));
+        }
+        response
+    }
+
+    let up = Arc::new(AtomicBool::new(true));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new()
+        .route("/{*path}", route(answer))
+        .with_state(up.clone());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let http_client = service_fn(move |request: Request<()>| {
+        let mut builder = client.get(format!("http://{addr}{}", request.uri()));
+        for (name, value) in request.headers() {
+            builder = builder.header(name, value);
+        }
+        async move {
+            let response = builder.send().await?;
+            Ok::<_, BoxError>(Response::<reqwest::Body>::from(response))
+        }
+    });
+    let mut svc = FallbackLayer::builder()
+        .cache(FallbackCache::http().build().unwrap())
+        .classifier(by_status::<reqwest::Body>)
+        .http()
+        .build()
+        .unwrap()
+        .layer(http_client);
+    let mut call = async |request: Request<()>| {
+        let answer = svc.ready().await.unwrap().call(request).await.unwrap();
+        let status = answer.status();
+        let age = answer.headers().get(AGE).cloned();
+        let cached = answer.extensions().get::<FallbackSource>().is_some();
+        let body = answer.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            cached,
+            age,
+            String::from_utf8(body.to_vec()).unwrap(),
+        )
+    };
+
+    for request in [
+        get_with("/report", &[("x-tenant", "a")]),
+        get_with("/report", &[("x-tenant", "b")]),
+        get("/cookie"),
+    ] {
+        let (status, cached, _, _) = call(request).await;
+        assert_eq!((status, cached), (StatusCode::OK, false));
+    }
+    up.store(false, Ordering::SeqCst);
+
+    let (status, cached, age, body) = call(get_with("/report", &[("x-tenant", "a")])).await;
+    assert_eq!(
+        (status, cached, body.as_str()),
+        (StatusCode::OK, true, "/report a")
+    );
+    let age: u64 = age.unwrap().to_str().unwrap().parse().unwrap();
+    assert!(age >= 3, "the origin's Age counts: {age}");
+    let (_, cached, _, body) = call(get_with("/report", &[("x-tenant", "b")])).await;
+    assert_eq!((cached, body.as_str()), (true, "/report b"));
+    for request in [
+        get_with("/report", &[("x-tenant", "c")]),
+        get("/report"),
+        get("/cookie"),
+    ] {
+        let (status, cached, _, _) = call(request).await;
+        assert_eq!((status, cached), (StatusCode::SERVICE_UNAVAILABLE, false));
+    }
+    server.abort();
+}
