@@ -247,8 +247,20 @@ impl fmt::Debug for Store {
 #[cfg(feature = "http")]
 pub(crate) fn name_digest(seed: &DefaultHasher, name: &[u8]) -> u64 {
     let mut hasher = seed.clone();
-    for byte in name {
-        hasher.write_u8(byte.to_ascii_lowercase());
+    // One write of the folded name, whichever side it comes from (request
+    // header names are lowercase already).
+    if name.iter().any(u8::is_ascii_uppercase) {
+        let mut buf = [0u8; 64];
+        match buf.get_mut(..name.len()) {
+            Some(folded) => {
+                folded.copy_from_slice(name);
+                folded.make_ascii_lowercase();
+                hasher.write(folded);
+            }
+            None => hasher.write(&name.to_ascii_lowercase()),
+        }
+    } else {
+        hasher.write(name);
     }
     hasher.write_u8(0xff);
     hasher.finish()

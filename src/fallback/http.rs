@@ -827,6 +827,23 @@ mod tests {
     }
 
     #[test]
+    fn header_names_are_digested_with_their_case_folded() {
+        let slot = slot();
+        let long = "X-".repeat(40) + "Tenant";
+        for name in ["X-Tenant", "x-tenant", long.as_str()] {
+            assert_eq!(
+                slot.name_digest(name.as_bytes()),
+                slot.name_digest(name.to_ascii_lowercase().as_bytes()),
+                "{name}"
+            );
+        }
+        assert_ne!(
+            slot.name_digest(b"x-tenant"),
+            slot.name_digest(b"x-tenants")
+        );
+    }
+
+    #[test]
     fn unreadable_fields_never_lengthen_what_is_served() {
         let slot = slot();
         let with = |name: HeaderName, value: &[u8]| {
