@@ -105,9 +105,9 @@ fn hash_target(uri: &Uri, hasher: &mut KeyHasher) {
                 None => hasher.write_u8(0),
             }
             hash_folded(authority.host(), hasher);
-            let default = match scheme.map(str::to_ascii_lowercase).as_deref() {
-                Some("http") => Some(80),
-                Some("https") => Some(443),
+            let default = match scheme {
+                Some(s) if s.eq_ignore_ascii_case("http") => Some(80),
+                Some(s) if s.eq_ignore_ascii_case("https") => Some(443),
                 _ => None,
             };
             // An empty port (`host:`) is the default too.
