@@ -3,7 +3,7 @@
 
 use std::any::Any;
 use std::fmt;
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, DefaultHasher, Hash, Hasher, RandomState};
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +31,9 @@ const MOKA_TTL_CAP: Duration = Duration::from_secs(86_400 * 365 * 30);
 ///
 /// Keys are stored as a 128-bit digest made with two SipHash keys drawn at
 /// random for each cache, so the cache holds no credentials and its keys
-/// can't be predicted from outside.
+/// can't be predicted from outside. An HTTP answer whose `Vary` names
+/// request headers takes two entries: one naming the headers, one the
+/// answer.
 ///
 /// The key must cover everything the answer depends on: share one cache
 /// only between layers in front of the same upstream, and name any header
@@ -110,6 +112,7 @@ pub struct FallbackCacheBuilder<K> {
     pub(crate) max_body_bytes: usize,
     pub(crate) store_private: bool,
     pub(crate) store_no_store: bool,
+    pub(crate) store_set_cookie: bool,
 }
 
 impl<K> FallbackCacheBuilder<K> {
@@ -121,6 +124,7 @@ impl<K> FallbackCacheBuilder<K> {
             max_body_bytes: 1 << 20,
             store_private: false,
             store_no_store: false,
+            store_set_cookie: false,
         }
     }
 
@@ -153,6 +157,7 @@ impl<K> FallbackCacheBuilder<K> {
             max_body_bytes: self.max_body_bytes,
             store_private: self.store_private,
             store_no_store: self.store_no_store,
+            store_set_cookie: self.store_set_cookie,
         }
     }
 
@@ -174,6 +179,7 @@ impl<K> FallbackCacheBuilder<K> {
                 max_body_bytes: self.max_body_bytes,
                 store_private: self.store_private,
                 store_no_store: self.store_no_store,
+                store_set_cookie: self.store_set_cookie,
             }),
             key: Arc::new(self.key),
         })
@@ -188,15 +194,26 @@ impl<K> fmt::Debug for FallbackCacheBuilder<K> {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("store_private", &self.store_private)
             .field("store_no_store", &self.store_no_store)
+            .field("store_set_cookie", &self.store_set_cookie)
             .finish_non_exhaustive()
     }
 }
 
-/// An entry: the answer and when it was recorded, on the tokio clock.
+/// An entry: an answer, or the request headers the answers under its key
+/// vary on.
 #[derive(Clone)]
-struct Entry {
-    at: Instant,
-    value: Arc<dyn Any + Send + Sync>,
+enum Entry {
+    /// An answer, when it was recorded (tokio clock), and how long after
+    /// that it may be served.
+    Answer {
+        at: Instant,
+        limit: Duration,
+        value: Arc<dyn Any + Send + Sync>,
+    },
+    /// The answers under this key depend on these request headers (digests
+    /// of their names, sorted); each is stored under the digest of the key
+    /// and the request's values of those headers.
+    Varies(Arc<[u64]>),
 }
 
 /// The entries and settings every clone of a cache shares.
@@ -208,6 +225,7 @@ pub(crate) struct Store {
     max_body_bytes: usize,
     store_private: bool,
     store_no_store: bool,
+    store_set_cookie: bool,
 }
 
 impl fmt::Debug for Store {
@@ -219,25 +237,108 @@ impl fmt::Debug for Store {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("store_private", &self.store_private)
             .field("store_no_store", &self.store_no_store)
+            .field("store_set_cookie", &self.store_set_cookie)
             .finish()
     }
 }
 
-/// Where one request's answer is recorded and looked up: the cache and the
-/// digest of the request's key.
+/// The digest of a header name, as the request's headers are kept in a
+/// [`KeyHasher`] and as a response's `Vary` names them: ASCII case folded.
+#[cfg(feature = "http")]
+pub(crate) fn name_digest(seed: &DefaultHasher, name: &[u8]) -> u64 {
+    let mut hasher = seed.clone();
+    // One write of the folded name, whichever side it comes from (request
+    // header names are lowercase already).
+    if name.iter().any(u8::is_ascii_uppercase) {
+        let mut buf = [0u8; 64];
+        match buf.get_mut(..name.len()) {
+            Some(folded) => {
+                folded.copy_from_slice(name);
+                folded.make_ascii_lowercase();
+                hasher.write(folded);
+            }
+            None => hasher.write(&name.to_ascii_lowercase()),
+        }
+    } else {
+        hasher.write(name);
+    }
+    hasher.write_u8(0xff);
+    hasher.finish()
+}
+
+/// Where one request's answer is recorded and looked up: the cache, the
+/// digest of the request's key and, if the key kept them, digests of the
+/// request's headers (to honour a stored response's `Vary`).
 pub struct Slot {
     store: Arc<Store>,
     digest: u128,
+    headers: Option<Box<[(u64, u64)]>>,
 }
 
 impl Slot {
-    /// Records `value` as the freshest answer for this request.
+    /// Records `value` as the freshest answer for this request, to be
+    /// served for at most [`max_staleness`](FallbackCacheBuilder::max_staleness).
     pub fn insert<V: Send + Sync + 'static>(self, value: V) {
-        let entry = Entry {
+        let limit = self.store.max_staleness;
+        self.insert_with(value, limit, &[]);
+    }
+
+    /// Records `value`, to be served for at most `limit` (capped by the
+    /// cache's staleness limit), for requests whose headers named by
+    /// `vary` (name digests, sorted, deduplicated) have this request's
+    /// values. `false` if it can't be stored: the slot kept no headers to
+    /// vary on.
+    pub(crate) fn insert_with<V: Send + Sync + 'static>(
+        self,
+        value: V,
+        limit: Duration,
+        vary: &[u64],
+    ) -> bool {
+        let answer = Entry::Answer {
             at: Instant::now(),
+            limit: limit.min(self.store.max_staleness),
             value: Arc::new(value),
         };
-        self.store.cache.insert(self.digest, entry);
+        if vary.is_empty() {
+            self.store.cache.insert(self.digest, answer);
+            return true;
+        }
+        let Some(variant) = self.variant(vary) else {
+            return false;
+        };
+        self.store
+            .cache
+            .insert(self.digest, Entry::Varies(Arc::from(vary)));
+        self.store.cache.insert(variant, answer);
+        true
+    }
+
+    /// The digest of a request header's name, as `vary` is given to
+    /// [`insert_with`](Self::insert_with).
+    #[cfg(feature = "http")]
+    pub(crate) fn name_digest(&self, name: &[u8]) -> u64 {
+        name_digest(&self.store.hashers.0.build_hasher(), name)
+    }
+
+    /// The key of the variant this request selects among answers that
+    /// vary on `names`: the key's digest and the request's values of those
+    /// headers.
+    fn variant(&self, names: &[u64]) -> Option<u128> {
+        let headers = self.headers.as_deref()?;
+        let mut hasher = self.store.key_hasher();
+        hasher.write_u8(0x56);
+        hasher.write_u128(self.digest);
+        for name in names {
+            hasher.write_u64(*name);
+            match headers.iter().find(|(n, _)| n == name) {
+                Some((_, values)) => {
+                    hasher.write_u8(1);
+                    hasher.write_u64(*values);
+                }
+                None => hasher.write_u8(0),
+            }
+        }
+        Some(hasher.finish128())
     }
 
     /// The largest response body the cache stores, in bytes.
@@ -255,16 +356,29 @@ impl Slot {
         self.store.store_no_store
     }
 
+    /// Whether responses that set cookies may be stored.
+    pub fn stores_set_cookie(&self) -> bool {
+        self.store.store_set_cookie
+    }
+
     /// The answer recorded for this request and its age, if it is no older
-    /// than the staleness limit.
+    /// than its staleness limit.
     pub(crate) fn lookup(&self) -> Option<(Arc<dyn Any + Send + Sync>, Duration)> {
-        let entry = self.store.cache.get(&self.digest)?;
-        let age = Instant::now().saturating_duration_since(entry.at);
-        if age > self.store.max_staleness {
-            self.store.cache.invalidate(&self.digest);
+        let mut key = self.digest;
+        let mut entry = self.store.cache.get(&key)?;
+        if let Entry::Varies(names) = &entry {
+            key = self.variant(names)?;
+            entry = self.store.cache.get(&key)?;
+        }
+        let Entry::Answer { at, limit, value } = entry else {
+            return None;
+        };
+        let age = Instant::now().saturating_duration_since(at);
+        if age > limit {
+            self.store.cache.invalidate(&key);
             return None;
         }
-        Some((entry.value, age))
+        Some((value, age))
     }
 }
 
@@ -278,7 +392,10 @@ impl fmt::Debug for Slot {
 ///
 /// What is fed to the [`KeyHasher`] decides which requests share an
 /// answer: it must cover everything the answer depends on, the caller's
-/// identity included.
+/// identity included. Feed it parts that compare exactly as the protocol
+/// says: `http::Uri` and `http::uri::Authority` hash the userinfo with its
+/// case ignored, so two callers `alice:Secret@` and `alice:secret@` would
+/// share a key ([`HttpKey`](super::HttpKey) hashes the URI part by part).
 pub trait CacheKey<Req> {
     /// Feeds `request`'s key to `hasher`; `false` if the request's answer
     /// must not be cached.
@@ -329,15 +446,35 @@ where
 
 /// Hashes a key into the 128-bit digest entries are stored under: two
 /// SipHash states with keys drawn at random for each cache.
+///
+/// It can also keep digests of a request's headers
+/// ([`keep_headers`](Self::keep_headers), feature `http`), so that a
+/// stored response's `Vary` is honoured.
 #[derive(Debug)]
 pub struct KeyHasher {
-    a: std::hash::DefaultHasher,
-    b: std::hash::DefaultHasher,
+    a: DefaultHasher,
+    b: DefaultHasher,
+    #[cfg(feature = "http")]
+    pub(crate) seed: DefaultHasher,
+    pub(crate) headers: Option<Box<[(u64, u64)]>>,
 }
 
 impl KeyHasher {
     fn finish128(&self) -> u128 {
         (u128::from(self.a.finish()) << 64) | u128::from(self.b.finish())
+    }
+}
+
+impl Store {
+    fn key_hasher(&self) -> KeyHasher {
+        let (a, b) = &self.hashers;
+        KeyHasher {
+            a: a.build_hasher(),
+            b: b.build_hasher(),
+            #[cfg(feature = "http")]
+            seed: a.build_hasher(),
+            headers: None,
+        }
     }
 }
 
@@ -375,14 +512,14 @@ impl<Req> CacheSource<Req> for NoCache {
 impl<Req, K: CacheKey<Req>> CacheSource<Req> for FallbackCache<K> {
     #[inline]
     fn slot(&self, request: &Req) -> Option<Slot> {
-        let (a, b) = &self.store.hashers;
-        let mut hasher = KeyHasher {
-            a: a.build_hasher(),
-            b: b.build_hasher(),
-        };
-        self.key.key(request, &mut hasher).then(|| Slot {
+        let mut hasher = self.store.key_hasher();
+        if !self.key.key(request, &mut hasher) {
+            return None;
+        }
+        Some(Slot {
             store: Arc::clone(&self.store),
             digest: hasher.finish128(),
+            headers: hasher.headers.take(),
         })
     }
 }

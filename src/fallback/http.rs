@@ -2,13 +2,14 @@
 //! they stream, and the source of an answer in its extensions and header.
 
 use std::fmt;
-use std::hash::Hash;
+use std::hash::{Hash, Hasher};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
-use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
@@ -23,12 +24,24 @@ const IDENTITY: [HeaderName; 4] = [
     header::HOST,
 ];
 
-/// Keys HTTP requests by method, URI, and a hash of what identifies the
-/// caller: `Authorization`, `Proxy-Authorization`, `Cookie`, `Host`, and
-/// the headers named with [`vary_on`](FallbackCacheBuilder::vary_on).
+/// Keys HTTP requests by method, target URI, and a hash of what identifies
+/// the caller: `Authorization`, `Proxy-Authorization`, `Cookie`, `Host`,
+/// and the headers named with [`vary_on`](FallbackCacheBuilder::vary_on).
+/// It also keeps a digest of every request header, so that a stored
+/// response's `Vary` is honoured.
 ///
-/// Only `GET` and `HEAD` requests are cached: serving a stored answer to a
-/// `POST` would pretend a write happened.
+/// The URI is compared as RFC 3986 and RFC 9110 §4.2.3 say: the scheme and
+/// the host ignore ASCII case, a port that is the scheme's default is the
+/// same as none, an empty path is `/`; the userinfo, the path and the
+/// query are compared byte for byte, percent-encoding included (`%7E` and
+/// `~` are two keys: a miss, never a merge). Header values are compared
+/// byte for byte, except `Host`, whose case is ignored. (`http::Uri`'s own
+/// `Hash` ignores the case of the userinfo, so keying on it would serve
+/// `alice:Secret@` an answer made for `alice:secret@`.)
+///
+/// Only `GET` and `HEAD` requests are cached (serving a stored answer to a
+/// `POST` would pretend a write happened), and never a request that says
+/// `Cache-Control: no-store`.
 #[derive(Debug, Clone, Default)]
 pub struct HttpKey {
     vary: Vec<HeaderName>,
@@ -40,19 +53,122 @@ impl<B> CacheKey<Request<B>> for HttpKey {
         if method != Method::GET && method != Method::HEAD {
             return false;
         }
-        method.hash(hasher);
-        request.uri().hash(hasher);
         let headers = request.headers();
+        if CacheControl::of(headers).no_store {
+            return false;
+        }
+        hasher.write(method.as_str().as_bytes());
+        hash_target(request.uri(), hasher);
         for name in IDENTITY.iter().chain(&self.vary) {
-            name.hash(hasher);
+            hasher.write(name.as_str().as_bytes());
             let mut count = 0usize;
             for value in headers.get_all(name) {
-                value.as_bytes().hash(hasher);
+                if name == header::HOST {
+                    hasher.write_usize(value.len());
+                    for byte in value.as_bytes() {
+                        hasher.write_u8(byte.to_ascii_lowercase());
+                    }
+                } else {
+                    value.as_bytes().hash(hasher);
+                }
                 count += 1;
             }
-            count.hash(hasher);
+            hasher.write_usize(count);
         }
+        hasher.keep_headers(headers);
         true
+    }
+}
+
+/// Feeds the target URI to `hasher`, normalised as RFC 9110 §4.2.3 allows
+/// and no further; every part is length-prefixed, so no two URIs that
+/// differ can feed the same bytes.
+fn hash_target(uri: &Uri, hasher: &mut KeyHasher) {
+    let scheme = uri.scheme_str();
+    match scheme {
+        Some(scheme) => {
+            hasher.write_u8(1);
+            hash_folded(scheme, hasher);
+        }
+        None => hasher.write_u8(0),
+    }
+    match uri.authority() {
+        Some(authority) => {
+            hasher.write_u8(1);
+            let all = authority.as_str();
+            // The userinfo is all before the last `@`; case-sensitive.
+            match all.rfind('@') {
+                Some(at) => {
+                    hasher.write_u8(1);
+                    all.as_bytes()[..at].hash(hasher);
+                }
+                None => hasher.write_u8(0),
+            }
+            hash_folded(authority.host(), hasher);
+            let default = match scheme {
+                Some(s) if s.eq_ignore_ascii_case("http") => Some(80),
+                Some(s) if s.eq_ignore_ascii_case("https") => Some(443),
+                _ => None,
+            };
+            // An empty port (`host:`) is the default too.
+            match authority.port_u16().filter(|port| Some(*port) != default) {
+                Some(port) => {
+                    hasher.write_u8(1);
+                    hasher.write_u16(port);
+                }
+                None => hasher.write_u8(0),
+            }
+        }
+        None => hasher.write_u8(0),
+    }
+    let path = match uri.path() {
+        "" => "/",
+        path => path,
+    };
+    path.as_bytes().hash(hasher);
+    match uri.query() {
+        Some(query) => {
+            hasher.write_u8(1);
+            query.as_bytes().hash(hasher);
+        }
+        None => hasher.write_u8(0),
+    }
+}
+
+/// Feeds `text` with its ASCII case folded, length first.
+fn hash_folded(text: &str, hasher: &mut KeyHasher) {
+    hasher.write_usize(text.len());
+    for byte in text.as_bytes() {
+        hasher.write_u8(byte.to_ascii_lowercase());
+    }
+}
+
+impl KeyHasher {
+    /// Keeps a digest of each of `headers` (its name, case folded, and its
+    /// values in order), so that a response whose `Vary` names some of
+    /// them is stored for, and served to, only requests with the same
+    /// values. A response with `Vary` recorded into a slot whose key kept
+    /// no headers is not stored.
+    ///
+    /// [`HttpKey`] calls this; a custom [`CacheKey`] of HTTP requests
+    /// should too.
+    pub fn keep_headers(&mut self, headers: &HeaderMap) {
+        let mut kept = Vec::with_capacity(headers.keys_len());
+        for name in headers.keys() {
+            let mut hasher = self.seed.clone();
+            hasher.write_u8(0x48);
+            let mut count = 0usize;
+            for value in headers.get_all(name) {
+                value.as_bytes().hash(&mut hasher);
+                count += 1;
+            }
+            hasher.write_usize(count);
+            kept.push((
+                super::cache::name_digest(&self.seed, name.as_str().as_bytes()),
+                hasher.finish(),
+            ));
+        }
+        self.headers = Some(kept.into_boxed_slice());
     }
 }
 
@@ -60,8 +176,9 @@ impl FallbackCache<HttpKey> {
     /// A builder for a cache of HTTP responses keyed by [`HttpKey`].
     ///
     /// Defaults: 10,000 entries, answers at most 5 minutes old, bodies up
-    /// to 1 MiB, responses marked `Cache-Control: no-store` or `private`
-    /// not stored.
+    /// to 1 MiB; responses marked `Cache-Control: no-store` or `private`,
+    /// or that set cookies, not stored. [`Http`](Http#caching-rules) lists
+    /// every rule.
     pub fn http() -> FallbackCacheBuilder<HttpKey> {
         FallbackCacheBuilder::with_key(HttpKey::default())
     }
@@ -70,7 +187,7 @@ impl FallbackCache<HttpKey> {
 impl FallbackCacheBuilder<HttpKey> {
     /// Also keys entries by the values of header `name` (say,
     /// `Accept-Language`, or a tenant header), so that requests that differ
-    /// in it never share an answer.
+    /// in it never share an answer, whatever the response's `Vary` says.
     pub fn vary_on(mut self, name: HeaderName) -> Self {
         self.key.vary.push(name);
         self
@@ -92,35 +209,266 @@ impl FallbackCacheBuilder<HttpKey> {
     }
 
     /// Whether responses marked `Cache-Control: no-store` are stored
-    /// (default `false`).
+    /// (default `false`). A request marked `no-store` is never stored nor
+    /// served from the cache, whatever this says.
     pub fn store_no_store(mut self, store: bool) -> Self {
         self.store_no_store = store;
         self
     }
+
+    /// Whether responses with `Set-Cookie` are stored (default `false`, as
+    /// nginx's `proxy_cache` and Varnish do). Stored, their cookies are
+    /// replayed with the answer, only ever to a caller with the same key:
+    /// name the header that tells callers apart with
+    /// [`vary_on`](Self::vary_on) if `Authorization` and `Cookie` don't.
+    pub fn store_set_cookie(mut self, store: bool) -> Self {
+        self.store_set_cookie = store;
+        self
+    }
 }
 
-/// Whether a response with `headers` may be stored, given the cache's
-/// settings.
-fn storable(headers: &HeaderMap, slot: &Slot) -> bool {
-    for value in headers.get_all(header::CACHE_CONTROL) {
+/// The largest delta-seconds value kept (RFC 9111 §1.2.2); larger ones
+/// are clamped to it.
+const DELTA_MAX: u64 = 1 << 31;
+
+/// The `Cache-Control` directives the cache obeys, from every line of the
+/// field. A line that is not readable text counts as `no-store`.
+#[derive(Debug, Default)]
+struct CacheControl {
+    no_store: bool,
+    private: bool,
+    no_cache: bool,
+    revalidate: bool,
+    max_age: Option<u64>,
+    s_maxage: Option<u64>,
+    stale_if_error: Option<u64>,
+}
+
+impl CacheControl {
+    fn of(headers: &HeaderMap) -> Self {
+        let mut cc = Self::default();
+        for value in headers.get_all(header::CACHE_CONTROL) {
+            let Ok(value) = value.to_str() else {
+                tracing::debug!(
+                    target: "steadfast::fallback",
+                    "unreadable Cache-Control; treated as no-store"
+                );
+                cc.no_store = true;
+                continue;
+            };
+            for_each_directive(value, |name, argument| cc.directive(name, argument));
+        }
+        cc
+    }
+
+    fn directive(&mut self, name: &str, argument: Option<&str>) {
+        let is = |n: &str| name.eq_ignore_ascii_case(n);
+        // A repeated time keeps the shortest (RFC 9111 §4.2.1: a
+        // conflict must not lengthen freshness).
+        let seconds = |old: Option<u64>| Some(delta_seconds(argument).min(old.unwrap_or(u64::MAX)));
+        if is("no-store") {
+            self.no_store = true;
+        } else if is("private") {
+            self.private = true;
+        } else if is("no-cache") {
+            self.no_cache = true;
+        } else if is("must-revalidate") || is("proxy-revalidate") {
+            self.revalidate = true;
+        } else if is("max-age") {
+            self.max_age = seconds(self.max_age);
+        } else if is("s-maxage") {
+            self.s_maxage = seconds(self.s_maxage);
+        } else if is("stale-if-error") {
+            self.stale_if_error = seconds(self.stale_if_error);
+        }
+    }
+}
+
+/// Calls `f` with each directive of a `Cache-Control` line: its name and
+/// its argument, unquoted; commas inside quoted strings don't split.
+fn for_each_directive<'a>(line: &'a str, mut f: impl FnMut(&'a str, Option<&'a str>)) {
+    let bytes = line.as_bytes();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for i in 0..=bytes.len() {
+        let byte = bytes.get(i).copied();
+        if quoted {
+            match byte {
+                _ if escaped => escaped = false,
+                Some(b'\\') => escaped = true,
+                Some(b'"') => quoted = false,
+                _ => {}
+            }
+            if byte.is_some() {
+                continue;
+            }
+        }
+        match byte {
+            Some(b'"') => quoted = true,
+            Some(b',') | None => {
+                let directive = line[start..i].trim();
+                start = i + 1;
+                if directive.is_empty() {
+                    continue;
+                }
+                match directive.split_once('=') {
+                    Some((name, argument)) => {
+                        let argument = argument.trim();
+                        let argument = argument
+                            .strip_prefix('"')
+                            .and_then(|a| a.strip_suffix('"'))
+                            .unwrap_or(argument);
+                        f(name.trim(), Some(argument));
+                    }
+                    None => f(directive, None),
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A delta-seconds argument (RFC 9111 §1.2.2), clamped to 2^31; a missing
+/// or malformed one is 0, which never lengthens what may be served.
+fn delta_seconds(argument: Option<&str>) -> u64 {
+    let Some(digits) = argument.filter(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()))
+    else {
+        return 0;
+    };
+    digits
+        .bytes()
+        .try_fold(0u64, |n, b| {
+            n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        })
+        .map_or(DELTA_MAX, |n| n.min(DELTA_MAX))
+}
+
+/// The response's `Age`, in seconds: 0 if absent or malformed (with a
+/// trace event), the largest if repeated.
+fn age_of(headers: &HeaderMap) -> u64 {
+    let mut age = 0;
+    for value in headers.get_all(header::AGE) {
+        match value.to_str().ok().filter(|v| !v.trim().is_empty()) {
+            Some(v) if v.trim().bytes().all(|b| b.is_ascii_digit()) => {
+                age = age.max(delta_seconds(Some(v.trim())));
+            }
+            _ => tracing::debug!(target: "steadfast::fallback", "malformed Age ignored"),
+        }
+    }
+    age
+}
+
+/// How a response may be stored, or `None` if it may not.
+struct Rule {
+    /// How long after it is recorded it may be served.
+    limit: Duration,
+    /// The request headers it varies on (name digests, sorted).
+    vary: Vec<u64>,
+}
+
+/// Whether a response with `status` and `headers` may be stored, and for
+/// how long, given the cache's settings (see the module docs' table).
+fn rule(status: StatusCode, headers: &HeaderMap, slot: &Slot) -> Option<Rule> {
+    // Only complete answers: a 206 is a part, a 304 says "yours is fine".
+    if status == StatusCode::PARTIAL_CONTENT || status == StatusCode::NOT_MODIFIED {
+        return None;
+    }
+    if headers.contains_key(header::SET_COOKIE) && !slot.stores_set_cookie() {
+        return None;
+    }
+    let cc = CacheControl::of(headers);
+    if cc.no_store && !slot.stores_no_store() || cc.private && !slot.stores_private() {
+        return None;
+    }
+    // `no-cache` asks that every use be validated with the origin, which a
+    // fallback answer never is.
+    if cc.no_cache {
+        return None;
+    }
+    let mut vary = Vec::new();
+    for value in headers.get_all(header::VARY) {
         let Ok(value) = value.to_str() else {
-            return false;
+            return None;
         };
-        for directive in value.split(',') {
-            let name = directive.split('=').next().unwrap_or("").trim();
-            if name.eq_ignore_ascii_case("no-store") && !slot.stores_no_store()
-                || name.eq_ignore_ascii_case("private") && !slot.stores_private()
-            {
-                return false;
+        for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            // `Vary: *` says no two requests are alike.
+            if name == "*" {
+                return None;
+            }
+            vary.push(slot.name_digest(name.as_bytes()));
+        }
+    }
+    vary.sort_unstable();
+    vary.dedup();
+    // RFC 9111 §4.2.4: stale answers are served only if nothing forbids
+    // it; `must-revalidate`, `proxy-revalidate` and, for a shared cache,
+    // `s-maxage` do, unless the origin allows it with `stale-if-error`
+    // (RFC 5861), which then bounds the staleness.
+    let age = Duration::from_secs(age_of(headers));
+    let forbids_stale = cc.revalidate || cc.s_maxage.is_some() && cc.stale_if_error.is_none();
+    let until = if forbids_stale {
+        Some(freshness(&cc, headers))
+    } else {
+        cc.stale_if_error
+            .map(|n| freshness(&cc, headers).saturating_add(Duration::from_secs(n)))
+    };
+    let limit = match until {
+        Some(until) => until.checked_sub(age).filter(|l| !l.is_zero())?,
+        None => Duration::MAX,
+    };
+    Some(Rule { limit, vary })
+}
+
+/// The freshness lifetime (RFC 9111 §4.2.1) for a shared cache:
+/// `s-maxage`, else `max-age`, else `Expires` − `Date`; else none (no
+/// heuristic freshness).
+fn freshness(cc: &CacheControl, headers: &HeaderMap) -> Duration {
+    if let Some(seconds) = cc.s_maxage.or(cc.max_age) {
+        return Duration::from_secs(seconds);
+    }
+    let date = |name| {
+        let value = headers.get(name)?.to_str().ok()?;
+        httpdate::parse_http_date(value).ok()
+    };
+    let Some(expires) = headers.get(header::EXPIRES).map(|_| date(header::EXPIRES)) else {
+        return Duration::ZERO;
+    };
+    // An Expires that can't be read is in the past.
+    let Some(expires) = expires else {
+        return Duration::ZERO;
+    };
+    let now = date(header::DATE).unwrap_or_else(std::time::SystemTime::now);
+    expires.duration_since(now).unwrap_or(Duration::ZERO)
+}
+
+/// The headers a cache must not store (RFC 9111 §3.1): those of the
+/// connection, and those of the proxy it forwarded through.
+const NOT_STORED: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+];
+
+/// A copy of `headers` without those a cache must not store, and without
+/// those the `Connection` header names.
+fn stored_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut stored = headers.clone();
+    for value in headers.get_all(header::CONNECTION) {
+        let Ok(value) = value.to_str() else { continue };
+        for name in value.split(',').map(str::trim) {
+            if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
+                stored.remove(name);
             }
         }
     }
-    // `Vary: *` says no two requests are alike.
-    !headers.get_all(header::VARY).iter().any(|v| {
-        v.as_bytes()
-            .split(|b| *b == b',')
-            .any(|t| t.trim_ascii() == b"*")
-    })
+    for name in &NOT_STORED {
+        stored.remove(name);
+    }
+    stored.remove("proxy-authentication-info");
+    stored
 }
 
 /// HTTP responses: `http::Response<B>` with `B: Body<Data = Bytes>`,
@@ -131,12 +479,46 @@ fn storable(headers: &HeaderMap, slot: &Slot) -> bool {
 ///   `max_body_bytes` is kept, and the response is stored once the body
 ///   ends. A body that turns out larger, that fails, or that has trailers
 ///   is not stored; nor is a body the caller drops before its end.
-/// - Responses marked `Cache-Control: no-store` or `private`, or
-///   `Vary: *`, are not stored unless the cache was told otherwise.
+/// - What is stored, for how long and for whom follows RFC 9111 for a
+///   shared cache and RFC 5861's `stale-if-error`, as the table below says.
 /// - A fallback answer carries its [`FallbackSource`] in its extensions,
 ///   and in a header if one was named with
 ///   [`source_header`](super::FallbackLayerBuilder::source_header).
 /// - Static and computed answers are `http::Response<Bytes>`.
+///
+/// # Caching rules
+///
+/// The cache serves answers only when the primary call failed
+/// (stale-if-error), so it never stores what a shared cache (RFC 9111)
+/// must not store, never serves an answer to a request it was not made
+/// for, and never serves one staler than its origin allows.
+///
+/// | rule | what the cache does | source |
+/// |---|---|---|
+/// | methods | only `GET` and `HEAD` answers are stored, each for its own method | RFC 9110 §9.2.1 |
+/// | target URI | scheme and host ignore case; `:80` for `http`, `:443` for `https` and an empty port are the same as none; an empty path is `/`; userinfo, path and query are compared byte for byte (no percent-decoding: `%7E` and `~` are two keys) | RFC 3986 §6.2.2, RFC 9110 §4.2.3 |
+/// | caller | `Authorization`, `Proxy-Authorization` and `Cookie` values, byte for byte, and `Host` (case ignored) are in every key, so an answer goes only to the caller it was made for | RFC 9111 §3.5 (a private answer per caller) |
+/// | [`vary_on`](FallbackCacheBuilder::vary_on) | the named request headers are in every key | — |
+/// | response `Vary` | each answer is stored for, and served to, only requests whose headers it names have the same values (absent counts as a value); `Vary: *` is never stored | RFC 9111 §4.1 |
+/// | request `Cache-Control: no-store` | neither stored nor served from the cache | RFC 9111 §5.2.1.5 |
+/// | request `no-cache`, `max-age`, `min-fresh` | preferences, not prohibitions: the answer is still served when the primary call failed | RFC 9111 §4.2.4, §5.2.1 |
+/// | response `no-store` | not stored, unless [`store_no_store`](FallbackCacheBuilder::store_no_store) | RFC 9111 §5.2.2.5 |
+/// | response `private` (also `private="…"`) | not stored, unless [`store_private`](FallbackCacheBuilder::store_private) | RFC 9111 §5.2.2.7 |
+/// | response `no-cache` (also `no-cache="…"`) | not stored: it may not be reused without the origin's validation, which a fallback never has | RFC 9111 §5.2.2.4 |
+/// | `Set-Cookie` | not stored, unless [`store_set_cookie`](FallbackCacheBuilder::store_set_cookie) | nginx `proxy_cache`, Varnish |
+/// | `206 Partial Content`, `304 Not Modified` | not stored: neither is a whole answer | RFC 9111 §3.3, §3.4, §4.3.4 |
+/// | response `stale-if-error=N` | served until its age is its freshness lifetime (`s-maxage`, `max-age`, or `Expires` − `Date`) plus N | RFC 5861 §4 |
+/// | `must-revalidate`, `proxy-revalidate` | served only while fresh, whatever `stale-if-error` says | RFC 9111 §4.2.4, §5.2.2.2, §5.2.2.8 |
+/// | `s-maxage` without `stale-if-error` | served only while fresh (it implies `proxy-revalidate`) | RFC 9111 §5.2.2.10 |
+/// | none of these | served up to [`max_staleness`](FallbackCacheBuilder::max_staleness) after it was recorded, the cache's own contract | RFC 9111 §4.2.4 |
+/// | every answer | never past `max_staleness` after it was recorded | — |
+/// | `Age` | counted in the answer's age; the served answer's `Age` is the origin's plus the time it was held, in seconds (at most 2^31) | RFC 9111 §4.2.3, §5.1 |
+/// | connection headers | `Connection` and the fields it names, `Keep-Alive`, `Proxy-Connection`, `TE`, `Transfer-Encoding`, `Upgrade`, `Proxy-Authenticate`, `Proxy-Authentication-Info` are not stored | RFC 9111 §3.1 |
+/// | unreadable fields | a `Cache-Control` that is not text counts as `no-store`; a malformed delta-seconds counts as 0; a malformed `Age` is ignored; an unreadable `Vary` is not stored | RFC 9111 §1.2.2, §4.2.1 |
+///
+/// Seconds past 2^31 count as 2^31 (RFC 9111 §1.2.2). The cache computes
+/// no heuristic freshness: an answer without an explicit lifetime has none,
+/// which matters only to the rules that speak of freshness.
 #[derive(Debug, Clone, Default)]
 pub struct Http {
     pub(crate) header: Option<HeaderName>,
@@ -158,17 +540,20 @@ where
         let cap = slot.max_body_bytes();
         let too_big =
             usize::try_from(response.body().size_hint().lower()).map_or(true, |n| n > cap);
-        if too_big || !storable(response.headers(), &slot) {
+        if too_big {
             return self.pass(response);
         }
+        let Some(rule) = rule(response.status(), response.headers(), &slot) else {
+            return self.pass(response);
+        };
         let (parts, body) = response.into_parts();
         let head = Head {
             status: parts.status,
             version: parts.version,
-            headers: parts.headers.clone(),
+            headers: stored_headers(&parts.headers),
         };
         let body = if body.is_end_stream() {
-            slot.insert(head.into_response(Bytes::new()));
+            slot.insert_with(head.into_response(Bytes::new()), rule.limit, &rule.vary);
             FallbackBody::new(body)
         } else {
             FallbackBody {
@@ -176,6 +561,7 @@ where
                     body,
                     recorder: Some(Box::new(Recorder {
                         slot,
+                        rule,
                         head,
                         buf: Vec::new(),
                         cap,
@@ -200,6 +586,17 @@ where
 
     fn mark(&self, response: &mut Self::Response, source: &FallbackSource) {
         response.extensions_mut().insert(*source);
+        if let FallbackSource::Cache { age } = source {
+            // RFC 9111 §4.2.3: the age the origin reported plus the time
+            // the answer was held; 2^31 if it overflows.
+            let held = age.as_secs();
+            let age = age_of(response.headers())
+                .saturating_add(held)
+                .min(DELTA_MAX);
+            response
+                .headers_mut()
+                .insert(header::AGE, HeaderValue::from(age));
+        }
         if let Some(name) = &self.header {
             let value = HeaderValue::from_static(source.as_str());
             response.headers_mut().insert(name.clone(), value);
@@ -228,6 +625,7 @@ impl Head {
 /// end.
 struct Recorder {
     slot: Slot,
+    rule: Rule,
     head: Head,
     buf: Vec<u8>,
     cap: usize,
@@ -248,7 +646,8 @@ impl Recorder {
 
     fn finish(self) {
         let response = self.head.into_response(Bytes::from(self.buf));
-        self.slot.insert(response);
+        self.slot
+            .insert_with(response, self.rule.limit, &self.rule.vary);
     }
 }
 
@@ -372,5 +771,125 @@ impl<B> fmt::Debug for FallbackBody<B> {
             .field("kind", &kind)
             .field("recording", &recording)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fallback::CacheSource;
+    use proptest::prelude::*;
+
+    fn slot() -> Slot {
+        let cache = FallbackCache::http().build().unwrap();
+        cache.slot(&Request::new(())).unwrap()
+    }
+
+    fn directives(line: &str) -> Vec<(String, Option<String>)> {
+        let mut found = Vec::new();
+        for_each_directive(line, |name, argument| {
+            found.push((name.to_owned(), argument.map(str::to_owned)));
+        });
+        found
+    }
+
+    #[test]
+    fn directives_split_on_commas_outside_quotes() {
+        let own = |n: &str, a: Option<&str>| (n.to_owned(), a.map(str::to_owned));
+        assert_eq!(
+            directives(r#" max-age = 5 ,, private="set-cookie, x", x="a\"," ,no-store"#),
+            [
+                own("max-age", Some("5")),
+                own("private", Some("set-cookie, x")),
+                own("x", Some(r#"a\","#)),
+                own("no-store", None),
+            ]
+        );
+        assert_eq!(directives(r#"a="unterminated, no-store"#).len(), 1);
+        assert!(directives(" , ").is_empty());
+    }
+
+    #[test]
+    fn delta_seconds_are_clamped_and_malformed_ones_are_zero() {
+        for (text, seconds) in [
+            ("0", 0),
+            ("42", 42),
+            ("2147483648", DELTA_MAX),
+            ("99999999999999999999999", DELTA_MAX),
+            ("-1", 0),
+            ("1.5", 0),
+            ("", 0),
+            (" 1", 0),
+        ] {
+            assert_eq!(delta_seconds(Some(text)), seconds, "{text:?}");
+        }
+        assert_eq!(delta_seconds(None), 0);
+    }
+
+    #[test]
+    fn header_names_are_digested_with_their_case_folded() {
+        let slot = slot();
+        let long = "X-".repeat(40) + "Tenant";
+        for name in ["X-Tenant", "x-tenant", long.as_str()] {
+            assert_eq!(
+                slot.name_digest(name.as_bytes()),
+                slot.name_digest(name.to_ascii_lowercase().as_bytes()),
+                "{name}"
+            );
+        }
+        assert_ne!(
+            slot.name_digest(b"x-tenant"),
+            slot.name_digest(b"x-tenants")
+        );
+    }
+
+    #[test]
+    fn unreadable_fields_never_lengthen_what_is_served() {
+        let slot = slot();
+        let with = |name: HeaderName, value: &[u8]| {
+            let mut headers = HeaderMap::new();
+            headers.insert(name, HeaderValue::from_bytes(value).unwrap());
+            rule(StatusCode::OK, &headers, &slot)
+        };
+        assert!(with(header::CACHE_CONTROL, b"max-age=60, \xff").is_none());
+        assert!(with(header::VARY, b"x-tenant\xff").is_none());
+        assert!(with(header::CACHE_CONTROL, b"must-revalidate, max-age=ten").is_none());
+        let aged = with(header::AGE, b"\xff").unwrap();
+        assert_eq!(aged.limit, Duration::MAX, "a malformed Age is ignored");
+    }
+
+    proptest! {
+        /// Nothing a peer puts in the headers the rules read can panic;
+        /// what is stored may be served for a while, never for no time.
+        #[test]
+        fn any_headers_give_a_rule_or_none(
+            status in 100u16..600,
+            lines in proptest::collection::vec(
+                (0usize..6, "[ -~]{0,24}|(max-age|s-maxage|stale-if-error)=[0-9]{0,24}"),
+                0..6,
+            ),
+        ) {
+            const NAMES: [HeaderName; 6] = [
+                header::CACHE_CONTROL,
+                header::AGE,
+                header::VARY,
+                header::EXPIRES,
+                header::DATE,
+                header::CONNECTION,
+            ];
+            let mut headers = HeaderMap::new();
+            for (name, value) in lines {
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    headers.append(NAMES[name].clone(), value);
+                }
+            }
+            let status = StatusCode::from_u16(status).unwrap();
+            if let Some(rule) = rule(status, &headers, &slot()) {
+                prop_assert!(!rule.limit.is_zero());
+                prop_assert!(rule.vary.windows(2).all(|w| w[0] < w[1]));
+            }
+            let stored = stored_headers(&headers);
+            prop_assert!(!stored.contains_key(header::CONNECTION));
+        }
     }
 }

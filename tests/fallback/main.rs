@@ -6,6 +6,8 @@ mod events;
 mod http;
 #[cfg(feature = "http")]
 mod integration;
+#[cfg(feature = "http")]
+mod rfc9111;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
