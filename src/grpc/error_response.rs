@@ -15,8 +15,8 @@ use crate::http::{ErrorAnswer, ErrorResponse};
 ///
 /// | error | `grpc-status` | `grpc-retry-pushback-ms` |
 /// |---|---|---|
-/// | [`CircuitOpen`] | `UNAVAILABLE` (14) | the time the circuit stays open |
-/// | [`BulkheadFull`] | `UNAVAILABLE` (14) | [`bulkhead_pushback`](Self::bulkhead_pushback) (1 s) |
+/// | [`CircuitOpen`] | `UNAVAILABLE` (14) | the time the circuit stays open, or [`default_pushback`](Self::default_pushback) (1 s) if it is not known (a breaker forced open) |
+/// | [`BulkheadFull`] | `UNAVAILABLE` (14) | [`default_pushback`](Self::default_pushback) (1 s) |
 /// | [`RateLimited`] | `RESOURCE_EXHAUSTED` (8) | the marker's wait |
 /// | [`DeadlineExceeded`], [`Elapsed`] | `DEADLINE_EXCEEDED` (4) | — |
 /// | anything else | `UNKNOWN` (2) | — |
@@ -46,7 +46,7 @@ use crate::http::{ErrorAnswer, ErrorResponse};
 /// ```
 #[derive(Debug, Clone, Copy)]
 pub struct GrpcErrorResponseLayer {
-    bulkhead_pushback: Duration,
+    default_pushback: Duration,
 }
 
 impl Default for GrpcErrorResponseLayer {
@@ -59,13 +59,15 @@ impl GrpcErrorResponseLayer {
     /// The layer with its defaults.
     pub const fn new() -> Self {
         Self {
-            bulkhead_pushback: Duration::from_secs(1),
+            default_pushback: Duration::from_secs(1),
         }
     }
 
-    /// The pushback of an `UNAVAILABLE` for a full bulkhead (default 1 s).
-    pub const fn bulkhead_pushback(mut self, wait: Duration) -> Self {
-        self.bulkhead_pushback = wait;
+    /// The pushback when the refusing layer gives no time: a full
+    /// bulkhead, a breaker forced open (default 1 s). A pushback of zero
+    /// would invite every client back at once.
+    pub const fn default_pushback(mut self, wait: Duration) -> Self {
+        self.default_pushback = wait;
         self
     }
 
@@ -75,12 +77,16 @@ impl GrpcErrorResponseLayer {
         err: &(dyn Error + 'static),
     ) -> (Code, &'static str, Option<Duration>) {
         if let Some(open) = err.downcast_ref::<CircuitOpen>() {
-            (Code::Unavailable, "circuit open", Some(open.remaining()))
+            let wait = match open.remaining() {
+                Duration::ZERO => self.default_pushback,
+                left => left,
+            };
+            (Code::Unavailable, "circuit open", Some(wait))
         } else if err.is::<BulkheadFull>() {
             (
                 Code::Unavailable,
                 "bulkhead full",
-                Some(self.bulkhead_pushback),
+                Some(self.default_pushback),
             )
         } else if let Some(limited) = err.downcast_ref::<RateLimited>() {
             (

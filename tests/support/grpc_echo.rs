@@ -24,10 +24,10 @@ pub mod echo_client {
         dead_code,
         missing_docs,
         clippy::wildcard_imports,
-        clippy::let_unit_value,
+        clippy::let_unit_value
     )]
-    use tonic::codegen::*;
     use tonic::codegen::http::Uri;
+    use tonic::codegen::*;
     /// A small service for tests and the example: answers with what it was
     /// asked to answer.
     #[derive(Debug, Clone)]
@@ -49,22 +49,18 @@ pub mod echo_client {
             let inner = tonic::client::Grpc::with_origin(inner, origin);
             Self { inner }
         }
-        pub fn with_interceptor<F>(
-            inner: T,
-            interceptor: F,
-        ) -> EchoClient<InterceptedService<T, F>>
+        pub fn with_interceptor<F>(inner: T, interceptor: F) -> EchoClient<InterceptedService<T, F>>
         where
             F: tonic::service::Interceptor,
             T::ResponseBody: Default,
             T: tonic::codegen::Service<
-                http::Request<tonic::body::Body>,
-                Response = http::Response<
-                    <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                    http::Request<tonic::body::Body>,
+                    Response = http::Response<
+                        <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                    >,
                 >,
-            >,
-            <T as tonic::codegen::Service<
-                http::Request<tonic::body::Body>,
-            >>::Error: Into<StdError> + std::marker::Send + std::marker::Sync,
+            <T as tonic::codegen::Service<http::Request<tonic::body::Body>>>::Error:
+                Into<StdError> + std::marker::Send + std::marker::Sync,
         {
             EchoClient::new(InterceptedService::new(inner, interceptor))
         }
@@ -104,39 +100,44 @@ pub mod echo_client {
             &mut self,
             request: impl tonic::IntoRequest<super::EchoRequest>,
         ) -> std::result::Result<tonic::Response<super::EchoReply>, tonic::Status> {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/steadfast.test.Echo/Unary",
-            );
+            let path = http::uri::PathAndQuery::from_static("/steadfast.test.Echo/Unary");
             let mut req = request.into_request();
-            req.extensions_mut().insert(GrpcMethod::new("steadfast.test.Echo", "Unary"));
+            req.extensions_mut()
+                .insert(GrpcMethod::new("steadfast.test.Echo", "Unary"));
             self.inner.unary(req, path, codec).await
+        }
+        /// One request, a stream of replies.
+        pub async fn watch(
+            &mut self,
+            request: impl tonic::IntoRequest<super::EchoRequest>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::EchoReply>>,
+            tonic::Status,
+        > {
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/steadfast.test.Echo/Watch");
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("steadfast.test.Echo", "Watch"));
+            self.inner.server_streaming(req, path, codec).await
         }
         /// A stream of requests, one reply.
         pub async fn collect(
             &mut self,
             request: impl tonic::IntoStreamingRequest<Message = super::EchoRequest>,
         ) -> std::result::Result<tonic::Response<super::EchoReply>, tonic::Status> {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/steadfast.test.Echo/Collect",
-            );
+            let path = http::uri::PathAndQuery::from_static("/steadfast.test.Echo/Collect");
             let mut req = request.into_streaming_request();
             req.extensions_mut()
                 .insert(GrpcMethod::new("steadfast.test.Echo", "Collect"));
@@ -151,7 +152,7 @@ pub mod echo_server {
         dead_code,
         missing_docs,
         clippy::wildcard_imports,
-        clippy::let_unit_value,
+        clippy::let_unit_value
     )]
     use tonic::codegen::*;
     /// Generated trait containing gRPC methods that should be implemented for use with EchoServer.
@@ -162,6 +163,16 @@ pub mod echo_server {
             &self,
             request: tonic::Request<super::EchoRequest>,
         ) -> std::result::Result<tonic::Response<super::EchoReply>, tonic::Status>;
+        /// Server streaming response type for the Watch method.
+        type WatchStream: tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<super::EchoReply, tonic::Status>,
+            > + std::marker::Send
+            + 'static;
+        /// One request, a stream of replies.
+        async fn watch(
+            &self,
+            request: tonic::Request<super::EchoRequest>,
+        ) -> std::result::Result<tonic::Response<Self::WatchStream>, tonic::Status>;
         /// A stream of requests, one reply.
         async fn collect(
             &self,
@@ -191,10 +202,7 @@ pub mod echo_server {
                 max_encoding_message_size: None,
             }
         }
-        pub fn with_interceptor<F>(
-            inner: T,
-            interceptor: F,
-        ) -> InterceptedService<Self, F>
+        pub fn with_interceptor<F>(inner: T, interceptor: F) -> InterceptedService<Self, F>
         where
             F: tonic::service::Interceptor,
         {
@@ -249,21 +257,15 @@ pub mod echo_server {
                 "/steadfast.test.Echo/Unary" => {
                     #[allow(non_camel_case_types)]
                     struct UnarySvc<T: Echo>(pub Arc<T>);
-                    impl<T: Echo> tonic::server::UnaryService<super::EchoRequest>
-                    for UnarySvc<T> {
+                    impl<T: Echo> tonic::server::UnaryService<super::EchoRequest> for UnarySvc<T> {
                         type Response = super::EchoReply;
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<super::EchoRequest>,
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
-                            let fut = async move {
-                                <T as Echo>::unary(&inner, request).await
-                            };
+                            let fut = async move { <T as Echo>::unary(&inner, request).await };
                             Box::pin(fut)
                         }
                     }
@@ -289,26 +291,57 @@ pub mod echo_server {
                     };
                     Box::pin(fut)
                 }
+                "/steadfast.test.Echo/Watch" => {
+                    #[allow(non_camel_case_types)]
+                    struct WatchSvc<T: Echo>(pub Arc<T>);
+                    impl<T: Echo> tonic::server::ServerStreamingService<super::EchoRequest> for WatchSvc<T> {
+                        type Response = super::EchoReply;
+                        type ResponseStream = T::WatchStream;
+                        type Future =
+                            BoxFuture<tonic::Response<Self::ResponseStream>, tonic::Status>;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::EchoRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move { <T as Echo>::watch(&inner, request).await };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = WatchSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.server_streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
                 "/steadfast.test.Echo/Collect" => {
                     #[allow(non_camel_case_types)]
                     struct CollectSvc<T: Echo>(pub Arc<T>);
-                    impl<
-                        T: Echo,
-                    > tonic::server::ClientStreamingService<super::EchoRequest>
-                    for CollectSvc<T> {
+                    impl<T: Echo> tonic::server::ClientStreamingService<super::EchoRequest> for CollectSvc<T> {
                         type Response = super::EchoReply;
-                        type Future = BoxFuture<
-                            tonic::Response<Self::Response>,
-                            tonic::Status,
-                        >;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
                         fn call(
                             &mut self,
                             request: tonic::Request<tonic::Streaming<super::EchoRequest>>,
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
-                            let fut = async move {
-                                <T as Echo>::collect(&inner, request).await
-                            };
+                            let fut = async move { <T as Echo>::collect(&inner, request).await };
                             Box::pin(fut)
                         }
                     }
@@ -334,25 +367,19 @@ pub mod echo_server {
                     };
                     Box::pin(fut)
                 }
-                _ => {
-                    Box::pin(async move {
-                        let mut response = http::Response::new(
-                            tonic::body::Body::default(),
-                        );
-                        let headers = response.headers_mut();
-                        headers
-                            .insert(
-                                tonic::Status::GRPC_STATUS,
-                                (tonic::Code::Unimplemented as i32).into(),
-                            );
-                        headers
-                            .insert(
-                                http::header::CONTENT_TYPE,
-                                tonic::metadata::GRPC_CONTENT_TYPE,
-                            );
-                        Ok(response)
-                    })
-                }
+                _ => Box::pin(async move {
+                    let mut response = http::Response::new(tonic::body::Body::default());
+                    let headers = response.headers_mut();
+                    headers.insert(
+                        tonic::Status::GRPC_STATUS,
+                        (tonic::Code::Unimplemented as i32).into(),
+                    );
+                    headers.insert(
+                        http::header::CONTENT_TYPE,
+                        tonic::metadata::GRPC_CONTENT_TYPE,
+                    );
+                    Ok(response)
+                }),
             }
         }
     }
