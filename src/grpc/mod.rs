@@ -46,11 +46,12 @@
 //!
 //! # Pushback
 //!
-//! `grpc-retry-pushback-ms`, read by [`parse_pushback`], replaces the
-//! client's backoff for a transient answer: whole milliseconds are a
-//! retry-after hint (clamped to [`GrpcClassifier::max_pushback`], 5 minutes
-//! by default), and a negative or malformed value means "do not retry", as
-//! gRPC specifies: the answer is then judged a failure.
+//! `grpc-retry-pushback-ms`, read by [`parse_pushback`], is the
+//! retry-after hint of a transient answer: whole milliseconds (clamped to
+//! [`GrpcClassifier::max_pushback`], 5 minutes by default). The retry
+//! layer waits the longer of the pushback and its own backoff, where gRPC
+//! waits the pushback alone. A negative or malformed value means "do not
+//! retry", as gRPC specifies: the answer is then judged a failure.
 //!
 //! # Deadlines on the wire
 //!

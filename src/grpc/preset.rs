@@ -17,7 +17,7 @@ pub const GRPC_MAX_ATTEMPTS: u32 = 5;
 /// A retry layer builder that follows a gRPC `retryPolicy`: `max_attempts`
 /// (clamped to [`GRPC_MAX_ATTEMPTS`], as gRPC does), and before retry `n`
 /// a delay of `random(0, min(initial × multiplier^(n−1), max))`. A
-/// server's `grpc-retry-pushback-ms` replaces the delay; a negative or
+/// server's `grpc-retry-pushback-ms` sets the least delay; a negative or
 /// malformed one stops the retries (see
 /// [`GrpcClassifier`](super::GrpcClassifier)).
 ///

@@ -215,28 +215,28 @@ where
             }
             (true, limit) => limit.unwrap_or(usize::MAX),
         };
-        let Some(reading) = this.reading.as_mut() else {
+        let Some(mut r) = this.reading.take() else {
             return Poll::Ready(Err("polled after completion".into()));
         };
         loop {
-            match ready!(Pin::new(&mut reading.body).poll_frame(cx)) {
-                Some(Err(err)) => {
-                    *this.reading = None;
-                    return Poll::Ready(Err(err.into()));
+            let frame = match Pin::new(&mut r.body).poll_frame(cx) {
+                Poll::Pending => {
+                    *this.reading = Some(r);
+                    return Poll::Pending;
                 }
+                Poll::Ready(frame) => frame,
+            };
+            match frame {
+                Some(Err(err)) => return Poll::Ready(Err(err.into())),
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(mut data) => {
                         while data.has_remaining() {
                             let chunk = data.chunk();
                             let n = chunk.len();
-                            reading.collected.extend_from_slice(chunk);
+                            r.collected.extend_from_slice(chunk);
                             data.advance(n);
                         }
-                        if reading.collected.len() > limit {
-                            let Some(r) = this.reading.take() else {
-                                unreachable_state();
-                                return Poll::Ready(Err("polled after completion".into()));
-                            };
+                        if r.collected.len() > limit {
                             let prefix = r.collected.freeze();
                             let body = ReplayBody::partly_read(
                                 Some(prefix),
@@ -248,18 +248,14 @@ where
                     }
                     Err(frame) => {
                         if let Ok(trailers) = frame.into_trailers() {
-                            match &mut reading.trailers {
+                            match &mut r.trailers {
                                 Some(all) => all.extend(trailers),
-                                None => reading.trailers = Some(trailers),
+                                None => r.trailers = Some(trailers),
                             }
                         }
                     }
                 },
                 None => {
-                    let Some(r) = this.reading.take() else {
-                        unreachable_state();
-                        return Poll::Ready(Err("polled after completion".into()));
-                    };
                     let mut parts = r.parts;
                     parts
                         .extensions
@@ -270,11 +266,6 @@ where
             }
         }
     }
-}
-
-#[inline(never)]
-fn unreachable_state() {
-    tracing::warn!(target: "steadfast::grpc", layer = "grpc_response", "answer read twice");
 }
 
 #[cfg(test)]

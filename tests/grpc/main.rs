@@ -209,6 +209,30 @@ async fn a_status_in_the_trailers_after_a_message_is_judged_and_retried() {
 }
 
 #[tokio::test]
+async fn a_streaming_method_is_passed_on_and_judged_by_its_headers() {
+    let service = EchoService::default();
+    let seen = service.seen.clone();
+    let addr = serve!(service, tower::layer::util::Identity::new());
+    let (policy, decisions) = preset(Policy::grpc_client());
+    let stack = ServiceBuilder::new()
+        .layer(BufferGrpcRequestLayer::default())
+        .layer(policy)
+        .layer(GrpcResponseLayer::default().streaming_method("/steadfast.test.Echo/Watch"))
+        .map_request(|r: http::Request<ReplayBody<Body>>| r.map(Body::new))
+        .service(channel(addr));
+    let mut echo = EchoClient::new(stack);
+    let mut stream = echo.watch(ask("flaky:1:v")).await.unwrap().into_inner();
+    // The reply comes as it is sent; the status after it reaches the caller.
+    assert_eq!(stream.message().await.unwrap().unwrap().attempt, 1);
+    assert_eq!(
+        stream.message().await.unwrap_err().code(),
+        tonic::Code::Unavailable
+    );
+    assert_eq!(seen.attempts("v"), 1);
+    assert!(decisions.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn pushback_is_honoured() {
     let service = EchoService::default();
     let seen = service.seen.clone();
