@@ -301,6 +301,41 @@ mod tests {
         }
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn the_client_writes_the_time_left_and_keeps_a_shorter_header() {
+        use tower::{ServiceExt, service_fn};
+        let sent = |max: Option<Duration>, header: Option<&'static str>| async move {
+            let layer = match max {
+                Some(max) => PropagateGrpcTimeoutLayer::new().max(max),
+                None => PropagateGrpcTimeoutLayer::new(),
+            };
+            let svc = layer.layer(service_fn(|r: http::Request<()>| async move {
+                Ok::<_, BoxError>(r.headers().get(GRPC_TIMEOUT).cloned())
+            }));
+            let mut request = http::Request::post("/pkg.Svc/Get");
+            if let Some(h) = header {
+                request = request.header(GRPC_TIMEOUT, h);
+            }
+            let deadline = Deadline::after(Duration::from_secs(3));
+            deadline
+                .scope(svc.oneshot(request.body(()).unwrap()))
+                .await
+                .unwrap()
+        };
+        assert_eq!(sent(None, None).await.unwrap(), "3000000u");
+        let capped = sent(Some(Duration::from_secs(1)), None).await;
+        assert_eq!(capped.unwrap(), "1000000u");
+        assert_eq!(sent(None, Some("20m")).await.unwrap(), "20m");
+        assert_eq!(sent(None, Some("1H")).await.unwrap(), "3000000u");
+        assert_eq!(sent(None, Some("junk")).await.unwrap(), "3000000u");
+        // No deadline, no max: nothing written.
+        let svc =
+            PropagateGrpcTimeoutLayer::new().layer(service_fn(|r: http::Request<()>| async move {
+                Ok::<_, BoxError>(r.headers().get(GRPC_TIMEOUT).cloned())
+            }));
+        assert_eq!(svc.oneshot(http::Request::new(())).await.unwrap(), None);
+    }
+
     #[test]
     fn parses_every_unit() {
         let max = Duration::MAX;

@@ -309,6 +309,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn trailers_only_and_non_200_answers_pass_at_once() {
+        for (status, grpc_status) in [(200, Some("14")), (503, None)] {
+            let svc = GrpcResponseLayer::default().layer(service_fn(move |_: http::Request<()>| {
+                // A body that never ends: the layer must not read it.
+                let mut response =
+                    http::Response::new(StreamBody::new(futures::stream::pending::<
+                        Result<Frame<Bytes>, BoxError>,
+                    >()));
+                *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                if let Some(code) = grpc_status {
+                    response
+                        .headers_mut()
+                        .insert("grpc-status", code.parse().unwrap());
+                }
+                async move { Ok::<_, BoxError>(response) }
+            }));
+            let response = svc.oneshot(http::Request::new(())).await.unwrap();
+            assert_eq!(response.status(), status);
+            assert!(response.extensions().get::<GrpcTrailers>().is_none());
+        }
+    }
+
+    #[tokio::test]
     async fn long_answers_pass_unread() {
         let svc =
             GrpcResponseLayer::new(2)
