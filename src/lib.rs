@@ -17,6 +17,7 @@
 //! | [`FallbackLayer`](fallback::FallbackLayer) | [`fallback`] | answers failed or refused calls from an alternate service, a cache of recent answers (stale-if-error) or a static answer |
 //! | [`Policy`](policy::Policy) | [`policy`] | the standard layers in the standard order, settings checked against each other; the standard HTTP client preset |
 //! | `HttpClassifier`, `ServerDeadlineLayer`, `ErrorResponseLayer`, `RouteTable`, ... (feature `http`) | `http` | HTTP classification, `Retry-After`, replayable bodies, deadlines on the wire, error responses, per-route policies |
+//! | `GrpcClassifier`, `GrpcServerDeadlineLayer`, `GrpcErrorResponseLayer`, ... (feature `grpc`) | `grpc` | verdicts from `grpc-status`, `grpc-retry-pushback-ms`, deadlines in `grpc-timeout`, replay of unary calls, gRPC statuses for tonic servers, the gRPC client preset |
 //! | [`HedgeLayer`](hedge::HedgeLayer), [`Race`](hedge::Race) | [`hedge`] | sends another copy of a slow request (fixed or latency-derived delay, within the retry budget), or races alternatives; the first good answer wins |
 //! | [`Scatter`](scatter::Scatter), [`Stages`](scatter::Stages) | [`scatter`] | fans a request out and gathers all, a quorum or the first k; ordered stages with hard and soft stops under one deadline |
 //! | [`ObserveLayer`](observe::ObserveLayer), [`Health`](observe::Health) | [`observe`] | a span per logical call, request ids on every event, slow-call alerts, listeners, metrics (feature `metrics`), snapshots of every breaker, bulkhead and limiter for health endpoints |
@@ -66,6 +67,8 @@
 //!
 //! - `http`: HTTP requests carry their [`Deadline`](timeout::Deadline) in
 //!   their extensions.
+//! - `grpc`: gRPC for tonic clients and servers (see `grpc`), on top of
+//!   `http`.
 //! - `metrics`: the layers' decisions, and calls and attempts on request,
 //!   through the `metrics` facade (see [`observe`]).
 //! - `serde`: health snapshots are serialisable.
@@ -107,6 +110,9 @@ pub mod circuit_breaker;
 pub mod classify;
 pub mod error;
 pub mod fallback;
+#[cfg(feature = "grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
+pub mod grpc;
 pub mod hedge;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]

@@ -75,7 +75,7 @@ impl<B> ReplayBody<B> {
         Self::with_trailers(data.into(), None)
     }
 
-    fn with_trailers(data: Bytes, trailers: Option<HeaderMap>) -> Self {
+    pub(crate) fn with_trailers(data: Bytes, trailers: Option<HeaderMap>) -> Self {
         Self {
             kind: Kind::Buffered {
                 data,
@@ -90,7 +90,7 @@ impl<B> ReplayBody<B> {
         Self::partly_read(None, body, why)
     }
 
-    fn partly_read(prefix: Option<Bytes>, body: B, why: NotReplayable) -> Self {
+    pub(crate) fn partly_read(prefix: Option<Bytes>, body: B, why: NotReplayable) -> Self {
         Self {
             kind: Kind::Once { prefix, body, why },
         }

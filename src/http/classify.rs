@@ -174,7 +174,7 @@ impl<E: 'static> Classify<reqwest::Request, reqwest::Response, E> for HttpClassi
 
 /// What a transport error says about the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Transport {
+pub(crate) enum Transport {
     /// The request never left the client: connection refused, DNS, TLS.
     NotSent,
     /// The attempt timeout fired; the request may have been sent.
@@ -184,7 +184,7 @@ enum Transport {
 }
 
 /// Looks through `err` and its sources for what the client knows.
-fn transport_error<E: 'static>(err: &E) -> Transport {
+pub(crate) fn transport_error<E: 'static>(err: &E) -> Transport {
     let any: &dyn Any = err;
     let dyn_err: &(dyn Error + 'static) = if let Some(boxed) = any.downcast_ref::<BoxError>() {
         &**boxed

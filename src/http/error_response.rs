@@ -73,6 +73,19 @@ impl ErrorResponseLayer {
 
     /// The response for `err`, as the table above says.
     pub fn response<B: Default>(&self, err: &(dyn Error + 'static)) -> Response<B> {
+        ErrorAnswer::answer(self, err)
+    }
+}
+
+/// How an [`ErrorResponse`] answers an error: with HTTP statuses
+/// ([`ErrorResponseLayer`]) or, with the `grpc` feature, gRPC statuses.
+pub trait ErrorAnswer: Copy {
+    /// The response for `err`.
+    fn answer<B: Default>(&self, err: &(dyn Error + 'static)) -> Response<B>;
+}
+
+impl ErrorAnswer for ErrorResponseLayer {
+    fn answer<B: Default>(&self, err: &(dyn Error + 'static)) -> Response<B> {
         let (status, retry_after) = if let Some(open) = err.downcast_ref::<CircuitOpen>() {
             (StatusCode::SERVICE_UNAVAILABLE, Some(open.remaining()))
         } else if err.is::<BulkheadFull>() {
@@ -120,25 +133,31 @@ impl<S> Layer<S> for ErrorResponseLayer {
     type Service = ErrorResponse<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ErrorResponse {
-            inner,
-            layer: *self,
-            not_ready: None,
-        }
+        ErrorResponse::answering(inner, *self)
     }
 }
 
 /// Answers errors with responses; made by [`ErrorResponseLayer`].
 #[derive(Debug)]
-pub struct ErrorResponse<S> {
+pub struct ErrorResponse<S, A = ErrorResponseLayer> {
     inner: S,
-    layer: ErrorResponseLayer,
+    layer: A,
     // The inner service failed to become ready: the next call is answered
     // with this error without calling it.
     not_ready: Option<BoxError>,
 }
 
-impl<S: Clone> Clone for ErrorResponse<S> {
+impl<S, A> ErrorResponse<S, A> {
+    pub(crate) fn answering(inner: S, layer: A) -> Self {
+        Self {
+            inner,
+            layer,
+            not_ready: None,
+        }
+    }
+}
+
+impl<S: Clone, A: Copy> Clone for ErrorResponse<S, A> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -148,15 +167,16 @@ impl<S: Clone> Clone for ErrorResponse<S> {
     }
 }
 
-impl<S, Req, B> Service<Req> for ErrorResponse<S>
+impl<S, A, Req, B> Service<Req> for ErrorResponse<S, A>
 where
     S: Service<Req, Response = Response<B>>,
     S::Error: Into<BoxError>,
+    A: ErrorAnswer,
     B: Default,
 {
     type Response = Response<B>;
     type Error = Infallible;
-    type Future = ErrorResponseFuture<S::Future, B>;
+    type Future = ErrorResponseFuture<S::Future, B, A>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if self.not_ready.is_none() {
@@ -170,7 +190,7 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         let state = match self.not_ready.take() {
             Some(err) => AnswerState::Answered {
-                response: Some(self.layer.response(&*err)),
+                response: Some(self.layer.answer(&*err)),
             },
             None => AnswerState::Calling {
                 inner: self.inner.call(request),
@@ -186,10 +206,10 @@ where
 pin_project! {
     /// Response future of [`ErrorResponse`].
     #[derive(Debug)]
-    pub struct ErrorResponseFuture<F, B> {
+    pub struct ErrorResponseFuture<F, B, A = ErrorResponseLayer> {
         #[pin]
         state: AnswerState<F, B>,
-        layer: ErrorResponseLayer,
+        layer: A,
     }
 }
 
@@ -202,10 +222,11 @@ pin_project! {
     }
 }
 
-impl<F, B, E> Future for ErrorResponseFuture<F, B>
+impl<F, B, E, A> Future for ErrorResponseFuture<F, B, A>
 where
     F: Future<Output = Result<Response<B>, E>>,
     E: Into<BoxError>,
+    A: ErrorAnswer,
     B: Default,
 {
     type Output = Result<Response<B>, Infallible>;
@@ -215,11 +236,11 @@ where
         Poll::Ready(Ok(match this.state.project() {
             AnswerProj::Calling { inner } => match ready!(inner.poll(cx)) {
                 Ok(response) => response,
-                Err(err) => this.layer.response(&*err.into()),
+                Err(err) => this.layer.answer(&*err.into()),
             },
             AnswerProj::Answered { response } => response.take().unwrap_or_else(|| {
                 this.layer
-                    .response(&*BoxError::from("polled after completion"))
+                    .answer(&*BoxError::from("polled after completion"))
             }),
         }))
     }

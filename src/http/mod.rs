@@ -112,12 +112,12 @@
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
-mod body;
-mod classify;
+pub(crate) mod body;
+pub(crate) mod classify;
 mod deadline;
-mod error_response;
+pub(crate) mod error_response;
 mod parts;
-mod replay;
+pub(crate) mod replay;
 mod retry_after;
 mod route;
 
@@ -127,7 +127,9 @@ pub use self::deadline::{
     DEFAULT_DEADLINE_HEADER, PropagateDeadline, PropagateDeadlineLayer, ServerDeadline,
     ServerDeadlineLayer, parse_deadline_header,
 };
-pub use self::error_response::{ErrorResponse, ErrorResponseFuture, ErrorResponseLayer};
+pub use self::error_response::{
+    ErrorAnswer, ErrorResponse, ErrorResponseFuture, ErrorResponseLayer,
+};
 pub use self::parts::RequestParts;
 pub use self::replay::{BufferFuture, BufferRequestBody, BufferRequestBodyLayer, HttpReplay};
 pub use self::retry_after::{DEFAULT_MAX_RETRY_AFTER, parse_retry_after, retry_after};

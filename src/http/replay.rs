@@ -203,13 +203,13 @@ impl<S, B> BufferFuture<S, B>
 where
     S: Service<Request<ReplayBody<B>>>,
 {
-    fn calling(future: S::Future) -> Self {
+    pub(crate) fn calling(future: S::Future) -> Self {
         Self {
             state: BufferState::Calling { future },
         }
     }
 
-    fn failed(error: BoxError) -> Self {
+    pub(crate) fn failed(error: BoxError) -> Self {
         Self {
             state: BufferState::Failed { error: Some(error) },
         }
