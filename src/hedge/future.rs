@@ -175,7 +175,7 @@ where
 
         let mut i = 0;
         while i < this.copies.len() {
-            match poll_copy(&mut this.copies[i], cx) {
+            match poll_copy(&mut this.copies[i], this.shared.policy.budget.as_ref(), cx) {
                 Poll::Pending => i += 1,
                 Poll::Ready(outcome) => {
                     let copy = this.copies.swap_remove(i);
@@ -232,6 +232,7 @@ where
 /// Drives one later copy: readiness, then its call.
 fn poll_copy<S, Req>(
     copy: &mut Copy<S, Req, S::Future>,
+    budget: Option<&crate::retry::RetryBudget>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<S::Response, S::Error>>
 where
@@ -250,7 +251,13 @@ where
             if let Some(withdrawal) = withdrawal {
                 withdrawal.spend();
             }
-            copy.state = CopyState::Running(Box::pin(service.call(request)));
+            // A copy is part of the same logical call: inner layers on the
+            // same budget don't count it again.
+            let future = match budget {
+                Some(budget) => budget.calling(|| service.call(request)),
+                None => service.call(request),
+            };
+            copy.state = CopyState::Running(Box::pin(future));
         }
     }
     match &mut copy.state {

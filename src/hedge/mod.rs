@@ -216,14 +216,17 @@ where
         let policy = &self.shared.policy;
         let facts = policy.classifier.facts(&request);
         if let Some(budget) = &policy.budget {
-            budget.deposit();
+            budget.deposit_once();
         }
         let spare = if policy.max_hedges > 0 {
             policy.replay.replay(&request)
         } else {
             None
         };
-        let first = self.primary.call(request);
+        let first = match &policy.budget {
+            Some(budget) => budget.calling(|| self.primary.call(request)),
+            None => self.primary.call(request),
+        };
         future::ResponseFuture::new(first, Arc::clone(&self.shared), facts, spare)
     }
 }

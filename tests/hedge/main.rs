@@ -251,10 +251,10 @@ async fn a_non_transient_failure_sends_no_more_copies() {
 async fn the_budget_caps_hedges_and_gives_back_unsent_ones() {
     // Every copy is slow: each call would hedge if the budget let it.
     let backend = Backend::new("b", &[(1_000, Ok(0))]);
-    // No floor: 10 % of the calls counted.
+    // A reserve of two, which the calls' 10 % cannot grow past.
     let budget = RetryBudget::builder()
         .ratio(0.1)
-        .min_per_sec(0)
+        .reserve(2)
         .build()
         .unwrap();
     let layer = HedgeLayer::builder()
@@ -264,7 +264,7 @@ async fn the_budget_caps_hedges_and_gives_back_unsent_ones() {
         .build()
         .unwrap();
     let svc = layer.layer(backend.clone());
-    // Twenty calls at once: the budget grants 10 % of them, two hedges.
+    // Twenty calls at once: the budget grants two hedges.
     let calls: Vec<_> = (0..20).map(|i| svc.clone().oneshot(i)).collect();
     let started = Instant::now();
     let replies = futures::future::join_all(calls).await;
@@ -284,8 +284,7 @@ async fn a_hedge_dropped_before_it_leaves_gives_its_token_back() {
     let (service, mut handle) = mock::pair::<u32, u32>();
     let budget = RetryBudget::builder()
         .ratio(0.0)
-        .min_per_sec(1)
-        .window(Duration::from_secs(1))
+        .reserve(1)
         .build()
         .unwrap();
     let mut svc = HedgeLayer::builder()
@@ -498,4 +497,44 @@ fn bad_settings_fail_at_build_time() {
     assert_eq!(err.field(), "hedge.endpoints");
     let err = Race::builder().build(Vec::<Backend>::new()).unwrap_err();
     assert_eq!(err.field(), "race.alternatives");
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_and_hedge_on_one_budget_deposit_once_per_logical_call() {
+    // 20 % and no reserve: 5,000 failing calls may cost 1,000 extra
+    // attempts in all, whether retry or hedge takes them.
+    let budget = RetryBudget::builder()
+        .ratio(0.2)
+        .reserve(0)
+        .build()
+        .unwrap();
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let backend = tower::service_fn({
+        let attempts = attempts.clone();
+        move |_: u32| {
+            attempts.fetch_add(1, Ordering::SeqCst);
+            async move {
+                tokio::time::sleep(ms(20)).await;
+                Err::<u32, BoxError>("connection reset".into())
+            }
+        }
+    });
+    let hedge = HedgeLayer::builder()
+        .delay(ms(10))
+        .budget(budget.clone())
+        .build()
+        .unwrap();
+    let retry = steadfast::retry::RetryLayer::builder()
+        .max_attempts(3)
+        .backoff(steadfast::retry::Backoff::constant(ms(1)))
+        .budget(budget.clone())
+        .build()
+        .unwrap();
+    let svc = retry.layer(hedge.layer(backend));
+    for i in 0..5_000 {
+        let _ = svc.clone().oneshot(i).await;
+    }
+    let attempts = attempts.load(Ordering::SeqCst);
+    assert_eq!(budget.counts().0, 5_000, "one deposit per logical call");
+    assert!(attempts <= 6_001, "{attempts} attempts");
 }
