@@ -300,12 +300,23 @@ where
     if !keep_old {
         *this.last = Some((verdict, outcome));
     }
-    if verdict.is_retryable() || verdict.is_rejection() {
-        // Don't wait for the delay: send the next copy now.
+    if (verdict.is_retryable() || verdict.is_rejection()) && this.shared.targets.len() > 1 {
+        // Another endpoint may answer: don't wait for the delay, send the
+        // next copy now.
         if can_send_more(this) {
             this.timer.set(None);
             fire(this, None);
         }
+    } else if verdict.is_retryable() || verdict.is_rejection() {
+        // The only target is failing, refusing (an open circuit) or asking
+        // for a wait: another copy would only add to its load. Retry, with
+        // its backoff, is the layer for failures.
+        if can_send_more(this) {
+            this.shared
+                .policy
+                .emit(Event::Refused("target_failing"), *this.sent, None);
+        }
+        *this.stopped = true;
     } else {
         // The classifier says another copy would not help.
         *this.stopped = true;

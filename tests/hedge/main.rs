@@ -192,15 +192,17 @@ async fn no_hedge_when_the_first_copy_answers_in_time() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_failure_sends_the_next_copy_at_once() {
-    // The first copy fails after 5 ms: the hedge leaves then, not at 100 ms.
+async fn a_failure_sends_the_next_copy_to_the_next_endpoint_at_once() {
+    // The first copy fails after 5 ms: the hedge leaves then, not at 100 ms,
+    // for the other endpoint (two endpoints sharing one script).
     let backend = Backend::new("b", &[(5, Err("reset")), (20, Ok(7))]);
     let svc = HedgeLayer::builder()
         .delay(ms(100))
         .unlimited_budget()
         .build()
         .unwrap()
-        .layer(backend.clone());
+        .endpoints([backend.clone(), backend.clone()])
+        .unwrap();
     let started = Instant::now();
     assert_eq!(svc.oneshot(0).await.unwrap(), ("b", 7));
     assert_eq!(started.elapsed(), ms(25));
@@ -214,13 +216,16 @@ async fn when_every_copy_fails_the_last_failure_is_returned() {
         "b",
         &[(5, Err("first")), (5, Err("second")), (5, Err("third"))],
     );
+    // Three endpoints (sharing one script): each failure sends the next
+    // copy to the next endpoint at once.
     let svc = HedgeLayer::builder()
         .delay(ms(100))
         .max_hedges(2)
         .unlimited_budget()
         .build()
         .unwrap()
-        .layer(backend.clone());
+        .endpoints([backend.clone(), backend.clone(), backend.clone()])
+        .unwrap();
     let started = Instant::now();
     let err = svc.oneshot(0).await.unwrap_err();
     assert_eq!(err.to_string(), "third");
@@ -537,4 +542,56 @@ async fn retry_and_hedge_on_one_budget_deposit_once_per_logical_call() {
     let attempts = attempts.load(Ordering::SeqCst);
     assert_eq!(budget.counts().0, 5_000, "one deposit per logical call");
     assert!(attempts <= 6_001, "{attempts} attempts");
+}
+
+#[tokio::test(start_paused = true)]
+async fn hedges_add_no_load_to_a_failing_only_target() {
+    let busy = |outcome: Result<&(&'static str, u32), &BoxError>| match outcome {
+        Ok(_) => Verdict::Success,
+        Err(err) if err.to_string() == "busy" => Verdict::transient_after(ms(1_000)),
+        Err(_) => Verdict::transient(),
+    };
+    // A failure answer, with or without Retry-After: no copy at once, and
+    // none at the delay while the first is still out.
+    for reply in ["reset", "busy"] {
+        let backend = Backend::new("b", &[(5, Err(reply)), (200, Ok(1))]);
+        let svc = HedgeLayer::builder()
+            .delay(ms(10))
+            .max_hedges(2)
+            .unlimited_budget()
+            .classifier(busy)
+            .build()
+            .unwrap()
+            .layer(backend.clone());
+        let started = Instant::now();
+        assert_eq!(svc.oneshot(0).await.unwrap_err().to_string(), reply);
+        assert_eq!(started.elapsed(), ms(5));
+        assert_eq!(backend.calls(), 1, "{reply}");
+    }
+    // A hedge copy that fails stops the copies after it; the first still
+    // answers.
+    let backend = Backend::new("b", &[(100, Ok(1)), (5, Err("busy")), (5, Ok(2))]);
+    let svc = HedgeLayer::builder()
+        .delay(ms(10))
+        .max_hedges(3)
+        .unlimited_budget()
+        .classifier(busy)
+        .build()
+        .unwrap()
+        .layer(backend.clone());
+    assert_eq!(svc.oneshot(0).await.unwrap(), ("b", 1));
+    assert_eq!(backend.calls(), 2);
+    // An open circuit in front of the only target: refused, nothing sent.
+    let backend = Backend::new("b", &[(5, Ok(1))]);
+    let breaker = CircuitBreakerLayer::builder().build().unwrap();
+    breaker.handle().force_open();
+    let svc = HedgeLayer::builder()
+        .delay(ms(10))
+        .unlimited_budget()
+        .build()
+        .unwrap()
+        .layer(breaker.layer(backend.clone()));
+    let err = svc.oneshot(0).await.unwrap_err();
+    assert!(err.is::<CircuitOpen>());
+    assert_eq!(backend.calls(), 0);
 }
