@@ -129,6 +129,8 @@ struct Call {
     start: Duration,
     took: Duration,
     ok: bool,
+    /// Refused by the open breaker, with the time it stays open.
+    refused_for: Option<Duration>,
 }
 
 /// What one scenario measured.
@@ -149,6 +151,8 @@ struct Figures {
     fault_p99: Duration,
     healthy_calls: usize,
     fault_calls: usize,
+    /// Calls of the fault refused with the time the breaker stays open.
+    refused_with_time_left: usize,
 }
 
 fn percentile(calls: &[&Call], p: f64) -> Duration {
@@ -221,17 +225,16 @@ where
                 };
                 let outcome = future.await;
                 let ok = matches!(&outcome, Ok(r) if r.status().is_success());
-                if let Err(err) = &outcome {
-                    // Refusals carry the time left; anything else is the
-                    // backend's failure.
-                    let _ = err
-                        .downcast_ref::<CircuitOpen>()
-                        .map(CircuitOpen::remaining);
-                }
+                let refused_for = outcome
+                    .as_ref()
+                    .err()
+                    .and_then(|err| err.downcast_ref::<CircuitOpen>())
+                    .map(CircuitOpen::remaining);
                 calls.lock().unwrap().push(Call {
                     start: at,
                     took: begun.elapsed(),
                     ok,
+                    refused_for,
                 });
                 sleep_until(begun + PERIOD).await;
             }
@@ -289,6 +292,10 @@ where
         fault_p99: percentile(&fault_calls, 0.99),
         healthy_calls: calls.iter().filter(|c| c.start < HEALTHY).count(),
         fault_calls: fault_calls.len(),
+        refused_with_time_left: fault_calls
+            .iter()
+            .filter(|c| c.refused_for.is_some_and(|left| !left.is_zero()))
+            .count(),
     }
 }
 
@@ -306,6 +313,25 @@ fn standard(
         .total_timeout(TOTAL)
         .build()
         .expect("the preset builds with a 2 s total timeout");
+    let breaker = policy.circuit_breaker().expect("the preset has a breaker");
+    (policy.layer(backend.service()), breaker)
+}
+
+/// The standard client with nothing set at all (30 s total timeout, 10 s
+/// attempt timeout): a hang is only seen after an attempt timeout, so only
+/// the outages that answer are run with it.
+fn untouched(
+    backend: Arc<Backend>,
+) -> (
+    impl Service<Req, Response = Resp, Error = BoxError, Future: Send + 'static>
+    + Clone
+    + Send
+    + 'static,
+    CircuitBreakerHandle,
+) {
+    let policy = Policy::standard_http_client()
+        .build()
+        .expect("the preset builds");
     let breaker = policy.circuit_breaker().expect("the preset has a breaker");
     (policy.layer(backend.service()), breaker)
 }
@@ -340,11 +366,13 @@ fn hedged(
 
 fn report(figures: &Figures) {
     eprintln!(
-        "{:?}: healthy calls {}, fault calls {}, opened after {:?}, requests/call {:.3} \
-         (once open {:?}), recovery {:?}, success {:.1} %, p50 {:?}, p99 {:?}",
+        "{:?}: healthy calls {}, fault calls {} ({} refused with the time left), opened after \
+         {:?}, requests/call {:.3} (once open {:?}), recovery {:?}, success {:.1} %, p50 {:?}, \
+         p99 {:?}",
         figures.kind,
         figures.healthy_calls,
         figures.fault_calls,
+        figures.refused_with_time_left,
         figures.time_to_open,
         figures.requests_per_call,
         figures
@@ -366,6 +394,12 @@ fn assert_outage(figures: &Figures) {
         .requests_per_call_open
         .expect("open during the outage");
     assert!(once_open <= 0.1, "{figures:?}");
+    // Refusals are what the outage's callers mostly got, each with the
+    // time left open, at once.
+    assert!(
+        figures.refused_with_time_left * 2 > figures.fault_calls,
+        "{figures:?}"
+    );
     let recovery = figures.recovery.expect("calls succeed again");
     assert!(recovery <= OPEN + Duration::from_secs(1), "{figures:?}");
 }
@@ -414,4 +448,19 @@ async fn hedged_backend_asking_to_retry_after() {
 #[tokio::test(start_paused = true)]
 async fn hedged_brownout_absorbed_by_retries() {
     assert_brownout(&scenario(Kind::Brownout, hedged).await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failing_backend_with_the_untouched_preset() {
+    assert_outage(&scenario(Kind::Error, untouched).await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn backend_asking_to_retry_after_with_the_untouched_preset() {
+    assert_outage(&scenario(Kind::RetryAfter, untouched).await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn brownout_with_the_untouched_preset() {
+    assert_brownout(&scenario(Kind::Brownout, untouched).await);
 }
