@@ -136,6 +136,7 @@ struct Call {
 /// What one scenario measured.
 #[derive(Debug)]
 struct Figures {
+    client: &'static str,
     kind: Kind,
     /// From the fault's start to the breaker's opening.
     time_to_open: Option<Duration>,
@@ -168,7 +169,7 @@ fn percentile(calls: &[&Call], p: f64) -> Duration {
 type BoxFut = Pin<Box<dyn Future<Output = Result<Resp, BoxError>> + Send>>;
 
 /// Runs one scenario against `client`, made from the backend's service.
-async fn scenario<S, F>(kind: Kind, make: F) -> Figures
+async fn scenario<S, F>(client_name: &'static str, kind: Kind, make: F) -> Figures
 where
     F: FnOnce(Arc<Backend>) -> (S, CircuitBreakerHandle),
     S: Service<Req, Response = Resp, Error = BoxError> + Clone + Send + 'static,
@@ -282,6 +283,7 @@ where
     });
     let fault_ok = fault_calls.iter().filter(|c| c.ok).count();
     Figures {
+        client: client_name,
         kind,
         time_to_open: opened.map(|at| at - HEALTHY),
         requests_per_call: fault_requests as f64 / fault_calls.len().max(1) as f64,
@@ -366,9 +368,10 @@ fn hedged(
 
 fn report(figures: &Figures) {
     eprintln!(
-        "{:?}: healthy calls {}, fault calls {} ({} refused with the time left), opened after \
+        "{} {:?}: healthy calls {}, fault calls {} ({} refused with the time left), opened after \
          {:?}, requests/call {:.3} (once open {:?}), recovery {:?}, success {:.1} %, p50 {:?}, \
          p99 {:?}",
+        figures.client,
         figures.kind,
         figures.healthy_calls,
         figures.fault_calls,
@@ -412,55 +415,55 @@ fn assert_brownout(figures: &Figures) {
 
 #[tokio::test(start_paused = true)]
 async fn hanging_backend() {
-    assert_outage(&scenario(Kind::Hang, standard).await);
+    assert_outage(&scenario("standard", Kind::Hang, standard).await);
 }
 
 #[tokio::test(start_paused = true)]
 async fn failing_backend() {
-    assert_outage(&scenario(Kind::Error, standard).await);
+    assert_outage(&scenario("standard", Kind::Error, standard).await);
 }
 
 #[tokio::test(start_paused = true)]
 async fn backend_asking_to_retry_after() {
-    assert_outage(&scenario(Kind::RetryAfter, standard).await);
+    assert_outage(&scenario("standard", Kind::RetryAfter, standard).await);
 }
 
 #[tokio::test(start_paused = true)]
 async fn brownout_absorbed_by_retries() {
-    assert_brownout(&scenario(Kind::Brownout, standard).await);
+    assert_brownout(&scenario("standard", Kind::Brownout, standard).await);
 }
 
 #[tokio::test(start_paused = true)]
 async fn hedged_hanging_backend() {
-    assert_outage(&scenario(Kind::Hang, hedged).await);
+    assert_outage(&scenario("hedged", Kind::Hang, hedged).await);
 }
 
 #[tokio::test(start_paused = true)]
 async fn hedged_failing_backend() {
-    assert_outage(&scenario(Kind::Error, hedged).await);
+    assert_outage(&scenario("hedged", Kind::Error, hedged).await);
 }
 
 #[tokio::test(start_paused = true)]
 async fn hedged_backend_asking_to_retry_after() {
-    assert_outage(&scenario(Kind::RetryAfter, hedged).await);
+    assert_outage(&scenario("hedged", Kind::RetryAfter, hedged).await);
 }
 
 #[tokio::test(start_paused = true)]
 async fn hedged_brownout_absorbed_by_retries() {
-    assert_brownout(&scenario(Kind::Brownout, hedged).await);
+    assert_brownout(&scenario("hedged", Kind::Brownout, hedged).await);
 }
 
 #[tokio::test(start_paused = true)]
 async fn failing_backend_with_the_untouched_preset() {
-    assert_outage(&scenario(Kind::Error, untouched).await);
+    assert_outage(&scenario("untouched", Kind::Error, untouched).await);
 }
 
 #[tokio::test(start_paused = true)]
 async fn backend_asking_to_retry_after_with_the_untouched_preset() {
-    assert_outage(&scenario(Kind::RetryAfter, untouched).await);
+    assert_outage(&scenario("untouched", Kind::RetryAfter, untouched).await);
 }
 
 #[tokio::test(start_paused = true)]
 async fn brownout_with_the_untouched_preset() {
-    assert_brownout(&scenario(Kind::Brownout, untouched).await);
+    assert_brownout(&scenario("untouched", Kind::Brownout, untouched).await);
 }
