@@ -313,10 +313,16 @@ impl Derive {
             settings.attempt_timeout = Some(standard_attempt(total));
         }
         if self.backoff {
-            settings.retry = settings
-                .retry
-                .take()
-                .map(|retry| retry.backoff(standard_backoff(total)));
+            settings.retry = settings.retry.take().map(|retry| {
+                let retry = retry.backoff(standard_backoff(total));
+                // A total too short for a nanosecond of backoff holds no
+                // retry at all.
+                if total < Duration::from_nanos(15) {
+                    retry.max_attempts(1)
+                } else {
+                    retry
+                }
+            });
         }
     }
 }
