@@ -76,6 +76,10 @@ impl Settings {
         Ok(())
     }
 
+    pub(super) fn name(&self) -> &Cow<'static, str> {
+        &self.name
+    }
+
     pub(super) fn shared(&self) -> Shared {
         Shared::new(
             self.max_concurrent,
