@@ -165,6 +165,9 @@ impl Backoff {
             (_, Growth::Linear) => {
                 // base × n stays below the cap for n < cap / base.
                 let base = self.base.as_nanos();
+                if base == 0 {
+                    return Duration::ZERO; // refused by `validate`
+                }
                 let below = u32::try_from(cap.as_nanos().div_ceil(base) - 1).unwrap_or(u32::MAX);
                 let growing = below.min(retries);
                 let n = u128::from(growing);
@@ -195,6 +198,10 @@ impl Backoff {
         let cap = self.max_delay().as_secs_f64();
         let first = self.base.as_secs_f64() * factor.powf(f64::from(from - 1));
         let count = f64::from(to - from + 1);
+        if !(factor > 1.0 && first > 0.0) {
+            // No growth (a factor of 1), or settings `validate` refuses.
+            return Duration::try_from_secs_f64(first.min(cap) * count).unwrap_or(Duration::MAX);
+        }
         // Terms below the cap: first × factor^k < cap.
         let below = ((cap / first).ln() / factor.ln()).ceil().clamp(0.0, count);
         let growing = first * (factor.powf(below) - 1.0) / (factor - 1.0);
@@ -504,6 +511,18 @@ mod tests {
         let total = slow.max_total(n).as_secs_f64();
         let exact = (1.000_000_01f64.powf(f64::from(n)) - 1.0) / 1e-8 * 1e-9;
         assert!((total / exact - 1.0).abs() < 1e-6, "{total} vs {exact}");
+        // No growth at all: still quick, still exact.
+        let flat = Backoff::exponential(ms(2)).factor(1.0).cap(s(1));
+        assert_eq!(flat.max_total(n), ms(2).saturating_mul(n));
+        // Settings `validate` refuses must not panic either.
+        for bad in [
+            Backoff::linear(Duration::ZERO),
+            Backoff::exponential(Duration::ZERO).cap(s(1)),
+            Backoff::exponential(ms(1)).factor(f64::NAN),
+            Backoff::exponential(ms(1)).factor(0.5),
+        ] {
+            let _ = bad.max_total(n);
+        }
         // The exact sum agrees with adding the terms one by one.
         for backoff in [slow, Backoff::exponential(ms(3)).factor(1.5).cap(s(3600))] {
             for retries in [0, 1, 2, 7, 100, 5_000] {

@@ -179,14 +179,13 @@ proptest! {
             .max_attempts(attempts)
             .backoff(backoff)
             .max_retry_after(max_retry_after)
-            .unlimited_budget()
             .build();
         paused(async {
             match built {
                 Ok(layer) => {
-                    // At most a few attempts per call: the backend always
-                    // fails odd calls, so bound them by a total deadline.
-                    let total = TotalDeadlineLayer::new(YEAR).unwrap();
+                    // The backend always fails odd calls: a minute's
+                    // deadline ends the retries that many attempts allow.
+                    let total = TotalDeadlineLayer::new(Duration::from_secs(60)).unwrap();
                     drive(total.layer(layer.layer(backend())), 3).await;
                 }
                 Err(err) => refused(&err),
@@ -352,6 +351,8 @@ proptest! {
             .build();
         paused(async move {
             match built {
+                // A hang is what a hang rate asks for.
+                Ok(layer) if hang > 0.0 => drop(layer),
                 Ok(layer) => drive(layer.layer(backend()), 6).await,
                 Err(err) => refused(&err),
             }
@@ -381,7 +382,10 @@ proptest! {
         };
         paused(async move {
             match builder.build() {
-                Ok(policy) => drive(policy.layer(backend()), 3).await,
+                Ok(policy) => {
+                    let minute = TotalDeadlineLayer::new(Duration::from_secs(60)).unwrap();
+                    drive(minute.layer(policy.layer(backend())), 3).await;
+                }
                 Err(err) => refused(&err),
             }
         });
@@ -417,4 +421,46 @@ proptest! {
             Err(err) => refused(&err),
         }
     }
+}
+
+#[test]
+fn a_policy_with_every_attempt_a_u32_counts_is_checked_at_once() {
+    let err = Policy::builder()
+        .total_timeout(Duration::from_secs(30))
+        .retry(RetryLayer::builder().max_attempts(u32::MAX))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "retry.backoff");
+    assert_eq!(err.other().map(|(field, _)| field), Some("timeout.total"));
+}
+
+#[test]
+fn quotas_governor_cannot_hold_are_refused_keyed_or_not() {
+    let cases = [
+        Quota::new(1, Duration::MAX),
+        Quota::new(1, YEAR * 600),
+        Quota::per_hour(1).burst(u32::MAX),
+        Quota::per_minute(1).burst(1_000_000_000),
+        Quota::new(1, Duration::from_nanos(1 << 63)).burst(2),
+    ];
+    for quota in cases {
+        let err = RateLimitLayer::builder().quota(quota).build().unwrap_err();
+        assert!(err.field().starts_with("rate_limit.quota."), "{err}");
+        let err = RateLimitLayer::builder()
+            .quota(quota)
+            .key(|n: &u32| *n)
+            .build()
+            .unwrap_err();
+        assert!(err.field().starts_with("rate_limit.quota."), "{err}");
+    }
+}
+
+#[test]
+fn hedges_are_bounded() {
+    let err = HedgeLayer::builder()
+        .max_hedges(u32::MAX)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "hedge.max_hedges");
+    assert!(HedgeLayer::builder().max_hedges(10).build().is_ok());
 }
