@@ -72,7 +72,7 @@ impl HttpClassifier {
         }
     }
 
-    fn judge_status(&self, facts: &HttpFacts, status: StatusCode, headers: &HeaderMap) -> Verdict {
+    fn judge_status(facts: &HttpFacts, status: StatusCode, headers: &HeaderMap) -> Verdict {
         let code = status.as_u16();
         match code {
             100..=399 => Verdict::Success,
@@ -141,7 +141,7 @@ impl<B, B2, E: 'static> Classify<http::Request<B>, http::Response<B2>, E> for Ht
     #[inline]
     fn classify(&self, facts: &HttpFacts, outcome: Result<&http::Response<B2>, &E>) -> Verdict {
         match outcome {
-            Ok(response) => self.judge_status(facts, response.status(), response.headers()),
+            Ok(response) => Self::judge_status(facts, response.status(), response.headers()),
             Err(err) => Self::judge_error(facts, err),
         }
     }
@@ -160,7 +160,7 @@ impl<E: 'static> Classify<reqwest::Request, reqwest::Response, E> for HttpClassi
     #[inline]
     fn classify(&self, facts: &HttpFacts, outcome: Result<&reqwest::Response, &E>) -> Verdict {
         match outcome {
-            Ok(response) => self.judge_status(facts, response.status(), response.headers()),
+            Ok(response) => Self::judge_status(facts, response.status(), response.headers()),
             Err(err) => Self::judge_error(facts, err),
         }
     }

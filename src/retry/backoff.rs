@@ -203,9 +203,9 @@ impl Backoff {
             return Duration::try_from_secs_f64(first.min(cap) * count).unwrap_or(Duration::MAX);
         }
         // Terms below the cap: first × factor^k < cap.
-        let below = ((cap / first).ln() / factor.ln()).ceil().clamp(0.0, count);
+        let below = (cap / first).log(factor).ceil().clamp(0.0, count);
         let growing = first * (factor.powf(below) - 1.0) / (factor - 1.0);
-        let secs = growing + cap * (count - below);
+        let secs = cap.mul_add(count - below, growing);
         Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
     }
 
@@ -531,7 +531,7 @@ mod tests {
                 let closed = backoff.max_total(retries);
                 let diff = closed.abs_diff(by_terms).as_secs_f64();
                 assert!(
-                    diff <= by_terms.as_secs_f64() * 1e-9 + 1e-9,
+                    diff <= by_terms.as_secs_f64().mul_add(1e-9, 1e-9),
                     "{retries}: {closed:?} vs {by_terms:?}"
                 );
             }
