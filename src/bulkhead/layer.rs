@@ -117,7 +117,7 @@ macro_rules! settings_methods {
         }
 
         /// Which waiter a returned permit goes to (default
-        /// [`QueueOrder::OldestFirst`]). A returned permit always goes to a
+        /// [`QueueOrder::OldestFirst`](crate::bulkhead::QueueOrder::OldestFirst)). A returned permit always goes to a
         /// waiter before any newcomer.
         pub fn order(mut self, order: crate::bulkhead::QueueOrder) -> Self {
             self.settings.order_mut(order);
