@@ -26,11 +26,12 @@ fn main() {
     let started = std::time::Instant::now();
     let outcome = runtime.block_on(run::soak(calls, 128, 0x50A4));
     println!(
-        "{} calls in {:.1} s: {} ok, {} failed, {} abandoned",
+        "{} calls in {:.1} s: {} ok, {} failed ({} refused), {} abandoned",
         outcome.calls,
         started.elapsed().as_secs_f64(),
         outcome.ok,
         outcome.failed,
+        outcome.refused,
         outcome.abandoned
     );
     println!(

@@ -16,22 +16,30 @@
 //!   bulkhead's permits or a breaker's probes are never split between an old
 //!   and a new state for the same key;
 //! - if a sweep leaves the registry full, entries not held are dropped until
-//!   it is nine tenths full; if every entry is held, a new key gets state of
-//!   its own that is not registered (memory stays bounded by `max_keys` plus
-//!   the calls in flight).
+//!   it is nine tenths full; if every entry is held, a new key is given the
+//!   registry's one *overflow* state, shared by every key that finds no
+//!   room, and an [`Event::KeyOverflow`](crate::observe::Event::KeyOverflow)
+//!   is reported. A full registry never turns protection off: the overflow
+//!   keys share one breaker, one bulkhead, one limiter (memory stays bounded
+//!   by `max_keys` plus one). Once a place frees up, the next call of such a
+//!   key registers state of its own.
 //!
 //! With an idle period, sweeps also happen at least that often (when a new
 //! key arrives, or on [`KeyedRegistry::run_pending_tasks`]), so an unused key
 //! is dropped within two idle periods. Time is tokio's, so this runs on
 //! paused time in tests.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::hash::Hash;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+/// How events, metric labels and snapshots name the overflow state.
+pub(crate) const OVERFLOW_KEY: &str = "(overflow)";
 
 pub(crate) struct KeyedRegistry<K, V> {
     inner: Arc<Inner<K, V>>,
@@ -50,6 +58,10 @@ struct Inner<K, V> {
     /// When the last sweep ran, in milliseconds since `start`.
     last_sweep: AtomicU64,
     sweeping: AtomicBool,
+    /// The state shared by the keys that found every place held.
+    overflow: OnceLock<Arc<V>>,
+    /// The layer and the name that events about this registry carry.
+    owner: (&'static str, Cow<'static, str>),
 }
 
 struct Slot<V> {
@@ -95,13 +107,26 @@ where
                 count: AtomicU64::new(0),
                 last_sweep: AtomicU64::new(0),
                 sweeping: AtomicBool::new(false),
+                overflow: OnceLock::new(),
+                owner: ("", Cow::Borrowed("")),
             }),
         }
     }
 
-    /// The state of `key`, made by `make` if the key has none.
+    /// Names the layer (`"circuit_breaker"`) and the policy (its name, a
+    /// rate limiter's tier) that this registry's events report.
+    pub(crate) fn owned_by(mut self, layer: &'static str, name: Cow<'static, str>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.owner = (layer, name);
+        }
+        self
+    }
+
+    /// The state of `key`, made by `make` if the key has none. `make` is
+    /// given the key it makes state for, or `None` when it makes the
+    /// overflow state.
     #[inline]
-    pub(crate) fn get_or_insert_with(&self, key: &K, make: impl FnOnce() -> V) -> Arc<V> {
+    pub(crate) fn get_or_insert_with(&self, key: &K, make: impl FnOnce(Option<&K>) -> V) -> Arc<V> {
         let map = self.inner.map.pin();
         if let Some(slot) = map.get(key) {
             return slot.touch();
@@ -117,7 +142,7 @@ where
     pub(crate) fn with<R>(
         &self,
         key: &K,
-        make: impl FnOnce() -> V,
+        make: impl FnOnce(Option<&K>) -> V,
         f: impl FnOnce(&Arc<V>) -> R,
     ) -> R {
         {
@@ -131,16 +156,17 @@ where
     }
 
     #[inline(never)]
-    fn insert(&self, key: &K, make: impl FnOnce() -> V) -> Arc<V> {
+    fn insert(&self, key: &K, make: impl FnOnce(Option<&K>) -> V) -> Arc<V> {
         let inner = &*self.inner;
         inner.maintain(false);
         if !inner.reserve() {
-            // Every entry is held by a call: this key's state stays its own.
-            return Arc::new(make());
+            // Every entry is held: the key shares the overflow state.
+            inner.emit_overflow();
+            return Arc::clone(inner.overflow.get_or_init(|| Arc::new(make(None))));
         }
         let map = inner.map.pin();
         let inserted = map.try_insert_with(key.clone(), || Slot {
-            value: Arc::new(make()),
+            value: Arc::new(make(Some(key))),
             used: AtomicBool::new(false),
         });
         match inserted {
@@ -198,6 +224,16 @@ where
                 .as_millis(),
         )
         .unwrap_or(u64::MAX)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn emit_overflow(&self) {
+        crate::observe::emit(&crate::observe::Event::KeyOverflow {
+            layer: self.owner.0,
+            name: &self.owner.1,
+            max_keys: self.max_keys,
+        });
     }
 
     /// Takes one of the `max_keys` places; `false` when all are taken.
@@ -281,9 +317,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn same_key_same_state() {
         let registry = KeyedRegistry::<String, AtomicU32>::new(8, None);
-        let a = registry.get_or_insert_with(&"a".to_owned(), Default::default);
+        let a = registry.get_or_insert_with(&"a".to_owned(), |_| AtomicU32::default());
         a.fetch_add(1, Ordering::Relaxed);
-        let again = registry.get_or_insert_with(&"a".to_owned(), unreachable_state);
+        let again = registry.get_or_insert_with(&"a".to_owned(), |_| unreachable_state());
         assert!(Arc::ptr_eq(&a, &again));
         assert!(registry.get(&"b".to_owned()).is_none());
         assert_eq!(registry.len(), 1);
@@ -294,8 +330,8 @@ mod tests {
         let registry = KeyedRegistry::<u64, u64>::new(100, None);
         let steady = u64::MAX;
         for key in 0..20_000 {
-            registry.get_or_insert_with(&key, || key);
-            registry.get_or_insert_with(&steady, || 0);
+            registry.get_or_insert_with(&key, |_| key);
+            registry.get_or_insert_with(&steady, |_| 0);
             assert!(registry.len() <= 100, "held {} keys", registry.len());
         }
         assert!(registry.entries().len() <= 100);
@@ -309,18 +345,20 @@ mod tests {
     async fn held_state_is_never_dropped_and_a_full_registry_stays_bounded() {
         let registry = KeyedRegistry::<u64, u64>::new(4, None);
         let held: Vec<_> = (0..4)
-            .map(|k| registry.get_or_insert_with(&k, || k))
+            .map(|k| registry.get_or_insert_with(&k, |_| k))
             .collect();
-        // Every entry is held: a new key gets state of its own, unregistered.
-        let fifth = registry.get_or_insert_with(&4, || 4);
-        assert_eq!(*fifth, 4);
+        // Every entry is held: new keys share the overflow state.
+        let fifth = registry.get_or_insert_with(&4, |key| if key.is_none() { 40 } else { 4 });
+        assert_eq!(*fifth, 40);
+        let sixth = registry.get_or_insert_with(&6, |_| 6);
+        assert!(Arc::ptr_eq(&fifth, &sixth));
         assert_eq!(registry.len(), 4);
         for k in 0..4 {
-            let again = registry.get_or_insert_with(&k, || 1_000);
+            let again = registry.get_or_insert_with(&k, |_| 1_000);
             assert!(Arc::ptr_eq(&again, &held[k as usize]));
         }
         drop(held);
-        registry.get_or_insert_with(&5, || 5);
+        registry.get_or_insert_with(&5, |_| 5);
         assert!(registry.len() <= 4);
         assert!(registry.get(&5).is_some());
     }
@@ -334,8 +372,11 @@ mod tests {
                 scope.spawn(move || {
                     for n in 0..20_000u64 {
                         let key = (n * 7 + thread * 13) % 500;
-                        let state = registry.get_or_insert_with(&key, || key);
-                        assert_eq!(*state, key);
+                        // While another thread sweeps, a full registry
+                        // hands out the overflow state.
+                        let state = registry
+                            .get_or_insert_with(&key, |key| key.copied().unwrap_or(u64::MAX));
+                        assert!(*state == key || *state == u64::MAX);
                         assert!(registry.len() <= 32, "held {} keys", registry.len());
                     }
                 });
@@ -353,8 +394,8 @@ mod tests {
     async fn idle_keys_are_dropped_within_two_idle_periods() {
         let idle = Duration::from_secs(60);
         let registry = KeyedRegistry::<&str, u8>::new(100, Some(idle));
-        registry.get_or_insert_with(&"idle", || 1);
-        registry.get_or_insert_with(&"busy", || 2);
+        registry.get_or_insert_with(&"idle", |_| 1);
+        registry.get_or_insert_with(&"busy", |_| 2);
         for _ in 0..2 {
             tokio::time::advance(idle).await;
             registry.get(&"busy");
@@ -368,7 +409,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn without_time_passing_nothing_idle_is_dropped() {
         let registry = KeyedRegistry::<&str, u8>::new(100, Some(Duration::from_secs(60)));
-        registry.get_or_insert_with(&"a", || 1);
+        registry.get_or_insert_with(&"a", |_| 1);
         tokio::time::advance(Duration::from_secs(59)).await;
         registry.run_pending_tasks();
         registry.run_pending_tasks();

@@ -57,6 +57,26 @@ struct Waiter<F, S, Req> {
     since: Instant,
 }
 
+impl<F, S, Req> Waiter<F, S, Req> {
+    /// Leaves the queue and makes the call with the permit it got.
+    fn admit(self, permit: Permit) -> State<F, S, Req> {
+        let Waiter {
+            guard,
+            mut service,
+            request,
+            call,
+            since,
+        } = self;
+        emit_admitted_after_wait(&guard.shared, since.elapsed());
+        drop(guard);
+        // The service was ready when `call` took it.
+        State::Called {
+            future: call(&mut service, request),
+            permit: Some(permit),
+        }
+    }
+}
+
 impl<F, S, Req> ResponseFuture<F, S, Req> {
     pub(crate) fn called(future: F, permit: Permit) -> Self {
         Self {
@@ -140,25 +160,15 @@ where
                     // retry wakes this registration.
                     notified.as_mut().enable();
                     if let Some(permit) = w.guard.shared.try_acquire() {
-                        let Waiter {
-                            guard,
-                            mut service,
-                            request,
-                            call,
-                            since,
-                        } = w;
-                        emit_admitted_after_wait(&guard.shared, since.elapsed());
-                        drop(guard);
-                        // The service was ready when `call` took it.
-                        let future = call(&mut service, request);
-                        this.state.set(State::Called {
-                            future,
-                            permit: Some(permit),
-                        });
+                        this.state.set(w.admit(permit));
                         continue;
                     }
                     if notified.as_mut().poll(cx).is_ready() {
-                        // Woken, but another call took the permit first.
+                        if let Some(permit) = w.guard.shared.claim_handoff() {
+                            this.state.set(w.admit(permit));
+                            continue;
+                        }
+                        // Woken, but the permit was freed instead: try again.
                         notified.set(Arc::clone(&w.guard.shared.notify).notified_owned());
                         *waiter = Some(w);
                         continue;

@@ -109,7 +109,11 @@ where
     settings_methods!();
 
     /// The most keys that have a bulkhead at once (default 1,024). Beyond
-    /// it the least used keys are dropped. Must be at least 1.
+    /// it the least used keys are dropped. A key with calls in flight is
+    /// never dropped; when every key is, new keys share one overflow
+    /// bulkhead with the same settings (so they are capped together, never
+    /// uncapped) and an [`Event::KeyOverflow`](crate::observe::Event::KeyOverflow)
+    /// is reported. Must be at least 1.
     pub fn max_keys(mut self, max_keys: u64) -> Self {
         self.max_keys = max_keys;
         self
@@ -138,11 +142,13 @@ where
         if let Some(idle) = self.idle {
             check::positive("bulkhead.idle", idle)?;
         }
+        let registry = KeyedRegistry::new(self.max_keys, self.idle)
+            .owned_by("bulkhead", self.settings.name().clone());
         Ok(KeyedBulkheadLayer {
             shared: Arc::new(KeyedShared {
                 key: self.key,
                 settings: self.settings,
-                registry: KeyedRegistry::new(self.max_keys, self.idle),
+                registry,
             }),
         })
     }
@@ -227,7 +233,7 @@ where
         let bulkhead = self
             .shared
             .registry
-            .get_or_insert_with(&key, || settings.shared());
+            .get_or_insert_with(&key, |_| settings.shared());
         admit(&bulkhead, &mut self.inner, request)
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
-use super::state::Shared;
+use super::state::{QueueOrder, Shared};
 use super::{Bulkhead, BulkheadHandle};
 use crate::error::{ConfigError, check};
 
@@ -56,6 +56,7 @@ pub(super) struct Settings {
     max_concurrent: usize,
     max_wait: Duration,
     queue: Option<usize>,
+    order: QueueOrder,
     name: Cow<'static, str>,
 }
 
@@ -65,6 +66,7 @@ impl Default for Settings {
             max_concurrent: 25,
             max_wait: Duration::ZERO,
             queue: None,
+            order: QueueOrder::OldestFirst,
             name: Cow::Borrowed("bulkhead"),
         }
     }
@@ -76,11 +78,16 @@ impl Settings {
         Ok(())
     }
 
+    pub(super) fn name(&self) -> &Cow<'static, str> {
+        &self.name
+    }
+
     pub(super) fn shared(&self) -> Shared {
         Shared::new(
             self.max_concurrent,
             self.max_wait,
             self.queue.unwrap_or(usize::MAX),
+            self.order,
             self.name.clone(),
         )
     }
@@ -109,6 +116,14 @@ macro_rules! settings_methods {
             self
         }
 
+        /// Which waiter a returned permit goes to (default
+        /// [`QueueOrder::OldestFirst`](crate::bulkhead::QueueOrder::OldestFirst)). A returned permit always goes to a
+        /// waiter before any newcomer.
+        pub fn order(mut self, order: crate::bulkhead::QueueOrder) -> Self {
+            self.settings.order_mut(order);
+            self
+        }
+
         /// A name for events (default `"bulkhead"`).
         pub fn name(mut self, name: impl Into<std::borrow::Cow<'static, str>>) -> Self {
             self.settings.name_mut(name.into());
@@ -129,6 +144,10 @@ impl Settings {
 
     pub(super) fn queue_mut(&mut self, waiters: usize) {
         self.queue = Some(waiters);
+    }
+
+    pub(super) fn order_mut(&mut self, order: QueueOrder) {
+        self.order = order;
     }
 
     pub(super) fn name_mut(&mut self, name: Cow<'static, str>) {

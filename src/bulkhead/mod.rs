@@ -93,6 +93,7 @@ pub use keyed::{
     KeyedBulkhead, KeyedBulkheadHandle, KeyedBulkheadLayer, KeyedBulkheadLayerBuilder,
 };
 pub use layer::{BulkheadLayer, BulkheadLayerBuilder};
+pub use state::QueueOrder;
 
 use future::ResponseFuture;
 use state::Shared;

@@ -9,21 +9,40 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+/// Which waiter a returned permit goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum QueueOrder {
+    /// The call that has waited longest (first in, first out), as
+    /// Resilience4j's fair semaphore and .NET's `OldestFirst` do.
+    #[default]
+    OldestFirst,
+    /// The call that arrived last (last in, first out): under overload the
+    /// freshest callers, the likeliest still to care, are served first.
+    NewestFirst,
+}
+
 /// One bulkhead's permits and waiters, shared by every service, clone and
 /// handle made from the same layer.
 ///
 /// Permits are an atomic counter rather than a [`tokio::sync::Semaphore`]:
 /// taking one is a compare-and-swap, returning one a subtraction, and
 /// neither takes a lock. A caller that may wait registers with `notify`
-/// before it retries, and every returned permit wakes one registered waiter
-/// while any caller is waiting, so no wake-up is lost (see [`Permit`]'s
-/// `Drop`).
+/// before it retries. A permit returned while any caller waits is not
+/// freed but handed over: it stays counted in flight, `handoff` counts it,
+/// and one registered waiter (the oldest, or the newest, as `order` says)
+/// is woken to claim it, so a newcomer never takes it first and no wake-up
+/// is lost (see [`Permit`]'s `Drop`). A handed-over permit that no waiter is
+/// left to claim is freed by the last waiter to leave.
 pub(crate) struct Shared {
     in_flight: AtomicUsize,
     waiting: AtomicUsize,
+    /// Permits handed to woken waiters and not yet claimed.
+    handoff: AtomicUsize,
     max_concurrent: usize,
     max_wait: Duration,
     queue: usize,
+    order: QueueOrder,
     pub(crate) notify: Arc<Notify>,
     name: Cow<'static, str>,
     #[cfg(feature = "metrics")]
@@ -35,14 +54,17 @@ impl Shared {
         max_concurrent: usize,
         max_wait: Duration,
         queue: usize,
+        order: QueueOrder,
         name: Cow<'static, str>,
     ) -> Self {
         Self {
             in_flight: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
+            handoff: AtomicUsize::new(0),
             max_concurrent,
             max_wait,
             queue,
+            order,
             notify: Arc::new(Notify::new()),
             #[cfg(feature = "metrics")]
             gauge: crate::observe::metrics::bulkhead_in_flight(&name),
@@ -56,9 +78,11 @@ impl Shared {
         Self {
             in_flight: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
+            handoff: AtomicUsize::new(0),
             max_concurrent: usize::MAX,
             max_wait: Duration::ZERO,
             queue: 0,
+            order: QueueOrder::OldestFirst,
             notify: Arc::new(Notify::new()),
             #[cfg(feature = "metrics")]
             gauge: metrics::Gauge::noop(),
@@ -89,6 +113,44 @@ impl Shared {
                     });
                 }
                 Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Takes a permit handed over to a woken waiter, if one is left.
+    pub(crate) fn claim_handoff(self: &Arc<Self>) -> Option<Permit> {
+        self.handoff
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .ok()
+            .map(|_| Permit {
+                shared: Arc::clone(self),
+            })
+    }
+
+    /// Wakes the next waiter, in the bulkhead's order.
+    fn wake_one(&self) {
+        match self.order {
+            QueueOrder::OldestFirst => self.notify.notify_one(),
+            QueueOrder::NewestFirst => self.notify.notify_last(),
+        }
+    }
+
+    /// Frees the handed-over permits when no waiter is left to claim them,
+    /// waking any waiter that arrived meanwhile to take them the usual way.
+    fn reclaim_handoff(&self) {
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            return;
+        }
+        let unclaimed = self.handoff.swap(0, Ordering::SeqCst);
+        if unclaimed == 0 {
+            return;
+        }
+        self.in_flight.fetch_sub(unclaimed, Ordering::SeqCst);
+        #[cfg(feature = "metrics")]
+        self.gauge.decrement(unclaimed as f64);
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            for _ in 0..unclaimed {
+                self.wake_one();
             }
         }
     }
@@ -165,16 +227,22 @@ pub(crate) struct Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         let shared = &self.shared;
+        // A waiter raises `waiting` before it registers and retries. Both
+        // sides use SeqCst, so either this load sees the waiter (and hands
+        // the permit over: it wakes a waiter, or leaves a notification the
+        // waiter will consume, then claim the permit), or the waiter's retry
+        // sees the permit freed below.
+        if shared.waiting.load(Ordering::SeqCst) > 0 {
+            shared.handoff.fetch_add(1, Ordering::SeqCst);
+            shared.wake_one();
+            // The last waiter may have left since the load above, before
+            // the permit was handed over: then no one would claim it.
+            shared.reclaim_handoff();
+            return;
+        }
         shared.in_flight.fetch_sub(1, Ordering::SeqCst);
         #[cfg(feature = "metrics")]
         shared.gauge.decrement(1.0);
-        // A waiter raises `waiting` before it registers and retries. Both
-        // sides use SeqCst, so either this load sees the waiter (and wakes
-        // it, or leaves a notification it will consume), or the waiter's
-        // retry sees the permit returned above.
-        if shared.waiting.load(Ordering::SeqCst) > 0 {
-            shared.notify.notify_one();
-        }
     }
 }
 
@@ -193,7 +261,11 @@ pub(crate) struct WaitGuard {
 
 impl Drop for WaitGuard {
     fn drop(&mut self) {
-        self.shared.waiting.fetch_sub(1, Ordering::SeqCst);
+        if self.shared.waiting.fetch_sub(1, Ordering::SeqCst) == 1 {
+            // The last waiter left: a permit handed to a waiter that gave up
+            // is freed.
+            self.shared.reclaim_handoff();
+        }
     }
 }
 

@@ -179,7 +179,7 @@ where
                 target: "steadfast::chaos",
                 layer = "chaos",
                 fault = fault.as_str(),
-                delay_ms = delay.map_or(0, |d| d.as_millis() as u64),
+                delay_ms = delay.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                 "fault injected"
             );
         }

@@ -1,5 +1,6 @@
 //! One breaker per key (host, route, tenant), with a bounded number of keys.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::hash::Hash;
 use std::marker::PhantomData;
@@ -18,7 +19,7 @@ use super::state::Breaker;
 use crate::BoxError;
 use crate::classify::{Classify, DefaultClassifier};
 use crate::error::{ConfigError, check};
-use crate::keyed::KeyedRegistry;
+use crate::keyed::{KeyedRegistry, OVERFLOW_KEY};
 
 /// The keyed breaker's mode of [`CircuitBreakerBuilder`]: the key function
 /// `F` (`()` until [`key`](CircuitBreakerBuilder::key) is called), the
@@ -53,7 +54,8 @@ impl<C> CircuitBreakerBuilder<C, Keyed> {
 
 impl<C, F, K> CircuitBreakerBuilder<C, Keyed<F, K>> {
     /// The most keys kept at once (default 10,000); beyond it the least
-    /// used keys lose their breakers.
+    /// used keys lose their breakers. When every kept key is held, new keys
+    /// share one overflow breaker.
     pub fn max_keys(mut self, max_keys: u64) -> Self {
         self.mode.max_keys = max_keys;
         self
@@ -86,7 +88,8 @@ where
             .transpose()?;
         Ok(KeyedCircuitBreakerLayer {
             shared: Arc::new(KeyedShared {
-                registry: KeyedRegistry::new(max_keys, idle),
+                registry: KeyedRegistry::new(max_keys, idle)
+                    .owned_by("circuit_breaker", Cow::Borrowed(settings.name)),
                 key: self.mode.key,
                 settings,
                 classifier: self.classifier,
@@ -108,8 +111,13 @@ where
     C: Clone + Send + Sync + 'static,
 {
     fn breaker(&self, key: &K) -> Arc<Shared<C>> {
-        self.registry.get_or_insert_with(key, || Shared {
-            breaker: Breaker::new(self.settings.clone(), Some(key_name(key))),
+        self.registry.get_or_insert_with(key, |key| Shared {
+            // The breaker shared by keys that found the registry full
+            // reports the key `(overflow)`.
+            breaker: Breaker::new(
+                self.settings.clone(),
+                Some(key.map_or_else(|| OVERFLOW_KEY.into(), key_name)),
+            ),
             classifier: self.classifier.clone(),
         })
     }
@@ -135,7 +143,11 @@ fn key_name<K: fmt::Debug>(key: &K) -> Box<str> {
 /// when room is needed, keys unused since the last sweep, or idle for
 /// [`idle_timeout`](CircuitBreakerBuilder::idle_timeout), lose their breaker
 /// and start afresh (closed) on their next call; a key in steady use keeps
-/// its breaker however many one-off keys arrive.
+/// its breaker however many one-off keys arrive. A key held by a call in
+/// flight or a handle is never dropped; when every kept key is held, a new
+/// key shares one overflow breaker (key `(overflow)`) with every other key
+/// that found no room, so protection never turns off, and an
+/// [`Event::KeyOverflow`](crate::observe::Event::KeyOverflow) is reported.
 pub struct KeyedCircuitBreakerLayer<F, K, C = DefaultClassifier> {
     shared: Arc<KeyedShared<F, K, C>>,
 }

@@ -9,7 +9,6 @@ use super::pushback::{Pushback, pushback_in};
 use super::status::{Code, status_in};
 use super::trailers::GrpcTrailers;
 use crate::classify::{Classify, Verdict};
-use crate::http::DEFAULT_MAX_RETRY_AFTER;
 use crate::http::classify::{Transport, transport_error};
 
 /// Judges gRPC attempts by their status code; see the
@@ -36,7 +35,6 @@ use crate::http::classify::{Transport, transport_error};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GrpcClassifier {
     table: [Verdict; 17],
-    max_pushback: Duration,
 }
 
 impl Default for GrpcClassifier {
@@ -46,8 +44,8 @@ impl Default for GrpcClassifier {
 }
 
 impl GrpcClassifier {
-    /// The classifier with the default table; pushback clamped to
-    /// [`DEFAULT_MAX_RETRY_AFTER`] (5 minutes).
+    /// The classifier with the default table. Pushback is passed on whole:
+    /// the retry layer's `max_retry_after` is the one maximum.
     pub const fn new() -> Self {
         let mut table = [Verdict::Failure; 17];
         table[Code::Ok as usize] = Verdict::Success;
@@ -61,10 +59,7 @@ impl GrpcClassifier {
         table[Code::Unimplemented as usize] = Verdict::FunctionalError;
         table[Code::Unavailable as usize] = Verdict::transient();
         table[Code::ResourceExhausted as usize] = Verdict::transient();
-        Self {
-            table,
-            max_pushback: DEFAULT_MAX_RETRY_AFTER,
-        }
+        Self { table }
     }
 
     /// Judges `code` as `verdict` from now on. A transient verdict takes
@@ -83,17 +78,11 @@ impl GrpcClassifier {
         self.table[code as usize]
     }
 
-    /// `grpc-retry-pushback-ms` values longer than `max` are clamped to it.
-    pub const fn max_pushback(mut self, max: Duration) -> Self {
-        self.max_pushback = max;
-        self
-    }
-
     /// The verdict for an answer with `code`, whose pushback (if any) is
     /// in `headers`.
     pub fn judge_code(&self, code: Code, headers: &HeaderMap) -> Verdict {
         match self.table[code as usize] {
-            Verdict::Transient { .. } => match pushback_in(headers, self.max_pushback) {
+            Verdict::Transient { .. } => match pushback_in(headers, Duration::MAX) {
                 Pushback::Absent => Verdict::transient(),
                 Pushback::After(wait) => Verdict::transient_after(wait),
                 Pushback::DoNotRetry => Verdict::Failure,

@@ -47,9 +47,9 @@
 //! # Pushback
 //!
 //! `grpc-retry-pushback-ms`, read by [`parse_pushback`], is the
-//! retry-after hint of a transient answer: whole milliseconds (clamped to
-//! [`GrpcClassifier::max_pushback`], 5 minutes by default). The retry
-//! layer waits the longer of the pushback and its own backoff, where gRPC
+//! retry-after hint of a transient answer: whole milliseconds, passed on
+//! whole, so that the retry layer's `max_retry_after` is the one maximum.
+//! The retry layer waits the longer of the pushback and its own backoff, where gRPC
 //! waits the pushback alone. A negative or malformed value means "do not
 //! retry", as gRPC specifies: the answer is then judged a failure.
 //!

@@ -139,8 +139,12 @@ pub struct HedgeLayerBuilder<C = DefaultClassifier, P = CloneReplay> {
     replay: P,
 }
 
+/// The most copies a hedged call may send besides the first.
+const MAX_HEDGES: u32 = 10;
+
 impl<C, P> HedgeLayerBuilder<C, P> {
-    /// The most copies a call sends besides the first; at least 1.
+    /// The most copies a call sends besides the first; from 1 to 10 (as
+    /// Polly's `MaxHedgedAttempts`).
     pub fn max_hedges(mut self, max_hedges: u32) -> Self {
         self.max_hedges = max_hedges;
         self
@@ -217,6 +221,15 @@ impl<C, P> HedgeLayerBuilder<C, P> {
     /// Checks the settings and builds the layer.
     pub fn build(self) -> Result<HedgeLayer<C, P>, ConfigError> {
         check::at_least("hedge.max_hedges", self.max_hedges, 1)?;
+        if self.max_hedges > MAX_HEDGES {
+            return Err(ConfigError::new(
+                "hedge.max_hedges",
+                self.max_hedges,
+                format!(
+                    "must be at most {MAX_HEDGES}: each call may have that many copies in flight"
+                ),
+            ));
+        }
         let delay = match self.delay {
             DelayChoice::Fixed(delay) => Delay::Fixed(check::positive("hedge.delay", delay)?),
             DelayChoice::Percentile {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::{HeaderMap, Method, StatusCode};
 
 use super::parts::RequestParts;
-use super::retry_after::{DEFAULT_MAX_RETRY_AFTER, retry_after};
+use super::retry_after::retry_after;
 use crate::classify::{Classify, Verdict};
 use crate::error::{BoxError, Elapsed};
 
@@ -33,7 +33,6 @@ use crate::error::{BoxError, Elapsed};
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpClassifier {
-    max_retry_after: Duration,
     retry_non_idempotent: bool,
 }
 
@@ -44,20 +43,15 @@ impl Default for HttpClassifier {
 }
 
 impl HttpClassifier {
-    /// The classifier with its defaults: `Retry-After` clamped to
-    /// [`DEFAULT_MAX_RETRY_AFTER`], non-idempotent requests not retried
-    /// once sent.
+    /// The classifier with its defaults: non-idempotent requests not
+    /// retried once sent. `Retry-After` hints are passed on as the server
+    /// sent them, never shortened: the retry layer's
+    /// [`max_retry_after`](crate::retry::RetryLayerBuilder::max_retry_after)
+    /// is the one maximum.
     pub const fn new() -> Self {
         Self {
-            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
             retry_non_idempotent: false,
         }
-    }
-
-    /// `Retry-After` values longer than `max` are clamped to it.
-    pub const fn max_retry_after(mut self, max: Duration) -> Self {
-        self.max_retry_after = max;
-        self
     }
 
     /// Treats every request as idempotent: transport failures and
@@ -78,18 +72,18 @@ impl HttpClassifier {
         }
     }
 
-    fn judge_status(&self, facts: &HttpFacts, status: StatusCode, headers: &HeaderMap) -> Verdict {
+    fn judge_status(facts: &HttpFacts, status: StatusCode, headers: &HeaderMap) -> Verdict {
         let code = status.as_u16();
         match code {
             100..=399 => Verdict::Success,
             // The server says it did not act on the request: safe to send
             // again whatever the method.
             408 | 429 | 503 => Verdict::Transient {
-                retry_after: retry_after(headers, self.max_retry_after),
+                retry_after: retry_after(headers, Duration::MAX),
             },
             // A gateway: the upstream may have acted on the request.
             502 | 504 if facts.idempotent => Verdict::Transient {
-                retry_after: retry_after(headers, self.max_retry_after),
+                retry_after: retry_after(headers, Duration::MAX),
             },
             400..=499 => Verdict::FunctionalError,
             _ => Verdict::Failure,
@@ -147,7 +141,7 @@ impl<B, B2, E: 'static> Classify<http::Request<B>, http::Response<B2>, E> for Ht
     #[inline]
     fn classify(&self, facts: &HttpFacts, outcome: Result<&http::Response<B2>, &E>) -> Verdict {
         match outcome {
-            Ok(response) => self.judge_status(facts, response.status(), response.headers()),
+            Ok(response) => Self::judge_status(facts, response.status(), response.headers()),
             Err(err) => Self::judge_error(facts, err),
         }
     }
@@ -166,7 +160,7 @@ impl<E: 'static> Classify<reqwest::Request, reqwest::Response, E> for HttpClassi
     #[inline]
     fn classify(&self, facts: &HttpFacts, outcome: Result<&reqwest::Response, &E>) -> Verdict {
         match outcome {
-            Ok(response) => self.judge_status(facts, response.status(), response.headers()),
+            Ok(response) => Self::judge_status(facts, response.status(), response.headers()),
             Err(err) => Self::judge_error(facts, err),
         }
     }
@@ -257,6 +251,55 @@ mod tests {
 
     fn status(code: u16) -> Result<http::Response<()>, BoxError> {
         Ok(http::Response::builder().status(code).body(()).unwrap())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_waits_as_long_as_the_hint_asks_up_to_its_own_maximum() {
+        use std::sync::{Arc, Mutex};
+        use tower::{Layer, ServiceExt, service_fn};
+
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&calls);
+        let backend = service_fn(move |_: http::Request<()>| {
+            let mut log = log.lock().unwrap();
+            log.push(tokio::time::Instant::now());
+            let status = if log.len() == 1 { 503 } else { 200 };
+            let response = http::Response::builder()
+                .status(status)
+                .header("retry-after", "400")
+                .body(())
+                .unwrap();
+            async move { Ok::<_, BoxError>(response) }
+        });
+        let retry = crate::retry::RetryLayer::builder()
+            .classifier(HttpClassifier::new())
+            .max_retry_after(Duration::from_secs(600))
+            .build()
+            .unwrap();
+        let request = http::Request::get("http://x/").body(()).unwrap();
+        let response = retry.layer(backend).oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let calls = calls.lock().unwrap();
+        assert_eq!(calls[1] - calls[0], Duration::from_secs(400));
+    }
+
+    #[test]
+    fn hints_are_passed_on_whole() {
+        let busy = |value: &str| {
+            Ok(http::Response::builder()
+                .status(503)
+                .header("retry-after", value)
+                .body(())
+                .unwrap())
+        };
+        assert_eq!(
+            verdict(Method::GET, busy("400")),
+            Verdict::transient_after(Duration::from_secs(400))
+        );
+        assert_eq!(
+            verdict(Method::GET, busy("99999999999999999999999")),
+            Verdict::transient_after(Duration::from_secs(u64::MAX))
+        );
     }
 
     #[test]

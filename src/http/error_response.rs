@@ -114,8 +114,11 @@ impl ErrorAnswer for ErrorResponseLayer {
 }
 
 /// Seconds, rounded up, at least one: `Retry-After: 0` invites a storm.
+/// The longest waits saturate at `u64::MAX` seconds.
 fn whole_secs(wait: Duration) -> u64 {
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let secs = wait
+        .as_secs()
+        .saturating_add(u64::from(wait.subsec_nanos() > 0));
     secs.max(1)
 }
 
@@ -243,5 +246,25 @@ where
                     .answer(&*BoxError::from("polled after completion"))
             }),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_waits_saturate_instead_of_overflowing() {
+        let layer = ErrorResponseLayer::new().bulkhead_retry_after(Duration::MAX);
+        let full: Response<()> = layer.response(&BulkheadFull::new());
+        assert_eq!(full.headers()["retry-after"], u64::MAX.to_string().as_str());
+        let limited: Response<()> = layer.response(&RateLimited::new(Duration::MAX));
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            limited.headers()["retry-after"],
+            u64::MAX.to_string().as_str()
+        );
+        let open: Response<()> = layer.response(&CircuitOpen::new(Duration::MAX));
+        assert_eq!(open.headers()["retry-after"], u64::MAX.to_string().as_str());
     }
 }

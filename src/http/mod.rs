@@ -32,8 +32,10 @@
 //! [`Idempotent`] extension, or when the classifier was told
 //! [`retry_non_idempotent`](HttpClassifier::retry_non_idempotent).
 //! `Retry-After` values are read by [`parse_retry_after`]: malformed or
-//! negative values are ignored, values above the classifier's maximum
-//! (5 minutes by default) are clamped, both with an event.
+//! negative values are ignored with an event. The classifier passes every
+//! other hint on whole; the longest wait is the retry layer's to decide
+//! ([`max_retry_after`](crate::retry::RetryLayerBuilder::max_retry_after)):
+//! a longer hint ends the call rather than being shortened.
 //!
 //! # Example: a hyper-util client that retries
 //!
@@ -132,5 +134,5 @@ pub use self::error_response::{
 };
 pub use self::parts::RequestParts;
 pub use self::replay::{BufferFuture, BufferRequestBody, BufferRequestBodyLayer, HttpReplay};
-pub use self::retry_after::{DEFAULT_MAX_RETRY_AFTER, parse_retry_after, retry_after};
+pub use self::retry_after::{parse_retry_after, retry_after};
 pub use self::route::{Route, RouteService, RouteTable, RouteTableBuilder};

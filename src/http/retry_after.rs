@@ -4,10 +4,6 @@ use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
 
-/// The longest wait a `Retry-After` header may ask for by default (5
-/// minutes); longer values are clamped to it.
-pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
-
 /// Reads the `Retry-After` header of a response, as of now.
 ///
 /// See [`parse_retry_after`] for the rules; the first header wins.
@@ -105,7 +101,7 @@ mod tests {
     #[test]
     fn forms() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_770);
-        let max = DEFAULT_MAX_RETRY_AFTER;
+        let max = Duration::from_secs(300);
         for text in [
             "Sun, 06 Nov 1994 08:49:37 GMT",
             "Sunday, 06-Nov-94 08:49:37 GMT",

@@ -209,6 +209,19 @@ fn trace(event: &Event<'_>, call: Option<&Call>) {
                 ),
             }
         }
+        Event::KeyOverflow {
+            layer,
+            name,
+            max_keys,
+        } => event!(
+            call,
+            warn,
+            "steadfast::keyed",
+            layer,
+            name,
+            max_keys,
+            "every key place is held; the call shares the overflow state"
+        ),
         Event::Throttled { tier, delay } => event!(
             call,
             debug,

@@ -103,6 +103,17 @@ pub enum Event<'a> {
         /// When the caller may try again, if known.
         retry_after: Option<Duration>,
     },
+    /// A keyed layer found every place of its registry held by calls or
+    /// handles: the call's key shares the one overflow state of the
+    /// registry (one breaker, bulkhead or limiter for all such keys).
+    KeyOverflow {
+        /// The layer: `circuit_breaker`, `bulkhead` or `rate_limit`.
+        layer: &'static str,
+        /// The layer's name (a rate limiter's tier).
+        name: &'a str,
+        /// The registry's bound.
+        max_keys: u64,
+    },
     /// A rate limiter delayed a call to fit its quota.
     Throttled {
         /// The tier whose quota applied.
@@ -182,6 +193,7 @@ impl Event<'_> {
             Event::RetryStopped { .. } => "retry_stopped",
             Event::StateChanged { .. } => "state_changed",
             Event::Rejected { .. } => "rejected",
+            Event::KeyOverflow { .. } => "key_overflow",
             Event::Throttled { .. } => "throttled",
             Event::FallbackServed { .. } => "fallback_served",
             Event::FallbackMissed { .. } => "fallback_missed",

@@ -150,6 +150,7 @@ pub(crate) fn record(event: &Event<'_>, call: Option<(&str, &str)>) {
                 counter!(RATE_LIMITED, "tier" => name.to_owned(), "outcome" => "rejected").increment(1);
             }
         }
+        Event::KeyOverflow { .. } => {}
         Event::Throttled { tier, .. } => {
             counter!(RATE_LIMITED, "tier" => tier.to_owned(), "outcome" => "delayed").increment(1);
         }

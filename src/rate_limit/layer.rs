@@ -117,7 +117,8 @@ impl<K, F> RateLimitLayerBuilder<K, F> {
 
     /// The most keys tracked per tier (default 10,000). Beyond it the least
     /// used keys are dropped, and start again with a full allowance when
-    /// they return. Must be at least 1.
+    /// they return. When every key is held (by throttled calls), new keys
+    /// share one overflow limiter of their tier. Must be at least 1.
     pub fn max_keys(mut self, max_keys: u64) -> Self {
         self.max_keys = max_keys;
         self
@@ -203,6 +204,7 @@ impl<K, F> RateLimitLayerBuilder<K, F> {
                     .map(|tier| {
                         let refill = tier.governor.burst_size_replenished_in();
                         KeyedRegistry::new(self.max_keys, idle.map(|idle| idle.max(refill)))
+                            .owned_by("rate_limit", tier.name.clone())
                     })
                     .collect(),
             )

@@ -3,6 +3,9 @@ use std::time::Duration;
 
 use crate::error::ConfigError;
 
+/// The longest refill time governor can hold safely: 2^63 ns, 292 years.
+const MAX_SPAN_NANOS: u128 = 1 << 63;
+
 /// How many calls a key may make per period, and how many at once.
 ///
 /// `per_period` calls are allowed per `period`, spread evenly (one every
@@ -102,6 +105,25 @@ impl Quota {
             ));
         };
         let interval = self.period / per_period.get();
+        // Governor counts in u64 nanoseconds from the limiter's start and
+        // adds one emission interval per call to a time up to `burst`
+        // intervals ahead: keep that span within half the range, so that
+        // it cannot overflow in the life of a process (292 years).
+        let within = |span: u128| span <= MAX_SPAN_NANOS;
+        if !within(interval.as_nanos()) {
+            return Err(ConfigError::new(
+                "rate_limit.quota.period",
+                self.period,
+                rule("one call's share of the period must be at most 292 years"),
+            ));
+        }
+        if !within(interval.as_nanos() * u128::from(burst.get())) {
+            return Err(ConfigError::new(
+                "rate_limit.quota.burst",
+                burst.get(),
+                rule("a burst must refill within 292 years (burst × period / per_period)"),
+            ));
+        }
         governor::Quota::with_period(interval)
             .map(|quota| quota.allow_burst(burst))
             .ok_or_else(|| {
@@ -111,5 +133,49 @@ impl Quota {
                     rule("allows more than one call per nanosecond"),
                 )
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+
+    #[test]
+    fn quotas_governor_cannot_hold_are_refused() {
+        let cases = [
+            (Quota::new(1, Duration::MAX), "rate_limit.quota.period"),
+            (Quota::new(1, YEAR * 600), "rate_limit.quota.period"),
+            (Quota::per_hour(1).burst(u32::MAX), "rate_limit.quota.burst"),
+            (
+                Quota::per_minute(1).burst(1_000_000_000),
+                "rate_limit.quota.burst",
+            ),
+            (
+                Quota::new(1, Duration::from_nanos(1 << 63)).burst(2),
+                "rate_limit.quota.burst",
+            ),
+            (
+                Quota::new(u32::MAX, Duration::MAX),
+                "rate_limit.quota.burst",
+            ),
+        ];
+        for (quota, field) in cases {
+            let err = quota.to_governor("t").unwrap_err();
+            assert_eq!(err.field(), field, "{quota:?}");
+            assert!(err.rule().contains("years"), "{err}");
+        }
+    }
+
+    #[test]
+    fn long_but_representable_quotas_are_kept() {
+        for quota in [
+            Quota::new(1, YEAR * 100),
+            Quota::per_hour(1).burst(10_000),
+            Quota::per_second(1_000_000_000).burst(u32::MAX),
+        ] {
+            assert!(quota.to_governor("t").is_ok(), "{quota:?}");
+        }
     }
 }

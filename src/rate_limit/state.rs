@@ -96,7 +96,7 @@ where
                 let quota = self.tiers.list[tier].governor;
                 registries[tier].with(
                     key,
-                    || Limiter::direct_with_clock(quota, TokioClock),
+                    |_| Limiter::direct_with_clock(quota, TokioClock),
                     |limiter| {
                         limiter.check().map_err(|not_until| Denied {
                             wait: not_until.wait_time_from(TokioClock.now()),

@@ -80,6 +80,21 @@ pub enum Jitter {
 /// Polly's scaling, which makes the median first delay equal the base.
 const DECORRELATED_SCALE: f64 = 1.0 / 1.4;
 
+/// Retries whose ceilings [`Backoff::max_total`] adds one by one before it
+/// sums the rest of a slowly growing exponential in closed form.
+const EXACT_TERMS: u32 = 4_096;
+
+fn from_nanos_saturating(nanos: u128) -> Duration {
+    let secs = u64::try_from(nanos / 1_000_000_000).unwrap_or(u64::MAX);
+    #[allow(clippy::cast_possible_truncation)] // below 10^9
+    let subsec = (nanos % 1_000_000_000) as u32;
+    if secs == u64::MAX {
+        Duration::MAX
+    } else {
+        Duration::new(secs, subsec)
+    }
+}
+
 impl Backoff {
     /// The same delay before every retry.
     pub const fn constant(delay: Duration) -> Self {
@@ -138,13 +153,60 @@ impl Backoff {
 
     /// The largest total of delays that `retries` retries can wait: each
     /// delay at its ceiling. Used to check a backoff against a deadline.
+    ///
+    /// Computed in closed form once the ceiling reaches the cap (and for
+    /// constant and linear growth), so any `retries` is quick; saturates at
+    /// [`Duration::MAX`].
     pub fn max_total(&self, retries: u32) -> Duration {
-        (1..=retries).fold(Duration::ZERO, |sum, n| {
-            sum.saturating_add(match self.jitter {
-                Jitter::Decorrelated => self.max_delay(),
-                _ => self.ceiling(n),
-            })
-        })
+        let cap = self.max_delay();
+        match (self.jitter, self.growth) {
+            (Jitter::Decorrelated, _) => cap.saturating_mul(retries),
+            (_, Growth::Constant) => self.base.min(cap).saturating_mul(retries),
+            (_, Growth::Linear) => {
+                // base × n stays below the cap for n < cap / base.
+                let base = self.base.as_nanos();
+                if base == 0 {
+                    return Duration::ZERO; // refused by `validate`
+                }
+                let below = u32::try_from(cap.as_nanos().div_ceil(base) - 1).unwrap_or(u32::MAX);
+                let growing = below.min(retries);
+                let n = u128::from(growing);
+                let sum = from_nanos_saturating(base.saturating_mul(n * (n + 1) / 2));
+                sum.saturating_add(cap.saturating_mul(retries - growing))
+            }
+            (_, Growth::Exponential { factor }) => {
+                let mut sum = Duration::ZERO;
+                for n in 1..=retries {
+                    let ceiling = self.ceiling(n);
+                    if ceiling == cap {
+                        return sum.saturating_add(cap.saturating_mul(retries - n + 1));
+                    }
+                    if n > EXACT_TERMS {
+                        return sum.saturating_add(self.geometric_rest(factor, n, retries));
+                    }
+                    sum = sum.saturating_add(ceiling);
+                }
+                sum
+            }
+        }
+    }
+
+    /// The ceilings of retries `from..=to` of a growth so slow that it has
+    /// not reached the cap after [`EXACT_TERMS`] retries: the geometric
+    /// series up to the cap, then the cap for each remaining retry.
+    fn geometric_rest(&self, factor: f64, from: u32, to: u32) -> Duration {
+        let cap = self.max_delay().as_secs_f64();
+        let first = self.base.as_secs_f64() * factor.powf(f64::from(from - 1));
+        let count = f64::from(to - from + 1);
+        if !(factor > 1.0 && first > 0.0) {
+            // No growth (a factor of 1), or settings `validate` refuses.
+            return Duration::try_from_secs_f64(first.min(cap) * count).unwrap_or(Duration::MAX);
+        }
+        // Terms below the cap: first × factor^k < cap.
+        let below = (cap / first).log(factor).ceil().clamp(0.0, count);
+        let growing = first * (factor.powf(below) - 1.0) / (factor - 1.0);
+        let secs = cap.mul_add(count - below, growing);
+        Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
     }
 
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
@@ -222,6 +284,12 @@ impl Backoff {
         };
         let t = f64::from(retry.max(1) - 1) + random;
         let next = factor.powf(t) * (4.0 * t).sqrt().tanh();
+        if !next.is_finite() {
+            // The curve overflowed: the step would be ∞ − ∞. As Polly does,
+            // wait the longest delay from here on.
+            state.prev = next;
+            return cap;
+        }
         let step = (next - state.prev).max(0.0);
         state.prev = next;
         let secs = step * DECORRELATED_SCALE * self.base.as_secs_f64();
@@ -410,6 +478,85 @@ mod tests {
         assert!(unit_interval(u64::MAX) < 1.0);
     }
 
+    #[test]
+    fn max_total_of_every_retry_a_u32_can_count_is_quick() {
+        let s = Duration::from_secs;
+        let n = u32::MAX;
+        let cases = [
+            (Backoff::constant(ms(100)), ms(100).saturating_mul(n)),
+            (
+                Backoff::exponential(ms(100)).cap(s(8)),
+                ms(12_700) + s(8).saturating_mul(n - 7),
+            ),
+            (
+                Backoff::exponential(ms(100)).jitter(Jitter::Decorrelated),
+                s(1).saturating_mul(n),
+            ),
+            (
+                Backoff::linear(Duration::from_nanos(1)).cap(Duration::MAX),
+                Duration::from_nanos(u64::from(n) * (u64::from(n) + 1) / 2),
+            ),
+            (
+                Backoff::linear(ms(1)).cap(ms(10)),
+                ms(45) + ms(10).saturating_mul(n - 9),
+            ),
+        ];
+        for (backoff, total) in cases {
+            assert_eq!(backoff.max_total(n), total, "{backoff:?}");
+        }
+        // Growth so slow that the cap is never reached: the closed form.
+        let slow = Backoff::exponential(Duration::from_nanos(1))
+            .factor(1.000_000_01)
+            .cap(Duration::MAX);
+        let total = slow.max_total(n).as_secs_f64();
+        let exact = (1.000_000_01f64.powf(f64::from(n)) - 1.0) / 1e-8 * 1e-9;
+        assert!((total / exact - 1.0).abs() < 1e-6, "{total} vs {exact}");
+        // No growth at all: still quick, still exact.
+        let flat = Backoff::exponential(ms(2)).factor(1.0).cap(s(1));
+        assert_eq!(flat.max_total(n), ms(2).saturating_mul(n));
+        // Settings `validate` refuses must not panic either.
+        for bad in [
+            Backoff::linear(Duration::ZERO),
+            Backoff::exponential(Duration::ZERO).cap(s(1)),
+            Backoff::exponential(ms(1)).factor(f64::NAN),
+            Backoff::exponential(ms(1)).factor(0.5),
+        ] {
+            let _ = bad.max_total(n);
+        }
+        // The exact sum agrees with adding the terms one by one.
+        for backoff in [slow, Backoff::exponential(ms(3)).factor(1.5).cap(s(3600))] {
+            for retries in [0, 1, 2, 7, 100, 5_000] {
+                let by_terms =
+                    (1..=retries).fold(Duration::ZERO, |sum, r| sum + backoff.ceiling(r));
+                let closed = backoff.max_total(retries);
+                let diff = closed.abs_diff(by_terms).as_secs_f64();
+                assert!(
+                    diff <= by_terms.as_secs_f64().mul_add(1e-9, 1e-9),
+                    "{retries}: {closed:?} vs {by_terms:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn decorrelated_returns_the_cap_once_its_curve_overflows() {
+        let cap = Duration::from_secs(30);
+        for (factor, retries) in [(2.0, [1_100, 5_000, u32::MAX]), (1e10, [33, 40, 1_000])] {
+            let b = Backoff::exponential(ms(100))
+                .factor(factor)
+                .cap(cap)
+                .jitter(Jitter::Decorrelated);
+            let mut state = BackoffState::new();
+            for retry in retries {
+                assert_eq!(
+                    b.delay(retry, &mut state, 0.5),
+                    cap,
+                    "factor {factor}, retry {retry}"
+                );
+            }
+        }
+    }
+
     fn any_backoff() -> impl Strategy<Value = Backoff> {
         let growth = prop_oneof![
             Just(Growth::Constant),
@@ -454,6 +601,32 @@ mod tests {
                 }
                 if backoff.jitter == Jitter::Equal {
                     prop_assert!(d >= backoff.ceiling(retry) / 2);
+                }
+            }
+        }
+
+        #[test]
+        fn decorrelated_reaches_the_cap_and_stays_there_however_far_it_goes(
+            base_ms in 1u64..1_000,
+            factor in prop_oneof![1.1f64..4.0, 4.0f64..1e12],
+            first in 1u32..u32::MAX - 64,
+            cap_s in 1u64..100_000,
+        ) {
+            let base = Duration::from_millis(base_ms);
+            let cap = Duration::from_secs(cap_s).max(base);
+            let b = Backoff::exponential(base).factor(factor).cap(cap).jitter(Jitter::Decorrelated);
+            let mut state = BackoffState::new();
+            for retry in first..first + 64 {
+                let d = b.delay(retry, &mut state, 0.5);
+                prop_assert!(d <= cap);
+                // With equal draws, the step before retry n is at least
+                // f(n - 1/2) × (1 - 1/factor) × tanh(√2), scaled; in logs,
+                // so that nothing overflows here either.
+                let t = f64::from(retry) - 1.5;
+                let log_step = (DECORRELATED_SCALE * base.as_secs_f64()).ln()
+                    + t * factor.ln() + (1.0 - 1.0 / factor).ln() + 2f64.sqrt().tanh().ln();
+                if retry > first && log_step > cap.as_secs_f64().ln() + 1e-6 {
+                    prop_assert_eq!(d, cap, "retry {}", retry);
                 }
             }
         }

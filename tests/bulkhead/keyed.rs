@@ -105,3 +105,64 @@ fn bad_keyed_settings_fail_at_build() {
         .unwrap_err();
     assert_eq!(err.field(), "bulkhead.idle");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_full_registry_of_held_keys_still_caps_a_new_key() {
+    let layer = KeyedBulkheadLayer::builder(|req: &(String, u32)| req.0.clone())
+        .max_concurrent(1)
+        .max_keys(2)
+        .build()
+        .expect("valid settings");
+    let mut service = layer.layer(slow_echo());
+    // Both registered keys have a call in flight.
+    let a = service.ready().await.unwrap().call(("a".into(), 1));
+    let b = service.ready().await.unwrap().call(("b".into(), 2));
+    let mut calls = Vec::new();
+    for n in 0..5 {
+        calls.push(service.ready().await.unwrap().call(("c".into(), n)));
+    }
+    let outcomes = futures::future::join_all(calls).await;
+    let served = outcomes.iter().filter(|o| o.is_ok()).count();
+    let full = outcomes
+        .iter()
+        .filter(|o| o.as_ref().is_err_and(|e| e.is::<BulkheadFull>()))
+        .count();
+    assert_eq!((served, full), (1, 4));
+    assert_eq!((a.await.unwrap(), b.await.unwrap()), (1, 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_sent_to_the_overflow_state_is_reported() {
+    use std::sync::{Arc, Mutex};
+    use steadfast::observe::{Event, ObserveLayer};
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let observe = ObserveLayer::builder("api")
+        .on_event(move |event| {
+            if let Event::KeyOverflow {
+                layer,
+                name,
+                max_keys,
+            } = *event
+            {
+                log.lock().unwrap().push((layer, name.to_owned(), max_keys));
+            }
+        })
+        .build()
+        .unwrap();
+    let layer = KeyedBulkheadLayer::builder(|req: &(String, u32)| req.0.clone())
+        .max_concurrent(1)
+        .max_keys(1)
+        .name("per-host")
+        .build()
+        .expect("valid settings");
+    let mut service = observe.layer(layer.layer(slow_echo()));
+    let a = service.ready().await.unwrap().call(("a".into(), 1));
+    let b = service.ready().await.unwrap().call(("b".into(), 2));
+    assert_eq!((a.await.unwrap(), b.await.unwrap()), (1, 2));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [("bulkhead", "per-host".to_owned(), 1)]
+    );
+}

@@ -271,3 +271,114 @@ fn handle_reports_settings() {
     assert_eq!(handle.queue(), 3);
     assert_eq!(handle.waiting(), 0);
 }
+
+/// A service whose calls finish when the test says: each call waits on the
+/// receiver it is given.
+fn gated() -> impl Service<
+    (&'static str, tokio::sync::oneshot::Receiver<()>),
+    Response = &'static str,
+    Error = BoxError,
+    Future: Send,
+> + Clone {
+    service_fn(
+        |(name, gate): (&'static str, tokio::sync::oneshot::Receiver<()>)| async move {
+            let _ = gate.await;
+            Ok::<_, BoxError>(name)
+        },
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_freed_permit_goes_to_the_oldest_waiter_not_to_a_newcomer() {
+    let layer = BulkheadLayer::builder()
+        .max_concurrent(1)
+        .max_wait(Duration::from_millis(100))
+        .queue(10)
+        .build()
+        .expect("valid settings");
+    let mut service = layer.layer(gated());
+    let (release_holder, gate) = tokio::sync::oneshot::channel();
+    let mut holder = task::spawn(service.ready().await.unwrap().call(("holder", gate)));
+    assert_pending!(holder.poll());
+    let (_release_waiter, gate) = tokio::sync::oneshot::channel();
+    let mut waiter = task::spawn(service.ready().await.unwrap().call(("waiter", gate)));
+    assert_pending!(waiter.poll());
+
+    // The holder finishes; before the waiter runs again, a newcomer calls.
+    release_holder.send(()).unwrap();
+    assert_eq!(assert_ready_ok!(holder.poll()), "holder");
+    let (_release_newcomer, gate) = tokio::sync::oneshot::channel();
+    let mut newcomer = task::spawn(service.ready().await.unwrap().call(("newcomer", gate)));
+    assert_pending!(newcomer.poll());
+    assert!(waiter.is_woken());
+    assert_pending!(waiter.poll()); // admitted: now waiting on its gate
+    assert_eq!(layer.handle().in_flight(), 1);
+    assert_eq!(layer.handle().waiting(), 1);
+
+    // The newcomer waits its turn and times out; the waiter keeps its permit.
+    tokio::time::advance(Duration::from_millis(100)).await;
+    let err = assert_ready_err!(newcomer.poll());
+    assert!(err.is::<BulkheadFull>());
+    assert_pending!(waiter.poll());
+    assert_eq!(layer.handle().in_flight(), 1);
+}
+#[tokio::test(start_paused = true)]
+async fn newest_first_admits_the_latest_waiter() {
+    let layer = BulkheadLayer::builder()
+        .max_concurrent(1)
+        .max_wait(Duration::from_secs(1))
+        .queue(10)
+        .order(steadfast::bulkhead::QueueOrder::NewestFirst)
+        .build()
+        .expect("valid settings");
+    let mut service = layer.layer(gated());
+    let (release_holder, gate) = tokio::sync::oneshot::channel();
+    let mut holder = task::spawn(service.ready().await.unwrap().call(("holder", gate)));
+    assert_pending!(holder.poll());
+    let (_a, gate) = tokio::sync::oneshot::channel();
+    let mut older = task::spawn(service.ready().await.unwrap().call(("older", gate)));
+    assert_pending!(older.poll());
+    let (release_newer, gate) = tokio::sync::oneshot::channel();
+    let mut newer = task::spawn(service.ready().await.unwrap().call(("newer", gate)));
+    assert_pending!(newer.poll());
+    release_holder.send(()).unwrap();
+    assert_ready_ok!(holder.poll());
+    assert!(newer.is_woken());
+    assert!(!older.is_woken());
+    assert_pending!(newer.poll());
+    release_newer.send(()).unwrap();
+    assert_eq!(assert_ready_ok!(newer.poll()), "newer");
+    // Then the older waiter.
+    assert!(older.is_woken());
+    assert_pending!(older.poll());
+    assert_eq!(layer.handle().in_flight(), 1);
+    assert_eq!(layer.handle().waiting(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_permit_handed_to_a_waiter_that_gives_up_is_not_lost() {
+    let layer = BulkheadLayer::builder()
+        .max_concurrent(1)
+        .max_wait(Duration::from_secs(1))
+        .build()
+        .expect("valid settings");
+    let handle = layer.handle();
+    let mut service = layer.layer(gated());
+    let (release_holder, gate) = tokio::sync::oneshot::channel();
+    let mut holder = task::spawn(service.ready().await.unwrap().call(("holder", gate)));
+    assert_pending!(holder.poll());
+    let (_w, gate) = tokio::sync::oneshot::channel();
+    let mut waiter = task::spawn(service.ready().await.unwrap().call(("waiter", gate)));
+    assert_pending!(waiter.poll());
+    release_holder.send(()).unwrap();
+    assert_ready_ok!(holder.poll());
+    // Handed over, not yet claimed: then the waiter is dropped.
+    assert_eq!(handle.in_flight(), 1);
+    drop(waiter);
+    assert_eq!((handle.in_flight(), handle.waiting()), (0, 0));
+    let (done, gate) = tokio::sync::oneshot::channel();
+    let mut next = task::spawn(service.ready().await.unwrap().call(("next", gate)));
+    assert_pending!(next.poll());
+    done.send(()).unwrap();
+    assert_eq!(assert_ready_ok!(next.poll()), "next");
+}

@@ -137,3 +137,49 @@ async fn the_number_of_keys_is_bounded() {
     assert!(layer.len() <= 50, "{} keys kept", layer.len());
     assert!(!layer.is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_full_registry_of_held_keys_keeps_protecting_a_new_key() {
+    let layer = KeyedCircuitBreakerLayer::builder()
+        .key(|(host, _): &Req| *host)
+        .count_window(4)
+        .max_keys(2)
+        .build()
+        .unwrap();
+    let mut service = layer.layer(backend());
+    for host in ["a", "b"] {
+        service
+            .ready()
+            .await
+            .unwrap()
+            .call((host, false))
+            .await
+            .unwrap();
+    }
+    // Both registered keys are held: by handles, as a call in flight would.
+    let held = [layer.handle(&"a"), layer.handle(&"b")];
+    let mut refused = 0;
+    for _ in 0..50 {
+        let err = service
+            .ready()
+            .await
+            .unwrap()
+            .call(("c", true))
+            .await
+            .unwrap_err();
+        refused += usize::from(err.is::<CircuitOpen>());
+    }
+    assert_eq!(layer.handle(&"c").state(), State::Open);
+    assert!(refused >= 40, "only {refused} of 50 calls refused");
+    // A fourth key shares the overflow breaker, open too.
+    let err = service
+        .ready()
+        .await
+        .unwrap()
+        .call(("d", false))
+        .await
+        .unwrap_err();
+    assert!(err.is::<CircuitOpen>());
+    assert_eq!(held.map(|h| h.state()), [State::Closed, State::Closed]);
+    assert_eq!(layer.len(), 2);
+}

@@ -334,3 +334,29 @@ async fn throttled_calls_that_lose_the_race_wait_again_within_max_delay() {
     assert_eq!(refused, 1);
     assert_eq!(served[1].1 - served[0].1, Duration::from_secs(1));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_full_registry_of_held_keys_still_limits_a_new_key() {
+    let layer = RateLimitLayer::builder()
+        .quota(Quota::per_second(1).burst(1))
+        .mode(Mode::Throttle {
+            max_delay: Duration::from_secs(10),
+        })
+        .max_keys(1)
+        .key(|(key, _): &(String, u32)| key.clone())
+        .build()
+        .expect("valid settings");
+    let mut service = layer.layer(echo());
+    assert_eq!(send(&mut service, "a", 1).await.unwrap(), 1);
+    // A throttled call holds key a's limiter: the one place is held.
+    let mut held = task::spawn(service.ready().await.unwrap().call(("a".into(), 2)));
+    assert_pending!(held.poll());
+    // Key b finds no room: it shares the overflow limiter, which still
+    // counts its calls instead of granting a fresh allowance each time.
+    assert_eq!(send(&mut service, "b", 3).await.unwrap(), 3);
+    let mut second = task::spawn(service.ready().await.unwrap().call(("b".into(), 4)));
+    assert_pending!(second.poll());
+    advance(Duration::from_secs(1)).await;
+    assert_eq!(assert_ready_ok!(second.poll()), 4);
+    assert_eq!(assert_ready_ok!(held.poll()), 2);
+}

@@ -41,9 +41,21 @@ pub(crate) struct Outcome {
     pub(crate) calls: u64,
     pub(crate) ok: u64,
     pub(crate) failed: u64,
+    /// Failed calls that a layer refused (bulkhead full, circuit open,
+    /// deadline): with more keys in flight than places, the keys left over
+    /// share one overflow bulkhead, so many are refused by design.
+    pub(crate) refused: u64,
     pub(crate) abandoned: u64,
     pub(crate) rss_after_warm_up: Option<u64>,
     pub(crate) rss_at_end: Option<u64>,
+}
+
+/// Counts a failed call, and whether a layer refused it.
+fn tally(err: &BoxError, failed: &AtomicU64, refused: &AtomicU64) -> u64 {
+    if steadfast::error::rejection(err).is_some() {
+        refused.fetch_add(1, Ordering::Relaxed);
+    }
+    failed.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Resident memory of this process, in bytes (Linux).
@@ -108,17 +120,19 @@ pub(crate) async fn soak(calls: u64, tasks: u64, seed: u64) -> Outcome {
     let next = Arc::new(AtomicU64::new(0));
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
     let abandoned = Arc::new(AtomicU64::new(0));
     let warm_up = calls / 10;
     let rss_after_warm_up = Arc::new(AtomicU64::new(0));
 
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..tasks {
-        let (service, next, ok, failed, abandoned, rss) = (
+        let (service, next, ok, failed, refused, abandoned, rss) = (
             service.clone(),
             next.clone(),
             ok.clone(),
             failed.clone(),
+            refused.clone(),
             abandoned.clone(),
             rss_after_warm_up.clone(),
         );
@@ -139,13 +153,13 @@ pub(crate) async fn soak(calls: u64, tasks: u64, seed: u64) -> Outcome {
                         .await
                     {
                         Ok(Ok(_)) => ok.fetch_add(1, Ordering::Relaxed),
-                        Ok(Err(_)) => failed.fetch_add(1, Ordering::Relaxed),
+                        Ok(Err(err)) => tally(&err, &failed, &refused),
                         Err(_) => abandoned.fetch_add(1, Ordering::Relaxed),
                     };
                 } else {
                     match call.await {
                         Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
-                        Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                        Err(err) => tally(&err, &failed, &refused),
                     };
                 }
             }
@@ -174,6 +188,7 @@ pub(crate) async fn soak(calls: u64, tasks: u64, seed: u64) -> Outcome {
         calls,
         ok: ok.load(Ordering::Relaxed),
         failed: failed.load(Ordering::Relaxed),
+        refused: refused.load(Ordering::Relaxed),
         abandoned: abandoned.load(Ordering::Relaxed),
         rss_after_warm_up: Some(rss_after_warm_up.load(Ordering::Relaxed)).filter(|b| *b > 0),
         rss_at_end: resident_bytes(),
