@@ -12,7 +12,9 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::cache::{CacheKey, FallbackCache, FallbackCacheBuilder, KeyHasher, Slot};
+use super::cache::{CacheKey, KeyHasher, Slot};
+#[cfg(feature = "cache")]
+use super::cache::{FallbackCache, FallbackCacheBuilder};
 use super::source::{FallbackSource, ResponseKind};
 
 /// The headers that identify the caller (or the site), always in the key.
@@ -56,6 +58,8 @@ impl<B> CacheKey<Request<B>> for HttpKey {
     }
 }
 
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 impl FallbackCache<HttpKey> {
     /// A builder for a cache of HTTP responses keyed by [`HttpKey`].
     ///
@@ -67,6 +71,8 @@ impl FallbackCache<HttpKey> {
     }
 }
 
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 impl FallbackCacheBuilder<HttpKey> {
     /// Also keys entries by the values of header `name` (say,
     /// `Accept-Language`, or a tenant header), so that requests that differ

@@ -5,7 +5,9 @@ use tower_layer::Layer;
 
 use super::Fallback;
 use super::Shared;
-use super::cache::{FallbackCache, NoCache};
+use super::cache::NoCache;
+#[cfg(feature = "cache")]
+use super::cache::FallbackCache;
 use super::source::{
     Alternate, Cause, Computed, NoAlternate, NoLast, NoMark, Plain, Static, Trigger,
 };
@@ -136,6 +138,8 @@ impl<A, Ca, F, C, K> FallbackLayerBuilder<A, Ca, F, C, K> {
         }
     }
 
+    #[cfg(feature = "cache")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
     /// Second source: the freshest answer `cache` recorded for the same
     /// key, if no older than its staleness limit. Every success of the
     /// primary is recorded into it.
