@@ -5,9 +5,9 @@ use tower_layer::Layer;
 
 use super::Fallback;
 use super::Shared;
-use super::cache::NoCache;
 #[cfg(feature = "cache")]
 use super::cache::FallbackCache;
+use super::cache::NoCache;
 use super::source::{
     Alternate, Cause, Computed, NoAlternate, NoLast, NoMark, Plain, Static, Trigger,
 };

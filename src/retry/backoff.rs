@@ -139,12 +139,38 @@ impl Backoff {
     /// The largest total of delays that `retries` retries can wait: each
     /// delay at its ceiling. Used to check a backoff against a deadline.
     pub fn max_total(&self, retries: u32) -> Duration {
-        (1..=retries).fold(Duration::ZERO, |sum, n| {
-            sum.saturating_add(match self.jitter {
-                Jitter::Decorrelated => self.max_delay(),
+        let cap = self.max_delay();
+        let mut sum = Duration::ZERO;
+        let mut last = None;
+        for n in 1..=retries {
+            let delay = match self.jitter {
+                Jitter::Decorrelated => cap,
                 _ => self.ceiling(n),
-            })
-        })
+            };
+            // Once the delays stop growing (at the cap, or a constant
+            // backoff), the rest are all equal: no loop over u32::MAX retries.
+            if delay >= cap || last == Some(delay) {
+                return sum.saturating_add(delay.saturating_mul(retries - n + 1));
+            }
+            if let Growth::Linear = self.growth {
+                // base × (n + ... + k), then the cap for the rest.
+                let base = self.base.as_nanos();
+                let below_cap = (cap.as_nanos().saturating_sub(1) / base.max(1)) as u64;
+                let k = u64::from(retries).min(below_cap.max(u64::from(n)));
+                let (first, last) = (u128::from(n), u128::from(k));
+                let nanos = base.saturating_mul((first + last) * (last - first + 1) / 2);
+                let rest =
+                    cap.saturating_mul(u32::try_from(u64::from(retries) - k).unwrap_or(u32::MAX));
+                let linear = u64::try_from(nanos).map_or(Duration::MAX, Duration::from_nanos);
+                return sum.saturating_add(linear).saturating_add(rest);
+            }
+            sum = sum.saturating_add(delay);
+            if sum == Duration::MAX {
+                return sum;
+            }
+            last = Some(delay);
+        }
+        sum
     }
 
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
