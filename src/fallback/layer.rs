@@ -97,6 +97,28 @@ struct Settings {
 /// Sources are tried in this order, each only if given: the
 /// [`alternate`](Self::alternate) service, the [`cache`](Self::cache), the
 /// [`static`](Self::static_response) or [`computed`](Self::compute) answer.
+///
+/// ```
+/// use steadfast::fallback::{FallbackLayer, Trigger};
+/// use tower::{Layer, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), steadfast::BoxError> {
+/// let layer = FallbackLayer::builder()
+///     .static_response(String::from("cached page"))
+///     .on(Trigger::FAILURES)
+///     .build()?;
+/// let service = layer.layer(service_fn(|_: ()| async {
+///     Err::<String, steadfast::BoxError>("connection refused".into())
+/// }));
+/// assert_eq!(service.oneshot(()).await?, "cached page");
+///
+/// // A fallback with no source is refused.
+/// let err = FallbackLayer::builder().build().unwrap_err();
+/// assert_eq!(err.field(), "fallback.sources");
+/// # Ok(())
+/// # }
+/// ```
 pub struct FallbackLayerBuilder<
     A = NoAlternate,
     Ca = NoCache,
