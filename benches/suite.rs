@@ -574,7 +574,9 @@ fn report(allocations: &[(String, f64)]) {
         .or_else(|| {
             std::env::var_os("CARGO_TARGET_DIR").map(|t| PathBuf::from(t).join("criterion"))
         })
-        .unwrap_or_else(|| PathBuf::from("target/criterion"));
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/criterion"))
+        });
     let path = dir.join("allocs.txt");
     match std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, &table)) {
         Ok(()) => println!("written to {}", path.display()),

@@ -223,21 +223,21 @@ fn rejection_in(err: &(dyn Error + Send + Sync + 'static)) -> Option<Option<Dura
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
-    field: &'static str,
+    field: Cow<'static, str>,
     value: String,
     rule: Cow<'static, str>,
-    other: Option<(&'static str, String)>,
+    other: Option<(Cow<'static, str>, String)>,
 }
 
 impl ConfigError {
     /// A setting whose value breaks `rule`.
     pub fn new(
-        field: &'static str,
+        field: impl Into<Cow<'static, str>>,
         value: impl fmt::Debug,
         rule: impl Into<Cow<'static, str>>,
     ) -> Self {
         Self {
-            field,
+            field: field.into(),
             value: debug_value(&value),
             rule: rule.into(),
             other: None,
@@ -246,26 +246,59 @@ impl ConfigError {
 
     /// Two settings that cannot hold together.
     pub fn conflict(
-        field: &'static str,
+        field: impl Into<Cow<'static, str>>,
         value: impl fmt::Debug,
-        other_field: &'static str,
+        other_field: impl Into<Cow<'static, str>>,
         other_value: impl fmt::Debug,
         rule: impl Into<Cow<'static, str>>,
     ) -> Self {
         Self {
-            field,
+            field: field.into(),
             value: debug_value(&value),
             rule: rule.into(),
-            other: Some((other_field, debug_value(&other_value))),
+            other: Some((other_field.into(), debug_value(&other_value))),
         }
     }
 
-    /// The setting at fault, as `policy.setting`.
-    pub fn field(&self) -> &'static str {
-        self.field
+    /// A setting that could not be read at all (a value of the wrong
+    /// type, an unknown field): no value, only the reason.
+    #[cfg(feature = "serde")]
+    pub(crate) fn unreadable(field: String, rule: String) -> Self {
+        Self {
+            field: field.into(),
+            value: String::new(),
+            rule: rule.into(),
+            other: None,
+        }
     }
 
-    /// The value it was given.
+    /// The same error with its field, and the other field of a conflict,
+    /// placed under `prefix`: `retry.max_attempts` under
+    /// `routes."/users/{id}"` is `routes."/users/{id}".retry.max_attempts`.
+    /// Configuration files report their errors so.
+    ///
+    /// ```
+    /// use steadfast::retry::RetryLayer;
+    ///
+    /// let err = RetryLayer::builder().max_attempts(0).build().unwrap_err();
+    /// let err = err.within("policies.api");
+    /// assert_eq!(err.field(), "policies.api.retry.max_attempts");
+    /// ```
+    pub fn within(mut self, prefix: impl fmt::Display) -> Self {
+        self.field = format!("{prefix}.{}", self.field).into();
+        if let Some((other, _)) = &mut self.other {
+            *other = format!("{prefix}.{other}").into();
+        }
+        self
+    }
+
+    /// The setting at fault, as `layer.setting` (with the path that leads
+    /// to it, for a setting read from a file).
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+
+    /// The value it was given (empty if it could not be read).
     pub fn value(&self) -> &str {
         &self.value
     }
@@ -276,8 +309,8 @@ impl ConfigError {
     }
 
     /// For a conflict, the other setting and its value.
-    pub fn other(&self) -> Option<(&'static str, &str)> {
-        self.other.as_ref().map(|(f, v)| (*f, v.as_str()))
+    pub fn other(&self) -> Option<(&str, &str)> {
+        self.other.as_ref().map(|(f, v)| (&**f, v.as_str()))
     }
 }
 
@@ -292,6 +325,9 @@ fn debug_value(value: &dyn fmt::Debug) -> String {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.other {
+            None if self.value.is_empty() => {
+                write!(f, "invalid setting `{}`: {}", self.field, self.rule)
+            }
             None => write!(
                 f,
                 "invalid setting `{}` = {}: {}",

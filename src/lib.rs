@@ -20,6 +20,7 @@
 //! | `GrpcClassifier`, `GrpcServerDeadlineLayer`, `GrpcErrorResponseLayer`, ... (feature `grpc`) | `grpc` | verdicts from `grpc-status`, `grpc-retry-pushback-ms`, deadlines in `grpc-timeout`, replay of unary calls, gRPC statuses for tonic servers, the gRPC client preset |
 //! | [`HedgeLayer`](hedge::HedgeLayer), [`Race`](hedge::Race) | [`hedge`] | sends another copy of a slow request (fixed or latency-derived delay, within the retry budget), or races alternatives; the first good answer wins |
 //! | [`Scatter`](scatter::Scatter), [`Stages`](scatter::Stages) | [`scatter`] | fans a request out and gathers all, a quorum or the first k; ordered stages with hard and soft stops under one deadline |
+//! | `PolicySetConfig`, `RetryConfig`, ... (feature `serde`) | `config` | policies and route tables from configuration files, checked by the builders, errors at their full path |
 //! | [`ObserveLayer`](observe::ObserveLayer), [`Health`](observe::Health) | [`observe`] | a span per logical call, request ids on every event, slow-call alerts, listeners, metrics (feature `metrics`), snapshots of every breaker, bulkhead and limiter for health endpoints |
 //!
 //! Every policy acts on one [`Verdict`](classify::Verdict) per attempt,
@@ -65,14 +66,22 @@
 //!
 //! # Features
 //!
-//! - `http`: HTTP requests carry their [`Deadline`](timeout::Deadline) in
-//!   their extensions.
-//! - `grpc`: gRPC for tonic clients and servers (see `grpc`), on top of
-//!   `http`.
-//! - `metrics`: the layers' decisions, and calls and attempts on request,
-//!   through the `metrics` facade (see [`observe`]).
-//! - `serde`: health snapshots are serialisable.
-//! - `full`: every feature.
+//! The core layers need no feature.
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `http` | `HttpClassifier`, `Retry-After`, replayable bodies, deadline header layers, `ErrorResponseLayer`, `RouteTable`, HTTP cached fallback; HTTP requests carry their [`Deadline`](timeout::Deadline) |
+//! | `reqwest` | classification and replay of `reqwest::Request` / `reqwest::Response` (enables `http`) |
+//! | `hyper` | classification of hyper-util client errors (enables `http`) |
+//! | `axum` | `http::axum::handle_error` for `HandleErrorLayer` (enables `http`) |
+//! | `grpc` | gRPC for tonic clients and servers (see `grpc`): `GrpcClassifier`, `grpc-timeout`, pushback, error statuses, the gRPC client preset (enables `http`) |
+//! | `cache` | `FallbackCache`, the cached (stale-if-error) fallback source (moka) |
+//! | `rate-limit` | `RateLimitLayer` (governor) |
+//! | `metrics` | metrics through the `metrics` facade (see [`observe`]) |
+//! | `serde` | policies from configuration files (`config`), serialisable health snapshots |
+//! | `full` | every feature |
+//!
+//! Items that need a feature say so on docs.rs.
 //!
 //! [tower]: https://docs.rs/tower
 #![forbid(unsafe_code)]
@@ -108,6 +117,9 @@ pub mod bulkhead;
 pub mod chaos;
 pub mod circuit_breaker;
 pub mod classify;
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub mod config;
 pub mod error;
 pub mod fallback;
 #[cfg(feature = "grpc")]

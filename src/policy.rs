@@ -465,6 +465,24 @@ impl<S, C: Clone, P, R: Clone> Layer<S> for Policy<C, P, R> {
 
 /// Builds a [`Policy`]; settings are checked, alone and against each
 /// other, by [`build`](Self::build).
+///
+/// ```
+/// use std::time::Duration;
+/// use steadfast::bulkhead::BulkheadLayer;
+/// use steadfast::policy::Policy;
+/// use steadfast::retry::RetryLayer;
+///
+/// let policy = Policy::builder()
+///     .name("payments")
+///     .total_timeout(Duration::from_secs(2))
+///     .bulkhead(BulkheadLayer::builder().max_concurrent(50))
+///     .retry(RetryLayer::builder().max_attempts(2))
+///     .attempt_timeout(Duration::from_millis(800))
+///     .build()?;
+/// assert_eq!(policy.name(), "payments");
+/// assert_eq!(policy.bulkhead().map(|b| b.max_concurrent()), Some(50));
+/// # Ok::<(), steadfast::ConfigError>(())
+/// ```
 pub struct PolicyBuilder<C = DefaultClassifier, P = CloneReplay, R = GenerateRequestId> {
     settings: Settings,
     classifier: C,

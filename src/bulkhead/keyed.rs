@@ -94,6 +94,21 @@ impl<K, F> fmt::Debug for KeyedBulkheadLayer<K, F> {
 
 /// Settings of a keyed bulkhead, checked by
 /// [`build`](KeyedBulkheadLayerBuilder::build).
+///
+/// ```
+/// use std::time::Duration;
+/// use steadfast::bulkhead::KeyedBulkheadLayer;
+///
+/// struct Request { tenant: String }
+///
+/// let bulkheads = KeyedBulkheadLayer::builder(|req: &Request| req.tenant.clone())
+///     .max_concurrent(10)
+///     .max_keys(1_000)
+///     .idle(Some(Duration::from_secs(300)))
+///     .build()?;
+/// assert_eq!(bulkheads.handle().keys(), 0);
+/// # Ok::<(), steadfast::ConfigError>(())
+/// ```
 pub struct KeyedBulkheadLayerBuilder<K, F> {
     key: F,
     settings: Settings,

@@ -46,6 +46,23 @@ impl fmt::Debug for BulkheadLayer {
 }
 
 /// Settings of a bulkhead, checked by [`build`](BulkheadLayerBuilder::build).
+///
+/// ```
+/// use std::time::Duration;
+/// use steadfast::bulkhead::BulkheadLayer;
+///
+/// let bulkhead = BulkheadLayer::builder()
+///     .max_concurrent(100)
+///     .max_wait(Duration::from_millis(20))
+///     .queue(50)
+///     .name("search")
+///     .build()?;
+/// assert_eq!(bulkhead.handle().max_concurrent(), 100);
+///
+/// let err = BulkheadLayer::builder().max_concurrent(0).build().unwrap_err();
+/// assert_eq!(err.field(), "bulkhead.max_concurrent");
+/// # Ok::<(), steadfast::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct BulkheadLayerBuilder {
     pub(super) settings: Settings,

@@ -105,6 +105,32 @@ pub struct Single;
 /// 60 s, 10 probes in half-open, no maximum wait in half-open, slow-call
 /// detection off, no trip on consecutive failures, retry-after hints not
 /// honoured.
+///
+/// ```
+/// use std::time::Duration;
+/// use steadfast::circuit_breaker::{CircuitBreakerLayer, KeyedCircuitBreakerLayer, State};
+///
+/// let breaker = CircuitBreakerLayer::builder()
+///     .time_window(Duration::from_secs(30), 30)
+///     .minimum_calls(20)
+///     .failure_rate_threshold(50.0)
+///     .slow_call_duration(Duration::from_secs(2))
+///     .open_duration(Duration::from_secs(5))
+///     .build()?;
+/// assert_eq!(breaker.handle().state(), State::Closed);
+///
+/// // One breaker per upstream host, at most 100 of them.
+/// struct Request { host: String }
+/// let per_host = KeyedCircuitBreakerLayer::builder()
+///     .key(|req: &Request| req.host.clone())
+///     .max_keys(100)
+///     .build()?;
+/// assert_eq!(per_host.len(), 0);
+///
+/// let err = CircuitBreakerLayer::builder().failure_rate_threshold(0.0).build().unwrap_err();
+/// assert_eq!(err.field(), "circuit_breaker.failure_rate_threshold");
+/// # Ok::<(), steadfast::ConfigError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct CircuitBreakerBuilder<C = DefaultClassifier, M = Single> {
     pub(crate) classifier: C,

@@ -8,15 +8,22 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "cache")]
 use moka::sync::Cache;
 use tokio::time::Instant;
 
+#[cfg(not(feature = "cache"))]
+use super::no_store::Cache;
+
 use crate::error::{ConfigError, check};
 
+#[cfg(feature = "cache")]
 /// moka refuses time-to-live settings of a thousand years or more; past
 /// this, staleness is decided by the tokio clock alone.
 const MOKA_TTL_CAP: Duration = Duration::from_secs(86_400 * 365 * 30);
 
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 /// A bounded cache of recent successful answers, served when a call fails
 /// and its answer is no older than
 /// [`max_staleness`](FallbackCacheBuilder::max_staleness).
@@ -49,6 +56,7 @@ pub struct FallbackCache<K> {
     key: Arc<K>,
 }
 
+#[cfg(feature = "cache")]
 impl FallbackCache<RequestKey> {
     /// A builder for a cache keyed by the request itself (requests must be
     /// `Hash`); [`key`](FallbackCacheBuilder::key) chooses another key.
@@ -59,6 +67,7 @@ impl FallbackCache<RequestKey> {
     }
 }
 
+#[cfg(feature = "cache")]
 impl<K> FallbackCache<K> {
     /// The most entries the cache holds.
     pub fn capacity(&self) -> u64 {
@@ -86,6 +95,7 @@ impl<K> FallbackCache<K> {
     }
 }
 
+#[cfg(feature = "cache")]
 impl<K> Clone for FallbackCache<K> {
     fn clone(&self) -> Self {
         Self {
@@ -95,6 +105,7 @@ impl<K> Clone for FallbackCache<K> {
     }
 }
 
+#[cfg(feature = "cache")]
 impl<K> fmt::Debug for FallbackCache<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FallbackCache")
@@ -103,6 +114,8 @@ impl<K> fmt::Debug for FallbackCache<K> {
     }
 }
 
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 /// Builds a [`FallbackCache`]; settings are checked by
 /// [`build`](Self::build).
 pub struct FallbackCacheBuilder<K> {
@@ -115,6 +128,7 @@ pub struct FallbackCacheBuilder<K> {
     pub(crate) store_set_cookie: bool,
 }
 
+#[cfg(feature = "cache")]
 impl<K> FallbackCacheBuilder<K> {
     pub(crate) fn with_key(key: K) -> Self {
         Self {
@@ -186,6 +200,7 @@ impl<K> FallbackCacheBuilder<K> {
     }
 }
 
+#[cfg(feature = "cache")]
 impl<K> fmt::Debug for FallbackCacheBuilder<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FallbackCacheBuilder")
@@ -509,6 +524,8 @@ impl<Req> CacheSource<Req> for NoCache {
     }
 }
 
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 impl<Req, K: CacheKey<Req>> CacheSource<Req> for FallbackCache<K> {
     #[inline]
     fn slot(&self, request: &Req) -> Option<Slot> {

@@ -13,7 +13,9 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::cache::{CacheKey, FallbackCache, FallbackCacheBuilder, KeyHasher, Slot};
+use super::cache::{CacheKey, KeyHasher, Slot};
+#[cfg(feature = "cache")]
+use super::cache::{FallbackCache, FallbackCacheBuilder};
 use super::source::{FallbackSource, ResponseKind};
 
 /// The headers that identify the caller (or the site), always in the key.
@@ -172,6 +174,8 @@ impl KeyHasher {
     }
 }
 
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 impl FallbackCache<HttpKey> {
     /// A builder for a cache of HTTP responses keyed by [`HttpKey`].
     ///
@@ -184,6 +188,8 @@ impl FallbackCache<HttpKey> {
     }
 }
 
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 impl FallbackCacheBuilder<HttpKey> {
     /// Also keys entries by the values of header `name` (say,
     /// `Accept-Language`, or a tenant header), so that requests that differ

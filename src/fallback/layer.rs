@@ -5,7 +5,9 @@ use tower_layer::Layer;
 
 use super::Fallback;
 use super::Shared;
-use super::cache::{FallbackCache, NoCache};
+#[cfg(feature = "cache")]
+use super::cache::FallbackCache;
+use super::cache::NoCache;
 use super::source::{
     Alternate, Cause, Computed, NoAlternate, NoLast, NoMark, Plain, Static, Trigger,
 };
@@ -95,6 +97,28 @@ struct Settings {
 /// Sources are tried in this order, each only if given: the
 /// [`alternate`](Self::alternate) service, the [`cache`](Self::cache), the
 /// [`static`](Self::static_response) or [`computed`](Self::compute) answer.
+///
+/// ```
+/// use steadfast::fallback::{FallbackLayer, Trigger};
+/// use tower::{Layer, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), steadfast::BoxError> {
+/// let layer = FallbackLayer::builder()
+///     .static_response(String::from("cached page"))
+///     .on(Trigger::FAILURES)
+///     .build()?;
+/// let service = layer.layer(service_fn(|_: ()| async {
+///     Err::<String, steadfast::BoxError>("connection refused".into())
+/// }));
+/// assert_eq!(service.oneshot(()).await?, "cached page");
+///
+/// // A fallback with no source is refused.
+/// let err = FallbackLayer::builder().build().unwrap_err();
+/// assert_eq!(err.field(), "fallback.sources");
+/// # Ok(())
+/// # }
+/// ```
 pub struct FallbackLayerBuilder<
     A = NoAlternate,
     Ca = NoCache,
@@ -136,6 +160,8 @@ impl<A, Ca, F, C, K> FallbackLayerBuilder<A, Ca, F, C, K> {
         }
     }
 
+    #[cfg(feature = "cache")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
     /// Second source: the freshest answer `cache` recorded for the same
     /// key, if no older than its staleness limit. Every success of the
     /// primary is recorded into it.

@@ -10,7 +10,7 @@
 //!
 //! 1. an [`alternate`](FallbackLayerBuilder::alternate) service (another
 //!    API, region or version), called with a copy of the original request;
-//! 2. a [`FallbackCache`] of recent successful answers (stale-if-error):
+//! 2. a [`FallbackCache`] (feature `cache`) of recent successful answers (stale-if-error):
 //!    every success is recorded under a key derived from its request, and
 //!    the freshest entry younger than
 //!    [`max_staleness`](FallbackCacheBuilder::max_staleness) is served;
@@ -34,6 +34,8 @@
 //! # Example
 //!
 //! ```
+//! # #[cfg(feature = "cache")]
+//! # mod example {
 //! use std::time::Duration;
 //! use steadfast::fallback::{FallbackCache, FallbackLayer, FallbackSource};
 //! use tower::{Layer, Service, ServiceExt, service_fn};
@@ -41,8 +43,7 @@
 //! #[derive(Debug, Clone, PartialEq)]
 //! struct Price { cents: u64, source: Option<FallbackSource> }
 //!
-//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
-//! # async fn main() -> Result<(), steadfast::BoxError> {
+//! # pub async fn run() -> Result<(), steadfast::BoxError> {
 //! let cache = FallbackCache::builder()
 //!     .capacity(10_000)
 //!     .max_staleness(Duration::from_secs(60))
@@ -69,12 +70,19 @@
 //! assert_eq!((fixed.cents, fixed.source), (0, Some(FallbackSource::Static)));
 //! # Ok(())
 //! # }
+//! # }
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), steadfast::BoxError> {
+//! # #[cfg(feature = "cache")]
+//! # example::run().await?;
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! # HTTP: alternate region, cached answers, a static answer
 //!
 //! ```
-//! # #[cfg(feature = "http")]
+//! # #[cfg(all(feature = "http", feature = "cache"))]
 //! # mod example {
 //! use std::time::Duration;
 //! use bytes::Bytes;
@@ -125,7 +133,7 @@
 //! # }
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), steadfast::BoxError> {
-//! # #[cfg(feature = "http")]
+//! # #[cfg(all(feature = "http", feature = "cache"))]
 //! # example::run().await?;
 //! # Ok(())
 //! # }
@@ -143,17 +151,22 @@ use tower_service::Service;
 use crate::classify::{Classify, DefaultClassifier};
 use crate::error::BoxError;
 
+// Without the `cache` feature, the slot and key types stay (the layer is
+// generic over its cache source) but no cache can be built.
+#[cfg_attr(not(feature = "cache"), allow(dead_code, unused_imports))]
 mod cache;
 pub mod future;
 #[cfg(feature = "http")]
 mod http;
 mod layer;
+#[cfg(not(feature = "cache"))]
+mod no_store;
 mod source;
 
-pub use self::cache::{
-    CacheKey, CacheSource, FallbackCache, FallbackCacheBuilder, KeyFn, KeyHasher, NoCache,
-    RequestKey, Slot,
-};
+pub use self::cache::{CacheKey, CacheSource, KeyFn, KeyHasher, NoCache, RequestKey, Slot};
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub use self::cache::{FallbackCache, FallbackCacheBuilder};
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use self::http::{FallbackBody, Http, HttpKey};

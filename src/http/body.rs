@@ -37,16 +37,26 @@ impl fmt::Display for NotReplayable {
     }
 }
 
-pin_project! {
-    /// A request body that is either buffered, and can be sent any number
-    /// of times, or the original body, sent once.
-    ///
-    /// Made by [`buffer_request`] or [`BufferRequestBodyLayer`](super::BufferRequestBodyLayer);
-    /// [`HttpReplay`](super::HttpReplay) copies requests whose body is
-    /// buffered.
-    pub struct ReplayBody<B> {
-        #[pin]
-        kind: Kind<B>,
+/// A request body that is either buffered, and can be sent any number
+/// of times, or the original body, sent once.
+///
+/// Made by [`buffer_body`] or [`BufferRequestBodyLayer`](super::BufferRequestBodyLayer);
+/// [`HttpReplay`](super::HttpReplay) copies requests whose body is
+/// buffered.
+// The docs are here, outside `pin_project!`, where rustdoc checks their
+// links; the macro's struct is documented by this re-export.
+pub use self::replay_body::ReplayBody;
+
+#[allow(missing_docs)]
+mod replay_body {
+    use super::Kind;
+    use pin_project_lite::pin_project;
+
+    pin_project! {
+        pub struct ReplayBody<B> {
+            #[pin]
+            pub(super) kind: Kind<B>,
+        }
     }
 }
 

@@ -148,6 +148,7 @@ impl<B, B2, E: 'static> Classify<http::Request<B>, http::Response<B2>, E> for Ht
 }
 
 #[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 impl<E: 'static> Classify<reqwest::Request, reqwest::Response, E> for HttpClassifier {
     type Facts = HttpFacts;
 

@@ -2,8 +2,10 @@
 //! wire, error responses and per-route policies (feature `http`).
 //!
 //! The other policies of the crate are protocol-agnostic; this module
-//! teaches them HTTP. Everything works with [`http::Request`] /
-//! [`http::Response`] (hyper, hyper-util, axum) and, with the `reqwest`
+//! teaches them HTTP. Everything works with
+//! [`http::Request`](https://docs.rs/http/1/http/request/struct.Request.html) /
+//! [`http::Response`](https://docs.rs/http/1/http/response/struct.Response.html)
+//! (hyper, hyper-util, axum) and, with the `reqwest`
 //! feature, with `reqwest::Request` / `reqwest::Response`.
 //!
 //! | item | side | what it does |

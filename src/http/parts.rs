@@ -52,6 +52,7 @@ impl<B> RequestParts for http::Request<B> {
 }
 
 #[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 impl RequestParts for reqwest::Request {
     fn method(&self) -> &Method {
         self.method()

@@ -57,6 +57,7 @@ impl<B> Replay<Request<ReplayBody<B>>> for HttpReplay {
 }
 
 #[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 impl Replay<reqwest::Request> for HttpReplay {
     fn replay(&self, request: &reqwest::Request) -> Option<reqwest::Request> {
         let copy = request.try_clone();

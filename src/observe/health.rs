@@ -214,8 +214,8 @@ type Reader = Arc<dyn Fn(&mut Vec<Status>) + Send + Sync>;
 /// A registry of handles, read all at once by [`snapshot`](Self::snapshot).
 ///
 /// Cheap to clone (the readers are shared); keep one in your axum state
-/// and serve [`snapshot`](Self::snapshot) as JSON (feature `serde`; see
-/// `examples/health.rs`).
+/// and serve [`snapshot`](Self::snapshot) as JSON (feature `serde`; the
+/// crate's `health` example, in its repository, serves one from axum).
 ///
 /// ```
 /// use std::time::Duration;

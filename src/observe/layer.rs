@@ -75,6 +75,7 @@ pub struct RequestIdHeader {
 }
 
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 impl RequestIdHeader {
     /// Reads `x-request-id`.
     pub fn new() -> Self {
@@ -99,6 +100,7 @@ impl RequestIdHeader {
 }
 
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 impl Default for RequestIdHeader {
     fn default() -> Self {
         Self::new()
@@ -106,6 +108,7 @@ impl Default for RequestIdHeader {
 }
 
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 impl RequestIdHeader {
     /// The header's value, if it is a usable id: not empty, at most 256
     /// bytes, visible ASCII.
@@ -124,6 +127,7 @@ impl RequestIdHeader {
 }
 
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 impl<R: crate::http::RequestParts> MakeRequestId<R> for RequestIdHeader {
     /// Writes a generated id into a request without a usable one, when
     /// told to propagate.

@@ -137,6 +137,7 @@ pub use self::health::{
     PolicyStatus, Status,
 };
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use self::layer::RequestIdHeader;
 pub use self::layer::{
     DeadlineResponseFuture, GenerateRequestId, MakeRequestId, Observe, ObserveDeadline,

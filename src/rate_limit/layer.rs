@@ -79,6 +79,31 @@ impl<K, F> fmt::Debug for RateLimitLayer<K, F> {
 }
 
 /// Settings of a rate limiter, checked by `build`.
+///
+/// ```
+/// use std::time::Duration;
+/// use steadfast::rate_limit::{Mode, Quota, RateLimitLayer};
+///
+/// struct Request { client: String }
+///
+/// let limit = RateLimitLayer::builder()
+///     .tier("free", Quota::per_minute(60).burst(10))
+///     .tier("paid", Quota::per_second(50))
+///     .default_tier("free")
+///     .mode(Mode::Throttle { max_delay: Duration::from_millis(200) })
+///     .key(|req: &Request| req.client.clone())
+///     .build()?;
+/// # let _ = limit;
+///
+/// // The default tier must be one of the tiers.
+/// let err = RateLimitLayer::builder()
+///     .tier("free", Quota::per_minute(60))
+///     .default_tier("gold")
+///     .build()
+///     .unwrap_err();
+/// assert_eq!(err.field(), "rate_limit.default_tier");
+/// # Ok::<(), steadfast::ConfigError>(())
+/// ```
 pub struct RateLimitLayerBuilder<K = (), F = Global> {
     key: F,
     tiers: Vec<(Cow<'static, str>, Quota)>,

@@ -74,6 +74,22 @@ struct Inner {
 }
 
 /// Builds a [`RetryBudget`].
+///
+/// ```
+/// use std::time::Duration;
+/// use steadfast::retry::RetryBudget;
+///
+/// let budget = RetryBudget::builder()
+///     .ratio(0.1)
+///     .min_per_sec(5)
+///     .window(Duration::from_secs(30))
+///     .build()?;
+/// assert!(budget.try_withdraw()); // the per-second floor allows a retry at once
+///
+/// let err = RetryBudget::builder().ratio(f64::NAN).build().unwrap_err();
+/// assert_eq!(err.field(), "retry.budget.ratio");
+/// # Ok::<(), steadfast::ConfigError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct RetryBudgetBuilder {
     ratio: f64,

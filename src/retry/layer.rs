@@ -90,6 +90,22 @@ enum BudgetChoice {
 }
 
 /// Builds a [`RetryLayer`]; settings are checked by [`build`](Self::build).
+///
+/// ```
+/// use std::time::Duration;
+/// use steadfast::retry::{Backoff, Jitter, RetryBudget, RetryLayer};
+///
+/// let retry = RetryLayer::builder()
+///     .max_attempts(4)
+///     .backoff(Backoff::exponential(Duration::from_millis(50)).cap(Duration::from_secs(1)).jitter(Jitter::Equal))
+///     .budget(RetryBudget::builder().ratio(0.1).build()?)
+///     .build()?;
+/// assert_eq!(retry.max_attempts(), 4);
+///
+/// let err = RetryLayer::builder().max_retry_after(Duration::ZERO).build().unwrap_err();
+/// assert_eq!(err.field(), "retry.max_retry_after");
+/// # Ok::<(), steadfast::ConfigError>(())
+/// ```
 pub struct RetryLayerBuilder<C = DefaultClassifier, P = CloneReplay> {
     settings: Settings,
     classifier: C,

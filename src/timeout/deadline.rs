@@ -118,6 +118,7 @@ impl<Req> Stamp<Req> for NoStamp {
 pub struct ExtensionStamp;
 
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 impl<B> Stamp<http::Request<B>> for ExtensionStamp {
     fn stamp(&self, request: &mut http::Request<B>, deadline: Deadline) {
         request.extensions_mut().insert(deadline);

@@ -87,6 +87,7 @@ pub(crate) mod deadline_parts {
 }
 
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use self::deadline::ExtensionStamp;
 pub use self::deadline::{Deadline, NoStamp, Stamp};
 pub use self::layer::{TimeoutLayer, TotalDeadlineLayer};

@@ -1,0 +1,341 @@
+//! Policies from configuration files (feature `serde`).
+//!
+//! Every layer's settings deserialise ([`RetryConfig`],
+//! [`CircuitBreakerConfig`], [`BulkheadConfig`], [`TimeoutConfig`],
+//! [`ObserveConfig`]), as does a whole [`PolicySetConfig`]: named
+//! [`PolicyConfig`]s, the policy of requests no route takes, and a table
+//! of routes. Durations are written the human way (`"300ms"`, `"2s"`,
+//! `"1m 30s"`); unknown fields are refused.
+//!
+//! A file holds data only. The settings that are code (classifiers,
+//! replays, request ids, listeners, a breaker's key) are attached after
+//! loading, through [`PolicySetConfig::build_with`] or by applying a
+//! layer's settings onto a builder made in code (`apply`).
+//!
+//! Loading checks every setting exactly as the builders do, because it
+//! calls them: a bad value gives the same [`ConfigError`] as in code, its
+//! field preceded by the setting's path in the file,
+//! `routes."/users/{id}".retry.max_attempts`. A value of the wrong type
+//! or an unknown field is reported at its path too.
+//!
+//! Settings are read once: a built policy does not follow its file. To
+//! change settings at run time, load the file again, build a new set, and
+//! route new calls through services made from it (for example behind an
+//! `Arc` swapped by the application); the new policies start with fresh
+//! breaker, bulkhead and budget state.
+//!
+//! ```
+//! use steadfast::config::PolicySetConfig;
+//!
+//! let text = r#"
+//!     default = "standard"
+//!
+//!     [policies.standard]
+//!     timeout = { total = "5s", attempt = "1s" }
+//!     retry = { max_attempts = 3, backoff = { base = "100ms", cap = "1s" } }
+//!
+//!     [routes."/users/{id}"]
+//!     method = "GET"
+//!     retry = { max_attempts = 0 }
+//! "#;
+//! let config = PolicySetConfig::from_deserializer(toml::Deserializer::parse(text)?)?;
+//! let err = config.build().unwrap_err();
+//! assert_eq!(err.field(), r#"routes."/users/{id}".retry.max_attempts"#);
+//! assert_eq!(err.value(), "0");
+//! assert_eq!(err.rule(), "must be at least 1");
+//!
+//! let unknown = "[policies.standard]\nretries = 3\n";
+//! let err = PolicySetConfig::from_deserializer(toml::Deserializer::parse(unknown)?).unwrap_err();
+//! assert_eq!(err.field(), "policies.standard.retries");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::classify::DefaultClassifier;
+use crate::error::ConfigError;
+use crate::observe::GenerateRequestId;
+use crate::policy::{Policy, PolicyBuilder};
+use crate::retry::CloneReplay;
+
+mod layers;
+mod policy;
+
+pub use self::layers::{
+    BackoffConfig, BackoffKind, BudgetConfig, BulkheadConfig, CircuitBreakerConfig, JitterConfig,
+    ObserveConfig, RetryConfig, TimeoutConfig,
+};
+pub use self::policy::{PolicyConfig, RouteConfig};
+
+/// A set of named policies and a route table, as read from a file.
+///
+/// ```toml
+/// default = "standard"      # requests no route takes (no policy if left out)
+///
+/// [policies.standard]
+/// timeout = { total = "5s", attempt = "1s" }
+///
+/// [routes."/search"]        # a path pattern, as axum's router reads it
+/// method = "GET"
+/// policy = "standard"       # a named policy, shared ...
+///
+/// [routes."/users/{id}"]    # ... or settings of the route's own
+/// retry = { max_attempts = 2 }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PolicySetConfig {
+    /// The name of the policy for requests no route takes.
+    pub default: Option<String>,
+    /// Named policies.
+    #[serde(default)]
+    pub policies: BTreeMap<String, PolicyConfig>,
+    /// Routes, by path pattern.
+    #[serde(default)]
+    pub routes: BTreeMap<String, RouteConfig>,
+}
+
+impl PolicySetConfig {
+    /// Reads the settings from any serde format, reporting a value of the
+    /// wrong type or an unknown field as a [`ConfigError`] at its path.
+    pub fn from_deserializer<'de, D: Deserializer<'de>>(input: D) -> Result<Self, ConfigError> {
+        serde_path_to_error::deserialize(input).map_err(|err| {
+            let path = Path(err.path()).to_string();
+            let rule = err.into_inner().to_string();
+            ConfigError::unreadable(path, rule.trim().to_owned())
+        })
+    }
+
+    /// Builds every policy with the default classifier, replay and
+    /// request ids; see [`build_with`](Self::build_with).
+    pub fn build(&self) -> Result<PolicySet, ConfigError> {
+        self.build_with(|_, builder| builder)
+    }
+
+    /// Builds every policy, each passed first through `attach` with its
+    /// name (a route's own policy is named by its path) to receive what
+    /// is not data: a classifier, a replay, request ids, listeners.
+    ///
+    /// Each named policy is built once; the routes that name it, and the
+    /// default, get clones of it and so share its breaker, bulkhead and
+    /// budget. Errors name the full path of the setting in the file.
+    pub fn build_with<C, P, R>(
+        &self,
+        mut attach: impl FnMut(&str, PolicyBuilder) -> PolicyBuilder<C, P, R>,
+    ) -> Result<PolicySet<C, P, R>, ConfigError>
+    where
+        C: Clone,
+        R: Clone,
+    {
+        let mut policies = BTreeMap::new();
+        for (name, config) in &self.policies {
+            let prefix = format!("policies.{}", Key(name));
+            let policy = config
+                .builder(name.clone())
+                .and_then(|builder| attach(name, builder).build())
+                .map_err(|err| err.within(&prefix))?;
+            policies.insert(name.clone(), policy);
+        }
+        let named = |field: String, name: &str| {
+            policies.get(name).cloned().ok_or_else(|| {
+                ConfigError::new(
+                    field,
+                    name.to_owned(),
+                    "no policy of this name in `policies`",
+                )
+            })
+        };
+        let default = match &self.default {
+            Some(name) => named("default".to_owned(), name)?,
+            None => attach("default", Policy::builder()).build()?,
+        };
+        let mut routes = Vec::with_capacity(self.routes.len());
+        for (path, route) in &self.routes {
+            let prefix = format!("routes.{}", Key(path));
+            let policy = match &route.policy {
+                Some(name) if route.has_own() => {
+                    return Err(ConfigError::new(
+                        format!("{prefix}.policy"),
+                        name.clone(),
+                        "a route names a policy or has settings of its own, not both",
+                    ));
+                }
+                Some(name) => named(format!("{prefix}.policy"), name)?,
+                None => {
+                    let mut own = route.own();
+                    if let Some(observe) = &mut own.observe {
+                        observe.route.get_or_insert_with(|| path.clone());
+                    }
+                    own.builder(path.clone())
+                        .and_then(|builder| attach(path, builder).build())
+                        .map_err(|err| err.within(&prefix))?
+                }
+            };
+            routes.push((
+                path.clone(),
+                route.method.clone(),
+                route.host.clone(),
+                policy,
+            ));
+        }
+        #[cfg(feature = "http")]
+        let table = route_table(&default, &routes)?;
+        Ok(PolicySet {
+            policies,
+            default,
+            #[cfg(feature = "http")]
+            table,
+            routes: routes
+                .into_iter()
+                .map(|(path, _, _, policy)| (path, policy))
+                .collect(),
+        })
+    }
+}
+
+#[cfg(feature = "http")]
+type RouteEntry<C, P, R> = (String, Option<String>, Option<String>, Policy<C, P, R>);
+
+#[cfg(feature = "http")]
+fn route_table<C: Clone, P, R: Clone>(
+    default: &Policy<C, P, R>,
+    routes: &[RouteEntry<C, P, R>],
+) -> Result<crate::http::RouteTable<Policy<C, P, R>>, ConfigError> {
+    use crate::http::{Route, RouteTable};
+
+    let mut table = RouteTable::builder(default.clone());
+    for (path, method, host, policy) in routes {
+        let prefix = format!("routes.{}", Key(path));
+        let mut route = match method {
+            None => Route::any(path.clone()),
+            Some(method) => {
+                let method = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+                    .map_err(|_| {
+                        ConfigError::new(
+                            format!("{prefix}.method"),
+                            method.clone(),
+                            "must be an HTTP method",
+                        )
+                    })?;
+                Route::new(method, path.clone())
+            }
+        };
+        if let Some(host) = host {
+            route = route.host(host.clone());
+        }
+        table = table.route(route, policy.clone());
+    }
+    // The table names the path pattern it refuses.
+    table.build().map_err(|err| {
+        ConfigError::new(
+            format!("routes.{}", Key(err.value())),
+            err.value().to_owned(),
+            err.rule().to_owned(),
+        )
+    })
+}
+
+/// The policies a [`PolicySetConfig`] describes, built.
+pub struct PolicySet<C = DefaultClassifier, P = CloneReplay, R = GenerateRequestId> {
+    policies: BTreeMap<String, Policy<C, P, R>>,
+    default: Policy<C, P, R>,
+    routes: Vec<(String, Policy<C, P, R>)>,
+    #[cfg(feature = "http")]
+    table: crate::http::RouteTable<Policy<C, P, R>>,
+}
+
+impl<C, P, R> PolicySet<C, P, R> {
+    /// The named policy, if there is one.
+    pub fn policy(&self, name: &str) -> Option<&Policy<C, P, R>> {
+        self.policies.get(name)
+    }
+
+    /// Every named policy, by name.
+    pub fn policies(&self) -> impl Iterator<Item = (&str, &Policy<C, P, R>)> {
+        self.policies
+            .iter()
+            .map(|(name, policy)| (name.as_str(), policy))
+    }
+
+    /// The policy of requests no route takes (a policy with no layer if the
+    /// file names none).
+    pub fn default_policy(&self) -> &Policy<C, P, R> {
+        &self.default
+    }
+
+    /// Every route's policy, by path pattern.
+    pub fn routes(&self) -> impl Iterator<Item = (&str, &Policy<C, P, R>)> {
+        self.routes
+            .iter()
+            .map(|(path, policy)| (path.as_str(), policy))
+    }
+
+    /// The route table (feature `http`): layer it over a client to send
+    /// each request through its route's policy.
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    pub fn route_table(&self) -> &crate::http::RouteTable<Policy<C, P, R>> {
+        &self.table
+    }
+}
+
+impl<C, P, R> fmt::Debug for PolicySet<C, P, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PolicySet")
+            .field("policies", &self.policies)
+            .field("default", &self.default)
+            .field("routes", &self.routes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A map key as TOML writes it in a dotted path: bare if it can be,
+/// quoted otherwise.
+struct Key<'a>(&'a str);
+
+impl fmt::Display for Key<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bare = !self.0.is_empty()
+            && self
+                .0
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if bare {
+            f.write_str(self.0)
+        } else {
+            write!(f, "{:?}", self.0)
+        }
+    }
+}
+
+/// A path from `serde_path_to_error`, written as [`Key`]s joined by dots.
+struct Path<'a>(&'a serde_path_to_error::Path);
+
+impl fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use serde_path_to_error::Segment;
+
+        let mut first = true;
+        for segment in self.0.iter() {
+            match segment {
+                Segment::Seq { index } => write!(f, "[{index}]")?,
+                Segment::Map { key } | Segment::Enum { variant: key } => {
+                    if !first {
+                        f.write_str(".")?;
+                    }
+                    write!(f, "{}", Key(key))?;
+                }
+                Segment::Unknown => f.write_str(if first { "?" } else { ".?" })?,
+            }
+            first = false;
+        }
+        if first {
+            f.write_str(".")?;
+        }
+        Ok(())
+    }
+}
