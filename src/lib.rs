@@ -101,6 +101,7 @@
     clippy::if_let_mutex
 )]
 
+pub mod adaptive;
 pub mod bulkhead;
 pub mod chaos;
 pub mod circuit_breaker;
