@@ -323,9 +323,25 @@ mod tests {
     fn gradient_grows_below_capacity_and_shrinks_above_it() {
         let g = Algorithm::Gradient(Gradient::new());
         let mut stale = 0;
-        let (up, _) = next_limit(&g, 20.0, 1.0, 1000.0, 0.05, &window(0.05, 100, 0, 20), &mut stale);
+        let (up, _) = next_limit(
+            &g,
+            20.0,
+            1.0,
+            1000.0,
+            0.05,
+            &window(0.05, 100, 0, 20),
+            &mut stale,
+        );
         assert!(up > 20.0, "{up}");
-        let (down, _) = next_limit(&g, 80.0, 1.0, 1000.0, 0.05, &window(0.1, 100, 0, 80), &mut stale);
+        let (down, _) = next_limit(
+            &g,
+            80.0,
+            1.0,
+            1000.0,
+            0.05,
+            &window(0.1, 100, 0, 80),
+            &mut stale,
+        );
         assert!(down < 80.0, "{down}");
     }
 
@@ -335,18 +351,38 @@ mod tests {
         let mut stale = 0;
         let slow = window(0.2, 100, 0, 40);
         for _ in 0..2 {
-            assert_eq!(next_limit(&g, 40.0, 3.0, 1000.0, 0.05, &slow, &mut stale).1, Verdict::Steady);
+            assert_eq!(
+                next_limit(&g, 40.0, 3.0, 1000.0, 0.05, &slow, &mut stale).1,
+                Verdict::Steady
+            );
         }
-        assert_eq!(next_limit(&g, 40.0, 3.0, 1000.0, 0.05, &slow, &mut stale).1, Verdict::Probe);
+        assert_eq!(
+            next_limit(&g, 40.0, 3.0, 1000.0, 0.05, &slow, &mut stale).1,
+            Verdict::Probe
+        );
         let fast = window(0.02, 100, 0, 40);
-        assert_eq!(next_limit(&g, 40.0, 3.0, 1000.0, 0.05, &fast, &mut stale).1, Verdict::Probe);
+        assert_eq!(
+            next_limit(&g, 40.0, 3.0, 1000.0, 0.05, &fast, &mut stale).1,
+            Verdict::Probe
+        );
     }
 
     #[test]
     fn an_idle_caller_does_not_raise_its_limit() {
-        for algorithm in [Algorithm::Gradient(Gradient::new()), Algorithm::Aimd(Aimd::new())] {
+        for algorithm in [
+            Algorithm::Gradient(Gradient::new()),
+            Algorithm::Aimd(Aimd::new()),
+        ] {
             let mut stale = 0;
-            let (next, _) = next_limit(&algorithm, 100.0, 1.0, 1000.0, 0.05, &window(0.05, 10, 0, 3), &mut stale);
+            let (next, _) = next_limit(
+                &algorithm,
+                100.0,
+                1.0,
+                1000.0,
+                0.05,
+                &window(0.05, 10, 0, 3),
+                &mut stale,
+            );
             assert!((next - 100.0).abs() < f64::EPSILON, "{algorithm:?}: {next}");
         }
     }
@@ -355,9 +391,25 @@ mod tests {
     fn aimd_adds_without_drops_and_backs_off_with_them() {
         let a = Algorithm::Aimd(Aimd::new());
         let mut stale = 0;
-        let (up, _) = next_limit(&a, 10.0, 1.0, 100.0, 0.05, &window(0.05, 10, 0, 10), &mut stale);
+        let (up, _) = next_limit(
+            &a,
+            10.0,
+            1.0,
+            100.0,
+            0.05,
+            &window(0.05, 10, 0, 10),
+            &mut stale,
+        );
         assert!((up - 11.0).abs() < 1e-9);
-        let (down, _) = next_limit(&a, 10.0, 1.0, 100.0, 0.05, &window(0.05, 10, 1, 10), &mut stale);
+        let (down, _) = next_limit(
+            &a,
+            10.0,
+            1.0,
+            100.0,
+            0.05,
+            &window(0.05, 10, 1, 10),
+            &mut stale,
+        );
         assert!((down - 9.0).abs() < 1e-9);
     }
 

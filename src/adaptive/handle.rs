@@ -38,7 +38,9 @@ impl AdaptiveHandle {
 
     /// Places free now.
     pub fn available(&self) -> usize {
-        self.limiter.permits().saturating_sub(self.limiter.in_flight())
+        self.limiter
+            .permits()
+            .saturating_sub(self.limiter.in_flight())
     }
 
     /// The estimated no-load round-trip time, once measured.
@@ -91,6 +93,8 @@ impl AdaptiveHandle {
 
 impl fmt::Debug for AdaptiveHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("AdaptiveHandle").field(&self.limiter).finish()
+        f.debug_tuple("AdaptiveHandle")
+            .field(&self.limiter)
+            .finish()
     }
 }

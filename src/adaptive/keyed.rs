@@ -281,7 +281,12 @@ where
             made = true;
             Node::new(self.settings.limiter(), self.classifier.clone())
         });
-        if made && !self.registry.get(key).is_some_and(|n| Arc::ptr_eq(&n, &node)) {
+        if made
+            && !self
+                .registry
+                .get(key)
+                .is_some_and(|n| Arc::ptr_eq(&n, &node))
+        {
             // Every place is held: the fresh state is not registered, and a
             // fresh limiter would know nothing of the load. Share the
             // overflow limiter instead.

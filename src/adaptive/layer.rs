@@ -251,4 +251,3 @@ impl<C> AdaptiveLayerBuilder<C> {
         })
     }
 }
-

@@ -124,7 +124,11 @@ impl Limiter {
             name: settings.name.clone(),
             start: Instant::now(),
             throttle: settings.throttle.as_ref().map(ThrottleState::new),
-            permits: AtomicUsize::new(if probing { settings.min } else { settings.initial }),
+            permits: AtomicUsize::new(if probing {
+                settings.min
+            } else {
+                settings.initial
+            }),
             in_flight: AtomicUsize::new(0),
             limit: AtomicF64::new(initial),
             window_start: AtomicU64::new(0),
@@ -212,6 +216,9 @@ impl Limiter {
             }
             Outcome::Dropped => {
                 self.drops.fetch_add(1, Ordering::Relaxed);
+                if !probing {
+                    self.shed_permit();
+                }
             }
             Outcome::Ignored => return,
         }
@@ -228,6 +235,20 @@ impl Limiter {
         }
         self.close_window(now, probing);
         self.updating.store(false, Ordering::Release);
+    }
+
+    /// Gives up one permit at once, down to half the limit: a dependency
+    /// that sheds load fails fast, and every call over its capacity would
+    /// fail until the window closes.
+    fn shed_permit(&self) {
+        // Half the limit, rounded down, within [min, max].
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let floor = ((self.limit.get() * 0.5) as usize).max(self.min);
+        let _ = self
+            .permits
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |permits| {
+                (permits > floor).then(|| permits - 1)
+            });
     }
 
     /// Takes the window's sums and moves the limit. Only the caller that
@@ -273,10 +294,16 @@ impl Limiter {
             max_in_flight,
         };
         let mut stale = self.stale.load(Ordering::Relaxed);
+        // Permits shed by drops since the last window lower the limit.
+        #[allow(clippy::cast_precision_loss)]
+        let current = self
+            .limit
+            .get()
+            .min(self.permits.load(Ordering::Relaxed) as f64 + 0.999);
         #[allow(clippy::cast_precision_loss)]
         let (next, verdict) = next_limit(
             &self.algorithm,
-            self.limit.get(),
+            current,
             self.min as f64,
             self.max as f64,
             self.min_rtt.get(),
@@ -284,8 +311,11 @@ impl Limiter {
             &mut stale,
         );
         self.stale.store(stale, Ordering::Relaxed);
-        let probe_due = now.saturating_sub(self.last_probe.load(Ordering::Relaxed)) >= self.probe_nanos;
-        if matches!(self.algorithm, Algorithm::Gradient(_)) && (verdict == Verdict::Probe || probe_due) {
+        let probe_due =
+            now.saturating_sub(self.last_probe.load(Ordering::Relaxed)) >= self.probe_nanos;
+        if matches!(self.algorithm, Algorithm::Gradient(_))
+            && (verdict == Verdict::Probe || probe_due)
+        {
             self.limit.set(next);
             self.saved_limit.set(next);
             self.epoch.fetch_add(1, Ordering::AcqRel);

@@ -242,7 +242,8 @@ mod tests {
 
     #[test]
     fn old_buckets_leave_the_window() {
-        let throttle = ThrottleState::new(&Throttle::new().window(Duration::from_secs(10)).buckets(10));
+        let throttle =
+            ThrottleState::new(&Throttle::new().window(Duration::from_secs(10)).buckets(10));
         let second = 1_000_000_000u64;
         for _ in 0..100 {
             throttle.admit(0);

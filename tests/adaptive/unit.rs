@@ -1,0 +1,1 @@
+//! Admission, refusals, permits returned on every path, settings.
