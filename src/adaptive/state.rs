@@ -211,7 +211,10 @@ impl Limiter {
         }
         match outcome {
             Outcome::Answered => {
-                self.rtt_sum.fetch_add(nanos(rtt), Ordering::Relaxed);
+                // Capped at an hour, so that the sum cannot wrap in any
+                // window real calls fill.
+                let sample = nanos(rtt).min(3_600_000_000_000);
+                self.rtt_sum.fetch_add(sample, Ordering::Relaxed);
                 self.samples.fetch_add(1, Ordering::Relaxed);
             }
             Outcome::Dropped => {
@@ -270,7 +273,7 @@ impl Limiter {
         if samples > 0 {
             self.last_rtt.set(rtt);
         }
-        let before = self.limit();
+        let before = self.permits();
         if probing {
             if samples > 0 {
                 self.min_rtt.set(rtt);
