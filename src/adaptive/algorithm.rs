@@ -275,12 +275,12 @@ pub(crate) fn next_limit(
                 // Not using the limit: no evidence it could be higher.
                 limit
             } else {
-                limit * gradient + limit.sqrt()
+                limit.mul_add(gradient, limit.sqrt())
             };
             if window.drops > 0 {
                 target = target.min(limit * (1.0 - drop_share / 2.0));
             }
-            let next = limit * (1.0 - g.smoothing) + target * g.smoothing;
+            let next = limit.mul_add(1.0 - g.smoothing, target * g.smoothing);
             (sane(next, min, max), verdict)
         }
         Algorithm::Aimd(a) => {

@@ -99,6 +99,7 @@ pub mod future;
 mod handle;
 mod keyed;
 mod layer;
+mod level;
 mod state;
 mod throttle;
 
@@ -108,6 +109,7 @@ pub use keyed::{
     KeyedAdaptive, KeyedAdaptiveHandle, KeyedAdaptiveLayer, KeyedAdaptiveLayerBuilder,
 };
 pub use layer::{AdaptiveLayer, AdaptiveLayerBuilder};
+pub use level::{AdaptiveLevel, LevelFuture};
 pub use throttle::Throttle;
 
 use future::{ResponseFuture, judge_output};
@@ -210,6 +212,7 @@ where
             )
         }
         None => {
+            node.limiter.refused();
             emit_rejection(&node.limiter, false, key);
             ResponseFuture::refused(false)
         }

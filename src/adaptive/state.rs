@@ -165,6 +165,14 @@ impl Limiter {
         }
     }
 
+    /// Counts a call the limit refused as a request the dependency did not
+    /// accept.
+    pub(crate) fn refused(&self) {
+        if let Some(throttle) = &self.throttle {
+            throttle.ended(self.now(), false);
+        }
+    }
+
     /// Takes a place if the limit allows one more call.
     #[inline]
     fn try_take(&self) -> bool {
@@ -193,10 +201,8 @@ impl Limiter {
     /// Records one ended call, and closes the window if it is over.
     fn record(&self, rtt: Duration, epoch: u32, outcome: Outcome) {
         let now = self.now();
-        if outcome == Outcome::Answered {
-            if let Some(throttle) = &self.throttle {
-                throttle.accepted(now);
-            }
+        if let Some(throttle) = &self.throttle {
+            throttle.ended(now, outcome == Outcome::Answered);
         }
         let probing = self.probing.load(Ordering::Acquire);
         if probing && epoch != self.epoch.load(Ordering::Acquire) {
@@ -283,13 +289,6 @@ impl Limiter {
             self.set_limit(self.saved_limit.get(), before, "probe_done");
             return;
         }
-        let min_rtt = self.min_rtt.get();
-        if samples > 0 && !(min_rtt <= rtt) {
-            // A lower round-trip time is adopted at once (and NaN replaced).
-            if matches!(self.algorithm, Algorithm::Aimd(_)) || min_rtt.is_nan() {
-                self.min_rtt.set(rtt);
-            }
-        }
         let window = Window {
             rtt,
             samples,
@@ -314,6 +313,12 @@ impl Limiter {
             &mut stale,
         );
         self.stale.store(stale, Ordering::Relaxed);
+        let min_rtt = self.min_rtt.get();
+        if samples > 0 && (min_rtt.is_nan() || rtt < min_rtt) {
+            // A lower round-trip time is adopted at once, after it was
+            // compared with the old one.
+            self.min_rtt.set(rtt);
+        }
         let probe_due =
             now.saturating_sub(self.last_probe.load(Ordering::Relaxed)) >= self.probe_nanos;
         if matches!(self.algorithm, Algorithm::Gradient(_))
@@ -479,9 +484,7 @@ impl<C> Drop for Permit<C> {
         limiter.in_flight.fetch_sub(1, Ordering::AcqRel);
         #[cfg(feature = "metrics")]
         limiter.gauges.in_flight.decrement(1.0);
-        if self.outcome != Outcome::Ignored {
-            limiter.record(self.start.elapsed(), self.epoch, self.outcome);
-        }
+        limiter.record(self.start.elapsed(), self.epoch, self.outcome);
     }
 }
 

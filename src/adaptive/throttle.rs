@@ -189,24 +189,35 @@ impl ThrottleState {
         reject_probability(requests, accepts, self.k)
     }
 
-    /// Counts a request at `now` and decides whether to refuse it.
+    /// Decides whether to let a call through at `now`; a refused call is
+    /// counted as a request at once.
     #[inline]
     pub(crate) fn admit(&self, now: u64) -> bool {
         let p = self.probability(now);
-        self.bucket(now).requests.fetch_add(1, Relaxed);
         if p <= 0.0 {
             return true;
         }
         // The top 53 bits, as a uniform number in [0, 1).
         #[allow(clippy::cast_precision_loss)]
         let draw = (self.random.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        draw >= p
+        let admitted = draw >= p;
+        if !admitted {
+            self.ended(now, false);
+        }
+        admitted
     }
 
-    /// Counts a call the dependency answered.
+    /// Counts a request that ended at `now` (or was refused), and whether
+    /// the dependency accepted it. Requests are counted when they end, so
+    /// that calls still in flight do not count as refused by the
+    /// dependency, as they would in a burst at start-up.
     #[inline]
-    pub(crate) fn accepted(&self, now: u64) {
-        self.bucket(now).accepts.fetch_add(1, Relaxed);
+    pub(crate) fn ended(&self, now: u64, accepted: bool) {
+        let bucket = self.bucket(now);
+        bucket.requests.fetch_add(1, Relaxed);
+        if accepted {
+            bucket.accepts.fetch_add(1, Relaxed);
+        }
     }
 }
 
@@ -246,7 +257,7 @@ mod tests {
             ThrottleState::new(&Throttle::new().window(Duration::from_secs(10)).buckets(10));
         let second = 1_000_000_000u64;
         for _ in 0..100 {
-            throttle.admit(0);
+            throttle.ended(0, false);
         }
         assert!(throttle.probability(5 * second) > 0.9);
         assert_eq!(throttle.counts(9 * second).0, 100);
@@ -258,11 +269,8 @@ mod tests {
     fn refusals_follow_the_probability() {
         let throttle = ThrottleState::new(&Throttle::new());
         // 1,000 requests and 100 accepts: p = 800 / 1001.
-        for _ in 0..1_000 {
-            throttle.bucket(0).requests.fetch_add(1, Relaxed);
-        }
-        for _ in 0..100 {
-            throttle.accepted(0);
+        for n in 0..1_000 {
+            throttle.ended(0, n < 100);
         }
         let refused = (0..10_000).filter(|_| !throttle.admit(0)).count();
         // The probability rises as refused calls are counted too.

@@ -170,7 +170,12 @@ async fn the_gradient_limit_finds_the_capacity_after_each_change() {
     for (phase, service_time) in [FAST, SLOW, FAST].into_iter().enumerate() {
         backend.set_service(service_time);
         backend.take_max_wait();
+        let served_before = backend.served();
         let limits = drive(&service, &handle, RATE, PHASE).await;
+        // Goodput: what the backend served, against what it can serve
+        // (what a static limit of exactly its capacity gets).
+        let capacity = SERVERS as f64 * PHASE.as_secs_f64() / service_time.as_secs_f64();
+        let goodput = (backend.served() - served_before) as f64 / capacity;
         let settled = settled_after(&limits, SERVERS);
         let max_wait = backend.take_max_wait();
         report.push((
@@ -179,7 +184,12 @@ async fn the_gradient_limit_finds_the_capacity_after_each_change() {
             settled,
             max_wait,
             limits.iter().copied().max(),
+            format!("{:.1} %", goodput * 100.0),
         ));
+        assert!(
+            goodput >= 0.9,
+            "phase {phase}: goodput {goodput:.3} of capacity"
+        );
         assert!(
             settled.is_some_and(|s| s <= SETTLE),
             "phase {phase} ({service_time:?}): limit not within 25 % of {SERVERS} after {SETTLE} s: {limits:?}"
@@ -191,7 +201,7 @@ async fn the_gradient_limit_finds_the_capacity_after_each_change() {
             "phase {phase}: a call waited {max_wait:?} in the backend's queue"
         );
     }
-    println!("phase, service time, settled after (s), longest queue wait, highest limit");
+    println!("phase, service time, settled after (s), longest queue wait, highest limit, goodput");
     for row in &report {
         println!("{row:?}");
     }

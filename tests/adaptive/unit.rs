@@ -309,3 +309,61 @@ fn bad_settings_name_the_field() {
         .unwrap_err();
     assert_eq!(keyed.field(), "adaptive.max_keys");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_policy_limits_each_attempt_and_does_not_retry_a_refusal() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use steadfast::observe::Health;
+    use steadfast::policy::Policy;
+    use steadfast::retry::{Backoff, RetryLayer};
+
+    let policy = Policy::builder()
+        .name("inventory")
+        .retry(
+            RetryLayer::builder()
+                .max_attempts(3)
+                .backoff(Backoff::constant(Duration::from_millis(10))),
+        )
+        .adaptive(
+            AdaptiveLayer::builder()
+                .name("inventory")
+                .throttle(Throttle::new()),
+        )
+        .build()
+        .expect("valid");
+    let handle = policy.adaptive().expect("the policy has an adaptive limit");
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = Arc::clone(&calls);
+    let service = policy.layer(service_fn(move |()| {
+        counter.fetch_add(1, Ordering::Relaxed);
+        async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok::<_, BoxError>(())
+        }
+    }));
+
+    // The gradient admits 3 calls while it first measures; the 4th is
+    // refused at once and not retried.
+    let results = futures::future::join_all((0..4).map(|_| service.clone().oneshot(()))).await;
+    let refused: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert_eq!(refused.len(), 1);
+    assert!(refused[0].is::<ConcurrencyLimited>(), "{}", refused[0]);
+    assert_eq!(
+        calls.load(Ordering::Relaxed),
+        3,
+        "the refusal was not retried"
+    );
+    assert_eq!(handle.in_flight(), 0);
+
+    let snapshot = policy.snapshot();
+    let adaptive = snapshot.adaptive.expect("in the snapshot");
+    assert_eq!(
+        (adaptive.name.as_str(), adaptive.algorithm),
+        ("inventory", "gradient")
+    );
+    assert!(adaptive.reject_probability.is_some());
+    let health = Health::new().policy(&policy).adaptive(handle);
+    let all = health.snapshot();
+    assert_eq!(all.adaptive_limits.len(), 1);
+    assert!(all.policies[0].adaptive.is_some());
+}
