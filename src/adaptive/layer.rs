@@ -19,7 +19,7 @@ pub struct AdaptiveLayer<C = DefaultClassifier> {
 }
 
 impl AdaptiveLayer {
-    /// A builder with the defaults: the [`Gradient`] algorithm, limits 3 to
+    /// A builder with the defaults: the [`Gradient`](super::Gradient) algorithm, limits 3 to
     /// 1,000 starting at 20, windows of 100 ms and at least 10 calls, no
     /// throttling; see [`AdaptiveLayerBuilder`] for the reasons.
     pub fn builder() -> AdaptiveLayerBuilder {
@@ -71,7 +71,7 @@ impl<C> fmt::Debug for AdaptiveLayer<C> {
 ///
 /// | setting | default | why |
 /// |---|---|---|
-/// | algorithm | [`Gradient`] | reacts to queueing before anything fails; AIMD needs drops |
+/// | algorithm | [`Gradient`](super::Gradient) | reacts to queueing before anything fails; AIMD needs drops |
 /// | `min_limit` | 3 | Envoy's minimum concurrency: the no-load round-trip time is measured at it, so it must stay below any dependency's capacity |
 /// | `max_limit` | 1,000 | Envoy's maximum; a bound on the damage of a wrong estimate |
 /// | `initial_limit` | 20 | Netflix concurrency-limits' initial limit |
@@ -168,7 +168,7 @@ impl Settings {
 
 macro_rules! settings_methods {
     () => {
-        /// Moves the limit with the [`Gradient`](super::Gradient) algorithm
+        /// Moves the limit with the [`Gradient`](super::Gradient)(super::Gradient) algorithm
         /// (the default).
         pub fn gradient(mut self, gradient: super::Gradient) -> Self {
             self.settings.algorithm = super::Algorithm::Gradient(gradient);
