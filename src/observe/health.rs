@@ -254,7 +254,9 @@ pub struct HealthSnapshot {
     pub bulkheads: Vec<BulkheadStatus>,
     /// Rate limiters.
     pub rate_limiters: Vec<LimiterStatus>,
-    /// Adaptive limits registered alone, keyed ones one entry per key.
+    /// Adaptive limits registered alone, keyed ones one entry per key (left
+    /// out of the JSON when there is none).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Vec::is_empty"))]
     pub adaptive_limits: Vec<AdaptiveStatus>,
 }
 
