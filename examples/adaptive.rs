@@ -141,17 +141,17 @@ async fn main() -> Result<(), BoxError> {
                         ((latencies.len() as f64 * q) as usize)
                             .min(latencies.len().saturating_sub(1)),
                     )
-                    .copied()
-                    .unwrap_or_default()
+                    .map(|d| ms(*d))
             };
-            let unloaded = unloaded[usize::from(PHASES[i] == 100)];
+            let shown = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), |v| format!("{v:.0}"));
+            let unloaded = ms(unloaded[usize::from(PHASES[i] == 100)]);
             println!(
-                "| {name} | {} ms | {:.0} | {:.0} | {:.0} | {:.1}× | {} | {} | {:.0} |",
+                "| {name} | {} ms | {:.0} | {} | {} | {} | {} | {} | {:.0} |",
                 PHASES[i],
                 latencies.len() as f64 / PHASE.as_secs_f64(),
-                ms(p(0.5)),
-                ms(p(0.99)),
-                ms(p(0.99)) / ms(unloaded),
+                shown(p(0.5)),
+                shown(p(0.99)),
+                p(0.99).map_or_else(|| "—".to_owned(), |v| format!("{:.1}×", v / unloaded)),
                 phase.timeouts,
                 phase.refused,
                 phase.received as f64 / PHASE.as_secs_f64(),
