@@ -75,6 +75,26 @@ marker_error!(
     "bulkhead full"
 );
 
+marker_error!(
+    /// The adaptive concurrency limit had no room for the call.
+    ///
+    /// Returned by [`Adaptive`](crate::adaptive::Adaptive). A rejection, as
+    /// [`BulkheadFull`] is.
+    ConcurrencyLimited,
+    "concurrency limited"
+);
+
+marker_error!(
+    /// Client-side adaptive throttling refused the call locally, because the
+    /// dependency accepts too few of the calls it is sent.
+    ///
+    /// Returned by [`Adaptive`](crate::adaptive::Adaptive) with a
+    /// [`Throttle`](crate::adaptive::Throttle). A rejection: no policy
+    /// retries it.
+    ClientThrottled,
+    "throttled by client"
+);
+
 /// The circuit breaker is open and refused the call without making it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CircuitOpen {
@@ -172,8 +192,8 @@ impl Error for RetryAfterTooLong {}
 /// Recognises the rejection markers of this crate in an error.
 ///
 /// Returns `Some(hint)` when `err` is one of the markers by which a policy
-/// refuses to call (circuit open, bulkhead full, rate limited, deadline
-/// passed), with the wait the marker carries, if any. Works for errors that
+/// refuses to call (circuit open, bulkhead full, concurrency limited,
+/// throttled by client, rate limited, deadline passed), with the wait the marker carries, if any. Works for errors that
 /// are the marker itself or a [`BoxError`] holding it.
 pub fn rejection<E: 'static>(err: &E) -> Option<Option<Duration>> {
     let any: &dyn Any = err;
@@ -183,7 +203,11 @@ pub fn rejection<E: 'static>(err: &E) -> Option<Option<Duration>> {
     if let Some(boxed) = any.downcast_ref::<Box<dyn Error + Send + Sync + 'static>>() {
         return rejection_in(&**boxed);
     }
-    if any.is::<BulkheadFull>() || any.is::<DeadlineExceeded>() {
+    if any.is::<BulkheadFull>()
+        || any.is::<DeadlineExceeded>()
+        || any.is::<ConcurrencyLimited>()
+        || any.is::<ClientThrottled>()
+    {
         return Some(None);
     }
     if let Some(open) = any.downcast_ref::<CircuitOpen>() {
@@ -194,7 +218,11 @@ pub fn rejection<E: 'static>(err: &E) -> Option<Option<Duration>> {
 }
 
 fn rejection_in(err: &(dyn Error + Send + Sync + 'static)) -> Option<Option<Duration>> {
-    if err.is::<BulkheadFull>() || err.is::<DeadlineExceeded>() {
+    if err.is::<BulkheadFull>()
+        || err.is::<DeadlineExceeded>()
+        || err.is::<ConcurrencyLimited>()
+        || err.is::<ClientThrottled>()
+    {
         Some(None)
     } else if let Some(open) = err.downcast_ref::<CircuitOpen>() {
         Some(Some(open.remaining))

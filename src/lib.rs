@@ -11,6 +11,7 @@
 //! | [`TotalDeadlineLayer`](timeout::TotalDeadlineLayer) | [`timeout`] | bounds the whole logical call, retries included |
 //! | [`RetryLayer`](retry::RetryLayer) | [`retry`] | retries transient failures with jittered backoff, within a retry budget |
 //! | [`BulkheadLayer`](bulkhead::BulkheadLayer), [`KeyedBulkheadLayer`](bulkhead::KeyedBulkheadLayer) | [`bulkhead`] | caps the calls in flight to a dependency (or per key), with a bounded wait |
+//! | [`AdaptiveLayer`](adaptive::AdaptiveLayer), [`KeyedAdaptiveLayer`](adaptive::KeyedAdaptiveLayer) | [`adaptive`] | a concurrency limit that adapts to measured latency (gradient or AIMD), with optional client-side adaptive throttling; per key if needed |
 //! | `RateLimitLayer` (feature `rate-limit`) | `rate_limit` | caps calls per client and period by tier (GCRA), rejecting or throttling the excess |
 //! | [`ChaosLayer`](chaos::ChaosLayer) | [`chaos`] | injects errors, hangs, chosen responses and latency at run-time rates, seeded, for tests and drills |
 //! | [`CircuitBreakerLayer`](circuit_breaker::CircuitBreakerLayer), [`KeyedCircuitBreakerLayer`](circuit_breaker::KeyedCircuitBreakerLayer) | [`circuit_breaker`] | stops calling a failing or slow dependency, probes its recovery; per key if needed |
@@ -33,7 +34,7 @@
 //!
 //! ```text
 //! fallback → rate limit → total deadline → bulkhead → retry | hedge
-//!         → circuit breaker → attempt timeout → service
+//!         → adaptive limit → circuit breaker → attempt timeout → service
 //! ```
 //!
 //! # Example
@@ -113,6 +114,7 @@
     clippy::if_let_mutex
 )]
 
+pub mod adaptive;
 pub mod bulkhead;
 pub mod chaos;
 pub mod circuit_breaker;

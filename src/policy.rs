@@ -4,7 +4,7 @@
 //! [`Policy::builder`] wires, outermost first,
 //!
 //! ```text
-//! observe → total deadline → bulkhead → retry → circuit breaker → attempt timeout → service
+//! observe → total deadline → bulkhead → retry → adaptive limit → circuit breaker → attempt timeout → service
 //! ```
 //!
 //! each of them optional, and refuses settings that cannot work together
@@ -178,6 +178,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::adaptive::{AdaptiveHandle, AdaptiveLayer, AdaptiveLayerBuilder, AdaptiveLevel};
 use crate::bulkhead::{Bulkhead, BulkheadHandle, BulkheadLayer, BulkheadLayerBuilder};
 use crate::circuit_breaker::{
     CircuitBreaker, CircuitBreakerBuilder, CircuitBreakerHandle, CircuitBreakerLayer,
@@ -204,6 +205,7 @@ pub struct Policy<C = DefaultClassifier, P = CloneReplay, R = GenerateRequestId>
     // the policy has none: one level per layer, never an extra one.
     retry: RetryLayer<C, P>,
     has_retry: bool,
+    adaptive: Option<AdaptiveLayer<C>>,
     breaker: CircuitBreakerLayer<C>,
     attempt: Option<TimeoutLayer>,
 }
@@ -221,6 +223,7 @@ impl Policy {
                 breaker: None,
                 bulkhead: None,
                 derive: Derive::default(),
+                adaptive: None,
             },
             classifier: DefaultClassifier,
             replay: CloneReplay,
@@ -355,6 +358,7 @@ impl<C, P, R> Policy<C, P, R> {
             self.bulkhead(),
             self.retry_budget(),
         )
+        .with_adaptive(self.adaptive().as_ref())
     }
 
     /// A handle on the policy's breaker, if it has one.
@@ -368,6 +372,11 @@ impl<C, P, R> Policy<C, P, R> {
     /// A handle on the policy's bulkhead, if it has one.
     pub fn bulkhead(&self) -> Option<BulkheadHandle> {
         self.bulkhead.as_ref().map(BulkheadLayer::handle)
+    }
+
+    /// A handle on the policy's adaptive concurrency limit, if it has one.
+    pub fn adaptive(&self) -> Option<AdaptiveHandle> {
+        self.adaptive.as_ref().map(AdaptiveLayer::handle)
     }
 
     /// The retry budget, if the policy retries within one.
@@ -395,6 +404,7 @@ impl<C: Clone, P, R: Clone> Clone for Policy<C, P, R> {
             bulkhead: self.bulkhead.clone(),
             retry: self.retry.clone(),
             has_retry: self.has_retry,
+            adaptive: self.adaptive.clone(),
             breaker: self.breaker.clone(),
             attempt: self.attempt,
         }
@@ -409,6 +419,7 @@ impl<C, P, R> fmt::Debug for Policy<C, P, R> {
             .field("total", &self.total)
             .field("bulkhead", &self.bulkhead)
             .field("retry", &self.has_retry.then_some(&self.retry))
+            .field("adaptive", &self.adaptive)
             .field("breaker", &self.breaker.is_on().then_some(&self.breaker))
             .field("attempt", &self.attempt)
             .finish()
@@ -420,8 +431,11 @@ impl<C, P, R> fmt::Debug for Policy<C, P, R> {
 pub type AttemptService<S> = Timeout<S>;
 /// The breaker level of a policy (a pass-through breaker without one).
 pub type BreakerService<S, C> = CircuitBreaker<AttemptService<S>, C>;
+/// The adaptive level of a policy (the breaker level itself without an
+/// adaptive limit).
+pub type AdaptiveService<S, C> = AdaptiveLevel<BreakerService<S, C>, C>;
 /// The retry level of a policy (one attempt without retry).
-pub type RetryService<S, C, P> = Retry<BreakerService<S, C>, C, P>;
+pub type RetryService<S, C, P> = Retry<AdaptiveService<S, C>, C, P>;
 /// The bulkhead level of a policy (a pass-through bulkhead without one).
 pub type BulkheadService<S, C, P> = Bulkhead<RetryService<S, C, P>>;
 /// The service a [`Policy`] makes: its outer layers (observe, total
@@ -443,6 +457,7 @@ impl<S, C: Clone, P, R: Clone> Layer<S> for Policy<C, P, R> {
             None => Timeout::pass_through(service),
         };
         let service = self.breaker.layer(service);
+        let service = AdaptiveLevel::new(self.adaptive.as_ref(), service);
         let service = self.retry.layer(service);
         let service = match &self.bulkhead {
             Some(bulkhead) => bulkhead.layer(service),
@@ -501,6 +516,7 @@ struct Settings {
     breaker: Option<CircuitBreakerBuilder>,
     bulkhead: Option<BulkheadLayerBuilder>,
     derive: Derive,
+    adaptive: Option<AdaptiveLayerBuilder>,
 }
 
 impl<C, P, R> fmt::Debug for PolicyBuilder<C, P, R> {
@@ -651,6 +667,21 @@ impl<C, P, R> PolicyBuilder<C, P, R> {
         self
     }
 
+    /// An adaptive concurrency limit with these settings, inside retry and
+    /// outside the breaker: each attempt holds one place and is one sample,
+    /// and its throttling (if any) refuses locally before the breaker would
+    /// open. The policy's classifier replaces the builder's.
+    pub fn adaptive(mut self, adaptive: AdaptiveLayerBuilder) -> Self {
+        self.settings.adaptive = Some(adaptive);
+        self
+    }
+
+    /// No adaptive concurrency limit.
+    pub fn no_adaptive(mut self) -> Self {
+        self.settings.adaptive = None;
+        self
+    }
+
     /// Judges attempts, for retry and breaker, with `classifier`.
     pub fn classifier<C2>(self, classifier: C2) -> PolicyBuilder<C2, P, R> {
         PolicyBuilder {
@@ -733,6 +764,10 @@ impl<C, P, R> PolicyBuilder<C, P, R> {
                 ));
             }
         }
+        let adaptive = s
+            .adaptive
+            .map(|adaptive| adaptive.classifier(self.classifier.clone()).build())
+            .transpose()?;
         let breaker = match s.breaker {
             Some(breaker) => breaker.classifier(self.classifier).build()?,
             None => CircuitBreakerLayer::builder()
@@ -747,6 +782,7 @@ impl<C, P, R> PolicyBuilder<C, P, R> {
             bulkhead,
             retry,
             has_retry,
+            adaptive,
             breaker,
             attempt,
         })

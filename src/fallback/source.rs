@@ -7,7 +7,10 @@ use std::ops::BitOr;
 use std::time::Duration;
 
 use crate::classify::Verdict;
-use crate::error::{BoxError, BulkheadFull, CircuitOpen, DeadlineExceeded, RateLimited};
+use crate::error::{
+    BoxError, BulkheadFull, CircuitOpen, ClientThrottled, ConcurrencyLimited, DeadlineExceeded,
+    RateLimited,
+};
 use crate::retry::Replay;
 
 use super::cache::Slot;
@@ -63,9 +66,11 @@ pub enum Reason {
     Failure,
     /// An open circuit refused the call ([`CircuitOpen`]).
     CircuitOpen,
-    /// A full bulkhead refused the call ([`BulkheadFull`]).
+    /// A full bulkhead or an adaptive concurrency limit refused the call
+    /// ([`BulkheadFull`], [`ConcurrencyLimited`]).
     BulkheadFull,
-    /// A rate limiter refused the call ([`RateLimited`]).
+    /// A rate limiter or client-side throttling refused the call
+    /// ([`RateLimited`], [`ClientThrottled`]).
     RateLimited,
     /// The total deadline passed ([`DeadlineExceeded`]).
     DeadlineExceeded,
@@ -120,9 +125,9 @@ impl fmt::Display for Reason {
 fn rejection(err: &BoxError) -> Reason {
     if err.is::<CircuitOpen>() {
         Reason::CircuitOpen
-    } else if err.is::<BulkheadFull>() {
+    } else if err.is::<BulkheadFull>() || err.is::<ConcurrencyLimited>() {
         Reason::BulkheadFull
-    } else if err.is::<RateLimited>() {
+    } else if err.is::<RateLimited>() || err.is::<ClientThrottled>() {
         Reason::RateLimited
     } else if err.is::<DeadlineExceeded>() {
         Reason::DeadlineExceeded

@@ -12,7 +12,10 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::error::{BoxError, BulkheadFull, CircuitOpen, DeadlineExceeded, Elapsed, RateLimited};
+use crate::error::{
+    BoxError, BulkheadFull, CircuitOpen, ClientThrottled, ConcurrencyLimited, DeadlineExceeded,
+    Elapsed, RateLimited,
+};
 
 /// Answers the errors of the layers inside with HTTP responses, so that
 /// an axum stack becomes `Infallible`:
@@ -20,7 +23,7 @@ use crate::error::{BoxError, BulkheadFull, CircuitOpen, DeadlineExceeded, Elapse
 /// | error | status | `Retry-After` |
 /// |---|---|---|
 /// | [`CircuitOpen`] | 503 | the time the circuit stays open (at least 1 s) |
-/// | [`BulkheadFull`] | 503 | [`bulkhead_retry_after`](Self::bulkhead_retry_after) (1 s) |
+/// | [`BulkheadFull`], [`ConcurrencyLimited`], [`ClientThrottled`] | 503 | [`bulkhead_retry_after`](Self::bulkhead_retry_after) (1 s) |
 /// | [`RateLimited`] | 429 | the marker's wait (at least 1 s) |
 /// | [`DeadlineExceeded`], [`Elapsed`] | 504 | — |
 /// | anything else | 500 | — |
@@ -88,7 +91,10 @@ impl ErrorAnswer for ErrorResponseLayer {
     fn answer<B: Default>(&self, err: &(dyn Error + 'static)) -> Response<B> {
         let (status, retry_after) = if let Some(open) = err.downcast_ref::<CircuitOpen>() {
             (StatusCode::SERVICE_UNAVAILABLE, Some(open.remaining()))
-        } else if err.is::<BulkheadFull>() {
+        } else if err.is::<BulkheadFull>()
+            || err.is::<ConcurrencyLimited>()
+            || err.is::<ClientThrottled>()
+        {
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Some(self.bulkhead_retry_after),

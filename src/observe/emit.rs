@@ -196,6 +196,17 @@ fn trace(event: &Event<'_>, call: Option<&Call>) {
                     delay_ms,
                     "call refused"
                 ),
+                Rejection::ConcurrencyLimited | Rejection::ClientThrottled => event!(
+                    call,
+                    debug,
+                    "steadfast::adaptive",
+                    layer = "adaptive",
+                    name,
+                    key,
+                    kind,
+                    delay_ms,
+                    "call refused"
+                ),
                 Rejection::DeadlineExceeded => event!(
                     call,
                     debug,
@@ -221,6 +232,26 @@ fn trace(event: &Event<'_>, call: Option<&Call>) {
             name,
             max_keys,
             "every key place is held; the call shares the overflow state"
+        ),
+        Event::LimitChanged {
+            name,
+            from,
+            to,
+            reason,
+            min_rtt,
+            rtt,
+        } => event!(
+            call,
+            debug,
+            "steadfast::adaptive",
+            layer = "adaptive",
+            name,
+            from,
+            to,
+            reason,
+            min_rtt_us = min_rtt.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+            rtt_us = rtt.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+            "concurrency limit changed"
         ),
         Event::Throttled { tier, delay } => event!(
             call,

@@ -20,6 +20,10 @@ pub enum Rejection {
     RateLimited,
     /// The total deadline passed.
     DeadlineExceeded,
+    /// An adaptive concurrency limit had no room.
+    ConcurrencyLimited,
+    /// Client-side adaptive throttling refused the call.
+    ClientThrottled,
 }
 
 impl Rejection {
@@ -30,6 +34,8 @@ impl Rejection {
             Rejection::BulkheadFull => "bulkhead_full",
             Rejection::RateLimited => "rate_limited",
             Rejection::DeadlineExceeded => "deadline_exceeded",
+            Rejection::ConcurrencyLimited => "concurrency_limited",
+            Rejection::ClientThrottled => "client_throttled",
         }
     }
 }
@@ -157,6 +163,23 @@ pub enum Event<'a> {
         /// The copy that won, from 1.
         copy: u32,
     },
+    /// An adaptive concurrency limit moved.
+    LimitChanged {
+        /// The limiter's name.
+        name: &'a str,
+        /// The limit it had.
+        from: usize,
+        /// The limit it has now (the minimum while it probes).
+        to: usize,
+        /// Why: `window` (a window's measurements), `probe` (the no-load
+        /// round-trip time is measured again, at the minimum limit),
+        /// `probe_done`.
+        reason: &'static str,
+        /// The no-load round-trip time it estimates, if known.
+        min_rtt: Option<Duration>,
+        /// The mean round-trip time of the last window, if any call answered.
+        rtt: Option<Duration>,
+    },
     /// A watched call took longer than its route's threshold.
     SlowCall {
         /// The policy's name.
@@ -199,6 +222,7 @@ impl Event<'_> {
             Event::FallbackMissed { .. } => "fallback_missed",
             Event::HedgeSent { .. } => "hedge_sent",
             Event::HedgeWon { .. } => "hedge_won",
+            Event::LimitChanged { .. } => "limit_changed",
             Event::SlowCall { .. } => "slow_call",
             Event::CallEnded { .. } => "call_ended",
         }

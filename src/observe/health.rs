@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::adaptive::{AdaptiveHandle, KeyedAdaptiveHandle};
 use crate::bulkhead::{BulkheadHandle, KeyedBulkheadHandle};
 use crate::circuit_breaker::CircuitBreakerHandle;
 use crate::retry::RetryBudget;
@@ -102,6 +103,56 @@ impl BulkheadStatus {
     }
 }
 
+/// The state of one adaptive concurrency limit.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(Serialize))]
+#[non_exhaustive]
+pub struct AdaptiveStatus {
+    /// The limiter's name.
+    pub name: String,
+    /// Its key, for a keyed limiter.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub key: Option<String>,
+    /// `gradient` or `aimd`.
+    pub algorithm: &'static str,
+    /// The current limit.
+    pub limit: usize,
+    /// The calls admitted at once now (the minimum while probing).
+    pub admitted: usize,
+    /// Calls in flight.
+    pub in_flight: usize,
+    /// Whether the no-load round-trip time is being measured.
+    pub probing: bool,
+    /// The estimated no-load round-trip time in milliseconds, once measured.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub min_rtt_ms: Option<f64>,
+    /// The last window's mean round-trip time in milliseconds.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub rtt_ms: Option<f64>,
+    /// The probability the throttle refuses a call now, if it throttles.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub reject_probability: Option<f64>,
+}
+
+impl AdaptiveStatus {
+    /// Reads `handle`.
+    pub fn of(handle: &AdaptiveHandle) -> Self {
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        Self {
+            name: handle.name().to_owned(),
+            key: None,
+            algorithm: handle.algorithm(),
+            limit: handle.limit(),
+            admitted: handle.admitted(),
+            in_flight: handle.in_flight(),
+            probing: handle.probing(),
+            min_rtt_ms: handle.min_rtt().map(ms),
+            rtt_ms: handle.rtt().map(ms),
+            reject_probability: handle.reject_probability(),
+        }
+    }
+}
+
 /// The state of one rate limiter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(Serialize))]
@@ -160,6 +211,9 @@ pub struct PolicyStatus {
     /// Its retry budget.
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub retry_budget: Option<BudgetStatus>,
+    /// Its adaptive concurrency limit.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub adaptive: Option<Box<AdaptiveStatus>>,
 }
 
 impl PolicyStatus {
@@ -174,7 +228,14 @@ impl PolicyStatus {
             circuit_breaker: breaker.as_ref().map(BreakerStatus::of),
             bulkhead: bulkhead.as_ref().map(BulkheadStatus::of),
             retry_budget: budget.map(BudgetStatus::of),
+            adaptive: None,
         }
+    }
+
+    /// The same, with the policy's adaptive limit.
+    pub(crate) fn with_adaptive(mut self, adaptive: Option<&AdaptiveHandle>) -> Self {
+        self.adaptive = adaptive.map(|handle| Box::new(AdaptiveStatus::of(handle)));
+        self
     }
 }
 
@@ -193,6 +254,10 @@ pub struct HealthSnapshot {
     pub bulkheads: Vec<BulkheadStatus>,
     /// Rate limiters.
     pub rate_limiters: Vec<LimiterStatus>,
+    /// Adaptive limits registered alone, keyed ones one entry per key (left
+    /// out of the JSON when there is none).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Vec::is_empty"))]
+    pub adaptive_limits: Vec<AdaptiveStatus>,
 }
 
 /// A snapshot of one registered component.
@@ -207,6 +272,8 @@ pub enum Status {
     Bulkhead(BulkheadStatus),
     /// A rate limiter.
     RateLimiter(LimiterStatus),
+    /// An adaptive concurrency limit.
+    Adaptive(AdaptiveStatus),
 }
 
 type Reader = Arc<dyn Fn(&mut Vec<Status>) + Send + Sync>;
@@ -267,13 +334,17 @@ impl Health {
         let breaker = policy.circuit_breaker();
         let bulkhead = policy.bulkhead();
         let budget = policy.retry_budget().cloned();
+        let adaptive = policy.adaptive();
         self.reader(move |out| {
-            out.push(Status::Policy(PolicyStatus::new(
-                name.clone(),
-                breaker.clone(),
-                bulkhead.clone(),
-                budget.as_ref(),
-            )));
+            out.push(Status::Policy(
+                PolicyStatus::new(
+                    name.clone(),
+                    breaker.clone(),
+                    bulkhead.clone(),
+                    budget.as_ref(),
+                )
+                .with_adaptive(adaptive.as_ref()),
+            ));
         })
     }
 
@@ -317,6 +388,28 @@ impl Health {
                 status.key = Some(key.to_string());
                 out.push(Status::Bulkhead(status));
             }
+        })
+    }
+
+    /// Adds an adaptive concurrency limit.
+    pub fn adaptive(self, handle: AdaptiveHandle) -> Self {
+        self.reader(move |out| out.push(Status::Adaptive(AdaptiveStatus::of(&handle))))
+    }
+
+    /// Adds every key of a keyed adaptive limit (at most its `max_keys`),
+    /// and its overflow limiter.
+    pub fn keyed_adaptive<K, C>(self, handle: KeyedAdaptiveHandle<K, C>) -> Self
+    where
+        K: std::hash::Hash + Eq + Clone + fmt::Display + Send + Sync + 'static,
+        C: Send + Sync + 'static,
+    {
+        self.reader(move |out| {
+            for (key, limiter) in handle.entries() {
+                let mut status = AdaptiveStatus::of(&limiter);
+                status.key = Some(key.to_string());
+                out.push(Status::Adaptive(status));
+            }
+            out.push(Status::Adaptive(AdaptiveStatus::of(&handle.overflow())));
         })
     }
 
@@ -364,6 +457,7 @@ impl Health {
                 Status::CircuitBreaker(b) => snapshot.circuit_breakers.push(b),
                 Status::Bulkhead(b) => snapshot.bulkheads.push(b),
                 Status::RateLimiter(l) => snapshot.rate_limiters.push(l),
+                Status::Adaptive(a) => snapshot.adaptive_limits.push(a),
             }
         }
         snapshot.healthy = snapshot

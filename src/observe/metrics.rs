@@ -45,6 +45,15 @@ pub const FALLBACKS: &str = "steadfast_fallbacks_total";
 pub const HEDGES_SENT: &str = "steadfast_hedges_sent_total";
 /// Hedged copies that gave the answer, by `policy`, `route`, `name`.
 pub const HEDGES_WON: &str = "steadfast_hedges_won_total";
+/// The limit of an adaptive concurrency limiter, by `name` (the last
+/// written of a keyed limiter's keys).
+pub const ADAPTIVE_LIMIT: &str = "steadfast_adaptive_limit";
+/// Calls in flight through an adaptive limiter, by `name` (all keys of a
+/// keyed limiter together).
+pub const ADAPTIVE_IN_FLIGHT: &str = "steadfast_adaptive_in_flight";
+/// Adaptive limit changes, by `name` and `reason` (`window`, `probe`,
+/// `probe_done`).
+pub const ADAPTIVE_LIMIT_CHANGES: &str = "steadfast_adaptive_limit_changes_total";
 /// Calls slower than their route's threshold, by `policy`, `route`.
 pub const SLOW_CALLS: &str = "steadfast_slow_calls_total";
 
@@ -169,7 +178,38 @@ pub(crate) fn record(event: &Event<'_>, call: Option<(&str, &str)>) {
         Event::SlowCall { .. } => {
             counter!(SLOW_CALLS, "policy" => policy, "route" => route).increment(1);
         }
+        Event::LimitChanged { name, reason, .. } => {
+            counter!(ADAPTIVE_LIMIT_CHANGES, "name" => name.to_owned(), "reason" => reason)
+                .increment(1);
+        }
         Event::CallEnded { .. } => {}
+    }
+}
+
+/// The gauges of one adaptive limiter.
+pub(crate) struct AdaptiveGauges {
+    pub(crate) in_flight: Gauge,
+    limit: Gauge,
+}
+
+impl AdaptiveGauges {
+    pub(crate) fn register(name: &str) -> Self {
+        Self {
+            in_flight: gauge!(ADAPTIVE_IN_FLIGHT, "name" => name.to_owned()),
+            limit: gauge!(ADAPTIVE_LIMIT, "name" => name.to_owned()),
+        }
+    }
+
+    // A limit beyond 2^53 is not a limit anyone reads exactly.
+    #[allow(clippy::cast_precision_loss)]
+    pub(crate) fn limit(&self, limit: usize) {
+        self.limit.set(limit as f64);
+    }
+}
+
+impl std::fmt::Debug for AdaptiveGauges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdaptiveGauges").finish_non_exhaustive()
     }
 }
 
