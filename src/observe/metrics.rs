@@ -45,6 +45,11 @@ pub const FALLBACKS: &str = "steadfast_fallbacks_total";
 pub const HEDGES_SENT: &str = "steadfast_hedges_sent_total";
 /// Hedged copies that gave the answer, by `policy`, `route`, `name`.
 pub const HEDGES_WON: &str = "steadfast_hedges_won_total";
+/// 1 while a rate limit store is degraded, 0 once it recovers, by `store`.
+pub const STORE_DEGRADED: &str = "steadfast_rate_limit_store_degraded";
+/// Rate limit store transitions, by `store` and `to` (`degraded`,
+/// `recovered`).
+pub const STORE_TRANSITIONS: &str = "steadfast_rate_limit_store_transitions_total";
 /// Calls slower than their route's threshold, by `policy`, `route`.
 pub const SLOW_CALLS: &str = "steadfast_slow_calls_total";
 
@@ -167,6 +172,16 @@ pub(crate) fn record(event: &Event<'_>, call: Option<(&str, &str)>) {
         .increment(1),
         Event::SlowCall { .. } => {
             counter!(SLOW_CALLS, "policy" => policy, "route" => route).increment(1);
+        }
+        Event::StoreDegraded { store, .. } => {
+            gauge!(STORE_DEGRADED, "store" => store.to_owned()).set(1.0);
+            counter!(STORE_TRANSITIONS, "store" => store.to_owned(), "to" => "degraded")
+                .increment(1);
+        }
+        Event::StoreRecovered { store, .. } => {
+            gauge!(STORE_DEGRADED, "store" => store.to_owned()).set(0.0);
+            counter!(STORE_TRANSITIONS, "store" => store.to_owned(), "to" => "recovered")
+                .increment(1);
         }
         Event::CallEnded { .. } => {}
     }

@@ -134,7 +134,7 @@ pub use self::context::{CallContext, RequestId};
 pub use self::event::{Event, Listeners, Rejection};
 pub use self::health::{
     BreakerStatus, BudgetStatus, BulkheadStatus, Health, HealthSnapshot, LimiterStatus,
-    PolicyStatus, Status,
+    PolicyStatus, Status, StoreStatus,
 };
 #[cfg(feature = "http")]
 pub use self::layer::RequestIdHeader;

@@ -56,6 +56,9 @@ pub(crate) struct Limits<K> {
     pub(crate) store: Store<K>,
     pub(crate) mode: Mode,
     pub(crate) max_keys: u64,
+    /// The shared store, when the state lives outside the process.
+    #[cfg(feature = "redis")]
+    pub(crate) remote: Option<super::redis::Remote<K>>,
 }
 
 /// A refused check: how long until a call would pass, and the limiter to
@@ -73,16 +76,7 @@ where
     /// Takes one call from `key`'s allowance, or says how long to wait.
     #[inline]
     pub(crate) fn check(&self, key: &K) -> Result<(), Denied> {
-        let tier = match &self.tier_of {
-            Some(tier_of) => match tier_of(key, &self.tiers) {
-                Some(tier) => tier,
-                None => {
-                    emit_unknown_tier();
-                    self.tiers.default
-                }
-            },
-            None => self.tiers.default,
-        };
+        let tier = self.tier_index(key);
         match &self.store {
             Store::Global(limiters) => {
                 let limiter = &limiters[tier];
@@ -106,6 +100,21 @@ where
                     },
                 )
             }
+        }
+    }
+
+    /// The tier of `key`.
+    #[inline]
+    pub(crate) fn tier_index(&self, key: &K) -> usize {
+        match &self.tier_of {
+            Some(tier_of) => match tier_of(key, &self.tiers) {
+                Some(tier) => tier,
+                None => {
+                    emit_unknown_tier();
+                    self.tiers.default
+                }
+            },
+            None => self.tiers.default,
         }
     }
 

@@ -1,0 +1,471 @@
+//! A store bound to one limiter's tiers: the per-call path, leases and the
+//! fail modes.
+
+use std::borrow::Cow;
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, UNIX_EPOCH};
+
+use tokio::time::Instant;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::script::{Connector, Invocation, Reply, ScriptService};
+use super::{Consistency, FailMode, StoreConfig, Usage};
+use crate::BoxError;
+use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer};
+use crate::error::ConfigError;
+use crate::keyed::KeyedRegistry;
+use crate::rate_limit::Mode;
+use crate::rate_limit::clock::TokioClock;
+use crate::rate_limit::quota::Quota;
+use crate::rate_limit::quota_period::PeriodQuota;
+use crate::rate_limit::state::{Limiter, Tier, emit_rejected, emit_throttled};
+use crate::timeout::{Timeout, TimeoutLayer};
+
+/// How long a fail-closed refusal asks the caller to wait.
+const FAIL_CLOSED_RETRY: Duration = Duration::from_secs(1);
+
+pub(crate) use crate::rate_limit::future::{StoreCheck, Verdict};
+
+/// A decision made at once, or one that needs the store.
+pub(crate) enum Quick {
+    Done(Verdict),
+    Ask(StoreCheck),
+}
+
+/// Permits leased from the store, spent without a round trip.
+struct Lease {
+    permits: AtomicU64,
+    /// Microseconds after the store's start when the permits lapse.
+    expires: AtomicU64,
+    fetching: AtomicBool,
+}
+
+impl Lease {
+    fn new() -> Self {
+        Self {
+            permits: AtomicU64::new(0),
+            expires: AtomicU64::new(0),
+            fetching: AtomicBool::new(false),
+        }
+    }
+
+    /// Takes one permit if the lease holds one and has not lapsed; answers
+    /// the permits left.
+    #[inline]
+    fn take(&self, now: u64) -> Option<u64> {
+        if now >= self.expires.load(Ordering::Acquire) {
+            return None;
+        }
+        self.permits
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| p.checked_sub(1))
+            .ok()
+            .map(|p| p - 1)
+    }
+
+    /// Adds `n` permits, holding at most `batch`, valid until `expires`.
+    fn add(&self, n: u64, batch: u64, expires: u64) {
+        if n == 0 {
+            return;
+        }
+        let _ = self
+            .permits
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+                Some(p.saturating_add(n).min(batch))
+            });
+        self.expires.fetch_max(expires, Ordering::AcqRel);
+    }
+
+    fn held(&self) -> u64 {
+        self.permits.load(Ordering::Acquire)
+    }
+}
+
+struct TierState {
+    name: Cow<'static, str>,
+    interval_us: i64,
+    burst: i64,
+    quota: Option<PeriodQuota>,
+    /// The in-process share of the tier, for `FailMode::Local`.
+    local: KeyedRegistry<String, Limiter>,
+    local_quota: governor::Quota,
+    leases: KeyedRegistry<String, Lease>,
+}
+
+type StoreService = CircuitBreaker<Timeout<ScriptService>>;
+
+/// A store bound to one limiter's tiers.
+pub(crate) struct Bound {
+    config: Arc<StoreConfig>,
+    tiers: Box<[TierState]>,
+    max_wait_us: i64,
+    service: StoreService,
+    breaker: CircuitBreakerHandle,
+    connector: Arc<Connector>,
+    degraded: AtomicBool,
+    degraded_since: AtomicU64,
+    failures: AtomicU64,
+    start: Instant,
+}
+
+/// The store of a limiter with keys of type `K`.
+pub(crate) struct Remote<K> {
+    pub(crate) bound: Arc<Bound>,
+    encode: fn(&K, &mut String),
+}
+
+impl<K> Remote<K> {
+    pub(crate) fn new(
+        config: Arc<StoreConfig>,
+        tiers: &[Tier],
+        mode: Mode,
+        max_keys: u64,
+        encode: fn(&K, &mut String),
+    ) -> Result<Self, ConfigError> {
+        for (tier, _) in &config.quotas {
+            if !tiers.iter().any(|t| t.name == *tier) {
+                return Err(ConfigError::new(
+                    "rate_limit.store.quota",
+                    tier,
+                    "names no defined tier",
+                ));
+            }
+        }
+        let replicas = match config.on_failure {
+            FailMode::Local { replicas } => replicas.max(1),
+            _ => 1,
+        };
+        let mut states = Vec::with_capacity(tiers.len());
+        for tier in tiers {
+            let quota = tier.quota;
+            let interval = quota.period() / quota.per_period().max(1);
+            let interval_us = i64::try_from(interval.as_micros()).unwrap_or(i64::MAX);
+            // The script counts in doubles, exact below 2^53 µs (285 years).
+            if interval_us < 1 || interval_us > (1 << 53) / i64::from(quota.burst_size().max(1)) {
+                return Err(ConfigError::new(
+                    "rate_limit.quota.period",
+                    quota.period(),
+                    format!(
+                        "a shared store needs one call per microsecond at most, \
+                         and a refill under 285 years (tier `{}`)",
+                        tier.name
+                    ),
+                ));
+            }
+            let share = Quota::new((quota.per_period() / replicas).max(1), quota.period())
+                .burst((quota.burst_size() / replicas).max(1));
+            let local_quota = share.to_governor(&tier.name)?;
+            let refill = local_quota.burst_size_replenished_in();
+            states.push(TierState {
+                name: tier.name.clone(),
+                interval_us,
+                burst: i64::from(quota.burst_size()),
+                quota: config
+                    .quotas
+                    .iter()
+                    .find(|(name, _)| *name == tier.name)
+                    .map(|(_, q)| *q),
+                local: KeyedRegistry::new(max_keys, Some(refill.max(Duration::from_secs(60)))),
+                local_quota,
+                leases: KeyedRegistry::new(max_keys, Some(config.lease_ttl.saturating_mul(2))),
+            });
+        }
+        let max_wait_us = match mode {
+            Mode::Throttle { max_delay } => i64::try_from(max_delay.as_micros())
+                .unwrap_or(i64::MAX)
+                .min(1 << 50),
+            Mode::Reject => 0,
+        };
+        let connector = Arc::new(Connector::new(config.client.clone(), config.timeout));
+        let breaker = CircuitBreakerLayer::builder()
+            .name("rate_limit_store")
+            .count_window(20)
+            .minimum_calls(5)
+            .failure_rate_threshold(50.0)
+            .open_duration(Duration::from_secs(1))
+            .build()?;
+        let handle = breaker.handle();
+        let service = breaker.layer(TimeoutLayer::new(config.timeout)?.layer(ScriptService {
+            shared: Arc::clone(&connector),
+        }));
+        Ok(Self {
+            bound: Arc::new(Bound {
+                config,
+                tiers: states.into_boxed_slice(),
+                max_wait_us,
+                service,
+                breaker: handle,
+                connector,
+                degraded: AtomicBool::new(false),
+                degraded_since: AtomicU64::new(0),
+                failures: AtomicU64::new(0),
+                start: Instant::now(),
+            }),
+            encode,
+        })
+    }
+
+    /// The store's name for `key`.
+    #[inline]
+    pub(crate) fn name_of(&self, key: &K) -> String {
+        let mut name = String::with_capacity(24);
+        (self.encode)(key, &mut name);
+        name
+    }
+
+    /// Takes `cost` calls from `key`'s allowance in `tier`: at once from a
+    /// lease, or with a round trip.
+    #[inline]
+    pub(crate) fn check(&self, tier: usize, key: &K, cost: u32) -> Quick {
+        let name = self.name_of(key);
+        let bound = &self.bound;
+        if let (Consistency::Leased { batch }, Some(state)) =
+            (bound.config.consistency, bound.tiers.get(tier))
+        {
+            if cost == 1 {
+                if let Some(lease) = state.leases.get(&name) {
+                    if let Some(left) = lease.take(bound.now_us()) {
+                        if left <= u64::from(batch) / 2 {
+                            bound.prefetch(tier, name, lease, u64::from(batch));
+                        }
+                        return Quick::Done(Verdict::Allow {
+                            delay: Duration::ZERO,
+                        });
+                    }
+                }
+            }
+        }
+        Quick::Ask(Box::pin(Arc::clone(bound).ask(tier, name, cost)))
+    }
+}
+
+impl Bound {
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    fn keys(&self, tier: &TierState, key: &str) -> (String, String) {
+        let ns = &self.config.namespace;
+        (
+            format!("{ns}:{}:{key}:r", tier.name),
+            format!("{ns}:{}:{key}:q", tier.name),
+        )
+    }
+
+    /// One script call under the timeout and the breaker.
+    async fn invoke(
+        &self,
+        tier: &TierState,
+        key: &str,
+        want: u64,
+        min: u64,
+        max_wait_us: i64,
+        peek: bool,
+    ) -> Result<Reply, BoxError> {
+        let (rate_key, quota_key) = self.keys(tier, key);
+        let (limit, period) = tier
+            .quota
+            .map_or((0, 0), |q| (q.limit(), q.period().code()));
+        let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let call = Invocation {
+            rate_key,
+            quota_key,
+            args: [
+                self.config.clock.now_us(),
+                tier.interval_us,
+                tier.burst,
+                int(want),
+                int(min),
+                max_wait_us,
+                int(limit),
+                i64::from(period),
+                i64::from(peek),
+            ],
+        };
+        let mut service = self.service.clone();
+        poll_fn(|cx| service.poll_ready(cx)).await?;
+        let values = service.call(call).await?;
+        Reply::parse(&values).ok_or_else(|| "the store's script gave an unreadable reply".into())
+    }
+
+    async fn ask(self: Arc<Self>, tier: usize, key: String, cost: u32) -> Verdict {
+        let Some(state) = self.tiers.get(tier) else {
+            return Verdict::Allow {
+                delay: Duration::ZERO,
+            };
+        };
+        let cost = u64::from(cost);
+        let want = match self.config.consistency {
+            Consistency::Leased { batch } if cost == 1 => u64::from(batch).max(1),
+            _ => cost,
+        };
+        match self
+            .invoke(state, &key, want, cost, self.max_wait_us, false)
+            .await
+        {
+            Ok(reply) => {
+                self.up();
+                if reply.granted >= cost {
+                    if let Consistency::Leased { batch } = self.config.consistency {
+                        if reply.granted > cost {
+                            let ttl = u64::try_from(self.config.lease_ttl.as_micros())
+                                .unwrap_or(u64::MAX);
+                            let lease = state.leases.get_or_insert_with(&key, Lease::new);
+                            lease.add(
+                                reply.granted - cost,
+                                u64::from(batch),
+                                self.now_us().saturating_add(ttl),
+                            );
+                        }
+                    }
+                    if !reply.wait.is_zero() {
+                        emit_throttled(&state.name, reply.wait);
+                    }
+                    Verdict::Allow { delay: reply.wait }
+                } else {
+                    emit_rejected(&state.name, reply.wait);
+                    Verdict::Deny {
+                        retry_after: reply.wait,
+                    }
+                }
+            }
+            Err(error) => {
+                self.down(&error);
+                self.fallback(state, &key)
+            }
+        }
+    }
+
+    /// Takes the next lease in the background, topping the lease up to
+    /// `batch` permits.
+    fn prefetch(self: &Arc<Self>, tier: usize, key: String, lease: Arc<Lease>, batch: u64) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if lease.fetching.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = Arc::clone(self);
+        runtime.spawn(async move {
+            if let Some(state) = this.tiers.get(tier) {
+                let want = batch.saturating_sub(lease.held()).max(1);
+                match this.invoke(state, &key, want, 1, 0, false).await {
+                    Ok(reply) => {
+                        this.up();
+                        let ttl =
+                            u64::try_from(this.config.lease_ttl.as_micros()).unwrap_or(u64::MAX);
+                        lease.add(reply.granted, batch, this.now_us().saturating_add(ttl));
+                    }
+                    Err(error) => this.down(&error),
+                }
+            }
+            lease.fetching.store(false, Ordering::Release);
+        });
+    }
+
+    fn fallback(&self, state: &TierState, key: &str) -> Verdict {
+        match self.config.on_failure {
+            FailMode::FailOpen => Verdict::Allow {
+                delay: Duration::ZERO,
+            },
+            FailMode::FailClosed => {
+                emit_rejected(&state.name, FAIL_CLOSED_RETRY);
+                Verdict::Deny {
+                    retry_after: FAIL_CLOSED_RETRY,
+                }
+            }
+            FailMode::Local { .. } => {
+                use governor::clock::Clock;
+                let key = key.to_owned();
+                let quota = state.local_quota;
+                let checked = state.local.with(
+                    &key,
+                    || Limiter::direct_with_clock(quota, TokioClock),
+                    |limiter| {
+                        limiter
+                            .check()
+                            .map_err(|not_until| not_until.wait_time_from(TokioClock.now()))
+                    },
+                );
+                match checked {
+                    Ok(_) => Verdict::Allow {
+                        delay: Duration::ZERO,
+                    },
+                    Err(wait) => {
+                        emit_rejected(&state.name, wait);
+                        Verdict::Deny { retry_after: wait }
+                    }
+                }
+            }
+        }
+    }
+
+    fn up(&self) {
+        if self.degraded.load(Ordering::Acquire) && self.degraded.swap(false, Ordering::AcqRel) {
+            let since = self.degraded_since.load(Ordering::Acquire);
+            let degraded_for = Duration::from_micros(self.now_us().saturating_sub(since));
+            crate::observe::emit(&crate::observe::Event::StoreRecovered {
+                store: &self.config.namespace,
+                degraded_for,
+            });
+        }
+    }
+
+    #[cold]
+    fn down(&self, error: &BoxError) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        if !self.degraded.load(Ordering::Acquire) && !self.degraded.swap(true, Ordering::AcqRel) {
+            self.degraded_since.store(self.now_us(), Ordering::Release);
+            let error = error.to_string();
+            crate::observe::emit(&crate::observe::Event::StoreDegraded {
+                store: &self.config.namespace,
+                mode: self.config.on_failure.as_str(),
+                error: &error,
+            });
+        }
+    }
+
+    /// Reads `key`'s usage of `tier` without taking anything.
+    pub(crate) async fn usage(&self, tier: usize, key: &str) -> Result<Usage, BoxError> {
+        let state = self.tiers.get(tier).ok_or("no such tier")?;
+        let reply = self.invoke(state, key, 0, 0, 0, true).await?;
+        self.up();
+        Ok(Usage {
+            used: reply.used,
+            limit: reply.limit,
+            reset: UNIX_EPOCH + Duration::from_secs(reply.reset_unix),
+            remaining_burst: reply.remaining,
+        })
+    }
+
+    /// Takes `cost` calls at once, for a weighted call.
+    pub(crate) async fn check_n(self: Arc<Self>, tier: usize, key: String, cost: u32) -> Verdict {
+        self.ask(tier, key, cost).await
+    }
+
+    pub(crate) fn is_degraded(&self) -> bool {
+        self.degraded.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn status(&self) -> crate::observe::StoreStatus {
+        crate::observe::StoreStatus {
+            kind: "redis",
+            namespace: self.config.namespace.to_string(),
+            degraded: self.is_degraded(),
+            on_failure: self.config.on_failure.as_str(),
+            consistency: match self.config.consistency {
+                Consistency::Exact => "exact",
+                Consistency::Leased { .. } => "leased",
+            },
+            breaker: self.breaker.state().as_str(),
+            round_trips: self.connector.round_trips.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn round_trips(&self) -> u64 {
+        self.connector.round_trips.load(Ordering::Relaxed)
+    }
+}
