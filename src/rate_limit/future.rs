@@ -185,7 +185,9 @@ where
                             this.state.set(State::Called { future });
                         }
                         Verdict::Allow { delay } => {
-                            let wake = Instant::now().checked_add(delay).unwrap_or_else(Instant::now);
+                            let wake = Instant::now()
+                                .checked_add(delay)
+                                .unwrap_or_else(Instant::now);
                             this.state.set(State::Delayed {
                                 sleep: Box::pin(tokio::time::sleep_until(wake)),
                                 pending: Some(pending),

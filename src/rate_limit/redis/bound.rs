@@ -36,11 +36,17 @@ pub(crate) enum Quick {
 }
 
 /// Permits leased from the store, spent without a round trip.
+///
+/// One fetch at a time per replica and key (`fetch`), so a replica holds at
+/// most `batch` permits: the bound on the fleet's over-admission.
 struct Lease {
     permits: AtomicU64,
     /// Microseconds after the store's start when the permits lapse.
     expires: AtomicU64,
-    fetching: AtomicBool,
+    /// Until when the store refused: a refusal holds for its retry-after,
+    /// whatever other replicas do, so it is answered here meanwhile.
+    denied_until: AtomicU64,
+    fetch: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Lease {
@@ -48,7 +54,8 @@ impl Lease {
         Self {
             permits: AtomicU64::new(0),
             expires: AtomicU64::new(0),
-            fetching: AtomicBool::new(false),
+            denied_until: AtomicU64::new(0),
+            fetch: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -65,21 +72,32 @@ impl Lease {
             .map(|p| p - 1)
     }
 
-    /// Adds `n` permits, holding at most `batch`, valid until `expires`.
-    fn add(&self, n: u64, batch: u64, expires: u64) {
-        if n == 0 {
-            return;
-        }
+    /// The wait left on the last refusal, if it still holds.
+    #[inline]
+    fn denied(&self, now: u64) -> Option<Duration> {
+        let until = self.denied_until.load(Ordering::Acquire);
+        (now < until).then(|| Duration::from_micros(until - now))
+    }
+
+    /// Adds `n` permits (replacing lapsed ones), holding at most `batch`,
+    /// valid until `expires`. Called under `fetch`.
+    fn add(&self, n: u64, batch: u64, now: u64, expires: u64) {
+        let lapsed = now >= self.expires.load(Ordering::Acquire);
         let _ = self
             .permits
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+                let p = if lapsed { 0 } else { p };
                 Some(p.saturating_add(n).min(batch))
             });
-        self.expires.fetch_max(expires, Ordering::AcqRel);
+        self.expires.store(expires, Ordering::Release);
     }
 
-    fn held(&self) -> u64 {
-        self.permits.load(Ordering::Acquire)
+    fn held(&self, now: u64) -> u64 {
+        if now >= self.expires.load(Ordering::Acquire) {
+            0
+        } else {
+            self.permits.load(Ordering::Acquire)
+        }
     }
 }
 
@@ -226,7 +244,8 @@ impl<K> Remote<K> {
         {
             if cost == 1 {
                 if let Some(lease) = state.leases.get(&name) {
-                    if let Some(left) = lease.take(bound.now_us()) {
+                    let now = bound.now_us();
+                    if let Some(left) = lease.take(now) {
                         if left <= u64::from(batch) / 2 {
                             bound.prefetch(tier, name, lease, u64::from(batch));
                         }
@@ -234,7 +253,12 @@ impl<K> Remote<K> {
                             delay: Duration::ZERO,
                         });
                     }
+                    if let Some(retry_after) = lease.denied(now) {
+                        emit_rejected(&state.name, retry_after);
+                        return Quick::Done(Verdict::Deny { retry_after });
+                    }
                 }
+                return Quick::Ask(Box::pin(Arc::clone(bound).lease(tier, name, batch)));
             }
         }
         Quick::Ask(Box::pin(Arc::clone(bound).ask(tier, name, cost)))
@@ -297,29 +321,13 @@ impl Bound {
             };
         };
         let cost = u64::from(cost);
-        let want = match self.config.consistency {
-            Consistency::Leased { batch } if cost == 1 => u64::from(batch).max(1),
-            _ => cost,
-        };
         match self
-            .invoke(state, &key, want, cost, self.max_wait_us, false)
+            .invoke(state, &key, cost, cost, self.max_wait_us, false)
             .await
         {
             Ok(reply) => {
                 self.up();
                 if reply.granted >= cost {
-                    if let Consistency::Leased { batch } = self.config.consistency {
-                        if reply.granted > cost {
-                            let ttl = u64::try_from(self.config.lease_ttl.as_micros())
-                                .unwrap_or(u64::MAX);
-                            let lease = state.leases.get_or_insert_with(&key, Lease::new);
-                            lease.add(
-                                reply.granted - cost,
-                                u64::from(batch),
-                                self.now_us().saturating_add(ttl),
-                            );
-                        }
-                    }
                     if !reply.wait.is_zero() {
                         emit_throttled(&state.name, reply.wait);
                     }
@@ -338,30 +346,100 @@ impl Bound {
         }
     }
 
+    fn lease_ttl_us(&self) -> u64 {
+        u64::try_from(self.config.lease_ttl.as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// A call that found no leased permit: takes a lease (one fetch at a
+    /// time; the others wait for it, at most the store timeout) and spends
+    /// one permit of it.
+    async fn lease(self: Arc<Self>, tier: usize, key: String, batch: u32) -> Verdict {
+        let Some(state) = self.tiers.get(tier) else {
+            return Verdict::Allow {
+                delay: Duration::ZERO,
+            };
+        };
+        let batch = u64::from(batch);
+        let lease = state.leases.get_or_insert_with(&key, Lease::new);
+        let Ok(_guard) = tokio::time::timeout(self.config.timeout, lease.fetch.lock()).await else {
+            // The fetch ahead of this call has taken the whole timeout.
+            return self.fallback(state, &key);
+        };
+        let now = self.now_us();
+        if lease.take(now).is_some() {
+            return Verdict::Allow {
+                delay: Duration::ZERO,
+            };
+        }
+        if let Some(retry_after) = lease.denied(now) {
+            emit_rejected(&state.name, retry_after);
+            return Verdict::Deny { retry_after };
+        }
+        match self
+            .invoke(state, &key, batch, 1, self.max_wait_us, false)
+            .await
+        {
+            Ok(reply) if reply.granted >= 1 => {
+                self.up();
+                let now = self.now_us();
+                lease.add(
+                    reply.granted - 1,
+                    batch,
+                    now,
+                    now.saturating_add(self.lease_ttl_us()),
+                );
+                if !reply.wait.is_zero() {
+                    emit_throttled(&state.name, reply.wait);
+                }
+                Verdict::Allow { delay: reply.wait }
+            }
+            Ok(reply) => {
+                self.up();
+                let until = self
+                    .now_us()
+                    .saturating_add(u64::try_from(reply.wait.as_micros()).unwrap_or(u64::MAX));
+                lease.denied_until.store(until, Ordering::Release);
+                emit_rejected(&state.name, reply.wait);
+                Verdict::Deny {
+                    retry_after: reply.wait,
+                }
+            }
+            Err(error) => {
+                self.down(&error);
+                self.fallback(state, &key)
+            }
+        }
+    }
+
     /// Takes the next lease in the background, topping the lease up to
-    /// `batch` permits.
+    /// `batch` permits, unless a fetch is already under way.
     fn prefetch(self: &Arc<Self>, tier: usize, key: String, lease: Arc<Lease>, batch: u64) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        if lease.fetching.swap(true, Ordering::AcqRel) {
+        let Ok(guard) = Arc::clone(&lease.fetch).try_lock_owned() else {
             return;
-        }
+        };
         let this = Arc::clone(self);
         runtime.spawn(async move {
-            if let Some(state) = this.tiers.get(tier) {
-                let want = batch.saturating_sub(lease.held()).max(1);
-                match this.invoke(state, &key, want, 1, 0, false).await {
-                    Ok(reply) => {
-                        this.up();
-                        let ttl =
-                            u64::try_from(this.config.lease_ttl.as_micros()).unwrap_or(u64::MAX);
-                        lease.add(reply.granted, batch, this.now_us().saturating_add(ttl));
-                    }
-                    Err(error) => this.down(&error),
+            let _guard = guard;
+            let Some(state) = this.tiers.get(tier) else {
+                return;
+            };
+            let want = batch.saturating_sub(lease.held(this.now_us())).max(1);
+            match this.invoke(state, &key, want, 1, 0, false).await {
+                Ok(reply) => {
+                    this.up();
+                    let now = this.now_us();
+                    lease.add(
+                        reply.granted,
+                        batch,
+                        now,
+                        now.saturating_add(this.lease_ttl_us()),
+                    );
                 }
+                Err(error) => this.down(&error),
             }
-            lease.fetching.store(false, Ordering::Release);
         });
     }
 
@@ -406,10 +484,13 @@ impl Bound {
         if self.degraded.load(Ordering::Acquire) && self.degraded.swap(false, Ordering::AcqRel) {
             let since = self.degraded_since.load(Ordering::Acquire);
             let degraded_for = Duration::from_micros(self.now_us().saturating_sub(since));
-            crate::observe::emit(&crate::observe::Event::StoreRecovered {
-                store: &self.config.namespace,
-                degraded_for,
-            });
+            crate::observe::emit_with(
+                &self.config.listeners,
+                &crate::observe::Event::StoreRecovered {
+                    store: &self.config.namespace,
+                    degraded_for,
+                },
+            );
         }
     }
 
@@ -419,11 +500,14 @@ impl Bound {
         if !self.degraded.load(Ordering::Acquire) && !self.degraded.swap(true, Ordering::AcqRel) {
             self.degraded_since.store(self.now_us(), Ordering::Release);
             let error = error.to_string();
-            crate::observe::emit(&crate::observe::Event::StoreDegraded {
-                store: &self.config.namespace,
-                mode: self.config.on_failure.as_str(),
-                error: &error,
-            });
+            crate::observe::emit_with(
+                &self.config.listeners,
+                &crate::observe::Event::StoreDegraded {
+                    store: &self.config.namespace,
+                    mode: self.config.on_failure.as_str(),
+                    error: &error,
+                },
+            );
         }
     }
 

@@ -108,6 +108,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{ConfigError, check};
+use crate::observe::Listeners;
 
 use super::quota_period::PeriodQuota;
 
@@ -272,9 +273,21 @@ pub struct RedisStoreBuilder {
     timeout: Duration,
     lease_ttl: Duration,
     quotas: Vec<(Cow<'static, str>, PeriodQuota)>,
+    listeners: Listeners,
 }
 
 impl RedisStoreBuilder {
+    /// Calls `listener` with the store's events
+    /// ([`StoreDegraded`](crate::observe::Event::StoreDegraded),
+    /// [`StoreRecovered`](crate::observe::Event::StoreRecovered)).
+    pub fn on_event(
+        mut self,
+        listener: impl Fn(&crate::observe::Event<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.listeners = self.listeners.with(listener);
+        self
+    }
+
     /// Prefix of every key (default `steadfast`).
     pub fn namespace(mut self, namespace: impl Into<Cow<'static, str>>) -> Self {
         self.namespace = namespace.into();
@@ -329,7 +342,11 @@ impl RedisStoreBuilder {
     /// count, a zero quota, or a tier given two quotas.
     pub fn build(self) -> Result<RedisStore, ConfigError> {
         let client = ::redis::Client::open(self.url.as_str()).map_err(|e| {
-            ConfigError::new("rate_limit.store.url", &self.url, format!("is not a Redis URL: {e}"))
+            ConfigError::new(
+                "rate_limit.store.url",
+                &self.url,
+                format!("is not a Redis URL: {e}"),
+            )
         })?;
         if self.namespace.is_empty() {
             return Err(ConfigError::new(
@@ -380,6 +397,7 @@ impl RedisStoreBuilder {
                 timeout: self.timeout,
                 lease_ttl: self.lease_ttl,
                 quotas: self.quotas,
+                listeners: self.listeners,
             }),
         })
     }
@@ -408,6 +426,7 @@ pub(crate) struct StoreConfig {
     pub(crate) timeout: Duration,
     pub(crate) lease_ttl: Duration,
     pub(crate) quotas: Vec<(Cow<'static, str>, PeriodQuota)>,
+    pub(crate) listeners: Listeners,
 }
 
 /// Where a rate limiter keeps its state when it is shared by a fleet: a
@@ -430,6 +449,7 @@ impl RedisStore {
             timeout: DEFAULT_TIMEOUT,
             lease_ttl: DEFAULT_LEASE_TTL,
             quotas: Vec::new(),
+            listeners: Listeners::none(),
         }
     }
 }

@@ -104,10 +104,12 @@ if k < min then
 end
 
 local new_tat = tat + interval * k
-redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
+-- Expires once the allowance is full again, with a second's margin for
+-- a caller's clock that runs apart from the server's.
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
 if qkey then
   used = used + k
-  redis.call('SET', qkey, string.format('%.0f', used), 'PX', (reset * 1000000 - now) / 1000 + 3600000)
+  redis.call('SET', qkey, string.format('%.0f', used), 'PX', math.ceil((reset * 1000000 - now) / 1000) + 3600000)
 end
 local remaining = math.floor((now + tau - new_tat) / interval)
 if remaining < 0 then remaining = 0 end
