@@ -213,7 +213,7 @@ where
                         return Poll::Ready(Err(RateLimited::new(Duration::ZERO).into()));
                     };
                     match w.limiter.check() {
-                        Ok(()) => {
+                        Ok(_) => {
                             let Some(Waiter {
                                 mut service,
                                 request,

@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
-use super::clock::TokioClock;
 use super::quota::Quota;
-use super::state::{Limiter, Limits, Store, Tier, TierFn, Tiers};
+use super::state::{Limits, Store, Tier, TierFn, Tiers, new_limiter};
 use super::{ByKey, Global, Mode, RateLimit, RateLimitHandle};
 use crate::error::{ConfigError, check};
 use crate::keyed::KeyedRegistry;
@@ -234,7 +233,7 @@ impl<K, F> RateLimitLayerBuilder<K, F> {
         } else {
             Store::Global(
                 list.iter()
-                    .map(|tier| Arc::new(Limiter::direct_with_clock(tier.governor, TokioClock)))
+                    .map(|tier| Arc::new(new_limiter(tier.governor)))
                     .collect(),
             )
         };

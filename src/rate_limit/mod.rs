@@ -99,6 +99,7 @@ mod quota_period;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
+pub mod report;
 mod state;
 
 pub use layer::{RateLimitLayer, RateLimitLayerBuilder};

@@ -21,7 +21,7 @@ use crate::rate_limit::Mode;
 use crate::rate_limit::clock::TokioClock;
 use crate::rate_limit::quota::Quota;
 use crate::rate_limit::quota_period::PeriodQuota;
-use crate::rate_limit::state::{Limiter, Tier, emit_rejected, emit_throttled};
+use crate::rate_limit::state::{Limiter, Tier, emit_rejected, emit_throttled, new_limiter};
 use crate::timeout::{Timeout, TimeoutLayer};
 
 /// How long a fail-closed refusal asks the caller to wait.
@@ -46,6 +46,8 @@ struct Lease {
     /// Until when the store refused: a refusal holds for its retry-after,
     /// whatever other replicas do, so it is answered here meanwhile.
     denied_until: AtomicU64,
+    /// What the store had left after the last fetch, for the headers.
+    store_remaining: AtomicU64,
     fetch: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -55,6 +57,7 @@ impl Lease {
             permits: AtomicU64::new(0),
             expires: AtomicU64::new(0),
             denied_until: AtomicU64::new(0),
+            store_remaining: AtomicU64::new(0),
             fetch: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
@@ -110,6 +113,58 @@ struct TierState {
     local: KeyedRegistry<String, Limiter>,
     local_quota: governor::Quota,
     leases: KeyedRegistry<String, Lease>,
+}
+
+impl TierState {
+    fn interval(&self) -> Duration {
+        Duration::from_micros(u64::try_from(self.interval_us).unwrap_or(0))
+    }
+
+    fn allowance(
+        &self,
+        remaining: u64,
+        quota: Option<crate::rate_limit::report::QuotaAllowance>,
+    ) -> crate::rate_limit::report::Allowance {
+        let burst = u64::try_from(self.burst).unwrap_or(0);
+        let empty = u32::try_from(burst.saturating_sub(remaining)).unwrap_or(u32::MAX);
+        crate::rate_limit::report::Allowance {
+            tier: self.name.clone(),
+            limit: burst,
+            remaining: remaining.min(burst),
+            reset: self.interval().saturating_mul(empty),
+            window: self
+                .interval()
+                .saturating_mul(u32::try_from(burst).unwrap_or(u32::MAX)),
+            quota,
+        }
+    }
+
+    /// Reports a reply to a listening slot; `held` permits are in this
+    /// replica's lease.
+    fn report(&self, reply: &Reply, held: u64) {
+        crate::rate_limit::report::report(|| {
+            let quota = self
+                .quota
+                .map(|_| crate::rate_limit::report::QuotaAllowance {
+                    limit: reply.limit,
+                    remaining: reply.limit.saturating_sub(reply.used).saturating_add(held),
+                    reset: Duration::from_micros(
+                        reply
+                            .reset_unix
+                            .saturating_mul(1_000_000)
+                            .saturating_sub(reply.now_us),
+                    ),
+                });
+            let mut allowance = self.allowance(reply.remaining.saturating_add(held), quota);
+            if reply.granted == 0 {
+                allowance.remaining = 0;
+                allowance.reset = reply.wait;
+            } else {
+                allowance.reset = reply.full_in;
+            }
+            allowance
+        });
+    }
 }
 
 type StoreService = CircuitBreaker<Timeout<ScriptService>>;
@@ -246,6 +301,8 @@ impl<K> Remote<K> {
                 if let Some(lease) = state.leases.get(&name) {
                     let now = bound.now_us();
                     if let Some(left) = lease.take(now) {
+                        let remaining = lease.store_remaining.load(Ordering::Relaxed) + left;
+                        crate::rate_limit::report::report(|| state.allowance(remaining, None));
                         if left <= u64::from(batch) / 2 {
                             bound.prefetch(tier, name, lease, u64::from(batch));
                         }
@@ -327,6 +384,7 @@ impl Bound {
         {
             Ok(reply) => {
                 self.up();
+                state.report(&reply, 0);
                 if reply.granted >= cost {
                     if !reply.wait.is_zero() {
                         emit_throttled(&state.name, reply.wait);
@@ -381,6 +439,10 @@ impl Bound {
         {
             Ok(reply) if reply.granted >= 1 => {
                 self.up();
+                lease
+                    .store_remaining
+                    .store(reply.remaining, Ordering::Relaxed);
+                state.report(&reply, reply.granted - 1);
                 let now = self.now_us();
                 lease.add(
                     reply.granted - 1,
@@ -395,6 +457,7 @@ impl Bound {
             }
             Ok(reply) => {
                 self.up();
+                state.report(&reply, 0);
                 let until = self
                     .now_us()
                     .saturating_add(u64::try_from(reply.wait.as_micros()).unwrap_or(u64::MAX));
@@ -430,6 +493,9 @@ impl Bound {
             match this.invoke(state, &key, want, 1, 0, false).await {
                 Ok(reply) => {
                     this.up();
+                    lease
+                        .store_remaining
+                        .store(reply.remaining, Ordering::Relaxed);
                     let now = this.now_us();
                     lease.add(
                         reply.granted,
@@ -460,7 +526,7 @@ impl Bound {
                 let quota = state.local_quota;
                 let checked = state.local.with(
                     &key,
-                    || Limiter::direct_with_clock(quota, TokioClock),
+                    || new_limiter(quota),
                     |limiter| {
                         limiter
                             .check()

@@ -5,7 +5,7 @@
 --       max_wait_us, quota_limit, quota_period (0 none, 1 day, 2 month),
 --       peek (1: read only).
 -- Returns {granted, wait_us, remaining, quota_used, quota_limit,
---          quota_reset_s, full_in_us}.
+--          quota_reset_s, full_in_us, now_us}.
 local now = tonumber(ARGV[1])
 if now < 0 then
   local t = redis.call('TIME')
@@ -78,7 +78,7 @@ if qperiod > 0 then
   if qleft < 0 then qleft = 0 end
 end
 if peek == 1 then
-  return {0, 0, avail, used, qlimit, reset, tat - now}
+  return {0, 0, avail, used, qlimit, reset, tat - now, now}
 end
 
 local k = want
@@ -94,11 +94,11 @@ if qleft >= 0 and qleft < k then k = qleft end
 local wait = 0
 if k < min then
   if qleft >= 0 and qleft < min then
-    return {0, reset * 1000000 - now, avail, used, qlimit, reset, tat - now}
+    return {0, reset * 1000000 - now, avail, used, qlimit, reset, tat - now, now}
   end
   wait = tat + interval * min - tau - now
   if wait > max_wait or min > burst then
-    return {0, wait, avail, used, qlimit, reset, tat - now}
+    return {0, wait, avail, used, qlimit, reset, tat - now, now}
   end
   k = min
 end
@@ -113,4 +113,4 @@ if qkey then
 end
 local remaining = math.floor((now + tau - new_tat) / interval)
 if remaining < 0 then remaining = 0 end
-return {k, wait, remaining, used, qlimit, reset, new_tat - now}
+return {k, wait, remaining, used, qlimit, reset, new_tat - now, now}

@@ -30,12 +30,14 @@ pub(super) struct Reply {
     pub(super) limit: u64,
     pub(super) reset_unix: u64,
     pub(super) full_in: Duration,
+    /// The script's clock, in microseconds since the epoch.
+    pub(super) now_us: u64,
 }
 
 impl Reply {
-    /// Reads the script's seven integers; anything else is an error.
+    /// Reads the script's eight integers; anything else is an error.
     pub(super) fn parse(values: &[i64]) -> Option<Self> {
-        let &[granted, wait, remaining, used, limit, reset, full_in] = values else {
+        let &[granted, wait, remaining, used, limit, reset, full_in, now] = values else {
             return None;
         };
         let pos = |v: i64| u64::try_from(v).unwrap_or(0);
@@ -47,6 +49,7 @@ impl Reply {
             limit: pos(limit),
             reset_unix: pos(reset),
             full_in: Duration::from_micros(pos(full_in)),
+            now_us: pos(now),
         })
     }
 }
@@ -121,7 +124,7 @@ mod tests {
     #[test]
     fn replies_of_the_wrong_shape_are_refused() {
         assert_eq!(Reply::parse(&[1, 2, 3]), None);
-        let reply = Reply::parse(&[1, -5, 3, 4, 5, 6, -7]).unwrap();
+        let reply = Reply::parse(&[1, -5, 3, 4, 5, 6, -7, 8]).unwrap();
         assert_eq!(reply.wait, Duration::ZERO);
         assert_eq!(reply.full_in, Duration::ZERO);
         assert_eq!(reply.granted, 1);
