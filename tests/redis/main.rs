@@ -760,3 +760,65 @@ fn bad_store_settings_are_config_errors() {
         .unwrap_err();
     assert_eq!(fast.field(), "rate_limit.quota.period");
 }
+
+#[test]
+fn rate_limit_headers_come_from_the_store() {
+    use steadfast::http::{ErrorResponseLayer, RateLimitHeadersLayer};
+    use tower::ServiceBuilder;
+
+    let server = server!();
+    let rt = runtime();
+    rt.block_on(async {
+        let clock = HandClock::at(unix(2026, 6, 30, 23, 0, 0));
+        let store = RedisStore::builder(server.url())
+            .namespace("headers")
+            .clock(clock.store_clock())
+            .quota("default", PeriodQuota::per_month(3))
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        let service = ServiceBuilder::new()
+            .layer(RateLimitHeadersLayer::new().legacy(true))
+            .layer(ErrorResponseLayer::new())
+            .layer(
+                RateLimitLayer::builder()
+                    .quota(Quota::per_minute(60).burst(5))
+                    .store(store)
+                    .build()
+                    .unwrap(),
+            )
+            .service(service_fn(|_: http::Request<()>| async {
+                Ok::<_, BoxError>(http::Response::new(String::new()))
+            }));
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            let response = service.clone().oneshot(http::Request::new(())).await.unwrap();
+            let h = response.headers();
+            seen.push((
+                response.status().as_u16(),
+                h["ratelimit"].to_str().unwrap().to_owned(),
+                h["x-ratelimit-remaining"].to_str().unwrap().to_owned(),
+                h.get("retry-after").map(|v| v.to_str().unwrap().to_owned()),
+            ));
+            assert_eq!(
+                h["ratelimit-policy"],
+                "\"default\";q=5;w=5, \"default-quota\";q=3"
+            );
+        }
+        let month_left = 3600;
+        assert_eq!(
+            seen,
+            [
+                (200, format!("\"default\";r=4;t=1, \"default-quota\";r=2;t={month_left}"), "2".into(), None),
+                (200, format!("\"default\";r=3;t=2, \"default-quota\";r=1;t={month_left}"), "1".into(), None),
+                (200, format!("\"default\";r=2;t=3, \"default-quota\";r=0;t={month_left}"), "0".into(), None),
+                (
+                    429,
+                    format!("\"default\";r=0;t={month_left}, \"default-quota\";r=0;t={month_left}"),
+                    "0".into(),
+                    Some(month_left.to_string())
+                ),
+            ]
+        );
+    });
+}
