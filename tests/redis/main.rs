@@ -792,7 +792,11 @@ fn rate_limit_headers_come_from_the_store() {
             }));
         let mut seen = Vec::new();
         for _ in 0..4 {
-            let response = service.clone().oneshot(http::Request::new(())).await.unwrap();
+            let response = service
+                .clone()
+                .oneshot(http::Request::new(()))
+                .await
+                .unwrap();
             let h = response.headers();
             seen.push((
                 response.status().as_u16(),
@@ -809,9 +813,24 @@ fn rate_limit_headers_come_from_the_store() {
         assert_eq!(
             seen,
             [
-                (200, format!("\"default\";r=4;t=1, \"default-quota\";r=2;t={month_left}"), "2".into(), None),
-                (200, format!("\"default\";r=3;t=2, \"default-quota\";r=1;t={month_left}"), "1".into(), None),
-                (200, format!("\"default\";r=2;t=3, \"default-quota\";r=0;t={month_left}"), "0".into(), None),
+                (
+                    200,
+                    format!("\"default\";r=4;t=1, \"default-quota\";r=2;t={month_left}"),
+                    "2".into(),
+                    None
+                ),
+                (
+                    200,
+                    format!("\"default\";r=3;t=2, \"default-quota\";r=1;t={month_left}"),
+                    "1".into(),
+                    None
+                ),
+                (
+                    200,
+                    format!("\"default\";r=2;t=3, \"default-quota\";r=0;t={month_left}"),
+                    "0".into(),
+                    None
+                ),
                 (
                     429,
                     format!("\"default\";r=0;t={month_left}, \"default-quota\";r=0;t={month_left}"),
