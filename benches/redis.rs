@@ -69,6 +69,7 @@ impl Drop for Redis {
 
 type Layered = RateLimitLayer<String, ByKey<fn(&String) -> String>>;
 
+#[allow(clippy::ptr_arg)] // The key function takes the key type by reference.
 fn key(k: &String) -> String {
     k.clone()
 }

@@ -90,14 +90,6 @@ fn api_key(request: &Request<Body>) -> String {
         .to_owned()
 }
 
-fn tier_of(key: &String) -> &'static str {
-    if key.starts_with("gold_") {
-        "gold"
-    } else {
-        "free"
-    }
-}
-
 /// One replica: its own limiter, and with `store` its own connection.
 async fn replica(store: Option<RedisStore>) -> Result<SocketAddr, steadfast::BoxError> {
     let builder = RateLimitLayer::builder()
@@ -105,7 +97,13 @@ async fn replica(store: Option<RedisStore>) -> Result<SocketAddr, steadfast::Box
         .tier("gold", GOLD)
         .default_tier("free")
         .key(api_key)
-        .tier_of(tier_of);
+        .tier_of(|key: &String| {
+            if key.starts_with("gold_") {
+                "gold"
+            } else {
+                "free"
+            }
+        });
     let limit = match store {
         Some(store) => builder.store(store).build()?,
         None => builder.build()?,

@@ -89,7 +89,7 @@ pub struct RateLimitLayerBuilder<K = (), F = Global> {
     max_keys: u64,
     idle: Option<Duration>,
     #[cfg(feature = "redis")]
-    store: Option<(super::redis::RedisStore, Option<fn(&K, &mut String)>)>,
+    store: Option<(super::redis::RedisStore, Option<super::redis::EncodeKey<K>>)>,
 }
 
 impl<K, F> RateLimitLayerBuilder<K, F> {

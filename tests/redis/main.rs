@@ -171,6 +171,7 @@ fn gcra_in_redis_answers_as_the_local_limiter_does() {
 
 type Fleet = RateLimitLayer<String, ByKey<fn(&String) -> String>>;
 
+#[allow(clippy::ptr_arg)] // The key function takes the key type by reference.
 fn client_key(client: &String) -> String {
     client.clone()
 }

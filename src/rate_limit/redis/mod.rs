@@ -209,6 +209,9 @@ impl fmt::Debug for StoreClock {
     }
 }
 
+/// Writes a key's name for the store.
+pub(crate) type EncodeKey<K> = fn(&K, &mut String);
+
 /// A key a shared store can name: written into the Redis key.
 pub trait StoreKey {
     /// Appends the key's name to `out`.
