@@ -12,7 +12,7 @@
 //!
 //! One Lua script decides atomically: GCRA (the algorithm the in-process
 //! limiter uses) over the key's theoretical arrival time, plus an optional
-//! [`PeriodQuota`](super::PeriodQuota) per UTC day or month. It is sent with
+//! [`PeriodQuota`] per UTC day or month. It is sent with
 //! `EVALSHA` and loaded again on `NOSCRIPT`. Keys are
 //! `{namespace}:{tier}:{key}:r` (the rate, expiring when the allowance is
 //! full again) and `{namespace}:{tier}:{key}:q:{period}` (the quota, expiring
