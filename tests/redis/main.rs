@@ -596,6 +596,11 @@ fn redis_stopped_mid_run_degrades_to_local_shares_and_recovers() {
     let status = handle.store_status().unwrap();
     assert!(status.degraded);
     assert!(status.failures >= 1);
+    let health = steadfast::observe::Health::new().rate_limiter("api", handle.clone());
+    let snapshot = health.snapshot();
+    let store = snapshot.rate_limiters[0].store.as_ref().unwrap();
+    assert!(store.degraded);
+    assert_eq!((store.kind, store.on_failure), ("redis", "local"));
 
     server.restart();
     let recovered = rt.block_on(async {
@@ -609,6 +614,7 @@ fn redis_stopped_mid_run_degrades_to_local_shares_and_recovers() {
         false
     });
     assert!(recovered, "the store never recovered");
+    assert!(!health.snapshot().rate_limiters[0].store.as_ref().unwrap().degraded);
     assert_eq!(*seen.lock().unwrap(), ["degraded:local", "recovered"]);
     // Decided by Redis again: the restarted server is empty.
     let usage = rt.block_on(handle.usage(&())).unwrap();
@@ -840,5 +846,70 @@ fn rate_limit_headers_come_from_the_store() {
                 ),
             ]
         );
+    });
+}
+
+/// The civil date of a day since the epoch.
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[test]
+fn quota_periods_end_at_the_next_utc_midnight_and_first_of_the_month() {
+    let server = server!();
+    let rt = runtime();
+    let clock = HandClock::at(0);
+    let (day, month) = rt.block_on(async {
+        let layer = |namespace: &'static str, quota: PeriodQuota| {
+            let store = RedisStore::builder(server.url())
+                .namespace(namespace)
+                .clock(clock.store_clock())
+                .quota("default", quota)
+                .timeout(Duration::from_secs(2))
+                .build()
+                .unwrap();
+            RateLimitLayer::builder()
+                .quota(Quota::per_second(1))
+                .store(store)
+                .build()
+                .unwrap()
+        };
+        (
+            layer("cal-day", PeriodQuota::per_day(1)).handle(),
+            layer("cal-month", PeriodQuota::per_month(1)).handle(),
+        )
+    });
+    // Pseudo-random instants from 1970 to 2199, plus the edges of months.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut instants: Vec<u64> = (0..300)
+        .map(|_| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            (seed >> 11) % unix(2200, 1, 1, 0, 0, 0)
+        })
+        .collect();
+    for (y, m) in [(2000, 2), (2000, 3), (2100, 2), (2100, 3), (2024, 12), (2025, 1)] {
+        instants.push(unix(y, m, 1, 0, 0, 0));
+        instants.push(unix(y, m, 1, 0, 0, 0) - 1);
+    }
+    rt.block_on(async {
+        for secs in instants {
+            clock.0.store(secs * 1_000_000 + 999_999, Ordering::SeqCst);
+            let days = (secs / 86_400) as i64;
+            let (y, m, _) = civil_from_days(days);
+            let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+            let next_month = days_from_civil(ny, nm, 1) as u64 * 86_400;
+            let next_day = (secs / 86_400 + 1) * 86_400;
+            let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+            assert_eq!(day.usage(&()).await.unwrap().reset, at(next_day), "{secs}");
+            assert_eq!(month.usage(&()).await.unwrap().reset, at(next_month), "{secs}");
+        }
     });
 }
