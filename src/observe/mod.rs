@@ -133,7 +133,7 @@ pub mod metrics;
 pub use self::context::{CallContext, RequestId};
 pub use self::event::{Event, Listeners, Rejection};
 pub use self::health::{
-    BreakerStatus, BudgetStatus, BulkheadStatus, Health, HealthSnapshot, LimiterStatus,
+    BreakerStatus, BudgetStatus, BulkheadStatus, Health, HealthSnapshot, KeyUsage, LimiterStatus,
     PolicyStatus, Status, StoreStatus,
 };
 #[cfg(feature = "http")]

@@ -357,6 +357,16 @@ fn day_and_month_quotas_roll_over_on_the_callers_clock() {
         assert_eq!(call(&mut service).await, Err(Duration::from_secs(2)));
         let usage = handle.usage(&()).await.unwrap();
         assert_eq!((usage.used, usage.limit), (3, 3));
+        let health = steadfast::observe::Health::new().rate_limiter("api", handle.clone());
+        let snapshot = health.snapshot();
+        let seen = &snapshot.rate_limiters[0].store.as_ref().unwrap().usage;
+        assert_eq!(seen.len(), 1);
+        assert_eq!(
+            (seen[0].tier.as_str(), seen[0].key.as_str()),
+            ("default", "*")
+        );
+        assert_eq!((seen[0].used, seen[0].limit), (3, 3));
+        assert_eq!(seen[0].reset_unix, unix(2026, 3, 11, 0, 0, 0));
         assert_eq!(
             usage.reset,
             UNIX_EPOCH + Duration::from_secs(unix(2026, 3, 11, 0, 0, 0))
@@ -614,7 +624,13 @@ fn redis_stopped_mid_run_degrades_to_local_shares_and_recovers() {
         false
     });
     assert!(recovered, "the store never recovered");
-    assert!(!health.snapshot().rate_limiters[0].store.as_ref().unwrap().degraded);
+    assert!(
+        !health.snapshot().rate_limiters[0]
+            .store
+            .as_ref()
+            .unwrap()
+            .degraded
+    );
     assert_eq!(*seen.lock().unwrap(), ["degraded:local", "recovered"]);
     // Decided by Redis again: the restarted server is empty.
     let usage = rt.block_on(handle.usage(&())).unwrap();
@@ -895,7 +911,14 @@ fn quota_periods_end_at_the_next_utc_midnight_and_first_of_the_month() {
             (seed >> 11) % unix(2200, 1, 1, 0, 0, 0)
         })
         .collect();
-    for (y, m) in [(2000, 2), (2000, 3), (2100, 2), (2100, 3), (2024, 12), (2025, 1)] {
+    for (y, m) in [
+        (2000, 2),
+        (2000, 3),
+        (2100, 2),
+        (2100, 3),
+        (2024, 12),
+        (2025, 1),
+    ] {
         instants.push(unix(y, m, 1, 0, 0, 0));
         instants.push(unix(y, m, 1, 0, 0, 0) - 1);
     }
@@ -909,7 +932,11 @@ fn quota_periods_end_at_the_next_utc_midnight_and_first_of_the_month() {
             let next_day = (secs / 86_400 + 1) * 86_400;
             let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
             assert_eq!(day.usage(&()).await.unwrap().reset, at(next_day), "{secs}");
-            assert_eq!(month.usage(&()).await.unwrap().reset, at(next_month), "{secs}");
+            assert_eq!(
+                month.usage(&()).await.unwrap().reset,
+                at(next_month),
+                "{secs}"
+            );
         }
     });
 }

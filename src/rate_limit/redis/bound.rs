@@ -167,6 +167,18 @@ impl TierState {
     }
 }
 
+/// The last usage the store reported for one key.
+#[derive(Default)]
+struct UsageCell {
+    used: AtomicU64,
+    limit: AtomicU64,
+    reset_unix: AtomicU64,
+    remaining: AtomicU64,
+}
+
+/// Keys whose usage health snapshots show.
+const USAGE_KEYS: u64 = 64;
+
 type StoreService = CircuitBreaker<Timeout<ScriptService>>;
 
 /// A store bound to one limiter's tiers.
@@ -181,6 +193,7 @@ pub(crate) struct Bound {
     degraded_since: AtomicU64,
     failures: AtomicU64,
     start: Instant,
+    recent: KeyedRegistry<(usize, String), UsageCell>,
 }
 
 /// The store of a limiter with keys of type `K`.
@@ -275,6 +288,7 @@ impl<K> Remote<K> {
                 degraded_since: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
                 start: Instant::now(),
+                recent: KeyedRegistry::new(USAGE_KEYS, None),
             }),
             encode,
         })
@@ -384,6 +398,7 @@ impl Bound {
         {
             Ok(reply) => {
                 self.up();
+                self.record(tier, &key, &reply);
                 state.report(&reply, 0);
                 if reply.granted >= cost {
                     if !reply.wait.is_zero() {
@@ -419,7 +434,9 @@ impl Bound {
         };
         let batch = u64::from(batch);
         let lease = state.leases.get_or_insert_with(&key, Lease::new);
-        let Ok(_guard) = tokio::time::timeout(self.config.timeout, lease.fetch.lock()).await else {
+        // Waiting for the fetch ahead and fetching share one timeout.
+        let deadline = Instant::now() + self.config.timeout;
+        let Ok(_guard) = tokio::time::timeout_at(deadline, lease.fetch.lock()).await else {
             // The fetch ahead of this call has taken the whole timeout.
             return self.fallback(state, &key);
         };
@@ -433,12 +450,16 @@ impl Bound {
             emit_rejected(&state.name, retry_after);
             return Verdict::Deny { retry_after };
         }
-        match self
-            .invoke(state, &key, batch, 1, self.max_wait_us, false)
-            .await
-        {
+        let fetched = tokio::time::timeout_at(
+            deadline,
+            self.invoke(state, &key, batch, 1, self.max_wait_us, false),
+        )
+        .await
+        .unwrap_or_else(|_| Err(crate::error::Elapsed::new().into()));
+        match fetched {
             Ok(reply) if reply.granted >= 1 => {
                 self.up();
+                self.record(tier, &key, &reply);
                 lease
                     .store_remaining
                     .store(reply.remaining, Ordering::Relaxed);
@@ -457,6 +478,7 @@ impl Bound {
             }
             Ok(reply) => {
                 self.up();
+                self.record(tier, &key, &reply);
                 state.report(&reply, 0);
                 let until = self
                     .now_us()
@@ -546,6 +568,17 @@ impl Bound {
         }
     }
 
+    /// Keeps `reply` as `key`'s latest usage, for health snapshots.
+    fn record(&self, tier: usize, key: &str, reply: &Reply) {
+        let cell = self
+            .recent
+            .get_or_insert_with(&(tier, key.to_owned()), UsageCell::default);
+        cell.used.store(reply.used, Ordering::Relaxed);
+        cell.limit.store(reply.limit, Ordering::Relaxed);
+        cell.reset_unix.store(reply.reset_unix, Ordering::Relaxed);
+        cell.remaining.store(reply.remaining, Ordering::Relaxed);
+    }
+
     fn up(&self) {
         if self.degraded.load(Ordering::Acquire) && self.degraded.swap(false, Ordering::AcqRel) {
             let since = self.degraded_since.load(Ordering::Acquire);
@@ -612,6 +645,22 @@ impl Bound {
             breaker: self.breaker.state().as_str(),
             round_trips: self.connector.round_trips.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
+            usage: self
+                .recent
+                .entries()
+                .into_iter()
+                .map(|((tier, key), cell)| crate::observe::KeyUsage {
+                    tier: self
+                        .tiers
+                        .get(tier)
+                        .map_or_else(String::new, |t| t.name.to_string()),
+                    key,
+                    used: cell.used.load(Ordering::Relaxed),
+                    limit: cell.limit.load(Ordering::Relaxed),
+                    reset_unix: cell.reset_unix.load(Ordering::Relaxed),
+                    remaining_burst: cell.remaining.load(Ordering::Relaxed),
+                })
+                .collect(),
         }
     }
 
