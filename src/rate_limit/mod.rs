@@ -17,6 +17,12 @@
 //! at most [`max_keys`](RateLimitLayerBuilder::max_keys) keys, and keys left
 //! idle are dropped.
 //!
+//! The state lives in the process by default. With feature `redis`,
+//! `RateLimitLayerBuilder::store` keeps it in Redis instead, shared by
+//! every replica of a service, with optional quotas per UTC day or month
+//! (see the `redis` module). Either way, [`report`] tells a layer outside
+//! what the limiter decided, for the `RateLimit` response headers.
+//!
 //! ```
 //! use steadfast::error::RateLimited;
 //! use steadfast::rate_limit::{Quota, RateLimitLayer};

@@ -668,3 +668,41 @@ impl Bound {
         self.connector.round_trips.load(Ordering::Relaxed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_holds_at_most_its_batch_and_lapses() {
+        let lease = Lease::new();
+        assert_eq!(lease.take(0), None, "an empty lease grants nothing");
+        lease.add(7, 5, 0, 100);
+        assert_eq!(lease.held(0), 5, "never more than the batch");
+        assert_eq!(lease.take(10), Some(4));
+        lease.add(3, 5, 10, 200);
+        assert_eq!(lease.held(10), 5);
+        for left in (0..5).rev() {
+            assert_eq!(lease.take(150), Some(left));
+        }
+        assert_eq!(lease.take(150), None);
+        lease.add(2, 5, 150, 300);
+        assert_eq!(lease.take(300), None, "lapsed at its expiry");
+        assert_eq!(lease.held(300), 0);
+        lease.add(1, 5, 300, 400);
+        assert_eq!(
+            lease.held(300),
+            1,
+            "lapsed permits are replaced, not added to"
+        );
+    }
+
+    #[test]
+    fn a_refusal_holds_until_its_retry_after() {
+        let lease = Lease::new();
+        assert_eq!(lease.denied(0), None);
+        lease.denied_until.store(1_000, Ordering::Release);
+        assert_eq!(lease.denied(400), Some(Duration::from_micros(600)));
+        assert_eq!(lease.denied(1_000), None);
+    }
+}
