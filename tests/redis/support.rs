@@ -46,7 +46,10 @@ impl RedisServer {
             if required() {
                 panic!("{message}; CI is set, so this test fails");
             }
-            eprintln!("SKIPPED: {message}");
+            // Straight to stderr, past the test harness's capture, so that
+            // the skip shows in the output.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "SKIPPED: {message}");
             return None;
         }
         Some(server)
