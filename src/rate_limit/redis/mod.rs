@@ -14,14 +14,15 @@
 //! limiter uses) over the key's theoretical arrival time, plus an optional
 //! [`PeriodQuota`] per UTC day or month. It is sent with
 //! `EVALSHA` and loaded again on `NOSCRIPT`. Keys are
-//! `{namespace}:{tier}:{key}:r` (the rate, expiring when the allowance is
-//! full again) and `{namespace}:{tier}:{key}:q:{period}` (the quota, expiring
+//! `{namespace}:{tier}:{key}:r` (the rate, expiring a second after the
+//! allowance is full again) and `{namespace}:{tier}:{key}:q:{period}` (the quota, expiring
 //! an hour after its period ends). The script reads the server's clock
 //! (`TIME`) unless told to use the caller's ([`StoreClock::Caller`]), so
 //! replicas' clocks do not matter. It takes a cost above one for weighted
 //! calls ([`RateLimitHandle::check_n`](super::RateLimitHandle::check_n)),
 //! and in [`Mode::Throttle`](super::Mode::Throttle) reserves a slot up to
-//! `max_delay` ahead. A value it cannot read under its keys (another
+//! `max_delay` ahead (a throttled call dropped while it waits leaves its
+//! slot spent: the store has no way to hand it back cheaply). A value it cannot read under its keys (another
 //! type, text, a time far in the future) counts as absent and is
 //! overwritten. The quota key is built inside the script, so a Redis
 //! Cluster needs the whole namespace on one shard (wrap it in a hash tag,
@@ -55,7 +56,8 @@
 //! its share of each tier (`1 / replicas` of its rate and burst) with the
 //! in-process limiter; [`FailMode::FailOpen`] admits every call;
 //! [`FailMode::FailClosed`] refuses every call. Period quotas are not
-//! counted while degraded. Entering and leaving the degraded state are
+//! counted while degraded, and the local share refuses rather than
+//! throttles. Entering and leaving the degraded state are
 //! [`Event::StoreDegraded`](crate::observe::Event::StoreDegraded) and
 //! [`Event::StoreRecovered`](crate::observe::Event::StoreRecovered), a
 //! metric, and the `store` field of the limiter's health status.
