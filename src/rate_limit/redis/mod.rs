@@ -24,9 +24,9 @@
 //! `max_delay` ahead (a throttled call dropped while it waits leaves its
 //! slot spent: the store has no way to hand it back cheaply). A value it
 //! cannot read under its keys (another type, text, a time far in the
-//! future) counts as absent and is overwritten. The quota key is built inside the script, so a Redis
-//! Cluster needs the whole namespace on one shard (wrap it in a hash tag,
-//! `{limits}`).
+//! future) counts as absent and is overwritten. The quota key is built
+//! inside the script, so a Redis Cluster needs the whole namespace on one
+//! shard (wrap it in a hash tag, `{limits}`).
 //!
 //! # Exact and leased
 //!
