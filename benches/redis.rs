@@ -223,10 +223,13 @@ fn main() {
                 .map(|_| layer(tier, Some(store(&redis, &format!("o-{name}"), consistency))))
                 .collect();
             let (_, admitted) = fleet(layers, per_replica).await;
+            let bound = match consistency {
+                Consistency::Leased { batch } => format!("; bound +{}", 4 * batch),
+                _ => String::new(),
+            };
             println!(
-                "  redis {name:<11}admitted {admitted:>5}  ({:+}; bound for leased: +{})",
-                admitted as i64 - 1000,
-                4 * 50
+                "  redis {name:<11}admitted {admitted:>5}  ({:+}{bound})",
+                admitted as i64 - 1000
             );
         }
     });

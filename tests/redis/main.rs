@@ -628,7 +628,10 @@ fn redis_stopped_mid_run_degrades_to_local_shares_and_recovers() {
         (false, longest)
     });
     assert!(recovered, "the store never recovered");
-    assert!(longest <= timeout + SLACK, "a call waited {longest:?} while recovering");
+    assert!(
+        longest <= timeout + SLACK,
+        "a call waited {longest:?} while recovering"
+    );
     assert!(
         !health.snapshot().rate_limiters[0]
             .store
