@@ -15,6 +15,7 @@
 //! | [`PropagateDeadlineLayer`] | client | writes the time left into a request header |
 //! | [`ServerDeadlineLayer`] | server | bounds a handler by that header, clamped to the server's maximum |
 //! | [`ErrorResponseLayer`] | server | circuit open, bulkhead full → 503, rate limited → 429 (with `Retry-After`), deadline → 504 |
+//! | `RateLimitHeadersLayer` | server | the `RateLimit-Policy` and `RateLimit` fields (feature `rate-limit`), optionally `X-RateLimit-*` |
 //! | [`RouteTable`] | client | method + host + path pattern → policy, each route with its own state |
 //!
 //! # Classification
@@ -121,6 +122,8 @@ pub(crate) mod classify;
 mod deadline;
 pub(crate) mod error_response;
 mod parts;
+#[cfg(feature = "rate-limit")]
+mod rate_limit_headers;
 pub(crate) mod replay;
 mod retry_after;
 mod route;
@@ -135,6 +138,11 @@ pub use self::error_response::{
     ErrorAnswer, ErrorResponse, ErrorResponseFuture, ErrorResponseLayer,
 };
 pub use self::parts::RequestParts;
+#[cfg(feature = "rate-limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
+pub use self::rate_limit_headers::{
+    RateLimitHeaders, RateLimitHeadersFuture, RateLimitHeadersLayer,
+};
 pub use self::replay::{BufferFuture, BufferRequestBody, BufferRequestBodyLayer, HttpReplay};
 pub use self::retry_after::{parse_retry_after, retry_after};
 pub use self::route::{Route, RouteService, RouteTable, RouteTableBuilder};

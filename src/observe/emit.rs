@@ -320,6 +320,28 @@ fn trace(event: &Event<'_>, call: Option<&Call>) {
             copy,
             "hedged copy won"
         ),
+        Event::StoreDegraded { store, mode, error } => event!(
+            call,
+            warn,
+            "steadfast::rate_limit",
+            layer = "rate_limit",
+            store,
+            mode,
+            error,
+            "rate limit store failed; deciding by the fail mode"
+        ),
+        Event::StoreRecovered {
+            store,
+            degraded_for,
+        } => event!(
+            call,
+            info,
+            "steadfast::rate_limit",
+            layer = "rate_limit",
+            store,
+            degraded_ms = ms(degraded_for),
+            "rate limit store recovered"
+        ),
         // Reported by the observe layer itself, which has the fields.
         Event::SlowCall { .. } | Event::CallEnded { .. } => {}
     }

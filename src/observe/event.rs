@@ -193,6 +193,23 @@ pub enum Event<'a> {
         /// Its verdict.
         verdict: Verdict,
     },
+    /// A rate limiter's shared store failed; its limiter decides by its
+    /// fail mode until the store answers again.
+    StoreDegraded {
+        /// The store's namespace.
+        store: &'a str,
+        /// The fail mode now in force: `fail_open`, `fail_closed`, `local`.
+        mode: &'static str,
+        /// The failure.
+        error: &'a str,
+    },
+    /// A rate limiter's shared store answered again after failing.
+    StoreRecovered {
+        /// The store's namespace.
+        store: &'a str,
+        /// How long it was degraded.
+        degraded_for: Duration,
+    },
     /// A watched call ended.
     CallEnded {
         /// The policy's name.
@@ -224,6 +241,8 @@ impl Event<'_> {
             Event::HedgeWon { .. } => "hedge_won",
             Event::LimitChanged { .. } => "limit_changed",
             Event::SlowCall { .. } => "slow_call",
+            Event::StoreDegraded { .. } => "store_degraded",
+            Event::StoreRecovered { .. } => "store_recovered",
             Event::CallEnded { .. } => "call_ended",
         }
     }

@@ -54,6 +54,11 @@ pub const ADAPTIVE_IN_FLIGHT: &str = "steadfast_adaptive_in_flight";
 /// Adaptive limit changes, by `name` and `reason` (`window`, `probe`,
 /// `probe_done`).
 pub const ADAPTIVE_LIMIT_CHANGES: &str = "steadfast_adaptive_limit_changes_total";
+/// 1 while a rate limit store is degraded, 0 once it recovers, by `store`.
+pub const STORE_DEGRADED: &str = "steadfast_rate_limit_store_degraded";
+/// Rate limit store transitions, by `store` and `to` (`degraded`,
+/// `recovered`).
+pub const STORE_TRANSITIONS: &str = "steadfast_rate_limit_store_transitions_total";
 /// Calls slower than their route's threshold, by `policy`, `route`.
 pub const SLOW_CALLS: &str = "steadfast_slow_calls_total";
 
@@ -180,6 +185,16 @@ pub(crate) fn record(event: &Event<'_>, call: Option<(&str, &str)>) {
         }
         Event::LimitChanged { name, reason, .. } => {
             counter!(ADAPTIVE_LIMIT_CHANGES, "name" => name.to_owned(), "reason" => reason)
+                .increment(1);
+        }
+        Event::StoreDegraded { store, .. } => {
+            gauge!(STORE_DEGRADED, "store" => store.to_owned()).set(1.0);
+            counter!(STORE_TRANSITIONS, "store" => store.to_owned(), "to" => "degraded")
+                .increment(1);
+        }
+        Event::StoreRecovered { store, .. } => {
+            gauge!(STORE_DEGRADED, "store" => store.to_owned()).set(0.0);
+            counter!(STORE_TRANSITIONS, "store" => store.to_owned(), "to" => "recovered")
                 .increment(1);
         }
         Event::CallEnded { .. } => {}

@@ -133,8 +133,8 @@ pub mod metrics;
 pub use self::context::{CallContext, RequestId};
 pub use self::event::{Event, Listeners, Rejection};
 pub use self::health::{
-    AdaptiveStatus, BreakerStatus, BudgetStatus, BulkheadStatus, Health, HealthSnapshot,
-    LimiterStatus, PolicyStatus, Status,
+    AdaptiveStatus, BreakerStatus, BudgetStatus, BulkheadStatus, Health, HealthSnapshot, KeyUsage,
+    LimiterStatus, PolicyStatus, Status, StoreStatus,
 };
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]

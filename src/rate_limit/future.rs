@@ -43,6 +43,47 @@ pin_project! {
         Rejected {
             retry_after: Duration,
         },
+        // A shared store is deciding; the call waits here for its answer.
+        Remote {
+            check: StoreCheck,
+            pending: Option<Pending<F, S, Req>>,
+        },
+        // The store reserved a slot `delay` ahead.
+        Delayed {
+            sleep: Pin<Box<Sleep>>,
+            pending: Option<Pending<F, S, Req>>,
+        },
+    }
+}
+
+/// What a shared store decided for one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) enum Verdict {
+    /// Call, after `delay` (zero unless throttled).
+    Allow { delay: Duration },
+    /// Refuse; the caller may try again after `retry_after`.
+    Deny { retry_after: Duration },
+}
+
+/// A decision that needs a round trip to the store.
+pub(crate) type StoreCheck = Pin<Box<dyn Future<Output = Verdict> + Send>>;
+
+/// A call that waits for the store, with what it needs to go ahead.
+struct Pending<F, S, Req> {
+    service: S,
+    request: Req,
+    call: fn(&mut S, Req) -> F,
+}
+
+impl<F, S, Req> Pending<F, S, Req> {
+    fn call(self) -> F {
+        let Pending {
+            mut service,
+            request,
+            call,
+        } = self;
+        call(&mut service, request)
     }
 }
 
@@ -67,6 +108,25 @@ impl<F, S, Req> ResponseFuture<F, S, Req> {
     pub(crate) fn rejected(retry_after: Duration) -> Self {
         Self {
             state: State::Rejected { retry_after },
+        }
+    }
+
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn remote(
+        check: StoreCheck,
+        service: S,
+        request: Req,
+        call: fn(&mut S, Req) -> F,
+    ) -> Self {
+        Self {
+            state: State::Remote {
+                check,
+                pending: Some(Pending {
+                    service,
+                    request,
+                    call,
+                }),
+            },
         }
     }
 
@@ -114,6 +174,38 @@ where
                 StateProj::Rejected { retry_after } => {
                     return Poll::Ready(Err(RateLimited::new(*retry_after).into()));
                 }
+                StateProj::Remote { check, pending } => {
+                    let verdict = ready!(check.as_mut().poll(cx));
+                    let Some(pending) = pending.take() else {
+                        return Poll::Ready(Err(RateLimited::new(Duration::ZERO).into()));
+                    };
+                    match verdict {
+                        Verdict::Allow { delay } if delay.is_zero() => {
+                            let future = pending.call();
+                            this.state.set(State::Called { future });
+                        }
+                        Verdict::Allow { delay } => {
+                            let wake = Instant::now()
+                                .checked_add(delay)
+                                .unwrap_or_else(Instant::now);
+                            this.state.set(State::Delayed {
+                                sleep: Box::pin(tokio::time::sleep_until(wake)),
+                                pending: Some(pending),
+                            });
+                        }
+                        Verdict::Deny { retry_after } => {
+                            this.state.set(State::Rejected { retry_after });
+                        }
+                    }
+                }
+                StateProj::Delayed { sleep, pending } => {
+                    ready!(sleep.as_mut().poll(cx));
+                    let Some(pending) = pending.take() else {
+                        return Poll::Ready(Err(RateLimited::new(Duration::ZERO).into()));
+                    };
+                    let future = pending.call();
+                    this.state.set(State::Called { future });
+                }
                 StateProj::Throttled { sleep, waiter } => {
                     ready!(sleep.as_mut().poll(cx));
                     let Some(w) = waiter.as_ref() else {
@@ -121,7 +213,7 @@ where
                         return Poll::Ready(Err(RateLimited::new(Duration::ZERO).into()));
                     };
                     match w.limiter.check() {
-                        Ok(()) => {
+                        Ok(_) => {
                             let Some(Waiter {
                                 mut service,
                                 request,
@@ -161,6 +253,8 @@ impl<F, S, Req> fmt::Debug for ResponseFuture<F, S, Req> {
             State::Called { .. } => "called",
             State::Throttled { .. } => "throttled",
             State::Rejected { .. } => "rejected",
+            State::Remote { .. } => "remote",
+            State::Delayed { .. } => "delayed",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)

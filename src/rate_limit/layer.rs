@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
-use super::clock::TokioClock;
 use super::quota::Quota;
-use super::state::{Limiter, Limits, Store, Tier, TierFn, Tiers};
+use super::state::{Limits, Store, Tier, TierFn, Tiers, new_limiter};
 use super::{ByKey, Global, Mode, RateLimit, RateLimitHandle};
 use crate::error::{ConfigError, check};
 use crate::keyed::KeyedRegistry;
@@ -38,6 +37,8 @@ impl RateLimitLayer {
             mode: Mode::Reject,
             max_keys: DEFAULT_MAX_KEYS,
             idle: Some(DEFAULT_IDLE),
+            #[cfg(feature = "redis")]
+            store: None,
         }
     }
 }
@@ -112,6 +113,8 @@ pub struct RateLimitLayerBuilder<K = (), F = Global> {
     mode: Mode,
     max_keys: u64,
     idle: Option<Duration>,
+    #[cfg(feature = "redis")]
+    store: Option<(super::redis::RedisStore, Option<super::redis::EncodeKey<K>>)>,
 }
 
 impl<K, F> RateLimitLayerBuilder<K, F> {
@@ -172,6 +175,9 @@ impl<K, F> RateLimitLayerBuilder<K, F> {
             mode: self.mode,
             max_keys: self.max_keys,
             idle: self.idle,
+            // The key type changes: `store` must be called again after `key`.
+            #[cfg(feature = "redis")]
+            store: self.store.map(|(store, _)| (store, None)),
         }
     }
 
@@ -222,6 +228,24 @@ impl<K, F> RateLimitLayerBuilder<K, F> {
         if let Some(idle) = self.idle {
             check::positive("rate_limit.idle", idle)?;
         }
+        #[cfg(feature = "redis")]
+        let remote = match self.store {
+            None => None,
+            Some((_, None)) => {
+                return Err(ConfigError::new(
+                    "rate_limit.store",
+                    "set before `key`",
+                    "call `store` after `key`",
+                ));
+            }
+            Some((store, Some(encode))) => Some(super::redis::Remote::new(
+                store.config,
+                &list,
+                self.mode,
+                self.max_keys,
+                encode,
+            )?),
+        };
         let store = if keyed {
             let idle = self.idle;
             Store::Keyed(
@@ -236,7 +260,7 @@ impl<K, F> RateLimitLayerBuilder<K, F> {
         } else {
             Store::Global(
                 list.iter()
-                    .map(|tier| Arc::new(Limiter::direct_with_clock(tier.governor, TokioClock)))
+                    .map(|tier| Arc::new(new_limiter(tier.governor)))
                     .collect(),
             )
         };
@@ -251,8 +275,22 @@ impl<K, F> RateLimitLayerBuilder<K, F> {
                 store,
                 mode: self.mode,
                 max_keys: self.max_keys,
+                #[cfg(feature = "redis")]
+                remote,
             }),
         })
+    }
+}
+
+#[cfg(feature = "redis")]
+impl<K: super::redis::StoreKey, F> RateLimitLayerBuilder<K, F> {
+    /// Keeps the limiter's state in `store`, shared by every replica that
+    /// uses the same store and namespace, instead of in the process (the
+    /// default). Call it after [`key`](Self::key).
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn store(mut self, store: super::redis::RedisStore) -> Self {
+        self.store = Some((store, Some(<K as super::redis::StoreKey>::write_key)));
+        self
     }
 }
 

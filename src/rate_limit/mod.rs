@@ -17,6 +17,12 @@
 //! at most [`max_keys`](RateLimitLayerBuilder::max_keys) keys, and keys left
 //! idle are dropped.
 //!
+//! The state lives in the process by default. With feature `redis`,
+//! `RateLimitLayerBuilder::store` keeps it in Redis instead, shared by
+//! every replica of a service, with optional quotas per UTC day or month
+//! (see the `redis` module). Either way, [`report`] tells a layer outside
+//! what the limiter decided, for the `RateLimit` response headers.
+//!
 //! ```
 //! use steadfast::error::RateLimited;
 //! use steadfast::rate_limit::{Quota, RateLimitLayer};
@@ -94,12 +100,28 @@ mod clock;
 pub mod future;
 mod layer;
 mod quota;
+#[cfg(feature = "redis")]
+mod quota_period;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
+pub mod report;
 mod state;
 
 pub use layer::{RateLimitLayer, RateLimitLayerBuilder};
 pub use quota::Quota;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use quota_period::{Period, PeriodQuota};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis::{
+    Consistency, FailMode, RedisStore, RedisStoreBuilder, StoreClock, StoreKey, Usage,
+};
 
 use future::ResponseFuture;
+#[cfg(feature = "redis")]
+use redis::Verdict;
 use state::{Limits, emit_rejected, emit_throttled};
 
 /// What to do with a call over its allowance.
@@ -220,6 +242,21 @@ where
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
         let key = self.key.key_of(&request);
+        #[cfg(feature = "redis")]
+        if let Some(remote) = &self.limits.remote {
+            let tier = self.limits.tier_index(&key);
+            return match remote.check(tier, &key, 1) {
+                redis::Quick::Done(verdict) => match verdict {
+                    Verdict::Deny { retry_after } => ResponseFuture::rejected(retry_after),
+                    Verdict::Allow { .. } => ResponseFuture::called(self.inner.call(request)),
+                },
+                redis::Quick::Ask(check) => {
+                    let clone = self.inner.clone();
+                    let ready = std::mem::replace(&mut self.inner, clone);
+                    ResponseFuture::remote(check, ready, request, S::call)
+                }
+            };
+        }
         let Err(denied) = self.limits.check(&key) else {
             return ResponseFuture::called(self.inner.call(request));
         };
@@ -300,6 +337,15 @@ where
     /// What happens to calls over their allowance.
     pub fn mode(&self) -> Mode {
         self.limits.mode
+    }
+
+    /// The state of the shared store; `None` for the in-process store.
+    pub fn store_status(&self) -> Option<crate::observe::StoreStatus> {
+        #[cfg(feature = "redis")]
+        if let Some(remote) = &self.limits.remote {
+            return Some(remote.bound.status());
+        }
+        None
     }
 }
 

@@ -9,17 +9,23 @@ use std::time::Duration;
 
 use governor::RateLimiter;
 use governor::clock::Clock;
-use governor::middleware::NoOpMiddleware;
+use governor::middleware::StateInformationMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 
 use super::Mode;
-use super::clock::{TokioClock, TokioInstant};
+use super::clock::TokioClock;
 use super::quota::Quota;
 use crate::keyed::KeyedRegistry;
 
 /// One key's GCRA state (a single atomic word) and its tier's quota.
 pub(crate) type Limiter =
-    RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<TokioInstant>>;
+    RateLimiter<NotKeyed, InMemoryState, TokioClock, StateInformationMiddleware>;
+
+/// A limiter for `quota` on tokio's clock.
+pub(crate) fn new_limiter(quota: governor::Quota) -> Limiter {
+    RateLimiter::direct_with_clock(quota, TokioClock)
+        .with_middleware::<StateInformationMiddleware>()
+}
 
 /// Maps a key to a tier index; `None` for a name that is no tier.
 pub(crate) type TierFn<K> = Box<dyn Fn(&K, &Tiers) -> Option<usize> + Send + Sync>;
@@ -56,6 +62,9 @@ pub(crate) struct Limits<K> {
     pub(crate) store: Store<K>,
     pub(crate) mode: Mode,
     pub(crate) max_keys: u64,
+    /// The shared store, when the state lives outside the process.
+    #[cfg(feature = "redis")]
+    pub(crate) remote: Option<super::redis::Remote<K>>,
 }
 
 /// A refused check: how long until a call would pass, and the limiter to
@@ -73,21 +82,12 @@ where
     /// Takes one call from `key`'s allowance, or says how long to wait.
     #[inline]
     pub(crate) fn check(&self, key: &K) -> Result<(), Denied> {
-        let tier = match &self.tier_of {
-            Some(tier_of) => match tier_of(key, &self.tiers) {
-                Some(tier) => tier,
-                None => {
-                    emit_unknown_tier();
-                    self.tiers.default
-                }
-            },
-            None => self.tiers.default,
-        };
+        let tier = self.tier_index(key);
         match &self.store {
             Store::Global(limiters) => {
                 let limiter = &limiters[tier];
-                limiter.check().map_err(|not_until| Denied {
-                    wait: not_until.wait_time_from(TokioClock.now()),
+                self.decided(tier, limiter.check()).map_err(|wait| Denied {
+                    wait,
                     limiter: Arc::clone(limiter),
                     tier,
                 })
@@ -96,16 +96,63 @@ where
                 let quota = self.tiers.list[tier].governor;
                 registries[tier].with(
                     key,
-                    |_| Limiter::direct_with_clock(quota, TokioClock),
+                    |_| new_limiter(quota),
                     |limiter| {
-                        limiter.check().map_err(|not_until| Denied {
-                            wait: not_until.wait_time_from(TokioClock.now()),
+                        self.decided(tier, limiter.check()).map_err(|wait| Denied {
+                            wait,
                             limiter: Arc::clone(limiter),
                             tier,
                         })
                     },
                 )
             }
+        }
+    }
+
+    /// Reports a decision to a listening slot; answers the wait of a
+    /// refusal.
+    #[inline]
+    fn decided(
+        &self,
+        tier: usize,
+        outcome: Result<
+            governor::middleware::StateSnapshot,
+            governor::NotUntil<<TokioClock as Clock>::Instant>,
+        >,
+    ) -> Result<(), Duration> {
+        let (remaining, wait) = match outcome {
+            Ok(snapshot) => (u64::from(snapshot.remaining_burst_capacity()), None),
+            Err(not_until) => (0, Some(not_until.wait_time_from(TokioClock.now()))),
+        };
+        super::report::report(|| {
+            let t = &self.tiers.list[tier];
+            let interval = t.quota.period() / t.quota.per_period().max(1);
+            let burst = u64::from(t.quota.burst_size());
+            let empty = u32::try_from(burst.saturating_sub(remaining)).unwrap_or(u32::MAX);
+            super::report::Allowance {
+                tier: t.name.clone(),
+                limit: burst,
+                remaining,
+                reset: wait.unwrap_or_else(|| interval.saturating_mul(empty)),
+                window: t.governor.burst_size_replenished_in(),
+                quota: None,
+            }
+        });
+        wait.map_or(Ok(()), Err)
+    }
+
+    /// The tier of `key`.
+    #[inline]
+    pub(crate) fn tier_index(&self, key: &K) -> usize {
+        match &self.tier_of {
+            Some(tier_of) => match tier_of(key, &self.tiers) {
+                Some(tier) => tier,
+                None => {
+                    emit_unknown_tier();
+                    self.tiers.default
+                }
+            },
+            None => self.tiers.default,
         }
     }
 
