@@ -23,6 +23,10 @@ pub(crate) enum WindowKind {
     Time { span: Duration, buckets: u32 },
 }
 
+/// Failed calls in a row, the last with a hint, that open the breaker
+/// for the hint alone.
+const DEFAULT_RETRY_AFTER_RUN: u64 = 5;
+
 /// Checked settings of one breaker.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
@@ -35,6 +39,9 @@ pub(crate) struct Settings {
     pub(crate) open: Duration,
     pub(crate) backoff: Option<(f64, Duration)>,
     pub(crate) retry_after_cap: Option<Duration>,
+    /// A hinted failure opens the breaker alone once it ends a run of this
+    /// many failed calls.
+    pub(crate) retry_after_run: u64,
     /// Opens after this many failed calls in a row, whatever the rates.
     pub(crate) consecutive_failures: Option<u64>,
     pub(crate) probes: u32,
@@ -144,6 +151,7 @@ pub struct CircuitBreakerBuilder<C = DefaultClassifier, M = Single> {
     open: Duration,
     backoff: Option<(f64, Duration)>,
     retry_after_cap: Option<Duration>,
+    retry_after_run: u64,
     consecutive_failures: Option<u64>,
     probes: u32,
     max_half_open_wait: Option<Duration>,
@@ -164,6 +172,7 @@ impl<M> CircuitBreakerBuilder<DefaultClassifier, M> {
             open: Duration::from_secs(60),
             backoff: None,
             retry_after_cap: None,
+            retry_after_run: DEFAULT_RETRY_AFTER_RUN,
             consecutive_failures: None,
             probes: 10,
             max_half_open_wait: None,
@@ -237,10 +246,15 @@ impl<C, M> CircuitBreakerBuilder<C, M> {
     /// `retry_after`, such as a 503 or 429 with `Retry-After`) for every
     /// caller, up to `max`:
     ///
-    /// - while closed, a failure with a hint opens the breaker at once, for
-    ///   the hint alone, whatever the rates: the callee asked not to be
-    ///   called in that period, and every call in it is refused with a
-    ///   [`CircuitOpen`](crate::error::CircuitOpen) carrying the time left;
+    /// - while closed, a failure with a hint that ends a run of
+    ///   [`retry_after_run`](Self::retry_after_run) failed calls (5 by
+    ///   default) opens the breaker at once, for the hint alone, whatever
+    ///   the rates: the callee asked not to be called in that period, and
+    ///   every call in it is refused with a
+    ///   [`CircuitOpen`](crate::error::CircuitOpen) carrying the time left.
+    ///   A lone hinted failure among successes (a brownout, where one
+    ///   overloaded replica answers 503 with `Retry-After` and the others
+    ///   answer) delays only its own retry;
     /// - a failure that opens the breaker by its rates or its run of
     ///   failures keeps it open at least as long as its hint;
     /// - a half-open probe failing with a hint reopens the breaker at once,
@@ -251,6 +265,18 @@ impl<C, M> CircuitBreakerBuilder<C, M> {
     /// [`Verdict::Transient`]: crate::classify::Verdict::Transient
     pub fn honor_retry_after(mut self, max: Duration) -> Self {
         self.retry_after_cap = Some(max);
+        self
+    }
+
+    /// How many failed calls in a row, the last of them carrying a
+    /// retry-after hint, open the breaker for that hint alone (see
+    /// [`honor_retry_after`](Self::honor_retry_after)). The default, 5, is
+    /// Envoy's `consecutive_5xx`: at a 10 % failure rate a run of 5 ends a
+    /// given call with probability 10⁻⁵, so a brownout rarely opens the
+    /// breaker while an outage that answers every call with a hint opens it
+    /// within 5 calls. `1` opens on any hinted failure. Must be at least 1.
+    pub fn retry_after_run(mut self, failures: u32) -> Self {
+        self.retry_after_run = u64::from(failures);
         self
     }
 
@@ -349,6 +375,7 @@ impl<C, M> CircuitBreakerBuilder<C, M> {
             open: self.open,
             backoff: self.backoff,
             retry_after_cap: self.retry_after_cap,
+            retry_after_run: self.retry_after_run,
             consecutive_failures: self.consecutive_failures,
             probes: self.probes,
             max_half_open_wait: self.max_half_open_wait,
@@ -370,6 +397,7 @@ impl<C, M> CircuitBreakerBuilder<C, M> {
             open: self.open,
             backoff: self.backoff,
             retry_after_cap: self.retry_after_cap,
+            retry_after_run: self.retry_after_run,
             consecutive_failures: self.consecutive_failures,
             probes: self.probes,
             max_half_open_wait: self.max_half_open_wait,
@@ -480,6 +508,8 @@ impl<C, M> CircuitBreakerBuilder<C, M> {
             .consecutive_failures
             .map(|n| check::at_least("circuit_breaker.consecutive_failures", n, 1))
             .transpose()?;
+        let retry_after_run =
+            check::at_least("circuit_breaker.retry_after_run", self.retry_after_run, 1)?;
         check::at_least("circuit_breaker.half_open_probes", self.probes, 1)?;
         at_most("circuit_breaker.half_open_probes", self.probes, MAX_PROBES)?;
         let max_half_open_wait = self
@@ -495,6 +525,7 @@ impl<C, M> CircuitBreakerBuilder<C, M> {
             open,
             backoff,
             retry_after_cap,
+            retry_after_run,
             consecutive_failures,
             probes: self.probes,
             max_half_open_wait,

@@ -24,8 +24,10 @@
 //! ([`open_backoff`](CircuitBreakerBuilder::open_backoff)). With
 //! [`honor_retry_after`](CircuitBreakerBuilder::honor_retry_after), a
 //! failure's retry-after hint (a 503 or 429 with `Retry-After`) counts for
-//! every caller: it opens the breaker at once for the period the callee
-//! asked for, or extends an opening to it. Then
+//! every caller once it ends a run of failed calls
+//! ([`retry_after_run`](CircuitBreakerBuilder::retry_after_run), 5 by
+//! default): it opens the breaker at once for the period the callee asked
+//! for, or extends an opening to it. Then
 //! the breaker is half-open: it lets
 //! [`half_open_probes`](CircuitBreakerBuilder::half_open_probes) calls
 //! through, and their outcomes, judged against the same thresholds, close

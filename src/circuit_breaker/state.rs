@@ -260,17 +260,24 @@ impl Breaker {
                 let counts = self.window.record(outcome.code, || {
                     self.nanos(*clock.get_or_insert_with(Instant::now))
                 });
-                let streak = self.settings.consecutive_failures.map(|limit| {
+                // Failed calls in a row, counted when a trip reads them.
+                let run = (self.settings.consecutive_failures.is_some()
+                    || self.settings.retry_after_cap.is_some())
+                .then(|| {
                     use super::window::FAILED;
                     if outcome.code & FAILED != 0 {
-                        self.streak.0.fetch_add(1, Ordering::AcqRel) + 1 >= limit
+                        self.streak.0.fetch_add(1, Ordering::AcqRel) + 1
                     } else {
                         if self.streak.0.load(Ordering::Acquire) != 0 {
                             self.streak.0.store(0, Ordering::Release);
                         }
-                        false
+                        0
                     }
                 });
+                let streak = self
+                    .settings
+                    .consecutive_failures
+                    .map(|limit| run.is_some_and(|run| run >= limit));
                 if state == State::Closed {
                     let reason = counts
                         .filter(|counts| counts.calls >= self.settings.minimum_calls)
@@ -282,7 +289,11 @@ impl Breaker {
                     if let Some(reason) = reason {
                         let now = clock.unwrap_or_else(Instant::now);
                         self.try_open(word, now, reason, outcome.hint);
-                    } else if let Some(hint) = self.settings.honoured(outcome.hint) {
+                    } else if let Some(hint) = self
+                        .settings
+                        .honoured(outcome.hint)
+                        .filter(|_| run.is_some_and(|run| run >= self.settings.retry_after_run))
+                    {
                         let now = clock.unwrap_or_else(Instant::now);
                         self.open_for(word, now, "retry_after", hint);
                     }

@@ -39,7 +39,7 @@ pub struct TimeoutConfig {
 /// let config: RetryConfig = toml::from_str(r#"
 ///     max_attempts = 3
 ///     backoff = { kind = "exponential", base = "100ms", cap = "1s", jitter = "full" }
-///     budget = { ratio = 0.1, min_per_sec = 5, window = "10s" }
+///     budget = { ratio = 0.1, reserve = 5 }
 /// "#)?;
 /// let retry = config.apply(RetryLayer::builder())?.build()?;
 /// assert_eq!(retry.max_attempts(), 3);
@@ -293,6 +293,9 @@ pub struct CircuitBreakerConfig {
     /// [`CircuitBreakerBuilder::consecutive_failures`]: a run of this many
     /// failed calls opens the breaker whatever its window holds.
     pub consecutive_failures: Option<u32>,
+    /// [`CircuitBreakerBuilder::retry_after_run`]: failed calls in a row,
+    /// the last with a hint, that open the breaker for the hint.
+    pub retry_after_run: Option<u32>,
     /// [`CircuitBreakerBuilder::half_open_probes`].
     pub half_open_probes: Option<u32>,
     /// [`CircuitBreakerBuilder::max_half_open_wait`].
@@ -355,6 +358,9 @@ impl CircuitBreakerConfig {
         }
         if let Some(run) = self.consecutive_failures {
             builder = builder.consecutive_failures(run);
+        }
+        if let Some(run) = self.retry_after_run {
+            builder = builder.retry_after_run(run);
         }
         if let Some(duration) = self.open_duration {
             builder = builder.open_duration(duration);

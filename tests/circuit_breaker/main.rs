@@ -535,6 +535,7 @@ async fn a_retry_after_hint_refuses_every_caller_for_its_period() {
         .minimum_calls(100)
         .open_duration(Duration::from_secs(5))
         .honor_retry_after(Duration::from_secs(60))
+        .retry_after_run(1)
         .half_open_probes(2)
         .build()
         .unwrap();
@@ -580,5 +581,51 @@ async fn a_retry_after_hint_refuses_every_caller_for_its_period() {
     assert_eq!(
         open_left(send(&mut other, Verdict::Success).await),
         Duration::from_secs(5)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lone_hint_among_successes_does_not_open_but_a_run_of_hints_does() {
+    // A brownout: one replica in ten answers 503 with `Retry-After: 1`,
+    // the others answer. The default run of 5 keeps the breaker closed.
+    let layer = builder()
+        .time_window(Duration::from_secs(30), 30)
+        .minimum_calls(100)
+        .open_duration(Duration::from_secs(5))
+        .honor_retry_after(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let mut service = scripted(&layer);
+    for i in 0..1_000u32 {
+        let verdict = if i % 10 == 0 {
+            Verdict::transient_after(Duration::from_secs(1))
+        } else {
+            Verdict::Success
+        };
+        send(&mut service, verdict).await.unwrap();
+        assert_eq!(handle.state(), State::Closed, "call {i}");
+    }
+    // Four hinted failures in a row are not yet a run.
+    for _ in 0..4 {
+        send(
+            &mut service,
+            Verdict::transient_after(Duration::from_secs(1)),
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(handle.state(), State::Closed);
+    // The fifth opens the breaker for every caller, for the hint.
+    send(
+        &mut service,
+        Verdict::transient_after(Duration::from_secs(1)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(handle.state(), State::Open);
+    assert_eq!(
+        open_left(send(&mut service, Verdict::Success).await),
+        Duration::from_secs(1)
     );
 }

@@ -79,6 +79,7 @@ struct Cfg {
     open_ms: u64,
     backoff_max_ms: Option<u64>,
     hint_cap_ms: Option<u64>,
+    hint_run: u32,
     consecutive: Option<u32>,
     probes: u32,
     max_wait_ms: Option<u64>,
@@ -112,7 +113,9 @@ impl Cfg {
             builder = builder.open_backoff(2.0, Duration::from_millis(max));
         }
         if let Some(cap) = self.hint_cap_ms {
-            builder = builder.honor_retry_after(Duration::from_millis(cap));
+            builder = builder
+                .honor_retry_after(Duration::from_millis(cap))
+                .retry_after_run(self.hint_run);
         }
         if let Some(wait) = self.max_wait_ms {
             builder = builder.max_half_open_wait(Duration::from_millis(wait));
@@ -322,7 +325,10 @@ impl Model {
                     let run = self.cfg.consecutive.is_some_and(|n| self.streak >= n);
                     if rates || run {
                         self.open(now, kind.hint());
-                    } else if let Some(hint) = self.honoured(kind.hint()).filter(|_| failed) {
+                    } else if let Some(hint) = self
+                        .honoured(kind.hint())
+                        .filter(|_| failed && self.streak >= self.cfg.hint_run)
+                    {
                         self.open_exact(now, hint);
                     }
                 }
@@ -528,7 +534,7 @@ fn cfg(window: impl Strategy<Value = (WindowCfg, u64)>) -> impl Strategy<Value =
         prop::option::of(prop::sample::select(vec![300u64, 2_000])),
         1u32..=3,
         prop::option::of(prop::sample::select(vec![200u64, 700])),
-        prop::option::of(1u32..=4),
+        (prop::option::of(1u32..=4), 1u32..=3),
     )
         .prop_map(
             |(
@@ -540,7 +546,7 @@ fn cfg(window: impl Strategy<Value = (WindowCfg, u64)>) -> impl Strategy<Value =
                 hint_cap_ms,
                 probes,
                 max_wait_ms,
-                consecutive,
+                (consecutive, hint_run),
             )| Cfg {
                 window,
                 minimum_calls,
@@ -549,6 +555,7 @@ fn cfg(window: impl Strategy<Value = (WindowCfg, u64)>) -> impl Strategy<Value =
                 open_ms,
                 backoff_max_ms: grow.map(|g| open_ms * g),
                 hint_cap_ms,
+                hint_run,
                 consecutive,
                 probes,
                 max_wait_ms,

@@ -154,9 +154,9 @@ fn every_bad_value_names_its_full_path() {
             "2.0",
         ),
         (
-            "[policies.api]\nretry = { budget = { window = \"2h\" } }",
-            "policies.api.retry.budget.window",
-            "7200s",
+            "[policies.api]\nretry = { budget = { ratio = -0.5, reserve = 20 } }",
+            "policies.api.retry.budget.ratio",
+            "-0.5",
         ),
         (
             "[policies.api]\nbulkhead = { max_concurrent = 0 }",
