@@ -95,14 +95,18 @@
 //! use std::time::Duration;
 //! use steadfast::policy::Policy;
 //!
+//! // Set only the total timeout: the attempt timeout and the backoff
+//! // follow it.
 //! let policy = Policy::standard_http_client()
-//!     .attempt_timeout(Duration::from_secs(2))
+//!     .total_timeout(Duration::from_secs(2))
 //!     .build()?;
 //! assert!(policy.circuit_breaker().is_some());
+//! assert_eq!(policy.attempt_timeout(), Some(Duration::from_secs(2) / 3));
 //!
-//! // An override that breaks the preset's consistency is refused.
+//! // A contradiction written out is refused.
 //! let err = Policy::standard_http_client()
 //!     .total_timeout(Duration::from_secs(5))
+//!     .attempt_timeout(Duration::from_secs(10))
 //!     .build()
 //!     .unwrap_err();
 //! assert_eq!(err.field(), "timeout.attempt");
@@ -165,6 +169,7 @@ impl Policy {
                 retry: None,
                 breaker: None,
                 bulkhead: None,
+                derive: Derive::default(),
             },
             classifier: DefaultClassifier,
             replay: CloneReplay,
@@ -180,7 +185,7 @@ impl Policy<crate::http::HttpClassifier, crate::http::HttpReplay, RequestIdHeade
     /// resilience handler; see the [module docs](self#the-standard-http-client-feature-http).
     pub fn standard_http_client()
     -> PolicyBuilder<crate::http::HttpClassifier, crate::http::HttpReplay, RequestIdHeader> {
-        Policy::builder()
+        let mut builder = Policy::builder()
             .name("http_client")
             .classifier(crate::http::HttpClassifier::new())
             .replay(crate::http::HttpReplay::new())
@@ -188,22 +193,86 @@ impl Policy<crate::http::HttpClassifier, crate::http::HttpReplay, RequestIdHeade
             .total_timeout(Duration::from_secs(30))
             .bulkhead(BulkheadLayer::builder().max_concurrent(1_000))
             .retry(
-                RetryLayer::builder().max_attempts(4).backoff(
-                    crate::retry::Backoff::exponential(Duration::from_secs(2))
-                        .cap(Duration::from_secs(8))
-                        .jitter(crate::retry::Jitter::Full),
-                ),
+                RetryLayer::builder()
+                    .max_attempts(4)
+                    .backoff(standard_backoff(STANDARD_TOTAL)),
             )
             .circuit_breaker(
                 CircuitBreakerLayer::builder()
                     .time_window(Duration::from_secs(30), 30)
                     .failure_rate_threshold(50.0)
                     .minimum_calls(100)
+                    .consecutive_failures(20)
+                    .honor_retry_after(Duration::from_secs(60))
                     .open_duration(Duration::from_secs(5))
                     .half_open_probes(1),
             )
-            .attempt_timeout(Duration::from_secs(10))
+            .attempt_timeout(standard_attempt(STANDARD_TOTAL));
+        // Until the user sets them, the attempt timeout and the backoff
+        // follow the total timeout.
+        builder.settings.derive = Derive {
+            attempt: true,
+            backoff: true,
+        };
+        builder
     }
+}
+
+/// The standard HTTP client's total timeout.
+#[cfg(feature = "http")]
+const STANDARD_TOTAL: Duration = Duration::from_secs(30);
+
+/// The standard attempt timeout for a total timeout: a third of it, at
+/// most 10 s.
+#[cfg(feature = "http")]
+fn standard_attempt(total: Duration) -> Duration {
+    (total / 3).clamp(Duration::from_nanos(1), Duration::from_secs(10))
+}
+
+/// The standard backoff for a total timeout: exponential from a
+/// fifteenth of it (at most 2 s), capped at four fifteenths (at most
+/// 8 s), full jitter. Three retries wait at most 7/15 of the total.
+#[cfg(feature = "http")]
+fn standard_backoff(total: Duration) -> crate::retry::Backoff {
+    let base = (total / 15).clamp(Duration::from_nanos(1), Duration::from_secs(2));
+    let cap = (total / 15)
+        .checked_mul(4)
+        .unwrap_or(Duration::MAX)
+        .clamp(base, Duration::from_secs(8));
+    crate::retry::Backoff::exponential(base)
+        .cap(cap)
+        .jitter(crate::retry::Jitter::Full)
+}
+
+/// Which preset settings still follow the total timeout: those the user
+/// has not set.
+#[derive(Debug, Default, Clone, Copy)]
+struct Derive {
+    attempt: bool,
+    backoff: bool,
+}
+
+#[cfg(feature = "http")]
+impl Derive {
+    fn apply(self, settings: &mut Settings) {
+        let Some(total) = settings.total_timeout else {
+            return;
+        };
+        if self.attempt {
+            settings.attempt_timeout = Some(standard_attempt(total));
+        }
+        if self.backoff {
+            settings.retry = settings
+                .retry
+                .take()
+                .map(|retry| retry.backoff(standard_backoff(total)));
+        }
+    }
+}
+
+#[cfg(not(feature = "http"))]
+impl Derive {
+    fn apply(self, _settings: &mut Settings) {}
 }
 
 impl<C, P, R> Policy<C, P, R> {
@@ -356,6 +425,7 @@ struct Settings {
     retry: Option<RetryLayerBuilder>,
     breaker: Option<CircuitBreakerBuilder>,
     bulkhead: Option<BulkheadLayerBuilder>,
+    derive: Derive,
 }
 
 impl<C, P, R> fmt::Debug for PolicyBuilder<C, P, R> {
@@ -454,12 +524,14 @@ impl<C, P, R> PolicyBuilder<C, P, R> {
     /// Bounds each attempt.
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
         self.settings.attempt_timeout = Some(timeout);
+        self.settings.derive.attempt = false;
         self
     }
 
     /// No attempt timeout.
     pub fn no_attempt_timeout(mut self) -> Self {
         self.settings.attempt_timeout = None;
+        self.settings.derive.attempt = false;
         self
     }
 
@@ -467,12 +539,14 @@ impl<C, P, R> PolicyBuilder<C, P, R> {
     /// replace the builder's.
     pub fn retry(mut self, retry: RetryLayerBuilder) -> Self {
         self.settings.retry = Some(retry);
+        self.settings.derive.backoff = false;
         self
     }
 
     /// No retry.
     pub fn no_retry(mut self) -> Self {
         self.settings.retry = None;
+        self.settings.derive.backoff = false;
         self
     }
 
@@ -527,7 +601,8 @@ impl<C, P, R> PolicyBuilder<C, P, R> {
     where
         C: Clone,
     {
-        let s = self.settings;
+        let mut s = self.settings;
+        s.derive.apply(&mut s);
         let observe = match s.observe {
             Some(settings) => Some(
                 ObserveLayerBuilder::from_settings(

@@ -35,6 +35,8 @@ pub(crate) struct Settings {
     pub(crate) open: Duration,
     pub(crate) backoff: Option<(f64, Duration)>,
     pub(crate) retry_after_cap: Option<Duration>,
+    /// Opens after this many failed calls in a row, whatever the rates.
+    pub(crate) consecutive_failures: Option<u64>,
     pub(crate) probes: u32,
     pub(crate) max_half_open_wait: Option<Duration>,
     pub(crate) listeners: crate::observe::Listeners,
@@ -73,9 +75,18 @@ impl Settings {
     /// breaker honours hints.
     pub(crate) fn open_with_hint(&self, openings: u32, hint: Option<Duration>) -> Duration {
         let base = self.open_for(openings);
+        match self.honoured(hint) {
+            Some(hint) => base.max(hint),
+            None => base,
+        }
+    }
+
+    /// A failure's retry-after hint, capped, if the breaker honours hints
+    /// and the hint asks for a wait at all.
+    pub(crate) fn honoured(&self, hint: Option<Duration>) -> Option<Duration> {
         match (self.retry_after_cap, hint) {
-            (Some(cap), Some(hint)) => base.max(hint.min(cap)),
-            _ => base,
+            (Some(cap), Some(hint)) if !hint.is_zero() => Some(hint.min(cap)),
+            _ => None,
         }
     }
 }
@@ -92,7 +103,8 @@ pub struct Single;
 /// Defaults follow Resilience4j: a count window of 100 calls, at least 100
 /// calls (the window size) before the rates count, failure rate 50 %, open
 /// 60 s, 10 probes in half-open, no maximum wait in half-open, slow-call
-/// detection off, retry-after hints not honoured.
+/// detection off, no trip on consecutive failures, retry-after hints not
+/// honoured.
 #[derive(Debug, Clone)]
 pub struct CircuitBreakerBuilder<C = DefaultClassifier, M = Single> {
     pub(crate) classifier: C,
@@ -106,6 +118,7 @@ pub struct CircuitBreakerBuilder<C = DefaultClassifier, M = Single> {
     open: Duration,
     backoff: Option<(f64, Duration)>,
     retry_after_cap: Option<Duration>,
+    consecutive_failures: Option<u64>,
     probes: u32,
     max_half_open_wait: Option<Duration>,
     listeners: crate::observe::Listeners,
@@ -125,6 +138,7 @@ impl<M> CircuitBreakerBuilder<DefaultClassifier, M> {
             open: Duration::from_secs(60),
             backoff: None,
             retry_after_cap: None,
+            consecutive_failures: None,
             probes: 10,
             max_half_open_wait: None,
             listeners: crate::observe::Listeners::none(),
@@ -193,13 +207,51 @@ impl<C, M> CircuitBreakerBuilder<C, M> {
         self
     }
 
-    /// Keeps the breaker open at least as long as the retry-after hint of
-    /// the failure that opened it (a [`Verdict::Transient`] with
-    /// `retry_after`), up to `max`.
+    /// Honours a failure's retry-after hint (a [`Verdict::Transient`] with
+    /// `retry_after`, such as a 503 or 429 with `Retry-After`) for every
+    /// caller, up to `max`:
+    ///
+    /// - while closed, a failure with a hint opens the breaker at once, for
+    ///   the hint alone, whatever the rates: the callee asked not to be
+    ///   called in that period, and every call in it is refused with a
+    ///   [`CircuitOpen`](crate::error::CircuitOpen) carrying the time left;
+    /// - a failure that opens the breaker by its rates or its run of
+    ///   failures keeps it open at least as long as its hint;
+    /// - a half-open probe failing with a hint reopens the breaker at once,
+    ///   for the longer of the open duration and the hint.
+    ///
+    /// A hint of zero asks for no wait and changes nothing.
     ///
     /// [`Verdict::Transient`]: crate::classify::Verdict::Transient
     pub fn honor_retry_after(mut self, max: Duration) -> Self {
         self.retry_after_cap = Some(max);
+        self
+    }
+
+    /// Opens the breaker after `failures` failed calls in a row, whatever
+    /// the window's rates and its minimum number of calls: the fast trip
+    /// that detects a total outage in a few calls, even after a long
+    /// healthy phase has filled the window with successes (Envoy ejects a
+    /// host after 5 consecutive 5xx). Off by default; at least 1.
+    ///
+    /// "In a row" is in the order calls end: a success or a functional
+    /// error ends the run, a call refused by an inner policy neither adds
+    /// to it nor ends it. The run is counted while the breaker is closed or
+    /// metrics-only (which never opens) and starts again from zero when
+    /// the breaker closes.
+    ///
+    /// Under independent failures at rate `p`, a run of `n` starts at a
+    /// given call with probability `p^n`: with `n = 20` and a 10 % brownout
+    /// that is 10⁻²⁰, so the fast trip fires in outages, not brownouts.
+    pub fn consecutive_failures(mut self, failures: u32) -> Self {
+        self.consecutive_failures = Some(u64::from(failures));
+        self
+    }
+
+    /// No trip on consecutive failures (the default): only the window's
+    /// rates open the breaker.
+    pub fn no_consecutive_failures(mut self) -> Self {
+        self.consecutive_failures = None;
         self
     }
 
@@ -271,6 +323,7 @@ impl<C, M> CircuitBreakerBuilder<C, M> {
             open: self.open,
             backoff: self.backoff,
             retry_after_cap: self.retry_after_cap,
+            consecutive_failures: self.consecutive_failures,
             probes: self.probes,
             max_half_open_wait: self.max_half_open_wait,
             listeners: self.listeners,
@@ -291,6 +344,7 @@ impl<C, M> CircuitBreakerBuilder<C, M> {
             open: self.open,
             backoff: self.backoff,
             retry_after_cap: self.retry_after_cap,
+            consecutive_failures: self.consecutive_failures,
             probes: self.probes,
             max_half_open_wait: self.max_half_open_wait,
             listeners: self.listeners,
@@ -396,6 +450,10 @@ impl<C, M> CircuitBreakerBuilder<C, M> {
             .retry_after_cap
             .map(|cap| check::positive("circuit_breaker.honor_retry_after", cap))
             .transpose()?;
+        let consecutive_failures = self
+            .consecutive_failures
+            .map(|n| check::at_least("circuit_breaker.consecutive_failures", n, 1))
+            .transpose()?;
         check::at_least("circuit_breaker.half_open_probes", self.probes, 1)?;
         at_most("circuit_breaker.half_open_probes", self.probes, MAX_PROBES)?;
         let max_half_open_wait = self
@@ -411,6 +469,7 @@ impl<C, M> CircuitBreakerBuilder<C, M> {
             open,
             backoff,
             retry_after_cap,
+            consecutive_failures,
             probes: self.probes,
             max_half_open_wait,
             listeners: self.listeners.clone(),

@@ -10,16 +10,22 @@
 //! [`minimum_calls`](CircuitBreakerBuilder::minimum_calls), the breaker
 //! opens when the failure rate, or the rate of calls slower than
 //! [`slow_call_duration`](CircuitBreakerBuilder::slow_call_duration)
-//! whatever their verdict, reaches its threshold. Functional errors (a 404)
+//! whatever their verdict, reaches its threshold. Beside the rates, a fast
+//! trip opens it after a run of failed calls
+//! ([`consecutive_failures`](CircuitBreakerBuilder::consecutive_failures)):
+//! a rate over a long window full of past successes cannot see a short
+//! total outage, a run of failures sees it in a few calls. Functional errors (a 404)
 //! count as successes; a call refused by an inner policy
 //! ([`Verdict::Rejected`](crate::classify::Verdict::Rejected)) is not
 //! counted.
 //!
 //! While open, calls fail at once with a [`CircuitOpen`] error that carries
 //! the time left. The open period can grow on repeated openings
-//! ([`open_backoff`](CircuitBreakerBuilder::open_backoff)) and be extended
-//! by a failure's retry-after hint
-//! ([`honor_retry_after`](CircuitBreakerBuilder::honor_retry_after)). Then
+//! ([`open_backoff`](CircuitBreakerBuilder::open_backoff)). With
+//! [`honor_retry_after`](CircuitBreakerBuilder::honor_retry_after), a
+//! failure's retry-after hint (a 503 or 429 with `Retry-After`) counts for
+//! every caller: it opens the breaker at once for the period the callee
+//! asked for, or extends an opening to it. Then
 //! the breaker is half-open: it lets
 //! [`half_open_probes`](CircuitBreakerBuilder::half_open_probes) calls
 //! through, and their outcomes, judged against the same thresholds, close

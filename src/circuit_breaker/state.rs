@@ -148,6 +148,8 @@ enum Probe {
 pub(crate) struct Breaker {
     state: CachePadded<AtomicU64>,
     probes: CachePadded<AtomicU64>,
+    /// Failed calls in a row, for the consecutive-failure trip.
+    streak: CachePadded<AtomicU64>,
     openings: AtomicU32,
     window: Window,
     pub(crate) settings: Settings,
@@ -175,6 +177,7 @@ impl Breaker {
             }),
             state: CachePadded(AtomicU64::new(pack(State::Closed, 0, 0))),
             probes: CachePadded(AtomicU64::new(0)),
+            streak: CachePadded(AtomicU64::new(0)),
             openings: AtomicU32::new(0),
             window,
             settings,
@@ -257,17 +260,31 @@ impl Breaker {
                 let counts = self.window.record(outcome.code, || {
                     self.nanos(*clock.get_or_insert_with(Instant::now))
                 });
-                if state == State::Closed {
-                    if let Some(counts) = counts {
-                        if counts.calls >= self.settings.minimum_calls {
-                            if let Some(reason) =
-                                self.settings
-                                    .trips(counts.calls, counts.failures, counts.slow)
-                            {
-                                let now = clock.unwrap_or_else(Instant::now);
-                                self.try_open(word, now, reason, outcome.hint);
-                            }
+                let streak = self.settings.consecutive_failures.map(|limit| {
+                    use super::window::FAILED;
+                    if outcome.code & FAILED != 0 {
+                        self.streak.0.fetch_add(1, Ordering::AcqRel) + 1 >= limit
+                    } else {
+                        if self.streak.0.load(Ordering::Acquire) != 0 {
+                            self.streak.0.store(0, Ordering::Release);
                         }
+                        false
+                    }
+                });
+                if state == State::Closed {
+                    let reason = counts
+                        .filter(|counts| counts.calls >= self.settings.minimum_calls)
+                        .and_then(|counts| {
+                            self.settings
+                                .trips(counts.calls, counts.failures, counts.slow)
+                        })
+                        .or_else(|| (streak == Some(true)).then_some("consecutive_failures"));
+                    if let Some(reason) = reason {
+                        let now = clock.unwrap_or_else(Instant::now);
+                        self.try_open(word, now, reason, outcome.hint);
+                    } else if let Some(hint) = self.settings.honoured(outcome.hint) {
+                        let now = clock.unwrap_or_else(Instant::now);
+                        self.open_for(word, now, "retry_after", hint);
                     }
                 }
             }
@@ -343,11 +360,18 @@ impl Breaker {
         };
         let after = before - (1 << TAKEN) + add;
         let done = probe_field(after, DONE);
-        if done < u64::from(self.settings.probes) {
+        let hinted = outcome.code & FAILED != 0 && self.settings.honoured(outcome.hint).is_some();
+        if done < u64::from(self.settings.probes) && !hinted {
             return;
         }
         let word = self.state.0.load(Ordering::Acquire);
         if State::of(word) != State::HalfOpen || self::generation(word) != generation {
+            return;
+        }
+        if hinted && done < u64::from(self.settings.probes) {
+            // The callee asked for a wait: no more probes until it is over.
+            let now = now.unwrap_or_else(Instant::now);
+            self.try_open(word, now, "probe_retry_after", outcome.hint);
             return;
         }
         let failed = probe_field(after, PROBE_FAILED);
@@ -366,6 +390,7 @@ impl Breaker {
                 let next = pack(State::Closed, generation.wrapping_add(1), 0);
                 if self.swap_state(word, next) {
                     self.window.clear();
+                    self.streak.0.store(0, Ordering::Release);
                     self.openings.store(0, Ordering::Relaxed);
                     self.emit_transition(State::HalfOpen, State::Closed, "probes_passed", None);
                 }
@@ -377,6 +402,13 @@ impl Breaker {
     fn try_open(&self, from: u64, now: Instant, reason: &'static str, hint: Option<Duration>) {
         let openings = self.openings.load(Ordering::Relaxed);
         let open_for = self.settings.open_with_hint(openings, hint);
+        self.open_for(from, now, reason, open_for);
+    }
+
+    /// Opens the breaker from `from` for `open_for`, unless another thread
+    /// moved it first.
+    fn open_for(&self, from: u64, now: Instant, reason: &'static str, open_for: Duration) {
+        let openings = self.openings.load(Ordering::Relaxed);
         let until = self.deadline_ms(now, open_for);
         let next = pack(State::Open, generation(from).wrapping_add(1), until);
         if self.swap_state(from, next) {
@@ -398,6 +430,7 @@ impl Breaker {
         let from = word.map_or(State::Closed, State::of);
         if to == State::Closed {
             self.window.clear();
+            self.streak.0.store(0, Ordering::Release);
             self.openings.store(0, Ordering::Relaxed);
         }
         self.emit_transition(from, to, reason, None);

@@ -89,6 +89,10 @@ fn bad_settings_fail_at_build_with_the_field_named() {
             b().honor_retry_after(Duration::ZERO),
             "circuit_breaker.honor_retry_after",
         ),
+        (
+            b().consecutive_failures(0),
+            "circuit_breaker.consecutive_failures",
+        ),
         (b().half_open_probes(0), "circuit_breaker.half_open_probes"),
         (
             b().half_open_probes(5_000),
@@ -129,6 +133,7 @@ fn good_settings_build() {
         .minimum_calls(1_000_000)
         .open_backoff(1.0, secs(60))
         .honor_retry_after(secs(600))
+        .consecutive_failures(u32::MAX)
         .max_half_open_wait(secs(1))
         .name("payments")
         .build()

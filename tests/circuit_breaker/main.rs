@@ -480,3 +480,105 @@ async fn poll_ready_forwards_and_admission_happens_in_call() {
     assert!(err.is::<CircuitOpen>());
     assert_pending!(backend.poll_request());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_run_of_failures_opens_whatever_the_window_holds() {
+    // A long time window full of successes: 50 % failures is far away.
+    let layer = builder()
+        .time_window(Duration::from_secs(30), 30)
+        .minimum_calls(100)
+        .consecutive_failures(5)
+        .open_duration(Duration::from_secs(5))
+        .half_open_probes(1)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let mut service = scripted(&layer);
+    for _ in 0..10_000 {
+        send(&mut service, Verdict::Success).await.unwrap();
+    }
+    // A success or a functional error ends a run; a rejection neither adds
+    // to it nor ends it.
+    for _ in 0..4 {
+        send(&mut service, Verdict::Failure).await.unwrap();
+    }
+    send(&mut service, Verdict::FunctionalError).await.unwrap();
+    for _ in 0..2 {
+        send(&mut service, Verdict::transient()).await.unwrap();
+    }
+    send(&mut service, Verdict::Rejected { retry_after: None })
+        .await
+        .unwrap_err();
+    send(&mut service, Verdict::Failure).await.unwrap();
+    send(&mut service, Verdict::Failure).await.unwrap();
+    assert_eq!(handle.state(), State::Closed, "four in a row so far");
+    send(&mut service, Verdict::Failure).await.unwrap();
+    assert_eq!(handle.state(), State::Open);
+    assert_eq!(
+        open_left(send(&mut service, Verdict::Success).await),
+        Duration::from_secs(5)
+    );
+    // The probe closes it, and the run starts again from zero.
+    advance(Duration::from_secs(5)).await;
+    send(&mut service, Verdict::Success).await.unwrap();
+    assert_eq!(handle.state(), State::Closed);
+    for _ in 0..4 {
+        send(&mut service, Verdict::Failure).await.unwrap();
+    }
+    assert_eq!(handle.state(), State::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_hint_refuses_every_caller_for_its_period() {
+    let layer = builder()
+        .time_window(Duration::from_secs(30), 30)
+        .minimum_calls(100)
+        .open_duration(Duration::from_secs(5))
+        .honor_retry_after(Duration::from_secs(60))
+        .half_open_probes(2)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let mut service = scripted(&layer);
+    let mut other = service.clone();
+    for _ in 0..1_000 {
+        send(&mut service, Verdict::Success).await.unwrap();
+    }
+    // A hint of zero asks for no wait.
+    send(&mut service, Verdict::transient_after(Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(handle.state(), State::Closed);
+    // One answer with a hint: every caller is refused for the hint alone,
+    // not the open duration, with the time left.
+    send(
+        &mut service,
+        Verdict::transient_after(Duration::from_secs(2)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(handle.state(), State::Open);
+    assert_eq!(
+        open_left(send(&mut other, Verdict::Success).await),
+        Duration::from_secs(2)
+    );
+    advance(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        open_left(send(&mut other, Verdict::Success).await),
+        Duration::from_millis(500)
+    );
+    // A probe failing with a hint reopens at once, for the longer of the
+    // open duration and the hint, without waiting for the second probe.
+    advance(Duration::from_millis(500)).await;
+    send(
+        &mut service,
+        Verdict::transient_after(Duration::from_secs(1)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(handle.state(), State::Open);
+    assert_eq!(
+        open_left(send(&mut other, Verdict::Success).await),
+        Duration::from_secs(5)
+    );
+}

@@ -79,6 +79,7 @@ struct Cfg {
     open_ms: u64,
     backoff_max_ms: Option<u64>,
     hint_cap_ms: Option<u64>,
+    consecutive: Option<u32>,
     probes: u32,
     max_wait_ms: Option<u64>,
 }
@@ -115,6 +116,9 @@ impl Cfg {
         }
         if let Some(wait) = self.max_wait_ms {
             builder = builder.max_half_open_wait(Duration::from_millis(wait));
+        }
+        if let Some(failures) = self.consecutive {
+            builder = builder.consecutive_failures(failures);
         }
         builder.build().expect("valid settings")
     }
@@ -155,6 +159,8 @@ struct Model {
     state: MState,
     generation: u64,
     openings: u32,
+    /// Failed calls in a row, counted while closed or metrics-only.
+    streak: u32,
     /// Count window: the last outcomes, (failed, slow).
     last: VecDeque<(bool, bool)>,
     /// Time window: (epoch, failed, slow) of every outcome since clearing.
@@ -172,6 +178,7 @@ impl Model {
             state: MState::Closed,
             generation: 0,
             openings: 0,
+            streak: 0,
             last: VecDeque::new(),
             timed: Vec::new(),
             taken: 0,
@@ -225,6 +232,18 @@ impl Model {
         self.last.clear();
         self.timed.clear();
         self.openings = 0;
+        self.streak = 0;
+    }
+
+    /// The hint a failure carries, capped, if the breaker honours hints.
+    fn honoured(&self, hint: Option<u64>) -> Option<u64> {
+        Some(hint?.min(self.cfg.hint_cap_ms?)).filter(|h| *h > 0)
+    }
+
+    /// Opens for exactly `ms`, as a retry-after hint alone asks.
+    fn open_exact(&mut self, now: u64, ms: u64) {
+        self.openings += 1;
+        self.transition(MState::Open { until: now + ms });
     }
 
     fn open(&mut self, now: u64, hint: Option<u64>) {
@@ -295,12 +314,17 @@ impl Model {
                         self.timed.push((now / bucket_ms, failed, slow));
                     }
                 }
+                self.streak = if failed { self.streak + 1 } else { 0 };
                 let (calls, failures, slows) = self.counts(now);
-                if self.state == MState::Closed
-                    && calls >= self.cfg.minimum_calls
-                    && self.cfg.trips(calls, failures, slows)
-                {
-                    self.open(now, kind.hint());
+                if self.state == MState::Closed {
+                    let rates =
+                        calls >= self.cfg.minimum_calls && self.cfg.trips(calls, failures, slows);
+                    let run = self.cfg.consecutive.is_some_and(|n| self.streak >= n);
+                    if rates || run {
+                        self.open(now, kind.hint());
+                    } else if let Some(hint) = self.honoured(kind.hint()).filter(|_| failed) {
+                        self.open_exact(now, hint);
+                    }
                 }
             }
             Ticket::Probe(generation) if generation != self.generation => {}
@@ -309,7 +333,9 @@ impl Model {
                 self.done += 1;
                 self.failed += u32::from(failed);
                 self.slow += u32::from(slow);
-                if self.done == self.cfg.probes {
+                if failed && self.done < self.cfg.probes && self.honoured(kind.hint()).is_some() {
+                    self.open(now, kind.hint());
+                } else if self.done == self.cfg.probes {
                     let (done, failed, slow) = (self.done, self.failed, self.slow);
                     if self.cfg.trips(done.into(), failed.into(), slow.into()) {
                         self.open(now, kind.hint());
@@ -502,6 +528,7 @@ fn cfg(window: impl Strategy<Value = (WindowCfg, u64)>) -> impl Strategy<Value =
         prop::option::of(prop::sample::select(vec![300u64, 2_000])),
         1u32..=3,
         prop::option::of(prop::sample::select(vec![200u64, 700])),
+        prop::option::of(1u32..=4),
     )
         .prop_map(
             |(
@@ -513,6 +540,7 @@ fn cfg(window: impl Strategy<Value = (WindowCfg, u64)>) -> impl Strategy<Value =
                 hint_cap_ms,
                 probes,
                 max_wait_ms,
+                consecutive,
             )| Cfg {
                 window,
                 minimum_calls,
@@ -521,6 +549,7 @@ fn cfg(window: impl Strategy<Value = (WindowCfg, u64)>) -> impl Strategy<Value =
                 open_ms,
                 backoff_max_ms: grow.map(|g| open_ms * g),
                 hint_cap_ms,
+                consecutive,
                 probes,
                 max_wait_ms,
             },

@@ -80,12 +80,40 @@ fn the_standard_preset_is_consistent_and_checked_after_overrides() {
     assert!(policy.bulkhead().is_some());
     assert!(policy.retry_budget().is_some());
 
+    // Only the total set: the attempt timeout and backoff follow it.
+    for total_ms in [1u64, 100, 2_000, 12_000, 29_999, 60_000, u64::MAX] {
+        let total = Duration::from_millis(total_ms);
+        let policy = Policy::standard_http_client()
+            .total_timeout(total)
+            .build()
+            .unwrap_or_else(|err| panic!("total {total:?}: {err}"));
+        let attempt = policy.attempt_timeout().unwrap();
+        assert!(attempt <= total / 3 && attempt <= Duration::from_secs(10));
+    }
+    let policy = Policy::standard_http_client()
+        .total_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    assert_eq!(policy.attempt_timeout(), Some(Duration::from_secs(2) / 3));
+
+    // A backoff written out that cannot fit is still refused.
     let err = Policy::standard_http_client()
         .total_timeout(Duration::from_secs(12))
+        .retry(
+            RetryLayer::builder()
+                .max_attempts(4)
+                .backoff(Backoff::exponential(Duration::from_secs(2)).cap(Duration::from_secs(8))),
+        )
         .build()
         .unwrap_err();
     assert_eq!(err.field(), "retry.backoff");
     assert_eq!(err.other(), Some(("timeout.total", "12s")));
+    let err = Policy::standard_http_client()
+        .total_timeout(Duration::from_secs(5))
+        .attempt_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "timeout.attempt");
 
     let err = Policy::standard_http_client()
         .attempt_timeout(Duration::from_secs(20))
