@@ -50,13 +50,19 @@ impl PhaseStats {
     }
 
     /// Time from the start of this phase until calls get real answers
-    /// again (not the fallback's) at 99 % or more, for good: the calls are
-    /// ordered by start, the first window of `WINDOW` calls from which on
-    /// every window passes is found, and the answer is when the last call
-    /// without a real answer before it ended (zero if there was none).
-    /// `None` if the last window fails.
-    pub(crate) fn recovery(&self) -> Option<Duration> {
-        let mut calls = self.calls.clone();
+    /// again (not the fallback's): the calls that ended within the phase's
+    /// `length` are ordered by start, the first window of `WINDOW` calls of
+    /// which 99 % or more got real answers is found, and the answer is when
+    /// the last call without one before it ended (zero if there was none).
+    /// `None` if no window passes. Calls still running at the phase's end
+    /// are left out: they meet the next phase's faults.
+    pub(crate) fn recovery(&self, length: Duration) -> Option<Duration> {
+        let mut calls: Vec<Call> = self
+            .calls
+            .iter()
+            .filter(|c| c.start + c.took <= length)
+            .copied()
+            .collect();
         calls.sort_by_key(|c| c.start);
         let real = |c: &Call| c.outcome.ok && !c.outcome.fallback;
         let bad: Vec<usize> = calls.iter().map(|c| usize::from(!real(c))).collect();
@@ -64,18 +70,14 @@ impl PhaseStats {
             return None;
         }
         let allowed = WINDOW / 100; // ≥ 99 % of the window get real answers
-        let mut failures: usize = bad[bad.len() - WINDOW..].iter().sum();
-        if failures > allowed {
-            return None;
-        }
-        // Walk windows backwards while they still pass.
-        let mut first = bad.len() - WINDOW;
-        while first > 0 {
-            failures = failures + bad[first - 1] - bad[first + WINDOW - 1];
-            if failures > allowed {
-                break;
+        let mut failures: usize = bad[..WINDOW].iter().sum();
+        let mut first = 0;
+        while failures > allowed {
+            if first + WINDOW >= bad.len() {
+                return None;
             }
-            first -= 1;
+            failures = failures + bad[first + WINDOW] - bad[first];
+            first += 1;
         }
         let last_failure = calls[..first]
             .iter()
@@ -91,6 +93,12 @@ fn percentile<'a>(calls: impl Iterator<Item = &'a Call>, p: f64) -> f64 {
     took.sort_unstable();
     let rank = ((p * took.len() as f64).ceil() as usize).clamp(1, took.len().max(1));
     took.get(rank - 1).map_or(0.0, |d| d.as_secs_f64() * 1e3)
+}
+
+/// How long the phase at `index` took to recover, if it did.
+fn recovery(phases: &[PhaseStats], index: usize) -> Option<Duration> {
+    let length = PHASES.get(index)?.length;
+    phases.get(index)?.recovery(length)
 }
 
 /// The figures of outage phases are also taken after this much of it.
@@ -152,8 +160,9 @@ pub(crate) fn table(results: &Results<'_>) {
     println!(
         "\np99 >1s: p99 of the calls that started 1 s or more into the outage; \
          open at: ms into the outage\nwhen the breaker opened. recovery: from the end \
-         of each outage until real answers (not the\nfallback's) over every later \
-         window of {WINDOW} calls stay ≥ 99 % (the end of the last call without one)"
+         of each outage until real answers (not the\nfallback's) first reach 99 % of a \
+         window of {WINDOW} calls (the end of the last call without one before it;\n\
+         calls still running when the phase ended are left out)"
     );
     print!("  {:<18}", "");
     for (outage, _) in outages() {
@@ -163,8 +172,7 @@ pub(crate) fn table(results: &Results<'_>) {
     for (name, phases) in results {
         print!("  {name:<18}");
         for (_, after) in outages() {
-            let recovery = phases.get(after).and_then(PhaseStats::recovery);
-            print!(" {:>7} ms", opt_ms(recovery));
+            print!(" {:>7} ms", opt_ms(recovery(phases, after)));
         }
         println!();
     }
@@ -241,7 +249,7 @@ pub(crate) fn targets(results: &Results<'_>) {
     }
     let limit = OPEN_DURATION + Duration::from_secs(1);
     for (name, phases) in &results[1..] {
-        let recovery = |after: usize| phases.get(after).and_then(PhaseStats::recovery);
+        let recovery = |after: usize| recovery(phases, after);
         let figures: Vec<String> = outages()
             .map(|(outage, after)| format!("{} {}", PHASES[outage].name, opt_ms(recovery(after))))
             .collect();
@@ -299,13 +307,12 @@ pub(crate) fn to_json(results: &Results<'_>) -> String {
         }
         out.push_str("],\"recovery_ms\":{");
         for (i, (outage, after)) in outages().enumerate() {
-            let recovery = phases.get(after).and_then(PhaseStats::recovery);
             let _ = write!(
                 out,
                 "{}\"{}\":{}",
                 if i > 0 { "," } else { "" },
                 PHASES[outage].name,
-                json_ms(recovery)
+                json_ms(recovery(phases, after))
             );
         }
         out.push_str("}}");
