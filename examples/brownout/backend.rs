@@ -18,7 +18,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -140,16 +140,26 @@ pub(crate) struct Backend {
     chaos: ChaosHandle,
     wire: Arc<AtomicU8>,
     pub(crate) requests: Arc<AtomicU64>,
+    /// The index of the phase whose faults are on.
+    phase: AtomicUsize,
 }
 
 impl Backend {
-    /// Switches the faults to those of `phase`.
-    pub(crate) fn enter(&self, phase: &Phase) {
+    /// Switches the faults to those of phase `index`.
+    pub(crate) fn enter(&self, index: usize) {
+        let phase = &PHASES[index];
         self.chaos.heal();
         if let Err(err) = (phase.faults)(&self.chaos) {
             eprintln!("bad fault settings for {}: {err}", phase.name);
         }
         self.wire.store(phase.wire as u8, Ordering::Relaxed);
+        self.phase.store(index, Ordering::Release);
+    }
+
+    /// The index of the phase whose faults are on: a call is counted in
+    /// the phase whose faults it met when it started.
+    pub(crate) fn phase(&self) -> usize {
+        self.phase.load(Ordering::Acquire)
     }
 
     /// Clears every fault.
@@ -212,6 +222,7 @@ pub(crate) async fn backend() -> Result<Backend, BoxError> {
         chaos: handle,
         wire,
         requests,
+        phase: AtomicUsize::new(0),
     })
 }
 

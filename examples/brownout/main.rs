@@ -77,10 +77,10 @@ async fn timeline(client: Client, backend: Backend) -> Vec<PhaseStats> {
         let (backend, starts) = (backend.clone(), starts.clone());
         tokio::spawn(async move {
             let mut counts = Vec::with_capacity(PHASES.len());
-            for (phase, start) in PHASES.iter().zip(starts.iter()) {
+            for (index, start) in starts.iter().enumerate() {
                 tokio::time::sleep_until(began + *start).await;
                 counts.push(backend.requests.load(Ordering::Relaxed));
-                backend.enter(phase);
+                backend.enter(index);
             }
             counts
         })
@@ -104,7 +104,7 @@ async fn timeline(client: Client, backend: Backend) -> Vec<PhaseStats> {
     });
     let callers: Vec<_> = (0..CALLERS)
         .map(|caller| {
-            let (client, starts) = (client.clone(), starts.clone());
+            let (client, starts, backend) = (client.clone(), starts.clone(), backend.clone());
             let addr = backend.addr;
             tokio::spawn(async move {
                 let first = began + PACE * caller as u32 / CALLERS as u32;
@@ -117,7 +117,7 @@ async fn timeline(client: Client, backend: Backend) -> Vec<PhaseStats> {
                     if at >= end {
                         break;
                     }
-                    let phase = starts.partition_point(|s| *s <= at) - 1;
+                    let phase = backend.phase();
                     let key = (caller * 7 + i * 13) % (ROUTES.len() * IDS);
                     let url = format!("http://{addr}/{}/{}", ROUTES[key % 3], key / 3);
                     let start = Instant::now();
@@ -126,7 +126,7 @@ async fn timeline(client: Client, backend: Backend) -> Vec<PhaseStats> {
                         .await
                         .unwrap_or(Outcome::FAILED);
                     let call = Call {
-                        start: at - starts[phase],
+                        start: at.saturating_sub(starts[phase]),
                         took: start.elapsed(),
                         outcome,
                     };
