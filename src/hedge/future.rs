@@ -175,7 +175,7 @@ where
 
         let mut i = 0;
         while i < this.copies.len() {
-            match poll_copy(&mut this.copies[i], cx) {
+            match poll_copy(&mut this.copies[i], this.shared.policy.budget.as_ref(), cx) {
                 Poll::Pending => i += 1,
                 Poll::Ready(outcome) => {
                     let copy = this.copies.swap_remove(i);
@@ -232,6 +232,7 @@ where
 /// Drives one later copy: readiness, then its call.
 fn poll_copy<S, Req>(
     copy: &mut Copy<S, Req, S::Future>,
+    budget: Option<&crate::retry::RetryBudget>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<S::Response, S::Error>>
 where
@@ -250,7 +251,13 @@ where
             if let Some(withdrawal) = withdrawal {
                 withdrawal.spend();
             }
-            copy.state = CopyState::Running(Box::pin(service.call(request)));
+            // A copy is part of the same logical call: inner layers on the
+            // same budget don't count it again.
+            let future = match budget {
+                Some(budget) => budget.calling(|| service.call(request)),
+                None => service.call(request),
+            };
+            copy.state = CopyState::Running(Box::pin(future));
         }
     }
     match &mut copy.state {
@@ -293,12 +300,23 @@ where
     if !keep_old {
         *this.last = Some((verdict, outcome));
     }
-    if verdict.is_retryable() || verdict.is_rejection() {
-        // Don't wait for the delay: send the next copy now.
+    if (verdict.is_retryable() || verdict.is_rejection()) && this.shared.targets.len() > 1 {
+        // Another endpoint may answer: don't wait for the delay, send the
+        // next copy now.
         if can_send_more(this) {
             this.timer.set(None);
             fire(this, None);
         }
+    } else if verdict.is_retryable() || verdict.is_rejection() {
+        // The only target is failing, refusing (an open circuit) or asking
+        // for a wait: another copy would only add to its load. Retry, with
+        // its backoff, is the layer for failures.
+        if can_send_more(this) {
+            this.shared
+                .policy
+                .emit(Event::Refused("target_failing"), *this.sent, None);
+        }
+        *this.stopped = true;
     } else {
         // The classifier says another copy would not help.
         *this.stopped = true;

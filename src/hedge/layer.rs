@@ -25,7 +25,7 @@ impl HedgeLayer {
     /// Starts building a hedge layer with the default settings: one hedge,
     /// sent at the 98th percentile of recent latencies (2 % extra load) but
     /// never sooner than 10 ms, drawn from a budget of its own (20 % of
-    /// calls plus 10 per second, as retries).
+    /// calls with a reserve of 10, as retries).
     pub fn builder() -> HedgeLayerBuilder {
         HedgeLayerBuilder {
             max_hedges: 1,

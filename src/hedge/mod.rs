@@ -13,11 +13,15 @@
 //!   a lock-free histogram of atomic log-linear buckets;
 //! - the first success or functional error wins, and every other copy in
 //!   flight is dropped at once (cancelled);
-//! - a transient failure, or a refusal by an inner policy (an open
-//!   circuit), sends the next copy at once instead of waiting; a
-//!   non-transient [`Failure`](crate::classify::Verdict::Failure) sends no
-//!   more copies. When every copy fails, the last failure is returned, a
-//!   real failure being preferred to a refusal;
+//! - hedges never add load to a failing dependency. With one target, a
+//!   failure answer (a transient failure such as a 503, with or without
+//!   `Retry-After`) or a refusal by an inner policy (an open circuit)
+//!   sends no more copies: failures are retry's, with its backoff. Across
+//!   [`endpoints`](HedgeLayer::endpoints), the same sends the next copy to
+//!   the next endpoint at once instead of waiting. A non-transient
+//!   [`Failure`](crate::classify::Verdict::Failure) sends no more copies.
+//!   When every copy fails, the last failure is returned, a real failure
+//!   being preferred to a refusal;
 //! - hedges are drawn from a [`RetryBudget`], which can be the one retries
 //!   use: extra load stays within one bound. A hedge refused by the budget
 //!   is not sent, and a token taken for a copy that never left (its call
@@ -216,14 +220,17 @@ where
         let policy = &self.shared.policy;
         let facts = policy.classifier.facts(&request);
         if let Some(budget) = &policy.budget {
-            budget.deposit();
+            budget.deposit_once();
         }
         let spare = if policy.max_hedges > 0 {
             policy.replay.replay(&request)
         } else {
             None
         };
-        let first = self.primary.call(request);
+        let first = match &policy.budget {
+            Some(budget) => budget.calling(|| self.primary.call(request)),
+            None => self.primary.call(request),
+        };
         future::ResponseFuture::new(first, Arc::clone(&self.shared), facts, spare)
     }
 }

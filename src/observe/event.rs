@@ -84,9 +84,10 @@ pub enum Event<'a> {
         from: State,
         /// The state it entered.
         to: State,
-        /// Why: `failure_rate`, `slow_call_rate`, `probe_failed`,
-        /// `probes_passed`, `open_elapsed`, `half_open_timeout`, `forced`,
-        /// `reset`, ...
+        /// Why: `failure_rate`, `slow_call_rate`, `consecutive_failures`,
+        /// `retry_after`, `probe_failure_rate`, `probe_slow_call_rate`,
+        /// `probe_retry_after`, `probes_passed`, `open_elapsed`,
+        /// `half_open_timeout`, `forced`, `reset`, ...
         reason: &'static str,
         /// How long it stays open, when it opened.
         open_for: Option<Duration>,

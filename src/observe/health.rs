@@ -124,9 +124,9 @@ pub struct LimiterStatus {
 #[cfg_attr(feature = "serde", derive(Serialize))]
 #[non_exhaustive]
 pub struct BudgetStatus {
-    /// Calls counted in the window.
+    /// Logical calls counted since the budget was made.
     pub requests: u64,
-    /// Retries counted in the window.
+    /// Retries (and hedges) counted since the budget was made.
     pub retries: u64,
     /// Retries the budget would grant now.
     pub remaining: u64,

@@ -1,46 +1,58 @@
-//! The retry budget: retries as a share of recent requests, plus a floor.
+//! The retry budget: a bucket of retry tokens, earned by calls and capped.
 
+use std::cell::Cell;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-
-use tokio::time::Instant;
 
 use crate::error::{ConfigError, check};
 
-const BUCKETS: u64 = 10;
-const COUNT_BITS: u32 = 21;
-const COUNT_MAX: u64 = (1 << COUNT_BITS) - 1;
-const EPOCH_BITS: u32 = 64 - 2 * COUNT_BITS;
-const EPOCH_MASK: u64 = (1 << EPOCH_BITS) - 1;
+/// One token, in the millionths the bucket counts in.
+const ONE: u64 = 1_000_000;
 
-/// Caps retries at a share of recent requests plus a floor, so that a
-/// failing callee sees at most `1 + ratio` times its normal load from
-/// retries, not three or four times.
+/// Caps retries (and hedges) at a share of calls, with a bounded reserve,
+/// so that a failing callee sees at most about `1 + ratio` times its
+/// normal load, however long the healthy past before the failure was.
 ///
-/// Over the last `window`, retries may be at most
-/// `ratio × requests + min_per_sec × window` (in seconds). A request is
-/// counted once per logical call; each retry takes one from the budget. The
-/// defaults are 20 % of requests, 10 retries per second and a 10 s window.
+/// The budget is a bucket of tokens, as in gRPC's retry throttling. Each
+/// logical call earns `ratio` tokens; each retry or hedge takes one, and is
+/// not sent when less than one is left. The bucket starts with `reserve`
+/// tokens and never holds more than that (or one token, if the reserve is
+/// zero), so the healthy past can pay for at most `reserve` retries of an
+/// outage; after those, an outage of `n` calls sees at most `ratio × n`
+/// retries. Defaults: `ratio` 0.2, `reserve` 10.
 ///
-/// One budget is shared by every clone of the retry layer that holds it and
-/// every service those make; it can also be shared by several layers (say,
-/// every route to one host). It decides with atomics only: the window is
-/// ten buckets, each one `u64` holding its epoch and its two counts.
+/// A time window of past requests (Finagle's budget) lets a long healthy
+/// phase pay for thousands of retries in the outage that follows, and a
+/// per-second floor dominates at the low call rates an outage produces;
+/// this bucket has neither.
+///
+/// One budget is shared by every clone of the layer that holds it and every
+/// service those make; it can also be shared by several layers (say, a
+/// retry and a hedge layer, or every route to one host). A logical call
+/// deposits once, however many of the layers it crosses share the budget:
+/// an inner layer called from within an outer one on the same budget does
+/// not deposit again. It decides with atomics only.
 ///
 /// ```
-/// use std::time::Duration;
 /// use steadfast::retry::RetryBudget;
 ///
-/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-/// # async fn main() -> Result<(), steadfast::ConfigError> {
-/// let budget = RetryBudget::builder().ratio(0.1).min_per_sec(0).build()?;
+/// # fn main() -> Result<(), steadfast::ConfigError> {
+/// let budget = RetryBudget::builder().ratio(0.1).reserve(0).build()?;
+/// for _ in 0..30 {
+///     budget.deposit();
+/// }
+/// // Without a reserve the bucket saves at most one token.
+/// assert_eq!(budget.remaining(), 1);
+///
+/// let budget = RetryBudget::builder().ratio(0.1).reserve(5).build()?;
+/// let granted = (0..10).filter(|_| budget.try_withdraw()).count();
+/// assert_eq!(granted, 5); // the reserve
 /// for _ in 0..30 {
 ///     budget.deposit();
 /// }
 /// let granted = (0..10).filter(|_| budget.try_withdraw()).count();
-/// assert_eq!(granted, 3); // 10 % of 30 requests
+/// assert_eq!(granted, 3); // 10 % of 30 calls
 /// # Ok(())
 /// # }
 /// ```
@@ -51,230 +63,174 @@ pub struct RetryBudget {
 
 struct Inner {
     ratio: f64,
-    reserve: f64,
-    window: Duration,
-    bucket_nanos: u64,
-    start: Instant,
-    buckets: [AtomicU64; BUCKETS as usize],
+    reserve: u32,
+    /// Millionths of a token earned per call.
+    earn: u64,
+    /// The most the bucket holds, in millionths.
+    capacity: u64,
+    tokens: AtomicU64,
+    requests: AtomicU64,
+    retries: AtomicU64,
 }
 
 /// Builds a [`RetryBudget`].
 #[derive(Debug, Clone)]
 pub struct RetryBudgetBuilder {
     ratio: f64,
-    min_per_sec: u32,
-    window: Duration,
+    reserve: u32,
+}
+
+thread_local! {
+    /// The budget whose layer is calling its inner service on this thread,
+    /// as an address; 0 for none.
+    static CALLING: Cell<usize> = const { Cell::new(0) };
 }
 
 impl RetryBudget {
-    /// A budget of 20 % of requests plus 10 retries per second over 10 s.
+    /// A budget of 20 % of calls with a reserve of 10 retries.
     pub fn builder() -> RetryBudgetBuilder {
         RetryBudgetBuilder {
             ratio: 0.2,
-            min_per_sec: 10,
-            window: Duration::from_secs(10),
+            reserve: 10,
         }
     }
 
-    /// Records a logical call.
+    /// Records a logical call: earns `ratio` tokens.
     #[inline]
     pub fn deposit(&self) {
-        self.inner.deposit(Instant::now());
+        self.inner.deposit();
+    }
+
+    /// Records a logical call unless a layer sharing this budget is
+    /// already calling through (the call was counted there).
+    #[inline]
+    pub(crate) fn deposit_once(&self) {
+        if CALLING.with(Cell::get) != self.id() {
+            self.inner.deposit();
+        }
+    }
+
+    /// Runs `call` (a layer calling its inner service) with this budget
+    /// marked as counted for the call, so inner layers sharing it don't
+    /// deposit again.
+    #[inline]
+    pub(crate) fn calling<T>(&self, call: impl FnOnce() -> T) -> T {
+        struct Restore(usize);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                CALLING.with(|c| c.set(self.0));
+            }
+        }
+        let _restore = Restore(CALLING.with(|c| c.replace(self.id())));
+        call()
+    }
+
+    fn id(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
     }
 
     /// Takes one retry from the budget; `false` when it is spent.
     pub fn try_withdraw(&self) -> bool {
-        self.inner.try_withdraw(Instant::now()).is_some()
+        self.inner.try_withdraw()
     }
 
     /// Takes one retry from the budget, to be given back if the retry is
     /// never sent (its call dropped during the backoff).
     pub(crate) fn withdraw(&self) -> Option<Withdrawal> {
-        let epoch = self.inner.try_withdraw(Instant::now())?;
-        Some(Withdrawal {
+        self.inner.try_withdraw().then(|| Withdrawal {
             budget: Some(self.clone()),
-            epoch,
         })
     }
 
-    /// Requests and retries counted in the current window.
+    /// Logical calls and retries counted since the budget was made.
     pub fn counts(&self) -> (u64, u64) {
-        let (requests, retries, _) = self.inner.sums(self.inner.epoch(Instant::now()));
-        (requests, retries)
+        (
+            self.inner.requests.load(Ordering::Relaxed),
+            self.inner.retries.load(Ordering::Relaxed),
+        )
     }
 
     /// How many more retries the budget would grant now.
     pub fn remaining(&self) -> u64 {
-        let (requests, retries) = self.counts();
-        let allowed = self.inner.allowed(requests);
-        (allowed - retries as f64).max(0.0).floor() as u64
+        self.inner.tokens.load(Ordering::Acquire) / ONE
     }
 }
 
 impl RetryBudgetBuilder {
-    /// Retries allowed per request counted, between 0 and 1.
+    /// Tokens earned per logical call, between 0 and 1 (counted in
+    /// millionths): the share of calls that may be retried.
     pub fn ratio(mut self, ratio: f64) -> Self {
         self.ratio = ratio;
         self
     }
 
-    /// Retries allowed per second whatever the traffic (the floor that lets
-    /// a quiet client retry at all).
-    pub fn min_per_sec(mut self, min_per_sec: u32) -> Self {
-        self.min_per_sec = min_per_sec;
-        self
-    }
-
-    /// How far back requests and retries are counted, from 1 s to 1 h.
-    pub fn window(mut self, window: Duration) -> Self {
-        self.window = window;
+    /// The retries saved up for a burst or a quiet client: the bucket
+    /// starts with this many tokens and never holds more (at least one,
+    /// so that a ratio below 1 can grow into a retry). Default 10.
+    pub fn reserve(mut self, retries: u32) -> Self {
+        self.reserve = retries;
         self
     }
 
     /// Checks the settings and builds the budget.
     pub fn build(self) -> Result<RetryBudget, ConfigError> {
         check::in_closed("retry.budget.ratio", self.ratio, 0.0, 1.0)?;
-        if self.window < Duration::from_secs(1) || self.window > Duration::from_secs(3600) {
-            return Err(ConfigError::new(
-                "retry.budget.window",
-                self.window,
-                "must be between 1s and 1h",
-            ));
-        }
+        let capacity = u64::from(self.reserve.max(1)) * ONE;
         Ok(RetryBudget {
             inner: Arc::new(Inner {
                 ratio: self.ratio,
-                reserve: f64::from(self.min_per_sec) * self.window.as_secs_f64(),
-                window: self.window,
-                // The window is at most an hour, so this fits easily.
-                bucket_nanos: u64::try_from(self.window.as_nanos() / u128::from(BUCKETS))
-                    .unwrap_or(u64::MAX),
-                start: Instant::now(),
-                buckets: Default::default(),
+                reserve: self.reserve,
+                // In [0, 1] millions: exact in an f64 and a u64.
+                earn: (self.ratio * ONE as f64).round() as u64,
+                capacity,
+                tokens: AtomicU64::new(u64::from(self.reserve) * ONE),
+                requests: AtomicU64::new(0),
+                retries: AtomicU64::new(0),
             }),
         })
     }
 }
 
-#[inline]
-fn pack(epoch: u64, requests: u64, retries: u64) -> u64 {
-    ((epoch & EPOCH_MASK) << (2 * COUNT_BITS)) | (requests << COUNT_BITS) | retries
-}
-
-#[inline]
-fn unpack(word: u64) -> (u64, u64, u64) {
-    (
-        word >> (2 * COUNT_BITS),
-        (word >> COUNT_BITS) & COUNT_MAX,
-        word & COUNT_MAX,
-    )
-}
-
 impl Inner {
     #[inline]
-    fn epoch(&self, now: Instant) -> u64 {
-        let elapsed = now.saturating_duration_since(self.start);
-        // Seconds and nanoseconds apart: no 128-bit division on the hot path.
-        let nanos = elapsed
-            .as_secs()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(u64::from(elapsed.subsec_nanos()));
-        nanos / self.bucket_nanos
-    }
-
-    #[inline]
-    fn slot(&self, epoch: u64) -> &AtomicU64 {
-        &self.buckets[(epoch % BUCKETS) as usize]
-    }
-
-    fn allowed(&self, requests: u64) -> f64 {
-        self.ratio.mul_add(requests as f64, self.reserve)
-    }
-
-    /// Counts of `epoch`'s bucket as stored in `word`, if it is that epoch's.
-    #[inline]
-    fn counts_of(word: u64, epoch: u64) -> Option<(u64, u64)> {
-        let (tag, requests, retries) = unpack(word);
-        (tag == epoch & EPOCH_MASK).then_some((requests, retries))
-    }
-
-    /// Whether `word` belongs to an epoch after `epoch` (a writer that
-    /// stalled for a whole window must not wipe a newer bucket).
-    #[inline]
-    fn is_newer(word: u64, epoch: u64) -> bool {
-        let tag = unpack(word).0;
-        let ahead = tag.wrapping_sub(epoch & EPOCH_MASK) & EPOCH_MASK;
-        ahead != 0 && ahead < (1 << (EPOCH_BITS - 1))
-    }
-
-    fn deposit(&self, now: Instant) {
-        let epoch = self.epoch(now);
+    fn deposit(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if self.earn == 0 {
+            return;
+        }
+        let (earn, capacity) = (self.earn, self.capacity);
+        // A full bucket (the healthy case) is only read.
         let _ = self
-            .slot(epoch)
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
-                if Self::is_newer(word, epoch) {
-                    return None;
-                }
-                let (requests, retries) = Self::counts_of(word, epoch).unwrap_or((0, 0));
-                Some(pack(epoch, (requests + 1).min(COUNT_MAX), retries))
+            .tokens
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |tokens| {
+                (tokens < capacity).then(|| (tokens + earn).min(capacity))
             });
     }
 
-    /// Sums over the window ending with `epoch`: requests, retries, and the
-    /// current bucket's word.
-    fn sums(&self, epoch: u64) -> (u64, u64, u64) {
-        let (mut requests, mut retries) = (0, 0);
-        for back in 1..BUCKETS.min(epoch + 1) {
-            if let Some((q, t)) = Self::counts_of(
-                self.slot(epoch - back).load(Ordering::Acquire),
-                epoch - back,
-            ) {
-                requests += q;
-                retries += t;
-            }
+    fn try_withdraw(&self) -> bool {
+        let taken = self
+            .tokens
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |tokens| {
+                tokens.checked_sub(ONE)
+            })
+            .is_ok();
+        if taken {
+            self.retries.fetch_add(1, Ordering::Relaxed);
         }
-        let current = self.slot(epoch).load(Ordering::Acquire);
-        if let Some((q, t)) = Self::counts_of(current, epoch) {
-            requests += q;
-            retries += t;
-        }
-        (requests, retries, current)
+        taken
     }
 
-    /// Takes a retry; the epoch it was counted in, or `None` if spent.
-    fn try_withdraw(&self, now: Instant) -> Option<u64> {
-        let epoch = self.epoch(now);
-        loop {
-            let (requests, retries, current) = self.sums(epoch);
-            if Self::is_newer(current, epoch) || (retries + 1) as f64 > self.allowed(requests) {
-                return None;
-            }
-            let (q, t) = Self::counts_of(current, epoch).unwrap_or((0, 0));
-            let next = pack(epoch, q, (t + 1).min(COUNT_MAX));
-            if self
-                .slot(epoch)
-                .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                return Some(epoch);
-            }
-        }
-    }
-
-    /// Gives back a retry counted in `epoch`, if that bucket still holds it.
-    fn refund(&self, epoch: u64) {
+    /// Gives back a retry that was never sent.
+    fn refund(&self) {
+        let capacity = self.capacity;
         let _ = self
-            .slot(epoch)
-            .fetch_update(
-                Ordering::AcqRel,
-                Ordering::Acquire,
-                |word| match Self::counts_of(word, epoch) {
-                    Some((requests, retries)) if retries > 0 => {
-                        Some(pack(epoch, requests, retries - 1))
-                    }
-                    _ => None,
-                },
-            );
+            .tokens
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |tokens| {
+                Some((tokens + ONE).min(capacity))
+            });
+        let _ = self
+            .retries
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
 }
 
@@ -282,7 +238,6 @@ impl Inner {
 /// [`spent`](Withdrawal::spend).
 pub(crate) struct Withdrawal {
     budget: Option<RetryBudget>,
-    epoch: u64,
 }
 
 impl Withdrawal {
@@ -295,7 +250,7 @@ impl Withdrawal {
 impl Drop for Withdrawal {
     fn drop(&mut self) {
         if let Some(budget) = self.budget.take() {
-            budget.inner.refund(self.epoch);
+            budget.inner.refund();
         }
     }
 }
@@ -303,7 +258,7 @@ impl Drop for Withdrawal {
 impl fmt::Debug for Withdrawal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Withdrawal")
-            .field("epoch", &self.epoch)
+            .field("pending", &self.budget.is_some())
             .finish()
     }
 }
@@ -314,7 +269,7 @@ impl fmt::Debug for RetryBudget {
         f.debug_struct("RetryBudget")
             .field("ratio", &self.inner.ratio)
             .field("reserve", &self.inner.reserve)
-            .field("window", &self.inner.window)
+            .field("remaining", &self.remaining())
             .field("requests", &requests)
             .field("retries", &retries)
             .finish()
@@ -326,73 +281,81 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn budget(ratio: f64, min_per_sec: u32, window_s: u64) -> RetryBudget {
+    fn budget(ratio: f64, reserve: u32) -> RetryBudget {
         RetryBudget::builder()
             .ratio(ratio)
-            .min_per_sec(min_per_sec)
-            .window(Duration::from_secs(window_s))
+            .reserve(reserve)
             .build()
             .unwrap()
     }
 
     #[test]
-    fn floor_alone_allows_min_per_sec_times_window() {
-        let b = budget(0.0, 2, 5);
-        let t0 = b.inner.start;
-        let granted = (0..100)
-            .filter(|_| b.inner.try_withdraw(t0).is_some())
-            .count();
-        assert_eq!(granted, 10);
-        // A whole window later the old retries have left it.
-        assert!(b.inner.try_withdraw(t0 + Duration::from_secs(5)).is_some());
+    fn the_reserve_is_spent_once_then_only_the_ratio_pays() {
+        let b = budget(0.2, 10);
+        // A long healthy past saves no more than the reserve.
+        for _ in 0..100_000 {
+            b.deposit();
+        }
+        assert_eq!(b.remaining(), 10);
+        // An outage of 1,000 calls, each asking for a retry.
+        let mut granted = 0;
+        for _ in 0..1_000 {
+            b.deposit();
+            granted += u32::from(b.try_withdraw());
+        }
+        // The reserve, then 20 % of the calls after the first (whose
+        // earning found the bucket full).
+        assert_eq!(granted, 10 + 199);
     }
 
     #[test]
     fn a_withdrawal_not_spent_is_given_back() {
-        let b = budget(0.0, 1, 1);
+        let b = budget(0.0, 1);
         let w = b.withdraw().unwrap();
-        assert!(b.withdraw().is_none(), "the floor of one is taken");
+        assert!(b.withdraw().is_none(), "the reserve of one is taken");
         drop(w);
         assert_eq!(b.counts(), (0, 0));
+        assert_eq!(b.remaining(), 1);
         b.withdraw().unwrap().spend();
         assert_eq!(b.counts(), (0, 1));
         assert!(b.withdraw().is_none());
     }
 
     #[test]
-    fn bad_settings_are_refused() {
-        for ratio in [-0.1, 1.5, f64::NAN] {
-            let err = RetryBudget::builder().ratio(ratio).build().unwrap_err();
-            assert_eq!(err.field(), "retry.budget.ratio");
-        }
-        for window in [
-            Duration::ZERO,
-            Duration::from_millis(999),
-            Duration::from_secs(3601),
-        ] {
-            let err = RetryBudget::builder().window(window).build().unwrap_err();
-            assert_eq!(err.field(), "retry.budget.window");
-        }
+    fn nested_layers_on_one_budget_deposit_once() {
+        let b = budget(1.0, 0);
+        let other = budget(1.0, 0);
+        b.calling(|| {
+            b.deposit_once();
+            other.deposit_once();
+            other.calling(|| b.deposit_once());
+        });
+        b.deposit_once();
+        // Once inside its own call, once inside the other budget's, once
+        // outside any.
+        assert_eq!(b.counts().0, 2);
+        assert_eq!(other.counts().0, 1);
     }
 
     #[test]
-    fn packing_round_trips_and_saturates() {
-        assert_eq!(unpack(pack(5, 7, 9)), (5, 7, 9));
-        assert_eq!(
-            unpack(pack(EPOCH_MASK + 3, COUNT_MAX, 0)),
-            (2, COUNT_MAX, 0)
-        );
-        let b = budget(1.0, 0, 1);
-        b.inner.buckets[0].store(pack(0, COUNT_MAX, 0), Ordering::Relaxed);
-        b.inner.deposit(b.inner.start);
-        assert_eq!(b.counts().0, COUNT_MAX);
+    fn bad_settings_are_refused() {
+        for ratio in [-0.1, 1.5, f64::NAN, f64::INFINITY, f64::MAX] {
+            let err = RetryBudget::builder().ratio(ratio).build().unwrap_err();
+            assert_eq!(err.field(), "retry.budget.ratio");
+        }
+        let b = budget(1.0, u32::MAX);
+        assert_eq!(b.remaining(), u64::from(u32::MAX));
+        for _ in 0..10 {
+            b.deposit();
+        }
+        assert_eq!(b.remaining(), u64::from(u32::MAX));
     }
 
     #[derive(Debug, Clone)]
     enum Op {
         Deposit,
         Withdraw,
-        Advance(u64),
+        WithdrawAndDrop,
     }
 
     fn ops() -> impl Strategy<Value = Vec<Op>> {
@@ -400,63 +363,52 @@ mod tests {
             prop_oneof![
                 6 => Just(Op::Deposit),
                 4 => Just(Op::Withdraw),
-                1 => (0u64..3_000).prop_map(Op::Advance),
+                1 => Just(Op::WithdrawAndDrop),
             ],
             1..400,
         )
     }
 
     proptest! {
-        /// Over any sequence, the budget grants a retry exactly when the
-        /// retries in the window, this one included, stay within
-        /// `ratio × requests + min_per_sec × window`, as a plain model
-        /// of that formula decides.
+        /// Over any sequence, the budget grants a retry exactly when a
+        /// plain model of the bucket holds a whole token: `ratio` earned per
+        /// call, capped at the reserve (at least one token), one taken per
+        /// retry, one given back per retry never sent.
         #[test]
-        fn never_admits_more_than_its_formula(
+        fn grants_exactly_what_the_bucket_holds(
             ratio in 0.0f64..=1.0,
-            min_per_sec in 0u32..5,
-            window_s in 1u64..20,
+            reserve in 0u32..5,
             ops in ops(),
         ) {
-            let b = budget(ratio, min_per_sec, window_s);
-            let inner = &b.inner;
-            let reserve = f64::from(min_per_sec) * window_s as f64;
-            // The model: every admitted event with its bucket number.
-            let mut requests: Vec<u64> = Vec::new();
-            let mut retries: Vec<u64> = Vec::new();
-            let mut now = inner.start;
+            let b = budget(ratio, reserve);
+            let earn = (ratio * 1e6).round() as u64;
+            let capacity = u64::from(reserve.max(1)) * ONE;
+            let mut tokens = u64::from(reserve) * ONE;
+            let (mut requests, mut retries) = (0u64, 0u64);
             for op in ops {
-                let epoch = inner.epoch(now);
-                let in_window = |e: &&u64| **e + BUCKETS > epoch;
                 match op {
                     Op::Deposit => {
-                        inner.deposit(now);
-                        requests.push(epoch);
+                        b.deposit();
+                        requests += 1;
+                        tokens = (tokens + earn).min(capacity);
                     }
                     Op::Withdraw => {
-                        let q = requests.iter().filter(in_window).count() as f64;
-                        let t = retries.iter().filter(in_window).count() as f64;
-                        let expected = t + 1.0 <= ratio.mul_add(q, reserve);
-                        prop_assert_eq!(inner.try_withdraw(now).is_some(), expected);
+                        let expected = tokens >= ONE;
+                        prop_assert_eq!(b.try_withdraw(), expected);
                         if expected {
-                            retries.push(epoch);
+                            tokens -= ONE;
+                            retries += 1;
                         }
                     }
-                    Op::Advance(ms) => now += Duration::from_millis(ms),
+                    Op::WithdrawAndDrop => {
+                        let expected = tokens >= ONE;
+                        prop_assert_eq!(b.withdraw().is_some(), expected);
+                    }
                 }
-                // The budget's counts are the model's, over the same window.
-                let epoch = inner.epoch(now);
-                let q = requests.iter().filter(|e| **e + BUCKETS > epoch).count() as u64;
-                let t = retries.iter().filter(|e| **e + BUCKETS > epoch).count() as u64;
-                prop_assert_eq!(b.counts_at(now), (q, t));
+                prop_assert!(tokens <= capacity);
+                prop_assert_eq!(b.counts(), (requests, retries));
+                prop_assert_eq!(b.remaining(), tokens / ONE);
             }
-        }
-    }
-
-    impl RetryBudget {
-        fn counts_at(&self, now: Instant) -> (u64, u64) {
-            let (q, t, _) = self.inner.sums(self.inner.epoch(now));
-            (q, t)
         }
     }
 }

@@ -222,7 +222,10 @@ where
         withdrawal.spend();
     }
     crate::observe::attempt_started();
-    service.call(request)
+    match &policy.budget {
+        Some(budget) => budget.calling(|| service.call(request)),
+        None => service.call(request),
+    }
 }
 
 impl<S, Req, C, P> fmt::Debug for ResponseFuture<S, Req, C, P>

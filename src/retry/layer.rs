@@ -23,8 +23,8 @@ pub struct RetryLayer<C = DefaultClassifier, P = CloneReplay> {
 impl RetryLayer {
     /// Starts building a retry layer with the default settings:
     /// 3 attempts, [`Backoff::default`] (exponential from 100 ms, capped at
-    /// 1 s, full jitter), a budget of 20 % of requests plus 10 retries per
-    /// second, retry-after hints honoured up to 60 s.
+    /// 1 s, full jitter), a budget of 20 % of calls with a reserve of 10
+    /// retries, retry-after hints honoured up to 60 s.
     pub fn builder() -> RetryLayerBuilder {
         RetryLayerBuilder {
             settings: Settings {

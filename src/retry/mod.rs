@@ -61,7 +61,7 @@
 //!
 //! # fn main() -> Result<(), steadfast::ConfigError> {
 //! // One budget for every route to the same host.
-//! let budget = RetryBudget::builder().ratio(0.1).min_per_sec(5).build()?;
+//! let budget = RetryBudget::builder().ratio(0.1).reserve(5).build()?;
 //!
 //! #[derive(Debug)]
 //! enum Reply { Ok, Busy { retry_after: Duration }, NotFound }
@@ -189,7 +189,7 @@ where
         let policy = &self.policy;
         let facts = policy.classifier.facts(&request);
         if let Some(budget) = &policy.budget {
-            budget.deposit();
+            budget.deposit_once();
         }
         let next = if policy.max_attempts > 1 {
             policy.replay.replay(&request)
@@ -199,7 +199,10 @@ where
         // The ready service sends this attempt; a clone, made ready when
         // needed, sends the later ones.
         let service = next.as_ref().map(|_| self.inner.clone());
-        let future = self.inner.call(request);
+        let future = match &policy.budget {
+            Some(budget) => budget.calling(|| self.inner.call(request)),
+            None => self.inner.call(request),
+        };
         future::ResponseFuture::new(future, Arc::clone(policy), service, next, facts)
     }
 }

@@ -62,7 +62,7 @@ async fn hedging_cuts_the_p99_to_a_third_for_at_most_ten_percent_more_calls() {
     let hedged_calls = Arc::new(AtomicUsize::new(0));
     let budget = RetryBudget::builder()
         .ratio(0.1)
-        .min_per_sec(0)
+        .reserve(10)
         .build()
         .unwrap();
     let layer = HedgeLayer::builder()

@@ -192,15 +192,17 @@ async fn no_hedge_when_the_first_copy_answers_in_time() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_failure_sends_the_next_copy_at_once() {
-    // The first copy fails after 5 ms: the hedge leaves then, not at 100 ms.
+async fn a_failure_sends_the_next_copy_to_the_next_endpoint_at_once() {
+    // The first copy fails after 5 ms: the hedge leaves then, not at 100 ms,
+    // for the other endpoint (two endpoints sharing one script).
     let backend = Backend::new("b", &[(5, Err("reset")), (20, Ok(7))]);
     let svc = HedgeLayer::builder()
         .delay(ms(100))
         .unlimited_budget()
         .build()
         .unwrap()
-        .layer(backend.clone());
+        .endpoints([backend.clone(), backend.clone()])
+        .unwrap();
     let started = Instant::now();
     assert_eq!(svc.oneshot(0).await.unwrap(), ("b", 7));
     assert_eq!(started.elapsed(), ms(25));
@@ -214,13 +216,16 @@ async fn when_every_copy_fails_the_last_failure_is_returned() {
         "b",
         &[(5, Err("first")), (5, Err("second")), (5, Err("third"))],
     );
+    // Three endpoints (sharing one script): each failure sends the next
+    // copy to the next endpoint at once.
     let svc = HedgeLayer::builder()
         .delay(ms(100))
         .max_hedges(2)
         .unlimited_budget()
         .build()
         .unwrap()
-        .layer(backend.clone());
+        .endpoints([backend.clone(), backend.clone(), backend.clone()])
+        .unwrap();
     let started = Instant::now();
     let err = svc.oneshot(0).await.unwrap_err();
     assert_eq!(err.to_string(), "third");
@@ -251,10 +256,10 @@ async fn a_non_transient_failure_sends_no_more_copies() {
 async fn the_budget_caps_hedges_and_gives_back_unsent_ones() {
     // Every copy is slow: each call would hedge if the budget let it.
     let backend = Backend::new("b", &[(1_000, Ok(0))]);
-    // No floor: 10 % of the calls counted.
+    // A reserve of two, which the calls' 10 % cannot grow past.
     let budget = RetryBudget::builder()
         .ratio(0.1)
-        .min_per_sec(0)
+        .reserve(2)
         .build()
         .unwrap();
     let layer = HedgeLayer::builder()
@@ -264,7 +269,7 @@ async fn the_budget_caps_hedges_and_gives_back_unsent_ones() {
         .build()
         .unwrap();
     let svc = layer.layer(backend.clone());
-    // Twenty calls at once: the budget grants 10 % of them, two hedges.
+    // Twenty calls at once: the budget grants two hedges.
     let calls: Vec<_> = (0..20).map(|i| svc.clone().oneshot(i)).collect();
     let started = Instant::now();
     let replies = futures::future::join_all(calls).await;
@@ -284,8 +289,7 @@ async fn a_hedge_dropped_before_it_leaves_gives_its_token_back() {
     let (service, mut handle) = mock::pair::<u32, u32>();
     let budget = RetryBudget::builder()
         .ratio(0.0)
-        .min_per_sec(1)
-        .window(Duration::from_secs(1))
+        .reserve(1)
         .build()
         .unwrap();
     let mut svc = HedgeLayer::builder()
@@ -498,4 +502,96 @@ fn bad_settings_fail_at_build_time() {
     assert_eq!(err.field(), "hedge.endpoints");
     let err = Race::builder().build(Vec::<Backend>::new()).unwrap_err();
     assert_eq!(err.field(), "race.alternatives");
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_and_hedge_on_one_budget_deposit_once_per_logical_call() {
+    // 20 % and no reserve: 5,000 failing calls may cost 1,000 extra
+    // attempts in all, whether retry or hedge takes them.
+    let budget = RetryBudget::builder()
+        .ratio(0.2)
+        .reserve(0)
+        .build()
+        .unwrap();
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let backend = tower::service_fn({
+        let attempts = attempts.clone();
+        move |_: u32| {
+            attempts.fetch_add(1, Ordering::SeqCst);
+            async move {
+                tokio::time::sleep(ms(20)).await;
+                Err::<u32, BoxError>("connection reset".into())
+            }
+        }
+    });
+    let hedge = HedgeLayer::builder()
+        .delay(ms(10))
+        .budget(budget.clone())
+        .build()
+        .unwrap();
+    let retry = steadfast::retry::RetryLayer::builder()
+        .max_attempts(3)
+        .backoff(steadfast::retry::Backoff::constant(ms(1)))
+        .budget(budget.clone())
+        .build()
+        .unwrap();
+    let svc = retry.layer(hedge.layer(backend));
+    for i in 0..5_000 {
+        let _ = svc.clone().oneshot(i).await;
+    }
+    let attempts = attempts.load(Ordering::SeqCst);
+    assert_eq!(budget.counts().0, 5_000, "one deposit per logical call");
+    assert!(attempts <= 6_001, "{attempts} attempts");
+}
+
+#[tokio::test(start_paused = true)]
+async fn hedges_add_no_load_to_a_failing_only_target() {
+    let busy = |outcome: Result<&(&'static str, u32), &BoxError>| match outcome {
+        Ok(_) => Verdict::Success,
+        Err(err) if err.to_string() == "busy" => Verdict::transient_after(ms(1_000)),
+        Err(_) => Verdict::transient(),
+    };
+    // A failure answer, with or without Retry-After: no copy at once, and
+    // none at the delay while the first is still out.
+    for reply in ["reset", "busy"] {
+        let backend = Backend::new("b", &[(5, Err(reply)), (200, Ok(1))]);
+        let svc = HedgeLayer::builder()
+            .delay(ms(10))
+            .max_hedges(2)
+            .unlimited_budget()
+            .classifier(busy)
+            .build()
+            .unwrap()
+            .layer(backend.clone());
+        let started = Instant::now();
+        assert_eq!(svc.oneshot(0).await.unwrap_err().to_string(), reply);
+        assert_eq!(started.elapsed(), ms(5));
+        assert_eq!(backend.calls(), 1, "{reply}");
+    }
+    // A hedge copy that fails stops the copies after it; the first still
+    // answers.
+    let backend = Backend::new("b", &[(100, Ok(1)), (5, Err("busy")), (5, Ok(2))]);
+    let svc = HedgeLayer::builder()
+        .delay(ms(10))
+        .max_hedges(3)
+        .unlimited_budget()
+        .classifier(busy)
+        .build()
+        .unwrap()
+        .layer(backend.clone());
+    assert_eq!(svc.oneshot(0).await.unwrap(), ("b", 1));
+    assert_eq!(backend.calls(), 2);
+    // An open circuit in front of the only target: refused, nothing sent.
+    let backend = Backend::new("b", &[(5, Ok(1))]);
+    let breaker = CircuitBreakerLayer::builder().build().unwrap();
+    breaker.handle().force_open();
+    let svc = HedgeLayer::builder()
+        .delay(ms(10))
+        .unlimited_budget()
+        .build()
+        .unwrap()
+        .layer(breaker.layer(backend.clone()));
+    let err = svc.oneshot(0).await.unwrap_err();
+    assert!(err.is::<CircuitOpen>());
+    assert_eq!(backend.calls(), 0);
 }

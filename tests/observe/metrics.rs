@@ -609,7 +609,7 @@ async fn slow_calls_are_counted() -> Result<(), BoxError> {
 async fn a_spent_budget_is_counted_as_a_stop() -> Result<(), BoxError> {
     let metrics = Metrics::new();
     let _recorder = metrics.install();
-    let empty = RetryBudget::builder().ratio(0.0).min_per_sec(0).build()?;
+    let empty = RetryBudget::builder().ratio(0.0).reserve(0).build()?;
     let policy = Policy::builder()
         .name("inventory")
         .route("/items/{id}")

@@ -139,7 +139,7 @@ async fn each_attempt_is_a_trace_event_of_the_call() -> Result<(), BoxError> {
 #[tokio::test(start_paused = true)]
 async fn a_spent_budget_is_a_warning_and_other_stops_are_debug() -> Result<(), BoxError> {
     let (capture, _guard) = Capture::install();
-    let empty = RetryBudget::builder().ratio(0.0).min_per_sec(0).build()?;
+    let empty = RetryBudget::builder().ratio(0.0).reserve(0).build()?;
     let policy = Policy::builder()
         .name("inventory")
         .observe()

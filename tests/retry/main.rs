@@ -304,12 +304,12 @@ async fn no_backoff_sleep_starts_that_would_end_past_the_deadline() {
 #[tokio::test(start_paused = true)]
 async fn the_budget_stops_a_retry_storm() {
     // 100 calls to a backend that always fails, 3 attempts each: without a
-    // budget it would see 300 calls. A 20 % budget with no floor lets 20
+    // budget it would see 300 calls. A 20 % budget with no reserve lets 20
     // retries through.
     let backend = Backend::new(&[Reply::Reset]);
     let budget = RetryBudget::builder()
         .ratio(0.2)
-        .min_per_sec(0)
+        .reserve(0)
         .build()
         .unwrap();
     let layer = RetryLayer::builder()
@@ -334,8 +334,7 @@ async fn every_clone_and_every_layered_service_shares_one_budget() {
         .budget(
             RetryBudget::builder()
                 .ratio(0.0)
-                .min_per_sec(1)
-                .window(Duration::from_secs(2))
+                .reserve(2)
                 .build()
                 .unwrap(),
         )
@@ -343,7 +342,7 @@ async fn every_clone_and_every_layered_service_shares_one_budget() {
         .unwrap();
     let a = Backend::new(&[Reply::Reset]);
     let b = Backend::new(&[Reply::Reset]);
-    // The floor is 1 retry/s over 2 s: two retries in all, whoever asks.
+    // A reserve of two and no ratio: two retries in all, whoever asks.
     let _ = layer.layer(a.clone()).oneshot(1).await;
     let _ = layer.clone().layer(b.clone()).oneshot(1).await;
     let _ = layer.layer(b.clone()).oneshot(1).await;
@@ -401,8 +400,7 @@ async fn a_call_dropped_in_backoff_gives_its_budget_token_back_and_sends_nothing
         .budget(
             RetryBudget::builder()
                 .ratio(0.0)
-                .min_per_sec(1)
-                .window(Duration::from_secs(1))
+                .reserve(1)
                 .build()
                 .unwrap(),
         )
