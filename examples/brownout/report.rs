@@ -134,13 +134,14 @@ pub(crate) fn table(results: &Results<'_>) {
     );
     for (name, phases) in results {
         for (phase, stats) in PHASES.iter().zip(phases) {
-            let (settled, opened) = if phase.outage {
-                (
-                    format!("{:.1}", stats.percentile_from(0.99, SETTLED)),
-                    opt_ms(stats.opened_at),
-                )
+            let settled = if phase.outage {
+                format!("{:.1}", stats.percentile_from(0.99, SETTLED))
             } else {
-                ("-".to_owned(), "-".to_owned())
+                "-".to_owned()
+            };
+            let opened = match (name, stats.opened_at) {
+                (&"bare reqwest", _) => "-".to_owned(),
+                (_, opened) => opt_ms(opened),
             };
             println!(
                 "{:<18} {:<10} {:>6} {:>8.2}% {:>8.1} {:>8.1} {:>9} {:>8.2} {:>8} {:>8}",
@@ -159,7 +160,7 @@ pub(crate) fn table(results: &Results<'_>) {
     }
     println!(
         "\np99 >1s: p99 of the calls that started 1 s or more into the outage; \
-         open at: ms into the outage\nwhen the breaker opened. recovery: from the end \
+         open at: ms into the phase\nwhen the breaker first opened. recovery: from the end \
          of each outage until real answers (not the\nfallback's) first reach 99 % of a \
          window of {WINDOW} calls (the end of the last call without one before it;\n\
          calls still running when the phase ended are left out)"
