@@ -96,9 +96,15 @@
 //! | outage | breaker opened after | backend requests per call in the outage (once open) | calls succeed again after the outage |
 //! |---|---|---|---|
 //! | requests hang | 682 ms | 0.008 (0.0) | 693 ms |
-//! | connection reset | 18 ms | 0.004 (0.0) | 29 ms |
+//! | connection reset | 18–20 ms | 0.004 (0.0) | 29–31 ms |
 //! | 503 with `Retry-After: 1` | at once | 0.000 (0.0) | 1.01 s |
 //! | 10 % of requests 503 (brownout) | never | 1.108 | — (100 % success, p99 134 ms) |
+//!
+//! With a [`HedgeLayer`](crate::hedge::HedgeLayer) inside on the policy's
+//! budget the figures are the same but for hangs (0.017 requests per call,
+//! 0.004 once open). With nothing set at all (30 s total), the outages that
+//! answer give the same figures, and the brownout 1.096 requests per call
+//! at 100 % success.
 //!
 //! - **A fast trip beside the rate.** The 30 s window is full of the
 //!   healthy phase's successes when an outage starts: its 50 % rate needs
@@ -307,10 +313,16 @@ impl Derive {
             settings.attempt_timeout = Some(standard_attempt(total));
         }
         if self.backoff {
-            settings.retry = settings
-                .retry
-                .take()
-                .map(|retry| retry.backoff(standard_backoff(total)));
+            settings.retry = settings.retry.take().map(|retry| {
+                let retry = retry.backoff(standard_backoff(total));
+                // A total too short for a nanosecond of backoff holds no
+                // retry at all.
+                if total < Duration::from_nanos(15) {
+                    retry.max_attempts(1)
+                } else {
+                    retry
+                }
+            });
         }
     }
 }

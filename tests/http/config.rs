@@ -90,6 +90,13 @@ fn the_standard_preset_is_consistent_and_checked_after_overrides() {
         let attempt = policy.attempt_timeout().unwrap();
         assert!(attempt <= total / 3 && attempt <= Duration::from_secs(10));
     }
+    for total in [Duration::from_nanos(1), Duration::MAX] {
+        let policy = Policy::standard_http_client()
+            .total_timeout(total)
+            .build()
+            .unwrap_or_else(|err| panic!("total {total:?}: {err}"));
+        assert!(policy.attempt_timeout().unwrap() <= Duration::from_secs(10));
+    }
     let policy = Policy::standard_http_client()
         .total_timeout(Duration::from_secs(2))
         .build()
@@ -120,4 +127,18 @@ fn the_standard_preset_is_consistent_and_checked_after_overrides() {
         .build()
         .unwrap_err();
     assert_eq!(err.field(), "circuit_breaker.time_window");
+}
+
+proptest::proptest! {
+    /// Whatever total timeout a user sets alone, the standard preset
+    /// builds, its attempt timeout within a third of it and at most 10 s.
+    #[test]
+    fn the_standard_preset_fits_any_total_timeout(nanos in 1u64..=u64::MAX, secs in 0u64..=u64::MAX) {
+        for total in [Duration::from_nanos(nanos), Duration::from_secs(secs).max(Duration::from_nanos(1))] {
+            let policy = Policy::standard_http_client().total_timeout(total).build();
+            let policy = policy.map_err(|err| proptest::test_runner::TestCaseError::fail(err.to_string()))?;
+            let attempt = policy.attempt_timeout().unwrap_or_default();
+            proptest::prop_assert!(attempt <= Duration::from_secs(10) && attempt <= total.max(Duration::from_nanos(3)) / 3 + Duration::from_nanos(1));
+        }
+    }
 }
