@@ -2,22 +2,20 @@
 //! logical call.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::future::BoxFuture;
 use http_body_util::BodyExt;
 use steadfast::BoxError;
-use steadfast::circuit_breaker::{CircuitBreakerBuilder, CircuitBreakerLayer};
+use steadfast::circuit_breaker::CircuitBreakerHandle;
 use steadfast::fallback::{FallbackCache, FallbackLayer, FallbackSource};
 use steadfast::hedge::HedgeLayer;
 use steadfast::http::{HttpClassifier, HttpReplay};
 use steadfast::observe::RequestIdHeader;
-use steadfast::policy::{Policy, PolicyBuilder};
-use steadfast::retry::{Backoff, Jitter, RetryLayer};
+use steadfast::policy::Policy;
 use tower::{Layer, ServiceExt, service_fn};
 
 use crate::backend::ms;
-use crate::{CALL_TIMEOUT, SCALE};
+use crate::{CALL_TIMEOUT, STALE_AFTER};
 
 /// The outcome of one logical call: a 2xx answer read to its end (real, or
 /// from the fallback), or not.
@@ -34,46 +32,24 @@ impl Outcome {
     };
 }
 
-/// A client: sends `GET url` and reports the outcome.
-pub(crate) type Client = Arc<dyn Fn(String) -> BoxFuture<'static, Outcome> + Send + Sync>;
+/// A client: sends `GET url` and reports the outcome; with the handle of
+/// the breaker it calls through, if it has one.
+#[derive(Clone)]
+pub(crate) struct Client {
+    pub(crate) call: Arc<dyn Fn(String) -> BoxFuture<'static, Outcome> + Send + Sync>,
+    pub(crate) breaker: Option<CircuitBreakerHandle>,
+}
 
 fn reqwest_client() -> Result<reqwest::Client, BoxError> {
-    Ok(reqwest::Client::builder()
-        .no_proxy()
-        .timeout(CALL_TIMEOUT)
-        .build()?)
+    Ok(reqwest::Client::builder().no_proxy().build()?)
 }
 
-/// The standard breaker (50 % failures over the window, once 100 calls
-/// were seen; open 5 s, 1 probe) on the demo's time scale: the window is
-/// 20 times shorter, so the minimum number of calls is too, keeping the
-/// same rate (100 calls in 30 s is 5 in 1.5 s). Without that, the demo's
-/// load could never reach the minimum within a window and the breaker
-/// would never open.
-fn breaker() -> CircuitBreakerBuilder {
-    CircuitBreakerLayer::builder()
-        .time_window(Duration::from_secs(30) / SCALE, 30)
-        .failure_rate_threshold(50.0)
-        .minimum_calls(100 / u64::from(SCALE))
-        .open_duration(Duration::from_secs(5) / SCALE)
-        .half_open_probes(1)
-}
-
-/// `Policy::standard_http_client()` on the demo's time scale: same retry
-/// rules (4 attempts, exponential backoff with full jitter, `Retry-After`
-/// honoured), same retry budget, same breaker.
-fn standard() -> PolicyBuilder<HttpClassifier, HttpReplay, RequestIdHeader> {
-    Policy::standard_http_client()
+/// `Policy::standard_http_client()` as a user gets it: the total timeout
+/// set, nothing else.
+fn standard() -> Result<Policy<HttpClassifier, HttpReplay, RequestIdHeader>, BoxError> {
+    Ok(Policy::standard_http_client()
         .total_timeout(CALL_TIMEOUT)
-        .retry(
-            RetryLayer::builder().max_attempts(4).backoff(
-                Backoff::exponential(Duration::from_secs(2) / SCALE)
-                    .cap(Duration::from_secs(8) / SCALE)
-                    .jitter(Jitter::Full),
-            ),
-        )
-        .circuit_breaker(breaker())
-        .attempt_timeout(Duration::from_secs(10) / SCALE)
+        .build()?)
 }
 
 async fn read(response: reqwest::Response) -> Outcome {
@@ -84,27 +60,34 @@ async fn read(response: reqwest::Response) -> Outcome {
     }
 }
 
+/// reqwest with the same total timeout, and nothing else.
 pub(crate) fn bare() -> Result<Client, BoxError> {
-    let client = reqwest_client()?;
-    Ok(Arc::new(move |url: String| {
-        let client = client.clone();
-        Box::pin(async move {
-            match client.get(url).send().await {
-                Ok(response) => read(response).await,
-                Err(_) => Outcome::FAILED,
-            }
-        })
-    }))
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(CALL_TIMEOUT)
+        .build()?;
+    Ok(Client {
+        call: Arc::new(move |url: String| {
+            let client = client.clone();
+            Box::pin(async move {
+                match client.get(url).send().await {
+                    Ok(response) => read(response).await,
+                    Err(_) => Outcome::FAILED,
+                }
+            })
+        }),
+        breaker: None,
+    })
 }
 
 /// Sends `GET url` through `service`, a `Service<reqwest::Request>`.
-fn through<S>(service: S) -> Client
+fn through<S>(service: S, breaker: Option<CircuitBreakerHandle>) -> Client
 where
     S: tower::Service<reqwest::Request, Response = reqwest::Response, Error = BoxError>,
     S: Clone + Send + Sync + 'static,
     S::Future: Send,
 {
-    Arc::new(move |url: String| {
+    let call = Arc::new(move |url: String| {
         let service = service.clone();
         Box::pin(async move {
             let Ok(url) = url.parse() else {
@@ -115,44 +98,44 @@ where
                 Ok(response) => read(response).await,
                 Err(_) => Outcome::FAILED,
             }
-        })
-    })
+        }) as BoxFuture<'static, Outcome>
+    });
+    Client { call, breaker }
 }
 
 pub(crate) fn with_policy() -> Result<Client, BoxError> {
-    let policy = standard().build()?;
-    Ok(through(policy.layer(reqwest_client()?)))
+    let policy = standard()?;
+    Ok(through(
+        policy.layer(reqwest_client()?),
+        policy.circuit_breaker(),
+    ))
 }
 
-/// Hedging in the standard order: total deadline → bulkhead → retry →
-/// hedge → breaker → attempt timeout; hedges draw on the retry budget.
+/// Hedging around the standard policy: a copy of a call that has not
+/// answered by the latency of the slowest 10 % (never before 20 ms) is
+/// sent through the same policy, so it meets the same breaker and draws
+/// on the same retry budget.
 pub(crate) fn with_hedging() -> Result<Client, BoxError> {
-    let outer = standard()
-        .no_circuit_breaker()
-        .no_attempt_timeout()
-        .build()?;
+    let policy = standard()?;
     let mut hedge = HedgeLayer::builder()
         .classifier(HttpClassifier::new())
         .replay(HttpReplay::new())
-        // Hedge at most the slowest 10 % of calls, never before 20 ms.
         .latency_percentile(0.10, ms(20));
-    if let Some(budget) = outer.retry_budget() {
+    if let Some(budget) = policy.retry_budget() {
         hedge = hedge.budget(budget.clone());
     }
-    let inner = Policy::builder()
-        .classifier(HttpClassifier::new())
-        .replay(HttpReplay::new())
-        .circuit_breaker(breaker())
-        .attempt_timeout(Duration::from_secs(10) / SCALE)
-        .build()?;
-    let service = outer.layer(hedge.build()?.layer(inner.layer(reqwest_client()?)));
-    Ok(through(service))
+    let service = hedge.build()?.layer(policy.layer(reqwest_client()?));
+    Ok(through(service, policy.circuit_breaker()))
 }
 
-/// The standard policy under a fallback to cached answers (stale-if-error),
-/// outermost. The fallback works on `http::Request`, so reqwest is adapted.
+/// The standard policy under a fallback to cached answers, outermost:
+/// served when a call fails or is refused (stale-if-error), and to a call
+/// still waiting after 100 ms, which then runs on in the background to its
+/// deadline so the breaker learns of it. The fallback works on
+/// `http::Request`, so reqwest is adapted.
 pub(crate) fn with_fallback() -> Result<Client, BoxError> {
-    let policy = standard().build()?;
+    let policy = standard()?;
+    let breaker = policy.circuit_breaker();
     let inner = policy.layer(reqwest_client()?);
     let adapted = service_fn(move |request: http::Request<String>| {
         let inner = inner.clone();
@@ -166,12 +149,14 @@ pub(crate) fn with_fallback() -> Result<Client, BoxError> {
     });
     let fallback = FallbackLayer::builder()
         .cache(FallbackCache::http().capacity(1_000).build()?)
+        .serve_stale_after(STALE_AFTER)
+        .finish_in_background(1_000)
         .classifier(HttpClassifier::new())
         .http()
         .build()?;
     // Boxed: names the response future's type once, so it is known to be `Send`.
     let service = tower::util::BoxCloneSyncService::new(fallback.layer(adapted));
-    Ok(Arc::new(move |url: String| {
+    let call = Arc::new(move |url: String| {
         let service = service.clone();
         Box::pin(async move {
             let Ok(request) = http::Request::get(url).body(String::new()) else {
@@ -186,6 +171,7 @@ pub(crate) fn with_fallback() -> Result<Client, BoxError> {
                 }
                 Err(_) => Outcome::FAILED,
             }
-        })
-    }))
+        }) as BoxFuture<'static, Outcome>
+    });
+    Ok(Client { call, breaker })
 }

@@ -4,9 +4,9 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::WINDOW;
 use crate::backend::PHASES;
 use crate::clients::Outcome;
+use crate::{OPEN_DURATION, WINDOW};
 
 /// One call as measured: when it started (since its phase began), how long
 /// it took, and how it ended.
@@ -20,8 +20,9 @@ pub(crate) struct Call {
 /// What one client got in one phase.
 pub(crate) struct PhaseStats {
     pub(crate) calls: Vec<Call>,
-    pub(crate) took: Duration,
     pub(crate) backend_requests: u64,
+    /// When the breaker opened, from the start of the phase, if it did.
+    pub(crate) opened_at: Option<Duration>,
 }
 
 impl PhaseStats {
@@ -36,83 +37,145 @@ impl PhaseStats {
 
     /// Latency percentile in ms, over every call (failed ones included).
     pub(crate) fn percentile(&self, p: f64) -> f64 {
-        let mut took: Vec<Duration> = self.calls.iter().map(|c| c.took).collect();
-        took.sort_unstable();
-        let rank = ((p * took.len() as f64).ceil() as usize).clamp(1, took.len().max(1));
-        took.get(rank - 1).map_or(0.0, |d| d.as_secs_f64() * 1e3)
+        percentile(self.calls.iter(), p)
     }
 
-    pub(crate) fn amplification(&self) -> f64 {
+    /// The same, over the calls that started `from` or later in the phase.
+    pub(crate) fn percentile_from(&self, p: f64, from: Duration) -> f64 {
+        percentile(self.calls.iter().filter(|c| c.start >= from), p)
+    }
+
+    pub(crate) fn requests_per_call(&self) -> f64 {
         self.backend_requests as f64 / self.calls.len().max(1) as f64
     }
 
-    /// Time from the start of this phase until the success rate is back
-    /// at or above 99 % for good: the calls are ordered by start, the first
-    /// window of `WINDOW` calls from which on every window passes is found,
-    /// and the answer is when the last failed call before it ended (zero if
-    /// none failed). `None` if the last window fails.
-    pub(crate) fn recovery(&self) -> Option<Duration> {
-        let mut calls = self.calls.clone();
+    /// Time from the start of this phase until calls get real answers
+    /// again (not the fallback's): the calls that ended within the phase's
+    /// `length` are ordered by start, the first window of `WINDOW` calls of
+    /// which 99 % or more got real answers is found, and the answer is when
+    /// the last call without one before it ended (zero if there was none).
+    /// `None` if no window passes. Calls still running at the phase's end
+    /// are left out: they meet the next phase's faults.
+    pub(crate) fn recovery(&self, length: Duration) -> Option<Duration> {
+        let mut calls: Vec<Call> = self
+            .calls
+            .iter()
+            .filter(|c| c.start + c.took <= length)
+            .copied()
+            .collect();
         calls.sort_by_key(|c| c.start);
-        let bad: Vec<usize> = calls.iter().map(|c| usize::from(!c.outcome.ok)).collect();
+        let real = |c: &Call| c.outcome.ok && !c.outcome.fallback;
+        let bad: Vec<usize> = calls.iter().map(|c| usize::from(!real(c))).collect();
         if bad.len() < WINDOW {
             return None;
         }
-        let allowed = WINDOW / 100; // ≥ 99 % of the window succeed
-        let mut failures: usize = bad[bad.len() - WINDOW..].iter().sum();
-        if failures > allowed {
-            return None;
-        }
-        // Walk windows backwards while they still pass.
-        let mut first = bad.len() - WINDOW;
-        while first > 0 {
-            failures = failures + bad[first - 1] - bad[first + WINDOW - 1];
-            if failures > allowed {
-                break;
+        let allowed = WINDOW / 100; // ≥ 99 % of the window get real answers
+        let mut failures: usize = bad[..WINDOW].iter().sum();
+        let mut first = 0;
+        while failures > allowed {
+            if first + WINDOW >= bad.len() {
+                return None;
             }
-            first -= 1;
+            failures = failures + bad[first + WINDOW] - bad[first];
+            first += 1;
         }
         let last_failure = calls[..first]
             .iter()
-            .filter(|c| !c.outcome.ok)
+            .filter(|c| !real(c))
             .map(|c| c.start + c.took)
             .max();
         Some(last_failure.unwrap_or(Duration::ZERO))
     }
 }
 
-/// The table: per client and phase, then recovery per client.
+fn percentile<'a>(calls: impl Iterator<Item = &'a Call>, p: f64) -> f64 {
+    let mut took: Vec<Duration> = calls.map(|c| c.took).collect();
+    took.sort_unstable();
+    let rank = ((p * took.len() as f64).ceil() as usize).clamp(1, took.len().max(1));
+    took.get(rank - 1).map_or(0.0, |d| d.as_secs_f64() * 1e3)
+}
+
+/// How long the phase at `index` took to recover, if it did.
+fn recovery(phases: &[PhaseStats], index: usize) -> Option<Duration> {
+    let length = PHASES.get(index)?.length;
+    phases.get(index)?.recovery(length)
+}
+
+/// The figures of outage phases are also taken after this much of it.
+const SETTLED: Duration = Duration::from_secs(1);
+
+/// The phases that end an outage, with the phase after each.
+fn outages() -> impl Iterator<Item = (usize, usize)> {
+    PHASES
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| p.outage && i + 1 < PHASES.len())
+        .map(|(i, _)| (i, i + 1))
+}
+
+fn opt_ms(d: Option<Duration>) -> String {
+    d.map_or("never".to_owned(), |d| d.as_millis().to_string())
+}
+
+/// The table: per client and phase, then recovery per client and outage.
 pub(crate) fn table(results: &Results<'_>) {
     println!(
-        "\n{:<18} {:<10} {:>6} {:>9} {:>8} {:>8} {:>7} {:>9} {:>7}",
-        "client", "phase", "calls", "success", "p50 ms", "p99 ms", "ampl.", "fallback", "secs"
+        "\n{:<18} {:<10} {:>6} {:>9} {:>8} {:>8} {:>9} {:>8} {:>8} {:>8}",
+        "client",
+        "phase",
+        "calls",
+        "success",
+        "p50 ms",
+        "p99 ms",
+        "p99 >1s",
+        "req/call",
+        "fallback",
+        "open at"
     );
     for (name, phases) in results {
         for (phase, stats) in PHASES.iter().zip(phases) {
+            let settled = if phase.outage {
+                format!("{:.1}", stats.percentile_from(0.99, SETTLED))
+            } else {
+                "-".to_owned()
+            };
+            let opened = match (name, stats.opened_at) {
+                (&"bare reqwest", _) => "-".to_owned(),
+                (_, opened) => opt_ms(opened),
+            };
             println!(
-                "{:<18} {:<10} {:>6} {:>8.2}% {:>8.1} {:>8.1} {:>7.2} {:>9} {:>7.1}",
+                "{:<18} {:<10} {:>6} {:>8.2}% {:>8.1} {:>8.1} {:>9} {:>8.2} {:>8} {:>8}",
                 name,
                 phase.name,
                 stats.calls.len(),
                 stats.success_rate() * 100.0,
                 stats.percentile(0.50),
                 stats.percentile(0.99),
-                stats.amplification(),
+                settled,
+                stats.requests_per_call(),
                 stats.fallbacks(),
-                stats.took.as_secs_f64()
+                opened,
             );
         }
     }
     println!(
-        "\nrecovery: from the end of the outage until the success rate over every later \
-         window of {WINDOW} calls stays ≥ 99 %\n(the end of the last failed call before that)"
+        "\np99 >1s: p99 of the calls that started 1 s or more into the outage; \
+         open at: ms into the phase\nwhen the breaker first opened. recovery: from the end \
+         of each outage until real answers (not the\nfallback's) first reach 99 % of a \
+         window of {WINDOW} calls (the end of the last call without one before it;\n\
+         calls still running when the phase ended are left out)"
     );
+    print!("  {:<18}", "");
+    for (outage, _) in outages() {
+        print!(" {:>10}", PHASES[outage].name);
+    }
+    println!();
     for (name, phases) in results {
-        let recovery = phases.last().and_then(PhaseStats::recovery);
-        match recovery {
-            Some(d) => println!("  {name:<18} {:>6} ms", d.as_millis()),
-            None => println!("  {name:<18}  never"),
+        print!("  {name:<18}");
+        for (_, after) in outages() {
+            print!(" {:>7} ms", opt_ms(recovery(phases, after)));
         }
+        println!();
     }
 }
 
@@ -123,68 +186,137 @@ fn phase<'a>(results: &'a Results<'_>, client: usize, name: &str) -> Option<&'a 
     results.get(client)?.1.get(index)
 }
 
-/// The issue's targets, measured (not asserted).
+fn verdict(pass: bool) -> &'static str {
+    if pass { "met" } else { "NOT met" }
+}
+
+/// The targets, measured (not asserted).
 pub(crate) fn targets(results: &Results<'_>) {
     println!("\ntargets (measured, not asserted):");
-    if let (Some(b), Some(o)) = (phase(results, 3, "brownout"), phase(results, 3, "outage")) {
-        let ok = b
-            .calls
-            .iter()
-            .chain(&o.calls)
-            .filter(|c| c.outcome.ok)
-            .count();
-        let rate = ok as f64 / (b.calls.len() + o.calls.len()).max(1) as f64 * 100.0;
-        println!("  cached fallback, brownout + outage success ≥ 99.9 %: {rate:.2} %");
+    for (outage, _) in outages() {
+        let kind = PHASES[outage].name;
+        let figures: Vec<String> = (1..results.len())
+            .filter_map(|client| {
+                let stats = results[client].1.get(outage)?;
+                Some(format!(
+                    "{} {:.2}",
+                    results[client].0,
+                    stats.requests_per_call()
+                ))
+            })
+            .collect();
+        let pass = (1..results.len()).all(|client| {
+            results[client]
+                .1
+                .get(outage)
+                .is_some_and(|s| s.requests_per_call() <= 1.0)
+        });
+        println!(
+            "  {kind}: requests per call ≤ 1.0 for every steadfast client: {} ({})",
+            verdict(pass),
+            figures.join(", ")
+        );
     }
-    for client in 1..results.len() {
-        if let Some(o) = phase(results, client, "outage") {
+    let fallback = results.len() - 1;
+    if let Some(o) = phase(results, fallback, "blackhole") {
+        let p99 = o.percentile_from(0.99, SETTLED);
+        println!(
+            "  blackhole, cached fallback, p99 after the first second ≤ 100 ms: {} ({p99:.1} ms)",
+            verdict(p99 <= 100.0)
+        );
+    }
+    for (outage, _) in outages() {
+        if let Some(o) = results[fallback].1.get(outage) {
+            let rate = o.success_rate() * 100.0;
             println!(
-                "  {}, outage amplification ≤ 1.2: {:.2}",
-                results[client].0,
-                o.amplification()
+                "  {}, cached fallback, success ≥ 99.9 %: {} ({rate:.2} %)",
+                PHASES[outage].name,
+                verdict(rate >= 99.9)
             );
         }
+    }
+    if let Some(bare) = phase(results, 0, "brownout") {
+        for client in 1..results.len() {
+            if let Some(b) = phase(results, client, "brownout") {
+                println!(
+                    "  brownout, {} success ≥ bare's ({:.2} %): {} ({:.2} %)",
+                    results[client].0,
+                    bare.success_rate() * 100.0,
+                    verdict(b.success_rate() >= bare.success_rate()),
+                    b.success_rate() * 100.0
+                );
+            }
+        }
+    }
+    let limit = OPEN_DURATION + Duration::from_secs(1);
+    for (name, phases) in &results[1..] {
+        let recovery = |after: usize| recovery(phases, after);
+        let figures: Vec<String> = outages()
+            .map(|(outage, after)| format!("{} {}", PHASES[outage].name, opt_ms(recovery(after))))
+            .collect();
+        let pass = outages().all(|(_, after)| recovery(after).is_some_and(|r| r <= limit));
+        println!(
+            "  {name}, recovery ≤ open duration + 1 s ({} ms): {} ({} ms)",
+            limit.as_millis(),
+            verdict(pass),
+            figures.join(", ")
+        );
     }
     if let (Some(bare), Some(hedged)) = (
         phase(results, 0, "long tail"),
         phase(results, 2, "long tail"),
     ) {
         println!(
-            "  hedging, long-tail p99 ≤ 1/3 of bare ({:.1} ms): {:.1} ms = {:.2} of bare, \
+            "  hedging, long-tail p99 vs bare ({:.1} ms): {:.1} ms = {:.2} of bare, \
              {:+.1} % backend requests vs bare",
             bare.percentile(0.99),
             hedged.percentile(0.99),
             hedged.percentile(0.99) / bare.percentile(0.99).max(f64::MIN_POSITIVE),
-            (hedged.amplification() / bare.amplification().max(f64::MIN_POSITIVE) - 1.0) * 100.0
+            (hedged.requests_per_call() / bare.requests_per_call().max(f64::MIN_POSITIVE) - 1.0)
+                * 100.0
         );
     }
 }
 
-/// One JSON object: clients → phases → figures, plus `recovery_ms`.
+/// One JSON object: clients → phases (in order) → figures, plus
+/// `recovery_ms` per outage.
 pub(crate) fn to_json(results: &Results<'_>) -> String {
+    let json_ms = |d: Option<Duration>| d.map_or("null".to_owned(), |d| d.as_millis().to_string());
     let mut out = String::from("{\"clients\":{");
     for (c, (name, phases)) in results.iter().enumerate() {
         let _ = write!(
             out,
-            "{}\"{name}\":{{\"phases\":{{",
+            "{}\"{name}\":{{\"phases\":[",
             if c > 0 { "," } else { "" }
         );
         for (p, (phase, stats)) in PHASES.iter().zip(phases).enumerate() {
             let _ = write!(
                 out,
-                "{}\"{}\":{{\"calls\":{},\"success_rate\":{:.5},\"p50_ms\":{:.2},\"p99_ms\":{:.2},\"amplification\":{:.3}}}",
+                "{}{{\"name\":\"{}\",\"outage\":{},\"calls\":{},\"success_rate\":{:.5},\"p50_ms\":{:.2},\"p99_ms\":{:.2},\"p99_after_1s_ms\":{:.2},\"requests_per_call\":{:.3},\"fallbacks\":{},\"breaker_opened_ms\":{}}}",
                 if p > 0 { "," } else { "" },
                 phase.name,
+                phase.outage,
                 stats.calls.len(),
                 stats.success_rate(),
                 stats.percentile(0.50),
                 stats.percentile(0.99),
-                stats.amplification()
+                stats.percentile_from(0.99, SETTLED),
+                stats.requests_per_call(),
+                stats.fallbacks(),
+                json_ms(stats.opened_at),
             );
         }
-        let recovery = phases.last().and_then(PhaseStats::recovery);
-        let recovery = recovery.map_or("null".to_owned(), |d| d.as_millis().to_string());
-        let _ = write!(out, "}},\"recovery_ms\":{recovery}}}");
+        out.push_str("],\"recovery_ms\":{");
+        for (i, (outage, after)) in outages().enumerate() {
+            let _ = write!(
+                out,
+                "{}\"{}\":{}",
+                if i > 0 { "," } else { "" },
+                PHASES[outage].name,
+                json_ms(recovery(phases, after))
+            );
+        }
+        out.push_str("}}");
     }
     out.push_str("}}");
     out

@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
+use tokio::time::Sleep;
 use tower_service::Service;
 
 use super::Shared;
+use super::budget::LatencyBudget;
 use super::cache::Slot;
 use super::source::{AlternateSource, Cause, FallbackSource, LastResort, Reason, ResponseKind};
 use crate::classify::{Classify, Verdict, judge};
@@ -20,6 +22,12 @@ pin_project! {
     enum State<F, AF> {
         // The primary call is under way.
         Primary { #[pin] future: F },
+        // The primary call is under way, with a latency budget; the call is
+        // dropped in place if its caller is served from the cache.
+        Timed { #[pin] future: F, #[pin] budget: Sleep },
+        // The same, the call boxed so that it can be handed on to run in
+        // the background once its caller is served from the cache.
+        Held { future: Option<Pin<Box<F>>>, #[pin] budget: Sleep },
         // The alternate call is under way; boxed, as it is only needed
         // when the primary failed.
         Alternate { future: Pin<Box<AF>> },
@@ -57,6 +65,8 @@ pin_project! {
         // Where the answer is recorded or looked up, if it may be cached.
         slot: Option<Slot>,
         failed: Option<Box<Failed<S::Response>>>,
+        // Whether the latency budget may still serve the cached answer.
+        armed: bool,
     }
 }
 
@@ -76,15 +86,32 @@ where
         copy: Option<Req>,
         last: Option<F::Facts>,
         slot: Option<Slot>,
-    ) -> Self {
+    ) -> Self
+    where
+        Ca: LatencyBudget<S::Future>,
+    {
+        // A budget matters only to a request whose answer may be cached.
+        let budget = slot.as_ref().and(shared.cache.budget());
+        let state = match budget {
+            None => State::Primary { future },
+            Some(after) if shared.cache.keeps_late_calls() => State::Held {
+                future: Some(Box::pin(future)),
+                budget: tokio::time::sleep(after),
+            },
+            Some(after) => State::Timed {
+                future,
+                budget: tokio::time::sleep(after),
+            },
+        };
         Self {
-            state: State::Primary { future },
+            state,
             shared,
             facts,
             copy,
             last,
             slot,
             failed: None,
+            armed: budget.is_some(),
         }
     }
 }
@@ -94,6 +121,7 @@ where
     S: Service<Req>,
     S::Error: Into<BoxError> + 'static,
     A: AlternateSource<Req, S::Response>,
+    Ca: LatencyBudget<S::Future>,
     F: LastResort<Req, S::Response, K>,
     C: Classify<Req, S::Response, S::Error>,
     K: ResponseKind<S::Response>,
@@ -102,8 +130,28 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        if let StateProj::Primary { future } = this.state.as_mut().project() {
-            let outcome = ready!(future.poll(cx));
+        let polled = match this.state.as_mut().project() {
+            StateProj::Primary { future } => Some(future.poll(cx)),
+            StateProj::Timed { future, budget } => Some(match future.poll(cx) {
+                Poll::Pending if *this.armed && budget.poll(cx).is_ready() => {
+                    return late(&mut this);
+                }
+                polled => polled,
+            }),
+            StateProj::Held {
+                future: Some(future),
+                budget,
+            } => Some(match future.as_mut().poll(cx) {
+                Poll::Pending if *this.armed && budget.poll(cx).is_ready() => {
+                    return late(&mut this);
+                }
+                polled => polled,
+            }),
+            StateProj::Held { future: None, .. } => return Poll::Ready(Err(DONE.into())),
+            _ => None,
+        };
+        if let Some(polled) = polled {
+            let outcome = ready!(polled);
             let verdict = judge(&this.shared.classifier, this.facts, outcome.as_ref());
             let kind = &this.shared.kind;
             if verdict == Verdict::Success {
@@ -133,6 +181,51 @@ where
         }
         drive(this, cx)
     }
+}
+
+/// The latency budget has passed with the primary call still under way:
+/// serves the cached answer if there is one, and hands the call on (or
+/// drops it); else waits on for the call.
+#[inline(never)]
+fn late<S, Req, A, Ca, F, C, K>(
+    this: &mut ResponseFutureProj<'_, S, Req, A, Ca, F, C, K>,
+) -> Poll<Result<K::Response, BoxError>>
+where
+    S: Service<Req>,
+    A: AlternateSource<Req, S::Response>,
+    Ca: LatencyBudget<S::Future>,
+    F: LastResort<Req, S::Response, K>,
+    C: Classify<Req, S::Response, S::Error>,
+    K: ResponseKind<S::Response>,
+{
+    *this.armed = false;
+    let shared = &**this.shared;
+    // The slot stays, so that the call's own answer is still recorded if
+    // no cached answer is found and the call goes on.
+    let cached = this.slot.as_ref().and_then(|slot| {
+        let (value, age) = slot.lookup()?;
+        let stored = value.downcast_ref::<K::Stored>()?;
+        Some((shared.kind.rebuild(stored), age))
+    });
+    let Some((mut response, age)) = cached else {
+        // The primary's waker is registered; the budget has fired for good.
+        return Poll::Pending;
+    };
+    let source = FallbackSource::Cache { age };
+    emit(
+        shared.name,
+        Some(&source),
+        Verdict::transient(),
+        Reason::LatencyBudget,
+    );
+    shared.kind.mark(&mut response, &source);
+    if let StateProj::Held { future, .. } = this.state.as_mut().project() {
+        if let Some(call) = future.take() {
+            shared.cache.late_call(call);
+        }
+    }
+    this.state.set(State::Done);
+    Poll::Ready(Ok(response))
 }
 
 /// Starts the fallback: the alternate call if there is one (then `None`),
@@ -208,7 +301,7 @@ where
         );
         if verdict.is_answer() {
             let source = FallbackSource::Alternate;
-            emit(shared.name, Some(&source), &failed);
+            emit(shared.name, Some(&source), failed.verdict, failed.reason);
             let mut response = shared.kind.pass(response);
             shared.kind.mark(&mut response, &source);
             return Poll::Ready(Ok(response));
@@ -232,7 +325,7 @@ where
     let (value, age) = slot.take()?.lookup()?;
     let stored = value.downcast_ref::<K::Stored>()?;
     let source = FallbackSource::Cache { age };
-    emit(shared.name, Some(&source), failed);
+    emit(shared.name, Some(&source), failed.verdict, failed.reason);
     let mut response = shared.kind.rebuild(stored);
     shared.kind.mark(&mut response, &source);
     Some(response)
@@ -261,19 +354,19 @@ where
         };
         if let Some(mut response) = shared.last.answer(&shared.kind, facts, &cause) {
             let source = FallbackSource::Static;
-            emit(shared.name, Some(&source), &failed);
+            emit(shared.name, Some(&source), failed.verdict, failed.reason);
             shared.kind.mark(&mut response, &source);
             return Ok(response);
         }
     }
-    emit(shared.name, None, &failed);
+    emit(shared.name, None, failed.verdict, failed.reason);
     failed.outcome.map(|response| shared.kind.pass(response))
 }
 
 /// The one place fallback answers are reported.
 #[cold]
-fn emit<Res>(name: &'static str, source: Option<&FallbackSource>, failed: &Failed<Res>) {
-    let (verdict, reason) = (failed.verdict, failed.reason.as_str());
+fn emit(name: &'static str, source: Option<&FallbackSource>, verdict: Verdict, reason: Reason) {
+    let reason = reason.as_str();
     crate::observe::emit(&match source {
         Some(source) => crate::observe::Event::FallbackServed {
             name,
@@ -299,7 +392,7 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let stage = match self.state {
-            State::Primary { .. } => "primary",
+            State::Primary { .. } | State::Timed { .. } | State::Held { .. } => "primary",
             State::Alternate { .. } => "alternate",
             State::Done => "done",
         };

@@ -1,10 +1,14 @@
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tower_layer::Layer;
 
 use super::Fallback;
 use super::Shared;
+use super::budget::MAX_BUDGET;
+#[cfg(feature = "cache")]
+use super::budget::{Background, Cancel, StaleAfter};
 #[cfg(feature = "cache")]
 use super::cache::FallbackCache;
 use super::cache::NoCache;
@@ -12,7 +16,7 @@ use super::source::{
     Alternate, Cause, Computed, NoAlternate, NoLast, NoMark, Plain, Static, Trigger,
 };
 use crate::classify::DefaultClassifier;
-use crate::error::ConfigError;
+use crate::error::{ConfigError, check};
 use crate::retry::CloneReplay;
 
 /// Answers failed or refused calls from the best source still standing.
@@ -45,6 +49,8 @@ impl FallbackLayer {
                 name: "fallback",
                 cache_first: false,
                 sources: 0,
+                stale_after: None,
+                background: None,
             },
         }
     }
@@ -89,6 +95,10 @@ struct Settings {
     name: &'static str,
     cache_first: bool,
     sources: u8,
+    // The latency budget and the cap on calls left running, checked by
+    // `build`; the values in use are in the cache source.
+    stale_after: Option<Duration>,
+    background: Option<usize>,
 }
 
 /// Builds a [`FallbackLayer`]; settings are checked by
@@ -169,13 +179,15 @@ impl<A, Ca, F, C, K> FallbackLayerBuilder<A, Ca, F, C, K> {
         self,
         cache: FallbackCache<Key>,
     ) -> FallbackLayerBuilder<A, FallbackCache<Key>, F, C, K> {
+        let mut settings = self.settings.add_source();
+        (settings.stale_after, settings.background) = (None, None);
         FallbackLayerBuilder {
             alternate: self.alternate,
             cache,
             last: self.last,
             classifier: self.classifier,
             kind: self.kind,
-            settings: self.settings.add_source(),
+            settings,
         }
     }
 
@@ -275,6 +287,18 @@ impl<A, Ca, F, C, K> FallbackLayerBuilder<A, Ca, F, C, K> {
                 "must name at least one source: alternate, cache, static or computed",
             ));
         }
+        if let Some(after) = s.stale_after {
+            if after.is_zero() || after > MAX_BUDGET {
+                return Err(ConfigError::new(
+                    "fallback.serve_stale_after",
+                    after,
+                    "must be greater than zero and at most 1 h",
+                ));
+            }
+        }
+        if let Some(max_calls) = s.background {
+            check::at_least("fallback.finish_in_background", max_calls, 1)?;
+        }
         Ok(FallbackLayer {
             shared: Arc::new(Shared {
                 alternate: self.alternate,
@@ -294,6 +318,85 @@ impl Settings {
     fn add_source(mut self) -> Self {
         self.sources = self.sources.saturating_add(1);
         self
+    }
+}
+
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+impl<A, Key, F, C, K> FallbackLayerBuilder<A, FallbackCache<Key>, F, C, K> {
+    /// Serves the cached answer to a call that is still under way after
+    /// `wait`, its latency budget, instead of letting it wait on for the
+    /// primary (and whatever retries and deadlines are inside it); a
+    /// cached answer is worth more at 100 ms than at the deadline.
+    ///
+    /// The budget runs from the call, and matters only to a request whose
+    /// answer may be cached and has been: with no cached answer (or none
+    /// young enough) when it passes, the call goes on and is answered as
+    /// if no budget were set. A call that fails before its budget is
+    /// passed to the sources as usual.
+    ///
+    /// The slow call is dropped once its caller has the cached answer;
+    /// [`finish_in_background`](FallbackLayerBuilder::finish_in_background)
+    /// lets it run to its end instead, so that the layers inside the
+    /// fallback (a breaker) learn its outcome. The answer is reported by a
+    /// [`FallbackServed`](crate::observe::Event::FallbackServed) event with
+    /// source `cache` and reason `latency_budget`, whatever the
+    /// [`Trigger`].
+    ///
+    /// `wait` must be greater than zero and at most 1 h.
+    pub fn serve_stale_after(
+        self,
+        wait: Duration,
+    ) -> FallbackLayerBuilder<A, StaleAfter<Key, Cancel>, F, C, K> {
+        let mut settings = self.settings;
+        settings.stale_after = Some(wait);
+        FallbackLayerBuilder {
+            alternate: self.alternate,
+            cache: StaleAfter {
+                cache: self.cache,
+                after: wait,
+                late: Cancel,
+            },
+            last: self.last,
+            classifier: self.classifier,
+            kind: self.kind,
+            settings,
+        }
+    }
+}
+
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+impl<A, Key, F, C, K> FallbackLayerBuilder<A, StaleAfter<Key, Cancel>, F, C, K> {
+    /// A slow call whose caller was served from the cache runs on in a
+    /// tokio task until it ends, rather than being dropped: the breaker
+    /// and retry budget inside the fallback see it fail (or succeed), so
+    /// that in an outage where calls hang the breaker still opens and
+    /// later calls are refused at once. Its answer is not passed on, nor
+    /// recorded. The service's futures must be `Send + 'static`.
+    ///
+    /// At most `max_calls` (at least 1) run in the background at once, all
+    /// services of the layer together; past that, a slow call is dropped.
+    /// Each ends when its own deadline does, so the stack inside the
+    /// fallback needs a total deadline. See [`Background`].
+    pub fn finish_in_background(
+        self,
+        max_calls: usize,
+    ) -> FallbackLayerBuilder<A, StaleAfter<Key, Background>, F, C, K> {
+        let mut settings = self.settings;
+        settings.background = Some(max_calls);
+        FallbackLayerBuilder {
+            alternate: self.alternate,
+            cache: StaleAfter {
+                cache: self.cache.cache,
+                after: self.cache.after,
+                late: Background::new(max_calls),
+            },
+            last: self.last,
+            classifier: self.classifier,
+            kind: self.kind,
+            settings,
+        }
     }
 }
 
@@ -352,6 +455,8 @@ impl<A, Ca, F, C, K> fmt::Debug for FallbackLayerBuilder<A, Ca, F, C, K> {
             .field("on", &self.settings.on)
             .field("name", &self.settings.name)
             .field("cache_first", &self.settings.cache_first)
+            .field("stale_after", &self.settings.stale_after)
+            .field("background", &self.settings.background)
             .finish_non_exhaustive()
     }
 }

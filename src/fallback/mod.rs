@@ -21,11 +21,22 @@
 //! If every source fails, the **original** outcome comes back (the
 //! primary's error, or its failed response), not a fallback's.
 //!
+//! A call need not fail to be answered from the cache: with
+//! [`serve_stale_after`](FallbackLayerBuilder::serve_stale_after), a call
+//! still under way after its latency budget is answered with the cached
+//! answer, if there is one young enough (stale-while-revalidate, or
+//! stale-if-error with a timeout). The slow call is dropped, or with
+//! [`finish_in_background`](FallbackLayerBuilder::finish_in_background)
+//! runs on in a task to its own deadline, so that the breaker inside still
+//! sees a hanging dependency fail, opens, and later calls are answered
+//! from the cache at once.
+//!
 //! A caller can tell a fallback answer from a real one: HTTP answers carry
 //! a [`FallbackSource`] in their extensions and, optionally, a header
 //! ([`Http`]); other responses are marked by a [`Mark`]. Each fallback is
 //! reported by a `tracing` event with target `steadfast::fallback` and
-//! fields `policy`, `name`, `source`, `verdict`, `reason` and `age_ms`.
+//! fields `policy`, `name`, `source`, `verdict`, `reason` and `age_ms`
+//! (reason `latency_budget` for an answer served at the latency budget).
 //!
 //! On the success path the layer judges the outcome and, with a cache,
 //! records the answer; an alternate needs a copy of every request, made
@@ -75,6 +86,55 @@
 //! # async fn main() -> Result<(), steadfast::BoxError> {
 //! # #[cfg(feature = "cache")]
 //! # example::run().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # A latency budget
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//! use std::time::Duration;
+//! use steadfast::fallback::{FallbackCache, FallbackLayer, FallbackSource};
+//! use steadfast::timeout::TotalDeadlineLayer;
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), steadfast::BoxError> {
+//! #[derive(Debug, Clone)]
+//! struct Stock { units: u32, source: Option<FallbackSource> }
+//!
+//! let fallback = FallbackLayer::builder()
+//!     .cache(FallbackCache::builder().max_staleness(Duration::from_secs(60)).build()?)
+//!     // A call still waiting after 100 ms is answered from the cache...
+//!     .serve_stale_after(Duration::from_millis(100))
+//!     // ...and runs on to its deadline, at most 1,000 such calls at once.
+//!     .finish_in_background(1_000)
+//!     .mark(|stock: &mut Stock, source: &FallbackSource| stock.source = Some(*source))
+//!     .build()?;
+//!
+//! // The first answer is quick; then the stock service stalls for 5 s.
+//! let calls = Arc::new(AtomicU32::new(0));
+//! let service = ServiceBuilder::new()
+//!     .layer(fallback)
+//!     .layer(TotalDeadlineLayer::new(Duration::from_secs(2))?)
+//!     .service(service_fn(move |_item: u32| {
+//!         let first = calls.fetch_add(1, Ordering::Relaxed) == 0;
+//!         let stall = Duration::from_secs(if first { 0 } else { 5 });
+//!         async move {
+//!             tokio::time::sleep(stall).await;
+//!             Ok::<_, steadfast::BoxError>(Stock { units: 7, source: None })
+//!         }
+//!     }));
+//!
+//! assert_eq!(service.clone().oneshot(1).await?.units, 7);
+//! let started = tokio::time::Instant::now();
+//! let stale = service.clone().oneshot(1).await?;
+//! assert_eq!(started.elapsed(), Duration::from_millis(100));
+//! assert_eq!((stale.units, stale.source), (7, Some(FallbackSource::Cache {
+//!     age: Duration::from_millis(100),
+//! })));
 //! # Ok(())
 //! # }
 //! ```
@@ -151,6 +211,8 @@ use tower_service::Service;
 use crate::classify::{Classify, DefaultClassifier};
 use crate::error::BoxError;
 
+#[cfg_attr(not(feature = "cache"), allow(dead_code, unused_imports))]
+mod budget;
 // Without the `cache` feature, the slot and key types stay (the layer is
 // generic over its cache source) but no cache can be built.
 #[cfg_attr(not(feature = "cache"), allow(dead_code, unused_imports))]
@@ -163,6 +225,10 @@ mod layer;
 mod no_store;
 mod source;
 
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub use self::budget::StaleAfter;
+pub use self::budget::{Background, Cancel, LatencyBudget};
 pub use self::cache::{CacheKey, CacheSource, KeyFn, KeyHasher, NoCache, RequestKey, Slot};
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
@@ -243,7 +309,7 @@ where
     S: Service<Req>,
     S::Error: Into<BoxError> + 'static,
     A: AlternateSource<Req, S::Response>,
-    Ca: CacheSource<Req>,
+    Ca: CacheSource<Req> + LatencyBudget<S::Future>,
     F: LastResort<Req, S::Response, K>,
     C: Classify<Req, S::Response, S::Error>,
     K: ResponseKind<S::Response>,

@@ -77,6 +77,12 @@ pub enum Reason {
     /// A classifier judged the outcome [`Verdict::Rejected`] without one of
     /// the crate's rejection markers.
     OtherRejection,
+    /// The call waited longer than its latency budget
+    /// ([`serve_stale_after`](super::FallbackLayerBuilder::serve_stale_after)),
+    /// and a cached answer was served. Fires whenever a budget is set,
+    /// whatever the [`Trigger`]; the verdict reported with it is
+    /// [`Verdict::Transient`], as for an attempt that timed out.
+    LatencyBudget,
 }
 
 impl Reason {
@@ -100,6 +106,7 @@ impl Reason {
             Reason::RateLimited => "rate_limited",
             Reason::DeadlineExceeded => "deadline_exceeded",
             Reason::OtherRejection => "rejected",
+            Reason::LatencyBudget => "latency_budget",
         }
     }
 
@@ -112,6 +119,7 @@ impl Reason {
             Reason::RateLimited => 1 << 4,
             Reason::DeadlineExceeded => 1 << 5,
             Reason::OtherRejection => 1 << 6,
+            Reason::LatencyBudget => 1 << 7,
         }
     }
 }

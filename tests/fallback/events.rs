@@ -122,3 +122,46 @@ async fn an_event_says_when_no_source_answered() {
     assert_eq!(field(&events[0], "source"), "none");
     assert_eq!(field(&events[0], "level"), "WARN");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_answer_at_the_latency_budget_says_so() {
+    let recorder = Recorder::default();
+    let _guard = tracing::subscriber::set_default(recorder.clone());
+    tracing::callsite::rebuild_interest_cache();
+
+    let hang = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = hang.clone();
+    let svc = FallbackLayer::builder()
+        .cache(
+            steadfast::fallback::FallbackCache::builder()
+                .build()
+                .unwrap(),
+        )
+        .serve_stale_after(Duration::from_millis(100))
+        .name("prices")
+        .build()
+        .unwrap()
+        .layer(service_fn(move |request: u32| {
+            let hang = flag.load(std::sync::atomic::Ordering::SeqCst);
+            async move {
+                if hang {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                }
+                Ok::<_, BoxError>(request * 10)
+            }
+        }));
+    assert_eq!(svc.clone().oneshot(4).await.unwrap(), 40);
+    tokio::time::advance(Duration::from_secs(2)).await;
+    hang.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(svc.clone().oneshot(4).await.unwrap(), 40);
+
+    let events = recorder.0.lock().unwrap().clone();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let served = &events[0];
+    assert_eq!(field(served, "name"), "prices");
+    assert_eq!(field(served, "source"), "cache");
+    assert_eq!(field(served, "reason"), "latency_budget");
+    assert_eq!(field(served, "verdict"), "transient");
+    assert_eq!(field(served, "age_ms"), "2100");
+    assert_eq!(field(served, "level"), "INFO");
+}

@@ -1,6 +1,7 @@
 //! Over real axum backends on 127.0.0.1, through a reqwest client: the
 //! primary fails and the alternate answers; the alternate fails too and the
-//! cache answers; with the cache empty, the static answer.
+//! cache answers; with the cache empty, the static answer; a backend that
+//! never answers is answered from the cache at the latency budget.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -218,4 +219,62 @@ async fn without_a_static_answer_the_original_503_comes_back() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!((header, source), (None, None));
     assert_eq!(body, "down");
+}
+
+/// Over a real socket, a backend that accepts the request and never
+/// answers: the caller gets the cached answer at its latency budget, and
+/// the slow call is dropped (the backend sees its connection close).
+#[tokio::test(start_paused = true)]
+async fn a_hanging_backend_is_answered_from_the_cache_at_the_budget() {
+    #[derive(Clone, Default)]
+    struct Hanging {
+        hang: Arc<AtomicBool>,
+        closed: Arc<tokio::sync::Notify>,
+    }
+    /// Notifies when dropped, that is when hyper drops the handler.
+    struct Closed(Arc<tokio::sync::Notify>);
+    impl Drop for Closed {
+        fn drop(&mut self) {
+            self.0.notify_one();
+        }
+    }
+    async fn answer(State(backend): State<Hanging>) -> &'static str {
+        if backend.hang.load(Ordering::SeqCst) {
+            let _closed = Closed(backend.closed.clone());
+            std::future::pending::<()>().await;
+        }
+        "fresh"
+    }
+    let backend = Hanging::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new()
+        .route("/{*path}", get(answer))
+        .with_state(backend.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let budget = Duration::from_millis(100);
+    let layer = FallbackLayer::builder()
+        .cache(FallbackCache::http().build().unwrap())
+        .serve_stale_after(budget)
+        .classifier(by_status)
+        .http()
+        .source_header(HeaderName::from_static("x-fallback"))
+        .build()
+        .unwrap();
+    let svc = layer.layer(client(addr));
+
+    let fresh = read(svc.clone().oneshot(request("/a", "-")).await.unwrap()).await;
+    assert_eq!((fresh.2, fresh.3.as_str()), (None, "fresh"));
+
+    backend.hang.store(true, Ordering::SeqCst);
+    let started = tokio::time::Instant::now();
+    let stale = read(svc.clone().oneshot(request("/a", "-")).await.unwrap()).await;
+    assert_eq!(started.elapsed(), budget, "on the paused clock");
+    assert_eq!(stale.0, StatusCode::OK);
+    assert_eq!(stale.1.as_deref(), Some("cache"));
+    assert!(matches!(stale.2, Some(FallbackSource::Cache { .. })));
+    assert_eq!(stale.3, "fresh");
+    // The dropped call closed its connection, and the handler went with it.
+    backend.closed.notified().await;
 }

@@ -1,6 +1,7 @@
 //! Fallback: each source, the chain, triggers, the original error, the
 //! cache's staleness on paused time and its bound, settings and events.
 
+mod budget;
 mod events;
 #[cfg(feature = "http")]
 mod http;
