@@ -76,15 +76,12 @@ struct Inner {
 /// Builds a [`RetryBudget`].
 ///
 /// ```
-/// use std::time::Duration;
 /// use steadfast::retry::RetryBudget;
 ///
-/// let budget = RetryBudget::builder()
-///     .ratio(0.1)
-///     .min_per_sec(5)
-///     .window(Duration::from_secs(30))
-///     .build()?;
-/// assert!(budget.try_withdraw()); // the per-second floor allows a retry at once
+/// let budget = RetryBudget::builder().ratio(0.1).reserve(5).build()?;
+/// assert_eq!(budget.remaining(), 5); // the reserve allows 5 retries at once
+/// assert!(budget.try_withdraw());
+/// assert_eq!(budget.remaining(), 4);
 ///
 /// let err = RetryBudget::builder().ratio(f64::NAN).build().unwrap_err();
 /// assert_eq!(err.field(), "retry.budget.ratio");
