@@ -126,8 +126,10 @@
 //!   brownout one overloaded replica of many answers 503 with
 //!   `Retry-After: 1` while the rest answer, and a breaker that opened on
 //!   each such answer refused almost every call (the brownout demo: 0.8 %
-//!   success against 90.5 % for bare reqwest). At 10 % failures a run of 5
-//!   ends a given attempt with probability 10⁻⁵.
+//!   success against 90.5 % for bare reqwest; with the run of 5, 99.1 %).
+//!   At 10 % failures a run of 5 ends a given attempt with probability
+//!   10⁻⁵, while an outage answering every call with a hint opens the
+//!   breaker within 6 ms at the demo's load.
 //! - **The rate stays at 50 %** (Resilience4j's default), not .NET's 10 %:
 //!   behind retry, a breaker that opens at 10 % opens in a mild brownout
 //!   whose failures the retries were absorbing, and then refuses every
