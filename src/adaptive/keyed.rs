@@ -109,6 +109,24 @@ impl<K, F, C> fmt::Debug for KeyedAdaptiveLayer<K, F, C> {
 
 /// Settings of a keyed adaptive limiter, checked by
 /// [`build`](KeyedAdaptiveLayerBuilder::build).
+///
+/// ```
+/// use std::time::Duration;
+/// use steadfast::adaptive::KeyedAdaptiveLayer;
+///
+/// let per_host = KeyedAdaptiveLayer::builder(|host: &String| host.clone())
+///     .limits(2, 200)
+///     .initial_limit(10)
+///     .max_keys(64)
+///     .idle(Some(Duration::from_secs(300)))
+///     .name("per_host")
+///     .build()?;
+/// assert_eq!(per_host.handle().max_keys(), 64);
+///
+/// let err = KeyedAdaptiveLayer::builder(|host: &String| host.clone()).max_keys(0).build().unwrap_err();
+/// assert_eq!(err.field(), "adaptive.max_keys");
+/// # Ok::<(), steadfast::ConfigError>(())
+/// ```
 pub struct KeyedAdaptiveLayerBuilder<K, F, C = DefaultClassifier> {
     key: F,
     settings: Settings,

@@ -78,6 +78,24 @@ impl<C> fmt::Debug for AdaptiveLayer<C> {
 /// | `window` | 100 ms | Envoy's update interval: ten moves a second |
 /// | `min_samples` | 10 | a window (and a probe) ends only after 10 calls, so that one call's round-trip time does not move the limit |
 /// | throttle | off | it refuses calls that would have succeeded, up to half of them, while it learns |
+///
+/// ```
+/// use std::time::Duration;
+/// use steadfast::adaptive::{AdaptiveLayer, Aimd};
+///
+/// let adaptive = AdaptiveLayer::builder()
+///     .aimd(Aimd::default())
+///     .limits(5, 500)
+///     .initial_limit(50)
+///     .window(Duration::from_millis(200))
+///     .name("inventory")
+///     .build()?;
+/// assert_eq!(adaptive.handle().limit(), 50);
+///
+/// let err = AdaptiveLayer::builder().limits(5, 500).initial_limit(1).build().unwrap_err();
+/// assert_eq!(err.field(), "adaptive.initial_limit");
+/// # Ok::<(), steadfast::ConfigError>(())
+/// ```
 #[derive(Clone)]
 pub struct AdaptiveLayerBuilder<C = DefaultClassifier> {
     pub(super) settings: Settings,

@@ -70,6 +70,24 @@ impl<S, R: Clone> Layer<S> for ChaosLayer<R> {
 }
 
 /// Builds a [`ChaosLayer`]; settings are checked by [`build`](Self::build).
+///
+/// ```
+/// use std::time::Duration;
+/// use steadfast::chaos::ChaosLayer;
+///
+/// let chaos = ChaosLayer::builder()
+///     .error_rate(0.1)
+///     .hang_rate(0.05)
+///     .latency(0.2, Duration::from_millis(50), Duration::from_millis(300))
+///     .enabled(false)
+///     .seed(7)
+///     .build()?;
+/// assert!(!chaos.handle().is_enabled());
+///
+/// let err = ChaosLayer::builder().error_rate(1.5).build().unwrap_err();
+/// assert_eq!(err.field(), "chaos.error_rate");
+/// # Ok::<(), steadfast::ConfigError>(())
+/// ```
 pub struct ChaosLayerBuilder<R = NoResponse> {
     rates: Rates,
     enabled: bool,

@@ -118,6 +118,22 @@ impl<K> fmt::Debug for FallbackCache<K> {
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 /// Builds a [`FallbackCache`]; settings are checked by
 /// [`build`](Self::build).
+///
+/// ```
+/// use std::time::Duration;
+/// use steadfast::fallback::FallbackCache;
+///
+/// let prices = FallbackCache::builder()
+///     .capacity(1_000)
+///     .max_staleness(Duration::from_secs(60))
+///     .key(|sku: &u64| Some(*sku))
+///     .build()?;
+/// assert_eq!(prices.capacity(), 1_000);
+///
+/// let err = FallbackCache::builder().max_staleness(Duration::ZERO).build().unwrap_err();
+/// assert_eq!(err.field(), "fallback.cache.max_staleness");
+/// # Ok::<(), steadfast::ConfigError>(())
+/// ```
 pub struct FallbackCacheBuilder<K> {
     pub(crate) key: K,
     capacity: u64,

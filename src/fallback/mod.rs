@@ -93,6 +93,8 @@
 //! # A latency budget
 //!
 //! ```
+//! # #[cfg(feature = "cache")]
+//! # mod example {
 //! use std::sync::Arc;
 //! use std::sync::atomic::{AtomicU32, Ordering};
 //! use std::time::Duration;
@@ -100,8 +102,7 @@
 //! use steadfast::timeout::TotalDeadlineLayer;
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //!
-//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
-//! # async fn main() -> Result<(), steadfast::BoxError> {
+//! # pub async fn run() -> Result<(), steadfast::BoxError> {
 //! #[derive(Debug, Clone)]
 //! struct Stock { units: u32, source: Option<FallbackSource> }
 //!
@@ -135,6 +136,13 @@
 //! assert_eq!((stale.units, stale.source), (7, Some(FallbackSource::Cache {
 //!     age: Duration::from_millis(100),
 //! })));
+//! # Ok(())
+//! # }
+//! # }
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), steadfast::BoxError> {
+//! # #[cfg(feature = "cache")]
+//! # example::run().await?;
 //! # Ok(())
 //! # }
 //! ```

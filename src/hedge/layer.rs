@@ -130,6 +130,24 @@ enum BudgetChoice {
 }
 
 /// Builds a [`HedgeLayer`]; settings are checked by [`build`](Self::build).
+///
+/// ```
+/// use std::time::Duration;
+/// use steadfast::hedge::HedgeLayer;
+/// use steadfast::retry::RetryBudget;
+///
+/// let hedge = HedgeLayer::builder()
+///     .max_hedges(2)
+///     .latency_percentile(0.05, Duration::from_millis(20))
+///     .budget(RetryBudget::builder().ratio(0.1).build()?)
+///     .name("search")
+///     .build()?;
+/// assert_eq!(hedge.max_hedges(), 2);
+///
+/// let err = HedgeLayer::builder().delay(Duration::ZERO).build().unwrap_err();
+/// assert_eq!(err.field(), "hedge.delay");
+/// # Ok::<(), steadfast::ConfigError>(())
+/// ```
 pub struct HedgeLayerBuilder<C = DefaultClassifier, P = CloneReplay> {
     max_hedges: u32,
     delay: DelayChoice,
@@ -271,6 +289,23 @@ impl<C, P> fmt::Debug for HedgeLayerBuilder<C, P> {
 }
 
 /// Builds a [`Race`]; made by [`Race::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use steadfast::hedge::Race;
+/// use tower::service_fn;
+///
+/// let replica = || service_fn(|path: &'static str| async move { Ok::<_, steadfast::BoxError>(path.len()) });
+/// let race = Race::builder()
+///     .stagger(Duration::from_millis(5))
+///     .name("lookup")
+///     .build([replica(), replica(), replica()])?;
+/// assert_eq!(race.alternatives().len(), 3);
+///
+/// let err = Race::builder().build(Vec::<()>::new()).unwrap_err(); // no alternative
+/// assert_eq!(err.field(), "race.alternatives");
+/// # Ok::<(), steadfast::ConfigError>(())
+/// ```
 pub struct RaceBuilder<C = DefaultClassifier, P = CloneReplay> {
     stagger: Duration,
     name: &'static str,

@@ -185,6 +185,27 @@ impl<L> fmt::Debug for RouteTable<L> {
 }
 
 /// Builds a [`RouteTable`].
+///
+/// ```
+/// use std::time::Duration;
+/// use http::Method;
+/// use steadfast::http::{Route, RouteTable};
+/// use steadfast::timeout::TimeoutLayer;
+///
+/// let table = RouteTable::builder(TimeoutLayer::new(Duration::from_secs(10))?)
+///     .route(Route::get("/search"), TimeoutLayer::new(Duration::from_millis(300))?)
+///     .route(Route::post("/orders/{id}").host("api.example"), TimeoutLayer::new(Duration::from_secs(2))?)
+///     .build()?;
+/// assert_eq!(table.layer_of(&Method::GET, None, "/search").timeout(), Duration::from_millis(300));
+///
+/// let err = RouteTable::builder(TimeoutLayer::new(Duration::from_secs(10))?)
+///     .route(Route::get("/users/{id}"), TimeoutLayer::new(Duration::from_secs(1))?)
+///     .route(Route::get("/users/{name}"), TimeoutLayer::new(Duration::from_secs(2))?) // the same path
+///     .build()
+///     .unwrap_err();
+/// assert_eq!(err.field(), "route.path");
+/// # Ok::<(), steadfast::ConfigError>(())
+/// ```
 pub struct RouteTableBuilder<L> {
     default: L,
     routes: Vec<(Route, L)>,

@@ -305,6 +305,22 @@ impl Default for ObserveSettings {
 }
 
 /// Builds an [`ObserveLayer`].
+///
+/// ```
+/// use std::time::Duration;
+/// use steadfast::observe::{Event, ObserveLayer};
+///
+/// let observe = ObserveLayer::builder("inventory")
+///     .route("/items/{id}")
+///     .slow_call(Duration::from_millis(250))
+///     .on_event(|event: &Event<'_>| println!("{event:?}"))
+///     .build()?;
+/// assert_eq!(observe.slow_call(), Some(Duration::from_millis(250)));
+///
+/// let err = ObserveLayer::builder("").build().unwrap_err();
+/// assert_eq!(err.field(), "observe.policy");
+/// # Ok::<(), steadfast::ConfigError>(())
+/// ```
 pub struct ObserveLayerBuilder<C = DefaultClassifier, R = GenerateRequestId> {
     policy: Cow<'static, str>,
     settings: ObserveSettings,

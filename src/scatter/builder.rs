@@ -138,6 +138,27 @@ impl<C, P> Common<C, P> {
 }
 
 /// Builds a [`Scatter`]; made by [`Scatter::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use steadfast::scatter::{Gather, Scatter};
+/// use tower::service_fn;
+///
+/// let replica = || service_fn(|key: &'static str| async move { Ok::<_, steadfast::BoxError>(key.len()) });
+/// let reads = Scatter::builder()
+///     .named_branch("eu", replica())
+///     .named_branch("us", replica())
+///     .named_branch("ap", replica())
+///     .gather(Gather::Quorum(2))
+///     .branch_timeout(Duration::from_millis(300))
+///     .deadline(Duration::from_secs(1))
+///     .build()?;
+/// assert_eq!(reads.branches(), 3);
+///
+/// let err = Scatter::builder().branch(replica()).gather(Gather::Quorum(2)).build().unwrap_err();
+/// assert_eq!(err.field(), "scatter.gather");
+/// # Ok::<(), steadfast::ConfigError>(())
+/// ```
 pub struct ScatterBuilder<S, C = DefaultClassifier, P = CloneReplay> {
     branches: Vec<Branch<S>>,
     gather: Gather,
@@ -267,6 +288,25 @@ impl<S, C, P> fmt::Debug for ScatterBuilder<S, C, P> {
 }
 
 /// Builds [`Stages`]; made by [`Stages::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use steadfast::scatter::{Branch, Stages};
+/// use tower::service_fn;
+///
+/// let backend = || service_fn(|order: u32| async move { Ok::<_, steadfast::BoxError>(order) });
+/// let checkout = Stages::builder()
+///     .stage([Branch::hard(backend()).named("auth"), Branch::soft(backend()).named("recommend")])
+///     .stage([Branch::hard(backend()).named("charge")])
+///     .branch_timeout(Duration::from_millis(500))
+///     .deadline(Duration::from_secs(2))
+///     .build()?;
+/// assert_eq!(checkout.branches(), 3);
+///
+/// let err = Stages::builder().stage([Branch::hard(backend())]).stage([]).build().unwrap_err();
+/// assert_eq!(err.field(), "stages.stage");
+/// # Ok::<(), steadfast::ConfigError>(())
+/// ```
 pub struct StagesBuilder<S, C = DefaultClassifier, P = CloneReplay> {
     stages: Vec<Vec<Branch<S>>>,
     common: Common<C, P>,

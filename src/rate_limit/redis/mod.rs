@@ -269,6 +269,27 @@ pub struct Usage {
 }
 
 /// Settings of a [`RedisStore`], checked by `build`.
+///
+/// `build` only parses the URL and checks the settings (the store connects
+/// on its first call), so no server is needed here.
+///
+/// ```
+/// use std::time::Duration;
+/// use steadfast::rate_limit::{Consistency, FailMode, PeriodQuota, RedisStore};
+///
+/// let store = RedisStore::builder("redis://127.0.0.1:6379")
+///     .namespace("api")
+///     .quota("free", PeriodQuota::per_month(10_000))
+///     .consistency(Consistency::Leased { batch: 20 })
+///     .on_failure(FailMode::Local { replicas: 4 })
+///     .timeout(Duration::from_millis(30))
+///     .build()?;
+/// assert!(format!("{store:?}").contains("\"api\""));
+///
+/// let err = RedisStore::builder("redis://127.0.0.1:6379").timeout(Duration::ZERO).build().unwrap_err();
+/// assert_eq!(err.field(), "rate_limit.store.timeout");
+/// # Ok::<(), steadfast::ConfigError>(())
+/// ```
 pub struct RedisStoreBuilder {
     url: String,
     namespace: Cow<'static, str>,
