@@ -186,7 +186,7 @@ impl Settings {
 
 macro_rules! settings_methods {
     () => {
-        /// Moves the limit with the [`Gradient`](super::Gradient)(super::Gradient) algorithm
+        /// Moves the limit with the [`Gradient`](super::Gradient) algorithm
         /// (the default).
         pub fn gradient(mut self, gradient: super::Gradient) -> Self {
             self.settings.algorithm = super::Algorithm::Gradient(gradient);
