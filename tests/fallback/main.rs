@@ -2,6 +2,8 @@
 //! cache's staleness on paused time and its bound, settings and events.
 
 mod budget;
+#[path = "../support/capture.rs"]
+mod capture;
 mod events;
 #[cfg(feature = "http")]
 mod http;

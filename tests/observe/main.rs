@@ -3,6 +3,7 @@
 //! values, listeners and the call context, health snapshots and their
 //! JSON.
 
+#[path = "../support/capture.rs"]
 mod capture;
 mod health;
 mod listeners;

@@ -1,12 +1,27 @@
-//! A subscriber that keeps every `steadfast` span and event, with their
-//! fields as text.
+//! A subscriber that keeps every `steadfast` span and event of one test,
+//! with their fields as text.
+//!
+//! Include it with `#[path = "../support/capture.rs"] mod capture;`.
+//!
+//! Tests of one binary run at once on their own threads, most of them with
+//! no subscriber. A subscriber made the thread's default with
+//! `tracing::subscriber::set_default` loses events there: while it is the
+//! only one registered, a callsite first reached on another thread has its
+//! interest decided by that thread's (absent) subscriber, and `never` is
+//! cached for every thread. So one subscriber is made the global default,
+//! once per binary, and hands each span and event to the capture installed
+//! on the thread it happens on.
 
+// Each binary uses the part it needs.
+#![allow(dead_code)]
+
+use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
 
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
-use tracing::subscriber::{DefaultGuard, Interest};
+use tracing::subscriber::Interest;
 use tracing::{Event, Level, Metadata, Subscriber};
 
 pub(crate) type Fields = BTreeMap<String, String>;
@@ -65,16 +80,32 @@ pub(crate) struct Capture {
     state: Arc<Mutex<State>>,
 }
 
+thread_local! {
+    static CURRENT: RefCell<Option<Capture>> = const { RefCell::new(None) };
+}
+
+/// Uninstalls the thread's capture when dropped.
+#[must_use = "the capture is uninstalled when the guard is dropped"]
+pub(crate) struct CaptureGuard(Option<Capture>);
+
+impl Drop for CaptureGuard {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        CURRENT.with(|current| *current.borrow_mut() = previous);
+    }
+}
+
 impl Capture {
-    /// Makes a capture the thread's default subscriber until the guard is
-    /// dropped.
-    pub(crate) fn install() -> (Capture, DefaultGuard) {
+    /// Keeps what happens on this thread until the guard is dropped.
+    pub(crate) fn install() -> (Capture, CaptureGuard) {
+        static GLOBAL: Once = Once::new();
+        GLOBAL.call_once(|| {
+            tracing::subscriber::set_global_default(Router)
+                .expect("no other global subscriber in this test binary");
+        });
         let capture = Capture::default();
-        let guard = tracing::subscriber::set_default(capture.clone());
-        // Tests of this binary run on other threads without a subscriber;
-        // interest is decided per callsite use, never cached as `never`.
-        tracing::callsite::rebuild_interest_cache();
-        (capture, guard)
+        let previous = CURRENT.with(|current| current.borrow_mut().replace(capture.clone()));
+        (capture, CaptureGuard(previous))
     }
 
     pub(crate) fn spans(&self) -> Vec<SpanRecord> {
@@ -136,15 +167,58 @@ fn ours(metadata: &Metadata<'_>) -> bool {
     metadata.target().starts_with("steadfast")
 }
 
-impl Subscriber for Capture {
+/// The global subscriber: each span and event goes to the capture of the
+/// thread it happens on, if there is one.
+struct Router;
+
+fn current() -> Option<Capture> {
+    CURRENT.with(|current| current.borrow().clone())
+}
+
+impl Subscriber for Router {
+    // Decided each time: whether a thread has a capture changes.
     fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
         Interest::sometimes()
     }
 
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        ours(metadata)
+        ours(metadata) && CURRENT.with(|current| current.borrow().is_some())
     }
 
+    fn new_span(&self, attributes: &Attributes<'_>) -> Id {
+        // A span made with no capture is disabled and never reaches here;
+        // one whose capture was uninstalled since gets an id of its own.
+        current().map_or(Id::from_u64(u64::MAX), |c| c.new_span(attributes))
+    }
+
+    fn record(&self, span: &Id, values: &Record<'_>) {
+        if let Some(capture) = current() {
+            capture.record(span, values);
+        }
+    }
+
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+
+    fn event(&self, event: &Event<'_>) {
+        if let Some(capture) = current() {
+            capture.event(event);
+        }
+    }
+
+    fn enter(&self, span: &Id) {
+        if let Some(capture) = current() {
+            capture.enter(span);
+        }
+    }
+
+    fn exit(&self, span: &Id) {
+        if let Some(capture) = current() {
+            capture.exit(span);
+        }
+    }
+}
+
+impl Capture {
     fn new_span(&self, attributes: &Attributes<'_>) -> Id {
         let mut fields = Fields::new();
         attributes.record(&mut Visitor(&mut fields));
@@ -167,8 +241,6 @@ impl Subscriber for Capture {
             values.record(&mut Visitor(&mut span.fields));
         }
     }
-
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
 
     fn event(&self, event: &Event<'_>) {
         let mut fields = Fields::new();
