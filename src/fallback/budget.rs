@@ -117,6 +117,11 @@ impl Background {
 /// The cache source's latency budget, and what becomes of a call past it
 /// whose caller was served from the cache. Implemented by every cache
 /// source; only [`StaleAfter`] has a budget.
+#[diagnostic::on_unimplemented(
+    message = "the latency budget `{Self}` can't hand on calls of type `{Fut}`",
+    label = "calls can't run on in the background",
+    note = "`finish_in_background` runs slow calls on in a tokio task: the service's futures must be `Send + 'static`"
+)]
 pub trait LatencyBudget<Fut> {
     /// How long a call waits before the cached answer is served; `None`
     /// for no budget.

@@ -303,7 +303,63 @@ pub(crate) fn name_digest(seed: &DefaultHasher, name: &[u8]) -> u64 {
 pub struct Slot {
     store: Arc<Store>,
     digest: u128,
-    headers: Option<Box<[(u64, u64)]>>,
+    headers: Option<Kept>,
+}
+
+/// How many header digests a key keeps without allocating.
+const KEPT_INLINE: usize = 16;
+
+/// Digests of a request's headers (name, values), kept so that a stored
+/// response's `Vary` can be honoured: inline for up to
+/// [`KEPT_INLINE`] headers, so that keying a common request allocates
+/// nothing, on the heap past that.
+#[derive(Clone)]
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+// Inline on purpose: keying a request must not allocate.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Kept {
+    Inline {
+        len: u8,
+        items: [(u64, u64); KEPT_INLINE],
+    },
+    Heap(Box<[(u64, u64)]>),
+}
+
+impl Kept {
+    /// Keeps the digests `items` gives; `len` is how many it gives at most.
+    #[cfg(feature = "http")]
+    pub(crate) fn collect(len: usize, items: impl Iterator<Item = (u64, u64)>) -> Self {
+        if len <= KEPT_INLINE {
+            let mut kept = [(0, 0); KEPT_INLINE];
+            let mut n = 0;
+            for (slot, item) in kept.iter_mut().zip(items) {
+                *slot = item;
+                n += 1;
+            }
+            #[allow(clippy::cast_possible_truncation)] // n <= KEPT_INLINE
+            Kept::Inline {
+                len: n as u8,
+                items: kept,
+            }
+        } else {
+            Kept::Heap(items.collect())
+        }
+    }
+
+    fn as_slice(&self) -> &[(u64, u64)] {
+        match self {
+            Kept::Inline { len, items } => &items[..usize::from(*len)],
+            Kept::Heap(items) => items,
+        }
+    }
+}
+
+impl fmt::Debug for Kept {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Kept")
+            .field("headers", &self.as_slice().len())
+            .finish()
+    }
 }
 
 impl Slot {
@@ -355,7 +411,7 @@ impl Slot {
     /// vary on `names`: the key's digest and the request's values of those
     /// headers.
     fn variant(&self, names: &[u64]) -> Option<u128> {
-        let headers = self.headers.as_deref()?;
+        let headers = self.headers.as_ref()?.as_slice();
         let mut hasher = self.store.key_hasher();
         hasher.write_u8(0x56);
         hasher.write_u128(self.digest);
@@ -427,6 +483,11 @@ impl fmt::Debug for Slot {
 /// says: `http::Uri` and `http::uri::Authority` hash the userinfo with its
 /// case ignored, so two callers `alice:Secret@` and `alice:secret@` would
 /// share a key ([`HttpKey`](super::HttpKey) hashes the URI part by part).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` can't key a cache of `{Req}` requests",
+    label = "this key does not take `{Req}`",
+    note = "`HttpKey` keys `http::Request<B>` and, with the `reqwest` feature, `reqwest::Request`; a key closure given to `FallbackCacheBuilder::key` must take `&{Req}`"
+)]
 pub trait CacheKey<Req> {
     /// Feeds `request`'s key to `hasher`; `false` if the request's answer
     /// must not be cached.
@@ -487,7 +548,7 @@ pub struct KeyHasher {
     b: DefaultHasher,
     #[cfg(feature = "http")]
     pub(crate) seed: DefaultHasher,
-    pub(crate) headers: Option<Box<[(u64, u64)]>>,
+    pub(crate) headers: Option<Kept>,
 }
 
 impl KeyHasher {
@@ -523,6 +584,11 @@ impl Hasher for KeyHasher {
 }
 
 /// The cache source of a fallback layer: a [`FallbackCache`], or none.
+#[diagnostic::on_unimplemented(
+    message = "the cache `{Self}` can't record answers to `{Req}` requests",
+    label = "this cache does not take `{Req}`",
+    note = "a `FallbackCache<K>` records the requests its key `K` implements `CacheKey` for"
+)]
 pub trait CacheSource<Req> {
     /// The slot `request`'s answer is recorded into and served from, if it
     /// may be cached.

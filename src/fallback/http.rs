@@ -3,19 +3,21 @@
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
-use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http::{Extensions, HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::cache::{CacheKey, KeyHasher, Slot};
+use super::cache::{CacheKey, KeyHasher, Kept, Slot};
 #[cfg(feature = "cache")]
 use super::cache::{FallbackCache, FallbackCacheBuilder};
+use super::check::Unchecked;
 use super::source::{FallbackSource, ResponseKind};
 
 /// The headers that identify the caller (or the site), always in the key.
@@ -44,24 +46,132 @@ const IDENTITY: [HeaderName; 4] = [
 /// Only `GET` and `HEAD` requests are cached (serving a stored answer to a
 /// `POST` would pretend a write happened), and never a request that says
 /// `Cache-Control: no-store`.
+///
+/// Works on `http::Request<B>` (any body: hyper, hyper-util, axum) and,
+/// with the `reqwest` feature, on `reqwest::Request`, whose URL is already
+/// normalised by the `url` crate.
+///
+/// # Composing a key
+///
+/// Each method adds to the default key, never replaces it: the identity
+/// headers stay in unless one is dropped by name with
+/// [`danger_ignore_identity_header`](Self::danger_ignore_identity_header).
+///
+/// ```
+/// # #[cfg(feature = "cache")] {
+/// use http::HeaderName;
+/// use steadfast::fallback::{FallbackCache, HttpKey};
+///
+/// let key = HttpKey::new()
+///     .ignore_query_param("utm_source")
+///     .ignore_query_param("utm_campaign")
+///     .header(HeaderName::from_static("x-tenant"));
+/// let cache = FallbackCache::http_with(key).max_staleness(std::time::Duration::from_secs(60)).build()?;
+/// # let _ = cache;
+/// # }
+/// # Ok::<(), steadfast::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct HttpKey {
     vary: Vec<HeaderName>,
+    /// Identity headers left out of the key, by explicit request.
+    dropped: Vec<HeaderName>,
+    query: Query,
 }
 
-impl<B> CacheKey<Request<B>> for HttpKey {
-    fn key(&self, request: &Request<B>, hasher: &mut KeyHasher) -> bool {
-        let method = request.method();
+/// What of the query goes into the key.
+#[derive(Debug, Clone, Default)]
+enum Query {
+    /// All of it, byte for byte.
+    #[default]
+    Keep,
+    /// None of it.
+    Ignore,
+    /// Every `&`-separated pair but those with these names.
+    Without(Vec<Box<str>>),
+}
+
+impl HttpKey {
+    /// The default key: method, target URI, the identity headers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Leaves the whole query out of the key: `/a?x=1` and `/a?x=2` share
+    /// an answer. Only for resources whose answer does not depend on the
+    /// query.
+    pub fn ignore_query(mut self) -> Self {
+        self.query = Query::Ignore;
+        self
+    }
+
+    /// Leaves the query parameters named `name` out of the key (say, a
+    /// tracking parameter such as `utm_source`): the query is split on `&`,
+    /// a pair's name is what is before its first `=`, compared byte for
+    /// byte as sent (no percent-decoding); the other pairs stay in the key,
+    /// in their order, and empty pairs are skipped (`?a=1&&b` is `?a=1&b`,
+    /// and a query left empty is no query).
+    pub fn ignore_query_param(mut self, name: impl Into<String>) -> Self {
+        let name: Box<str> = name.into().into_boxed_str();
+        match &mut self.query {
+            Query::Ignore => {}
+            Query::Keep => self.query = Query::Without(vec![name]),
+            Query::Without(names) => names.push(name),
+        }
+        self
+    }
+
+    /// Also keys entries by the values of header `name` (say,
+    /// `Accept-Language`, or a tenant header), so that requests that differ
+    /// in it never share an answer, whatever the response's `Vary` says.
+    pub fn header(mut self, name: HeaderName) -> Self {
+        if !self.vary.contains(&name) {
+            self.vary.push(name);
+        }
+        self
+    }
+
+    /// Leaves identity header `name` (`Authorization`,
+    /// `Proxy-Authorization`, `Cookie` or `Host`) out of the key, so that
+    /// **callers who differ only in it share cached answers**: an answer
+    /// made for one caller's credentials is served to another. Only for an
+    /// upstream whose answers provably don't depend on the header (say, a
+    /// `Cookie` the upstream ignores). Another name has no effect.
+    pub fn danger_ignore_identity_header(mut self, name: HeaderName) -> Self {
+        if IDENTITY.contains(&name) && !self.dropped.contains(&name) {
+            self.dropped.push(name);
+        }
+        self
+    }
+
+    /// The request headers in every key: the identity headers not dropped,
+    /// then those named with [`header`](Self::header).
+    fn keyed_headers(&self) -> impl Iterator<Item = &HeaderName> {
+        IDENTITY
+            .iter()
+            .filter(|name| !self.dropped.contains(name))
+            .chain(&self.vary)
+    }
+
+    /// Feeds the key of a request with `method` and `headers` to `hasher`,
+    /// the target with `target`; `false` if it may not be cached.
+    #[inline]
+    fn key_with(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        hasher: &mut KeyHasher,
+        target: impl FnOnce(&mut KeyHasher),
+    ) -> bool {
         if method != Method::GET && method != Method::HEAD {
             return false;
         }
-        let headers = request.headers();
         if CacheControl::of(headers).no_store {
             return false;
         }
         hasher.write(method.as_str().as_bytes());
-        hash_target(request.uri(), hasher);
-        for name in IDENTITY.iter().chain(&self.vary) {
+        target(hasher);
+        for name in self.keyed_headers() {
             hasher.write(name.as_str().as_bytes());
             let mut count = 0usize;
             for value in headers.get_all(name) {
@@ -80,58 +190,138 @@ impl<B> CacheKey<Request<B>> for HttpKey {
         hasher.keep_headers(headers);
         true
     }
+
+    /// Feeds the query to `hasher`, as this key says.
+    fn hash_query(&self, query: Option<&str>, hasher: &mut KeyHasher) {
+        match (&self.query, query) {
+            (Query::Ignore, _) | (Query::Keep, None) => hasher.write_u8(0),
+            (Query::Keep, Some(query)) => {
+                hasher.write_u8(1);
+                query.as_bytes().hash(hasher);
+            }
+            (Query::Without(names), query) => {
+                hasher.write_u8(2);
+                let mut count = 0usize;
+                for pair in query.unwrap_or("").split('&') {
+                    let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+                    if pair.is_empty() || names.iter().any(|n| **n == *name) {
+                        continue;
+                    }
+                    pair.as_bytes().hash(hasher);
+                    count += 1;
+                }
+                hasher.write_usize(count);
+            }
+        }
+    }
 }
 
-/// Feeds the target URI to `hasher`, normalised as RFC 9110 §4.2.3 allows
-/// and no further; every part is length-prefixed, so no two URIs that
-/// differ can feed the same bytes.
-fn hash_target(uri: &Uri, hasher: &mut KeyHasher) {
-    let scheme = uri.scheme_str();
-    match scheme {
-        Some(scheme) => {
-            hasher.write_u8(1);
-            hash_folded(scheme, hasher);
-        }
-        None => hasher.write_u8(0),
+impl<B> CacheKey<Request<B>> for HttpKey {
+    fn key(&self, request: &Request<B>, hasher: &mut KeyHasher) -> bool {
+        self.key_with(request.method(), request.headers(), hasher, |hasher| {
+            self.hash_target(request.uri(), hasher);
+        })
     }
-    match uri.authority() {
-        Some(authority) => {
-            hasher.write_u8(1);
-            let all = authority.as_str();
-            // The userinfo is all before the last `@`; case-sensitive.
-            match all.rfind('@') {
-                Some(at) => {
-                    hasher.write_u8(1);
-                    all.as_bytes()[..at].hash(hasher);
-                }
-                None => hasher.write_u8(0),
-            }
-            hash_folded(authority.host(), hasher);
-            let default = match scheme {
-                Some(s) if s.eq_ignore_ascii_case("http") => Some(80),
-                Some(s) if s.eq_ignore_ascii_case("https") => Some(443),
-                _ => None,
-            };
-            // An empty port (`host:`) is the default too.
-            match authority.port_u16().filter(|port| Some(*port) != default) {
-                Some(port) => {
-                    hasher.write_u8(1);
-                    hasher.write_u16(port);
-                }
-                None => hasher.write_u8(0),
-            }
-        }
-        None => hasher.write_u8(0),
+}
+
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+impl CacheKey<reqwest::Request> for HttpKey {
+    fn key(&self, request: &reqwest::Request, hasher: &mut KeyHasher) -> bool {
+        self.key_with(request.method(), request.headers(), hasher, |hasher| {
+            self.hash_url(request.url(), hasher);
+        })
     }
-    let path = match uri.path() {
-        "" => "/",
-        path => path,
-    };
-    path.as_bytes().hash(hasher);
-    match uri.query() {
-        Some(query) => {
+}
+
+impl HttpKey {
+    /// Feeds the target URI to `hasher`, normalised as RFC 9110 §4.2.3
+    /// allows and no further; every part is length-prefixed, so no two
+    /// URIs that differ can feed the same bytes.
+    fn hash_target(&self, uri: &Uri, hasher: &mut KeyHasher) {
+        let scheme = uri.scheme_str();
+        match scheme {
+            Some(scheme) => {
+                hasher.write_u8(1);
+                hash_folded(scheme, hasher);
+            }
+            None => hasher.write_u8(0),
+        }
+        match uri.authority() {
+            Some(authority) => {
+                hasher.write_u8(1);
+                let all = authority.as_str();
+                // The userinfo is all before the last `@`; case-sensitive.
+                match all.rfind('@') {
+                    Some(at) => {
+                        hasher.write_u8(1);
+                        all.as_bytes()[..at].hash(hasher);
+                    }
+                    None => hasher.write_u8(0),
+                }
+                hash_folded(authority.host(), hasher);
+                let default = match scheme {
+                    Some(s) if s.eq_ignore_ascii_case("http") => Some(80),
+                    Some(s) if s.eq_ignore_ascii_case("https") => Some(443),
+                    _ => None,
+                };
+                // An empty port (`host:`) is the default too.
+                hash_port(authority.port_u16().filter(|port| Some(*port) != default), hasher);
+            }
+            None => hasher.write_u8(0),
+        }
+        let path = match uri.path() {
+            "" => "/",
+            path => path,
+        };
+        path.as_bytes().hash(hasher);
+        self.hash_query(uri.query(), hasher);
+    }
+
+    /// Feeds a reqwest URL to `hasher`, part by part as
+    /// [`hash_target`](Self::hash_target) does; the `url` crate has
+    /// already folded the scheme's and the host's case, dropped a default
+    /// port and made an empty path `/`.
+    #[cfg(feature = "reqwest")]
+    fn hash_url(&self, url: &reqwest::Url, hasher: &mut KeyHasher) {
+        hasher.write_u8(1);
+        hash_folded(url.scheme(), hasher);
+        match url.host_str() {
+            Some(host) => {
+                hasher.write_u8(1);
+                let (user, password) = (url.username(), url.password());
+                if user.is_empty() && password.is_none() {
+                    hasher.write_u8(0);
+                } else {
+                    // As `user:password` would be fed, length first.
+                    hasher.write_u8(1);
+                    hasher.write_usize(user.len() + password.map_or(0, |p| p.len() + 1));
+                    hasher.write(user.as_bytes());
+                    if let Some(password) = password {
+                        hasher.write(b":");
+                        hasher.write(password.as_bytes());
+                    }
+                }
+                hash_folded(host, hasher);
+                hash_port(url.port(), hasher);
+            }
+            None => hasher.write_u8(0),
+        }
+        let path = match url.path() {
+            "" => "/",
+            path => path,
+        };
+        path.as_bytes().hash(hasher);
+        self.hash_query(url.query(), hasher);
+    }
+}
+
+/// Feeds a port that is not the scheme's default, or its absence.
+fn hash_port(port: Option<u16>, hasher: &mut KeyHasher) {
+    match port {
+        Some(port) => {
             hasher.write_u8(1);
-            query.as_bytes().hash(hasher);
+            hasher.write_u16(port);
         }
         None => hasher.write_u8(0),
     }
@@ -155,9 +345,9 @@ impl KeyHasher {
     /// [`HttpKey`] calls this; a custom [`CacheKey`] of HTTP requests
     /// should too.
     pub fn keep_headers(&mut self, headers: &HeaderMap) {
-        let mut kept = Vec::with_capacity(headers.keys_len());
-        for name in headers.keys() {
-            let mut hasher = self.seed.clone();
+        let seed = &self.seed;
+        let kept = headers.keys().map(|name| {
+            let mut hasher = seed.clone();
             hasher.write_u8(0x48);
             let mut count = 0usize;
             for value in headers.get_all(name) {
@@ -165,12 +355,12 @@ impl KeyHasher {
                 count += 1;
             }
             hasher.write_usize(count);
-            kept.push((
-                super::cache::name_digest(&self.seed, name.as_str().as_bytes()),
+            (
+                super::cache::name_digest(seed, name.as_str().as_bytes()),
                 hasher.finish(),
-            ));
-        }
-        self.headers = Some(kept.into_boxed_slice());
+            )
+        });
+        self.headers = Some(Kept::collect(headers.keys_len(), kept));
     }
 }
 
@@ -186,6 +376,13 @@ impl FallbackCache<HttpKey> {
     pub fn http() -> FallbackCacheBuilder<HttpKey> {
         FallbackCacheBuilder::with_key(HttpKey::default())
     }
+
+    /// A builder for a cache of HTTP responses keyed by `key`, an
+    /// [`HttpKey`] composed from the default (the identity headers stay in
+    /// it unless dropped by name); defaults as [`http`](Self::http).
+    pub fn http_with(key: HttpKey) -> FallbackCacheBuilder<HttpKey> {
+        FallbackCacheBuilder::with_key(key)
+    }
 }
 
 #[cfg(feature = "cache")]
@@ -195,7 +392,29 @@ impl FallbackCacheBuilder<HttpKey> {
     /// `Accept-Language`, or a tenant header), so that requests that differ
     /// in it never share an answer, whatever the response's `Vary` says.
     pub fn vary_on(mut self, name: HeaderName) -> Self {
-        self.key.vary.push(name);
+        self.key = self.key.header(name);
+        self
+    }
+
+    /// Leaves the whole query out of the key; see
+    /// [`HttpKey::ignore_query`].
+    pub fn ignore_query(mut self) -> Self {
+        self.key = self.key.ignore_query();
+        self
+    }
+
+    /// Leaves the query parameters named `name` out of the key; see
+    /// [`HttpKey::ignore_query_param`].
+    pub fn ignore_query_param(mut self, name: impl Into<String>) -> Self {
+        self.key = self.key.ignore_query_param(name);
+        self
+    }
+
+    /// Leaves identity header `name` out of the key, so that callers who
+    /// differ only in it **share cached answers**; see
+    /// [`HttpKey::danger_ignore_identity_header`].
+    pub fn danger_ignore_identity_header(mut self, name: HeaderName) -> Self {
+        self.key = self.key.danger_ignore_identity_header(name);
         self
     }
 
@@ -525,12 +744,110 @@ fn stored_headers(headers: &HeaderMap) -> HeaderMap {
 /// Seconds past 2^31 count as 2^31 (RFC 9111 §1.2.2). The cache computes
 /// no heuristic freshness: an answer without an explicit lifetime has none,
 /// which matters only to the rules that speak of freshness.
-#[derive(Debug, Clone, Default)]
-pub struct Http {
+pub struct Http<T = Unchecked> {
     pub(crate) header: Option<HeaderName>,
+    _types: PhantomData<fn() -> T>,
 }
 
-impl<B> ResponseKind<Response<B>> for Http
+impl<T> Http<T> {
+    pub(crate) fn with_header(header: Option<HeaderName>) -> Self {
+        Self {
+            header,
+            _types: PhantomData,
+        }
+    }
+
+    /// Marks a fallback answer's head with its source.
+    fn mark_head(&self, headers: &mut HeaderMap, extensions: &mut Extensions, source: &FallbackSource) {
+        extensions.insert(*source);
+        if let FallbackSource::Cache { age } = source {
+            // RFC 9111 §4.2.3: the age the origin reported plus the time
+            // the answer was held; 2^31 if it overflows.
+            let held = age.as_secs();
+            let age = age_of(headers).saturating_add(held).min(DELTA_MAX);
+            headers.insert(header::AGE, HeaderValue::from(age));
+        }
+        if let Some(name) = &self.header {
+            let value = HeaderValue::from_static(source.as_str());
+            headers.insert(name.clone(), value);
+        }
+    }
+}
+
+impl<T> Default for Http<T> {
+    fn default() -> Self {
+        Self::with_header(None)
+    }
+}
+
+impl<T> Clone for Http<T> {
+    fn clone(&self) -> Self {
+        Self::with_header(self.header.clone())
+    }
+}
+
+impl<T> fmt::Debug for Http<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Http")
+            .field("header", &self.header)
+            .field("types", &std::any::type_name::<T>())
+            .finish()
+    }
+}
+
+/// Starts recording `response` into `slot`, its head stored with
+/// `extensions`: its body is copied as it is read. `Err` gives it back
+/// untouched if it may not be stored.
+fn start_recording<B: Body<Data = Bytes>>(
+    response: Response<B>,
+    slot: Slot,
+    extensions: Extensions,
+) -> Result<Response<FallbackBody<B>>, Response<B>> {
+    let cap = slot.max_body_bytes();
+    let too_big = usize::try_from(response.body().size_hint().lower()).map_or(true, |n| n > cap);
+    if too_big {
+        return Err(response);
+    }
+    let Some(rule) = rule(response.status(), response.headers(), &slot) else {
+        return Err(response);
+    };
+    let (parts, body) = response.into_parts();
+    let head = Head {
+        status: parts.status,
+        version: parts.version,
+        headers: stored_headers(&parts.headers),
+        extensions,
+    };
+    let body = if body.is_end_stream() {
+        slot.insert_with(head.into_response(Bytes::new()), rule.limit, &rule.vary);
+        FallbackBody::new(body)
+    } else {
+        FallbackBody {
+            kind: Kind::Live {
+                body,
+                recorder: Some(Box::new(Recorder {
+                    slot,
+                    rule,
+                    head,
+                    buf: Vec::new(),
+                    cap,
+                })),
+            },
+        }
+    };
+    Ok(Response::from_parts(parts, body))
+}
+
+/// A copy of a stored answer's head, with `body`.
+fn copy_stored<T>(stored: &Response<Bytes>, body: T) -> Response<T> {
+    let mut response = Response::new(body);
+    *response.status_mut() = stored.status();
+    *response.version_mut() = stored.version();
+    *response.headers_mut() = stored.headers().clone();
+    response
+}
+
+impl<B, T> ResponseKind<Response<B>> for Http<T>
 where
     B: Body<Data = Bytes>,
 {
@@ -543,47 +860,12 @@ where
     }
 
     fn record(&self, response: Response<B>, slot: Slot) -> Self::Response {
-        let cap = slot.max_body_bytes();
-        let too_big =
-            usize::try_from(response.body().size_hint().lower()).map_or(true, |n| n > cap);
-        if too_big {
-            return self.pass(response);
-        }
-        let Some(rule) = rule(response.status(), response.headers(), &slot) else {
-            return self.pass(response);
-        };
-        let (parts, body) = response.into_parts();
-        let head = Head {
-            status: parts.status,
-            version: parts.version,
-            headers: stored_headers(&parts.headers),
-        };
-        let body = if body.is_end_stream() {
-            slot.insert_with(head.into_response(Bytes::new()), rule.limit, &rule.vary);
-            FallbackBody::new(body)
-        } else {
-            FallbackBody {
-                kind: Kind::Live {
-                    body,
-                    recorder: Some(Box::new(Recorder {
-                        slot,
-                        rule,
-                        head,
-                        buf: Vec::new(),
-                        cap,
-                    })),
-                },
-            }
-        };
-        Response::from_parts(parts, body)
+        start_recording(response, slot, Extensions::new())
+            .unwrap_or_else(|response| self.pass(response))
     }
 
     fn rebuild(&self, stored: &Response<Bytes>) -> Self::Response {
-        let mut response = Response::new(FallbackBody::from_bytes(stored.body().clone()));
-        *response.status_mut() = stored.status();
-        *response.version_mut() = stored.version();
-        *response.headers_mut() = stored.headers().clone();
-        response
+        copy_stored(stored, FallbackBody::from_bytes(stored.body().clone()))
     }
 
     fn revive(&self, stored: Response<Bytes>) -> Self::Response {
@@ -591,23 +873,82 @@ where
     }
 
     fn mark(&self, response: &mut Self::Response, source: &FallbackSource) {
-        response.extensions_mut().insert(*source);
-        if let FallbackSource::Cache { age } = source {
-            // RFC 9111 §4.2.3: the age the origin reported plus the time
-            // the answer was held; 2^31 if it overflows.
-            let held = age.as_secs();
-            let age = age_of(response.headers())
-                .saturating_add(held)
-                .min(DELTA_MAX);
-            response
-                .headers_mut()
-                .insert(header::AGE, HeaderValue::from(age));
+        // `http::Response` lends its headers and extensions one at a time.
+        let mut extensions = std::mem::take(response.extensions_mut());
+        self.mark_head(response.headers_mut(), &mut extensions, source);
+        *response.extensions_mut() = extensions;
+    }
+}
+
+/// reqwest's answers: recorded as their body is read (the body is read by
+/// the caller, as it streams, with a copy kept up to
+/// [`max_body_bytes`](FallbackCacheBuilder::max_body_bytes)), and rebuilt
+/// from head and bytes with `From<http::Response<Bytes>>`, their URL
+/// included; the same rules as for `http::Response`.
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+impl<T> ResponseKind<reqwest::Response> for Http<T> {
+    type Response = reqwest::Response;
+    type Stored = Response<Bytes>;
+
+    #[inline]
+    fn pass(&self, response: reqwest::Response) -> reqwest::Response {
+        response
+    }
+
+    fn record(&self, response: reqwest::Response, slot: Slot) -> reqwest::Response {
+        let cap = slot.max_body_bytes();
+        let too_big = response
+            .content_length()
+            .is_some_and(|n| usize::try_from(n).map_or(true, |n| n > cap));
+        if too_big || rule(response.status(), response.headers(), &slot).is_none() {
+            return response;
         }
-        if let Some(name) = &self.header {
-            let value = HeaderValue::from_static(source.as_str());
-            response.headers_mut().insert(name.clone(), value);
+        // The URL is kept in the extensions, where reqwest's conversions
+        // from `http::Response` look for it.
+        let extensions = url_extensions(response.url().clone());
+        let response = Response::<reqwest::Body>::from(response);
+        match start_recording(response, slot, extensions.clone()) {
+            Ok(recording) => {
+                let (mut parts, body) = recording.into_parts();
+                parts.extensions.extend(extensions);
+                reqwest::Response::from(Response::from_parts(parts, reqwest::Body::wrap(body)))
+            }
+            Err(response) => {
+                let (mut parts, body) = response.into_parts();
+                parts.extensions.extend(extensions);
+                reqwest::Response::from(Response::from_parts(parts, body))
+            }
         }
     }
+
+    fn rebuild(&self, stored: &Response<Bytes>) -> reqwest::Response {
+        let mut response = copy_stored(stored, stored.body().clone());
+        *response.extensions_mut() = stored.extensions().clone();
+        reqwest::Response::from(response)
+    }
+
+    fn revive(&self, stored: Response<Bytes>) -> reqwest::Response {
+        reqwest::Response::from(stored)
+    }
+
+    fn mark(&self, response: &mut reqwest::Response, source: &FallbackSource) {
+        // reqwest lends its headers and extensions one at a time.
+        let mut extensions = std::mem::take(response.extensions_mut());
+        self.mark_head(response.headers_mut(), &mut extensions, source);
+        *response.extensions_mut() = extensions;
+    }
+}
+
+/// Extensions that carry `url` as reqwest's response URL.
+#[cfg(feature = "reqwest")]
+fn url_extensions(url: reqwest::Url) -> Extensions {
+    use reqwest::ResponseBuilderExt;
+    Response::builder()
+        .url(url)
+        .body(())
+        .map(|response| response.into_parts().0.extensions)
+        .unwrap_or_default()
 }
 
 /// The head of a response being recorded.
@@ -615,6 +956,7 @@ struct Head {
     status: StatusCode,
     version: Version,
     headers: HeaderMap,
+    extensions: Extensions,
 }
 
 impl Head {
@@ -623,6 +965,7 @@ impl Head {
         *response.status_mut() = self.status;
         *response.version_mut() = self.version;
         *response.headers_mut() = self.headers;
+        *response.extensions_mut() = self.extensions;
         response
     }
 }

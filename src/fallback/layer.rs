@@ -12,6 +12,9 @@ use super::budget::{Background, Cancel, StaleAfter};
 #[cfg(feature = "cache")]
 use super::cache::FallbackCache;
 use super::cache::NoCache;
+use super::check::{CheckService, CheckSources};
+#[cfg(feature = "http")]
+use super::check::Checked;
 use super::source::{
     Alternate, Cause, Computed, NoAlternate, NoLast, NoMark, Plain, Static, Trigger,
 };
@@ -80,7 +83,10 @@ impl<A, Ca, F, C, K> fmt::Debug for FallbackLayer<A, Ca, F, C, K> {
     }
 }
 
-impl<S, A, Ca, F, C, K> Layer<S> for FallbackLayer<A, Ca, F, C, K> {
+impl<S, A, Ca, F, C, K> Layer<S> for FallbackLayer<A, Ca, F, C, K>
+where
+    K: CheckService<S, Ca, C>,
+{
     type Service = Fallback<S, A, Ca, F, C, K>;
 
     fn layer(&self, inner: S) -> Self::Service {
@@ -271,7 +277,15 @@ impl<A, Ca, F, C, K> FallbackLayerBuilder<A, Ca, F, C, K> {
     }
 
     /// Checks the settings and builds the layer.
-    pub fn build(self) -> Result<FallbackLayer<A, Ca, F, C, K>, ConfigError> {
+    ///
+    /// With the request and response types named
+    /// ([`reqwest`](Self::reqwest), [`http_for`](Self::http_for)), it also
+    /// checks that every source takes the request and gives the response:
+    /// a mismatch is a compile error here, naming the source.
+    pub fn build(self) -> Result<FallbackLayer<A, Ca, F, C, K>, ConfigError>
+    where
+        K: CheckSources<A, Ca, F>,
+    {
         let s = self.settings;
         if s.on.is_empty() {
             return Err(ConfigError::new(
@@ -433,19 +447,55 @@ impl<A, Ca, F, C, M> FallbackLayerBuilder<A, Ca, F, C, Plain<M>> {
     /// [`Http`](super::Http).
     #[cfg(feature = "http")]
     #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    ///
+    /// Works on `http::Response<B>` and, with the `reqwest` feature, on
+    /// `reqwest::Response`; the types are checked where the service is
+    /// first called. [`reqwest`](Self::reqwest) and
+    /// [`http_for`](Self::http_for) name them, so that `build()` and
+    /// `layer()` check them.
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
     pub fn http(self) -> FallbackLayerBuilder<A, Ca, F, C, super::Http> {
         self.kind(super::Http::default())
+    }
+
+    /// Serves HTTP responses as [`http`](Self::http) does, for requests of
+    /// type `Req` and responses of type `Res`: [`build`](Self::build)
+    /// checks that every source takes `Req` and gives `Res`, and `layer()`
+    /// that the service does, each naming the piece that does not fit.
+    ///
+    /// For hyper-util's client, `Req` is `http::Request<B>` and `Res`
+    /// `http::Response<hyper::body::Incoming>`.
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    pub fn http_for<Req, Res>(
+        self,
+    ) -> FallbackLayerBuilder<A, Ca, F, C, super::Http<Checked<Req, Res>>> {
+        self.kind(super::Http::default())
+    }
+
+    /// Serves reqwest: [`http_for`](Self::http_for) with `reqwest::Request`
+    /// and `reqwest::Response`. Answers are recorded as their body is read
+    /// and rebuilt from head and bytes, their URL included; see
+    /// [`Http`](super::Http).
+    #[cfg(feature = "reqwest")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+    pub fn reqwest(
+        self,
+    ) -> FallbackLayerBuilder<A, Ca, F, C, super::Http<Checked<reqwest::Request, reqwest::Response>>>
+    {
+        self.http_for()
     }
 }
 
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-impl<A, Ca, F, C> FallbackLayerBuilder<A, Ca, F, C, super::Http> {
+impl<A, Ca, F, C, T> FallbackLayerBuilder<A, Ca, F, C, super::Http<T>> {
     /// Also names the source of each fallback answer in the header `name`
     /// (`alternate`, `cache` or `static`), replacing any value the answer
     /// had.
     pub fn source_header(self, name: http::HeaderName) -> Self {
-        self.kind(super::Http { header: Some(name) })
+        self.kind(super::Http::with_header(Some(name)))
     }
 }
 

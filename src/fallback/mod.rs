@@ -225,6 +225,7 @@ mod budget;
 // generic over its cache source) but no cache can be built.
 #[cfg_attr(not(feature = "cache"), allow(dead_code, unused_imports))]
 mod cache;
+mod check;
 pub mod future;
 #[cfg(feature = "http")]
 mod http;
@@ -237,6 +238,7 @@ mod source;
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub use self::budget::StaleAfter;
 pub use self::budget::{Background, Cancel, LatencyBudget};
+pub use self::check::{CheckService, CheckSources, Checked, Unchecked};
 pub use self::cache::{CacheKey, CacheSource, KeyFn, KeyHasher, NoCache, RequestKey, Slot};
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]

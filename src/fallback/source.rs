@@ -271,6 +271,11 @@ impl<'a, Res> Cause<'a, Res> {
 ///
 /// [`Plain`] works for any `Clone` response; [`Http`](super::Http)
 /// (feature `http`) for `http::Response<B>` with a streaming body.
+#[diagnostic::on_unimplemented(
+    message = "this fallback can't pass on `{Res}` responses as `{Self}`",
+    label = "`{Self}` does not handle `{Res}`",
+    note = "`Plain` needs `Clone` responses; for `http::Response<B>` or `reqwest::Response` call `.http()` or `.reqwest()` on the fallback's builder"
+)]
 pub trait ResponseKind<Res> {
     /// What the fallback service returns.
     type Response;
@@ -361,6 +366,11 @@ where
 
 /// The first fallback source: another service called with the original
 /// request, or none.
+#[diagnostic::on_unimplemented(
+    message = "the alternate `{Self}` does not answer `{Req}` with `{Res}`",
+    label = "this alternate does not fit",
+    note = "the alternate service must take the primary's requests and give its responses, and its requests must be copied: `Clone` requests, or `.replay(..)`"
+)]
 pub trait AlternateSource<Req, Res> {
     /// The alternate call.
     type Future: Future<Output = Result<Res, BoxError>>;
@@ -430,6 +440,11 @@ where
 }
 
 /// The last fallback source: a static or computed answer, or none.
+#[diagnostic::on_unimplemented(
+    message = "the static or computed answer `{Self}` does not fit `{Res}` responses",
+    label = "this answer does not fit",
+    note = "for HTTP (`.http()`, `.reqwest()`), a static answer is an `http::Response<Bytes>`, and a computed answer returns one"
+)]
 pub trait LastResort<Req, Res, K: ResponseKind<Res>> {
     /// What the answer needs from the request, taken before the call.
     type Facts;
