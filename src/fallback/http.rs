@@ -14,7 +14,7 @@ use http::{Extensions, HeaderMap, Method, Request, Response, StatusCode, Uri, Ve
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::cache::{CacheKey, KeyHasher, Kept, Slot};
+use super::cache::{CacheKey, Kept, KeyHasher, Slot};
 #[cfg(feature = "cache")]
 use super::cache::{FallbackCache, FallbackCacheBuilder};
 use super::check::Unchecked;
@@ -266,7 +266,10 @@ impl HttpKey {
                     _ => None,
                 };
                 // An empty port (`host:`) is the default too.
-                hash_port(authority.port_u16().filter(|port| Some(*port) != default), hasher);
+                hash_port(
+                    authority.port_u16().filter(|port| Some(*port) != default),
+                    hasher,
+                );
             }
             None => hasher.write_u8(0),
         }
@@ -758,7 +761,12 @@ impl<T> Http<T> {
     }
 
     /// Marks a fallback answer's head with its source.
-    fn mark_head(&self, headers: &mut HeaderMap, extensions: &mut Extensions, source: &FallbackSource) {
+    fn mark_head(
+        &self,
+        headers: &mut HeaderMap,
+        extensions: &mut Extensions,
+        source: &FallbackSource,
+    ) {
         extensions.insert(*source);
         if let FallbackSource::Cache { age } = source {
             // RFC 9111 §4.2.3: the age the origin reported plus the time

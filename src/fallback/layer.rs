@@ -12,9 +12,9 @@ use super::budget::{Background, Cancel, StaleAfter};
 #[cfg(feature = "cache")]
 use super::cache::FallbackCache;
 use super::cache::NoCache;
-use super::check::{CheckService, CheckSources};
 #[cfg(feature = "http")]
 use super::check::Checked;
+use super::check::{CheckService, CheckSources};
 use super::source::{
     Alternate, Cause, Computed, NoAlternate, NoLast, NoMark, Plain, Static, Trigger,
 };

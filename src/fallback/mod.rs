@@ -238,11 +238,11 @@ mod source;
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub use self::budget::StaleAfter;
 pub use self::budget::{Background, Cancel, LatencyBudget};
-pub use self::check::{CheckService, CheckSources, Checked, Unchecked};
 pub use self::cache::{CacheKey, CacheSource, KeyFn, KeyHasher, NoCache, RequestKey, Slot};
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub use self::cache::{FallbackCache, FallbackCacheBuilder};
+pub use self::check::{CheckService, CheckSources, Checked, Unchecked};
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use self::http::{FallbackBody, Http, HttpKey};

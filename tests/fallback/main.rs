@@ -9,6 +9,8 @@ mod events;
 mod http;
 #[cfg(feature = "http")]
 mod integration;
+#[cfg(all(feature = "reqwest", feature = "hyper", feature = "axum"))]
+mod reqwest_client;
 #[cfg(feature = "http")]
 mod rfc9111;
 
