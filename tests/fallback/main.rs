@@ -1,9 +1,14 @@
 //! Fallback: each source, the chain, triggers, the original error, the
 //! cache's staleness on paused time and its bound, settings and events.
 
+#[cfg(feature = "http")]
+mod alloc;
 mod budget;
 #[path = "../support/capture.rs"]
 mod capture;
+#[cfg(feature = "http")]
+#[path = "../support/counting_alloc.rs"]
+mod counting_alloc;
 mod events;
 #[cfg(feature = "http")]
 mod http;
