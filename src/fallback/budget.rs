@@ -179,6 +179,7 @@ impl<K, Fut> LatencyBudget<Fut> for StaleAfter<K, Cancel> {
 }
 
 #[cfg(feature = "cache")]
+#[diagnostic::do_not_recommend]
 impl<K, Fut> LatencyBudget<Fut> for StaleAfter<K, Background>
 where
     Fut: Future + Send + 'static,

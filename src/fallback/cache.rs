@@ -498,6 +498,7 @@ pub trait CacheKey<Req> {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RequestKey;
 
+#[diagnostic::do_not_recommend]
 impl<Req: Hash> CacheKey<Req> for RequestKey {
     #[inline]
     fn key(&self, request: &Req, hasher: &mut KeyHasher) -> bool {
@@ -519,6 +520,7 @@ impl<F, T> fmt::Debug for KeyFn<F, T> {
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<Req, F, T> CacheKey<Req> for KeyFn<F, T>
 where
     F: Fn(&Req) -> Option<T>,

@@ -242,6 +242,9 @@ pub use self::cache::{CacheKey, CacheSource, KeyFn, KeyHasher, NoCache, RequestK
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub use self::cache::{FallbackCache, FallbackCacheBuilder};
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub use self::check::FallbackInner;
 pub use self::check::{CheckService, CheckSources, Checked, Unchecked};
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]

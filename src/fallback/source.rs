@@ -332,6 +332,7 @@ pub struct Plain<M = NoMark> {
     pub(crate) mark: M,
 }
 
+#[diagnostic::do_not_recommend]
 impl<Res, M> ResponseKind<Res> for Plain<M>
 where
     Res: Clone + Send + Sync + 'static,
@@ -416,6 +417,7 @@ pub struct Alternate<T, P> {
     pub(crate) replay: P,
 }
 
+#[diagnostic::do_not_recommend]
 impl<T, P, Req> AlternateSource<Req, T::Response> for Alternate<T, P>
 where
     T: tower_service::Service<Req> + Clone,
@@ -478,6 +480,7 @@ impl<Req, Res, K: ResponseKind<Res>> LastResort<Req, Res, K> for NoLast {
 #[derive(Debug, Clone)]
 pub struct Static<V>(pub(crate) V);
 
+#[diagnostic::do_not_recommend]
 impl<Req, Res, K, V> LastResort<Req, Res, K> for Static<V>
 where
     K: ResponseKind<Res, Stored = V>,
@@ -517,6 +520,7 @@ impl<G, H, T> fmt::Debug for Computed<G, H, T> {
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<Req, Res, K, G, H, T> LastResort<Req, Res, K> for Computed<G, H, T>
 where
     K: ResponseKind<Res>,
