@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use http_body_util::BodyExt;
 use steadfast::BoxError;
 use steadfast::circuit_breaker::CircuitBreakerHandle;
 use steadfast::fallback::{FallbackCache, FallbackLayer, FallbackSource};
@@ -12,7 +11,7 @@ use steadfast::hedge::HedgeLayer;
 use steadfast::http::{HttpClassifier, HttpReplay};
 use steadfast::observe::RequestIdHeader;
 use steadfast::policy::Policy;
-use tower::{Layer, ServiceExt, service_fn};
+use tower::{Layer, ServiceExt};
 
 use crate::backend::ms;
 use crate::{CALL_TIMEOUT, STALE_AFTER};
@@ -131,43 +130,35 @@ pub(crate) fn with_hedging() -> Result<Client, BoxError> {
 /// The standard policy under a fallback to cached answers, outermost:
 /// served when a call fails or is refused (stale-if-error), and to a call
 /// still waiting after 100 ms, which then runs on in the background to its
-/// deadline so the breaker learns of it. The fallback works on
-/// `http::Request`, so reqwest is adapted.
+/// deadline so the breaker learns of it. The fallback takes
+/// `reqwest::Request` and answers `reqwest::Response`, as the policy does.
 pub(crate) fn with_fallback() -> Result<Client, BoxError> {
     let policy = standard()?;
     let breaker = policy.circuit_breaker();
-    let inner = policy.layer(reqwest_client()?);
-    let adapted = service_fn(move |request: http::Request<String>| {
-        let inner = inner.clone();
-        async move {
-            let request = reqwest::Request::try_from(request).map_err(BoxError::from)?;
-            match inner.oneshot(request).await {
-                Ok(response) => Ok(http::Response::<reqwest::Body>::from(response)),
-                Err(err) => Err::<_, BoxError>(err),
-            }
-        }
-    });
     let fallback = FallbackLayer::builder()
         .cache(FallbackCache::http().capacity(1_000).build()?)
         .serve_stale_after(STALE_AFTER)
         .finish_in_background(1_000)
         .classifier(HttpClassifier::new())
-        .http()
+        .reqwest()
         .build()?;
     // Boxed: names the response future's type once, so it is known to be `Send`.
-    let service = tower::util::BoxCloneSyncService::new(fallback.layer(adapted));
+    let service =
+        tower::util::BoxCloneSyncService::new(fallback.layer(policy.layer(reqwest_client()?)));
     let call = Arc::new(move |url: String| {
         let service = service.clone();
         Box::pin(async move {
-            let Ok(request) = http::Request::get(url).body(String::new()) else {
+            let Ok(url) = url.parse() else {
                 return Outcome::FAILED;
             };
+            let request = reqwest::Request::new(reqwest::Method::GET, url);
             match service.oneshot(request).await {
                 Ok(response) => {
                     let fallback = response.extensions().get::<FallbackSource>().is_some();
-                    let ok = response.status().is_success()
-                        && response.into_body().collect().await.is_ok();
-                    Outcome { ok, fallback }
+                    Outcome {
+                        fallback,
+                        ..read(response).await
+                    }
                 }
                 Err(_) => Outcome::FAILED,
             }
