@@ -370,7 +370,7 @@ where
 #[diagnostic::on_unimplemented(
     message = "the alternate `{Self}` does not answer `{Req}` with `{Res}`",
     label = "this alternate does not fit",
-    note = "the alternate service must take the primary's requests and give its responses, and its requests must be copied: `Clone` requests, or `.replay(..)`"
+    note = "the alternate service must take the primary's requests and give its responses, and its requests must be copied: `Clone` requests, or `.replay(..)` (`.replay(HttpReplay::new())` for `reqwest::Request`)"
 )]
 pub trait AlternateSource<Req, Res> {
     /// The alternate call.

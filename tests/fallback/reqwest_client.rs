@@ -349,3 +349,55 @@ async fn hyper_util_under_a_checked_fallback_is_answered_from_the_cache() {
         ("offline", Some(FallbackSource::Static))
     );
 }
+
+#[tokio::test]
+async fn an_alternate_reqwest_service_answers_with_copies_made_by_http_replay() {
+    use steadfast::http::HttpReplay;
+
+    let (primary, other) = (Backend::default(), Backend::default());
+    let (addr, other_addr) = (serve(primary.clone()).await, serve(other.clone()).await);
+    let reqwest = reqwest::Client::builder().no_proxy().build().unwrap();
+    // The other region: the same paths on another address.
+    let other_region = tower::service_fn(move |mut request: reqwest::Request| {
+        let reqwest = reqwest.clone();
+        let port = other_addr.port();
+        request.url_mut().set_port(Some(port)).unwrap();
+        async move { reqwest.execute(request).await }
+    });
+    let policy = Policy::standard_http_client()
+        .total_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let fallback = FallbackLayer::builder()
+        .alternate(other_region)
+        .replay(HttpReplay::new())
+        .static_response(offline())
+        .classifier(HttpClassifier::new())
+        .reqwest()
+        .source_header(SOURCE)
+        .build()
+        .unwrap();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let service = fallback.layer(policy.layer(client));
+
+    primary.set_down(true);
+    let response = service
+        .clone()
+        .oneshot(to(addr, "/orders/3", &[(AUTHORIZATION, "Bearer alice")]))
+        .await
+        .unwrap();
+    assert_eq!(
+        response.extensions().get(),
+        Some(&FallbackSource::Alternate)
+    );
+    assert_eq!(response.url().port(), Some(other_addr.port()));
+    assert_eq!(response.text().await.unwrap(), "/orders/3|Bearer alice|-|-");
+    assert_eq!(other.hits.load(Ordering::SeqCst), 1);
+
+    other.set_down(true);
+    let (text, source) = call(&service, to(addr, "/orders/3", &[])).await;
+    assert_eq!(
+        (text.as_str(), source),
+        ("offline", Some(FallbackSource::Static))
+    );
+}
