@@ -428,6 +428,12 @@ impl Slot {
         Some(hasher.finish128())
     }
 
+    /// The digest the slot's answers are stored under.
+    #[cfg(test)]
+    pub(crate) fn digest(&self) -> u128 {
+        self.digest
+    }
+
     /// The largest response body the cache stores, in bytes.
     pub fn max_body_bytes(&self) -> usize {
         self.store.max_body_bytes

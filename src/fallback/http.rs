@@ -1215,6 +1215,136 @@ mod tests {
         assert_eq!(aged.limit, Duration::MAX, "a malformed Age is ignored");
     }
 
+    fn digest_with(key: &HttpKey, target: &str, headers: &[(&str, &str)]) -> Option<u128> {
+        let cache = FallbackCache::http_with(key.clone()).build().unwrap();
+        let digest = |cache: &FallbackCache<HttpKey>| {
+            let mut request = Request::get(target);
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            cache
+                .slot(&request.body(()).unwrap())
+                .map(|slot| slot.digest())
+        };
+        digest(&cache)
+    }
+
+    /// Whether two requests share a key, for one cache.
+    fn same(key: &HttpKey, a: (&str, &[(&str, &str)]), b: (&str, &[(&str, &str)])) -> bool {
+        let cache = FallbackCache::http_with(key.clone()).build().unwrap();
+        let digest = |(target, headers): (&str, &[(&str, &str)])| {
+            let mut request = Request::get(target);
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            cache.slot(&request.body(()).unwrap()).unwrap().digest()
+        };
+        digest(a) == digest(b)
+    }
+
+    #[test]
+    fn named_query_parameters_are_left_out_and_the_rest_kept_in_order() {
+        let key = HttpKey::new()
+            .ignore_query_param("utm_source")
+            .ignore_query_param("utm_medium");
+        let none: &[(&str, &str)] = &[];
+        for (a, b) in [
+            ("/p?id=1&utm_source=a", "/p?id=1&utm_source=b"),
+            ("/p?utm_medium=x&id=1", "/p?id=1"),
+            ("/p?utm_source", "/p"),
+            ("/p?", "/p"),
+            ("/p?id=1&&utm_source=a", "/p?id=1"),
+        ] {
+            assert!(same(&key, (a, none), (b, none)), "{a} {b}");
+        }
+        for (a, b) in [
+            ("/p?id=1", "/p?id=2"),
+            ("/p?id=1&x=2", "/p?x=2&id=1"),
+            ("/p?utm_sourcex=1", "/p"),
+            ("/p?%75tm_source=1", "/p"),
+            ("/q?id=1", "/p?id=1"),
+        ] {
+            assert!(!same(&key, (a, none), (b, none)), "{a} {b}");
+        }
+        let whole = HttpKey::new().ignore_query();
+        assert!(same(&whole, ("/p?a=1", none), ("/p", none)));
+        assert!(!same(&whole, ("/p?a=1", none), ("/q?a=1", none)));
+        // The default key keeps the query byte for byte.
+        assert!(!same(&HttpKey::new(), ("/p?", none), ("/p", none)));
+    }
+
+    #[test]
+    fn identity_headers_stay_in_a_composed_key_unless_dropped_by_name() {
+        let alice: &[(&str, &str)] =
+            &[("authorization", "a"), ("cookie", "s=1"), ("x-tenant", "t")];
+        let bob: &[(&str, &str)] = &[("authorization", "b"), ("cookie", "s=1"), ("x-tenant", "t")];
+        let cookie: &[(&str, &str)] =
+            &[("authorization", "a"), ("cookie", "s=2"), ("x-tenant", "t")];
+        let tenant: &[(&str, &str)] =
+            &[("authorization", "a"), ("cookie", "s=1"), ("x-tenant", "u")];
+        let key = HttpKey::new()
+            .ignore_query()
+            .header(HeaderName::from_static("x-tenant"));
+        assert!(!same(&key, ("/", alice), ("/", bob)));
+        assert!(!same(&key, ("/", alice), ("/", cookie)));
+        assert!(!same(&key, ("/", alice), ("/", tenant)));
+        let shared = key
+            .clone()
+            .danger_ignore_identity_header(header::COOKIE)
+            .danger_ignore_identity_header(HeaderName::from_static("x-not-identity"));
+        assert!(same(&shared, ("/", alice), ("/", cookie)));
+        assert!(!same(&shared, ("/", alice), ("/", bob)));
+        assert!(!same(&shared, ("/", alice), ("/", tenant)));
+        assert!(digest_with(&shared, "/", &[("cache-control", "no-store")]).is_none());
+    }
+
+    #[test]
+    fn vary_is_honoured_past_the_headers_kept_inline() {
+        let cache = FallbackCache::http().build().unwrap();
+        let request = |tenant: &str| {
+            let mut request = Request::get("/v");
+            for i in 0..20 {
+                request = request.header(format!("x-filler-{i}"), "1");
+            }
+            request.header("x-tenant", tenant).body(()).unwrap()
+        };
+        let vary = [cache.slot(&request("a")).unwrap().name_digest(b"x-tenant")];
+        let slot = cache.slot(&request("a")).unwrap();
+        assert!(slot.insert_with(7u32, Duration::MAX, &vary));
+        assert!(cache.slot(&request("a")).unwrap().lookup().is_some());
+        assert!(cache.slot(&request("b")).unwrap().lookup().is_none());
+    }
+
+    #[cfg(feature = "reqwest")]
+    #[test]
+    fn reqwest_urls_are_keyed_as_rfc_9110_compares_them() {
+        let cache = FallbackCache::http().build().unwrap();
+        let digest = |method: reqwest::Method, url: &str| {
+            let request = reqwest::Request::new(method, url.parse().unwrap());
+            cache.slot(&request).map(|slot| slot.digest())
+        };
+        let get = |url: &str| digest(reqwest::Method::GET, url).unwrap();
+        assert_eq!(get("HTTP://API.Example:80/a"), get("http://api.example/a"));
+        assert_eq!(get("https://h:443"), get("https://h/"));
+        assert_ne!(get("http://h:8080/a"), get("http://h/a"));
+        assert_ne!(get("http://alice:Secret@h/"), get("http://alice:secret@h/"));
+        assert_ne!(get("http://alice@h/"), get("http://h/"));
+        assert_ne!(get("http://h/a?x=1"), get("http://h/a?x=2"));
+        assert_ne!(get("http://h/%7E"), get("http://h/~"));
+        assert!(digest(reqwest::Method::POST, "http://h/").is_none());
+        let key = HttpKey::new().ignore_query_param("utm_source");
+        let cache = FallbackCache::http_with(key).build().unwrap();
+        let digest = |url: &str| {
+            let request = reqwest::Request::new(reqwest::Method::GET, url.parse().unwrap());
+            cache.slot(&request).unwrap().digest()
+        };
+        assert_eq!(
+            digest("http://h/a?utm_source=x&b=1"),
+            digest("http://h/a?b=1")
+        );
+        assert_ne!(digest("http://h/a?b=1"), digest("http://h/a?b=2"));
+    }
+
     proptest! {
         /// Nothing a peer puts in the headers the rules read can panic;
         /// what is stored may be served for a while, never for no time.
