@@ -17,6 +17,8 @@ use pin_project_lite::pin_project;
 use super::cache::{CacheKey, Kept, KeyHasher, Slot};
 #[cfg(feature = "cache")]
 use super::cache::{FallbackCache, FallbackCacheBuilder};
+#[cfg(doc)]
+use super::check::Checked;
 use super::check::Unchecked;
 use super::source::{FallbackSource, ResponseKind};
 
@@ -699,8 +701,17 @@ fn stored_headers(headers: &HeaderMap) -> HeaderMap {
     stored
 }
 
-/// HTTP responses: `http::Response<B>` with `B: Body<Data = Bytes>`,
-/// answered as `http::Response<FallbackBody<B>>`.
+/// HTTP responses: `http::Response<B>` with `B: Body<Data = Bytes>`
+/// (hyper's and hyper-util's `Incoming`, axum's `Body`, `Full`), answered
+/// as `http::Response<FallbackBody<B>>`, and, with the `reqwest` feature,
+/// `reqwest::Response`, answered as `reqwest::Response`.
+///
+/// `T` is [`Unchecked`] when made by
+/// [`http`](super::FallbackLayerBuilder::http), or the [`Checked`]
+/// request and response types named with
+/// [`reqwest`](super::FallbackLayerBuilder::reqwest) or
+/// [`http_for`](super::FallbackLayerBuilder::http_for), which `build()`
+/// and `layer()` then check.
 ///
 /// - A success is recorded into the cache as its body is read by the
 ///   caller: the body passes through untouched, a copy of up to

@@ -207,6 +207,44 @@
 //! # }
 //! ```
 //!
+//! # reqwest, under the standard client policy
+//!
+//! [`reqwest`](FallbackLayerBuilder::reqwest) serves `reqwest::Response`s
+//! for `reqwest::Request`s, so the fallback goes directly over
+//! [`Policy::standard_http_client`](crate::policy::Policy::standard_http_client)
+//! layered on a `reqwest::Client`; `build()` and `layer()` check that each
+//! source and the service fit (see [`CheckSources`], [`CheckService`]).
+//! [`http_for`](FallbackLayerBuilder::http_for) does the same for other
+//! types, such as hyper-util's client. The cache key is an [`HttpKey`],
+//! composed here to ignore a tracking parameter; `Authorization`,
+//! `Cookie` and `Host` stay in it.
+//!
+//! ```
+//! # #[cfg(all(feature = "reqwest", feature = "cache"))]
+//! # fn main() -> Result<(), steadfast::BoxError> {
+//! use bytes::Bytes;
+//! use steadfast::fallback::{FallbackCache, FallbackLayer, HttpKey};
+//! use steadfast::http::HttpClassifier;
+//! use steadfast::policy::Policy;
+//! use tower::Layer;
+//!
+//! let key = HttpKey::new().ignore_query_param("utm_source");
+//! let fallback = FallbackLayer::builder()
+//!     .cache(FallbackCache::http_with(key).build()?)
+//!     .static_response(http::Response::new(Bytes::from_static(b"[]")))
+//!     .classifier(HttpClassifier::new())
+//!     .reqwest()
+//!     .build()?;
+//! let policy = Policy::standard_http_client().build()?;
+//! let client = fallback.layer(policy.layer(reqwest::Client::new()));
+//! // `client` is a `Service<reqwest::Request, Response = reqwest::Response>`.
+//! # let _ = client;
+//! # Ok(())
+//! # }
+//! # #[cfg(not(all(feature = "reqwest", feature = "cache")))]
+//! # fn main() {}
+//! ```
+//!
 //! [`Verdict::Transient`]: crate::classify::Verdict::Transient
 //! [`Verdict::Failure`]: crate::classify::Verdict::Failure
 
