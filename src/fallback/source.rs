@@ -302,6 +302,11 @@ pub trait ResponseKind<Res> {
 /// Marks a non-HTTP fallback answer with its source.
 ///
 /// Closures `Fn(&mut Res, &FallbackSource)` implement this trait.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` can't mark `{Res}` answers with their source",
+    label = "not a `Fn(&mut {Res}, &FallbackSource)`",
+    note = "a mark is a closure `Fn(&mut Res, &FallbackSource)`; HTTP answers are marked in their extensions by `.http()` or `.reqwest()` instead"
+)]
 pub trait Mark<Res> {
     /// Marks `response`, a fallback answer from `source`.
     fn mark(&self, response: &mut Res, source: &FallbackSource);
