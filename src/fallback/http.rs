@@ -113,6 +113,7 @@ impl HttpKey {
     /// byte as sent (no percent-decoding); the other pairs stay in the key,
     /// in their order, and empty pairs are skipped (`?a=1&&b` is `?a=1&b`,
     /// and a query left empty is no query).
+    /// After [`ignore_query`](Self::ignore_query) it changes nothing.
     pub fn ignore_query_param(mut self, name: impl Into<String>) -> Self {
         let name: Box<str> = name.into().into_boxed_str();
         match &mut self.query {
