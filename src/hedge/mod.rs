@@ -222,7 +222,14 @@ where
         if let Some(budget) = &policy.budget {
             budget.deposit_once();
         }
-        let spare = if policy.max_hedges > 0 {
+        // A request that must not run twice gets no copy on a timer; across
+        // endpoints it may still move on after a failure that proves it
+        // was not processed.
+        let overlap = policy.classifier.may_overlap(&facts);
+        if !overlap && policy.max_hedges > 0 {
+            policy.emit(self::policy::Event::Refused("not_idempotent"), 1, None);
+        }
+        let spare = if policy.max_hedges > 0 && (overlap || self.shared.targets.len() > 1) {
             policy.replay.replay(&request)
         } else {
             None
@@ -231,7 +238,7 @@ where
             Some(budget) => budget.calling(|| self.primary.call(request)),
             None => self.primary.call(request),
         };
-        future::ResponseFuture::new(first, Arc::clone(&self.shared), facts, spare)
+        future::ResponseFuture::new(first, Arc::clone(&self.shared), facts, spare, overlap)
     }
 }
 
