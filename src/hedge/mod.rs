@@ -28,6 +28,11 @@
 //!   dropped while the copy waited for its service) is given back;
 //! - copies are made by a [`Replay`]: a request that
 //!   can't be copied is sent once;
+//! - a request the classifier says must not run twice
+//!   ([`Classify::may_overlap`]; with the HTTP classifier, a POST without
+//!   `Idempotency-Key`) gets no copy on a timer; across endpoints it moves
+//!   on only after a failure that proves it was not processed (event
+//!   reason `not_idempotent`);
 //! - no copy is sent once the total [`Deadline`](crate::timeout::Deadline)
 //!   has passed;
 //! - [`HedgeLayer::endpoints`] sends copies to a list of alternative

@@ -23,13 +23,22 @@ use crate::error::{BoxError, Elapsed};
 /// let facts = Classify::<_, http::Response<()>, steadfast::BoxError>::facts(&classifier, &post);
 /// assert!(!facts.is_idempotent());
 ///
-/// let busy = http::Response::builder().status(503).header("retry-after", "2").body(()).unwrap();
-/// let verdict = Classify::<http::Request<()>, _, steadfast::BoxError>::classify(
-///     &classifier,
-///     &facts,
-///     Ok(&busy),
-/// );
-/// assert_eq!(verdict, Verdict::transient_after(Duration::from_secs(2)));
+/// let judge = |facts, status: u16| {
+///     let answer = http::Response::builder().status(status).header("retry-after", "2").body(()).unwrap();
+///     Classify::<http::Request<()>, _, steadfast::BoxError>::classify(&classifier, &facts, Ok(&answer))
+/// };
+/// // A rate limit refused the POST: it may be sent again, after the hint.
+/// assert_eq!(judge(facts, 429), Verdict::transient_after(Duration::from_secs(2)));
+/// // A 503 does not say the POST was not processed: not sent again.
+/// assert_eq!(judge(facts, 503), Verdict::Failure);
+///
+/// // With an `Idempotency-Key`, it is retried like a PUT.
+/// let keyed = http::Request::post("http://api.example/orders")
+///     .header("idempotency-key", "\"a1b2\"")
+///     .body(())
+///     .unwrap();
+/// let facts = Classify::<_, http::Response<()>, steadfast::BoxError>::facts(&classifier, &keyed);
+/// assert_eq!(judge(facts, 503), Verdict::transient_after(Duration::from_secs(2)));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpClassifier {
@@ -54,9 +63,9 @@ impl HttpClassifier {
         }
     }
 
-    /// Treats every request as idempotent: transport failures and
-    /// gateway errors after the request was sent become transient for any
-    /// method. Prefer marking single requests with [`Idempotent`] or an
+    /// Treats every request as idempotent: transport failures, 502, 503
+    /// and 504 after the request was sent become transient for any method,
+    /// and hedging may send copies of any request. Prefer marking single requests with [`Idempotent`] or an
     /// `Idempotency-Key` header.
     pub const fn retry_non_idempotent(mut self, yes: bool) -> Self {
         self.retry_non_idempotent = yes;
