@@ -1,6 +1,7 @@
 //! A hyper-util client whose POST bodies are buffered so that they can be
-//! sent again: the backend answers the first POST with 503
-//! (the server did not act on it), then takes the replayed copy.
+//! sent again: the backend answers the first POST with 503, and the
+//! POST's `Idempotency-Key` makes it safe to send again, so the backend
+//! takes the replayed copy.
 //!
 //! Run: `cargo run --example hyper_client --features hyper,axum`
 
@@ -55,9 +56,12 @@ async fn main() -> Result<(), steadfast::BoxError> {
         .layer(PropagateDeadlineLayer::new().max(Duration::from_secs(10)))
         .service(hyper);
 
-    let request = http::Request::post(format!("http://{addr}/orders")).body(Full::new(
-        Bytes::from_static(b"{\"item\":\"tea\",\"qty\":2}"),
-    ))?;
+    // Without the key, a POST answered 503 is not sent again.
+    let request = http::Request::post(format!("http://{addr}/orders"))
+        .header("idempotency-key", "\"order-tea-2\"")
+        .body(Full::new(Bytes::from_static(
+            b"{\"item\":\"tea\",\"qty\":2}",
+        )))?;
     let response = client.oneshot(request).await?;
     let status = response.status();
     let body = response.into_body().collect().await?.to_bytes();

@@ -157,6 +157,17 @@ pub trait Classify<Req, Res, E> {
 
     /// Judges one attempt's outcome.
     fn classify(&self, facts: &Self::Facts, outcome: Result<&Res, &E>) -> Verdict;
+
+    /// Whether a second copy of the request may be sent while the first
+    /// may still reach the callee: what hedging and racing ask before
+    /// sending a copy on a timer, with no failure to go by. `true` by
+    /// default; the HTTP classifier (`http::HttpClassifier`) answers
+    /// `false` for a non-idempotent request, which is then never hedged.
+    #[inline]
+    fn may_overlap(&self, facts: &Self::Facts) -> bool {
+        let _ = facts;
+        true
+    }
 }
 
 impl<F, Req, Res, E> Classify<Req, Res, E> for F

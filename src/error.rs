@@ -64,7 +64,8 @@ marker_error!(
     ///
     /// Returned by [`TotalDeadline`](crate::timeout::TotalDeadline), and by an
     /// attempt timeout that was cut short by the total deadline. A rejection:
-    /// no policy retries it.
+    /// no policy retries it. A circuit breaker still counts an attempt made
+    /// before the deadline and ended by it as a failure.
     DeadlineExceeded,
     "deadline exceeded"
 );

@@ -1,6 +1,7 @@
 //! The response future of [`CircuitBreaker`](super::CircuitBreaker) and
 //! [`KeyedCircuitBreaker`](super::KeyedCircuitBreaker).
 
+use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -16,7 +17,8 @@ use super::state::{Outcome, Ticket};
 use super::window::{FAILED, RECORDED, SLOW};
 use crate::BoxError;
 use crate::classify::{Classify, Verdict, judge};
-use crate::error::CircuitOpen;
+use crate::error::{CircuitOpen, DeadlineExceeded};
+use crate::timeout::Deadline;
 
 pin_project! {
     /// The response future of a circuit breaker: the inner call, judged when
@@ -92,19 +94,48 @@ impl<F: Future, C, Fa> fmt::Debug for ResponseFuture<F, C, Fa> {
 }
 
 /// Judges the output of one call, for a `fn` pointer the future can hold
-/// without naming the request type.
-pub(crate) type JudgeFn<C, Fa, O> = fn(&C, &Fa, &O) -> Verdict;
+/// without naming the request type. The flag says whether the call was
+/// made before the total deadline passed.
+pub(crate) type JudgeFn<C, Fa, O> = fn(&C, &Fa, &O, bool) -> Verdict;
 
 pub(crate) fn judge_output<C, Req, T, E>(
     classifier: &C,
     facts: &C::Facts,
     output: &Result<T, E>,
+    made_in_time: bool,
 ) -> Verdict
 where
     C: Classify<Req, T, E>,
     E: 'static,
 {
+    // An attempt sent in time and then cut by the total deadline (an
+    // attempt timeout clamped to it) failed to answer in time: a failure,
+    // not a refusal. One started after the deadline was never sent.
+    if made_in_time {
+        if let Err(err) = output {
+            if is_deadline_exceeded(err) {
+                return Verdict::Failure;
+            }
+        }
+    }
     judge(classifier, facts, output.as_ref())
+}
+
+fn is_deadline_exceeded<E: 'static>(err: &E) -> bool {
+    let any: &dyn Any = err;
+    match any.downcast_ref::<BoxError>() {
+        Some(boxed) => boxed.is::<DeadlineExceeded>(),
+        None => any.is::<DeadlineExceeded>(),
+    }
+}
+
+/// The total deadline in force when a call is admitted, if it has not
+/// passed yet.
+#[inline]
+pub(crate) fn live_deadline() -> Option<Instant> {
+    Deadline::current()
+        .filter(|deadline| !deadline.is_expired())
+        .map(Deadline::instant)
 }
 
 /// A call the breaker admitted and must hear the end of.
@@ -114,12 +145,24 @@ pub(crate) struct Call<C, Fa, O> {
     pub(crate) facts: Fa,
     pub(crate) started: Option<Instant>,
     pub(crate) judge: JudgeFn<C, Fa, O>,
+    /// The total deadline, when the call was made before it passed.
+    pub(crate) deadline: Option<Instant>,
 }
 
 impl<C, Fa, O> Call<C, Fa, O> {
     fn finish(mut self, output: &O) {
         let shared = &*self.shared;
-        let verdict = (self.judge)(&shared.classifier, &self.facts, output);
+        let verdict = (self.judge)(
+            &shared.classifier,
+            &self.facts,
+            output,
+            self.deadline.is_some(),
+        );
+        self.record(verdict);
+    }
+
+    fn record(&mut self, verdict: Verdict) {
+        let shared = &*self.shared;
         let now = self.started.map(|_| Instant::now());
         let outcome = (!verdict.is_rejection()).then(|| {
             let mut code = RECORDED;
@@ -147,7 +190,14 @@ impl<C, Fa, O> Call<C, Fa, O> {
 
 impl<C, Fa, O> Drop for Call<C, Fa, O> {
     fn drop(&mut self) {
-        if let Ticket::Probe(generation) = self.ticket {
+        if matches!(self.ticket, Ticket::Untracked) {
+            return;
+        }
+        // Dropped unfinished once the total deadline passed: the deadline
+        // ended a call that was sent in time, which failed to answer.
+        if self.deadline.is_some_and(|at| at <= Instant::now()) {
+            self.record(Verdict::Failure);
+        } else if let Ticket::Probe(generation) = self.ticket {
             self.shared.breaker.release_probe(generation);
         }
     }

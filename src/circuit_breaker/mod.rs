@@ -141,7 +141,7 @@ pub use self::keyed::{Keyed, KeyedCircuitBreaker, KeyedCircuitBreakerLayer};
 pub use self::layer::CircuitBreakerLayer;
 pub use self::state::State;
 
-use self::future::{Call, ResponseFuture, judge_output};
+use self::future::{Call, ResponseFuture, judge_output, live_deadline};
 use self::handle::Shared;
 use self::state::Ticket;
 use crate::BoxError;
@@ -254,6 +254,7 @@ where
                 facts: shared.classifier.facts(&request),
                 started: shared.breaker.settings.slow.map(|_| Instant::now()),
                 judge: judge_output::<C, Req, S::Response, S::Error>,
+                deadline: live_deadline(),
             };
             ResponseFuture::called(inner.call(request), Some(call))
         }

@@ -51,6 +51,9 @@ pin_project! {
         stopped: bool,
         // The timer has fired at least once.
         rearmed: bool,
+        // Copies may run alongside one another (the classifier's
+        // `may_overlap`): else a copy only follows a failure.
+        overlap: bool,
     }
 }
 
@@ -84,6 +87,7 @@ where
         shared: Arc<Shared<S, C, P>>,
         facts: C::Facts,
         spare: Option<Req>,
+        overlap: bool,
     ) -> Self {
         Self {
             first: Some(first),
@@ -97,6 +101,7 @@ where
             last: None,
             stopped: false,
             rearmed: false,
+            overlap,
         }
     }
 }
@@ -194,7 +199,7 @@ where
         if !in_flight {
             return Poll::Ready(finish(&mut this));
         }
-        let more = can_send_more(&this);
+        let more = *this.overlap && can_send_more(&this);
         if this.first.is_some()
             && this.first_started.is_none()
             && (more || this.shared.policy.learns())

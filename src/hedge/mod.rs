@@ -28,6 +28,11 @@
 //!   dropped while the copy waited for its service) is given back;
 //! - copies are made by a [`Replay`]: a request that
 //!   can't be copied is sent once;
+//! - a request the classifier says must not run twice
+//!   ([`Classify::may_overlap`]; with the HTTP classifier, a POST without
+//!   `Idempotency-Key`) gets no copy on a timer; across endpoints it moves
+//!   on only after a failure that proves it was not processed (event
+//!   reason `not_idempotent`);
 //! - no copy is sent once the total [`Deadline`](crate::timeout::Deadline)
 //!   has passed;
 //! - [`HedgeLayer::endpoints`] sends copies to a list of alternative
@@ -222,7 +227,14 @@ where
         if let Some(budget) = &policy.budget {
             budget.deposit_once();
         }
-        let spare = if policy.max_hedges > 0 {
+        // A request that must not run twice gets no copy on a timer; across
+        // endpoints it may still move on after a failure that proves it
+        // was not processed.
+        let overlap = policy.classifier.may_overlap(&facts);
+        if !overlap && policy.max_hedges > 0 {
+            policy.emit(self::policy::Event::Refused("not_idempotent"), 1, None);
+        }
+        let spare = if policy.max_hedges > 0 && (overlap || self.shared.targets.len() > 1) {
             policy.replay.replay(&request)
         } else {
             None
@@ -231,7 +243,7 @@ where
             Some(budget) => budget.calling(|| self.primary.call(request)),
             None => self.primary.call(request),
         };
-        future::ResponseFuture::new(first, Arc::clone(&self.shared), facts, spare)
+        future::ResponseFuture::new(first, Arc::clone(&self.shared), facts, spare, overlap)
     }
 }
 

@@ -23,13 +23,22 @@ use crate::error::{BoxError, Elapsed};
 /// let facts = Classify::<_, http::Response<()>, steadfast::BoxError>::facts(&classifier, &post);
 /// assert!(!facts.is_idempotent());
 ///
-/// let busy = http::Response::builder().status(503).header("retry-after", "2").body(()).unwrap();
-/// let verdict = Classify::<http::Request<()>, _, steadfast::BoxError>::classify(
-///     &classifier,
-///     &facts,
-///     Ok(&busy),
-/// );
-/// assert_eq!(verdict, Verdict::transient_after(Duration::from_secs(2)));
+/// let judge = |facts, status: u16| {
+///     let answer = http::Response::builder().status(status).header("retry-after", "2").body(()).unwrap();
+///     Classify::<http::Request<()>, _, steadfast::BoxError>::classify(&classifier, &facts, Ok(&answer))
+/// };
+/// // A rate limit refused the POST: it may be sent again, after the hint.
+/// assert_eq!(judge(facts, 429), Verdict::transient_after(Duration::from_secs(2)));
+/// // A 503 does not say the POST was not processed: not sent again.
+/// assert_eq!(judge(facts, 503), Verdict::Failure);
+///
+/// // With an `Idempotency-Key`, it is retried like a PUT.
+/// let keyed = http::Request::post("http://api.example/orders")
+///     .header("idempotency-key", "\"a1b2\"")
+///     .body(())
+///     .unwrap();
+/// let facts = Classify::<_, http::Response<()>, steadfast::BoxError>::facts(&classifier, &keyed);
+/// assert_eq!(judge(facts, 503), Verdict::transient_after(Duration::from_secs(2)));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpClassifier {
@@ -54,9 +63,9 @@ impl HttpClassifier {
         }
     }
 
-    /// Treats every request as idempotent: transport failures and
-    /// gateway errors after the request was sent become transient for any
-    /// method. Prefer marking single requests with [`Idempotent`] or an
+    /// Treats every request as idempotent: transport failures, 502, 503
+    /// and 504 after the request was sent become transient for any method,
+    /// and hedging may send copies of any request. Prefer marking single requests with [`Idempotent`] or an
     /// `Idempotency-Key` header.
     pub const fn retry_non_idempotent(mut self, yes: bool) -> Self {
         self.retry_non_idempotent = yes;
@@ -73,30 +82,58 @@ impl HttpClassifier {
     }
 
     fn judge_status(facts: &HttpFacts, status: StatusCode, headers: &HeaderMap) -> Verdict {
-        let code = status.as_u16();
-        match code {
-            100..=399 => Verdict::Success,
-            // The server says it did not act on the request: safe to send
-            // again whatever the method.
-            408 | 429 | 503 => Verdict::Transient {
+        let reached = match status.as_u16() {
+            100..=399 => return Verdict::Success,
+            // RFC 9110 §15.5.9: the server did not receive the whole
+            // request, and the client may repeat it. RFC 6585 §4: the
+            // request was refused by a rate limit.
+            408 | 429 => Reached::No,
+            // RFC 9110 §15.6.3, §15.6.4, §15.6.5: a gateway whose upstream
+            // may have acted, a server "unable to handle" it (which says
+            // nothing of what was done before it gave up).
+            502..=504 => Reached::Maybe,
+            400..=499 => return Verdict::FunctionalError,
+            _ => return Verdict::Failure,
+        };
+        if may_send_again(facts, reached) {
+            Verdict::Transient {
                 retry_after: retry_after(headers, Duration::MAX),
-            },
-            // A gateway: the upstream may have acted on the request.
-            502 | 504 if facts.idempotent => Verdict::Transient {
-                retry_after: retry_after(headers, Duration::MAX),
-            },
-            400..=499 => Verdict::FunctionalError,
-            _ => Verdict::Failure,
+            }
+        } else {
+            Verdict::Failure
         }
     }
 
     fn judge_error<E: 'static>(facts: &HttpFacts, err: &E) -> Verdict {
-        match transport_error(err) {
-            Transport::NotSent => Verdict::transient(),
-            Transport::TimedOut | Transport::Other if facts.idempotent => Verdict::transient(),
-            Transport::TimedOut | Transport::Other => Verdict::Failure,
+        let reached = match transport_error(err) {
+            Transport::NotSent => Reached::No,
+            Transport::TimedOut | Transport::Other => Reached::Maybe,
+        };
+        if may_send_again(facts, reached) {
+            Verdict::transient()
+        } else {
+            Verdict::Failure
         }
     }
+}
+
+/// What an attempt's outcome proves about the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reached {
+    /// Provably not processed: never sent, refused before processing, or
+    /// answered with a status that says so.
+    No,
+    /// It may have reached the application and been acted on.
+    Maybe,
+}
+
+/// The one rule for sending a request again, by retry or hedging: an
+/// idempotent request may always be sent again (RFC 9110 §9.2.2), any other
+/// only when it provably did not reach the application. See the
+/// [module docs](super#what-is-sent-again).
+#[inline]
+const fn may_send_again(facts: &HttpFacts, reached: Reached) -> bool {
+    facts.idempotent || matches!(reached, Reached::No)
 }
 
 /// Marks an `http::Request` as safe to send twice (put it in the request's
@@ -145,6 +182,11 @@ impl<B, B2, E: 'static> Classify<http::Request<B>, http::Response<B2>, E> for Ht
             Err(err) => Self::judge_error(facts, err),
         }
     }
+
+    #[inline]
+    fn may_overlap(&self, facts: &HttpFacts) -> bool {
+        may_send_again(facts, Reached::Maybe)
+    }
 }
 
 #[cfg(feature = "reqwest")]
@@ -164,6 +206,11 @@ impl<E: 'static> Classify<reqwest::Request, reqwest::Response, E> for HttpClassi
             Ok(response) => Self::judge_status(facts, response.status(), response.headers()),
             Err(err) => Self::judge_error(facts, err),
         }
+    }
+
+    #[inline]
+    fn may_overlap(&self, facts: &HttpFacts) -> bool {
+        may_send_again(facts, Reached::Maybe)
     }
 }
 
@@ -219,6 +266,8 @@ fn known_client_error(any: &dyn Any) -> Option<&(dyn Error + 'static)> {
     None
 }
 
+/// Whether `err` alone proves the request was not processed; its sources
+/// are looked at by the caller.
 fn never_sent(err: &(dyn Error + 'static)) -> bool {
     if let Some(io) = err.downcast_ref::<std::io::Error>() {
         return io.kind() == std::io::ErrorKind::ConnectionRefused;
@@ -231,7 +280,25 @@ fn never_sent(err: &(dyn Error + 'static)) -> bool {
     if let Some(err) = err.downcast_ref::<hyper_util::client::legacy::Error>() {
         return err.is_connect();
     }
+    #[cfg(feature = "h2")]
+    if let Some(err) = err.downcast_ref::<h2::Error>() {
+        return refused_by_peer(err);
+    }
     false
+}
+
+/// RFC 9113 §8.7: a stream reset by the server with `REFUSED_STREAM`, or
+/// failed by a graceful `GOAWAY` whose last stream id is below its own,
+/// was not processed. A `GOAWAY` with an error code is sent to every open
+/// stream alike, so it proves nothing.
+#[cfg(feature = "h2")]
+fn refused_by_peer(err: &h2::Error) -> bool {
+    err.is_remote()
+        && match err.reason() {
+            Some(h2::Reason::REFUSED_STREAM) => true,
+            Some(h2::Reason::NO_ERROR) => err.is_go_away(),
+            _ => false,
+        }
 }
 
 #[cfg(test)]
@@ -316,14 +383,27 @@ mod tests {
                 "{code}"
             );
         }
-        for code in [408, 429, 503] {
+        // Only answers that say the request was not processed may be
+        // followed by another POST.
+        for code in [408, 429] {
             assert_eq!(
                 verdict(Method::POST, status(code)),
                 Verdict::transient(),
                 "{code}"
             );
         }
-        assert_eq!(verdict(Method::POST, status(502)), Verdict::Failure);
+        for code in [500, 502, 503, 504] {
+            assert_eq!(
+                verdict(Method::POST, status(code)),
+                Verdict::Failure,
+                "{code}"
+            );
+            assert_eq!(
+                verdict(Method::PATCH, status(code)),
+                Verdict::Failure,
+                "{code}"
+            );
+        }
         assert_eq!(verdict(Method::GET, status(500)), Verdict::Failure);
         assert_eq!(verdict(Method::GET, status(501)), Verdict::Failure);
     }
@@ -362,5 +442,104 @@ mod tests {
         let req = http::Request::post("http://x/").body(()).unwrap();
         let facts = Classify::<_, http::Response<()>, BoxError>::facts(&c, &req);
         assert!(facts.is_idempotent());
+    }
+
+    #[test]
+    fn a_keyed_post_is_retried_like_a_put() {
+        let c = HttpClassifier::new();
+        let keyed = http::Request::post("http://x/")
+            .header("idempotency-key", "\"8e03978e\"")
+            .body(())
+            .unwrap();
+        let plain = http::Request::post("http://x/").body(()).unwrap();
+        let put = http::Request::put("http://x/").body(()).unwrap();
+        let judge_all = |req: &http::Request<()>, code: u16| {
+            let facts = Classify::<_, http::Response<()>, BoxError>::facts(&c, req);
+            judge::<_, http::Request<()>, _, BoxError>(&c, &facts, status(code).as_ref())
+        };
+        for code in [408, 429, 500, 502, 503, 504] {
+            assert_eq!(judge_all(&keyed, code), judge_all(&put, code), "{code}");
+        }
+        assert_eq!(judge_all(&plain, 503), Verdict::Failure);
+        assert_eq!(judge_all(&keyed, 503), Verdict::transient());
+    }
+
+    #[test]
+    fn only_idempotent_requests_may_overlap() {
+        let c = HttpClassifier::new();
+        let may = |req: http::Request<()>| {
+            let facts = Classify::<_, http::Response<()>, BoxError>::facts(&c, &req);
+            Classify::<http::Request<()>, http::Response<()>, BoxError>::may_overlap(&c, &facts)
+        };
+        assert!(may(http::Request::get("http://x/").body(()).unwrap()));
+        assert!(may(http::Request::delete("http://x/").body(()).unwrap()));
+        assert!(!may(http::Request::post("http://x/").body(()).unwrap()));
+        assert!(!may(http::Request::patch("http://x/").body(()).unwrap()));
+        assert!(may(http::Request::post("http://x/")
+            .header("idempotency-key", "k")
+            .body(())
+            .unwrap()));
+    }
+
+    /// An HTTP/2 exchange in memory whose server answers every stream
+    /// with a reset of `reason`: the client's error for one POST.
+    #[cfg(feature = "h2")]
+    async fn h2_reset(reason: h2::Reason) -> BoxError {
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(async move {
+            let mut conn = h2::server::handshake(server_io).await.unwrap();
+            while let Some(Ok((_request, mut respond))) = conn.accept().await {
+                respond.send_reset(reason);
+            }
+        });
+        let (send, conn) = h2::client::handshake(client_io).await.unwrap();
+        tokio::spawn(conn);
+        let mut send = send.ready().await.unwrap();
+        let request = http::Request::post("http://x/orders").body(()).unwrap();
+        let (response, _) = send.send_request(request, true).unwrap();
+        Box::new(response.await.unwrap_err())
+    }
+
+    #[cfg(feature = "h2")]
+    #[tokio::test]
+    async fn a_refused_stream_was_not_processed() {
+        let refused = h2_reset(h2::Reason::REFUSED_STREAM).await;
+        assert_eq!(verdict(Method::POST, Err(refused)), Verdict::transient());
+        let internal = h2_reset(h2::Reason::INTERNAL_ERROR).await;
+        assert_eq!(verdict(Method::POST, Err(internal)), Verdict::Failure);
+        // A reason made up by the client is no word from the server.
+        let local: BoxError = Box::new(h2::Error::from(h2::Reason::REFUSED_STREAM));
+        assert_eq!(verdict(Method::POST, Err(local)), Verdict::Failure);
+    }
+
+    #[cfg(feature = "h2")]
+    #[tokio::test]
+    async fn a_graceful_goaway_refuses_the_streams_above_its_last_id() {
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(async move {
+            let mut conn = h2::server::handshake(server_io).await.unwrap();
+            // Answer the first stream, then go away: GOAWAY(last stream
+            // id = 1, NO_ERROR).
+            let (_request, mut respond) = conn.accept().await.unwrap().unwrap();
+            respond
+                .send_response(http::Response::new(()), true)
+                .unwrap();
+            // One poll writes the answer out.
+            let _ = futures::poll!(std::pin::pin!(conn.accept()));
+            conn.abrupt_shutdown(h2::Reason::NO_ERROR);
+            while conn.accept().await.is_some() {}
+        });
+        let (send, conn) = h2::client::handshake(client_io).await.unwrap();
+        tokio::spawn(conn);
+        let mut send = send.ready().await.unwrap();
+        let first = http::Request::post("http://x/a").body(()).unwrap();
+        let (first, _) = send.send_request(first, true).unwrap();
+        assert_eq!(first.await.unwrap().status(), 200);
+        let second = http::Request::post("http://x/b").body(()).unwrap();
+        let err: BoxError = match send.send_request(second, true) {
+            Ok((second, _)) => Box::new(second.await.unwrap_err()),
+            Err(err) => Box::new(err),
+        };
+        assert_eq!(verdict(Method::POST, Err(err)), Verdict::transient());
     }
 }

@@ -23,17 +23,64 @@
 //! | outcome | verdict |
 //! |---|---|
 //! | 1xx, 2xx, 3xx | success |
-//! | 408, 429, 503 | transient, with the `Retry-After` hint: the server did not act on the request |
-//! | 502, 504 | transient for idempotent requests, else failure: the upstream may have acted |
+//! | 408, 429 | transient, with the `Retry-After` hint, whatever the method: the request was not processed |
+//! | 502, 503, 504 | transient for idempotent requests, with the `Retry-After` hint; else failure |
 //! | other 4xx | functional error |
 //! | other 5xx | failure |
-//! | transport error before the request left (connection refused, DNS, TLS: `is_connect()`) | transient, whatever the method |
-//! | other transport error, attempt timeout ([`Elapsed`](crate::error::Elapsed)) | transient for idempotent requests, else failure |
+//! | transport error before the request left (connection refused, DNS, TLS: `is_connect()`), HTTP/2 refusal (feature `h2`) | transient, whatever the method |
+//! | other transport error (reset, closed without an answer), attempt timeout ([`Elapsed`](crate::error::Elapsed)) | transient for idempotent requests, else failure |
 //!
-//! A request is idempotent when its method is GET, HEAD, OPTIONS, PUT,
-//! DELETE or TRACE, when it carries an `Idempotency-Key` header or an
-//! [`Idempotent`] extension, or when the classifier was told
-//! [`retry_non_idempotent`](HttpClassifier::retry_non_idempotent).
+//! # What is sent again
+//!
+//! One rule decides, for retry and hedging alike: an idempotent request
+//! may be sent again whenever the outcome is worth another try; any other
+//! request (POST, PATCH, CONNECT, a method of its own) only when it
+//! provably did not reach the application. Times a request is sent by a
+//! retry layer of 4 attempts, such as the one of
+//! [`Policy::standard_http_client`](crate::policy::Policy::standard_http_client):
+//!
+//! | outcome | GET, HEAD, OPTIONS, TRACE, PUT, DELETE | POST, PATCH, … | POST, PATCH, … with `Idempotency-Key` |
+//! |---|---|---|---|
+//! | connection refused, DNS, TLS handshake (`is_connect()`) | 4 | 4 | 4 |
+//! | HTTP/2 `REFUSED_STREAM`, or a graceful `GOAWAY` below its stream id (feature `h2`) | 4 | 4 | 4 |
+//! | 429 Too Many Requests | 4 | 4 | 4 |
+//! | 408 Request Timeout | 4 | 4 | 4 |
+//! | 503 Service Unavailable, 502, 504 | 4 | **1** | 4 |
+//! | connection reset or closed without an answer, attempt timeout | 4 | **1** | 4 |
+//! | 500, 501, other 5xx | 1 | 1 | 1 |
+//! | 2xx, 3xx, other 4xx | 1 | 1 | 1 |
+//! | hedge: a copy sent while the first is still out | yes | **never** | yes |
+//!
+//! Why these answers, from the standards:
+//!
+//! - idempotent methods are those of RFC 9110 §9.2.2; an
+//!   `Idempotency-Key` header (IETF draft-ietf-httpapi-idempotency-key-header)
+//!   asks the server to run the request at most once, so it is sent again
+//!   as an idempotent one. An [`Idempotent`] extension does the same for an
+//!   `http::Request`, and
+//!   [`retry_non_idempotent`](HttpClassifier::retry_non_idempotent) for
+//!   every request;
+//! - 429 (RFC 6585 §4) is a rate limit refusing the request; 408 (RFC 9110
+//!   §15.5.9) says the server did not receive the complete request, and
+//!   the RFC lets the client repeat it;
+//! - 503 (RFC 9110 §15.6.4) says the server is "currently unable to handle
+//!   the request", not that it did nothing: an application may answer 503
+//!   after part of the work, a gateway after its upstream acted. No
+//!   standard says a 503 was not processed, so a POST answered 503 is not
+//!   sent again. 502 and 504 come from gateways whose upstream may have
+//!   acted;
+//! - HTTP/2 (RFC 9113 §8.7): a stream reset with `REFUSED_STREAM`, or above
+//!   the last stream id of a `GOAWAY`, was not processed. With the `h2`
+//!   feature the classifier finds these in the error's sources (reqwest's
+//!   and hyper's errors carry h2's). A `GOAWAY` with an error code reaches
+//!   every open stream alike, and proves nothing.
+//!
+//! A POST that is not sent again is still a failure for the circuit
+//! breaker. Hedging asks [`Classify::may_overlap`](crate::classify::Classify::may_overlap):
+//! a request that must not run twice is never hedged on a timer; across
+//! [`endpoints`](crate::hedge::HedgeLayer::endpoints) it moves on to the
+//! next one only after an outcome above that proves it was not processed.
+//!
 //! `Retry-After` values are read by [`parse_retry_after`]: malformed or
 //! negative values are ignored with an event. The classifier passes every
 //! other hint on whole; the longest wait is the retry layer's to decide

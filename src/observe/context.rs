@@ -10,7 +10,7 @@
 use std::cell::{Cell, OnceCell, RefCell};
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::time::Instant;
 
@@ -50,14 +50,16 @@ pub(crate) fn anyone_listening() -> bool {
 ///
 /// Taken from a request header when the [`ObserveLayer`](super::ObserveLayer)
 /// is told to read one and the request has it; otherwise generated on
-/// first use: 16 hexadecimal digits, unique within the process.
+/// first use: a UUID, as `x-request-id` values usually are (tower-http's
+/// `MakeRequestUuid`), of version 7 (RFC 9562 §5.7), so that ids sort by
+/// the time they were made, in lowercase hyphenated form.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct RequestId(Id);
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum Id {
     Given(Arc<str>),
-    Generated(u64),
+    Generated(uuid::Uuid),
 }
 
 impl RequestId {
@@ -66,24 +68,10 @@ impl RequestId {
         RequestId(Id::Given(id.into()))
     }
 
-    /// A new id, unique within the process: a counter passed through a
-    /// mixing function, so that ids do not look sequential.
+    /// A new id: a version 7 UUID, unique across processes and hosts, and
+    /// ordered by creation within this process.
     pub fn generate() -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-        let seed = *SEED.get_or_init(|| {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
-            now ^ u64::from(std::process::id()).rotate_left(32)
-        });
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        // A bijection of the counter (SplitMix64's finaliser): distinct
-        // counters give distinct ids.
-        let mut z = n.wrapping_add(seed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        RequestId(Id::Generated(z ^ (z >> 31)))
+        RequestId(Id::Generated(uuid::Uuid::now_v7()))
     }
 }
 
@@ -91,7 +79,7 @@ impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0 {
             Id::Given(text) => f.write_str(text),
-            Id::Generated(n) => write!(f, "{n:016x}"),
+            Id::Generated(uuid) => fmt::Display::fmt(&uuid.hyphenated(), f),
         }
     }
 }

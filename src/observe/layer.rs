@@ -111,15 +111,18 @@ impl Default for RequestIdHeader {
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 impl RequestIdHeader {
     /// The header's value, if it is a usable id: not empty, at most 256
-    /// bytes, visible ASCII.
+    /// bytes, visible ASCII only (no space, no tab).
     fn read<'a>(&self, headers: &'a http::HeaderMap) -> Option<&'a str> {
-        let text = headers.get(&self.name)?.to_str().ok();
-        let usable = text.filter(|t| !t.is_empty() && t.len() <= 256);
+        let value = headers.get(&self.name)?.as_bytes();
+        let usable =
+            (!value.is_empty() && value.len() <= 256 && value.iter().all(|b| b.is_ascii_graphic()))
+                .then(|| std::str::from_utf8(value).ok())
+                .flatten();
         if usable.is_none() {
             tracing::debug!(
                 target: "steadfast::observe",
                 header = %self.name,
-                "request id header ignored: empty, longer than 256 bytes or not visible ASCII"
+                "request id header ignored: empty, longer than 256 bytes or not all visible ASCII"
             );
         }
         usable

@@ -25,6 +25,9 @@ pin_project! {
         // `None`: no bound at all.
         at: Option<Instant>,
         cut_by_deadline: bool,
+        // The total deadline had passed when the attempt was made: it is
+        // never started.
+        too_late: bool,
     }
 }
 
@@ -35,6 +38,7 @@ impl<F> ResponseFuture<F> {
             sleep: None,
             at: Some(at),
             cut_by_deadline,
+            too_late: cut_by_deadline && at <= Instant::now(),
         }
     }
 
@@ -44,6 +48,7 @@ impl<F> ResponseFuture<F> {
             sleep: None,
             at: None,
             cut_by_deadline: false,
+            too_late: false,
         }
     }
 }
@@ -57,6 +62,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        if *this.too_late {
+            tracing::debug!(target: "steadfast::timeout", layer = "timeout", "attempt not started: the total deadline passed");
+            return Poll::Ready(Err(Box::new(DeadlineExceeded::new())));
+        }
         if let Poll::Ready(result) = this.inner.poll(cx) {
             return Poll::Ready(result.map_err(Into::into));
         }
@@ -140,14 +149,31 @@ where
     E: Into<BoxError>,
 {
     if let Poll::Ready(result) = inner.poll(cx) {
-        return Poll::Ready(result.map_err(Into::into));
+        let result = result.map_err(Into::into);
+        // An attempt inside was cut short by this deadline (an attempt
+        // timeout clamped to it): the call ended by the deadline all the
+        // same.
+        if matches!(&result, Err(err) if err.is::<DeadlineExceeded>()) && at <= Instant::now() {
+            deadline_passed(at);
+        }
+        return Poll::Ready(result);
     }
     ready!(poll_timer(sleep.as_mut(), at, cx));
+    deadline_passed(at);
+    Poll::Ready(Err(Box::new(DeadlineExceeded::new())))
+}
+
+/// Reports a call ended by the deadline at `at`, once: of nested deadlines
+/// at the same instant, the outermost reports.
+#[cold]
+fn deadline_passed(at: Instant) {
+    if Deadline::current().is_some_and(|outer| outer.instant() <= at) {
+        return;
+    }
     crate::observe::emit(&crate::observe::Event::Rejected {
         rejection: crate::observe::Rejection::DeadlineExceeded,
         name: "total_deadline",
         key: None,
         retry_after: None,
     });
-    Poll::Ready(Err(Box::new(DeadlineExceeded::new())))
 }

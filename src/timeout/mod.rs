@@ -11,7 +11,15 @@
 //!   starts a backoff sleep or an attempt that cannot finish before it. When
 //!   it fires the call fails with
 //!   [`DeadlineExceeded`](crate::error::DeadlineExceeded), which no policy
-//!   retries.
+//!   retries, and one `Rejected` event (kind `deadline_exceeded`, name
+//!   `total_deadline`) reports it, whether the deadline's own timer or an
+//!   attempt timeout clamped to it ended the call.
+//!
+//! A circuit breaker inside the deadline counts an attempt that was made
+//! in time and then ended by the deadline (cut by a clamped attempt
+//! timeout, or dropped unfinished) as a failure: the callee did not answer
+//! in time. An attempt made after the deadline passed is never started and
+//! not counted.
 //!
 //! # Example
 //!

@@ -3,6 +3,7 @@
 
 mod concurrency;
 mod config;
+mod deadline;
 mod keyed;
 mod model;
 

@@ -3,6 +3,8 @@
 
 mod alloc;
 mod long_tail;
+#[cfg(feature = "http")]
+mod methods;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};

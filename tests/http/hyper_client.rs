@@ -44,6 +44,7 @@ async fn a_buffered_post_is_replayed_after_retry_after() {
         .service(client());
 
     let request = Request::post(format!("http://{addr}/busy/1/h1"))
+        .header("idempotency-key", "\"order-h1\"")
         .body(Full::new(Bytes::from_static(b"twelve bytes")))
         .unwrap();
     let response = client.oneshot(request).await.unwrap();
@@ -51,7 +52,7 @@ async fn a_buffered_post_is_replayed_after_retry_after() {
     assert_eq!(response.status(), StatusCode::OK);
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body, "ok after 2");
-    // 503 says the server did not act: safe to send a POST again, in full.
+    // The key makes the POST safe to send again after a 503, in full.
     assert_eq!(log.bodies("/busy/1/h1"), [12, 12]);
     assert_spaced(&log.arrivals("/busy/1/h1"), Duration::from_secs(1));
 }

@@ -9,6 +9,7 @@ mod backend;
 mod config;
 mod hyper_client;
 mod parsing;
+mod post_rule;
 mod reqwest_client;
 mod routes;
 mod server;

@@ -25,9 +25,17 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-/// Whether `id` looks like a generated request id: 16 hexadecimal digits.
+/// Whether `id` looks like a generated request id: a version 7 UUID,
+/// lowercase and hyphenated (`0190b6e5-2c3a-7d4e-9f00-1a2b3c4d5e6f`).
 fn is_generated_id(id: &str) -> bool {
-    id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit())
+    let bytes = id.as_bytes();
+    id.len() == 36
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => *b == b'-',
+            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(b),
+        })
+        && bytes[14] == b'7'
+        && matches!(bytes[19], b'8' | b'9' | b'a' | b'b')
 }
 
 /// A backend that fails its first `failures` calls at once with

@@ -188,12 +188,53 @@ async fn another_header_can_carry_the_id() -> Result<(), BoxError> {
 }
 
 #[test]
-fn generated_ids_are_16_hex_digits_and_distinct() {
+fn generated_ids_are_uuid_v7_distinct_and_ordered() {
     let ids: Vec<String> = (0..10_000)
         .map(|_| RequestId::generate().to_string())
         .collect();
     assert!(ids.iter().all(|id| is_generated_id(id)), "{:?}", &ids[..3]);
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len());
+    // Version 7 ids sort by the time they were made.
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]));
     assert_eq!(RequestId::new("abc").to_string(), "abc");
     assert_eq!(format!("{:?}", RequestId::new("abc")), "RequestId(abc)");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_id_that_is_not_visible_ascii_or_too_long_is_ignored() -> Result<(), BoxError> {
+    let (capture, _guard) = Capture::install();
+    let policy = Policy::builder()
+        .name("users")
+        .request_id(RequestIdHeader::new())
+        .build()?;
+    let long = "a".repeat(257);
+    for value in ["req 42", "req\t42", long.as_str()] {
+        let mut request = request(None);
+        request
+            .headers_mut()
+            .insert("x-request-id", HeaderValue::from_str(value)?);
+        let backend = service_fn(|_: Req| async { Ok::<_, BoxError>(()) });
+        policy.layer(backend).oneshot(request).await?;
+    }
+    let calls = capture.calls();
+    assert_eq!(calls.len(), 3);
+    // Each value ignored is said so (read once per call).
+    let ignored = capture.events_saying(
+        "request id header ignored: empty, longer than 256 bytes or not all visible ASCII",
+    );
+    assert_eq!(ignored.len(), 3);
+    for call in &calls {
+        let id = call.field("request_id");
+        assert!(is_generated_id(id), "{id}");
+    }
+    // 256 visible characters are kept.
+    let most = "b".repeat(256);
+    let mut request = request(None);
+    request
+        .headers_mut()
+        .insert("x-request-id", HeaderValue::from_str(&most)?);
+    let backend = service_fn(|_: Req| async { Ok::<_, BoxError>(()) });
+    policy.layer(backend).oneshot(request).await?;
+    assert_eq!(capture.calls()[3].field("request_id"), most);
+    Ok(())
 }
