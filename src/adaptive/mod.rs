@@ -212,7 +212,8 @@ where
             )
         }
         None => {
-            node.limiter.refused();
+            // Not counted by the throttle: the dependency never saw the
+            // call, so it says nothing of what the dependency accepts.
             emit_rejection(&node.limiter, false, key);
             ResponseFuture::refused(false)
         }

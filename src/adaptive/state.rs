@@ -165,14 +165,6 @@ impl Limiter {
         }
     }
 
-    /// Counts a call the limit refused as a request the dependency did not
-    /// accept.
-    pub(crate) fn refused(&self) {
-        if let Some(throttle) = &self.throttle {
-            throttle.ended(self.now(), false);
-        }
-    }
-
     /// Takes a place if the limit allows one more call.
     #[inline]
     fn try_take(&self) -> bool {

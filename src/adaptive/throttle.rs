@@ -10,9 +10,12 @@ use crate::retry::{RandomSource, SeededRandom};
 
 /// Settings of client-side adaptive throttling.
 ///
-/// Every call counts as a request, refused ones included; every call the
-/// dependency answers (a success or a functional error) counts as an
-/// accept. While the dependency accepts at least one call in `k`, nothing
+/// Every call the throttle lets through or refuses counts as a request;
+/// every call the dependency answers (a success or a functional error)
+/// counts as an accept. Calls the adaptive limit refuses are not counted:
+/// the dependency never saw them, and counting them as not accepted would
+/// have the throttle refuse calls the limit had room for (at start-up,
+/// while the limit is low, and whenever the load is above it). While the dependency accepts at least one call in `k`, nothing
 /// is refused; beyond, calls are refused locally with probability
 /// `(requests − k·accepts) / (requests + 1)`, so that the load it sees
 /// falls gradually towards `k` times what it accepts, rather than all at

@@ -256,7 +256,10 @@ async fn throttling_with_the_limit_keeps_backend_requests_near_what_it_serves() 
         ratio <= 1.2,
         "backend requests {received} for {served} served"
     );
-    assert!(handle.reject_probability().is_some_and(|p| p > 0.1));
+    // The limit keeps the calls the backend would shed from reaching it,
+    // so the backend accepts nearly all it sees and the throttle, which
+    // does not count the limit's refusals, refuses next to nothing.
+    assert!(handle.reject_probability().is_some_and(|p| p < 0.05));
 }
 
 #[tokio::test(start_paused = true)]
