@@ -62,8 +62,9 @@ impl Gradient {
     ///   capacity of 40).
     /// - Smoothing 0.2, Netflix Gradient2's: one noisy window moves the
     ///   limit by a fifth of what it asks.
-    /// - A probe every 10 s, BBR's `ProbeRTT` period: a probe costs one
-    ///   window at the minimum limit, about 1 % of the time.
+    /// - A probe every 10 s, BBR's `ProbeRTT` period: a periodic probe
+    ///   admits half the limit for about two round-trip times, a loss of
+    ///   one round-trip time's worth of calls every 10 s.
     pub const fn new() -> Self {
         Self {
             tolerance: 1.0,

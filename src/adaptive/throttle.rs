@@ -40,8 +40,12 @@ impl Throttle {
     ///
     /// `k` = 2 lets through twice what the dependency accepts: enough to
     /// notice its recovery at once, at the cost of sending it twice its
-    /// capacity while it is overloaded. A lower `k` (1.1) sends less; 1
-    /// would stop learning that it recovered.
+    /// capacity while it is overloaded, unless the adaptive limit keeps
+    /// the calls it cannot serve from reaching it (the combination meant
+    /// for a dependency that must get no more than it serves). Without a
+    /// working limit, `k` = 1.1 sends it 1.07 times what it serves, at the
+    /// cost of leaving a tenth of its capacity idle when calls arrive at
+    /// random; 1 would stop learning that it recovered.
     pub const fn new() -> Self {
         Self {
             k: 2.0,
