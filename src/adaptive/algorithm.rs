@@ -10,6 +10,15 @@ use crate::error::{ConfigError, check};
 const GRADIENT_FLOOR: f64 = 0.5;
 const GRADIENT_CEILING: f64 = 2.0;
 
+/// A window whose mean round-trip time is below this share of the no-load
+/// one says the dependency sped up: the no-load round-trip time is
+/// measured again. Under load a window's mean is at least the no-load
+/// round-trip time, so only jitter puts it a little below.
+const SPED_UP: f64 = 0.9;
+
+/// The share of the limit a probe admits at most.
+const PROBE_SHARE: f64 = 0.5;
+
 /// A gradient controller over a re-measured minimum round-trip time, in the
 /// manner of Envoy's adaptive concurrency filter and Netflix's Gradient2.
 ///
@@ -21,12 +30,16 @@ const GRADIENT_CEILING: f64 = 2.0;
 /// proportion and the limit falls back. It settles at about the capacity
 /// plus `√capacity` calls of queue.
 ///
-/// The no-load round-trip time is measured by pinning the limit to its
-/// minimum until `min_samples` calls admitted at that concurrency have
-/// completed: at the start, every `probe_interval`, when three windows in a
-/// row saw more than twice the minimum (the dependency slowed down, or the
-/// limit is far too high) and when a window saw less than two thirds of it
-/// (the dependency sped up).
+/// The no-load round-trip time is measured by lowering the calls admitted
+/// until `min_samples` calls admitted at that concurrency have completed:
+/// at the start, every `probe_interval`, when three windows in a row saw
+/// more than twice the minimum (the dependency slowed down, or the limit
+/// is far too high) and when a window saw less than nine tenths of it (the
+/// dependency sped up). The first probe admits `min_limit` calls; later
+/// ones admit `limit × min(min_rtt / rtt, ½)` (at least `min_limit`),
+/// where `rtt` is the last window's: by Little's law, no more than the
+/// dependency served without queueing in that window, so that a probe
+/// measures no queue but does not idle the capacity it still has.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Gradient {
     pub(crate) tolerance: f64,
@@ -49,8 +62,9 @@ impl Gradient {
     ///   capacity of 40).
     /// - Smoothing 0.2, Netflix Gradient2's: one noisy window moves the
     ///   limit by a fifth of what it asks.
-    /// - A probe every 10 s, BBR's `ProbeRTT` period: a probe costs one
-    ///   window at the minimum limit, about 1 % of the time.
+    /// - A probe every 10 s, BBR's `ProbeRTT` period: a periodic probe
+    ///   admits half the limit for about two round-trip times, a loss of
+    ///   one round-trip time's worth of calls every 10 s.
     pub const fn new() -> Self {
         Self {
             tolerance: 1.0,
@@ -267,7 +281,7 @@ pub(crate) fn next_limit(
             } else {
                 *stale = 0;
             }
-            if rtt * 1.5 < min_rtt {
+            if rtt < min_rtt * SPED_UP {
                 verdict = Verdict::Probe;
             }
             let gradient = raw.clamp(GRADIENT_FLOOR, GRADIENT_CEILING);
@@ -294,6 +308,33 @@ pub(crate) fn next_limit(
             (sane(next, min, max), Verdict::Steady)
         }
     }
+}
+
+/// The calls a probe admits: `limit × min(min_rtt / rtt, ½)`, within
+/// `[min, limit]`, or `min` when either round-trip time is unknown.
+///
+/// While the window's calls queued, the dependency served about
+/// `limit × no_load / rtt` of them at once; `min_rtt` is at most the
+/// no-load round-trip time when it has slowed down (the probe is there to
+/// learn by how much), so that many calls meet no queue. When the
+/// round-trip time did not grow that much (a periodic probe, or the
+/// dependency sped up), half the limit is below the capacity unless the
+/// limit is more than twice it.
+pub(crate) fn probe_permits(limit: usize, min: usize, min_rtt: f64, rtt: f64) -> usize {
+    let limit = limit.max(min);
+    if !(min_rtt.is_finite() && min_rtt > 0.0 && rtt.is_finite() && rtt > 0.0) {
+        return min;
+    }
+    let share = (min_rtt / rtt).min(PROBE_SHARE);
+    // Precision loss only for limits past 2^52; the product is within
+    // [0, limit].
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss
+    )]
+    let permits = (limit as f64 * share).floor() as usize;
+    permits.clamp(min, limit)
 }
 
 /// `value` within `[min, max]`, with NaN taken as `min`.
@@ -413,6 +454,40 @@ mod tests {
         assert!((down - 9.0).abs() < 1e-9);
     }
 
+    #[test]
+    fn a_probe_admits_what_was_served_without_queueing() {
+        // 25 calls took 125 ms where the no-load time was 50 ms: the
+        // dependency served 10 at once.
+        assert_eq!(probe_permits(25, 3, 0.05, 0.125), 10);
+        // A periodic probe, or a faster dependency: half the limit.
+        assert_eq!(probe_permits(25, 3, 0.05, 0.06), 12);
+        assert_eq!(probe_permits(25, 3, 0.1, 0.06), 12);
+        // Never below the minimum; the minimum when nothing is known.
+        assert_eq!(probe_permits(8, 3, 0.05, 1.0), 3);
+        assert_eq!(probe_permits(1_000, 3, f64::NAN, 0.05), 3);
+        assert_eq!(probe_permits(1_000, 3, 0.05, f64::NAN), 3);
+        assert_eq!(probe_permits(1_000, 3, 0.05, 0.0), 3);
+    }
+
+    #[test]
+    fn a_window_a_tenth_below_the_no_load_rtt_asks_for_a_probe() {
+        let g = Algorithm::Gradient(Gradient::new());
+        let mut stale = 0;
+        let w = |rtt| window(rtt, 100, 0, 40);
+        // 62 ms under load where the no-load time was 100 ms: the
+        // dependency sped up (a mean of 62 ms adopted as the no-load time
+        // would keep a queue of a quarter of the calls).
+        assert_eq!(
+            next_limit(&g, 40.0, 3.0, 1000.0, 0.1, &w(0.062), &mut stale).1,
+            Verdict::Probe
+        );
+        assert_eq!(
+            next_limit(&g, 40.0, 3.0, 1000.0, 0.1, &w(0.095), &mut stale).1,
+            Verdict::Steady,
+            "jitter"
+        );
+    }
+
     fn any_f64() -> impl Strategy<Value = f64> {
         prop_oneof![
             Just(f64::NAN),
@@ -456,6 +531,18 @@ mod tests {
                 prop_assert!(next >= min && next <= max, "{next} not in [{min}, {max}]");
                 current = next;
             }
+        }
+
+        #[test]
+        fn a_probe_admits_between_the_minimum_and_the_limit(
+            limit in 0usize..100_000,
+            min in 1usize..100,
+            min_rtt in any_f64(),
+            rtt in any_f64(),
+        ) {
+            let permits = probe_permits(limit, min, min_rtt, rtt);
+            prop_assert!(permits >= min && permits <= limit.max(min), "{permits}");
+            prop_assert!(permits <= (limit / 2).max(min), "at most half the limit: {permits}");
         }
     }
 }

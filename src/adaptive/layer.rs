@@ -72,7 +72,7 @@ impl<C> fmt::Debug for AdaptiveLayer<C> {
 /// | setting | default | why |
 /// |---|---|---|
 /// | algorithm | [`Gradient`](super::Gradient) | reacts to queueing before anything fails; AIMD needs drops |
-/// | `min_limit` | 3 | Envoy's minimum concurrency: the no-load round-trip time is measured at it, so it must stay below any dependency's capacity |
+/// | `min_limit` | 3 | Envoy's minimum concurrency: the first no-load round-trip time is measured at it (later ones at what the dependency served without a queue, at least this), so it must stay below any dependency's capacity |
 /// | `max_limit` | 1,000 | Envoy's maximum; a bound on the damage of a wrong estimate |
 /// | `initial_limit` | 20 | Netflix concurrency-limits' initial limit |
 /// | `window` | 100 ms | Envoy's update interval: ten moves a second |

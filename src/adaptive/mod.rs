@@ -10,8 +10,9 @@
 //!
 //! - [`Gradient`] (the default), in the manner of Envoy's adaptive
 //!   concurrency filter: the limit follows `limit × min_rtt / rtt + √limit`,
-//!   smoothed, with the no-load round-trip time measured again at the
-//!   minimum limit every 10 s and whenever it looks stale;
+//!   smoothed, with the no-load round-trip time measured again every 10 s
+//!   and whenever it looks stale, at a concurrency the dependency served
+//!   without queueing (by Little's law, from the last window);
 //! - [`Aimd`]: add one per window, multiply by 0.9 after a drop (a failure,
 //!   a timeout or a call slower than 5 s).
 //!
@@ -23,7 +24,15 @@
 //! `max(0, (requests − 2·accepts) / (requests + 1))` over the last two
 //! minutes (the Google SRE book's client-side throttling), with
 //! [`ClientThrottled`](crate::error::ClientThrottled): an overloaded
-//! dependency gets less load gradually, before a breaker would open.
+//! dependency gets less load gradually, before a breaker would open. Calls
+//! the limit refuses are not counted: the dependency never saw them.
+//!
+//! To keep what an overloaded dependency receives within 1.2 times what it
+//! serves, use the throttle with the adaptive limit (the limit keeps calls
+//! it would shed from reaching it: 1.01 times on the simulated backend of
+//! `tests/adaptive`); a throttle with the limit pinned high needs
+//! [`Throttle::k`] 1.1 (1.07 times, at 90 % of the capacity served), as
+//! `k` = 2 lets through twice what is accepted.
 //!
 //! Both refusals are rejections: retry does not retry them, fallbacks and
 //! error responses treat them as they treat a full bulkhead and a rate
@@ -212,7 +221,8 @@ where
             )
         }
         None => {
-            node.limiter.refused();
+            // Not counted by the throttle: the dependency never saw the
+            // call, so it says nothing of what the dependency accepts.
             emit_rejection(&node.limiter, false, key);
             ResponseFuture::refused(false)
         }

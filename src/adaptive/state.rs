@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::algorithm::{Algorithm, Verdict, Window, next_limit};
+use super::algorithm::{Algorithm, Verdict, Window, next_limit, probe_permits};
 use super::throttle::ThrottleState;
 
 /// An `f64` kept as the bits of an `AtomicU64`.
@@ -165,14 +165,6 @@ impl Limiter {
         }
     }
 
-    /// Counts a call the limit refused as a request the dependency did not
-    /// accept.
-    pub(crate) fn refused(&self) {
-        if let Some(throttle) = &self.throttle {
-            throttle.ended(self.now(), false);
-        }
-    }
-
     /// Takes a place if the limit allows one more call.
     #[inline]
     fn try_take(&self) -> bool {
@@ -314,6 +306,10 @@ impl Limiter {
         );
         self.stale.store(stale, Ordering::Relaxed);
         let min_rtt = self.min_rtt.get();
+        // The calls in flight that made this window's round-trip time.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let in_use =
+            (current.floor() as usize).min(usize::try_from(max_in_flight).unwrap_or(usize::MAX));
         if samples > 0 && (min_rtt.is_nan() || rtt < min_rtt) {
             // A lower round-trip time is adopted at once, after it was
             // compared with the old one.
@@ -326,10 +322,11 @@ impl Limiter {
         {
             self.limit.set(next);
             self.saved_limit.set(next);
+            let permits = probe_permits(in_use, self.min, min_rtt, rtt);
             self.epoch.fetch_add(1, Ordering::AcqRel);
             self.probing.store(true, Ordering::Release);
-            self.permits.store(self.min, Ordering::Relaxed);
-            super::emit_limit(self, before, self.min, "probe");
+            self.permits.store(permits, Ordering::Relaxed);
+            super::emit_limit(self, before, permits, "probe");
             return;
         }
         self.set_limit(next, before, "window");

@@ -10,9 +10,12 @@ use crate::retry::{RandomSource, SeededRandom};
 
 /// Settings of client-side adaptive throttling.
 ///
-/// Every call counts as a request, refused ones included; every call the
-/// dependency answers (a success or a functional error) counts as an
-/// accept. While the dependency accepts at least one call in `k`, nothing
+/// Every call the throttle lets through or refuses counts as a request;
+/// every call the dependency answers (a success or a functional error)
+/// counts as an accept. Calls the adaptive limit refuses are not counted:
+/// the dependency never saw them, and counting them as not accepted would
+/// have the throttle refuse calls the limit had room for (at start-up,
+/// while the limit is low, and whenever the load is above it). While the dependency accepts at least one call in `k`, nothing
 /// is refused; beyond, calls are refused locally with probability
 /// `(requests − k·accepts) / (requests + 1)`, so that the load it sees
 /// falls gradually towards `k` times what it accepts, rather than all at
@@ -37,8 +40,12 @@ impl Throttle {
     ///
     /// `k` = 2 lets through twice what the dependency accepts: enough to
     /// notice its recovery at once, at the cost of sending it twice its
-    /// capacity while it is overloaded. A lower `k` (1.1) sends less; 1
-    /// would stop learning that it recovered.
+    /// capacity while it is overloaded, unless the adaptive limit keeps
+    /// the calls it cannot serve from reaching it (the combination meant
+    /// for a dependency that must get no more than it serves). Without a
+    /// working limit, `k` = 1.1 sends it 1.07 times what it serves, at the
+    /// cost of leaving a tenth of its capacity idle when calls arrive at
+    /// random; 1 would stop learning that it recovered.
     pub const fn new() -> Self {
         Self {
             k: 2.0,

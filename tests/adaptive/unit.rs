@@ -153,6 +153,41 @@ async fn throttling_is_deterministic_for_a_seed() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_throttle_does_not_count_what_the_limit_refused() {
+    // A limit of one with a call held in flight: 200 calls refused by the
+    // limit, none of which reached the dependency.
+    let layer = AdaptiveLayer::builder()
+        .aimd(Aimd::new())
+        .limits(1, 1)
+        .initial_limit(1)
+        .throttle(Throttle::new())
+        .build()
+        .expect("valid");
+    let handle = layer.handle();
+    let (mut service, mut mock) = mock::spawn_layer::<u8, u8, _>(layer);
+    assert_ready_ok!(service.poll_ready());
+    let mut held = task::spawn(service.call(0));
+    for _ in 0..200 {
+        assert_ready_ok!(service.poll_ready());
+        let err = assert_ready_err!(task::spawn(service.call(1)).poll());
+        assert!(err.is::<ConcurrencyLimited>(), "{err}");
+    }
+    assert_eq!(handle.throttle_counts(), Some((0, 0)));
+    assert_request_eq!(mock, 0).send_response(0);
+    assert_eq!(assert_ready_ok!(held.poll()), 0);
+    assert_eq!(handle.throttle_counts(), Some((1, 1)));
+    assert_eq!(handle.reject_probability(), Some(0.0));
+
+    // The next calls are let through: the dependency accepted all it saw.
+    for n in 2..12 {
+        assert_ready_ok!(service.poll_ready());
+        let mut call = task::spawn(service.call(n));
+        assert_request_eq!(mock, n).send_response(n);
+        assert_eq!(assert_ready_ok!(call.poll()), n);
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn each_key_has_its_own_limiter_and_a_full_registry_shares_the_overflow_one() {
     let layer = KeyedAdaptiveLayer::builder(|req: &(&'static str, u8)| req.0)
         .aimd(Aimd::new())
