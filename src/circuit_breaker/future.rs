@@ -4,14 +4,13 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
-use super::handle::Shared;
+use super::handle::Holder;
 use super::state::{Outcome, Ticket};
 use super::window::{FAILED, RECORDED, SLOW};
 use crate::BoxError;
@@ -109,7 +108,7 @@ where
 
 /// A call the breaker admitted and must hear the end of.
 pub(crate) struct Call<C, Fa, O> {
-    pub(crate) shared: Arc<Shared<C>>,
+    pub(crate) shared: Holder<C>,
     pub(crate) ticket: Ticket,
     pub(crate) facts: Fa,
     pub(crate) started: Option<Instant>,
@@ -118,7 +117,7 @@ pub(crate) struct Call<C, Fa, O> {
 
 impl<C, Fa, O> Call<C, Fa, O> {
     fn finish(mut self, output: &O) {
-        let shared = &*self.shared;
+        let shared = self.shared.get();
         let verdict = (self.judge)(&shared.classifier, &self.facts, output);
         let now = self.started.map(|_| Instant::now());
         let outcome = (!verdict.is_rejection()).then(|| {
@@ -148,7 +147,7 @@ impl<C, Fa, O> Call<C, Fa, O> {
 impl<C, Fa, O> Drop for Call<C, Fa, O> {
     fn drop(&mut self) {
         if let Ticket::Probe(generation) = self.ticket {
-            self.shared.breaker.release_probe(generation);
+            self.shared.get().breaker.release_probe(generation);
         }
     }
 }

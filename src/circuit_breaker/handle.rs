@@ -13,6 +13,61 @@ pub(crate) struct Shared<C> {
     pub(crate) classifier: C,
 }
 
+/// One lane's reference to a breaker: what a call holds while it runs.
+/// Aligned so that its reference count has a cache line of its own.
+#[repr(align(128))]
+pub(crate) struct Lane<C>(pub(crate) Arc<Shared<C>>);
+
+/// The references the calls of a breaker's services hold, one per thread
+/// lane and one for threads without a lane: a call clones its thread's,
+/// so that two threads calling at once never write one reference count.
+pub(crate) struct Lanes<C> {
+    pub(crate) shared: Arc<Shared<C>>,
+    lanes: Box<[Arc<Lane<C>>]>,
+}
+
+impl<C> Lanes<C> {
+    pub(crate) fn new(shared: Arc<Shared<C>>) -> Self {
+        let lanes = (0..=super::window::LANES)
+            .map(|_| Arc::new(Lane(shared.clone())))
+            .collect();
+        Self { shared, lanes }
+    }
+
+    /// No lanes: for services that never admit a call through the breaker.
+    pub(crate) fn without(shared: Arc<Shared<C>>) -> Self {
+        Self {
+            shared,
+            lanes: Box::default(),
+        }
+    }
+
+    /// This thread's reference, cloned.
+    #[inline]
+    pub(crate) fn pick(&self) -> Holder<C> {
+        let lane = super::window::lane().unwrap_or(super::window::LANES);
+        Holder::Lane(self.lanes[lane].clone())
+    }
+}
+
+/// The breaker a call reports to.
+pub(crate) enum Holder<C> {
+    /// Through a lane of a plain breaker.
+    Lane(Arc<Lane<C>>),
+    /// A keyed breaker's entry.
+    Entry(Arc<Shared<C>>),
+}
+
+impl<C> Holder<C> {
+    #[inline]
+    pub(crate) fn get(&self) -> &Shared<C> {
+        match self {
+            Holder::Lane(lane) => &lane.0,
+            Holder::Entry(shared) => shared,
+        }
+    }
+}
+
 /// Lets a handle reach the breaker without naming the classifier's type.
 pub(crate) trait AsBreaker: Send + Sync {
     fn breaker(&self) -> &Breaker;

@@ -168,7 +168,9 @@ impl Breaker {
     fn make(settings: Settings, key: Option<Box<str>>, report: bool) -> Self {
         let window = match settings.window {
             WindowKind::Count(size) => Window::Count(CountWindow::new(size)),
-            WindowKind::Time { span, buckets } => Window::Time(TimeWindow::new(span, buckets)),
+            WindowKind::Time { span, buckets } => {
+                Window::Time(TimeWindow::new(span, buckets, settings.minimum_calls))
+            }
         };
         Self {
             #[cfg(feature = "metrics")]
@@ -257,7 +259,7 @@ impl Breaker {
                     return;
                 }
                 let mut clock = now;
-                let counts = self.window.record(outcome.code, || {
+                let counts = self.window.record(outcome.code, now.is_some(), || {
                     self.nanos(*clock.get_or_insert_with(Instant::now))
                 });
                 // Failed calls in a row, counted when a trip reads them.
