@@ -150,6 +150,9 @@ pub(crate) struct Breaker {
     probes: CachePadded<AtomicU64>,
     /// Failed calls in a row, for the consecutive-failure trip.
     streak: CachePadded<AtomicU64>,
+    /// Whether `streak` is kept: for the consecutive-failure trip or for
+    /// retry-after hints.
+    tracks_streak: bool,
     openings: AtomicU32,
     window: Window,
     pub(crate) settings: Settings,
@@ -180,6 +183,8 @@ impl Breaker {
             state: CachePadded(AtomicU64::new(pack(State::Closed, 0, 0))),
             probes: CachePadded(AtomicU64::new(0)),
             streak: CachePadded(AtomicU64::new(0)),
+            tracks_streak: settings.consecutive_failures.is_some()
+                || settings.retry_after_cap.is_some(),
             openings: AtomicU32::new(0),
             window,
             settings,
@@ -258,14 +263,16 @@ impl Breaker {
                 if state != State::Closed && state != State::MetricsOnly {
                     return;
                 }
+                if outcome.code == super::window::RECORDED {
+                    self.record_success(word, now);
+                    return;
+                }
                 let mut clock = now;
                 let counts = self.window.record(outcome.code, now.is_some(), || {
                     self.nanos(*clock.get_or_insert_with(Instant::now))
                 });
                 // Failed calls in a row, counted when a trip reads them.
-                let run = (self.settings.consecutive_failures.is_some()
-                    || self.settings.retry_after_cap.is_some())
-                .then(|| {
+                let run = self.tracks_streak.then(|| {
                     use super::window::FAILED;
                     if outcome.code & FAILED != 0 {
                         self.streak.0.fetch_add(1, Ordering::AcqRel) + 1
@@ -301,6 +308,34 @@ impl Breaker {
                     }
                 }
             }
+        }
+    }
+
+    /// Records a plain success (neither failed nor slow) in the window of
+    /// `word`'s generation, closed or metrics-only: it ends a run of
+    /// failures, carries no hint, and can only open the breaker by bringing
+    /// the window to its minimum calls.
+    #[inline]
+    fn record_success(&self, word: u64, now: Option<Instant>) {
+        if self.tracks_streak && self.streak.0.load(Ordering::Acquire) != 0 {
+            self.streak.0.store(0, Ordering::Release);
+        }
+        let Some(counts) = self
+            .window
+            .record(super::window::RECORDED, now.is_some(), || {
+                self.nanos(now.unwrap_or_else(Instant::now))
+            })
+        else {
+            return;
+        };
+        if State::of(word) != State::Closed || counts.calls < self.settings.minimum_calls {
+            return;
+        }
+        if let Some(reason) = self
+            .settings
+            .trips(counts.calls, counts.failures, counts.slow)
+        {
+            self.try_open(word, now.unwrap_or_else(Instant::now), reason, None);
         }
     }
 
