@@ -16,7 +16,11 @@ pub(crate) struct Shared<C> {
 /// One lane's reference to a breaker: what a call holds while it runs.
 /// Aligned so that its reference count has a cache line of its own.
 #[repr(align(128))]
-pub(crate) struct Lane<C>(pub(crate) Arc<Shared<C>>);
+pub(crate) struct Lane<C> {
+    shared: Arc<Shared<C>>,
+    /// The batching lane, `None` for the reference of threads without one.
+    index: Option<usize>,
+}
 
 /// The references the calls of a breaker's services hold, one per thread
 /// lane and one for threads without a lane: a call clones its thread's,
@@ -29,7 +33,12 @@ pub(crate) struct Lanes<C> {
 impl<C> Lanes<C> {
     pub(crate) fn new(shared: Arc<Shared<C>>) -> Self {
         let lanes = (0..=super::window::LANES)
-            .map(|_| Arc::new(Lane(shared.clone())))
+            .map(|index| {
+                Arc::new(Lane {
+                    shared: shared.clone(),
+                    index: (index < super::window::LANES).then_some(index),
+                })
+            })
             .collect();
         Self { shared, lanes }
     }
@@ -62,8 +71,18 @@ impl<C> Holder<C> {
     #[inline]
     pub(crate) fn get(&self) -> &Shared<C> {
         match self {
-            Holder::Lane(lane) => &lane.0,
+            Holder::Lane(lane) => &lane.shared,
             Holder::Entry(shared) => shared,
+        }
+    }
+
+    /// The batching lane the call's outcome counts on: its thread's when
+    /// the call was made, or for a keyed breaker's call, when it ends.
+    #[inline]
+    pub(crate) fn lane(&self) -> Option<usize> {
+        match self {
+            Holder::Lane(lane) => lane.index,
+            Holder::Entry(_) => super::window::lane(),
         }
     }
 }

@@ -246,7 +246,14 @@ impl Breaker {
     /// Reports how an admitted call ended; `None` when it was refused by an
     /// inner policy (not counted). `now` is the completion time if the
     /// caller already read the clock.
-    pub(crate) fn complete(&self, ticket: Ticket, outcome: Option<Outcome>, now: Option<Instant>) {
+    /// `lane` is the batching lane of the call's thread, if it has one.
+    pub(crate) fn complete(
+        &self,
+        ticket: Ticket,
+        outcome: Option<Outcome>,
+        now: Option<Instant>,
+        lane: Option<usize>,
+    ) {
         match (ticket, outcome) {
             (Ticket::Untracked, _) => {}
             (Ticket::Probe(generation), None) => self.release_probe(generation),
@@ -264,11 +271,11 @@ impl Breaker {
                     return;
                 }
                 if outcome.code == super::window::RECORDED {
-                    self.record_success(word, now);
+                    self.record_success(word, now, lane);
                     return;
                 }
                 let mut clock = now;
-                let counts = self.window.record(outcome.code, now.is_some(), || {
+                let counts = self.window.record(outcome.code, lane, now.is_some(), || {
                     self.nanos(*clock.get_or_insert_with(Instant::now))
                 });
                 // Failed calls in a row, counted when a trip reads them.
@@ -316,13 +323,13 @@ impl Breaker {
     /// failures, carries no hint, and can only open the breaker by bringing
     /// the window to its minimum calls.
     #[inline]
-    fn record_success(&self, word: u64, now: Option<Instant>) {
+    fn record_success(&self, word: u64, now: Option<Instant>, lane: Option<usize>) {
         if self.tracks_streak && self.streak.0.load(Ordering::Acquire) != 0 {
             self.streak.0.store(0, Ordering::Release);
         }
         let Some(counts) = self
             .window
-            .record(super::window::RECORDED, now.is_some(), || {
+            .record(super::window::RECORDED, lane, now.is_some(), || {
                 self.nanos(now.unwrap_or_else(Instant::now))
             })
         else {

@@ -32,9 +32,9 @@
 //! `(batch - 1) × lanes in use` of the exact count. For a time window, the
 //! failure and slow-call counts are exact and the call count is within the
 //! same bound (a waiting success enters the bucket of the moment its batch
-//! fills). The batch is an eighth of the count window, or of the minimum
-//! calls of a time window, at most 64: windows and minimums below 16 are
-//! exact.
+//! fills). The batch is the largest power of two up to an eighth of the
+//! count window, or of the minimum calls of a time window, at most 64:
+//! windows and minimums below 16 are exact.
 
 use std::cell::Cell;
 
@@ -120,8 +120,9 @@ fn claim_lane() -> u8 {
     }
 }
 
-/// Successes waiting to enter a window, one counter per lane. Only the
-/// thread holding a lane writes its counter.
+/// Successes waiting to enter a window, one counter per lane: the lane of
+/// the thread that made the call, so that a call finished on another
+/// thread still counts on its own lane's line.
 #[derive(Debug)]
 struct Pending {
     batch: u64,
@@ -131,7 +132,11 @@ struct Pending {
 impl Pending {
     /// `of` is the count window's size or the time window's minimum calls.
     fn new(of: u64) -> Self {
-        let batch = (of / 8).clamp(1, MAX_BATCH);
+        // A power of two, so that a batch fills on a mask, not a division.
+        let batch = match (of / 8).clamp(1, MAX_BATCH) {
+            1 => 1,
+            n => 1 << n.ilog2(),
+        };
         let lanes = if batch > 1 { LANES } else { 0 };
         Self {
             batch,
@@ -139,26 +144,18 @@ impl Pending {
         }
     }
 
-    /// Counts one success; `Some(batch)` when a batch is ready to enter,
-    /// `None` when the success waits. Every success of a thread without a
-    /// lane enters at once.
+    /// Counts one success on `lane`; `Some(batch)` when a batch is ready to
+    /// enter, `None` when the success waits. A success without a lane
+    /// enters at once.
     #[inline]
-    fn add_success(&self) -> Option<u64> {
-        if self.batch == 1 {
-            return Some(1);
-        }
-        let Some(lane) = lane() else {
-            return Some(1);
+    fn add_success(&self, lane: Option<usize>) -> Option<u64> {
+        let pending = match lane {
+            Some(lane) if self.batch > 1 => &self.lanes[lane % LANES].0,
+            _ => return Some(1),
         };
-        let pending = &self.lanes[lane].0;
-        let waiting = pending.load(Relaxed) + 1;
-        if waiting < self.batch {
-            pending.store(waiting, Relaxed);
-            None
-        } else {
-            pending.store(0, Relaxed);
-            Some(waiting)
-        }
+        // The counter only grows: `batch - 1` successes at most wait.
+        let waiting = pending.fetch_add(1, Relaxed).wrapping_add(1);
+        (waiting & (self.batch - 1) == 0).then_some(self.batch)
     }
 }
 
@@ -190,12 +187,13 @@ impl Window {
     pub(crate) fn record(
         &self,
         code: u8,
+        lane: Option<usize>,
         timed: bool,
         elapsed_nanos: impl FnOnce() -> u64,
     ) -> Option<Counts> {
         match self {
-            Window::Count(window) => window.record(code),
-            Window::Time(window) => window.record(code, timed, elapsed_nanos),
+            Window::Count(window) => window.record(code, lane),
+            Window::Time(window) => window.record(code, lane, timed, elapsed_nanos),
         }
     }
 
@@ -243,9 +241,9 @@ impl CountWindow {
     }
 
     #[inline]
-    fn record(&self, code: u8) -> Option<Counts> {
+    fn record(&self, code: u8, lane: Option<usize>) -> Option<Counts> {
         if code == RECORDED {
-            match self.pending.add_success() {
+            match self.pending.add_success(lane) {
                 None => return None,
                 Some(1) => {}
                 Some(batch) => return self.enter_successes(batch),
@@ -357,10 +355,16 @@ impl TimeWindow {
     }
 
     #[inline]
-    fn record(&self, code: u8, timed: bool, elapsed_nanos: impl FnOnce() -> u64) -> Option<Counts> {
+    fn record(
+        &self,
+        code: u8,
+        lane: Option<usize>,
+        timed: bool,
+        elapsed_nanos: impl FnOnce() -> u64,
+    ) -> Option<Counts> {
         let mut n = 1;
         if code == RECORDED && !timed {
-            match self.pending.add_success() {
+            match self.pending.add_success(lane) {
                 None => return None,
                 Some(batch) => n = batch,
             }
@@ -467,13 +471,14 @@ impl TimeWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::time::Duration;
 
     #[test]
     fn count_window_slides() {
         let window = CountWindow::new(3);
         for _ in 0..3 {
-            window.record(RECORDED | FAILED);
+            window.record(RECORDED | FAILED, None);
         }
         assert_eq!(
             decode(window.totals.0.load(Relaxed)),
@@ -483,8 +488,8 @@ mod tests {
                 slow: 0
             }
         );
-        window.record(RECORDED | SLOW);
-        let counts = window.record(RECORDED).unwrap_or_default();
+        window.record(RECORDED | SLOW, None);
+        let counts = window.record(RECORDED, None).unwrap_or_default();
         assert_eq!(
             counts,
             Counts {
@@ -511,5 +516,128 @@ mod tests {
         assert_eq!(window.sum(4).calls, 2);
         window.clear();
         assert_eq!(window.sum(4).calls, 0);
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    enum Step {
+        /// An outcome on a lane (`None`: a thread without one).
+        Outcome(Option<usize>, u8),
+        /// Time passes, in nanoseconds.
+        Advance(u64),
+    }
+
+    fn steps() -> impl Strategy<Value = Vec<Step>> {
+        let lane = prop_oneof![8 => (0usize..3).prop_map(Some), 1 => Just(None)];
+        let code = prop_oneof![
+            6 => Just(RECORDED),
+            2 => Just(RECORDED | FAILED),
+            1 => Just(RECORDED | SLOW),
+            1 => Just(RECORDED | FAILED | SLOW),
+        ];
+        let step = prop_oneof![
+            12 => (lane, code).prop_map(|(lane, code)| Step::Outcome(lane, code)),
+            1 => (1u64..400).prop_map(Step::Advance),
+        ];
+        prop::collection::vec(step, 0..600)
+    }
+
+    /// How far a window may be from the exact counts: `batch - 1`
+    /// successes waiting on each lane used.
+    fn bound(batch: u64, steps: &[Step]) -> u64 {
+        let mut used = [false; LANES];
+        for step in steps {
+            if let Step::Outcome(Some(lane), _) = step {
+                used[lane % LANES] = true;
+            }
+        }
+        (batch - 1) * used.iter().filter(|u| **u).count() as u64
+    }
+
+    fn within(got: u64, exact: u64, bound: u64) -> bool {
+        got.abs_diff(exact) <= bound
+    }
+
+    proptest! {
+        /// The count window against the last `size` outcomes, exactly as
+        /// they happened: every count within the bound, at every step.
+        #[test]
+        fn batched_count_window_stays_within_its_bound(
+            size in prop_oneof![1u64..16, 16u64..300],
+            steps in steps(),
+        ) {
+            let window = CountWindow::new(size);
+            let batch = window.pending.batch;
+            prop_assert_eq!(batch == 1, size < 16);
+            let bound = bound(batch, &steps);
+            let mut last: std::collections::VecDeque<u8> = Default::default();
+            for step in &steps {
+                let Step::Outcome(lane, code) = *step else { continue };
+                let _ = window.record(code, lane);
+                last.push_back(code);
+                if last.len() as u64 > size {
+                    last.pop_front();
+                }
+                let got = decode(window.totals.0.load(Relaxed));
+                let exact = Counts {
+                    calls: last.len() as u64,
+                    failures: last.iter().filter(|c| **c & FAILED != 0).count() as u64,
+                    slow: last.iter().filter(|c| **c & SLOW != 0).count() as u64,
+                };
+                if batch == 1 {
+                    prop_assert_eq!(got, exact);
+                }
+                prop_assert!(within(got.calls, exact.calls, bound), "{:?} {:?} {}", got, exact, bound);
+                prop_assert!(within(got.failures, exact.failures, bound), "{:?} {:?} {}", got, exact, bound);
+                prop_assert!(within(got.slow, exact.slow, bound), "{:?} {:?} {}", got, exact, bound);
+                prop_assert!(got.calls <= size);
+            }
+        }
+
+        /// The time window against every outcome at its own time: failures
+        /// and slow calls exact, calls within the bound, at every step.
+        #[test]
+        fn batched_time_window_stays_within_its_bound(
+            minimum in prop_oneof![1u64..16, 16u64..300],
+            buckets in 1u32..5,
+            steps in steps(),
+        ) {
+            let bucket_nanos = 100;
+            let window = TimeWindow::new(
+                Duration::from_nanos(bucket_nanos * u64::from(buckets)),
+                buckets,
+                minimum,
+            );
+            let batch = window.pending.batch;
+            prop_assert_eq!(batch == 1, minimum < 16);
+            let bound = bound(batch, &steps);
+            let mut now = 0u64;
+            let mut all: Vec<(u64, u8)> = Vec::new();
+            for step in &steps {
+                match *step {
+                    Step::Advance(nanos) => now += nanos,
+                    Step::Outcome(lane, code) => {
+                        let _ = window.record(code, lane, false, || now);
+                        all.push((now / bucket_nanos, code));
+                    }
+                }
+                let epoch = now / bucket_nanos;
+                let live = all
+                    .iter()
+                    .filter(|(e, _)| *e <= epoch && e + u64::from(buckets) > epoch);
+                let exact = live.fold(Counts::default(), |mut counts, (_, code)| {
+                    counts.calls += 1;
+                    counts.failures += u64::from(code & FAILED != 0);
+                    counts.slow += u64::from(code & SLOW != 0);
+                    counts
+                });
+                let got = window.sum(epoch);
+                if batch == 1 {
+                    prop_assert_eq!(got, exact);
+                }
+                prop_assert_eq!(got.failures, exact.failures);
+                prop_assert_eq!(got.slow, exact.slow);
+                prop_assert!(within(got.calls, exact.calls, bound), "{:?} {:?} {}", got, exact, bound);
+            }
+        }
     }
 }
