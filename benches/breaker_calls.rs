@@ -171,7 +171,11 @@ where
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).filter(|a| *a != "--bench").collect();
+    let args: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| *a != "--bench")
+        .collect();
     match args.as_slice() {
         ["calls", case, n] => {
             let n = n.parse().expect("calls");

@@ -46,7 +46,8 @@ impl<S: Service<R>, R> Service<R> for Reclosed<S> {
     }
 }
 
-type FailsafePolicy = failsafe::failure_policy::SuccessRateOverTimeWindow<failsafe::backoff::Constant>;
+type FailsafePolicy =
+    failsafe::failure_policy::SuccessRateOverTimeWindow<failsafe::backoff::Constant>;
 type FailsafeMachine = failsafe::StateMachine<FailsafePolicy, ()>;
 
 /// failsafe's breaker in front of `S`: a success rate of at least half
@@ -75,8 +76,7 @@ impl<S> Failsafe<S> {
 impl<S: Service<R>, R> Service<R> for Failsafe<S> {
     type Response = S::Response;
     type Error = failsafe::Error<S::Error>;
-    type Future =
-        failsafe::futures::ResponseFuture<S::Future, FailsafePolicy, (), failsafe::Any>;
+    type Future = failsafe::futures::ResponseFuture<S::Future, FailsafePolicy, (), failsafe::Any>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {

@@ -140,7 +140,9 @@ impl<C, Fa, O> Call<C, Fa, O> {
             Outcome { code, hint }
         });
         let ticket = std::mem::replace(&mut self.ticket, Ticket::Untracked);
-        shared.breaker.complete(ticket, outcome, now, self.shared.lane());
+        shared
+            .breaker
+            .complete(ticket, outcome, now, self.shared.lane());
     }
 }
 

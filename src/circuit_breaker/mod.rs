@@ -42,6 +42,11 @@
 //!
 //! While closed, a call costs a few atomic operations and no lock; the
 //! breaker is shared by every clone of the layer and every service it made.
+//! Threads calling at once write no common cache line on most calls: a
+//! call holds a reference of its thread's own, and plain successes enter
+//! the window in per-thread batches, within the bound that
+//! [`count_window`](CircuitBreakerBuilder::count_window) and
+//! [`time_window`](CircuitBreakerBuilder::time_window) state.
 //! [`KeyedCircuitBreakerLayer`] gives each key (a host, a route) its own
 //! breaker, with a bounded number of keys.
 //!

@@ -14,11 +14,13 @@
 //! takes the bucket with a compare-exchange, zeroes it and publishes the new
 //! tag; a reader sums the buckets whose tags fall in the window.
 //!
-//! Plain successes are batched per thread. Each thread that records holds
-//! one of [`LANES`] lane numbers of its own (the first threads to record;
-//! any later thread records every outcome at once), and a window keeps one
-//! pending-success counter per lane, on a cache line of its own. A success
-//! only moves its thread's counter; when the counter reaches the window's
+//! Plain successes are batched per thread. Each thread that calls holds
+//! one of [`LANES`] lane numbers of its own while it lives (the first
+//! threads to call; any later thread records every outcome at once), and a
+//! window keeps one pending-success counter per lane, on a cache line of
+//! its own. A success only moves the counter of the lane its call was made
+//! on (a `fetch_add` on a line no other core writes unless the call moved
+//! threads); when the counter reaches the window's
 //! batch, the batch enters the window in one step: one `fetch_add` on the
 //! ring's head, or one clock read and one bucket update. Failures and slow
 //! calls enter at once, as does every outcome of a window whose batch is 1.
@@ -121,8 +123,8 @@ fn claim_lane() -> u8 {
 }
 
 /// Successes waiting to enter a window, one counter per lane: the lane of
-/// the thread that made the call, so that a call finished on another
-/// thread still counts on its own lane's line.
+/// the thread that made the call. A counter only grows, so a call that
+/// ended on another thread still counts exactly once.
 #[derive(Debug)]
 struct Pending {
     batch: u64,

@@ -1,6 +1,7 @@
 //! Circuit breaker: behaviour on paused time, a model-based property test,
 //! half-open under real concurrency, settings and keyed breakers.
 
+mod batched;
 mod concurrency;
 mod config;
 mod keyed;
