@@ -199,15 +199,6 @@ impl Window {
         }
     }
 
-    /// Successes a thread may hold back before they enter the window.
-    #[cfg(test)]
-    pub(crate) fn batch(&self) -> u64 {
-        match self {
-            Window::Count(window) => window.pending.batch,
-            Window::Time(window) => window.pending.batch,
-        }
-    }
-
     pub(crate) fn counts(&self, elapsed_nanos: impl FnOnce() -> u64) -> Counts {
         match self {
             Window::Count(window) => decode(window.totals.0.load(Relaxed)),
