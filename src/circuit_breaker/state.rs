@@ -247,7 +247,32 @@ impl Breaker {
     /// inner policy (not counted). `now` is the completion time if the
     /// caller already read the clock.
     /// `lane` is the batching lane of the call's thread, if it has one.
+    #[inline]
     pub(crate) fn complete(
+        &self,
+        ticket: Ticket,
+        outcome: Option<Outcome>,
+        now: Option<Instant>,
+        lane: Option<usize>,
+    ) {
+        // The common case, kept short: a plain success of a closed breaker.
+        if let (Ticket::Counted(generation), Some(outcome)) = (ticket, outcome) {
+            if outcome.code == super::window::RECORDED {
+                let word = self.state.0.load(Ordering::Acquire);
+                let state = State::of(word);
+                if self::generation(word) == generation
+                    && (state == State::Closed || state == State::MetricsOnly)
+                {
+                    self.record_success(word, now, lane);
+                }
+                return;
+            }
+        }
+        self.complete_other(ticket, outcome, now, lane);
+    }
+
+    /// Every other end of a call: failures, slow calls, probes, refusals.
+    fn complete_other(
         &self,
         ticket: Ticket,
         outcome: Option<Outcome>,
@@ -268,10 +293,6 @@ impl Breaker {
                 }
                 let state = State::of(word);
                 if state != State::Closed && state != State::MetricsOnly {
-                    return;
-                }
-                if outcome.code == super::window::RECORDED {
-                    self.record_success(word, now, lane);
                     return;
                 }
                 let mut clock = now;

@@ -233,7 +233,7 @@ impl CountWindow {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn record(&self, code: u8, lane: Option<usize>) -> Option<Counts> {
         if code == RECORDED {
             match self.pending.add_success(lane) {
