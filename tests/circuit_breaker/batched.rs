@@ -136,3 +136,35 @@ fn a_window_below_16_stays_exact() {
         assert_eq!(handle.snapshot().calls, n);
     }
 }
+
+#[test]
+fn a_successful_call_through_either_batched_window_allocates_nothing() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let count = CircuitBreakerLayer::builder()
+        .count_window(100)
+        .build()
+        .unwrap();
+    let time = CircuitBreakerLayer::builder()
+        .time_window(Duration::from_secs(60), 10)
+        .build()
+        .unwrap();
+    for layer in [count, time] {
+        let mut service = layer.layer(flaky());
+        // The first call takes this thread's lane.
+        assert!(rt.block_on(call(&mut service, false)));
+        let (all_ok, allocations) = crate::counting_alloc::allocations_in(|| {
+            rt.block_on(async {
+                let mut all_ok = true;
+                for _ in 0..1_000 {
+                    all_ok &= call(&mut service, false).await;
+                }
+                all_ok
+            })
+        });
+        assert!(all_ok);
+        assert_eq!(allocations, 0);
+    }
+}

@@ -4,6 +4,8 @@
 mod batched;
 mod concurrency;
 mod config;
+#[path = "../support/counting_alloc.rs"]
+mod counting_alloc;
 mod keyed;
 mod model;
 
