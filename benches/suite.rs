@@ -47,10 +47,13 @@ use tower::retry::budget::{Budget, TpsBudget};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_resilience as tr;
 
+#[path = "breaker_peers.rs"]
+mod breaker_peers;
 mod common;
 #[path = "../tests/support/counting_alloc.rs"]
 mod counting_alloc;
 
+use breaker_peers::{Failsafe, Reclosed};
 use common::{Request, bench_service, runtime};
 use counting_alloc::allocations_in;
 
@@ -350,6 +353,14 @@ fn overhead(c: &mut Criterion) -> Vec<(String, f64)> {
     );
     rows.row(group, "tower_resilience", peer_breaker().layer(ECHO));
 
+    // The closed breaker beside the peers that keep the same windows.
+    let group = "circuit_breaker_count_100";
+    rows.row(group, "steadfast", count_breaker(ECHO));
+    rows.row(group, "recloser", Reclosed::new(ECHO, 100));
+    let group = "circuit_breaker_time_60s";
+    rows.row(group, "steadfast", time_breaker(ECHO));
+    rows.row(group, "failsafe", Failsafe::new(ECHO, BREAKER_SPAN, 100));
+
     let group = "bulkhead";
     rows.row(
         group,
@@ -557,6 +568,137 @@ fn shared(c: &mut Criterion) {
     }
 }
 
+/// A closed breaker on a count window of 100.
+fn count_breaker<S>(inner: S) -> steadfast::circuit_breaker::CircuitBreaker<S> {
+    CircuitBreakerLayer::builder()
+        .count_window(100)
+        .build()
+        .unwrap()
+        .layer(inner)
+}
+
+/// A closed breaker on a time window of 60 s in 10 buckets (100 minimum
+/// calls, no slow-call threshold).
+fn time_breaker<S>(inner: S) -> steadfast::circuit_breaker::CircuitBreaker<S> {
+    CircuitBreakerLayer::builder()
+        .time_window(BREAKER_SPAN, 10)
+        .build()
+        .unwrap()
+        .layer(inner)
+}
+
+const BREAKER_SPAN: Duration = Duration::from_secs(60);
+
+/// On-CPU time of every thread of this process so far.
+fn cpu_time() -> Duration {
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten() {
+        let Ok(task) = task else { continue };
+        if let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) {
+            total += text
+                .split_whitespace()
+                .next()
+                .and_then(|ns| ns.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Duration::from_nanos(total)
+}
+
+/// `tasks` tasks on the 2-worker runtime `rt`, each making `iters` calls
+/// back to back through its clone of `service`: the wall time, and the
+/// CPU time over it is added to `load`.
+fn run_tasks<S>(
+    rt: &Runtime,
+    service: &S,
+    tasks: u64,
+    iters: u64,
+    load: &mut (f64, u32),
+) -> Duration
+where
+    S: Service<Request, Response = u64> + Clone + Send + 'static,
+    S::Error: Debug,
+    S::Future: Send,
+{
+    let running = Arc::new(AtomicU64::new(0));
+    let (start, cpu) = (Instant::now(), cpu_time());
+    rt.block_on(async {
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                let mut service = service.clone();
+                let running = running.clone();
+                tokio::spawn(async move {
+                    running.fetch_add(1, Ordering::SeqCst);
+                    while running.load(Ordering::SeqCst) < tasks {
+                        std::hint::spin_loop();
+                    }
+                    for i in 0..iters {
+                        let ready = service.ready().await.expect("ready");
+                        black_box(ready.call(black_box((i, 1))).await.expect("call"));
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.await.expect("task");
+        }
+    });
+    let wall = start.elapsed();
+    load.0 += (cpu_time() - cpu).as_secs_f64() / wall.as_secs_f64();
+    load.1 += 1;
+    wall
+}
+
+/// One shared closed breaker on a 2-worker runtime, from one task and from
+/// two, with no work in the inner service. Prints each row's CPU time over
+/// wall time: near 2.0 for two tasks, or the run is void.
+fn breaker_tasks(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("suite/breaker_tasks");
+    let mut loads = Vec::new();
+    for tasks in [1u64, 2] {
+        // One iteration: one call on each task.
+        group.throughput(Throughput::Elements(tasks));
+        let mut row = |name: &str, run: &mut dyn FnMut(u64, &mut (f64, u32)) -> Duration| {
+            let mut load = (0.0, 0);
+            group.bench_function(format!("{name}/{tasks}_tasks"), |b| {
+                b.iter_custom(|iters| run(iters, &mut load));
+            });
+            loads.push((
+                format!("{name}/{tasks}_tasks"),
+                load.0 / f64::from(load.1.max(1)),
+            ));
+        };
+        let bare = ECHO;
+        row("bare", &mut |n, l| run_tasks(&rt, &bare, tasks, n, l));
+        let count = count_breaker(ECHO);
+        row("steadfast_count_100", &mut |n, l| {
+            run_tasks(&rt, &count, tasks, n, l)
+        });
+        let time = time_breaker(ECHO);
+        row("steadfast_time_60s", &mut |n, l| {
+            run_tasks(&rt, &time, tasks, n, l)
+        });
+        let recloser = Reclosed::new(ECHO, 100);
+        row("recloser", &mut |n, l| {
+            run_tasks(&rt, &recloser, tasks, n, l)
+        });
+        let failsafe = Failsafe::new(ECHO, BREAKER_SPAN, 100);
+        row("failsafe", &mut |n, l| {
+            run_tasks(&rt, &failsafe, tasks, n, l)
+        });
+    }
+    group.finish();
+    println!("\nCPU time / wall time of the breaker task rows (void unless near the task count):");
+    for (name, load) in loads {
+        println!("{name:32} {load:.2}");
+    }
+}
+
 /// Prints the allocations table and writes it beside criterion's reports.
 fn report(allocations: &[(String, f64)]) {
     let width = allocations
@@ -588,6 +730,7 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     let allocations = overhead(&mut c);
     shared(&mut c);
+    breaker_tasks(&mut c);
     c.final_summary();
     report(&allocations);
 }

@@ -209,6 +209,14 @@ impl<C, M> CircuitBreakerBuilder<C, M> {
 
     /// Judge the last `calls` calls (the default, with 100): each new
     /// outcome pushes the oldest out.
+    ///
+    /// From 16 calls up, each thread enters its plain successes in
+    /// batches (the largest power of two up to `calls / 8`, at most 64), so
+    /// that a successful call writes no memory another core reads: the
+    /// window's counts then differ from those of the exact last `calls`
+    /// calls by at most `batch - 1` per thread recording (12.5 % of the
+    /// window per thread at most; 7 calls per thread for 100). Failures
+    /// and slow calls enter at once.
     pub fn count_window(mut self, calls: u64) -> Self {
         self.window = WindowKind::Count(calls);
         self
@@ -216,6 +224,14 @@ impl<C, M> CircuitBreakerBuilder<C, M> {
 
     /// Judge the calls of the last `span`, kept in `buckets` buckets of
     /// `span / buckets` each: a bucket leaves the window as a whole.
+    ///
+    /// From a [`minimum_calls`](Self::minimum_calls) of 16 up (the default
+    /// is 100), each thread enters its plain successes in batches (the
+    /// largest power of two up to `minimum_calls / 8`, at most 64), in the
+    /// bucket of the moment the batch fills, and reads the clock once a
+    /// batch unless slow-call detection is on: the failure and slow-call
+    /// counts stay exact, the call count is within `batch - 1` per thread
+    /// recording of the exact one.
     pub fn time_window(mut self, span: Duration, buckets: u32) -> Self {
         self.window = WindowKind::Time { span, buckets };
         self

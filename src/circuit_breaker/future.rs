@@ -5,14 +5,13 @@ use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
-use super::handle::Shared;
+use super::handle::Holder;
 use super::state::{Outcome, Ticket};
 use super::window::{FAILED, RECORDED, SLOW};
 use crate::BoxError;
@@ -140,7 +139,7 @@ pub(crate) fn live_deadline() -> Option<Instant> {
 
 /// A call the breaker admitted and must hear the end of.
 pub(crate) struct Call<C, Fa, O> {
-    pub(crate) shared: Arc<Shared<C>>,
+    pub(crate) shared: Holder<C>,
     pub(crate) ticket: Ticket,
     pub(crate) facts: Fa,
     pub(crate) started: Option<Instant>,
@@ -151,7 +150,7 @@ pub(crate) struct Call<C, Fa, O> {
 
 impl<C, Fa, O> Call<C, Fa, O> {
     fn finish(mut self, output: &O) {
-        let shared = &*self.shared;
+        let shared = self.shared.get();
         let verdict = (self.judge)(
             &shared.classifier,
             &self.facts,
@@ -162,7 +161,7 @@ impl<C, Fa, O> Call<C, Fa, O> {
     }
 
     fn record(&mut self, verdict: Verdict) {
-        let shared = &*self.shared;
+        let shared = self.shared.get();
         let now = self.started.map(|_| Instant::now());
         let outcome = (!verdict.is_rejection()).then(|| {
             let mut code = RECORDED;
@@ -184,7 +183,9 @@ impl<C, Fa, O> Call<C, Fa, O> {
             Outcome { code, hint }
         });
         let ticket = std::mem::replace(&mut self.ticket, Ticket::Untracked);
-        shared.breaker.complete(ticket, outcome, now);
+        shared
+            .breaker
+            .complete(ticket, outcome, now, self.shared.lane());
     }
 }
 
@@ -198,7 +199,7 @@ impl<C, Fa, O> Drop for Call<C, Fa, O> {
         if self.deadline.is_some_and(|at| at <= Instant::now()) {
             self.record(Verdict::Failure);
         } else if let Ticket::Probe(generation) = self.ticket {
-            self.shared.breaker.release_probe(generation);
+            self.shared.get().breaker.release_probe(generation);
         }
     }
 }

@@ -13,6 +13,80 @@ pub(crate) struct Shared<C> {
     pub(crate) classifier: C,
 }
 
+/// One lane's reference to a breaker: what a call holds while it runs.
+/// Aligned so that its reference count has a cache line of its own.
+#[repr(align(128))]
+pub(crate) struct Lane<C> {
+    shared: Arc<Shared<C>>,
+    /// The batching lane, `None` for the reference of threads without one.
+    index: Option<usize>,
+}
+
+/// The references the calls of a breaker's services hold, one per thread
+/// lane and one for threads without a lane: a call clones its thread's,
+/// so that two threads calling at once never write one reference count.
+pub(crate) struct Lanes<C> {
+    pub(crate) shared: Arc<Shared<C>>,
+    lanes: Box<[Arc<Lane<C>>]>,
+}
+
+impl<C> Lanes<C> {
+    pub(crate) fn new(shared: Arc<Shared<C>>) -> Self {
+        let lanes = (0..=super::window::LANES)
+            .map(|index| {
+                Arc::new(Lane {
+                    shared: shared.clone(),
+                    index: (index < super::window::LANES).then_some(index),
+                })
+            })
+            .collect();
+        Self { shared, lanes }
+    }
+
+    /// No lanes: for services that never admit a call through the breaker.
+    pub(crate) fn without(shared: Arc<Shared<C>>) -> Self {
+        Self {
+            shared,
+            lanes: Box::default(),
+        }
+    }
+
+    /// This thread's reference, cloned.
+    #[inline]
+    pub(crate) fn pick(&self) -> Holder<C> {
+        let lane = super::window::lane().unwrap_or(super::window::LANES);
+        Holder::Lane(self.lanes[lane].clone())
+    }
+}
+
+/// The breaker a call reports to.
+pub(crate) enum Holder<C> {
+    /// Through a lane of a plain breaker.
+    Lane(Arc<Lane<C>>),
+    /// A keyed breaker's entry.
+    Entry(Arc<Shared<C>>),
+}
+
+impl<C> Holder<C> {
+    #[inline]
+    pub(crate) fn get(&self) -> &Shared<C> {
+        match self {
+            Holder::Lane(lane) => &lane.shared,
+            Holder::Entry(shared) => shared,
+        }
+    }
+
+    /// The batching lane the call's outcome counts on: its thread's when
+    /// the call was made, or for a keyed breaker's call, when it ends.
+    #[inline]
+    pub(crate) fn lane(&self) -> Option<usize> {
+        match self {
+            Holder::Lane(lane) => lane.index,
+            Holder::Entry(_) => super::window::lane(),
+        }
+    }
+}
+
 /// Lets a handle reach the breaker without naming the classifier's type.
 pub(crate) trait AsBreaker: Send + Sync {
     fn breaker(&self) -> &Breaker;

@@ -14,7 +14,7 @@ use tower_service::Service;
 use super::call_through;
 use super::config::{CircuitBreakerBuilder, Settings};
 use super::future::ResponseFuture;
-use super::handle::{CircuitBreakerHandle, Shared};
+use super::handle::{CircuitBreakerHandle, Holder, Shared};
 use super::state::Breaker;
 use crate::BoxError;
 use crate::classify::{Classify, DefaultClassifier};
@@ -289,7 +289,12 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         let key = (self.shared.key)(&request);
         let shared = self.shared.breaker(&key);
-        call_through(&mut self.inner, &shared, request)
+        call_through(
+            &mut self.inner,
+            &shared,
+            || Holder::Entry(shared.clone()),
+            request,
+        )
     }
 }
 

@@ -5,7 +5,7 @@ use tower_layer::Layer;
 
 use super::CircuitBreaker;
 use super::config::{CircuitBreakerBuilder, Single};
-use super::handle::{CircuitBreakerHandle, Shared};
+use super::handle::{CircuitBreakerHandle, Lanes, Shared};
 use super::state::Breaker;
 use crate::classify::DefaultClassifier;
 use crate::error::ConfigError;
@@ -15,7 +15,7 @@ use crate::error::ConfigError;
 ///
 /// See the [module docs](super) for an example.
 pub struct CircuitBreakerLayer<C = DefaultClassifier> {
-    shared: Arc<Shared<C>>,
+    lanes: Arc<Lanes<C>>,
     on: bool,
 }
 
@@ -31,10 +31,10 @@ impl<C> CircuitBreakerBuilder<C, Single> {
     pub fn build(self) -> Result<CircuitBreakerLayer<C>, ConfigError> {
         let settings = self.settings()?;
         Ok(CircuitBreakerLayer {
-            shared: Arc::new(Shared {
+            lanes: Arc::new(Lanes::new(Arc::new(Shared {
                 breaker: Breaker::new(settings, None),
                 classifier: self.classifier,
-            }),
+            }))),
             on: true,
         })
     }
@@ -45,10 +45,10 @@ impl<C> CircuitBreakerBuilder<C, Single> {
     pub(crate) fn pass_through(self) -> Result<CircuitBreakerLayer<C>, ConfigError> {
         let settings = self.settings()?;
         Ok(CircuitBreakerLayer {
-            shared: Arc::new(Shared {
+            lanes: Arc::new(Lanes::without(Arc::new(Shared {
                 breaker: Breaker::quiet(settings),
                 classifier: self.classifier,
-            }),
+            }))),
             on: false,
         })
     }
@@ -65,7 +65,7 @@ impl<C> CircuitBreakerLayer<C> {
 impl<C: Send + Sync + 'static> CircuitBreakerLayer<C> {
     /// A handle on the breaker this layer's services share.
     pub fn handle(&self) -> CircuitBreakerHandle {
-        CircuitBreakerHandle::new(self.shared.clone())
+        CircuitBreakerHandle::new(self.lanes.shared.clone())
     }
 }
 
@@ -73,14 +73,14 @@ impl<S, C> Layer<S> for CircuitBreakerLayer<C> {
     type Service = CircuitBreaker<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CircuitBreaker::from_shared(inner, self.shared.clone(), self.on)
+        CircuitBreaker::from_lanes(inner, self.lanes.clone(), self.on)
     }
 }
 
 impl<C> Clone for CircuitBreakerLayer<C> {
     fn clone(&self) -> Self {
         Self {
-            shared: self.shared.clone(),
+            lanes: self.lanes.clone(),
             on: self.on,
         }
     }
@@ -89,8 +89,8 @@ impl<C> Clone for CircuitBreakerLayer<C> {
 impl<C> fmt::Debug for CircuitBreakerLayer<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CircuitBreakerLayer")
-            .field("name", &self.shared.breaker.settings.name)
-            .field("state", &self.shared.breaker.state())
+            .field("name", &self.lanes.shared.breaker.settings.name)
+            .field("state", &self.lanes.shared.breaker.state())
             .finish()
     }
 }

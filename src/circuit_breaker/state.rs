@@ -150,6 +150,9 @@ pub(crate) struct Breaker {
     probes: CachePadded<AtomicU64>,
     /// Failed calls in a row, for the consecutive-failure trip.
     streak: CachePadded<AtomicU64>,
+    /// Whether `streak` is kept: for the consecutive-failure trip or for
+    /// retry-after hints.
+    tracks_streak: bool,
     openings: AtomicU32,
     window: Window,
     pub(crate) settings: Settings,
@@ -168,7 +171,9 @@ impl Breaker {
     fn make(settings: Settings, key: Option<Box<str>>, report: bool) -> Self {
         let window = match settings.window {
             WindowKind::Count(size) => Window::Count(CountWindow::new(size)),
-            WindowKind::Time { span, buckets } => Window::Time(TimeWindow::new(span, buckets)),
+            WindowKind::Time { span, buckets } => {
+                Window::Time(TimeWindow::new(span, buckets, settings.minimum_calls))
+            }
         };
         Self {
             #[cfg(feature = "metrics")]
@@ -178,6 +183,8 @@ impl Breaker {
             state: CachePadded(AtomicU64::new(pack(State::Closed, 0, 0))),
             probes: CachePadded(AtomicU64::new(0)),
             streak: CachePadded(AtomicU64::new(0)),
+            tracks_streak: settings.consecutive_failures.is_some()
+                || settings.retry_after_cap.is_some(),
             openings: AtomicU32::new(0),
             window,
             settings,
@@ -239,7 +246,39 @@ impl Breaker {
     /// Reports how an admitted call ended; `None` when it was refused by an
     /// inner policy (not counted). `now` is the completion time if the
     /// caller already read the clock.
-    pub(crate) fn complete(&self, ticket: Ticket, outcome: Option<Outcome>, now: Option<Instant>) {
+    /// `lane` is the batching lane of the call's thread, if it has one.
+    #[inline]
+    pub(crate) fn complete(
+        &self,
+        ticket: Ticket,
+        outcome: Option<Outcome>,
+        now: Option<Instant>,
+        lane: Option<usize>,
+    ) {
+        // The common case, kept short: a plain success of a closed breaker.
+        if let (Ticket::Counted(generation), Some(outcome)) = (ticket, outcome) {
+            if outcome.code == super::window::RECORDED {
+                let word = self.state.0.load(Ordering::Acquire);
+                let state = State::of(word);
+                if self::generation(word) == generation
+                    && (state == State::Closed || state == State::MetricsOnly)
+                {
+                    self.record_success(word, now, lane);
+                }
+                return;
+            }
+        }
+        self.complete_other(ticket, outcome, now, lane);
+    }
+
+    /// Every other end of a call: failures, slow calls, probes, refusals.
+    fn complete_other(
+        &self,
+        ticket: Ticket,
+        outcome: Option<Outcome>,
+        now: Option<Instant>,
+        lane: Option<usize>,
+    ) {
         match (ticket, outcome) {
             (Ticket::Untracked, _) => {}
             (Ticket::Probe(generation), None) => self.release_probe(generation),
@@ -257,13 +296,11 @@ impl Breaker {
                     return;
                 }
                 let mut clock = now;
-                let counts = self.window.record(outcome.code, || {
+                let counts = self.window.record(outcome.code, lane, now.is_some(), || {
                     self.nanos(*clock.get_or_insert_with(Instant::now))
                 });
                 // Failed calls in a row, counted when a trip reads them.
-                let run = (self.settings.consecutive_failures.is_some()
-                    || self.settings.retry_after_cap.is_some())
-                .then(|| {
+                let run = self.tracks_streak.then(|| {
                     use super::window::FAILED;
                     if outcome.code & FAILED != 0 {
                         self.streak.0.fetch_add(1, Ordering::AcqRel) + 1
@@ -299,6 +336,34 @@ impl Breaker {
                     }
                 }
             }
+        }
+    }
+
+    /// Records a plain success (neither failed nor slow) in the window of
+    /// `word`'s generation, closed or metrics-only: it ends a run of
+    /// failures, carries no hint, and can only open the breaker by bringing
+    /// the window to its minimum calls.
+    #[inline]
+    fn record_success(&self, word: u64, now: Option<Instant>, lane: Option<usize>) {
+        if self.tracks_streak && self.streak.0.load(Ordering::Acquire) != 0 {
+            self.streak.0.store(0, Ordering::Release);
+        }
+        let Some(counts) = self
+            .window
+            .record(super::window::RECORDED, lane, now.is_some(), || {
+                self.nanos(now.unwrap_or_else(Instant::now))
+            })
+        else {
+            return;
+        };
+        if State::of(word) != State::Closed || counts.calls < self.settings.minimum_calls {
+            return;
+        }
+        if let Some(reason) = self
+            .settings
+            .trips(counts.calls, counts.failures, counts.slow)
+        {
+            self.try_open(word, now.unwrap_or_else(Instant::now), reason, None);
         }
     }
 

@@ -13,9 +13,35 @@
 //! of the bucket-long period they count). The first writer of a new period
 //! takes the bucket with a compare-exchange, zeroes it and publishes the new
 //! tag; a reader sums the buckets whose tags fall in the window.
+//!
+//! Plain successes are batched per thread. Each thread that calls holds
+//! one of [`LANES`] lane numbers of its own while it lives (the first
+//! threads to call; any later thread records every outcome at once), and a
+//! window keeps one pending-success counter per lane, on a cache line of
+//! its own. A success only moves the counter of the lane its call was made
+//! on (a `fetch_add` on a line no other core writes unless the call moved
+//! threads); when the counter reaches the window's
+//! batch, the batch enters the window in one step: one `fetch_add` on the
+//! ring's head, or one clock read and one bucket update. Failures and slow
+//! calls enter at once, as does every outcome of a window whose batch is 1.
+//! So most successful calls write no cache line another core reads, and a
+//! time window without a slow-call threshold reads the clock once a batch.
+//!
+//! The price is a bounded error: at most `batch - 1` successes per lane are
+//! waiting at any time. For a count window, the window holds the last N
+//! outcomes entered, which differs from the last N calls by at most that
+//! many outcomes on either side, so each of its counts is within
+//! `(batch - 1) × lanes in use` of the exact count. For a time window, the
+//! failure and slow-call counts are exact and the call count is within the
+//! same bound (a waiting success enters the bucket of the moment its batch
+//! fills). The batch is the largest power of two up to an eighth of the
+//! count window, or of the minimum calls of a time window, at most 64:
+//! windows and minimums below 16 are exact.
+
+use std::cell::Cell;
 
 use std::hint::spin_loop;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering, Ordering::Relaxed};
 
 use super::state::CachePadded;
 
@@ -32,6 +58,108 @@ const BIASED_ZERO: u64 = BIAS | (BIAS << FIELD_BITS) | (BIAS << (2 * FIELD_BITS)
 /// How often a writer waits for a bucket being rolled over before it gives
 /// its outcome up.
 const MAX_SPINS: u32 = 1_000;
+
+/// How many threads may batch their successes at once.
+pub(crate) const LANES: usize = 16;
+/// The largest batch.
+const MAX_BATCH: u64 = 64;
+
+/// The lane numbers held by live threads, one bit each.
+static HELD: AtomicU32 = AtomicU32::new(0);
+const UNSET: u8 = u8::MAX;
+const NO_LANE: u8 = u8::MAX - 1;
+
+/// The lane number of this thread, given back when the thread ends.
+struct LaneId(Cell<u8>);
+
+impl Drop for LaneId {
+    fn drop(&mut self) {
+        let id = self.0.get();
+        if usize::from(id) < LANES {
+            HELD.fetch_and(!(1 << id), Ordering::AcqRel);
+        }
+    }
+}
+
+thread_local! {
+    static LANE: LaneId = const { LaneId(Cell::new(UNSET)) };
+}
+
+/// This thread's lane number, taken on first use; `None` when every lane
+/// is held by another live thread.
+#[inline]
+pub(crate) fn lane() -> Option<usize> {
+    LANE.try_with(|lane| {
+        let mut id = lane.0.get();
+        if id == UNSET {
+            id = claim_lane();
+            lane.0.set(id);
+        }
+        (usize::from(id) < LANES).then_some(usize::from(id))
+    })
+    .ok()
+    .flatten()
+}
+
+#[cold]
+fn claim_lane() -> u8 {
+    let mut held = HELD.load(Ordering::Acquire);
+    loop {
+        let free = (!held).trailing_zeros();
+        if free as usize >= LANES {
+            return NO_LANE;
+        }
+        match HELD.compare_exchange_weak(
+            held,
+            held | (1 << free),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            // `free` is below `LANES`, 16.
+            Ok(_) => return free as u8,
+            Err(now) => held = now,
+        }
+    }
+}
+
+/// Successes waiting to enter a window, one counter per lane: the lane of
+/// the thread that made the call. A counter only grows, so a call that
+/// ended on another thread still counts exactly once.
+#[derive(Debug)]
+struct Pending {
+    batch: u64,
+    lanes: Box<[CachePadded<AtomicU64>]>,
+}
+
+impl Pending {
+    /// `of` is the count window's size or the time window's minimum calls.
+    fn new(of: u64) -> Self {
+        // A power of two, so that a batch fills on a mask, not a division.
+        let batch = match (of / 8).clamp(1, MAX_BATCH) {
+            1 => 1,
+            n => 1 << n.ilog2(),
+        };
+        let lanes = if batch > 1 { LANES } else { 0 };
+        Self {
+            batch,
+            lanes: (0..lanes).map(|_| CachePadded(AtomicU64::new(0))).collect(),
+        }
+    }
+
+    /// Counts one success on `lane`; `Some(batch)` when a batch is ready to
+    /// enter, `None` when the success waits. A success without a lane
+    /// enters at once.
+    #[inline]
+    fn add_success(&self, lane: Option<usize>) -> Option<u64> {
+        let pending = match lane {
+            Some(lane) if self.batch > 1 => &self.lanes[lane % LANES].0,
+            _ => return Some(1),
+        };
+        // The counter only grows: `batch - 1` successes at most wait.
+        let waiting = pending.fetch_add(1, Relaxed).wrapping_add(1);
+        (waiting & (self.batch - 1) == 0).then_some(self.batch)
+    }
+}
 
 /// Outcome counts of a window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -53,13 +181,21 @@ pub(crate) enum Window {
 
 impl Window {
     /// Records an outcome completed `elapsed_nanos` after the breaker was
-    /// made. Returns the window's counts when they may have grown towards a
-    /// threshold (they cannot when a success replaced a success).
+    /// made; `timed` when the caller read the clock for this call already
+    /// (a time window then places even a success at once). Returns the
+    /// window's counts when they may have grown towards a threshold (they
+    /// cannot when a success replaced a success, or waits in its batch).
     #[inline]
-    pub(crate) fn record(&self, code: u8, elapsed_nanos: impl FnOnce() -> u64) -> Option<Counts> {
+    pub(crate) fn record(
+        &self,
+        code: u8,
+        lane: Option<usize>,
+        timed: bool,
+        elapsed_nanos: impl FnOnce() -> u64,
+    ) -> Option<Counts> {
         match self {
-            Window::Count(window) => window.record(code),
-            Window::Time(window) => window.record(code, elapsed_nanos()),
+            Window::Count(window) => window.record(code, lane),
+            Window::Time(window) => window.record(code, lane, timed, elapsed_nanos),
         }
     }
 
@@ -83,6 +219,7 @@ pub(crate) struct CountWindow {
     head: CachePadded<AtomicU64>,
     totals: CachePadded<AtomicU64>,
     slots: Box<[AtomicU8]>,
+    pending: Pending,
 }
 
 impl CountWindow {
@@ -92,11 +229,48 @@ impl CountWindow {
             head: CachePadded(AtomicU64::new(0)),
             totals: CachePadded(AtomicU64::new(BIASED_ZERO)),
             slots: (0..size).map(|_| AtomicU8::new(0)).collect(),
+            pending: Pending::new(size),
         }
     }
 
+    #[inline(always)]
+    fn record(&self, code: u8, lane: Option<usize>) -> Option<Counts> {
+        if code == RECORDED {
+            match self.pending.add_success(lane) {
+                None => return None,
+                Some(1) => {}
+                Some(batch) => return self.enter_successes(batch),
+            }
+        }
+        self.enter(code)
+    }
+
+    /// Enters `n` successes at once.
+    fn enter_successes(&self, n: u64) -> Option<Counts> {
+        let len = self.slots.len() as u64;
+        let mut index = self.head.0.fetch_add(n, Relaxed) % len;
+        let mut delta = 0u64;
+        for _ in 0..n {
+            // The index is below the slot count, which came from a `usize`.
+            let slot = &self.slots[index as usize];
+            if slot.load(Relaxed) != RECORDED {
+                let old = slot.swap(RECORDED, Relaxed);
+                delta = delta.wrapping_add(contribution(RECORDED).wrapping_sub(contribution(old)));
+            }
+            index += 1;
+            if index == len {
+                index = 0;
+            }
+        }
+        if delta == 0 {
+            return None;
+        }
+        let before = self.totals.0.fetch_add(delta, Relaxed);
+        Some(decode(before.wrapping_add(delta)))
+    }
+
     #[inline]
-    fn record(&self, code: u8) -> Option<Counts> {
+    fn enter(&self, code: u8) -> Option<Counts> {
         let index = self.head.0.fetch_add(1, Relaxed) % self.slots.len() as u64;
         // The index is below the slot count, which came from a `usize`.
         let slot = &self.slots[index as usize];
@@ -155,22 +329,45 @@ struct Bucket {
 pub(crate) struct TimeWindow {
     bucket_nanos: u64,
     buckets: Box<[CachePadded<Bucket>]>,
+    pending: Pending,
 }
 
 impl TimeWindow {
     /// `span` and `buckets` are checked by the builder: each bucket lasts
     /// at least a nanosecond, and there are 1 to 1,000 buckets.
-    pub(crate) fn new(span: std::time::Duration, buckets: u32) -> Self {
+    /// `minimum_calls` sets the batch of successes.
+    pub(crate) fn new(span: std::time::Duration, buckets: u32, minimum_calls: u64) -> Self {
         let span = u64::try_from(span.as_nanos()).unwrap_or(u64::MAX);
         Self {
             bucket_nanos: (span / u64::from(buckets)).max(1),
             buckets: (0..buckets)
                 .map(|_| CachePadded(Bucket::default()))
                 .collect(),
+            pending: Pending::new(minimum_calls),
         }
     }
 
-    fn record(&self, code: u8, elapsed_nanos: u64) -> Option<Counts> {
+    #[inline]
+    fn record(
+        &self,
+        code: u8,
+        lane: Option<usize>,
+        timed: bool,
+        elapsed_nanos: impl FnOnce() -> u64,
+    ) -> Option<Counts> {
+        let mut n = 1;
+        if code == RECORDED && !timed {
+            match self.pending.add_success(lane) {
+                None => return None,
+                Some(batch) => n = batch,
+            }
+        }
+        self.add(code, n, elapsed_nanos())
+    }
+
+    /// Adds `n` outcomes of kind `code` completed `elapsed_nanos` after the
+    /// breaker was made.
+    fn add(&self, code: u8, n: u64, elapsed_nanos: u64) -> Option<Counts> {
         let epoch = elapsed_nanos / self.bucket_nanos;
         let tag = epoch.saturating_add(1) & !LOCKED;
         let bucket = &self.buckets[(epoch % self.buckets.len() as u64) as usize].0;
@@ -207,9 +404,9 @@ impl TimeWindow {
         if counted {
             bucket
                 .calls
-                .fetch_add(1 | (u64::from(code & FAILED != 0) << 32), Relaxed);
+                .fetch_add(n | ((u64::from(code & FAILED != 0) * n) << 32), Relaxed);
             if code & SLOW != 0 {
-                bucket.slow.fetch_add(1, Relaxed);
+                bucket.slow.fetch_add(n, Relaxed);
             }
         }
         Some(self.sum(epoch))
@@ -267,13 +464,14 @@ impl TimeWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::time::Duration;
 
     #[test]
     fn count_window_slides() {
         let window = CountWindow::new(3);
         for _ in 0..3 {
-            window.record(RECORDED | FAILED);
+            window.record(RECORDED | FAILED, None);
         }
         assert_eq!(
             decode(window.totals.0.load(Relaxed)),
@@ -283,8 +481,8 @@ mod tests {
                 slow: 0
             }
         );
-        window.record(RECORDED | SLOW);
-        let counts = window.record(RECORDED).unwrap_or_default();
+        window.record(RECORDED | SLOW, None);
+        let counts = window.record(RECORDED, None).unwrap_or_default();
         assert_eq!(
             counts,
             Counts {
@@ -299,17 +497,140 @@ mod tests {
 
     #[test]
     fn time_window_forgets_old_buckets() {
-        let window = TimeWindow::new(Duration::from_nanos(40), 4);
-        window.record(RECORDED | FAILED, 5);
-        window.record(RECORDED, 15);
+        let window = TimeWindow::new(Duration::from_nanos(40), 4, 1);
+        window.add(RECORDED | FAILED, 1, 5);
+        window.add(RECORDED, 1, 15);
         assert_eq!(window.sum(3).calls, 2);
         assert_eq!(window.sum(4).calls, 1);
         assert_eq!(window.sum(5).calls, 0);
         // An outcome older than the bucket's period is dropped.
-        window.record(RECORDED, 45);
-        window.record(RECORDED, 5);
+        window.add(RECORDED, 1, 45);
+        window.add(RECORDED, 1, 5);
         assert_eq!(window.sum(4).calls, 2);
         window.clear();
         assert_eq!(window.sum(4).calls, 0);
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    enum Step {
+        /// An outcome on a lane (`None`: a thread without one).
+        Outcome(Option<usize>, u8),
+        /// Time passes, in nanoseconds.
+        Advance(u64),
+    }
+
+    fn steps() -> impl Strategy<Value = Vec<Step>> {
+        let lane = prop_oneof![8 => (0usize..3).prop_map(Some), 1 => Just(None)];
+        let code = prop_oneof![
+            6 => Just(RECORDED),
+            2 => Just(RECORDED | FAILED),
+            1 => Just(RECORDED | SLOW),
+            1 => Just(RECORDED | FAILED | SLOW),
+        ];
+        let step = prop_oneof![
+            12 => (lane, code).prop_map(|(lane, code)| Step::Outcome(lane, code)),
+            1 => (1u64..400).prop_map(Step::Advance),
+        ];
+        prop::collection::vec(step, 0..600)
+    }
+
+    /// How far a window may be from the exact counts: `batch - 1`
+    /// successes waiting on each lane used.
+    fn bound(batch: u64, steps: &[Step]) -> u64 {
+        let mut used = [false; LANES];
+        for step in steps {
+            if let Step::Outcome(Some(lane), _) = step {
+                used[lane % LANES] = true;
+            }
+        }
+        (batch - 1) * used.iter().filter(|u| **u).count() as u64
+    }
+
+    fn within(got: u64, exact: u64, bound: u64) -> bool {
+        got.abs_diff(exact) <= bound
+    }
+
+    proptest! {
+        /// The count window against the last `size` outcomes, exactly as
+        /// they happened: every count within the bound, at every step.
+        #[test]
+        fn batched_count_window_stays_within_its_bound(
+            size in prop_oneof![1u64..16, 16u64..300],
+            steps in steps(),
+        ) {
+            let window = CountWindow::new(size);
+            let batch = window.pending.batch;
+            prop_assert_eq!(batch == 1, size < 16);
+            let bound = bound(batch, &steps);
+            let mut last: std::collections::VecDeque<u8> = Default::default();
+            for step in &steps {
+                let Step::Outcome(lane, code) = *step else { continue };
+                let _ = window.record(code, lane);
+                last.push_back(code);
+                if last.len() as u64 > size {
+                    last.pop_front();
+                }
+                let got = decode(window.totals.0.load(Relaxed));
+                let exact = Counts {
+                    calls: last.len() as u64,
+                    failures: last.iter().filter(|c| **c & FAILED != 0).count() as u64,
+                    slow: last.iter().filter(|c| **c & SLOW != 0).count() as u64,
+                };
+                if batch == 1 {
+                    prop_assert_eq!(got, exact);
+                }
+                prop_assert!(within(got.calls, exact.calls, bound), "{:?} {:?} {}", got, exact, bound);
+                prop_assert!(within(got.failures, exact.failures, bound), "{:?} {:?} {}", got, exact, bound);
+                prop_assert!(within(got.slow, exact.slow, bound), "{:?} {:?} {}", got, exact, bound);
+                prop_assert!(got.calls <= size);
+            }
+        }
+
+        /// The time window against every outcome at its own time: failures
+        /// and slow calls exact, calls within the bound, at every step.
+        #[test]
+        fn batched_time_window_stays_within_its_bound(
+            minimum in prop_oneof![1u64..16, 16u64..300],
+            buckets in 1u32..5,
+            steps in steps(),
+        ) {
+            let bucket_nanos = 100;
+            let window = TimeWindow::new(
+                Duration::from_nanos(bucket_nanos * u64::from(buckets)),
+                buckets,
+                minimum,
+            );
+            let batch = window.pending.batch;
+            prop_assert_eq!(batch == 1, minimum < 16);
+            let bound = bound(batch, &steps);
+            let mut now = 0u64;
+            let mut all: Vec<(u64, u8)> = Vec::new();
+            for step in &steps {
+                match *step {
+                    Step::Advance(nanos) => now += nanos,
+                    Step::Outcome(lane, code) => {
+                        let _ = window.record(code, lane, false, || now);
+                        all.push((now / bucket_nanos, code));
+                    }
+                }
+                let epoch = now / bucket_nanos;
+                let live = all
+                    .iter()
+                    .filter(|(e, _)| *e <= epoch && e + u64::from(buckets) > epoch);
+                let exact = live.fold(Counts::default(), |mut counts, (_, code)| {
+                    counts.calls += 1;
+                    counts.failures += u64::from(code & FAILED != 0);
+                    counts.slow += u64::from(code & SLOW != 0);
+                    counts
+                });
+                let got = window.sum(epoch);
+                if batch == 1 {
+                    prop_assert_eq!(got, exact);
+                }
+                prop_assert_eq!(got.failures, exact.failures);
+                prop_assert_eq!(got.slow, exact.slow);
+                prop_assert!(within(got.calls, exact.calls, bound), "{:?} {:?} {}", got, exact, bound);
+            }
+        }
     }
 }

@@ -1,8 +1,11 @@
 //! Circuit breaker: behaviour on paused time, a model-based property test,
 //! half-open under real concurrency, settings and keyed breakers.
 
+mod batched;
 mod concurrency;
 mod config;
+#[path = "../support/counting_alloc.rs"]
+mod counting_alloc;
 mod deadline;
 mod keyed;
 mod model;
