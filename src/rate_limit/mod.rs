@@ -98,6 +98,7 @@ use crate::BoxError;
 
 mod clock;
 pub mod future;
+mod gcra;
 mod layer;
 mod quota;
 #[cfg(feature = "redis")]
