@@ -15,6 +15,12 @@
 //! while criterion times, but every allocation still pays for the check of
 //! a thread-local flag.
 //!
+//! At the end, the bulkhead, rate limit and retry rows are timed again
+//! beside their tower peers in alternating chunks of calls, so that both
+//! meet the same machine conditions; the medians and the median of the
+//! per-round ratios are printed and written to
+//! `target/criterion/ratios.txt`.
+//!
 //! ```text
 //! cargo bench --all-features --bench suite -- --warm-up-time 1 --measurement-time 3
 //! ```
@@ -118,6 +124,29 @@ impl<Res, E> tower::retry::Policy<Request, Res, E> for Budgeted {
                 None
             }
             Err(_) => self.0.withdraw().then(|| ready(())),
+        }
+    }
+
+    fn clone_request(&mut self, req: &Request) -> Option<Request> {
+        Some(*req)
+    }
+}
+
+/// tower's retry policy doing what steadfast's does without a budget: up
+/// to 3 attempts, errors retried, requests cloned.
+#[derive(Clone)]
+struct Attempts(u32);
+
+impl<Res, E> tower::retry::Policy<Request, Res, E> for Attempts {
+    type Future = Ready<()>;
+
+    fn retry(&mut self, _: &mut Request, result: &mut Result<Res, E>) -> Option<Self::Future> {
+        match result {
+            Err(_) if self.0 > 1 => {
+                self.0 -= 1;
+                Some(ready(()))
+            }
+            _ => None,
         }
     }
 
@@ -250,6 +279,135 @@ fn peer_stack(inner: Echo) -> impl Service<Request, Response = u64, Error: Debug
         .service(inner)
 }
 
+fn steadfast_bulkhead() -> impl Service<Request, Response = u64, Error: Debug> {
+    BulkheadLayer::builder()
+        .max_concurrent(PERMITS)
+        .build()
+        .unwrap()
+        .layer(ECHO)
+}
+
+fn tower_bulkhead() -> impl Service<Request, Response = u64, Error: Debug> {
+    tower::limit::ConcurrencyLimit::new(ECHO, PERMITS)
+}
+
+fn steadfast_rate_limit() -> impl Service<Request, Response = u64, Error: Debug> {
+    RateLimitLayer::builder()
+        .quota(Quota::per_second(RATE))
+        .build()
+        .unwrap()
+        .layer(ECHO)
+}
+
+fn tower_rate_limit() -> impl Service<Request, Response = u64, Error: Debug> {
+    let rate = tower::limit::rate::Rate::new(u64::from(RATE), Duration::from_secs(1));
+    tower::limit::RateLimit::new(ECHO, rate)
+}
+
+/// Retry without a budget: only `max_attempts` bounds it.
+fn steadfast_retry() -> impl Service<Request, Response = u64, Error: Debug> {
+    RetryLayer::builder()
+        .max_attempts(3)
+        .unlimited_budget()
+        .build()
+        .unwrap()
+        .layer(ECHO)
+}
+
+fn steadfast_retry_budget() -> impl Service<Request, Response = u64, Error: Debug> {
+    RetryLayer::builder()
+        .max_attempts(3)
+        .build()
+        .unwrap()
+        .layer(ECHO)
+}
+
+/// Nanoseconds per call over `n` calls through `service`.
+async fn chunk<S>(service: &mut S, n: u64) -> f64
+where
+    S: Service<Request, Response = u64>,
+    S::Error: Debug,
+{
+    let start = Instant::now();
+    for i in 0..n {
+        let ready = service.ready().await.expect("ready");
+        black_box(ready.call(black_box((i, 1))).await.expect("call"));
+    }
+    start.elapsed().as_secs_f64() * 1e9 / n as f64
+}
+
+/// steadfast's layer and its tower peer timed in alternating chunks, so
+/// that each round's ratio compares them under the same machine
+/// conditions: one line with the medians of both and of the ratios.
+fn paired<A, B>(rt: &Runtime, group: &str, mut ours: A, mut peer: B) -> String
+where
+    A: Service<Request, Response = u64>,
+    A::Error: Debug,
+    B: Service<Request, Response = u64>,
+    B::Error: Debug,
+{
+    const CHUNK: u64 = 256;
+    const ROUNDS: usize = 2_000;
+    let (mut a, mut b, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    rt.block_on(async {
+        for round in 0..ROUNDS + ROUNDS / 10 {
+            // Which goes first alternates, so that neither always runs on
+            // caches the other warmed.
+            let (x, y) = if round % 2 == 0 {
+                let x = chunk(&mut ours, CHUNK).await;
+                (x, chunk(&mut peer, CHUNK).await)
+            } else {
+                let y = chunk(&mut peer, CHUNK).await;
+                (chunk(&mut ours, CHUNK).await, y)
+            };
+            // The first tenth warms up.
+            if round >= ROUNDS / 10 {
+                a.push(x);
+                b.push(y);
+                ratios.push(x / y);
+            }
+        }
+    });
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (x, y) = (median(&mut a), median(&mut b));
+    format!(
+        "{group:<13} steadfast {x:6.1} ns  tower {y:6.1} ns  ratio {:.3}  difference {:+.1} ns\n",
+        median(&mut ratios),
+        x - y
+    )
+}
+
+/// The same-run ratios of the bulkhead, rate limit and retry rows to their
+/// tower peers, over the bare call's inner service.
+fn ratios() -> String {
+    let rt = runtime();
+    let _guard = rt.enter();
+    let mut out = String::new();
+    out += &paired(&rt, "bulkhead", steadfast_bulkhead(), tower_bulkhead());
+    out += &paired(
+        &rt,
+        "rate_limit",
+        steadfast_rate_limit(),
+        tower_rate_limit(),
+    );
+    out += &paired(
+        &rt,
+        "retry",
+        steadfast_retry(),
+        tower::retry::Retry::new(Attempts(3), ECHO),
+    );
+    out += &paired(
+        &rt,
+        "retry_budget",
+        steadfast_retry_budget(),
+        tower::retry::Retry::new(Budgeted::new(), ECHO),
+    );
+    out
+}
+
 /// Runs `calls` calls of `svc` back to back in `rt`.
 fn calls<S>(rt: &Runtime, svc: &mut S, calls: u64)
 where
@@ -319,16 +477,12 @@ fn overhead(c: &mut Criterion) -> Vec<(String, f64)> {
     );
     rows.row(group, "tower", tower::timeout::Timeout::new(ECHO, TOTAL));
 
+    let group = "retry";
+    rows.row(group, "steadfast", steadfast_retry());
+    rows.row(group, "tower", tower::retry::Retry::new(Attempts(3), ECHO));
+
     let group = "retry_budget";
-    rows.row(
-        group,
-        "steadfast",
-        RetryLayer::builder()
-            .max_attempts(3)
-            .build()
-            .unwrap()
-            .layer(ECHO),
-    );
+    rows.row(group, "steadfast", steadfast_retry_budget());
     rows.row(
         group,
         "tower",
@@ -362,40 +516,13 @@ fn overhead(c: &mut Criterion) -> Vec<(String, f64)> {
     rows.row(group, "failsafe", Failsafe::new(ECHO, BREAKER_SPAN, 100));
 
     let group = "bulkhead";
-    rows.row(
-        group,
-        "steadfast",
-        BulkheadLayer::builder()
-            .max_concurrent(PERMITS)
-            .build()
-            .unwrap()
-            .layer(ECHO),
-    );
-    rows.row(
-        group,
-        "tower",
-        tower::limit::ConcurrencyLimit::new(ECHO, PERMITS),
-    );
+    rows.row(group, "steadfast", steadfast_bulkhead());
+    rows.row(group, "tower", tower_bulkhead());
     rows.row(group, "tower_resilience", peer_bulkhead().layer(ECHO));
 
     let group = "rate_limit";
-    rows.row(
-        group,
-        "steadfast",
-        RateLimitLayer::builder()
-            .quota(Quota::per_second(RATE))
-            .build()
-            .unwrap()
-            .layer(ECHO),
-    );
-    rows.row(
-        group,
-        "tower",
-        tower::limit::RateLimit::new(
-            ECHO,
-            tower::limit::rate::Rate::new(u64::from(RATE), Duration::from_secs(1)),
-        ),
-    );
+    rows.row(group, "steadfast", steadfast_rate_limit());
+    rows.row(group, "tower", tower_rate_limit());
     let quota = NonZeroU32::new(RATE).expect("non-zero");
     rows.row(
         group,
@@ -699,6 +826,28 @@ fn breaker_tasks(c: &mut Criterion) {
     }
 }
 
+/// Where criterion writes its reports.
+fn criterion_dir() -> PathBuf {
+    std::env::var_os("CRITERION_HOME")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR").map(|t| PathBuf::from(t).join("criterion"))
+        })
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/criterion"))
+        })
+}
+
+/// Prints `text` and writes it to `name` beside criterion's reports.
+fn write_report(name: &str, text: &str) {
+    let dir = criterion_dir();
+    let path = dir.join(name);
+    match std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, text)) {
+        Ok(()) => println!("written to {}", path.display()),
+        Err(err) => eprintln!("could not write {}: {err}", path.display()),
+    }
+}
+
 /// Prints the allocations table and writes it beside criterion's reports.
 fn report(allocations: &[(String, f64)]) {
     let width = allocations
@@ -711,19 +860,7 @@ fn report(allocations: &[(String, f64)]) {
         let _ = writeln!(table, "{name:width$}  {per_call:.2}");
     }
     println!("\nHeap allocations per call, over {COUNTED_CALLS} calls after a warm-up:\n{table}");
-    let dir = std::env::var_os("CRITERION_HOME")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("CARGO_TARGET_DIR").map(|t| PathBuf::from(t).join("criterion"))
-        })
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/criterion"))
-        });
-    let path = dir.join("allocs.txt");
-    match std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, &table)) {
-        Ok(()) => println!("written to {}", path.display()),
-        Err(err) => eprintln!("could not write {}: {err}", path.display()),
-    }
+    write_report("allocs.txt", &table);
 }
 
 fn main() {
@@ -733,4 +870,7 @@ fn main() {
     breaker_tasks(&mut c);
     c.final_summary();
     report(&allocations);
+    let ratios = ratios();
+    println!("\nSame-run ratios to tower, alternating chunks (medians):\n{ratios}");
+    write_report("ratios.txt", &ratios);
 }

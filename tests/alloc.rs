@@ -1,5 +1,6 @@
-//! A successful call through the timeout and retry layers makes no heap
-//! allocation, with a `Clone` request that owns no heap data.
+//! A successful call through the timeout, retry, bulkhead and rate limit
+//! layers makes no heap allocation, with a `Clone` request that owns no
+//! heap data.
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
@@ -67,4 +68,66 @@ fn a_successful_call_through_timeout_and_retry_allocates_nothing() {
         }
         assert_eq!(total, 0, "allocations in 100 successful calls");
     });
+}
+
+/// Runs 100 successful calls of `svc`, after one to warm up, and answers
+/// the heap allocations they made.
+fn allocations_in_100_calls<S>(svc: &mut S) -> usize
+where
+    S: Service<(u64, u64), Response = u64>,
+    S::Error: std::fmt::Debug,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        assert_eq!(svc.ready().await.unwrap().call((1, 2)).await.unwrap(), 3);
+        let mut total = 0;
+        for i in 0..100 {
+            let (sum, allocations) = allocations_in(|| {
+                let mut fut =
+                    std::pin::pin!(async { svc.ready().await.unwrap().call((i, 1)).await });
+                let waker = std::task::Waker::noop();
+                match fut.as_mut().poll(&mut Context::from_waker(waker)) {
+                    Poll::Ready(result) => result.unwrap(),
+                    Poll::Pending => panic!("a ready service answers at the first poll"),
+                }
+            });
+            assert_eq!(sum, i + 1);
+            total += allocations;
+        }
+        total
+    })
+}
+
+#[test]
+fn a_call_admitted_by_the_bulkhead_allocates_nothing() {
+    use steadfast::bulkhead::BulkheadLayer;
+
+    // A bulkhead that lets calls wait: the waiting state is never needed.
+    let layer = BulkheadLayer::builder()
+        .max_concurrent(4)
+        .max_wait(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let mut svc = ServiceBuilder::new().layer(layer).service(Echo);
+    assert_eq!(allocations_in_100_calls(&mut svc), 0);
+}
+
+#[cfg(feature = "rate-limit")]
+#[test]
+fn a_call_the_rate_limiter_lets_through_allocates_nothing() {
+    use steadfast::rate_limit::{Mode, Quota, RateLimitLayer};
+
+    // Throttling on, but no call waits.
+    let global = RateLimitLayer::builder()
+        .quota(Quota::per_second(1_000_000))
+        .mode(Mode::Throttle {
+            max_delay: Duration::from_millis(100),
+        })
+        .build()
+        .unwrap();
+    let mut svc = ServiceBuilder::new().layer(global).service(Echo);
+    assert_eq!(allocations_in_100_calls(&mut svc), 0);
 }

@@ -35,14 +35,26 @@ pin_project! {
             future: F,
             permit: Option<Permit>,
         },
+        // Only a call that finds every permit taken waits: its registration
+        // with the waiters and its timer live out of line, so that the
+        // future of every other call stays the size of the inner one plus
+        // its permit.
         Waiting {
-            #[pin]
-            notified: OwnedNotified,
-            #[pin]
-            sleep: Option<Sleep>,
-            waiter: Option<Waiter<F, S, Req>>,
+            wait: Pin<Box<Wait<F, S, Req>>>,
         },
         Rejected,
+    }
+}
+
+pin_project! {
+    /// A waiting call's place among the waiters, its timer and what it
+    /// needs to make the call.
+    struct Wait<F, S, Req> {
+        #[pin]
+        notified: OwnedNotified,
+        #[pin]
+        sleep: Option<Sleep>,
+        waiter: Option<Waiter<F, S, Req>>,
     }
 }
 
@@ -109,14 +121,16 @@ impl<F, S, Req> ResponseFuture<F, S, Req> {
             .map(tokio::time::sleep_until);
         Self {
             state: State::Waiting {
-                notified: Arc::clone(&shared.notify).notified_owned(),
-                sleep,
-                waiter: Some(Waiter {
-                    guard,
-                    service,
-                    request,
-                    call: S::call,
-                    since,
+                wait: Box::pin(Wait {
+                    notified: Arc::clone(&shared.notify).notified_owned(),
+                    sleep,
+                    waiter: Some(Waiter {
+                        guard,
+                        service,
+                        request,
+                        call: S::call,
+                        since,
+                    }),
                 }),
             },
         }
@@ -137,56 +151,102 @@ where
 {
     type Output = Result<T, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            match this.state.as_mut().project() {
-                StateProj::Called { future, permit } => {
-                    let output = ready!(future.poll(cx));
-                    // Return the permit as soon as the call is over.
-                    drop(permit.take());
-                    return Poll::Ready(output.map_err(Into::into));
-                }
-                StateProj::Waiting {
-                    mut notified,
-                    sleep,
-                    waiter,
-                } => {
-                    let Some(w) = waiter.take() else {
-                        // Only reachable if polled after completion.
-                        return Poll::Ready(Err(BulkheadFull::new().into()));
-                    };
-                    // Register first, then retry: a permit returned after the
-                    // retry wakes this registration.
-                    notified.as_mut().enable();
-                    if let Some(permit) = w.guard.shared.try_acquire() {
-                        this.state.set(w.admit(permit));
-                        continue;
-                    }
-                    if notified.as_mut().poll(cx).is_ready() {
-                        if let Some(permit) = w.guard.shared.claim_handoff() {
-                            this.state.set(w.admit(permit));
-                            continue;
-                        }
-                        // Woken, but the permit was freed instead: try again.
-                        notified.set(Arc::clone(&w.guard.shared.notify).notified_owned());
-                        *waiter = Some(w);
-                        continue;
-                    }
-                    if sleep.as_pin_mut().is_some_and(|s| s.poll(cx).is_ready()) {
-                        let shared = Arc::clone(&w.guard.shared);
-                        // Leave the queue before the event counts waiters.
-                        drop(w);
-                        this.state.set(State::Rejected);
-                        emit_rejection(&shared);
-                        return Poll::Ready(Err(BulkheadFull::new().into()));
-                    }
-                    *waiter = Some(w);
-                    return Poll::Pending;
-                }
-                StateProj::Rejected => return Poll::Ready(Err(BulkheadFull::new().into())),
-            }
+        let mut state = self.project().state;
+        // The path of almost every call: a permit was free at once.
+        if let StateProj::Called { future, permit } = state.as_mut().project() {
+            let output = ready!(future.poll(cx));
+            // Return the permit as soon as the call is over.
+            drop(permit.take());
+            return Poll::Ready(output.map_err(Into::into));
         }
+        poll_slow(state, cx)
+    }
+}
+
+/// Waits for a permit, calls with it, or answers a refusal.
+#[inline(never)]
+fn poll_slow<F, S, Req, T, E>(
+    mut state: Pin<&mut State<F, S, Req>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<T, BoxError>>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    loop {
+        match state.as_mut().project() {
+            StateProj::Called { future, permit } => {
+                let output = ready!(future.poll(cx));
+                drop(permit.take());
+                return Poll::Ready(output.map_err(Into::into));
+            }
+            StateProj::Waiting { wait } => {
+                match ready!(poll_wait(wait.as_mut(), cx)) {
+                    Ok(next) => state.set(next),
+                    Err(timed_out) => {
+                        // Leave the waiters (the place in the queue is
+                        // already left) before the event is reported.
+                        state.set(State::Rejected);
+                        if let Some(shared) = timed_out {
+                            emit_rejection(&shared);
+                        }
+                        return Poll::Ready(Err(BulkheadFull::new().into()));
+                    }
+                }
+            }
+            StateProj::Rejected => return Poll::Ready(Err(BulkheadFull::new().into())),
+        }
+    }
+}
+
+/// What a wait ends with: the call made with a permit, or the bulkhead to
+/// report a refusal to.
+type Waited<F, S, Req> = Result<State<F, S, Req>, Option<Arc<Shared>>>;
+
+/// Polls a waiting call: the state that makes the call once it has a
+/// permit, or an error once it has waited `max_wait` in vain, with the
+/// bulkhead to report the refusal to (`None` if polled after completion).
+fn poll_wait<F, S, Req>(
+    wait: Pin<&mut Wait<F, S, Req>>,
+    cx: &mut Context<'_>,
+) -> Poll<Waited<F, S, Req>> {
+    let mut this = wait.project();
+    loop {
+        let Some(w) = this.waiter.take() else {
+            // Only reachable if polled after completion.
+            return Poll::Ready(Err(None));
+        };
+        // Register first, then retry: a permit returned after the retry
+        // wakes this registration.
+        this.notified.as_mut().enable();
+        if let Some(permit) = w.guard.shared.try_acquire() {
+            return Poll::Ready(Ok(w.admit(permit)));
+        }
+        if this.notified.as_mut().poll(cx).is_ready() {
+            if let Some(permit) = w.guard.shared.claim_handoff() {
+                return Poll::Ready(Ok(w.admit(permit)));
+            }
+            // Woken, but the permit was freed instead: try again.
+            this.notified
+                .set(Arc::clone(&w.guard.shared.notify).notified_owned());
+            *this.waiter = Some(w);
+            continue;
+        }
+        if this
+            .sleep
+            .as_mut()
+            .as_pin_mut()
+            .is_some_and(|s| s.poll(cx).is_ready())
+        {
+            let shared = Arc::clone(&w.guard.shared);
+            // Leave the queue before the event counts waiters.
+            drop(w);
+            return Poll::Ready(Err(Some(shared)));
+        }
+        *this.waiter = Some(w);
+        return Poll::Pending;
     }
 }
 

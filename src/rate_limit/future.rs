@@ -34,14 +34,26 @@ pin_project! {
             #[pin]
             future: F,
         },
-        // The timer is boxed: only throttled calls need it, and inline it
-        // would more than double the size of every call's future.
-        Throttled {
-            sleep: Pin<Box<Sleep>>,
-            waiter: Option<Waiter<F, S, Req>>,
-        },
         Rejected {
             retry_after: Duration,
+        },
+        // A call that waits (throttled, or for a shared store) keeps what it
+        // waits with out of line: inline, the timer would more than double
+        // the size of every call's future.
+        Waiting {
+            wait: Pin<Box<Wait<F, S, Req>>>,
+        },
+    }
+}
+
+pin_project! {
+    #[project = WaitProj]
+    enum Wait<F, S, Req> {
+        // Throttled until the allowance permits.
+        Throttled {
+            #[pin]
+            sleep: Sleep,
+            waiter: Option<Waiter<F, S, Req>>,
         },
         // A shared store is deciding; the call waits here for its answer.
         Remote {
@@ -50,7 +62,8 @@ pin_project! {
         },
         // The store reserved a slot `delay` ahead.
         Delayed {
-            sleep: Pin<Box<Sleep>>,
+            #[pin]
+            sleep: Sleep,
             pending: Option<Pending<F, S, Req>>,
         },
     }
@@ -119,12 +132,14 @@ impl<F, S, Req> ResponseFuture<F, S, Req> {
         call: fn(&mut S, Req) -> F,
     ) -> Self {
         Self {
-            state: State::Remote {
-                check,
-                pending: Some(Pending {
-                    service,
-                    request,
-                    call,
+            state: State::Waiting {
+                wait: Box::pin(Wait::Remote {
+                    check,
+                    pending: Some(Pending {
+                        service,
+                        request,
+                        call,
+                    }),
                 }),
             },
         }
@@ -143,14 +158,16 @@ impl<F, S, Req> ResponseFuture<F, S, Req> {
         let deadline = now.checked_add(max_delay);
         let wake = now.checked_add(wait).unwrap_or(now);
         Self {
-            state: State::Throttled {
-                sleep: Box::pin(tokio::time::sleep_until(wake)),
-                waiter: Some(Waiter {
-                    limiter,
-                    deadline,
-                    service,
-                    request,
-                    call,
+            state: State::Waiting {
+                wait: Box::pin(Wait::Throttled {
+                    sleep: tokio::time::sleep_until(wake),
+                    waiter: Some(Waiter {
+                        limiter,
+                        deadline,
+                        service,
+                        request,
+                        call,
+                    }),
                 }),
             },
         }
@@ -164,81 +181,117 @@ where
 {
     type Output = Result<T, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            match this.state.as_mut().project() {
-                StateProj::Called { future } => {
-                    return future.poll(cx).map_err(Into::into);
-                }
-                StateProj::Rejected { retry_after } => {
-                    return Poll::Ready(Err(RateLimited::new(*retry_after).into()));
-                }
-                StateProj::Remote { check, pending } => {
-                    let verdict = ready!(check.as_mut().poll(cx));
-                    let Some(pending) = pending.take() else {
-                        return Poll::Ready(Err(RateLimited::new(Duration::ZERO).into()));
-                    };
-                    match verdict {
-                        Verdict::Allow { delay } if delay.is_zero() => {
-                            let future = pending.call();
-                            this.state.set(State::Called { future });
-                        }
-                        Verdict::Allow { delay } => {
-                            let wake = Instant::now()
-                                .checked_add(delay)
-                                .unwrap_or_else(Instant::now);
-                            this.state.set(State::Delayed {
-                                sleep: Box::pin(tokio::time::sleep_until(wake)),
-                                pending: Some(pending),
-                            });
-                        }
-                        Verdict::Deny { retry_after } => {
-                            this.state.set(State::Rejected { retry_after });
-                        }
+        let mut state = self.project().state;
+        // The path of almost every call: the allowance let it through.
+        if let StateProj::Called { future } = state.as_mut().project() {
+            return future.poll(cx).map_err(Into::into);
+        }
+        poll_slow(state, cx)
+    }
+}
+
+/// Throttles, waits for the shared store, or answers a refusal.
+#[inline(never)]
+fn poll_slow<F, S, Req, T, E>(
+    mut state: Pin<&mut State<F, S, Req>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<T, BoxError>>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    loop {
+        match state.as_mut().project() {
+            StateProj::Called { future } => return future.poll(cx).map_err(Into::into),
+            StateProj::Rejected { retry_after } => {
+                return Poll::Ready(Err(RateLimited::new(*retry_after).into()));
+            }
+            StateProj::Waiting { wait } => {
+                let next = ready!(poll_wait(wait.as_mut(), cx));
+                state.set(next);
+            }
+        }
+    }
+}
+
+/// Polls a waiting call until it may call (the state that made the call)
+/// or is refused.
+fn poll_wait<F, S, Req>(
+    mut wait: Pin<&mut Wait<F, S, Req>>,
+    cx: &mut Context<'_>,
+) -> Poll<State<F, S, Req>> {
+    // Only reachable if polled after completion.
+    let spent = || State::Rejected {
+        retry_after: Duration::ZERO,
+    };
+    loop {
+        match wait.as_mut().project() {
+            WaitProj::Remote { check, pending } => {
+                let verdict = ready!(check.as_mut().poll(cx));
+                let Some(pending) = pending.take() else {
+                    return Poll::Ready(spent());
+                };
+                match verdict {
+                    Verdict::Allow { delay } if delay.is_zero() => {
+                        return Poll::Ready(State::Called {
+                            future: pending.call(),
+                        });
+                    }
+                    Verdict::Allow { delay } => {
+                        let wake = Instant::now()
+                            .checked_add(delay)
+                            .unwrap_or_else(Instant::now);
+                        wait.set(Wait::Delayed {
+                            sleep: tokio::time::sleep_until(wake),
+                            pending: Some(pending),
+                        });
+                    }
+                    Verdict::Deny { retry_after } => {
+                        return Poll::Ready(State::Rejected { retry_after });
                     }
                 }
-                StateProj::Delayed { sleep, pending } => {
-                    ready!(sleep.as_mut().poll(cx));
-                    let Some(pending) = pending.take() else {
-                        return Poll::Ready(Err(RateLimited::new(Duration::ZERO).into()));
-                    };
-                    let future = pending.call();
-                    this.state.set(State::Called { future });
-                }
-                StateProj::Throttled { sleep, waiter } => {
-                    ready!(sleep.as_mut().poll(cx));
-                    let Some(w) = waiter.as_ref() else {
-                        // Only reachable if polled after completion.
-                        return Poll::Ready(Err(RateLimited::new(Duration::ZERO).into()));
-                    };
-                    match w.limiter.check() {
-                        Ok(_) => {
-                            let Some(Waiter {
-                                mut service,
-                                request,
-                                call,
-                                ..
-                            }) = waiter.take()
-                            else {
-                                continue;
-                            };
-                            let future = call(&mut service, request);
-                            this.state.set(State::Called { future });
-                        }
-                        Err(not_until) => {
-                            // Another call took the allowance first: wait
-                            // again if that still starts before the deadline.
-                            let now = TokioClock.now().0;
-                            let wait = not_until.wait_time_from(TokioClock.now());
-                            match now.checked_add(wait) {
-                                Some(wake) if w.deadline.is_none_or(|d| wake <= d) => {
-                                    sleep.as_mut().reset(wake);
-                                }
-                                _ => {
-                                    this.state.set(State::Rejected { retry_after: wait });
-                                }
+            }
+            WaitProj::Delayed { sleep, pending } => {
+                ready!(sleep.poll(cx));
+                let Some(pending) = pending.take() else {
+                    return Poll::Ready(spent());
+                };
+                return Poll::Ready(State::Called {
+                    future: pending.call(),
+                });
+            }
+            WaitProj::Throttled { mut sleep, waiter } => {
+                ready!(sleep.as_mut().poll(cx));
+                let Some(w) = waiter.as_ref() else {
+                    return Poll::Ready(spent());
+                };
+                match w.limiter.check() {
+                    Ok(_) => {
+                        let Some(Waiter {
+                            mut service,
+                            request,
+                            call,
+                            ..
+                        }) = waiter.take()
+                        else {
+                            return Poll::Ready(spent());
+                        };
+                        return Poll::Ready(State::Called {
+                            future: call(&mut service, request),
+                        });
+                    }
+                    Err(not_until) => {
+                        // Another call took the allowance first: wait
+                        // again if that still starts before the deadline.
+                        let now = TokioClock.now().0;
+                        let wait = not_until.wait_time_from(TokioClock.now());
+                        match now.checked_add(wait) {
+                            Some(wake) if w.deadline.is_none_or(|d| wake <= d) => {
+                                sleep.as_mut().reset(wake);
                             }
+                            _ => return Poll::Ready(State::Rejected { retry_after: wait }),
                         }
                     }
                 }
@@ -251,10 +304,12 @@ impl<F, S, Req> fmt::Debug for ResponseFuture<F, S, Req> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             State::Called { .. } => "called",
-            State::Throttled { .. } => "throttled",
             State::Rejected { .. } => "rejected",
-            State::Remote { .. } => "remote",
-            State::Delayed { .. } => "delayed",
+            State::Waiting { wait } => match &**wait {
+                Wait::Throttled { .. } => "throttled",
+                Wait::Remote { .. } => "remote",
+                Wait::Delayed { .. } => "delayed",
+            },
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)

@@ -4,9 +4,10 @@
 //! Each call is keyed by a function of the request (an API key, a tenant,
 //! a client address); each key belongs to a tier (free, professional,
 //! enterprise) and each tier has its own [`Quota`]: calls per period and a
-//! burst. The limits are enforced with [governor]'s GCRA, one atomic word
-//! of state per key, reading tokio's clock so that tests run on paused
-//! time.
+//! burst. The limits are enforced with the generic cell rate algorithm
+//! (the arithmetic of [governor]'s), one atomic word of state per key: a
+//! call that passes reads tokio's clock once, so that tests run on paused
+//! time, and makes one compare-and-swap.
 //!
 //! The excess is either rejected at once with
 //! [`RateLimited`](crate::error::RateLimited), which carries the time until a
@@ -98,6 +99,7 @@ use crate::BoxError;
 
 mod clock;
 pub mod future;
+mod gcra;
 mod layer;
 mod quota;
 #[cfg(feature = "redis")]

@@ -5,10 +5,12 @@
 //! ([`sync_scope`](AllowanceSlot::sync_scope) for `call`,
 //! [`scope`](AllowanceSlot::scope) for its future); the first rate limiter
 //! inside that decides writes its [`Allowance`] there. Without a slot, a
-//! limiter writes nothing and pays one thread-local read.
+//! limiter writes nothing; while no slot exists in the whole process, it
+//! pays one relaxed load of a shared counter instead of a task-local read.
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -17,6 +19,10 @@ use tokio::task::futures::TaskLocalFuture;
 tokio::task_local! {
     static CURRENT: Arc<AllowanceSlot>;
 }
+
+/// Slots alive in the process: while there are none, no call can have one
+/// open, and limiters skip the task-local lookup.
+static SLOTS: AtomicUsize = AtomicUsize::new(0);
 
 /// A limiter's allowance for one key, as a decision left it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,8 +56,21 @@ pub struct QuotaAllowance {
 }
 
 /// Where the limiter inside writes its [`Allowance`] for one call.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AllowanceSlot(OnceLock<Allowance>);
+
+impl Default for AllowanceSlot {
+    fn default() -> Self {
+        SLOTS.fetch_add(1, Ordering::Relaxed);
+        Self(OnceLock::new())
+    }
+}
+
+impl Drop for AllowanceSlot {
+    fn drop(&mut self) {
+        SLOTS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 impl AllowanceSlot {
     /// An empty slot.
@@ -75,9 +94,20 @@ impl AllowanceSlot {
     }
 }
 
+/// Whether any slot exists, so that one may be open for this call. A slot
+/// opened on this task was made (and counted) on this thread, or before
+/// the task moved here, so the count cannot miss it.
+#[inline]
+pub(crate) fn listening() -> bool {
+    SLOTS.load(Ordering::Relaxed) != 0
+}
+
 /// Writes the allowance `make` gives, if a slot is open.
 #[inline]
 pub(crate) fn report(make: impl FnOnce() -> Allowance) {
+    if !listening() {
+        return;
+    }
     let _ = CURRENT.try_with(|slot| {
         if slot.0.get().is_none() {
             let _ = slot.0.set(make());

@@ -7,24 +7,19 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::RateLimiter;
 use governor::clock::Clock;
-use governor::middleware::StateInformationMiddleware;
-use governor::state::{InMemoryState, NotKeyed};
 
 use super::Mode;
 use super::clock::TokioClock;
+pub(crate) use super::gcra::Limiter;
+use super::gcra::{NotUntil, Snapshot};
 use super::quota::Quota;
 use crate::keyed::KeyedRegistry;
 
-/// One key's GCRA state (a single atomic word) and its tier's quota.
-pub(crate) type Limiter =
-    RateLimiter<NotKeyed, InMemoryState, TokioClock, StateInformationMiddleware>;
-
-/// A limiter for `quota` on tokio's clock.
+/// A limiter for `quota` on tokio's clock: one key's GCRA state, a single
+/// atomic word.
 pub(crate) fn new_limiter(quota: governor::Quota) -> Limiter {
-    RateLimiter::direct_with_clock(quota, TokioClock)
-        .with_middleware::<StateInformationMiddleware>()
+    Limiter::new(quota)
 }
 
 /// Maps a key to a tier index; `None` for a name that is no tier.
@@ -112,19 +107,38 @@ where
     /// Reports a decision to a listening slot; answers the wait of a
     /// refusal.
     #[inline]
-    fn decided(
-        &self,
-        tier: usize,
-        outcome: Result<
-            governor::middleware::StateSnapshot,
-            governor::NotUntil<<TokioClock as Clock>::Instant>,
-        >,
-    ) -> Result<(), Duration> {
-        let (remaining, wait) = match outcome {
-            Ok(snapshot) => (u64::from(snapshot.remaining_burst_capacity()), None),
-            Err(not_until) => (0, Some(not_until.wait_time_from(TokioClock.now()))),
-        };
+    fn decided(&self, tier: usize, outcome: Result<Snapshot, NotUntil>) -> Result<(), Duration> {
+        match outcome {
+            Ok(snapshot) => {
+                if super::report::listening() {
+                    self.report(tier, Ok(snapshot));
+                }
+                Ok(())
+            }
+            Err(not_until) => Err(self.refused(tier, &not_until)),
+        }
+    }
+
+    /// The wait of a refused call, reported to a listening slot.
+    #[cold]
+    #[inline(never)]
+    fn refused(&self, tier: usize, not_until: &NotUntil) -> Duration {
+        let wait = not_until.wait_time_from(TokioClock.now());
+        if super::report::listening() {
+            self.report(tier, Err(wait));
+        }
+        wait
+    }
+
+    /// Writes the allowance left (or the wait of a refusal) to the slot of
+    /// a layer that listens, if one is open for this call.
+    #[inline(never)]
+    fn report(&self, tier: usize, outcome: Result<Snapshot, Duration>) {
         super::report::report(|| {
+            let (remaining, wait) = match outcome {
+                Ok(snapshot) => (u64::from(snapshot.remaining_burst_capacity()), None),
+                Err(wait) => (0, Some(wait)),
+            };
             let t = &self.tiers.list[tier];
             let interval = t.quota.period() / t.quota.per_period().max(1);
             let burst = u64::from(t.quota.burst_size());
@@ -138,7 +152,6 @@ where
                 quota: None,
             }
         });
-        wait.map_or(Ok(()), Err)
     }
 
     /// The tier of `key`.

@@ -1,0 +1,182 @@
+//! Sends N calls through one layer (or its tower peer) over the suite's
+//! always-ready inner service, for counting instructions per call with
+//! callgrind, which unlike a clock does not depend on what else the
+//! machine is doing.
+//!
+//! ```sh
+//! cargo build --release -p steadfast-benches --bin calls
+//! benches/calls.sh            # every row, steadfast beside tower
+//! ```
+//!
+//! `calls.sh` runs each row under `valgrind --tool=callgrind` with 10,000
+//! and 20,000 calls and prints the difference / 10,000, so the runtime's
+//! start and the layer's construction cancel out.
+//!
+//! Rows: `bare`, `bulkhead/steadfast`, `bulkhead/tower`,
+//! `rate_limit/steadfast`, `rate_limit/tower`, `retry/steadfast`,
+//! `retry/tower`, `retry_budget/steadfast`, `retry_budget/tower`.
+
+use std::fmt::Debug;
+use std::future::{Ready, ready};
+use std::hint::black_box;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use steadfast::bulkhead::BulkheadLayer;
+use steadfast::rate_limit::{Quota, RateLimitLayer};
+use steadfast::retry::RetryLayer;
+use tower::retry::budget::{Budget, TpsBudget};
+use tower::{Layer, Service, ServiceExt};
+
+#[allow(dead_code)] // The timing harness is not used here.
+mod common;
+
+use common::{Echo, Request, runtime};
+
+/// Permits no call exhausts (as in the suite).
+const PERMITS: usize = 1_024;
+
+/// A rate no call reaches (as in the suite).
+const RATE: u32 = 1_000_000_000;
+
+/// tower's retry policy doing what steadfast's does without a budget: up
+/// to 3 attempts, errors retried, requests cloned.
+#[derive(Clone)]
+struct Attempts(u32);
+
+impl<Res, E> tower::retry::Policy<Request, Res, E> for Attempts {
+    type Future = Ready<()>;
+
+    fn retry(&mut self, _: &mut Request, result: &mut Result<Res, E>) -> Option<Self::Future> {
+        match result {
+            Err(_) if self.0 > 1 => {
+                self.0 -= 1;
+                Some(ready(()))
+            }
+            _ => None,
+        }
+    }
+
+    fn clone_request(&mut self, req: &Request) -> Option<Request> {
+        Some(*req)
+    }
+}
+
+/// tower's retry policy with its `TpsBudget`: a deposit per call, a
+/// withdrawal per retry.
+#[derive(Clone)]
+struct Budgeted(Arc<TpsBudget>);
+
+impl<Res, E> tower::retry::Policy<Request, Res, E> for Budgeted {
+    type Future = Ready<()>;
+
+    fn retry(&mut self, _: &mut Request, result: &mut Result<Res, E>) -> Option<Self::Future> {
+        match result {
+            Ok(_) => {
+                self.0.deposit();
+                None
+            }
+            Err(_) => self.0.withdraw().then(|| ready(())),
+        }
+    }
+
+    fn clone_request(&mut self, req: &Request) -> Option<Request> {
+        Some(*req)
+    }
+}
+
+/// Readies and calls `service` `calls` times back to back, as the suite's
+/// harness does.
+async fn drive<S>(mut service: S, calls: u64) -> u64
+where
+    S: Service<Request, Response = u64>,
+    S::Error: Debug,
+{
+    let mut sum = 0u64;
+    for i in 0..calls {
+        let ready = service.ready().await.expect("ready");
+        sum = sum.wrapping_add(ready.call(black_box((i, 1))).await.expect("call"));
+    }
+    sum
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let (Some(row), calls) = (args.next(), args.next()) else {
+        eprintln!("usage: calls <row> [calls]");
+        return ExitCode::FAILURE;
+    };
+    let calls: u64 = match calls.map(|n| n.parse()) {
+        None => 100_000,
+        Some(Ok(n)) => n,
+        Some(Err(err)) => {
+            eprintln!("calls: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rt = runtime();
+    let _guard = rt.enter();
+    let sum = rt.block_on(async {
+        match row.as_str() {
+            "bare" => Some(drive(Echo, calls).await),
+            "bulkhead/steadfast" => {
+                let layer = BulkheadLayer::builder()
+                    .max_concurrent(PERMITS)
+                    .build()
+                    .expect("valid settings");
+                Some(drive(layer.layer(Echo), calls).await)
+            }
+            "bulkhead/tower" => {
+                let service = tower::limit::ConcurrencyLimit::new(Echo, PERMITS);
+                Some(drive(service, calls).await)
+            }
+            "rate_limit/steadfast" => {
+                let layer = RateLimitLayer::builder()
+                    .quota(Quota::per_second(RATE))
+                    .build()
+                    .expect("valid settings");
+                Some(drive(layer.layer(Echo), calls).await)
+            }
+            "rate_limit/tower" => {
+                let rate = tower::limit::rate::Rate::new(u64::from(RATE), Duration::from_secs(1));
+                Some(drive(tower::limit::RateLimit::new(Echo, rate), calls).await)
+            }
+            "retry/steadfast" => {
+                let layer = RetryLayer::builder()
+                    .max_attempts(3)
+                    .unlimited_budget()
+                    .build()
+                    .expect("valid settings");
+                Some(drive(layer.layer(Echo), calls).await)
+            }
+            "retry/tower" => {
+                let service = tower::retry::Retry::new(Attempts(3), Echo);
+                Some(drive(service, calls).await)
+            }
+            "retry_budget/steadfast" => {
+                let layer = RetryLayer::builder()
+                    .max_attempts(3)
+                    .build()
+                    .expect("valid settings");
+                Some(drive(layer.layer(Echo), calls).await)
+            }
+            "retry_budget/tower" => {
+                let budget = Arc::new(TpsBudget::new(Duration::from_secs(10), 10, 0.2));
+                let service = tower::retry::Retry::new(Budgeted(budget), Echo);
+                Some(drive(service, calls).await)
+            }
+            _ => None,
+        }
+    });
+    match sum {
+        Some(sum) => {
+            black_box(sum);
+            ExitCode::SUCCESS
+        }
+        None => {
+            eprintln!("unknown row {row}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,18 @@
+#!/bin/sh
+# Instructions per call of each row of `benches/calls.rs`, under callgrind:
+# the count for 20,000 calls minus the count for 10,000, divided by 10,000.
+# Run from the repository root after
+#   cargo build --release -p steadfast-benches --bin calls
+# Arguments: rows to count (default: all).
+set -eu
+bin=${CARGO_TARGET_DIR:-target}/release/calls
+rows=${*:-"bare bulkhead/steadfast bulkhead/tower rate_limit/steadfast rate_limit/tower retry/steadfast retry/tower retry_budget/steadfast retry_budget/tower"}
+count() {
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" "$1" "$2" 2>&1 |
+        sed -n 's/.*Collected : *\([0-9]*\).*/\1/p'
+}
+for row in $rows; do
+    small=$(count "$row" 10000)
+    large=$(count "$row" 20000)
+    echo "$row $(( (large - small) / 10000 ))"
+done
