@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
@@ -40,8 +41,7 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future>,
-        // The layer's settings, copied without a reference count.
-        policy: Policy<C, P>,
+        policy: Arc<Policy<C, P>>,
         // The service for later attempts, and the copy of the request they
         // send: both present whenever another attempt is possible.
         service: Option<S>,
@@ -62,7 +62,7 @@ where
 {
     pub(super) fn new(
         future: S::Future,
-        policy: Policy<C, P>,
+        policy: Arc<Policy<C, P>>,
         service: Option<S>,
         next: Option<Req>,
         facts: C::Facts,
@@ -215,7 +215,7 @@ where
     S: Service<Req>,
     P: Replay<Req>,
 {
-    if attempt < policy.settings.max_attempts {
+    if attempt < policy.max_attempts {
         *next = policy.replay.replay(&request);
     }
     if let Some(withdrawal) = withdrawal.take() {

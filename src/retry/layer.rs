@@ -7,7 +7,7 @@ use tower_layer::Layer;
 use super::Retry;
 use super::backoff::{Backoff, RandomSource, SeededRandom};
 use super::budget::RetryBudget;
-use super::policy::{Plain, Policy, Settings as Interned};
+use super::policy::Policy;
 use super::replay::CloneReplay;
 use crate::classify::DefaultClassifier;
 use crate::error::{ConfigError, check};
@@ -50,12 +50,12 @@ impl<C, P> RetryLayer<C, P> {
 
     /// The most attempts a call makes, the first included.
     pub fn max_attempts(&self) -> u32 {
-        self.policy.settings.max_attempts
+        self.policy.max_attempts
     }
 
     /// The backoff between attempts.
     pub fn backoff(&self) -> &Backoff {
-        &self.policy.settings.backoff
+        &self.policy.backoff
     }
 }
 
@@ -183,10 +183,7 @@ impl<C, P> RetryLayerBuilder<C, P> {
     }
 
     /// Judges attempts with `classifier`: only its transient failures are
-    /// retried. The classifier (and the [`replay`](Self::replay)) must be
-    /// `Clone` for the layer's service: each call's future holds its own
-    /// copy, so that a call takes no shared reference count. A classifier
-    /// that holds shared state should hold it behind an `Arc`.
+    /// retried.
     pub fn classifier<C2>(self, classifier: C2) -> RetryLayerBuilder<C2, P> {
         RetryLayerBuilder {
             settings: self.settings,
@@ -222,17 +219,15 @@ impl<C, P> RetryLayerBuilder<C, P> {
         };
         Ok(RetryLayer {
             policy: Arc::new(Policy {
-                settings: Interned::new(Plain {
-                    max_attempts: s.max_attempts,
-                    backoff: s.backoff,
-                    max_retry_after: s.max_retry_after,
-                    honor_retry_after: s.honor_retry_after,
-                    name: s.name,
-                }),
+                max_attempts: s.max_attempts,
+                backoff: s.backoff,
                 budget,
+                max_retry_after: s.max_retry_after,
+                honor_retry_after: s.honor_retry_after,
                 classifier,
                 replay,
                 random: s.random,
+                name: s.name,
             }),
         })
     }

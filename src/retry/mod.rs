@@ -173,8 +173,8 @@ impl<S, Req, C, P> Service<Req> for Retry<S, C, P>
 where
     S: Service<Req> + Clone,
     S::Error: Into<BoxError> + 'static,
-    C: Classify<Req, S::Response, S::Error> + Clone,
-    P: Replay<Req> + Clone,
+    C: Classify<Req, S::Response, S::Error>,
+    P: Replay<Req>,
 {
     type Response = S::Response;
     type Error = BoxError;
@@ -185,14 +185,13 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
         let policy = &self.policy;
         let facts = policy.classifier.facts(&request);
         if let Some(budget) = &policy.budget {
             budget.deposit_once();
         }
-        let next = if policy.settings.max_attempts > 1 {
+        let next = if policy.max_attempts > 1 {
             policy.replay.replay(&request)
         } else {
             None
@@ -204,6 +203,6 @@ where
             Some(budget) => budget.calling(|| self.inner.call(request)),
             None => self.inner.call(request),
         };
-        future::ResponseFuture::new(future, Policy::clone(policy), service, next, facts)
+        future::ResponseFuture::new(future, Arc::clone(policy), service, next, facts)
     }
 }

@@ -1,8 +1,7 @@
 //! The decision after each attempt: return, give up, or retry after a delay.
 
 use std::fmt;
-use std::ops::Deref;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::backoff::{Backoff, BackoffState, RandomSource, default_random, unit_interval};
@@ -12,84 +11,19 @@ use crate::error::{BoxError, RetryAfterTooLong};
 use crate::observe::Event;
 use crate::timeout::Deadline;
 
-/// The settings of a retry layer. Every service the layer makes shares
-/// one; each call's future holds its own copy, which takes no reference
-/// count unless the layer has a budget or its own random source: the
-/// plain settings are interned, and the classifier and replay are cloned
-/// (usually zero-sized).
+/// The settings of a retry layer, shared by every service it makes and
+/// every call's future.
 pub(crate) struct Policy<C, P> {
-    pub(crate) settings: Settings,
+    pub(crate) max_attempts: u32,
+    pub(crate) backoff: Backoff,
     pub(crate) budget: Option<RetryBudget>,
+    pub(crate) max_retry_after: Duration,
+    pub(crate) honor_retry_after: bool,
     pub(crate) classifier: C,
     pub(crate) replay: P,
     /// `None`: the process-wide default generator.
     pub(crate) random: Option<Arc<dyn RandomSource>>,
-}
-
-impl<C: Clone, P: Clone> Clone for Policy<C, P> {
-    #[inline]
-    fn clone(&self) -> Self {
-        Self {
-            settings: self.settings.clone(),
-            budget: self.budget.clone(),
-            classifier: self.classifier.clone(),
-            replay: self.replay.clone(),
-            random: self.random.clone(),
-        }
-    }
-}
-
-/// The settings of a retry layer that are plain data.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Plain {
-    pub(crate) max_attempts: u32,
-    pub(crate) backoff: Backoff,
-    pub(crate) max_retry_after: Duration,
-    pub(crate) honor_retry_after: bool,
     pub(crate) name: &'static str,
-}
-
-/// A layer's [`Plain`] settings: interned for the life of the process, so
-/// that a copy is a pointer, or (once [`MAX_INTERNED`] distinct settings
-/// are interned) shared through a reference count.
-#[derive(Debug, Clone)]
-pub(crate) enum Settings {
-    Interned(&'static Plain),
-    Counted(Arc<Plain>),
-}
-
-/// The most distinct settings interned: a bound on the memory they hold
-/// (about 100 bytes each) however many layers a process builds.
-const MAX_INTERNED: usize = 1_024;
-
-/// Settings interned so far, one of each; only `build` takes the lock.
-static INTERNED: Mutex<Vec<&'static Plain>> = Mutex::new(Vec::new());
-
-impl Settings {
-    pub(crate) fn new(plain: Plain) -> Self {
-        let mut interned = INTERNED.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(&known) = interned.iter().find(|known| ***known == plain) {
-            return Self::Interned(known);
-        }
-        if interned.len() < MAX_INTERNED {
-            let leaked: &'static Plain = Box::leak(Box::new(plain));
-            interned.push(leaked);
-            return Self::Interned(leaked);
-        }
-        Self::Counted(Arc::new(plain))
-    }
-}
-
-impl Deref for Settings {
-    type Target = Plain;
-
-    #[inline]
-    fn deref(&self) -> &Plain {
-        match self {
-            Self::Interned(plain) => plain,
-            Self::Counted(plain) => plain,
-        }
-    }
 }
 
 /// What to do after an attempt.
@@ -134,10 +68,10 @@ impl<C, P> Policy<C, P> {
         can_replay: bool,
     ) -> Step {
         // One attempt in all is no retry at all: nothing to report.
-        if !verdict.is_retryable() || self.settings.max_attempts == 1 {
+        if !verdict.is_retryable() || self.max_attempts == 1 {
             return Step::Return;
         }
-        if attempt >= self.settings.max_attempts {
+        if attempt >= self.max_attempts {
             return self.stop(Stop::AttemptsExhausted, attempt, verdict);
         }
         if !can_replay {
@@ -148,13 +82,11 @@ impl<C, P> Policy<C, P> {
             None => default_random().next_u64(),
         };
         let random = unit_interval(bits);
-        let mut delay = self.settings.backoff.delay(attempt, state, random);
-        let hint = verdict
-            .retry_after()
-            .filter(|_| self.settings.honor_retry_after);
+        let mut delay = self.backoff.delay(attempt, state, random);
+        let hint = verdict.retry_after().filter(|_| self.honor_retry_after);
         if let Some(hint) = hint {
-            if hint > self.settings.max_retry_after {
-                return self.too_long(hint, self.settings.max_retry_after, attempt);
+            if hint > self.max_retry_after {
+                return self.too_long(hint, self.max_retry_after, attempt);
             }
             delay = delay.max(hint);
         }
@@ -175,7 +107,7 @@ impl<C, P> Policy<C, P> {
             None => None,
         };
         crate::observe::emit(&Event::RetryScheduled {
-            name: self.settings.name,
+            name: self.name,
             attempt,
             verdict,
             delay,
@@ -186,7 +118,7 @@ impl<C, P> Policy<C, P> {
     #[cold]
     fn stop(&self, why: Stop, attempt: u32, verdict: Verdict) -> Step {
         crate::observe::emit(&Event::RetryStopped {
-            name: self.settings.name,
+            name: self.name,
             attempt,
             verdict,
             reason: why.as_str(),
@@ -197,7 +129,7 @@ impl<C, P> Policy<C, P> {
     #[cold]
     fn too_long(&self, requested: Duration, allowed: Duration, attempt: u32) -> Step {
         crate::observe::emit(&Event::RetryStopped {
-            name: self.settings.name,
+            name: self.name,
             attempt,
             verdict: Verdict::Transient {
                 retry_after: Some(requested),
@@ -211,56 +143,12 @@ impl<C, P> Policy<C, P> {
 impl<C, P> fmt::Debug for Policy<C, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Policy")
-            .field("name", &self.settings.name)
-            .field("max_attempts", &self.settings.max_attempts)
-            .field("backoff", &self.settings.backoff)
+            .field("name", &self.name)
+            .field("max_attempts", &self.max_attempts)
+            .field("backoff", &self.backoff)
             .field("budget", &self.budget)
-            .field("max_retry_after", &self.settings.max_retry_after)
-            .field("honor_retry_after", &self.settings.honor_retry_after)
+            .field("max_retry_after", &self.max_retry_after)
+            .field("honor_retry_after", &self.honor_retry_after)
             .finish_non_exhaustive()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn plain(max_attempts: u32) -> Plain {
-        Plain {
-            max_attempts,
-            backoff: Backoff::default(),
-            max_retry_after: Duration::from_secs(60),
-            honor_retry_after: true,
-            name: "retry",
-        }
-    }
-
-    #[test]
-    fn equal_settings_share_one_interned_copy() {
-        let (a, b) = (Settings::new(plain(7)), Settings::new(plain(7)));
-        assert_eq!(*a, *b);
-        // Another test may have filled the table first.
-        if let (Settings::Interned(a), Settings::Interned(b)) = (&a, &b) {
-            assert!(std::ptr::eq(*a, *b));
-        }
-        assert_eq!(Settings::new(plain(8)).max_attempts, 8);
-    }
-
-    #[test]
-    fn interned_settings_are_bounded() {
-        for n in 0..MAX_INTERNED as u32 + 10 {
-            assert_eq!(
-                Settings::new(plain(1_000_000 + n)).max_attempts,
-                1_000_000 + n
-            );
-        }
-        let held = INTERNED
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len();
-        assert_eq!(held, MAX_INTERNED);
-        let counted = Settings::new(plain(u32::MAX));
-        assert!(matches!(counted, Settings::Counted(_)));
-        assert_eq!(counted.max_attempts, u32::MAX);
     }
 }
