@@ -192,4 +192,7 @@ pub use self::rate_limit_headers::{
 };
 pub use self::replay::{BufferFuture, BufferRequestBody, BufferRequestBodyLayer, HttpReplay};
 pub use self::retry_after::{parse_retry_after, retry_after};
-pub use self::route::{Route, RouteService, RouteTable, RouteTableBuilder};
+pub use self::route::{
+    BoxRouteFuture, BoxRouteLayer, BoxRouteService, Route, RouteFuture, RouteService, RouteTable,
+    RouteTableBuilder, SameStack,
+};
