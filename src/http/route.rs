@@ -485,30 +485,45 @@ impl<L> RouteTableBuilder<L> {
     /// the same requests and give the same responses and errors as the
     /// table's layer's.
     ///
-    /// A GET route that retries next to a POST route that does not:
+    /// A policy that retries for the table, and a POST route that is
+    /// only bounded in time, in front of a server answering 503:
     ///
     /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicU32, Ordering};
     /// use std::time::Duration;
-    /// use steadfast::http::{HttpClassifier, HttpReplay, Route, RouteTable};
+    /// use steadfast::http::{HttpClassifier, HttpReplay, ReplayBody, Route, RouteTable};
     /// use steadfast::policy::Policy;
+    /// use steadfast::retry::RetryLayer;
     /// use steadfast::timeout::TimeoutLayer;
     /// use tower::{Layer, ServiceExt, service_fn};
     ///
-    /// # #[tokio::main(flavor = "current_thread")]
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() -> Result<(), steadfast::BoxError> {
+    /// let hits = Arc::new(AtomicU32::new(0));
+    /// let server = service_fn({
+    ///     let hits = hits.clone();
+    ///     move |_: http::Request<ReplayBody<String>>| {
+    ///         hits.fetch_add(1, Ordering::SeqCst);
+    ///         async { Ok::<_, steadfast::BoxError>(http::Response::builder().status(503).body(())?) }
+    ///     }
+    /// });
     /// let reads = Policy::builder()
     ///     .classifier(HttpClassifier::new())
     ///     .replay(HttpReplay::new())
-    ///     .retry(steadfast::retry::RetryLayer::builder().max_attempts(3))
+    ///     .retry(RetryLayer::builder().max_attempts(3))
     ///     .build()?;
     /// let table = RouteTable::builder(reads)
     ///     .route_boxed(Route::post("/orders"), TimeoutLayer::new(Duration::from_secs(2))?)
     ///     .build()?;
-    /// let client = table.layer(service_fn(|req: http::Request<String>| async move {
-    ///     Ok::<_, steadfast::BoxError>(http::Response::new(req.method().to_string()))
-    /// }));
-    /// let req = http::Request::post("http://shop.example/orders").body(String::new())?;
-    /// assert_eq!(client.oneshot(req).await?.body(), "POST");
+    /// let client = table.layer(server);
+    ///
+    /// let post = http::Request::post("http://shop.example/orders").body(ReplayBody::buffered(""))?;
+    /// assert_eq!(client.clone().oneshot(post).await?.status(), 503);
+    /// assert_eq!(hits.swap(0, Ordering::SeqCst), 1); // sent once
+    /// let get = http::Request::get("http://shop.example/items").body(ReplayBody::buffered(""))?;
+    /// assert_eq!(client.oneshot(get).await?.status(), 503);
+    /// assert_eq!(hits.load(Ordering::SeqCst), 3); // retried
     /// # Ok(())
     /// # }
     /// ```
@@ -729,11 +744,15 @@ where
 
     fn call(&mut self, request: R) -> Self::Future {
         match self.pick(&request) {
-            Stack::Typed(service) => RouteFuture::Typed {
-                future: service.call(request),
+            Stack::Typed(service) => RouteFuture {
+                state: RouteState::Typed {
+                    future: service.call(request),
+                },
             },
-            Stack::Boxed(service) => RouteFuture::Boxed {
-                future: Service::call(service, request),
+            Stack::Boxed(service) => RouteFuture {
+                state: RouteState::Boxed {
+                    future: Service::call(service, request),
+                },
             },
         }
     }
@@ -742,17 +761,20 @@ where
 pin_project! {
     /// The response future of a [`RouteService`] with boxed routes: the
     /// table's layer's own future, or a boxed one.
-    #[project = RouteFutureProj]
-    pub enum RouteFuture<F, Res, Err> {
-        /// A route of the table's layer type.
+    pub struct RouteFuture<F, Res, Err> {
+        #[pin]
+        state: RouteState<F, Res, Err>,
+    }
+}
+
+pin_project! {
+    #[project = RouteStateProj]
+    enum RouteState<F, Res, Err> {
         Typed {
-            /// The route's future.
             #[pin]
             future: F,
         },
-        /// A boxed route.
         Boxed {
-            /// The route's future.
             future: BoxRouteFuture<Res, Err>,
         },
     }
@@ -760,9 +782,9 @@ pin_project! {
 
 impl<F, Res, Err> fmt::Debug for RouteFuture<F, Res, Err> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match self {
-            RouteFuture::Typed { .. } => "Typed",
-            RouteFuture::Boxed { .. } => "Boxed",
+        let kind = match self.state {
+            RouteState::Typed { .. } => "Typed",
+            RouteState::Boxed { .. } => "Boxed",
         };
         f.debug_tuple("RouteFuture").field(&kind).finish()
     }
@@ -776,9 +798,9 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            RouteFutureProj::Typed { future } => future.poll(cx),
-            RouteFutureProj::Boxed { future } => future.as_mut().poll(cx),
+        match self.project().state.project() {
+            RouteStateProj::Typed { future } => future.poll(cx),
+            RouteStateProj::Boxed { future } => future.as_mut().poll(cx),
         }
     }
 }
