@@ -181,3 +181,61 @@ async fn an_axum_app_names_its_routes_by_their_matched_path() -> Result<(), BoxE
     );
     Ok(())
 }
+
+#[cfg(feature = "metrics")]
+#[tokio::test]
+async fn each_route_counts_its_calls_under_its_own_label() -> Result<(), BoxError> {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let (addr, _log) = flaky().await;
+    let policy = Policy::builder()
+        .name("client")
+        .classifier(HttpClassifier::new())
+        .replay(HttpReplay::new())
+        .metrics(true)
+        .build()?;
+    // One policy for both routes: they share its state, each counts its
+    // own calls.
+    let table = RouteTable::builder(policy.clone())
+        .route(Route::get("/ok/{id}"), policy.clone())
+        .route(Route::get("/fail/{id}"), policy)
+        .build()?;
+    let mut client = table.layer(Client::new());
+    for path in ["/ok/a", "/ok/b", "/fail/c", "/elsewhere"] {
+        let req = Request::new(Method::GET, format!("http://{addr}{path}").parse()?);
+        client.ready().await?.call(req).await?;
+    }
+    let mut counts: Vec<(String, String, u64)> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter_map(|(key, _, _, value)| {
+            let key = key.key().clone();
+            let label = |name: &str| {
+                key.labels()
+                    .find(|l| l.key() == name)
+                    .map(|l| l.value().to_owned())
+                    .unwrap_or_default()
+            };
+            match value {
+                DebugValue::Counter(n) if key.name() == "steadfast_calls_total" && n > 0 => {
+                    Some((label("route"), label("verdict"), n))
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    counts.sort();
+    assert_eq!(
+        counts,
+        [
+            (String::new(), "functional_error".to_owned(), 1),
+            ("/fail/{id}".to_owned(), "failure".to_owned(), 1),
+            ("/ok/{id}".to_owned(), "success".to_owned(), 2),
+        ]
+    );
+    Ok(())
+}
