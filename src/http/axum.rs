@@ -137,8 +137,11 @@ pub struct MatchedPathService<S, L: Layer<S>> {
     inner: S,
     layer: L,
     unnamed: L::Service,
-    named: Arc<RwLock<Vec<(Arc<str>, L::Service)>>>,
+    named: Arc<RwLock<Named<L::Service>>>,
 }
+
+/// The stacks of the patterns seen so far.
+type Named<T> = Vec<(Arc<str>, T)>;
 
 impl<S: Clone, L: Layer<S> + Clone> Clone for MatchedPathService<S, L>
 where

@@ -22,7 +22,10 @@ use crate::backend::{flaky, serve};
 /// What each call that ended said: policy, route (from the event and from
 /// the call's context), attempts.
 #[derive(Clone, Default)]
-struct Calls(Arc<Mutex<Vec<(String, String, String, u32)>>>);
+struct Calls(Arc<Mutex<Vec<Ended>>>);
+
+/// Policy, route of the event, route of the context, attempts.
+type Ended = (String, String, String, u32);
 
 impl Calls {
     fn listener(&self) -> impl Fn(&Event<'_>) + Send + Sync + 'static {
@@ -46,12 +49,12 @@ impl Calls {
         }
     }
 
-    fn take(&self) -> Vec<(String, String, String, u32)> {
+    fn take(&self) -> Vec<Ended> {
         std::mem::take(&mut *self.0.lock().unwrap())
     }
 }
 
-fn call(policy: &str, route: &str, attempts: u32) -> (String, String, String, u32) {
+fn call(policy: &str, route: &str, attempts: u32) -> Ended {
     (policy.into(), route.into(), route.into(), attempts)
 }
 
@@ -169,7 +172,10 @@ async fn an_axum_app_names_its_routes_by_their_matched_path() -> Result<(), BoxE
     let client = Client::new();
     let url = |path: &str| format!("http://{addr}{path}");
 
-    assert_eq!(client.get(url("/users/7")).send().await?.text().await?, "user");
+    assert_eq!(
+        client.get(url("/users/7")).send().await?.text().await?,
+        "user"
+    );
     assert_eq!(client.get(url("/users/8")).send().await?.status(), 200);
     assert_eq!(client.post(url("/orders")).send().await?.status(), 200);
     assert_eq!(client.get(url("/admin/jobs/3")).send().await?.status(), 200);
@@ -177,7 +183,13 @@ async fn an_axum_app_names_its_routes_by_their_matched_path() -> Result<(), BoxE
     let routes: Vec<String> = calls.take().into_iter().map(|(_, r, _, _)| r).collect();
     assert_eq!(
         routes,
-        ["/users/{id}", "/users/{id}", "/orders", "/admin/jobs/{job}", ""]
+        [
+            "/users/{id}",
+            "/users/{id}",
+            "/orders",
+            "/admin/jobs/{job}",
+            ""
+        ]
     );
     Ok(())
 }
