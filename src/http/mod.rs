@@ -16,7 +16,8 @@
 //! | [`ServerDeadlineLayer`] | server | bounds a handler by that header, clamped to the server's maximum |
 //! | [`ErrorResponseLayer`] | server | circuit open, bulkhead full → 503, rate limited → 429 (with `Retry-After`), deadline → 504 |
 //! | `RateLimitHeadersLayer` | server | the `RateLimit-Policy` and `RateLimit` fields (feature `rate-limit`), optionally `X-RateLimit-*` |
-//! | [`RouteTable`] | client | method + host + path pattern → policy, each route with its own state |
+//! | [`RouteTable`] | client | method + host + path pattern → policy, each route with its own state and stack type, named after its pattern |
+//! | `axum::MatchedPathLayer` | server | each route of an axum app with its stack, named after its `MatchedPath` (feature `axum`) |
 //!
 //! # Classification
 //!
