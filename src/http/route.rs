@@ -804,3 +804,84 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::CallContext;
+    use crate::policy::Policy;
+    use crate::retry::NoReplay;
+    use tower::{ServiceExt, service_fn};
+
+    /// A watched policy that names no route.
+    fn unnamed() -> Policy<crate::classify::DefaultClassifier, NoReplay> {
+        Policy::builder()
+            .name("p")
+            .replay(NoReplay)
+            .on_event(|_| {})
+            .build()
+            .unwrap()
+    }
+
+    /// A service answering with the route its call is watched as.
+    fn echo_route() -> impl Service<
+        http::Request<()>,
+        Response = String,
+        Error = crate::BoxError,
+        Future = impl Future<Output = Result<String, crate::BoxError>> + Send,
+    > + Clone
+    + Send
+    + Sync
+    + 'static {
+        service_fn(|_: http::Request<()>| async {
+            Ok::<_, crate::BoxError>(
+                CallContext::current()
+                    .map(|c| c.route().to_owned())
+                    .unwrap_or_else(|| "unwatched".to_owned()),
+            )
+        })
+    }
+
+    async fn route_of<S>(service: &S, path: &str) -> String
+    where
+        S: Service<http::Request<()>, Response = String, Error = crate::BoxError> + Clone,
+    {
+        let request = http::Request::get(path).body(()).unwrap();
+        service.clone().oneshot(request).await.unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_innermost_route_names_a_policy_of_nested_tables() {
+        let inner = RouteTable::builder(unnamed())
+            .route(Route::get("/api/users/{id}"), unnamed())
+            .build()
+            .unwrap();
+        let outer = RouteTable::builder(unnamed())
+            .route_boxed(Route::get("/api/{*rest}"), inner)
+            .build()
+            .unwrap();
+        let client = outer.layer(echo_route());
+        assert_eq!(route_of(&client, "/api/users/1").await, "/api/users/{id}");
+        // The inner table's default route, within the outer route.
+        assert_eq!(route_of(&client, "/api/other").await, "/api/{*rest}");
+        // The outer default route.
+        assert_eq!(route_of(&client, "/elsewhere").await, "");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panic_while_layering_a_route_leaves_no_name_behind() {
+        struct Panics;
+        impl<S> Layer<S> for Panics {
+            type Service = S;
+            fn layer(&self, _inner: S) -> S {
+                panic!("layer refused")
+            }
+        }
+        let result = std::panic::catch_unwind(|| {
+            crate::observe::layering_route(Arc::from("/doomed"), || Panics.layer(()))
+        });
+        assert!(result.is_err());
+        let client = unnamed().layer(echo_route());
+        assert_eq!(route_of(&client, "/x").await, "");
+    }
+}
