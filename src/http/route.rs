@@ -878,7 +878,7 @@ mod tests {
             }
         }
         let result = std::panic::catch_unwind(|| {
-            crate::observe::layering_route(Arc::from("/doomed"), || Panics.layer(()))
+            crate::observe::layering_route(Arc::from("/doomed"), || Panics.layer(()));
         });
         assert!(result.is_err());
         let client = unnamed().layer(echo_route());
