@@ -28,6 +28,7 @@ thread_local! {
 /// [`RouteTable`](crate::http::RouteTable) names each route's policy this
 /// way, once per route, at layer time). Nested scopes restore the outer
 /// one, even if `f` panics.
+#[cfg(feature = "http")]
 pub(crate) fn layering_route<T>(route: Arc<str>, f: impl FnOnce() -> T) -> T {
     struct Restore(Option<Arc<str>>);
     impl Drop for Restore {
