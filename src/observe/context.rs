@@ -153,7 +153,11 @@ impl CallContext {
         &self.shared.policy
     }
 
-    /// The route, empty if none was given.
+    /// The route, empty if none was given: the policy's own
+    /// ([`PolicyBuilder::route`](crate::policy::PolicyBuilder::route)), or
+    /// else the path pattern of the route it was layered in by a
+    /// `http::RouteTable` or, on an axum app,
+    /// `http::axum::MatchedPathLayer`.
     pub fn route(&self) -> &str {
         &self.shared.route
     }
