@@ -16,7 +16,8 @@
 //! | [`ServerDeadlineLayer`] | server | bounds a handler by that header, clamped to the server's maximum |
 //! | [`ErrorResponseLayer`] | server | circuit open, bulkhead full → 503, rate limited → 429 (with `Retry-After`), deadline → 504 |
 //! | `RateLimitHeadersLayer` | server | the `RateLimit-Policy` and `RateLimit` fields (feature `rate-limit`), optionally `X-RateLimit-*` |
-//! | [`RouteTable`] | client | method + host + path pattern → policy, each route with its own state |
+//! | [`RouteTable`] | client | method + host + path pattern → policy, each route with its own state and stack type, named after its pattern |
+//! | `axum::MatchedPathLayer` | server | each route of an axum app with its stack, named after its `MatchedPath` (feature `axum`) |
 //!
 //! # Classification
 //!
@@ -192,4 +193,7 @@ pub use self::rate_limit_headers::{
 };
 pub use self::replay::{BufferFuture, BufferRequestBody, BufferRequestBodyLayer, HttpReplay};
 pub use self::retry_after::{parse_retry_after, retry_after};
-pub use self::route::{Route, RouteService, RouteTable, RouteTableBuilder};
+pub use self::route::{
+    BoxRouteFuture, BoxRouteLayer, BoxRouteService, Route, RouteFuture, RouteService, RouteTable,
+    RouteTableBuilder, SameStack,
+};

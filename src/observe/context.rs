@@ -19,6 +19,32 @@ use crate::classify::Verdict;
 
 thread_local! {
     static CURRENT: RefCell<Option<Box<Context>>> = const { RefCell::new(None) };
+    /// The route whose stack is being layered on this thread, if any.
+    static LAYERING: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
+}
+
+/// Layers with `f` on behalf of `route`: an observe layer applied inside
+/// `f` that names no route of its own watches its calls as `route`'s (a
+/// [`RouteTable`](crate::http::RouteTable) names each route's policy this
+/// way, once per route, at layer time). Nested scopes restore the outer
+/// one, even if `f` panics.
+#[cfg(feature = "http")]
+pub(crate) fn layering_route<T>(route: Arc<str>, f: impl FnOnce() -> T) -> T {
+    struct Restore(Option<Arc<str>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let outer = self.0.take();
+            let _ = LAYERING.try_with(|slot| *slot.borrow_mut() = outer);
+        }
+    }
+    let outer = LAYERING.with(|slot| slot.borrow_mut().replace(route));
+    let _restore = Restore(outer);
+    f()
+}
+
+/// The route being layered on this thread, if any.
+pub(crate) fn route_being_layered() -> Option<Arc<str>> {
+    LAYERING.with(|slot| slot.borrow().clone())
 }
 
 /// Whether any call was ever watched in this process: until then, the
@@ -127,7 +153,11 @@ impl CallContext {
         &self.shared.policy
     }
 
-    /// The route, empty if none was given.
+    /// The route, empty if none was given: the policy's own
+    /// ([`PolicyBuilder::route`](crate::policy::PolicyBuilder::route)), or
+    /// else the path pattern of the route it was layered in by a
+    /// `http::RouteTable` or, on an axum app,
+    /// `http::axum::MatchedPathLayer`.
     pub fn route(&self) -> &str {
         &self.shared.route
     }

@@ -174,6 +174,30 @@ impl Shared {
         }
     }
 
+    /// The shared state of a service this layer makes now: its own, or,
+    /// if it names no route and a route is being layered, a copy named
+    /// after that route, with its own call metrics.
+    fn for_service(shared: &Arc<Self>) -> Arc<Self> {
+        if !shared.route.is_empty() {
+            return Arc::clone(shared);
+        }
+        let Some(route) = super::context::route_being_layered() else {
+            return Arc::clone(shared);
+        };
+        let route = Cow::Owned(route.to_string());
+        Arc::new(Self {
+            #[cfg(feature = "metrics")]
+            metrics: shared
+                .metrics
+                .as_ref()
+                .map(|_| super::metrics::CallMetrics::register(&shared.policy, &route)),
+            policy: shared.policy.clone(),
+            route,
+            slow_call: shared.slow_call,
+            listeners: shared.listeners.clone(),
+        })
+    }
+
     /// Whether calls must be timed and judged whatever the subscriber.
     #[inline]
     fn watches(&self) -> bool {
@@ -278,7 +302,7 @@ impl<S, C: Clone, R: Clone> Layer<S> for ObserveLayer<C, R> {
     fn layer(&self, inner: S) -> Self::Service {
         Observe {
             inner,
-            shared: Arc::clone(&self.shared),
+            shared: Shared::for_service(&self.shared),
             classifier: self.classifier.clone(),
             request_id: self.request_id.clone(),
         }
@@ -755,7 +779,7 @@ impl<C: Clone, R: Clone> ObserveLayer<C, R> {
         ObserveDeadline {
             inner,
             total,
-            shared: Arc::clone(&self.shared),
+            shared: Shared::for_service(&self.shared),
             classifier: self.classifier.clone(),
             request_id: self.request_id.clone(),
         }

@@ -144,6 +144,8 @@ pub use self::layer::{
     ObserveLayer, ObserveLayerBuilder, ResponseFuture,
 };
 
+#[cfg(feature = "http")]
+pub(crate) use self::context::layering_route;
 pub(crate) use self::context::{attempt_ended, attempt_started};
 pub(crate) use self::emit::{emit, emit_with};
 pub(crate) use self::layer::ObserveSettings;

@@ -11,5 +11,6 @@ mod hyper_client;
 mod parsing;
 mod post_rule;
 mod reqwest_client;
+mod route_stacks;
 mod routes;
 mod server;
