@@ -1143,7 +1143,8 @@ impl<B> fmt::Debug for FallbackBody<B> {
     }
 }
 
-#[cfg(test)]
+// The helpers build caches, which need the `cache` feature.
+#[cfg(all(test, feature = "cache"))]
 mod tests {
     use super::*;
     use crate::fallback::CacheSource;
