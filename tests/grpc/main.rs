@@ -274,7 +274,8 @@ async fn negative_or_malformed_pushback_stops_the_retries() {
 #[tokio::test]
 async fn an_unreachable_server_is_retried_a_reached_one_is_not() {
     let (policy, decisions) = preset(Policy::grpc_client());
-    let mut echo = client(channel(unreachable().await), policy);
+    let refused = unreachable();
+    let mut echo = client(channel(refused.addr()), policy);
     echo.unary(ask("ok:x")).await.unwrap_err();
     {
         let decisions = decisions.lock().unwrap();

@@ -179,10 +179,19 @@ pub(crate) fn channel(addr: SocketAddr) -> tonic::transport::Channel {
         .connect_lazy()
 }
 
-/// An address where nothing listens.
-pub(crate) async fn unreachable() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    addr
+/// A port that refuses connections for as long as the value lives: bound
+/// but never listening, so no other test's server can take it meanwhile.
+pub(crate) struct Unreachable(tokio::net::TcpSocket);
+
+impl Unreachable {
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.0.local_addr().unwrap()
+    }
+}
+
+/// A port where nothing listens.
+pub(crate) fn unreachable() -> Unreachable {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    Unreachable(socket)
 }

@@ -165,12 +165,22 @@ pub(crate) async fn resetting() -> (SocketAddr, Arc<AtomicUsize>) {
     (addr, hits)
 }
 
-/// An address nothing listens on.
-pub(crate) async fn closed_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    addr
+/// A port held for the test that refuses every connection: bound but never
+/// listening, so no other test's server can take it meanwhile (as it could
+/// a port found free and given back).
+pub(crate) struct ClosedPort(tokio::net::TcpSocket);
+
+impl ClosedPort {
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.0.local_addr().unwrap()
+    }
+}
+
+/// A port that refuses connections for as long as the value lives.
+pub(crate) fn closed_port() -> ClosedPort {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    ClosedPort(socket)
 }
 
 /// Asserts that consecutive arrivals are at least `at_least` apart.

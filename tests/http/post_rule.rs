@@ -131,7 +131,8 @@ async fn send(method: &str, keyed: bool, url: String) -> usize {
 async fn the_standard_reqwest_client_sends_again_only_what_is_safe() {
     let (status_addr, hits) = statuses().await;
     let (closed_addr, closed_hits) = resetting().await;
-    let refused_addr = closed_port().await;
+    let refused = closed_port();
+    let refused_addr = refused.addr();
 
     // The statuses and the refused connection run at once; closed
     // connections share one counter, so they run one after the other.

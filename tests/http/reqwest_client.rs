@@ -96,7 +96,8 @@ async fn a_post_answered_by_a_gateway_error_is_not_retried() {
 
 #[tokio::test]
 async fn a_connect_failure_is_retried_even_for_a_post() {
-    let addr = closed_port().await;
+    let refused = closed_port();
+    let addr = refused.addr();
     let attempts = Arc::new(AtomicUsize::new(0));
     let counting = {
         let attempts = attempts.clone();
