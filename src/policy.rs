@@ -184,7 +184,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use tower_layer::Layer;
+use tower_layer::{Identity, Layer};
 use tower_service::Service;
 
 use crate::adaptive::{AdaptiveHandle, AdaptiveLayer, AdaptiveLayerBuilder, AdaptiveLevel};
@@ -194,6 +194,8 @@ use crate::circuit_breaker::{
 };
 use crate::classify::DefaultClassifier;
 use crate::error::{BoxError, ConfigError, check};
+use crate::fallback::{CheckService, CheckSources, Fallback, FallbackLayer, FallbackLayerBuilder};
+use crate::hedge::{HedgeLayer, HedgeLayerBuilder};
 #[cfg(feature = "http")]
 use crate::observe::RequestIdHeader;
 use crate::observe::{GenerateRequestId, Observe, ObserveDeadline, ObserveLayer, PolicyStatus};
@@ -205,9 +207,17 @@ use crate::timeout::{Timeout, TimeoutLayer, TotalDeadline, TotalDeadlineLayer};
 use crate::retry::Replay;
 
 /// The composed policy: a layer. See the [module docs](self).
-pub struct Policy<C = DefaultClassifier, P = CloneReplay, R = GenerateRequestId> {
+pub struct Policy<
+    C = DefaultClassifier,
+    P = CloneReplay,
+    R = GenerateRequestId,
+    H = Identity,
+    F = Identity,
+> {
     name: Cow<'static, str>,
     observe: Option<ObserveLayer<C, R>>,
+    fallback: F,
+    hedge: H,
     total: Option<TotalDeadlineLayer>,
     bulkhead: Option<BulkheadLayer>,
     // Retry and breaker levels are always there, passing calls through when
@@ -237,6 +247,8 @@ impl Policy {
             classifier: DefaultClassifier,
             replay: CloneReplay,
             request_id: GenerateRequestId,
+            hedge: Identity::new(),
+            fallback: Identity::new(),
         }
     }
 }
@@ -344,7 +356,7 @@ impl Derive {
     fn apply(self, _settings: &mut Settings) {}
 }
 
-impl<C, P, R> Policy<C, P, R> {
+impl<C, P, R, H, F> Policy<C, P, R, H, F> {
     /// The policy's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -402,13 +414,27 @@ impl<C, P, R> Policy<C, P, R> {
     pub fn attempt_timeout(&self) -> Option<Duration> {
         self.attempt.as_ref().map(TimeoutLayer::timeout)
     }
+
+    /// The policy's hedging level: a [`HedgeLayer`] if it hedges,
+    /// [`Identity`] if not.
+    pub fn hedge(&self) -> &H {
+        &self.hedge
+    }
+
+    /// The policy's fallback level: a [`FallbackLayer`] if it falls back,
+    /// [`Identity`] if not.
+    pub fn fallback(&self) -> &F {
+        &self.fallback
+    }
 }
 
-impl<C: Clone, P, R: Clone> Clone for Policy<C, P, R> {
+impl<C: Clone, P, R: Clone, H: Clone, F: Clone> Clone for Policy<C, P, R, H, F> {
     fn clone(&self) -> Self {
         Self {
             name: self.name.clone(),
             observe: self.observe.clone(),
+            fallback: self.fallback.clone(),
+            hedge: self.hedge.clone(),
             total: self.total,
             bulkhead: self.bulkhead.clone(),
             retry: self.retry.clone(),
@@ -420,11 +446,13 @@ impl<C: Clone, P, R: Clone> Clone for Policy<C, P, R> {
     }
 }
 
-impl<C, P, R> fmt::Debug for Policy<C, P, R> {
+impl<C, P, R, H: fmt::Debug, F: fmt::Debug> fmt::Debug for Policy<C, P, R, H, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Policy")
             .field("name", &self.name)
             .field("observe", &self.observe)
+            .field("fallback", &self.fallback)
+            .field("hedge", &self.hedge)
             .field("total", &self.total)
             .field("bulkhead", &self.bulkhead)
             .field("retry", &self.has_retry.then_some(&self.retry))
@@ -443,22 +471,25 @@ pub type BreakerService<S, C> = CircuitBreaker<AttemptService<S>, C>;
 /// The adaptive level of a policy (the breaker level itself without an
 /// adaptive limit).
 pub type AdaptiveService<S, C> = AdaptiveLevel<BreakerService<S, C>, C>;
+/// The hedging level of a policy (the adaptive level itself without
+/// hedging).
+pub type HedgeService<S, C, H = Identity> = <H as Layer<AdaptiveService<S, C>>>::Service;
 /// The retry level of a policy (one attempt without retry).
-pub type RetryService<S, C, P> = Retry<AdaptiveService<S, C>, C, P>;
+pub type RetryService<S, C, P, H = Identity> = Retry<HedgeService<S, C, H>, C, P>;
 /// The bulkhead level of a policy (a pass-through bulkhead without one).
-pub type BulkheadService<S, C, P> = Bulkhead<RetryService<S, C, P>>;
-/// The service a [`Policy`] makes: its outer layers (observe, total
-/// deadline), each there or not, in one enum, so that a call's future is
-/// wrapped once at this level whichever are there.
-pub type PolicyService<S, C, P, R = GenerateRequestId> = Outer<
-    ObserveDeadline<BulkheadService<S, C, P>, C, R>,
-    TotalDeadline<BulkheadService<S, C, P>>,
-    Observe<BulkheadService<S, C, P>, C, R>,
-    BulkheadService<S, C, P>,
->;
+pub type BulkheadService<S, C, P, H = Identity> = Bulkhead<RetryService<S, C, P, H>>;
+/// The service a [`Policy`] makes: its outer layers (observe, fallback,
+/// total deadline), each there or not, in one enum, so that a call's
+/// future is wrapped once at this level whichever are there.
+pub type PolicyService<S, C, P, R = GenerateRequestId, H = Identity, F = Identity> =
+    <F as FallbackLevel<BulkheadService<S, C, P, H>, C, R>>::Service;
 
-impl<S, C: Clone, P, R: Clone> Layer<S> for Policy<C, P, R> {
-    type Service = PolicyService<S, C, P, R>;
+impl<S, C: Clone, P, R: Clone, H, F> Layer<S> for Policy<C, P, R, H, F>
+where
+    H: Layer<AdaptiveService<S, C>>,
+    F: FallbackLevel<BulkheadService<S, C, P, H>, C, R>,
+{
+    type Service = PolicyService<S, C, P, R, H, F>;
 
     fn layer(&self, service: S) -> Self::Service {
         let service = match &self.attempt {
@@ -467,12 +498,44 @@ impl<S, C: Clone, P, R: Clone> Layer<S> for Policy<C, P, R> {
         };
         let service = self.breaker.layer(service);
         let service = AdaptiveLevel::new(self.adaptive.as_ref(), service);
+        let service = self.hedge.layer(service);
         let service = self.retry.layer(service);
         let service = match &self.bulkhead {
             Some(bulkhead) => bulkhead.layer(service),
             None => Bulkhead::pass_through(service),
         };
-        match (&self.observe, &self.total) {
+        self.fallback
+            .outer(self.observe.as_ref(), self.total.as_ref(), service)
+    }
+}
+
+/// The outer level of a [`Policy`], without a fallback ([`Identity`]) or
+/// with one ([`FallbackLayer`]): observe outermost, then the fallback, then
+/// the total deadline, so that the fallback sees the calls the deadline
+/// ends and its events reach the policy's listeners.
+pub trait FallbackLevel<S, C, R> {
+    /// The service made.
+    type Service;
+
+    /// Wraps `service` (the bulkhead level) in the outer layers there are.
+    fn outer(
+        &self,
+        observe: Option<&ObserveLayer<C, R>>,
+        total: Option<&TotalDeadlineLayer>,
+        service: S,
+    ) -> Self::Service;
+}
+
+impl<S, C: Clone, R: Clone> FallbackLevel<S, C, R> for Identity {
+    type Service = Outer<ObserveDeadline<S, C, R>, TotalDeadline<S>, Observe<S, C, R>, S>;
+
+    fn outer(
+        &self,
+        observe: Option<&ObserveLayer<C, R>>,
+        total: Option<&TotalDeadlineLayer>,
+        service: S,
+    ) -> Self::Service {
+        match (observe, total) {
             (Some(observe), Some(total)) => Outer::Both {
                 service: observe.with_deadline(service, total.total()),
             },
@@ -485,6 +548,168 @@ impl<S, C: Clone, P, R: Clone> Layer<S> for Policy<C, P, R> {
             (None, None) => Outer::Neither { service },
         }
     }
+}
+
+impl<S, C: Clone, R: Clone, A, Ca, Fl, Cf, K> FallbackLevel<S, C, R>
+    for FallbackLayer<A, Ca, Fl, Cf, K>
+where
+    K: CheckService<TotalDeadline<S>, Ca, Cf> + CheckService<S, Ca, Cf>,
+{
+    type Service = Outer<
+        Observe<Fallback<TotalDeadline<S>, A, Ca, Fl, Cf, K>, C, R>,
+        Fallback<TotalDeadline<S>, A, Ca, Fl, Cf, K>,
+        Observe<Fallback<S, A, Ca, Fl, Cf, K>, C, R>,
+        Fallback<S, A, Ca, Fl, Cf, K>,
+    >;
+
+    fn outer(
+        &self,
+        observe: Option<&ObserveLayer<C, R>>,
+        total: Option<&TotalDeadlineLayer>,
+        service: S,
+    ) -> Self::Service {
+        match (observe, total) {
+            (Some(observe), Some(total)) => Outer::Both {
+                service: observe.layer(self.layer(total.layer(service))),
+            },
+            (None, Some(total)) => Outer::Deadline {
+                service: self.layer(total.layer(service)),
+            },
+            (Some(observe), None) => Outer::Observed {
+                service: observe.layer(self.layer(service)),
+            },
+            (None, None) => Outer::Neither {
+                service: self.layer(service),
+            },
+        }
+    }
+}
+
+/// A hedging setting of a [`PolicyBuilder`]: none ([`Identity`]) or a
+/// [`HedgeLayerBuilder`], built with the policy's classifier, replay and
+/// retry budget.
+pub trait HedgeSetting<C, P> {
+    /// The level built.
+    type Layer;
+    /// The copy of the policy's replay the level keeps.
+    type Replay;
+
+    /// Copies the policy's replay, if the level needs it.
+    fn replay(&self, replay: &P) -> Self::Replay;
+
+    /// Builds the level.
+    fn build_level(
+        self,
+        classifier: C,
+        replay: Self::Replay,
+        budget: Option<RetryBudget>,
+        name: Option<&'static str>,
+    ) -> Result<Self::Layer, ConfigError>;
+}
+
+impl<C, P> HedgeSetting<C, P> for Identity {
+    type Layer = Identity;
+    type Replay = ();
+
+    fn replay(&self, _: &P) {}
+
+    fn build_level(
+        self,
+        _: C,
+        _: (),
+        _: Option<RetryBudget>,
+        _: Option<&'static str>,
+    ) -> Result<Identity, ConfigError> {
+        Ok(Identity::new())
+    }
+}
+
+impl<C, P: Clone> HedgeSetting<C, P> for HedgeLayerBuilder {
+    type Layer = HedgeLayer<C, P>;
+    type Replay = P;
+
+    fn replay(&self, replay: &P) -> P {
+        replay.clone()
+    }
+
+    fn build_level(
+        self,
+        classifier: C,
+        replay: P,
+        budget: Option<RetryBudget>,
+        name: Option<&'static str>,
+    ) -> Result<HedgeLayer<C, P>, ConfigError> {
+        let mut hedge = self;
+        if let (Some(name), "hedge") = (name, hedge.name_set()) {
+            hedge = hedge.name(name);
+        }
+        if let Some(budget) = budget {
+            hedge = hedge.budget(budget);
+        }
+        hedge.classifier(classifier).replay(replay).build()
+    }
+}
+
+/// A fallback setting of a [`PolicyBuilder`]: none ([`Identity`]) or a
+/// [`FallbackLayerBuilder`], built with the policy's classifier.
+pub trait FallbackSetting<C> {
+    /// The level built.
+    type Layer;
+
+    /// Builds the level.
+    fn build_level(
+        self,
+        classifier: C,
+        name: Option<&'static str>,
+    ) -> Result<Self::Layer, ConfigError>;
+}
+
+impl<C> FallbackSetting<C> for Identity {
+    type Layer = Identity;
+
+    fn build_level(self, _: C, _: Option<&'static str>) -> Result<Identity, ConfigError> {
+        Ok(Identity::new())
+    }
+}
+
+impl<C, A, Ca, Fl, Cf, K> FallbackSetting<C> for FallbackLayerBuilder<A, Ca, Fl, Cf, K>
+where
+    K: CheckSources<A, Ca, Fl>,
+{
+    type Layer = FallbackLayer<A, Ca, Fl, C, K>;
+
+    fn build_level(
+        self,
+        classifier: C,
+        name: Option<&'static str>,
+    ) -> Result<Self::Layer, ConfigError> {
+        let mut fallback = self;
+        if let (Some(name), "fallback") = (name, fallback.name_set()) {
+            fallback = fallback.name(name);
+        }
+        fallback.classifier(classifier).build()
+    }
+}
+
+/// `name` as a `&'static str`, each distinct name kept once; past 4,096
+/// distinct names, `None` (the layers keep their own names).
+fn intern(name: &str) -> Option<&'static str> {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock, PoisonError};
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(known) = names.get(name) {
+        return Some(known);
+    }
+    if names.len() >= 4_096 {
+        return None;
+    }
+    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.insert(leaked);
+    Some(leaked)
 }
 
 /// Builds a [`Policy`]; settings are checked, alone and against each
@@ -507,11 +732,19 @@ impl<S, C: Clone, P, R: Clone> Layer<S> for Policy<C, P, R> {
 /// assert_eq!(policy.bulkhead().map(|b| b.max_concurrent()), Some(50));
 /// # Ok::<(), steadfast::ConfigError>(())
 /// ```
-pub struct PolicyBuilder<C = DefaultClassifier, P = CloneReplay, R = GenerateRequestId> {
+pub struct PolicyBuilder<
+    C = DefaultClassifier,
+    P = CloneReplay,
+    R = GenerateRequestId,
+    H = Identity,
+    F = Identity,
+> {
     settings: Settings,
     classifier: C,
     replay: P,
     request_id: R,
+    hedge: H,
+    fallback: F,
 }
 
 /// What a [`PolicyBuilder`] keeps besides its type parameters.
@@ -528,15 +761,17 @@ struct Settings {
     adaptive: Option<AdaptiveLayerBuilder>,
 }
 
-impl<C, P, R> fmt::Debug for PolicyBuilder<C, P, R> {
+impl<C, P, R, H: fmt::Debug, F: fmt::Debug> fmt::Debug for PolicyBuilder<C, P, R, H, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PolicyBuilder")
             .field("settings", &self.settings)
+            .field("hedge", &self.hedge)
+            .field("fallback", &self.fallback)
             .finish_non_exhaustive()
     }
 }
 
-impl<C, P, R> PolicyBuilder<C, P, R> {
+impl<C, P, R, H, F> PolicyBuilder<C, P, R, H, F> {
     /// Names the policy, in its snapshot, its spans, events and metrics.
     pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
         self.settings.name = name.into();
@@ -593,13 +828,15 @@ impl<C, P, R> PolicyBuilder<C, P, R> {
 
     /// Takes request ids from `request_id` (for example a
     /// [`RequestIdHeader`]); watches calls.
-    pub fn request_id<R2>(mut self, request_id: R2) -> PolicyBuilder<C, P, R2> {
+    pub fn request_id<R2>(mut self, request_id: R2) -> PolicyBuilder<C, P, R2, H, F> {
         self.observing();
         PolicyBuilder {
             settings: self.settings,
             classifier: self.classifier,
             replay: self.replay,
             request_id,
+            hedge: self.hedge,
+            fallback: self.fallback,
         }
     }
 
@@ -692,32 +929,203 @@ impl<C, P, R> PolicyBuilder<C, P, R> {
     }
 
     /// Judges attempts, for retry and breaker, with `classifier`.
-    pub fn classifier<C2>(self, classifier: C2) -> PolicyBuilder<C2, P, R> {
+    pub fn classifier<C2>(self, classifier: C2) -> PolicyBuilder<C2, P, R, H, F> {
         PolicyBuilder {
             settings: self.settings,
             classifier,
             replay: self.replay,
             request_id: self.request_id,
+            hedge: self.hedge,
+            fallback: self.fallback,
         }
     }
 
     /// Copies requests for retry with `replay`.
-    pub fn replay<P2>(self, replay: P2) -> PolicyBuilder<C, P2, R> {
+    pub fn replay<P2>(self, replay: P2) -> PolicyBuilder<C, P2, R, H, F> {
         PolicyBuilder {
             settings: self.settings,
             classifier: self.classifier,
             replay,
             request_id: self.request_id,
+            hedge: self.hedge,
+            fallback: self.fallback,
         }
     }
 
+    /// Hedges each attempt with these settings, inside retry and outside
+    /// the adaptive limit and the breaker: each copy is judged by the
+    /// breaker, and a copy of an open circuit is refused cheaply. The
+    /// policy's classifier and replay replace the builder's, and a policy
+    /// that retries spends its retry budget on hedges too, so retries and
+    /// hedges together stay within it.
+    pub fn hedge(self, hedge: HedgeLayerBuilder) -> PolicyBuilder<C, P, R, HedgeLayerBuilder, F> {
+        PolicyBuilder {
+            settings: self.settings,
+            classifier: self.classifier,
+            replay: self.replay,
+            request_id: self.request_id,
+            hedge,
+            fallback: self.fallback,
+        }
+    }
+
+    /// No hedging.
+    pub fn no_hedge(self) -> PolicyBuilder<C, P, R, Identity, F> {
+        PolicyBuilder {
+            settings: self.settings,
+            classifier: self.classifier,
+            replay: self.replay,
+            request_id: self.request_id,
+            hedge: Identity::new(),
+            fallback: self.fallback,
+        }
+    }
+
+    /// Falls back with these sources, outside every other layer but
+    /// observe: it sees the failures and rejections of every layer, the
+    /// total deadline's included, and its events
+    /// ([`FallbackServed`](crate::observe::Event::FallbackServed),
+    /// [`FallbackMissed`](crate::observe::Event::FallbackMissed)) reach
+    /// the policy's listeners. The policy's classifier replaces the
+    /// builder's.
+    ///
+    /// A fallback that names its request and response types
+    /// ([`reqwest`](FallbackLayerBuilder::reqwest),
+    /// [`http_for`](FallbackLayerBuilder::http_for)) checks its sources at
+    /// [`build`](Self::build) and the service at
+    /// [`layer`](Layer::layer).
+    pub fn fallback<A, Ca, Fl, Cf, K>(
+        self,
+        fallback: FallbackLayerBuilder<A, Ca, Fl, Cf, K>,
+    ) -> PolicyBuilder<C, P, R, H, FallbackLayerBuilder<A, Ca, Fl, Cf, K>> {
+        PolicyBuilder {
+            settings: self.settings,
+            classifier: self.classifier,
+            replay: self.replay,
+            request_id: self.request_id,
+            hedge: self.hedge,
+            fallback,
+        }
+    }
+
+    /// No fallback.
+    pub fn no_fallback(self) -> PolicyBuilder<C, P, R, H, Identity> {
+        PolicyBuilder {
+            settings: self.settings,
+            classifier: self.classifier,
+            replay: self.replay,
+            request_id: self.request_id,
+            hedge: self.hedge,
+            fallback: Identity::new(),
+        }
+    }
+
+    /// Changes the circuit breaker's settings, starting from the ones set
+    /// so far (a preset's, for example) or from the breaker's defaults.
+    ///
+    /// ```
+    /// # #[cfg(feature = "http")]
+    /// # fn main() -> Result<(), steadfast::ConfigError> {
+    /// use std::time::Duration;
+    /// use steadfast::policy::Policy;
+    ///
+    /// // The standard breaker, but open for 10 s.
+    /// let policy = Policy::standard_http_client()
+    ///     .circuit_breaker_with(|breaker| breaker.open_duration(Duration::from_secs(10)))
+    ///     .build()?;
+    /// assert!(policy.circuit_breaker().is_some());
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "http"))]
+    /// # fn main() {}
+    /// ```
+    pub fn circuit_breaker_with(
+        mut self,
+        change: impl FnOnce(CircuitBreakerBuilder) -> CircuitBreakerBuilder,
+    ) -> Self {
+        let breaker = self
+            .settings
+            .breaker
+            .take()
+            .unwrap_or_else(CircuitBreakerLayer::builder);
+        self.settings.breaker = Some(change(breaker));
+        self
+    }
+
+    /// Changes the retry settings, starting from the ones set so far or
+    /// from retry's defaults. A preset's backoff keeps following the total
+    /// timeout unless `change` sets one: it is computed for the total
+    /// timeout set when `build` runs.
+    pub fn retry_with(
+        mut self,
+        change: impl FnOnce(RetryLayerBuilder) -> RetryLayerBuilder,
+    ) -> Self {
+        let retry = self
+            .settings
+            .retry
+            .take()
+            .unwrap_or_else(RetryLayer::builder);
+        let before = retry.backoff_set();
+        let retry = change(retry);
+        if retry.backoff_set() != before {
+            self.settings.derive.backoff = false;
+        }
+        self.settings.retry = Some(retry);
+        self
+    }
+
+    /// Changes the bulkhead's settings, starting from the ones set so far
+    /// or from the bulkhead's defaults.
+    pub fn bulkhead_with(
+        mut self,
+        change: impl FnOnce(BulkheadLayerBuilder) -> BulkheadLayerBuilder,
+    ) -> Self {
+        let bulkhead = self.settings.bulkhead.take().unwrap_or_default();
+        self.settings.bulkhead = Some(change(bulkhead));
+        self
+    }
+
+    /// The circuit breaker's settings so far, if any.
+    pub fn circuit_breaker_settings(&self) -> Option<&CircuitBreakerBuilder> {
+        self.settings.breaker.as_ref()
+    }
+
+    /// The retry settings so far, if any.
+    pub fn retry_settings(&self) -> Option<&RetryLayerBuilder> {
+        self.settings.retry.as_ref()
+    }
+
+    /// The bulkhead's settings so far, if any.
+    pub fn bulkhead_settings(&self) -> Option<&BulkheadLayerBuilder> {
+        self.settings.bulkhead.as_ref()
+    }
+
     /// Checks every setting and their consistency, and builds the layers.
-    pub fn build(self) -> Result<Policy<C, P, R>, ConfigError>
+    pub fn build(self) -> Result<Policy<C, P, R, H::Layer, F::Layer>, ConfigError>
     where
         C: Clone,
+        H: HedgeSetting<C, P>,
+        F: FallbackSetting<C>,
     {
         let mut s = self.settings;
         s.derive.apply(&mut s);
+        // Layers left with their default names take the policy's, so that
+        // two policies' metric series and events never mix.
+        let named = (s.name != "default").then(|| intern(&s.name)).flatten();
+        if let Some(name) = named {
+            s.breaker = s.breaker.map(|b| match b.name_set() {
+                "circuit_breaker" => b.name(name),
+                _ => b,
+            });
+            s.retry = s.retry.map(|r| match r.name_set() {
+                "retry" => r.name(name),
+                _ => r,
+            });
+            s.bulkhead = s.bulkhead.map(|b| match b.name_set() {
+                "bulkhead" => b.name(name),
+                _ => b,
+            });
+        }
         let observe = match s.observe {
             Some(settings) => Some(
                 ObserveLayerBuilder::from_settings(
@@ -755,12 +1163,20 @@ impl<C, P, R> PolicyBuilder<C, P, R> {
             }
         }
         let has_retry = s.retry.is_some();
+        let hedge_replay = self.hedge.replay(&self.replay);
         let retry = s
             .retry
             .unwrap_or_else(|| RetryLayer::builder().max_attempts(1).unlimited_budget())
             .classifier(self.classifier.clone())
             .replay(self.replay)
             .build()?;
+        let hedge = self.hedge.build_level(
+            self.classifier.clone(),
+            hedge_replay,
+            retry.budget().filter(|_| has_retry).cloned(),
+            named,
+        )?;
+        let fallback = self.fallback.build_level(self.classifier.clone(), named)?;
         if let (true, Some(total)) = (has_retry, s.total_timeout) {
             let backoff = retry.backoff().max_total(retry.max_attempts() - 1);
             if backoff > total {
@@ -787,6 +1203,8 @@ impl<C, P, R> PolicyBuilder<C, P, R> {
         Ok(Policy {
             name: s.name,
             observe,
+            fallback,
+            hedge,
             total,
             bulkhead,
             retry,
