@@ -603,7 +603,6 @@ pub trait HedgeSetting<C, P> {
         classifier: C,
         replay: Self::Replay,
         budget: Option<RetryBudget>,
-        name: Option<&'static str>,
     ) -> Result<Self::Layer, ConfigError>;
 }
 
@@ -613,13 +612,7 @@ impl<C, P> HedgeSetting<C, P> for Identity {
 
     fn replay(&self, _: &P) {}
 
-    fn build_level(
-        self,
-        _: C,
-        _: (),
-        _: Option<RetryBudget>,
-        _: Option<&'static str>,
-    ) -> Result<Identity, ConfigError> {
+    fn build_level(self, _: C, _: (), _: Option<RetryBudget>) -> Result<Identity, ConfigError> {
         Ok(Identity::new())
     }
 }
@@ -637,12 +630,8 @@ impl<C, P: Clone> HedgeSetting<C, P> for HedgeLayerBuilder {
         classifier: C,
         replay: P,
         budget: Option<RetryBudget>,
-        name: Option<&'static str>,
     ) -> Result<HedgeLayer<C, P>, ConfigError> {
         let mut hedge = self;
-        if let (Some(name), "hedge") = (name, hedge.name_set()) {
-            hedge = hedge.name(name);
-        }
         if let Some(budget) = budget {
             hedge = hedge.budget(budget);
         }
@@ -657,17 +646,13 @@ pub trait FallbackSetting<C> {
     type Layer;
 
     /// Builds the level.
-    fn build_level(
-        self,
-        classifier: C,
-        name: Option<&'static str>,
-    ) -> Result<Self::Layer, ConfigError>;
+    fn build_level(self, classifier: C) -> Result<Self::Layer, ConfigError>;
 }
 
 impl<C> FallbackSetting<C> for Identity {
     type Layer = Identity;
 
-    fn build_level(self, _: C, _: Option<&'static str>) -> Result<Identity, ConfigError> {
+    fn build_level(self, _: C) -> Result<Identity, ConfigError> {
         Ok(Identity::new())
     }
 }
@@ -678,16 +663,8 @@ where
 {
     type Layer = FallbackLayer<A, Ca, Fl, C, K>;
 
-    fn build_level(
-        self,
-        classifier: C,
-        name: Option<&'static str>,
-    ) -> Result<Self::Layer, ConfigError> {
-        let mut fallback = self;
-        if let (Some(name), "fallback") = (name, fallback.name_set()) {
-            fallback = fallback.name(name);
-        }
-        fallback.classifier(classifier).build()
+    fn build_level(self, classifier: C) -> Result<Self::Layer, ConfigError> {
+        self.classifier(classifier).build()
     }
 }
 
@@ -1109,17 +1086,15 @@ impl<C, P, R, H, F> PolicyBuilder<C, P, R, H, F> {
     {
         let mut s = self.settings;
         s.derive.apply(&mut s);
-        // Layers left with their default names take the policy's, so that
-        // two policies' metric series and events never mix.
+        // Stateful layers left with their default names take the policy's,
+        // so that two policies' state gauges (registered when they are
+        // built, outside any call) never mix. Events made inside a call
+        // carry the policy's name already.
         let named = (s.name != "default").then(|| intern(&s.name)).flatten();
         if let Some(name) = named {
             s.breaker = s.breaker.map(|b| match b.name_set() {
                 "circuit_breaker" => b.name(name),
                 _ => b,
-            });
-            s.retry = s.retry.map(|r| match r.name_set() {
-                "retry" => r.name(name),
-                _ => r,
             });
             s.bulkhead = s.bulkhead.map(|b| match b.name_set() {
                 "bulkhead" => b.name(name),
@@ -1174,9 +1149,8 @@ impl<C, P, R, H, F> PolicyBuilder<C, P, R, H, F> {
             self.classifier.clone(),
             hedge_replay,
             retry.budget().filter(|_| has_retry).cloned(),
-            named,
         )?;
-        let fallback = self.fallback.build_level(self.classifier.clone(), named)?;
+        let fallback = self.fallback.build_level(self.classifier.clone())?;
         if let (true, Some(total)) = (has_retry, s.total_timeout) {
             let backoff = retry.backoff().max_total(retry.max_attempts() - 1);
             if backoff > total {

@@ -252,11 +252,6 @@ impl<A, Ca, F, C, K> FallbackLayerBuilder<A, Ca, F, C, K> {
         self
     }
 
-    /// The name set so far.
-    pub(crate) fn name_set(&self) -> &'static str {
-        self.settings.name
-    }
-
     /// Judges the primary's outcomes, and the alternate's answers, with
     /// `classifier`.
     pub fn classifier<C2>(self, classifier: C2) -> FallbackLayerBuilder<A, Ca, F, C2, K> {

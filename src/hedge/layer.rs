@@ -209,11 +209,6 @@ impl<C, P> HedgeLayerBuilder<C, P> {
         self
     }
 
-    /// The name set so far.
-    pub(crate) fn name_set(&self) -> &'static str {
-        self.name
-    }
-
     /// Judges copies with `classifier`: the first success or functional
     /// error wins; a transient failure or a rejection sends the next copy
     /// at once; a (non-transient) failure stops sending copies.

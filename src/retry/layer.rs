@@ -182,11 +182,6 @@ impl<C, P> RetryLayerBuilder<C, P> {
         self
     }
 
-    /// The name set so far.
-    pub(crate) fn name_set(&self) -> &'static str {
-        self.settings.name
-    }
-
     /// The backoff set so far.
     pub(crate) fn backoff_set(&self) -> Backoff {
         self.settings.backoff
