@@ -509,6 +509,10 @@ where
     }
 }
 
+/// The [`Policy`] a [`PolicyBuilder`] with these type parameters builds.
+pub type Built<C, P, R, H, F> =
+    Policy<C, P, R, <H as HedgeSetting<C, P>>::Layer, <F as FallbackSetting<C>>::Layer>;
+
 /// The outer level of a [`Policy`], without a fallback ([`Identity`]) or
 /// with one ([`FallbackLayer`]): observe outermost, then the fallback, then
 /// the total deadline, so that the fallback sees the calls the deadline
@@ -971,6 +975,7 @@ impl<C, P, R, H, F> PolicyBuilder<C, P, R, H, F> {
     /// [`http_for`](FallbackLayerBuilder::http_for)) checks its sources at
     /// [`build`](Self::build) and the service at
     /// [`layer`](Layer::layer).
+    #[allow(clippy::type_complexity)] // The builder's own type, spelled once.
     pub fn fallback<A, Ca, Fl, Cf, K>(
         self,
         fallback: FallbackLayerBuilder<A, Ca, Fl, Cf, K>,
@@ -1078,7 +1083,7 @@ impl<C, P, R, H, F> PolicyBuilder<C, P, R, H, F> {
     }
 
     /// Checks every setting and their consistency, and builds the layers.
-    pub fn build(self) -> Result<Policy<C, P, R, H::Layer, F::Layer>, ConfigError>
+    pub fn build(self) -> Result<Built<C, P, R, H, F>, ConfigError>
     where
         C: Clone,
         H: HedgeSetting<C, P>,
