@@ -4,7 +4,8 @@
 //! [`Policy::builder`] wires, outermost first,
 //!
 //! ```text
-//! observe → total deadline → bulkhead → retry → adaptive limit → circuit breaker → attempt timeout → service
+//! observe → fallback → total deadline → bulkhead → retry → hedge → adaptive limit
+//!         → circuit breaker → attempt timeout → service
 //! ```
 //!
 //! each of them optional, and refuses settings that cannot work together
@@ -31,6 +32,44 @@
 //! [`request_id`](PolicyBuilder::request_id)) shares the outer level with
 //! the total deadline; [`snapshot`](Policy::snapshot) reads every stateful
 //! layer at once.
+//!
+//! The fallback ([`fallback`](PolicyBuilder::fallback)) sits inside observe
+//! and outside everything else: it answers the failures and rejections of
+//! every layer, a call the total deadline ended included, and its events
+//! reach the policy's listeners. Hedging ([`hedge`](PolicyBuilder::hedge))
+//! sits inside retry and outside the breaker, so a copy sent to an open
+//! circuit is refused cheaply, and spends the policy's retry budget.
+//!
+//! A named policy's breaker and bulkhead take its name, unless their
+//! builders name them: two policies' state gauges never share a series.
+//! A preset's layers are changed one setting at a time with
+//! [`circuit_breaker_with`](PolicyBuilder::circuit_breaker_with),
+//! [`retry_with`](PolicyBuilder::retry_with) and
+//! [`bulkhead_with`](PolicyBuilder::bulkhead_with).
+//!
+//! ```
+//! use std::time::Duration;
+//! use steadfast::fallback::FallbackLayer;
+//! use steadfast::hedge::HedgeLayer;
+//! use steadfast::policy::Policy;
+//! use steadfast::retry::RetryLayer;
+//! use tower::{Layer, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), steadfast::BoxError> {
+//! let policy = Policy::builder()
+//!     .name("prices")
+//!     .retry(RetryLayer::builder().max_attempts(2))
+//!     .hedge(HedgeLayer::builder().delay(Duration::from_millis(50)))
+//!     .fallback(FallbackLayer::builder().static_response(0_u32))
+//!     .on_event(|event| println!("{}", event.kind()))
+//!     .build()?;
+//! let down = service_fn(|_: u32| async { Err::<u32, steadfast::BoxError>("reset".into()) });
+//! // Retried, then answered by the fallback ("fallback_served").
+//! assert_eq!(policy.layer(down).oneshot(7).await?, 0);
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # Example
 //!
