@@ -1011,14 +1011,31 @@ impl<C, P, R, H, F> PolicyBuilder<C, P, R, H, F> {
     ///
     /// A fallback that names its request and response types
     /// ([`reqwest`](FallbackLayerBuilder::reqwest),
-    /// [`http_for`](FallbackLayerBuilder::http_for)) checks its sources at
-    /// [`build`](Self::build) and the service at
-    /// [`layer`](Layer::layer).
+    /// [`http_for`](FallbackLayerBuilder::http_for)) checks its sources
+    /// here and the service at [`layer`](Layer::layer):
+    ///
+    /// ```compile_fail
+    /// # fn main() -> Result<(), steadfast::ConfigError> {
+    /// use steadfast::fallback::FallbackLayer;
+    /// use steadfast::policy::Policy;
+    ///
+    /// // A `String` is no `reqwest::Response`: refused here, with
+    /// // "the static or computed answer `Static<String>` does not fit
+    /// // `reqwest::Response` responses".
+    /// let policy = Policy::standard_http_client()
+    ///     .fallback(FallbackLayer::builder().static_response(String::from("offline")).reqwest())
+    ///     .build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[allow(clippy::type_complexity)] // The builder's own type, spelled once.
     pub fn fallback<A, Ca, Fl, Cf, K>(
         self,
         fallback: FallbackLayerBuilder<A, Ca, Fl, Cf, K>,
-    ) -> PolicyBuilder<C, P, R, H, FallbackLayerBuilder<A, Ca, Fl, Cf, K>> {
+    ) -> PolicyBuilder<C, P, R, H, FallbackLayerBuilder<A, Ca, Fl, Cf, K>>
+    where
+        K: CheckSources<A, Ca, Fl>,
+    {
         PolicyBuilder {
             settings: self.settings,
             classifier: self.classifier,
