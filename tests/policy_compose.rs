@@ -319,3 +319,108 @@ fn two_policies_layers_carry_their_own_names() {
         .unwrap();
     assert_eq!(d.circuit_breaker().unwrap().name(), "circuit_breaker");
 }
+
+#[cfg(feature = "metrics")]
+#[test]
+fn two_named_policies_export_their_breaker_states_as_two_series() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let (a, b) = metrics::with_local_recorder(&recorder, || {
+        let build = |name: &'static str| Policy::standard_http_client().name(name).build().unwrap();
+        (build("payments"), build("search"))
+    });
+    a.circuit_breaker().unwrap().force_open();
+    let open_by_name: Vec<(String, f64)> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| key.key().name() == "steadfast_circuit_breaker_state")
+        .filter(|(key, ..)| {
+            key.key()
+                .labels()
+                .any(|l| l.key() == "state" && l.value() == "forced_open")
+        })
+        .map(|(key, _, _, value)| {
+            let name = key
+                .key()
+                .labels()
+                .find(|l| l.key() == "name")
+                .map(|l| l.value().to_owned())
+                .unwrap_or_default();
+            let value = match value {
+                DebugValue::Gauge(v) => v.into_inner(),
+                other => panic!("{other:?}"),
+            };
+            (name, value)
+        })
+        .collect();
+    let mut open_by_name = open_by_name;
+    open_by_name.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(
+        open_by_name,
+        [("payments".to_owned(), 1.0), ("search".to_owned(), 0.0)],
+        "one series per policy: the open breaker does not hide the closed one"
+    );
+    drop(b);
+}
+
+#[cfg(feature = "hyper")]
+#[tokio::test]
+async fn a_hyper_util_client_under_one_policy_with_fallback_and_hedging() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Incoming;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    use steadfast::http::{BufferRequestBodyLayer, ReplayBody};
+    use tower::ServiceBuilder;
+
+    type Body = ReplayBody<Full<Bytes>>;
+    let backend = Backend::default();
+    let addr = serve(backend.clone()).await;
+    let log = Log::default();
+    let hyper: Client<_, Body> = Client::builder(TokioExecutor::new()).build_http();
+    let service = ServiceBuilder::new()
+        .layer(BufferRequestBodyLayer::new(1024).unwrap())
+        .layer(
+            Policy::standard_http_client()
+                .total_timeout(Duration::from_secs(5))
+                .hedge(HedgeLayer::builder().delay(Duration::from_millis(20)))
+                .fallback(
+                    FallbackLayer::builder()
+                        .cache(FallbackCache::http().build().unwrap())
+                        .http_for::<http::Request<Body>, http::Response<Incoming>>(),
+                )
+                .on_event(recorder(&log))
+                .build()
+                .unwrap(),
+        )
+        .service(hyper);
+    let get = |path: &str| {
+        http::Request::get(format!("http://{addr}{path}"))
+            .body(Full::default())
+            .unwrap()
+    };
+    let read = |response: http::Response<_>| async move {
+        let source = response.extensions().get::<FallbackSource>().copied();
+        let body = BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        (String::from_utf8(body.to_vec()).unwrap(), source)
+    };
+
+    let (live, source) = read(service.clone().oneshot(get("/users/3")).await.unwrap()).await;
+    assert_eq!((live.as_str(), source), ("user 3", None));
+    backend.down.store(true, Ordering::SeqCst);
+    let (text, source) = read(service.clone().oneshot(get("/users/3")).await.unwrap()).await;
+    assert_eq!(text, live);
+    assert!(matches!(source, Some(FallbackSource::Cache { .. })));
+    assert!(kinds(&log).contains(&"fallback_served".to_owned()));
+
+    let (text, _) = read(service.clone().oneshot(get("/slow")).await.unwrap()).await;
+    assert_eq!(text, "hedge");
+    assert!(kinds(&log).contains(&"hedge_won".to_owned()));
+}
