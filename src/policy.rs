@@ -139,7 +139,7 @@
 //! | 503 with `Retry-After: 1` | at once | 0.000 (0.0) | 1.01 s |
 //! | 10 % of requests 503 (brownout) | never | 1.108 | — (100 % success, p99 134 ms) |
 //!
-//! With a [`HedgeLayer`](crate::hedge::HedgeLayer) inside on the policy's
+//! With a [`HedgeLayer`] inside on the policy's
 //! budget the figures are the same but for hangs (0.017 requests per call,
 //! 0.004 once open). With nothing set at all (30 s total), the outages that
 //! answer give the same figures, and the brownout 1.096 requests per call
