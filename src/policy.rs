@@ -229,7 +229,8 @@ use tower_service::Service;
 use crate::adaptive::{AdaptiveHandle, AdaptiveLayer, AdaptiveLayerBuilder, AdaptiveLevel};
 use crate::bulkhead::{Bulkhead, BulkheadHandle, BulkheadLayer, BulkheadLayerBuilder};
 use crate::circuit_breaker::{
-    CircuitBreaker, CircuitBreakerBuilder, CircuitBreakerHandle, CircuitBreakerLayer,
+    CircuitBreakerBuilder, CircuitBreakerHandle, CircuitBreakerLayer, Keyed,
+    KeyedCircuitBreakerLayer,
 };
 use crate::classify::DefaultClassifier;
 use crate::error::{BoxError, ConfigError, check};
@@ -252,6 +253,7 @@ pub struct Policy<
     R = GenerateRequestId,
     H = Identity,
     F = Identity,
+    B = CircuitBreakerLayer<C>,
 > {
     name: Cow<'static, str>,
     observe: Option<ObserveLayer<C, R>>,
@@ -264,7 +266,7 @@ pub struct Policy<
     retry: RetryLayer<C, P>,
     has_retry: bool,
     adaptive: Option<AdaptiveLayer<C>>,
-    breaker: CircuitBreakerLayer<C>,
+    breaker: B,
     attempt: Option<TimeoutLayer>,
 }
 
@@ -288,6 +290,7 @@ impl Policy {
             request_id: GenerateRequestId,
             hedge: Identity::new(),
             fallback: Identity::new(),
+            keyed: Unkeyed,
         }
     }
 }
@@ -395,7 +398,7 @@ impl Derive {
     fn apply(self, _settings: &mut Settings) {}
 }
 
-impl<C, P, R, H, F> Policy<C, P, R, H, F> {
+impl<C, P, R, H, F, B> Policy<C, P, R, H, F, B> {
     /// The policy's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -411,6 +414,7 @@ impl<C, P, R, H, F> Policy<C, P, R, H, F> {
     pub fn snapshot(&self) -> PolicyStatus
     where
         C: Send + Sync + 'static,
+        B: BreakerLevel,
     {
         PolicyStatus::new(
             self.name.to_string(),
@@ -421,12 +425,24 @@ impl<C, P, R, H, F> Policy<C, P, R, H, F> {
         .with_adaptive(self.adaptive().as_ref())
     }
 
-    /// A handle on the policy's breaker, if it has one.
+    /// A handle on the policy's breaker, if it has one and it is not
+    /// keyed.
     pub fn circuit_breaker(&self) -> Option<CircuitBreakerHandle>
     where
         C: Send + Sync + 'static,
+        B: BreakerLevel,
     {
-        self.breaker.is_on().then(|| self.breaker.handle())
+        self.breaker.single()
+    }
+
+    /// A handle on every breaker of the policy: its one breaker, or one
+    /// per key that has one now (a keyed breaker).
+    pub fn circuit_breakers(&self) -> Vec<CircuitBreakerHandle>
+    where
+        C: Send + Sync + 'static,
+        B: BreakerLevel,
+    {
+        self.breaker.all()
     }
 
     /// A handle on the policy's bulkhead, if it has one.
@@ -467,7 +483,7 @@ impl<C, P, R, H, F> Policy<C, P, R, H, F> {
     }
 }
 
-impl<C: Clone, P, R: Clone, H: Clone, F: Clone> Clone for Policy<C, P, R, H, F> {
+impl<C: Clone, P, R: Clone, H: Clone, F: Clone, B: Clone> Clone for Policy<C, P, R, H, F, B> {
     fn clone(&self) -> Self {
         Self {
             name: self.name.clone(),
@@ -485,7 +501,7 @@ impl<C: Clone, P, R: Clone, H: Clone, F: Clone> Clone for Policy<C, P, R, H, F> 
     }
 }
 
-impl<C, P, R, H: fmt::Debug, F: fmt::Debug> fmt::Debug for Policy<C, P, R, H, F> {
+impl<C, P, R, H: fmt::Debug, F: fmt::Debug, B: fmt::Debug> fmt::Debug for Policy<C, P, R, H, F, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Policy")
             .field("name", &self.name)
@@ -496,7 +512,7 @@ impl<C, P, R, H: fmt::Debug, F: fmt::Debug> fmt::Debug for Policy<C, P, R, H, F>
             .field("bulkhead", &self.bulkhead)
             .field("retry", &self.has_retry.then_some(&self.retry))
             .field("adaptive", &self.adaptive)
-            .field("breaker", &self.breaker.is_on().then_some(&self.breaker))
+            .field("breaker", &self.breaker)
             .field("attempt", &self.attempt)
             .finish()
     }
@@ -505,30 +521,46 @@ impl<C, P, R, H: fmt::Debug, F: fmt::Debug> fmt::Debug for Policy<C, P, R, H, F>
 /// The attempt level of a policy (a pass-through [`Timeout`] without an
 /// attempt timeout).
 pub type AttemptService<S> = Timeout<S>;
-/// The breaker level of a policy (a pass-through breaker without one).
-pub type BreakerService<S, C> = CircuitBreaker<AttemptService<S>, C>;
+/// The breaker level of a policy with one breaker (a pass-through breaker
+/// without one).
+pub type BreakerService<S, C> = crate::circuit_breaker::CircuitBreaker<AttemptService<S>, C>;
+/// The breaker level of a policy with a keyed breaker `B`, or with one
+/// breaker ([`BreakerService`]).
+pub type BreakerLevelService<S, B> = <B as Layer<AttemptService<S>>>::Service;
 /// The adaptive level of a policy (the breaker level itself without an
 /// adaptive limit).
-pub type AdaptiveService<S, C> = AdaptiveLevel<BreakerService<S, C>, C>;
+pub type AdaptiveService<S, C, B = CircuitBreakerLayer<C>> =
+    AdaptiveLevel<BreakerLevelService<S, B>, C>;
 /// The hedging level of a policy (the adaptive level itself without
 /// hedging).
-pub type HedgeService<S, C, H = Identity> = <H as Layer<AdaptiveService<S, C>>>::Service;
+pub type HedgeService<S, C, H = Identity, B = CircuitBreakerLayer<C>> =
+    <H as Layer<AdaptiveService<S, C, B>>>::Service;
 /// The retry level of a policy (one attempt without retry).
-pub type RetryService<S, C, P, H = Identity> = Retry<HedgeService<S, C, H>, C, P>;
+pub type RetryService<S, C, P, H = Identity, B = CircuitBreakerLayer<C>> =
+    Retry<HedgeService<S, C, H, B>, C, P>;
 /// The bulkhead level of a policy (a pass-through bulkhead without one).
-pub type BulkheadService<S, C, P, H = Identity> = Bulkhead<RetryService<S, C, P, H>>;
+pub type BulkheadService<S, C, P, H = Identity, B = CircuitBreakerLayer<C>> =
+    Bulkhead<RetryService<S, C, P, H, B>>;
 /// The service a [`Policy`] makes: its outer layers (observe, fallback,
 /// total deadline), each there or not, in one enum, so that a call's
 /// future is wrapped once at this level whichever are there.
-pub type PolicyService<S, C, P, R = GenerateRequestId, H = Identity, F = Identity> =
-    <F as FallbackLevel<BulkheadService<S, C, P, H>, C, R>>::Service;
+pub type PolicyService<
+    S,
+    C,
+    P,
+    R = GenerateRequestId,
+    H = Identity,
+    F = Identity,
+    B = CircuitBreakerLayer<C>,
+> = <F as FallbackLevel<BulkheadService<S, C, P, H, B>, C, R>>::Service;
 
-impl<S, C: Clone, P, R: Clone, H, F> Layer<S> for Policy<C, P, R, H, F>
+impl<S, C: Clone, P, R: Clone, H, F, B> Layer<S> for Policy<C, P, R, H, F, B>
 where
-    H: Layer<AdaptiveService<S, C>>,
-    F: FallbackLevel<BulkheadService<S, C, P, H>, C, R>,
+    B: Layer<AttemptService<S>>,
+    H: Layer<AdaptiveService<S, C, B>>,
+    F: FallbackLevel<BulkheadService<S, C, P, H, B>, C, R>,
 {
-    type Service = PolicyService<S, C, P, R, H, F>;
+    type Service = PolicyService<S, C, P, R, H, F, B>;
 
     fn layer(&self, service: S) -> Self::Service {
         let service = match &self.attempt {
@@ -549,8 +581,131 @@ where
 }
 
 /// The [`Policy`] a [`PolicyBuilder`] with these type parameters builds.
-pub type Built<C, P, R, H, F> =
-    Policy<C, P, R, <H as HedgeSetting<C, P>>::Layer, <F as FallbackSetting<C>>::Layer>;
+pub type Built<C, P, R, H, F, K = Unkeyed> = Policy<
+    C,
+    P,
+    R,
+    <H as HedgeSetting<C, P>>::Layer,
+    <F as FallbackSetting<C>>::Layer,
+    <K as BreakerSetting<C>>::Layer,
+>;
+
+/// The breaker level of a [`Policy`]: one breaker
+/// ([`CircuitBreakerLayer`], a pass-through one if the policy has none) or
+/// one per key ([`KeyedCircuitBreakerLayer`]).
+pub trait BreakerLevel {
+    /// The one breaker, if the level is one and is on.
+    fn single(&self) -> Option<CircuitBreakerHandle>;
+    /// Every breaker there is now.
+    fn all(&self) -> Vec<CircuitBreakerHandle>;
+}
+
+impl<C: Send + Sync + 'static> BreakerLevel for CircuitBreakerLayer<C> {
+    fn single(&self) -> Option<CircuitBreakerHandle> {
+        self.is_on().then(|| self.handle())
+    }
+
+    fn all(&self) -> Vec<CircuitBreakerHandle> {
+        self.single().into_iter().collect()
+    }
+}
+
+impl<Fk, K, C> BreakerLevel for KeyedCircuitBreakerLayer<Fk, K, C>
+where
+    K: std::hash::Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
+    C: Clone + Send + Sync + 'static,
+{
+    fn single(&self) -> Option<CircuitBreakerHandle> {
+        None
+    }
+
+    fn all(&self) -> Vec<CircuitBreakerHandle> {
+        self.handles()
+            .into_iter()
+            .map(|(_, handle)| handle)
+            .collect()
+    }
+}
+
+/// The breaker setting of a [`PolicyBuilder`]: one breaker ([`Unkeyed`],
+/// set with [`circuit_breaker`](PolicyBuilder::circuit_breaker)) or one
+/// per key (a keyed [`CircuitBreakerBuilder`], set with
+/// [`circuit_breaker_per_key`](PolicyBuilder::circuit_breaker_per_key)).
+pub trait BreakerSetting<C> {
+    /// The level built.
+    type Layer;
+
+    /// Builds the level; `single` is the one breaker's settings, if any.
+    fn build_level(
+        self,
+        single: Option<CircuitBreakerBuilder>,
+        classifier: C,
+        name: Option<&'static str>,
+    ) -> Result<Self::Layer, ConfigError>;
+
+    /// The time window the breaker judges, for the check against the
+    /// attempt timeout.
+    fn time_window_span(&self, single: Option<&CircuitBreakerBuilder>) -> Option<Duration>;
+}
+
+/// One breaker for every call of a policy (or none): the
+/// [`BreakerSetting`] of a [`PolicyBuilder`] until
+/// [`circuit_breaker_per_key`](PolicyBuilder::circuit_breaker_per_key).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unkeyed;
+
+impl<C> BreakerSetting<C> for Unkeyed {
+    type Layer = CircuitBreakerLayer<C>;
+
+    fn build_level(
+        self,
+        single: Option<CircuitBreakerBuilder>,
+        classifier: C,
+        name: Option<&'static str>,
+    ) -> Result<Self::Layer, ConfigError> {
+        match single {
+            Some(breaker) => {
+                let breaker = match (name, breaker.name_set()) {
+                    (Some(name), "circuit_breaker") => breaker.name(name),
+                    _ => breaker,
+                };
+                breaker.classifier(classifier).build()
+            }
+            None => CircuitBreakerLayer::builder()
+                .classifier(classifier)
+                .pass_through(),
+        }
+    }
+
+    fn time_window_span(&self, single: Option<&CircuitBreakerBuilder>) -> Option<Duration> {
+        single.and_then(CircuitBreakerBuilder::time_window_span)
+    }
+}
+
+impl<C, Cb, Fk, K> BreakerSetting<C> for CircuitBreakerBuilder<Cb, Keyed<Fk, K>>
+where
+    K: std::hash::Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
+    C: Clone + Send + Sync + 'static,
+{
+    type Layer = KeyedCircuitBreakerLayer<Fk, K, C>;
+
+    fn build_level(
+        self,
+        _: Option<CircuitBreakerBuilder>,
+        classifier: C,
+        name: Option<&'static str>,
+    ) -> Result<Self::Layer, ConfigError> {
+        let breaker = match (name, self.name_set()) {
+            (Some(name), "circuit_breaker") => self.name(name),
+            _ => self,
+        };
+        breaker.classifier(classifier).build()
+    }
+
+    fn time_window_span(&self, _: Option<&CircuitBreakerBuilder>) -> Option<Duration> {
+        CircuitBreakerBuilder::time_window_span(self)
+    }
+}
 
 /// The outer level of a [`Policy`], without a fallback ([`Identity`]) or
 /// with one ([`FallbackLayer`]): observe outermost, then the fallback, then
@@ -711,6 +866,15 @@ where
     }
 }
 
+/// The host a request goes to, without its port (empty if it names
+/// none): a key for [`circuit_breaker_per_key`](PolicyBuilder::circuit_breaker_per_key),
+/// `.key(by_host::<reqwest::Request>)`.
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub fn by_host<R: crate::http::RequestParts>(request: &R) -> String {
+    request.host().unwrap_or_default().to_owned()
+}
+
 /// `name` as a `&'static str`, each distinct name kept once; past 4,096
 /// distinct names, `None` (the layers keep their own names).
 fn intern(name: &str) -> Option<&'static str> {
@@ -758,6 +922,7 @@ pub struct PolicyBuilder<
     R = GenerateRequestId,
     H = Identity,
     F = Identity,
+    B = Unkeyed,
 > {
     settings: Settings,
     classifier: C,
@@ -765,6 +930,7 @@ pub struct PolicyBuilder<
     request_id: R,
     hedge: H,
     fallback: F,
+    keyed: B,
 }
 
 /// What a [`PolicyBuilder`] keeps besides its type parameters.
@@ -781,17 +947,20 @@ struct Settings {
     adaptive: Option<AdaptiveLayerBuilder>,
 }
 
-impl<C, P, R, H: fmt::Debug, F: fmt::Debug> fmt::Debug for PolicyBuilder<C, P, R, H, F> {
+impl<C, P, R, H: fmt::Debug, F: fmt::Debug, B: fmt::Debug> fmt::Debug
+    for PolicyBuilder<C, P, R, H, F, B>
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PolicyBuilder")
             .field("settings", &self.settings)
             .field("hedge", &self.hedge)
             .field("fallback", &self.fallback)
+            .field("keyed", &self.keyed)
             .finish_non_exhaustive()
     }
 }
 
-impl<C, P, R, H, F> PolicyBuilder<C, P, R, H, F> {
+impl<C, P, R, H, F, B> PolicyBuilder<C, P, R, H, F, B> {
     /// Names the policy, in its snapshot, its spans, events and metrics.
     pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
         self.settings.name = name.into();
@@ -848,7 +1017,7 @@ impl<C, P, R, H, F> PolicyBuilder<C, P, R, H, F> {
 
     /// Takes request ids from `request_id` (for example a
     /// [`RequestIdHeader`]); watches calls.
-    pub fn request_id<R2>(mut self, request_id: R2) -> PolicyBuilder<C, P, R2, H, F> {
+    pub fn request_id<R2>(mut self, request_id: R2) -> PolicyBuilder<C, P, R2, H, F, B> {
         self.observing();
         PolicyBuilder {
             settings: self.settings,
@@ -857,6 +1026,7 @@ impl<C, P, R, H, F> PolicyBuilder<C, P, R, H, F> {
             request_id,
             hedge: self.hedge,
             fallback: self.fallback,
+            keyed: self.keyed,
         }
     }
 
@@ -907,17 +1077,75 @@ impl<C, P, R, H, F> PolicyBuilder<C, P, R, H, F> {
         self
     }
 
-    /// A circuit breaker with these settings; the policy's classifier
-    /// replaces the builder's.
-    pub fn circuit_breaker(mut self, breaker: CircuitBreakerBuilder) -> Self {
+    /// One circuit breaker for every call, with these settings (in place
+    /// of a keyed one); the policy's classifier replaces the builder's.
+    pub fn circuit_breaker(
+        mut self,
+        breaker: CircuitBreakerBuilder,
+    ) -> PolicyBuilder<C, P, R, H, F, Unkeyed> {
         self.settings.breaker = Some(breaker);
-        self
+        self.unkeyed()
     }
 
-    /// No circuit breaker.
-    pub fn no_circuit_breaker(mut self) -> Self {
+    /// A circuit breaker per key, with these settings (in place of the one
+    /// breaker): each key (say, each host) opens and closes on its own, so
+    /// one failing host does not refuse calls to the others. The policy's
+    /// classifier replaces the builder's, and an unnamed breaker takes the
+    /// policy's name.
+    ///
+    /// ```
+    /// # #[cfg(feature = "reqwest")]
+    /// # fn main() -> Result<(), steadfast::ConfigError> {
+    /// use steadfast::circuit_breaker::KeyedCircuitBreakerLayer;
+    /// use steadfast::policy::{Policy, by_host};
+    ///
+    /// let policy = Policy::standard_http_client()
+    ///     .circuit_breaker_per_key(
+    ///         KeyedCircuitBreakerLayer::builder()
+    ///             .consecutive_failures(5)
+    ///             .key(by_host::<reqwest::Request>)
+    ///             .max_keys(1_000),
+    ///     )
+    ///     .build()?;
+    /// assert!(policy.circuit_breaker().is_none(), "no single breaker");
+    /// assert!(policy.circuit_breakers().is_empty(), "no host called yet");
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "reqwest"))]
+    /// # fn main() {}
+    /// ```
+    pub fn circuit_breaker_per_key<Cb, Fk, K>(
+        mut self,
+        breaker: CircuitBreakerBuilder<Cb, Keyed<Fk, K>>,
+    ) -> PolicyBuilder<C, P, R, H, F, CircuitBreakerBuilder<Cb, Keyed<Fk, K>>> {
         self.settings.breaker = None;
-        self
+        PolicyBuilder {
+            settings: self.settings,
+            classifier: self.classifier,
+            replay: self.replay,
+            request_id: self.request_id,
+            hedge: self.hedge,
+            fallback: self.fallback,
+            keyed: breaker,
+        }
+    }
+
+    /// No circuit breaker, keyed or not.
+    pub fn no_circuit_breaker(mut self) -> PolicyBuilder<C, P, R, H, F, Unkeyed> {
+        self.settings.breaker = None;
+        self.unkeyed()
+    }
+
+    fn unkeyed(self) -> PolicyBuilder<C, P, R, H, F, Unkeyed> {
+        PolicyBuilder {
+            settings: self.settings,
+            classifier: self.classifier,
+            replay: self.replay,
+            request_id: self.request_id,
+            hedge: self.hedge,
+            fallback: self.fallback,
+            keyed: Unkeyed,
+        }
     }
 
     /// A bulkhead with these settings, outside retry: a call holds one
@@ -949,7 +1177,7 @@ impl<C, P, R, H, F> PolicyBuilder<C, P, R, H, F> {
     }
 
     /// Judges attempts, for retry and breaker, with `classifier`.
-    pub fn classifier<C2>(self, classifier: C2) -> PolicyBuilder<C2, P, R, H, F> {
+    pub fn classifier<C2>(self, classifier: C2) -> PolicyBuilder<C2, P, R, H, F, B> {
         PolicyBuilder {
             settings: self.settings,
             classifier,
@@ -957,11 +1185,12 @@ impl<C, P, R, H, F> PolicyBuilder<C, P, R, H, F> {
             request_id: self.request_id,
             hedge: self.hedge,
             fallback: self.fallback,
+            keyed: self.keyed,
         }
     }
 
     /// Copies requests for retry with `replay`.
-    pub fn replay<P2>(self, replay: P2) -> PolicyBuilder<C, P2, R, H, F> {
+    pub fn replay<P2>(self, replay: P2) -> PolicyBuilder<C, P2, R, H, F, B> {
         PolicyBuilder {
             settings: self.settings,
             classifier: self.classifier,
@@ -969,6 +1198,7 @@ impl<C, P, R, H, F> PolicyBuilder<C, P, R, H, F> {
             request_id: self.request_id,
             hedge: self.hedge,
             fallback: self.fallback,
+            keyed: self.keyed,
         }
     }
 
@@ -978,7 +1208,10 @@ impl<C, P, R, H, F> PolicyBuilder<C, P, R, H, F> {
     /// policy's classifier and replay replace the builder's, and a policy
     /// that retries spends its retry budget on hedges too, so retries and
     /// hedges together stay within it.
-    pub fn hedge(self, hedge: HedgeLayerBuilder) -> PolicyBuilder<C, P, R, HedgeLayerBuilder, F> {
+    pub fn hedge(
+        self,
+        hedge: HedgeLayerBuilder,
+    ) -> PolicyBuilder<C, P, R, HedgeLayerBuilder, F, B> {
         PolicyBuilder {
             settings: self.settings,
             classifier: self.classifier,
@@ -986,11 +1219,12 @@ impl<C, P, R, H, F> PolicyBuilder<C, P, R, H, F> {
             request_id: self.request_id,
             hedge,
             fallback: self.fallback,
+            keyed: self.keyed,
         }
     }
 
     /// No hedging.
-    pub fn no_hedge(self) -> PolicyBuilder<C, P, R, Identity, F> {
+    pub fn no_hedge(self) -> PolicyBuilder<C, P, R, Identity, F, B> {
         PolicyBuilder {
             settings: self.settings,
             classifier: self.classifier,
@@ -998,6 +1232,7 @@ impl<C, P, R, H, F> PolicyBuilder<C, P, R, H, F> {
             request_id: self.request_id,
             hedge: Identity::new(),
             fallback: self.fallback,
+            keyed: self.keyed,
         }
     }
 
@@ -1032,7 +1267,7 @@ impl<C, P, R, H, F> PolicyBuilder<C, P, R, H, F> {
     pub fn fallback<A, Ca, Fl, Cf, K>(
         self,
         fallback: FallbackLayerBuilder<A, Ca, Fl, Cf, K>,
-    ) -> PolicyBuilder<C, P, R, H, FallbackLayerBuilder<A, Ca, Fl, Cf, K>>
+    ) -> PolicyBuilder<C, P, R, H, FallbackLayerBuilder<A, Ca, Fl, Cf, K>, B>
     where
         K: CheckSources<A, Ca, Fl>,
     {
@@ -1043,11 +1278,12 @@ impl<C, P, R, H, F> PolicyBuilder<C, P, R, H, F> {
             request_id: self.request_id,
             hedge: self.hedge,
             fallback,
+            keyed: self.keyed,
         }
     }
 
     /// No fallback.
-    pub fn no_fallback(self) -> PolicyBuilder<C, P, R, H, Identity> {
+    pub fn no_fallback(self) -> PolicyBuilder<C, P, R, H, Identity, B> {
         PolicyBuilder {
             settings: self.settings,
             classifier: self.classifier,
@@ -1055,6 +1291,7 @@ impl<C, P, R, H, F> PolicyBuilder<C, P, R, H, F> {
             request_id: self.request_id,
             hedge: self.hedge,
             fallback: Identity::new(),
+            keyed: self.keyed,
         }
     }
 
@@ -1139,9 +1376,10 @@ impl<C, P, R, H, F> PolicyBuilder<C, P, R, H, F> {
     }
 
     /// Checks every setting and their consistency, and builds the layers.
-    pub fn build(self) -> Result<Built<C, P, R, H, F>, ConfigError>
+    pub fn build(self) -> Result<Built<C, P, R, H, F, B>, ConfigError>
     where
         C: Clone,
+        B: BreakerSetting<C>,
         H: HedgeSetting<C, P>,
         F: FallbackSetting<C>,
     {
@@ -1153,10 +1391,6 @@ impl<C, P, R, H, F> PolicyBuilder<C, P, R, H, F> {
         // carry the policy's name already.
         let named = (s.name != "default").then(|| intern(&s.name)).flatten();
         if let Some(name) = named {
-            s.breaker = s.breaker.map(|b| match b.name_set() {
-                "circuit_breaker" => b.name(name),
-                _ => b,
-            });
             s.bulkhead = s.bulkhead.map(|b| match b.name_set() {
                 "bulkhead" => b.name(name),
                 _ => b,
@@ -1185,8 +1419,8 @@ impl<C, P, R, H, F> PolicyBuilder<C, P, R, H, F> {
                 "the attempt timeout must not exceed the total timeout",
             )?;
         }
-        if let (Some(breaker), Some(attempt)) = (&s.breaker, s.attempt_timeout) {
-            if let Some(span) = breaker.time_window_span() {
+        if let Some(attempt) = s.attempt_timeout {
+            if let Some(span) = self.keyed.time_window_span(s.breaker.as_ref()) {
                 if span < attempt.saturating_mul(2) {
                     return Err(ConfigError::conflict(
                         "circuit_breaker.time_window",
@@ -1228,12 +1462,7 @@ impl<C, P, R, H, F> PolicyBuilder<C, P, R, H, F> {
             .adaptive
             .map(|adaptive| adaptive.classifier(self.classifier.clone()).build())
             .transpose()?;
-        let breaker = match s.breaker {
-            Some(breaker) => breaker.classifier(self.classifier).build()?,
-            None => CircuitBreakerLayer::builder()
-                .classifier(self.classifier)
-                .pass_through()?,
-        };
+        let breaker = self.keyed.build_level(s.breaker, self.classifier, named)?;
         let bulkhead = s.bulkhead.map(BulkheadLayerBuilder::build).transpose()?;
         Ok(Policy {
             name: s.name,

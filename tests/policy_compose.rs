@@ -424,3 +424,107 @@ async fn a_hyper_util_client_under_one_policy_with_fallback_and_hedging() {
     assert_eq!(text, "hedge");
     assert!(kinds(&log).contains(&"hedge_won".to_owned()));
 }
+
+/// A server on `ip` that answers every request with `status`; counts them.
+async fn serve_status(ip: &str, status: StatusCode) -> (SocketAddr, Arc<AtomicU32>) {
+    let hits = Arc::new(AtomicU32::new(0));
+    let counted = Arc::clone(&hits);
+    let app = Router::new().route(
+        "/{*path}",
+        get(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move { status }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, hits)
+}
+
+#[tokio::test]
+async fn a_breaker_per_host_opens_for_the_failing_host_only() {
+    use steadfast::circuit_breaker::{KeyedCircuitBreakerLayer, State as Breaker};
+    use steadfast::error::CircuitOpen;
+
+    let (down, down_hits) = serve_status("127.0.0.1", StatusCode::SERVICE_UNAVAILABLE).await;
+    let (up, up_hits) = serve_status("127.0.0.2", StatusCode::OK).await;
+    let policy = Policy::standard_http_client()
+        .name("per_host")
+        .no_retry()
+        .circuit_breaker_per_key(
+            KeyedCircuitBreakerLayer::builder()
+                .consecutive_failures(3)
+                .open_duration(Duration::from_secs(60))
+                .key(steadfast::policy::by_host::<reqwest::Request>),
+        )
+        .build()
+        .unwrap();
+    assert!(policy.circuit_breaker().is_none());
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let service = policy.layer(client);
+
+    for _ in 0..3 {
+        let response = service
+            .clone()
+            .oneshot(get_request(down, "/a"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+    // The failing host's breaker is open: refused without a request.
+    let err = service
+        .clone()
+        .oneshot(get_request(down, "/a"))
+        .await
+        .unwrap_err();
+    assert!(err.is::<CircuitOpen>(), "{err}");
+    assert_eq!(down_hits.load(Ordering::SeqCst), 3);
+    // The other host is served.
+    let response = service
+        .clone()
+        .oneshot(get_request(up, "/b"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(up_hits.load(Ordering::SeqCst), 1);
+
+    let mut states: Vec<_> = policy
+        .circuit_breakers()
+        .iter()
+        .map(|h| (h.key().unwrap_or_default().to_owned(), h.state(), h.name()))
+        .collect();
+    states.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        states,
+        [
+            ("127.0.0.1".to_owned(), Breaker::Open, "per_host"),
+            ("127.0.0.2".to_owned(), Breaker::Closed, "per_host"),
+        ]
+    );
+}
+
+#[test]
+fn circuit_breaker_sets_one_breaker_again_after_a_keyed_one() {
+    use steadfast::circuit_breaker::KeyedCircuitBreakerLayer;
+
+    let policy = Policy::builder()
+        .circuit_breaker_per_key(
+            KeyedCircuitBreakerLayer::builder().key(|request: &u32| *request % 2),
+        )
+        .circuit_breaker(CircuitBreakerLayer::builder())
+        .build()
+        .unwrap();
+    assert!(policy.circuit_breaker().is_some());
+    // A keyed breaker's window is checked against the attempt timeout too.
+    let err = Policy::builder()
+        .attempt_timeout(Duration::from_secs(10))
+        .circuit_breaker_per_key(
+            KeyedCircuitBreakerLayer::builder()
+                .time_window(Duration::from_secs(5), 5)
+                .key(|request: &u32| *request % 2),
+        )
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "circuit_breaker.time_window");
+}
