@@ -1114,6 +1114,7 @@ impl<C, P, R, H, F, B> PolicyBuilder<C, P, R, H, F, B> {
     /// # #[cfg(not(feature = "reqwest"))]
     /// # fn main() {}
     /// ```
+    #[allow(clippy::type_complexity)] // The builder's own type, spelled once.
     pub fn circuit_breaker_per_key<Cb, Fk, K>(
         mut self,
         breaker: CircuitBreakerBuilder<Cb, Keyed<Fk, K>>,
