@@ -866,6 +866,12 @@ where
     }
 }
 
+/// A breaker per host, for requests of type `Req`: the setting
+/// [`circuit_breaker_per_host`](PolicyBuilder::circuit_breaker_per_host)
+/// makes.
+#[cfg(feature = "http")]
+pub type PerHost<Req> = CircuitBreakerBuilder<DefaultClassifier, Keyed<fn(&Req) -> String, String>>;
+
 /// The host a request goes to, without its port (empty if it names
 /// none): a key for [`circuit_breaker_per_key`](PolicyBuilder::circuit_breaker_per_key),
 /// `.key(by_host::<reqwest::Request>)`.
@@ -1129,6 +1135,42 @@ impl<C, P, R, H, F, B> PolicyBuilder<C, P, R, H, F, B> {
             fallback: self.fallback,
             keyed: breaker,
         }
+    }
+
+    /// Turns the circuit breaker set so far (a preset's, say, or the
+    /// breaker's defaults) into one per host, with the same settings and
+    /// at most 10,000 hosts: a failing host no longer refuses calls to the
+    /// others. Name the request type: `.circuit_breaker_per_host::<reqwest::Request>()`.
+    ///
+    /// ```
+    /// # #[cfg(feature = "reqwest")]
+    /// # fn main() -> Result<(), steadfast::ConfigError> {
+    /// use steadfast::policy::Policy;
+    ///
+    /// let policy = Policy::standard_http_client()
+    ///     .circuit_breaker_with(|b| b.consecutive_failures(5))
+    ///     .circuit_breaker_per_host::<reqwest::Request>()
+    ///     .build()?;
+    /// assert!(policy.circuit_breaker().is_none(), "one breaker per host");
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "reqwest"))]
+    /// # fn main() {}
+    /// ```
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    pub fn circuit_breaker_per_host<Req: crate::http::RequestParts>(
+        mut self,
+    ) -> PolicyBuilder<C, P, R, H, F, PerHost<Req>> {
+        let single = self
+            .settings
+            .breaker
+            .take()
+            .unwrap_or_else(CircuitBreakerLayer::builder);
+        let (_, keyed) = KeyedCircuitBreakerLayer::builder().with_other_mode(());
+        let host: fn(&Req) -> String = by_host::<Req>;
+        let breaker = single.with_other_mode(keyed).0.key(host);
+        self.circuit_breaker_per_key(breaker)
     }
 
     /// No circuit breaker, keyed or not.

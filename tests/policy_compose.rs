@@ -16,9 +16,12 @@ use steadfast::BoxError;
 use steadfast::circuit_breaker::CircuitBreakerLayer;
 use steadfast::fallback::{FallbackCache, FallbackLayer, FallbackSource};
 use steadfast::hedge::HedgeLayer;
+use steadfast::http::{HttpClassifier, HttpReplay};
 use steadfast::observe::Event;
+use steadfast::observe::RequestIdHeader;
 use steadfast::policy::Policy;
 use tower::{Layer, ServiceExt, service_fn};
+use tower_layer::Identity;
 
 /// A backend on `/users/{id}` that answers 200 while up and 503 while
 /// down; on `/slow` only the second request is answered.
@@ -442,24 +445,28 @@ async fn serve_status(ip: &str, status: StatusCode) -> (SocketAddr, Arc<AtomicU3
     (addr, hits)
 }
 
-#[tokio::test]
-async fn a_breaker_per_host_opens_for_the_failing_host_only() {
-    use steadfast::circuit_breaker::{KeyedCircuitBreakerLayer, State as Breaker};
+/// Three 503s from one host open its breaker only: the other host is
+/// still served.
+async fn check_per_host<B>(
+    policy: Policy<HttpClassifier, HttpReplay, RequestIdHeader, Identity, Identity, B>,
+) where
+    B: steadfast::policy::BreakerLevel
+        + Layer<
+            steadfast::policy::AttemptService<reqwest::Client>,
+            Service: tower::Service<
+                reqwest::Request,
+                Response = reqwest::Response,
+                Error = BoxError,
+                Future: Send,
+            > + Clone
+                         + Send,
+        >,
+{
+    use steadfast::circuit_breaker::State as Breaker;
     use steadfast::error::CircuitOpen;
 
     let (down, down_hits) = serve_status("127.0.0.1", StatusCode::SERVICE_UNAVAILABLE).await;
     let (up, up_hits) = serve_status("127.0.0.2", StatusCode::OK).await;
-    let policy = Policy::standard_http_client()
-        .name("per_host")
-        .no_retry()
-        .circuit_breaker_per_key(
-            KeyedCircuitBreakerLayer::builder()
-                .consecutive_failures(3)
-                .open_duration(Duration::from_secs(60))
-                .key(steadfast::policy::by_host::<reqwest::Request>),
-        )
-        .build()
-        .unwrap();
     assert!(policy.circuit_breaker().is_none());
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let service = policy.layer(client);
@@ -502,6 +509,39 @@ async fn a_breaker_per_host_opens_for_the_failing_host_only() {
             ("127.0.0.2".to_owned(), Breaker::Closed, "per_host"),
         ]
     );
+}
+
+#[tokio::test]
+async fn a_breaker_per_key_opens_for_the_failing_host_only() {
+    use steadfast::circuit_breaker::KeyedCircuitBreakerLayer;
+
+    let policy = Policy::standard_http_client()
+        .name("per_host")
+        .no_retry()
+        .circuit_breaker_per_key(
+            KeyedCircuitBreakerLayer::builder()
+                .consecutive_failures(3)
+                .open_duration(Duration::from_secs(60))
+                .key(steadfast::policy::by_host::<reqwest::Request>),
+        )
+        .build()
+        .unwrap();
+    check_per_host(policy).await;
+}
+
+#[tokio::test]
+async fn the_preset_breaker_per_host_keeps_the_preset_settings() {
+    let policy = Policy::standard_http_client()
+        .name("per_host")
+        .no_retry()
+        .circuit_breaker_with(|b| {
+            b.consecutive_failures(3)
+                .open_duration(Duration::from_secs(60))
+        })
+        .circuit_breaker_per_host::<reqwest::Request>()
+        .build()
+        .unwrap();
+    check_per_host(policy).await;
 }
 
 #[test]
