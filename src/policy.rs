@@ -1097,7 +1097,9 @@ impl<C, P, R, H, F, B> PolicyBuilder<C, P, R, H, F, B> {
     /// breaker): each key (say, each host) opens and closes on its own, so
     /// one failing host does not refuse calls to the others. The policy's
     /// classifier replaces the builder's, and an unnamed breaker takes the
-    /// policy's name.
+    /// policy's name. [`Policy::circuit_breakers`] lists the keys'
+    /// breakers; [`Policy::circuit_breaker`] and the policy's
+    /// [`snapshot`](Policy::snapshot) show none.
     ///
     /// ```
     /// # #[cfg(feature = "reqwest")]
