@@ -4,7 +4,8 @@
 //! [`Policy::builder`] wires, outermost first,
 //!
 //! ```text
-//! observe → total deadline → bulkhead → retry → adaptive limit → circuit breaker → attempt timeout → service
+//! observe → fallback → total deadline → bulkhead → retry → hedge → adaptive limit
+//!         → circuit breaker → attempt timeout → service
 //! ```
 //!
 //! each of them optional, and refuses settings that cannot work together
@@ -31,6 +32,44 @@
 //! [`request_id`](PolicyBuilder::request_id)) shares the outer level with
 //! the total deadline; [`snapshot`](Policy::snapshot) reads every stateful
 //! layer at once.
+//!
+//! The fallback ([`fallback`](PolicyBuilder::fallback)) sits inside observe
+//! and outside everything else: it answers the failures and rejections of
+//! every layer, a call the total deadline ended included, and its events
+//! reach the policy's listeners. Hedging ([`hedge`](PolicyBuilder::hedge))
+//! sits inside retry and outside the breaker, so a copy sent to an open
+//! circuit is refused cheaply, and spends the policy's retry budget.
+//!
+//! A named policy's breaker and bulkhead take its name, unless their
+//! builders name them: two policies' state gauges never share a series.
+//! A preset's layers are changed one setting at a time with
+//! [`circuit_breaker_with`](PolicyBuilder::circuit_breaker_with),
+//! [`retry_with`](PolicyBuilder::retry_with) and
+//! [`bulkhead_with`](PolicyBuilder::bulkhead_with).
+//!
+//! ```
+//! use std::time::Duration;
+//! use steadfast::fallback::FallbackLayer;
+//! use steadfast::hedge::HedgeLayer;
+//! use steadfast::policy::Policy;
+//! use steadfast::retry::RetryLayer;
+//! use tower::{Layer, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), steadfast::BoxError> {
+//! let policy = Policy::builder()
+//!     .name("prices")
+//!     .retry(RetryLayer::builder().max_attempts(2))
+//!     .hedge(HedgeLayer::builder().delay(Duration::from_millis(50)))
+//!     .fallback(FallbackLayer::builder().static_response(0_u32))
+//!     .on_event(|event| println!("{}", event.kind()))
+//!     .build()?;
+//! let down = service_fn(|_: u32| async { Err::<u32, steadfast::BoxError>("reset".into()) });
+//! // Retried, then answered by the fallback ("fallback_served").
+//! assert_eq!(policy.layer(down).oneshot(7).await?, 0);
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # Example
 //!
@@ -100,7 +139,7 @@
 //! | 503 with `Retry-After: 1` | at once | 0.000 (0.0) | 1.01 s |
 //! | 10 % of requests 503 (brownout) | never | 1.108 | — (100 % success, p99 134 ms) |
 //!
-//! With a [`HedgeLayer`](crate::hedge::HedgeLayer) inside on the policy's
+//! With a [`HedgeLayer`] inside on the policy's
 //! budget the figures are the same but for hangs (0.017 requests per call,
 //! 0.004 once open). With nothing set at all (30 s total), the outages that
 //! answer give the same figures, and the brownout 1.096 requests per call
@@ -184,16 +223,19 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use tower_layer::Layer;
+use tower_layer::{Identity, Layer};
 use tower_service::Service;
 
 use crate::adaptive::{AdaptiveHandle, AdaptiveLayer, AdaptiveLayerBuilder, AdaptiveLevel};
 use crate::bulkhead::{Bulkhead, BulkheadHandle, BulkheadLayer, BulkheadLayerBuilder};
 use crate::circuit_breaker::{
-    CircuitBreaker, CircuitBreakerBuilder, CircuitBreakerHandle, CircuitBreakerLayer,
+    CircuitBreakerBuilder, CircuitBreakerHandle, CircuitBreakerLayer, Keyed,
+    KeyedCircuitBreakerLayer,
 };
 use crate::classify::DefaultClassifier;
 use crate::error::{BoxError, ConfigError, check};
+use crate::fallback::{CheckService, CheckSources, Fallback, FallbackLayer, FallbackLayerBuilder};
+use crate::hedge::{HedgeLayer, HedgeLayerBuilder};
 #[cfg(feature = "http")]
 use crate::observe::RequestIdHeader;
 use crate::observe::{GenerateRequestId, Observe, ObserveDeadline, ObserveLayer, PolicyStatus};
@@ -205,9 +247,18 @@ use crate::timeout::{Timeout, TimeoutLayer, TotalDeadline, TotalDeadlineLayer};
 use crate::retry::Replay;
 
 /// The composed policy: a layer. See the [module docs](self).
-pub struct Policy<C = DefaultClassifier, P = CloneReplay, R = GenerateRequestId> {
+pub struct Policy<
+    C = DefaultClassifier,
+    P = CloneReplay,
+    R = GenerateRequestId,
+    H = Identity,
+    F = Identity,
+    B = CircuitBreakerLayer<C>,
+> {
     name: Cow<'static, str>,
     observe: Option<ObserveLayer<C, R>>,
+    fallback: F,
+    hedge: H,
     total: Option<TotalDeadlineLayer>,
     bulkhead: Option<BulkheadLayer>,
     // Retry and breaker levels are always there, passing calls through when
@@ -215,7 +266,7 @@ pub struct Policy<C = DefaultClassifier, P = CloneReplay, R = GenerateRequestId>
     retry: RetryLayer<C, P>,
     has_retry: bool,
     adaptive: Option<AdaptiveLayer<C>>,
-    breaker: CircuitBreakerLayer<C>,
+    breaker: B,
     attempt: Option<TimeoutLayer>,
 }
 
@@ -237,6 +288,9 @@ impl Policy {
             classifier: DefaultClassifier,
             replay: CloneReplay,
             request_id: GenerateRequestId,
+            hedge: Identity::new(),
+            fallback: Identity::new(),
+            keyed: Unkeyed,
         }
     }
 }
@@ -344,7 +398,7 @@ impl Derive {
     fn apply(self, _settings: &mut Settings) {}
 }
 
-impl<C, P, R> Policy<C, P, R> {
+impl<C, P, R, H, F, B> Policy<C, P, R, H, F, B> {
     /// The policy's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -360,6 +414,7 @@ impl<C, P, R> Policy<C, P, R> {
     pub fn snapshot(&self) -> PolicyStatus
     where
         C: Send + Sync + 'static,
+        B: BreakerLevel,
     {
         PolicyStatus::new(
             self.name.to_string(),
@@ -370,12 +425,24 @@ impl<C, P, R> Policy<C, P, R> {
         .with_adaptive(self.adaptive().as_ref())
     }
 
-    /// A handle on the policy's breaker, if it has one.
+    /// A handle on the policy's breaker, if it has one and it is not
+    /// keyed.
     pub fn circuit_breaker(&self) -> Option<CircuitBreakerHandle>
     where
         C: Send + Sync + 'static,
+        B: BreakerLevel,
     {
-        self.breaker.is_on().then(|| self.breaker.handle())
+        self.breaker.single()
+    }
+
+    /// A handle on every breaker of the policy: its one breaker, or one
+    /// per key that has one now (a keyed breaker).
+    pub fn circuit_breakers(&self) -> Vec<CircuitBreakerHandle>
+    where
+        C: Send + Sync + 'static,
+        B: BreakerLevel,
+    {
+        self.breaker.all()
     }
 
     /// A handle on the policy's bulkhead, if it has one.
@@ -402,13 +469,27 @@ impl<C, P, R> Policy<C, P, R> {
     pub fn attempt_timeout(&self) -> Option<Duration> {
         self.attempt.as_ref().map(TimeoutLayer::timeout)
     }
+
+    /// The policy's hedging level: a [`HedgeLayer`] if it hedges,
+    /// [`Identity`] if not.
+    pub fn hedge(&self) -> &H {
+        &self.hedge
+    }
+
+    /// The policy's fallback level: a [`FallbackLayer`] if it falls back,
+    /// [`Identity`] if not.
+    pub fn fallback(&self) -> &F {
+        &self.fallback
+    }
 }
 
-impl<C: Clone, P, R: Clone> Clone for Policy<C, P, R> {
+impl<C: Clone, P, R: Clone, H: Clone, F: Clone, B: Clone> Clone for Policy<C, P, R, H, F, B> {
     fn clone(&self) -> Self {
         Self {
             name: self.name.clone(),
             observe: self.observe.clone(),
+            fallback: self.fallback.clone(),
+            hedge: self.hedge.clone(),
             total: self.total,
             bulkhead: self.bulkhead.clone(),
             retry: self.retry.clone(),
@@ -420,16 +501,18 @@ impl<C: Clone, P, R: Clone> Clone for Policy<C, P, R> {
     }
 }
 
-impl<C, P, R> fmt::Debug for Policy<C, P, R> {
+impl<C, P, R, H: fmt::Debug, F: fmt::Debug, B: fmt::Debug> fmt::Debug for Policy<C, P, R, H, F, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Policy")
             .field("name", &self.name)
             .field("observe", &self.observe)
+            .field("fallback", &self.fallback)
+            .field("hedge", &self.hedge)
             .field("total", &self.total)
             .field("bulkhead", &self.bulkhead)
             .field("retry", &self.has_retry.then_some(&self.retry))
             .field("adaptive", &self.adaptive)
-            .field("breaker", &self.breaker.is_on().then_some(&self.breaker))
+            .field("breaker", &self.breaker)
             .field("attempt", &self.attempt)
             .finish()
     }
@@ -438,27 +521,46 @@ impl<C, P, R> fmt::Debug for Policy<C, P, R> {
 /// The attempt level of a policy (a pass-through [`Timeout`] without an
 /// attempt timeout).
 pub type AttemptService<S> = Timeout<S>;
-/// The breaker level of a policy (a pass-through breaker without one).
-pub type BreakerService<S, C> = CircuitBreaker<AttemptService<S>, C>;
+/// The breaker level of a policy with one breaker (a pass-through breaker
+/// without one).
+pub type BreakerService<S, C> = crate::circuit_breaker::CircuitBreaker<AttemptService<S>, C>;
+/// The breaker level of a policy with a keyed breaker `B`, or with one
+/// breaker ([`BreakerService`]).
+pub type BreakerLevelService<S, B> = <B as Layer<AttemptService<S>>>::Service;
 /// The adaptive level of a policy (the breaker level itself without an
 /// adaptive limit).
-pub type AdaptiveService<S, C> = AdaptiveLevel<BreakerService<S, C>, C>;
+pub type AdaptiveService<S, C, B = CircuitBreakerLayer<C>> =
+    AdaptiveLevel<BreakerLevelService<S, B>, C>;
+/// The hedging level of a policy (the adaptive level itself without
+/// hedging).
+pub type HedgeService<S, C, H = Identity, B = CircuitBreakerLayer<C>> =
+    <H as Layer<AdaptiveService<S, C, B>>>::Service;
 /// The retry level of a policy (one attempt without retry).
-pub type RetryService<S, C, P> = Retry<AdaptiveService<S, C>, C, P>;
+pub type RetryService<S, C, P, H = Identity, B = CircuitBreakerLayer<C>> =
+    Retry<HedgeService<S, C, H, B>, C, P>;
 /// The bulkhead level of a policy (a pass-through bulkhead without one).
-pub type BulkheadService<S, C, P> = Bulkhead<RetryService<S, C, P>>;
-/// The service a [`Policy`] makes: its outer layers (observe, total
-/// deadline), each there or not, in one enum, so that a call's future is
-/// wrapped once at this level whichever are there.
-pub type PolicyService<S, C, P, R = GenerateRequestId> = Outer<
-    ObserveDeadline<BulkheadService<S, C, P>, C, R>,
-    TotalDeadline<BulkheadService<S, C, P>>,
-    Observe<BulkheadService<S, C, P>, C, R>,
-    BulkheadService<S, C, P>,
->;
+pub type BulkheadService<S, C, P, H = Identity, B = CircuitBreakerLayer<C>> =
+    Bulkhead<RetryService<S, C, P, H, B>>;
+/// The service a [`Policy`] makes: its outer layers (observe, fallback,
+/// total deadline), each there or not, in one enum, so that a call's
+/// future is wrapped once at this level whichever are there.
+pub type PolicyService<
+    S,
+    C,
+    P,
+    R = GenerateRequestId,
+    H = Identity,
+    F = Identity,
+    B = CircuitBreakerLayer<C>,
+> = <F as FallbackLevel<BulkheadService<S, C, P, H, B>, C, R>>::Service;
 
-impl<S, C: Clone, P, R: Clone> Layer<S> for Policy<C, P, R> {
-    type Service = PolicyService<S, C, P, R>;
+impl<S, C: Clone, P, R: Clone, H, F, B> Layer<S> for Policy<C, P, R, H, F, B>
+where
+    B: Layer<AttemptService<S>>,
+    H: Layer<AdaptiveService<S, C, B>>,
+    F: FallbackLevel<BulkheadService<S, C, P, H, B>, C, R>,
+{
+    type Service = PolicyService<S, C, P, R, H, F, B>;
 
     fn layer(&self, service: S) -> Self::Service {
         let service = match &self.attempt {
@@ -467,12 +569,171 @@ impl<S, C: Clone, P, R: Clone> Layer<S> for Policy<C, P, R> {
         };
         let service = self.breaker.layer(service);
         let service = AdaptiveLevel::new(self.adaptive.as_ref(), service);
+        let service = self.hedge.layer(service);
         let service = self.retry.layer(service);
         let service = match &self.bulkhead {
             Some(bulkhead) => bulkhead.layer(service),
             None => Bulkhead::pass_through(service),
         };
-        match (&self.observe, &self.total) {
+        self.fallback
+            .outer(self.observe.as_ref(), self.total.as_ref(), service)
+    }
+}
+
+/// The [`Policy`] a [`PolicyBuilder`] with these type parameters builds.
+pub type Built<C, P, R, H, F, K = Unkeyed> = Policy<
+    C,
+    P,
+    R,
+    <H as HedgeSetting<C, P>>::Layer,
+    <F as FallbackSetting<C>>::Layer,
+    <K as BreakerSetting<C>>::Layer,
+>;
+
+/// The breaker level of a [`Policy`]: one breaker
+/// ([`CircuitBreakerLayer`], a pass-through one if the policy has none) or
+/// one per key ([`KeyedCircuitBreakerLayer`]).
+pub trait BreakerLevel {
+    /// The one breaker, if the level is one and is on.
+    fn single(&self) -> Option<CircuitBreakerHandle>;
+    /// Every breaker there is now.
+    fn all(&self) -> Vec<CircuitBreakerHandle>;
+}
+
+impl<C: Send + Sync + 'static> BreakerLevel for CircuitBreakerLayer<C> {
+    fn single(&self) -> Option<CircuitBreakerHandle> {
+        self.is_on().then(|| self.handle())
+    }
+
+    fn all(&self) -> Vec<CircuitBreakerHandle> {
+        self.single().into_iter().collect()
+    }
+}
+
+impl<Fk, K, C> BreakerLevel for KeyedCircuitBreakerLayer<Fk, K, C>
+where
+    K: std::hash::Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
+    C: Clone + Send + Sync + 'static,
+{
+    fn single(&self) -> Option<CircuitBreakerHandle> {
+        None
+    }
+
+    fn all(&self) -> Vec<CircuitBreakerHandle> {
+        self.handles()
+            .into_iter()
+            .map(|(_, handle)| handle)
+            .collect()
+    }
+}
+
+/// The breaker setting of a [`PolicyBuilder`]: one breaker ([`Unkeyed`],
+/// set with [`circuit_breaker`](PolicyBuilder::circuit_breaker)) or one
+/// per key (a keyed [`CircuitBreakerBuilder`], set with
+/// [`circuit_breaker_per_key`](PolicyBuilder::circuit_breaker_per_key)).
+pub trait BreakerSetting<C> {
+    /// The level built.
+    type Layer;
+
+    /// Builds the level; `single` is the one breaker's settings, if any.
+    fn build_level(
+        self,
+        single: Option<CircuitBreakerBuilder>,
+        classifier: C,
+        name: Option<&'static str>,
+    ) -> Result<Self::Layer, ConfigError>;
+
+    /// The time window the breaker judges, for the check against the
+    /// attempt timeout.
+    fn time_window_span(&self, single: Option<&CircuitBreakerBuilder>) -> Option<Duration>;
+}
+
+/// One breaker for every call of a policy (or none): the
+/// [`BreakerSetting`] of a [`PolicyBuilder`] until
+/// [`circuit_breaker_per_key`](PolicyBuilder::circuit_breaker_per_key).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unkeyed;
+
+impl<C> BreakerSetting<C> for Unkeyed {
+    type Layer = CircuitBreakerLayer<C>;
+
+    fn build_level(
+        self,
+        single: Option<CircuitBreakerBuilder>,
+        classifier: C,
+        name: Option<&'static str>,
+    ) -> Result<Self::Layer, ConfigError> {
+        match single {
+            Some(breaker) => {
+                let breaker = match (name, breaker.name_set()) {
+                    (Some(name), "circuit_breaker") => breaker.name(name),
+                    _ => breaker,
+                };
+                breaker.classifier(classifier).build()
+            }
+            None => CircuitBreakerLayer::builder()
+                .classifier(classifier)
+                .pass_through(),
+        }
+    }
+
+    fn time_window_span(&self, single: Option<&CircuitBreakerBuilder>) -> Option<Duration> {
+        single.and_then(CircuitBreakerBuilder::time_window_span)
+    }
+}
+
+impl<C, Cb, Fk, K> BreakerSetting<C> for CircuitBreakerBuilder<Cb, Keyed<Fk, K>>
+where
+    K: std::hash::Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
+    C: Clone + Send + Sync + 'static,
+{
+    type Layer = KeyedCircuitBreakerLayer<Fk, K, C>;
+
+    fn build_level(
+        self,
+        _: Option<CircuitBreakerBuilder>,
+        classifier: C,
+        name: Option<&'static str>,
+    ) -> Result<Self::Layer, ConfigError> {
+        let breaker = match (name, self.name_set()) {
+            (Some(name), "circuit_breaker") => self.name(name),
+            _ => self,
+        };
+        breaker.classifier(classifier).build()
+    }
+
+    fn time_window_span(&self, _: Option<&CircuitBreakerBuilder>) -> Option<Duration> {
+        CircuitBreakerBuilder::time_window_span(self)
+    }
+}
+
+/// The outer level of a [`Policy`], without a fallback ([`Identity`]) or
+/// with one ([`FallbackLayer`]): observe outermost, then the fallback, then
+/// the total deadline, so that the fallback sees the calls the deadline
+/// ends and its events reach the policy's listeners.
+pub trait FallbackLevel<S, C, R> {
+    /// The service made.
+    type Service;
+
+    /// Wraps `service` (the bulkhead level) in the outer layers there are.
+    fn outer(
+        &self,
+        observe: Option<&ObserveLayer<C, R>>,
+        total: Option<&TotalDeadlineLayer>,
+        service: S,
+    ) -> Self::Service;
+}
+
+impl<S, C: Clone, R: Clone> FallbackLevel<S, C, R> for Identity {
+    type Service = Outer<ObserveDeadline<S, C, R>, TotalDeadline<S>, Observe<S, C, R>, S>;
+
+    fn outer(
+        &self,
+        observe: Option<&ObserveLayer<C, R>>,
+        total: Option<&TotalDeadlineLayer>,
+        service: S,
+    ) -> Self::Service {
+        match (observe, total) {
             (Some(observe), Some(total)) => Outer::Both {
                 service: observe.with_deadline(service, total.total()),
             },
@@ -485,6 +746,160 @@ impl<S, C: Clone, P, R: Clone> Layer<S> for Policy<C, P, R> {
             (None, None) => Outer::Neither { service },
         }
     }
+}
+
+impl<S, C: Clone, R: Clone, A, Ca, Fl, Cf, K> FallbackLevel<S, C, R>
+    for FallbackLayer<A, Ca, Fl, Cf, K>
+where
+    K: CheckService<TotalDeadline<S>, Ca, Cf> + CheckService<S, Ca, Cf>,
+{
+    type Service = Outer<
+        Observe<Fallback<TotalDeadline<S>, A, Ca, Fl, Cf, K>, C, R>,
+        Fallback<TotalDeadline<S>, A, Ca, Fl, Cf, K>,
+        Observe<Fallback<S, A, Ca, Fl, Cf, K>, C, R>,
+        Fallback<S, A, Ca, Fl, Cf, K>,
+    >;
+
+    fn outer(
+        &self,
+        observe: Option<&ObserveLayer<C, R>>,
+        total: Option<&TotalDeadlineLayer>,
+        service: S,
+    ) -> Self::Service {
+        match (observe, total) {
+            (Some(observe), Some(total)) => Outer::Both {
+                service: observe.layer(self.layer(total.layer(service))),
+            },
+            (None, Some(total)) => Outer::Deadline {
+                service: self.layer(total.layer(service)),
+            },
+            (Some(observe), None) => Outer::Observed {
+                service: observe.layer(self.layer(service)),
+            },
+            (None, None) => Outer::Neither {
+                service: self.layer(service),
+            },
+        }
+    }
+}
+
+/// A hedging setting of a [`PolicyBuilder`]: none ([`Identity`]) or a
+/// [`HedgeLayerBuilder`], built with the policy's classifier, replay and
+/// retry budget.
+pub trait HedgeSetting<C, P> {
+    /// The level built.
+    type Layer;
+    /// The copy of the policy's replay the level keeps.
+    type Replay;
+
+    /// Copies the policy's replay, if the level needs it.
+    fn replay(&self, replay: &P) -> Self::Replay;
+
+    /// Builds the level.
+    fn build_level(
+        self,
+        classifier: C,
+        replay: Self::Replay,
+        budget: Option<RetryBudget>,
+    ) -> Result<Self::Layer, ConfigError>;
+}
+
+impl<C, P> HedgeSetting<C, P> for Identity {
+    type Layer = Identity;
+    type Replay = ();
+
+    fn replay(&self, _: &P) {}
+
+    fn build_level(self, _: C, _: (), _: Option<RetryBudget>) -> Result<Identity, ConfigError> {
+        Ok(Identity::new())
+    }
+}
+
+impl<C, P: Clone> HedgeSetting<C, P> for HedgeLayerBuilder {
+    type Layer = HedgeLayer<C, P>;
+    type Replay = P;
+
+    fn replay(&self, replay: &P) -> P {
+        replay.clone()
+    }
+
+    fn build_level(
+        self,
+        classifier: C,
+        replay: P,
+        budget: Option<RetryBudget>,
+    ) -> Result<HedgeLayer<C, P>, ConfigError> {
+        let mut hedge = self;
+        if let Some(budget) = budget {
+            hedge = hedge.budget(budget);
+        }
+        hedge.classifier(classifier).replay(replay).build()
+    }
+}
+
+/// A fallback setting of a [`PolicyBuilder`]: none ([`Identity`]) or a
+/// [`FallbackLayerBuilder`], built with the policy's classifier.
+pub trait FallbackSetting<C> {
+    /// The level built.
+    type Layer;
+
+    /// Builds the level.
+    fn build_level(self, classifier: C) -> Result<Self::Layer, ConfigError>;
+}
+
+impl<C> FallbackSetting<C> for Identity {
+    type Layer = Identity;
+
+    fn build_level(self, _: C) -> Result<Identity, ConfigError> {
+        Ok(Identity::new())
+    }
+}
+
+impl<C, A, Ca, Fl, Cf, K> FallbackSetting<C> for FallbackLayerBuilder<A, Ca, Fl, Cf, K>
+where
+    K: CheckSources<A, Ca, Fl>,
+{
+    type Layer = FallbackLayer<A, Ca, Fl, C, K>;
+
+    fn build_level(self, classifier: C) -> Result<Self::Layer, ConfigError> {
+        self.classifier(classifier).build()
+    }
+}
+
+/// A breaker per host, for requests of type `Req`: the setting
+/// [`circuit_breaker_per_host`](PolicyBuilder::circuit_breaker_per_host)
+/// makes.
+#[cfg(feature = "http")]
+pub type PerHost<Req> = CircuitBreakerBuilder<DefaultClassifier, Keyed<fn(&Req) -> String, String>>;
+
+/// The host a request goes to, without its port (empty if it names
+/// none): a key for [`circuit_breaker_per_key`](PolicyBuilder::circuit_breaker_per_key),
+/// `.key(by_host::<reqwest::Request>)`.
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub fn by_host<R: crate::http::RequestParts>(request: &R) -> String {
+    request.host().unwrap_or_default().to_owned()
+}
+
+/// `name` as a `&'static str`, each distinct name kept once; past 4,096
+/// distinct names, `None` (the layers keep their own names).
+fn intern(name: &str) -> Option<&'static str> {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock, PoisonError};
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(known) = names.get(name) {
+        return Some(known);
+    }
+    if names.len() >= 4_096 {
+        return None;
+    }
+    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.insert(leaked);
+    Some(leaked)
 }
 
 /// Builds a [`Policy`]; settings are checked, alone and against each
@@ -507,11 +922,21 @@ impl<S, C: Clone, P, R: Clone> Layer<S> for Policy<C, P, R> {
 /// assert_eq!(policy.bulkhead().map(|b| b.max_concurrent()), Some(50));
 /// # Ok::<(), steadfast::ConfigError>(())
 /// ```
-pub struct PolicyBuilder<C = DefaultClassifier, P = CloneReplay, R = GenerateRequestId> {
+pub struct PolicyBuilder<
+    C = DefaultClassifier,
+    P = CloneReplay,
+    R = GenerateRequestId,
+    H = Identity,
+    F = Identity,
+    B = Unkeyed,
+> {
     settings: Settings,
     classifier: C,
     replay: P,
     request_id: R,
+    hedge: H,
+    fallback: F,
+    keyed: B,
 }
 
 /// What a [`PolicyBuilder`] keeps besides its type parameters.
@@ -528,15 +953,20 @@ struct Settings {
     adaptive: Option<AdaptiveLayerBuilder>,
 }
 
-impl<C, P, R> fmt::Debug for PolicyBuilder<C, P, R> {
+impl<C, P, R, H: fmt::Debug, F: fmt::Debug, B: fmt::Debug> fmt::Debug
+    for PolicyBuilder<C, P, R, H, F, B>
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PolicyBuilder")
             .field("settings", &self.settings)
+            .field("hedge", &self.hedge)
+            .field("fallback", &self.fallback)
+            .field("keyed", &self.keyed)
             .finish_non_exhaustive()
     }
 }
 
-impl<C, P, R> PolicyBuilder<C, P, R> {
+impl<C, P, R, H, F, B> PolicyBuilder<C, P, R, H, F, B> {
     /// Names the policy, in its snapshot, its spans, events and metrics.
     pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
         self.settings.name = name.into();
@@ -593,13 +1023,16 @@ impl<C, P, R> PolicyBuilder<C, P, R> {
 
     /// Takes request ids from `request_id` (for example a
     /// [`RequestIdHeader`]); watches calls.
-    pub fn request_id<R2>(mut self, request_id: R2) -> PolicyBuilder<C, P, R2> {
+    pub fn request_id<R2>(mut self, request_id: R2) -> PolicyBuilder<C, P, R2, H, F, B> {
         self.observing();
         PolicyBuilder {
             settings: self.settings,
             classifier: self.classifier,
             replay: self.replay,
             request_id,
+            hedge: self.hedge,
+            fallback: self.fallback,
+            keyed: self.keyed,
         }
     }
 
@@ -650,17 +1083,114 @@ impl<C, P, R> PolicyBuilder<C, P, R> {
         self
     }
 
-    /// A circuit breaker with these settings; the policy's classifier
-    /// replaces the builder's.
-    pub fn circuit_breaker(mut self, breaker: CircuitBreakerBuilder) -> Self {
+    /// One circuit breaker for every call, with these settings (in place
+    /// of a keyed one); the policy's classifier replaces the builder's.
+    pub fn circuit_breaker(
+        mut self,
+        breaker: CircuitBreakerBuilder,
+    ) -> PolicyBuilder<C, P, R, H, F, Unkeyed> {
         self.settings.breaker = Some(breaker);
-        self
+        self.unkeyed()
     }
 
-    /// No circuit breaker.
-    pub fn no_circuit_breaker(mut self) -> Self {
+    /// A circuit breaker per key, with these settings (in place of the one
+    /// breaker): each key (say, each host) opens and closes on its own, so
+    /// one failing host does not refuse calls to the others. The policy's
+    /// classifier replaces the builder's, and an unnamed breaker takes the
+    /// policy's name. [`Policy::circuit_breakers`] lists the keys'
+    /// breakers; [`Policy::circuit_breaker`] and the policy's
+    /// [`snapshot`](Policy::snapshot) show none.
+    ///
+    /// ```
+    /// # #[cfg(feature = "reqwest")]
+    /// # fn main() -> Result<(), steadfast::ConfigError> {
+    /// use steadfast::circuit_breaker::KeyedCircuitBreakerLayer;
+    /// use steadfast::policy::{Policy, by_host};
+    ///
+    /// let policy = Policy::standard_http_client()
+    ///     .circuit_breaker_per_key(
+    ///         KeyedCircuitBreakerLayer::builder()
+    ///             .consecutive_failures(5)
+    ///             .key(by_host::<reqwest::Request>)
+    ///             .max_keys(1_000),
+    ///     )
+    ///     .build()?;
+    /// assert!(policy.circuit_breaker().is_none(), "no single breaker");
+    /// assert!(policy.circuit_breakers().is_empty(), "no host called yet");
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "reqwest"))]
+    /// # fn main() {}
+    /// ```
+    #[allow(clippy::type_complexity)] // The builder's own type, spelled once.
+    pub fn circuit_breaker_per_key<Cb, Fk, K>(
+        mut self,
+        breaker: CircuitBreakerBuilder<Cb, Keyed<Fk, K>>,
+    ) -> PolicyBuilder<C, P, R, H, F, CircuitBreakerBuilder<Cb, Keyed<Fk, K>>> {
         self.settings.breaker = None;
-        self
+        PolicyBuilder {
+            settings: self.settings,
+            classifier: self.classifier,
+            replay: self.replay,
+            request_id: self.request_id,
+            hedge: self.hedge,
+            fallback: self.fallback,
+            keyed: breaker,
+        }
+    }
+
+    /// Turns the circuit breaker set so far (a preset's, say, or the
+    /// breaker's defaults) into one per host, with the same settings and
+    /// at most 10,000 hosts: a failing host no longer refuses calls to the
+    /// others. Name the request type: `.circuit_breaker_per_host::<reqwest::Request>()`.
+    ///
+    /// ```
+    /// # #[cfg(feature = "reqwest")]
+    /// # fn main() -> Result<(), steadfast::ConfigError> {
+    /// use steadfast::policy::Policy;
+    ///
+    /// let policy = Policy::standard_http_client()
+    ///     .circuit_breaker_with(|b| b.consecutive_failures(5))
+    ///     .circuit_breaker_per_host::<reqwest::Request>()
+    ///     .build()?;
+    /// assert!(policy.circuit_breaker().is_none(), "one breaker per host");
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "reqwest"))]
+    /// # fn main() {}
+    /// ```
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    pub fn circuit_breaker_per_host<Req: crate::http::RequestParts>(
+        mut self,
+    ) -> PolicyBuilder<C, P, R, H, F, PerHost<Req>> {
+        let single = self
+            .settings
+            .breaker
+            .take()
+            .unwrap_or_else(CircuitBreakerLayer::builder);
+        let (_, keyed) = KeyedCircuitBreakerLayer::builder().with_other_mode(());
+        let host: fn(&Req) -> String = by_host::<Req>;
+        let breaker = single.with_other_mode(keyed).0.key(host);
+        self.circuit_breaker_per_key(breaker)
+    }
+
+    /// No circuit breaker, keyed or not.
+    pub fn no_circuit_breaker(mut self) -> PolicyBuilder<C, P, R, H, F, Unkeyed> {
+        self.settings.breaker = None;
+        self.unkeyed()
+    }
+
+    fn unkeyed(self) -> PolicyBuilder<C, P, R, H, F, Unkeyed> {
+        PolicyBuilder {
+            settings: self.settings,
+            classifier: self.classifier,
+            replay: self.replay,
+            request_id: self.request_id,
+            hedge: self.hedge,
+            fallback: self.fallback,
+            keyed: Unkeyed,
+        }
     }
 
     /// A bulkhead with these settings, outside retry: a call holds one
@@ -692,32 +1222,225 @@ impl<C, P, R> PolicyBuilder<C, P, R> {
     }
 
     /// Judges attempts, for retry and breaker, with `classifier`.
-    pub fn classifier<C2>(self, classifier: C2) -> PolicyBuilder<C2, P, R> {
+    pub fn classifier<C2>(self, classifier: C2) -> PolicyBuilder<C2, P, R, H, F, B> {
         PolicyBuilder {
             settings: self.settings,
             classifier,
             replay: self.replay,
             request_id: self.request_id,
+            hedge: self.hedge,
+            fallback: self.fallback,
+            keyed: self.keyed,
         }
     }
 
     /// Copies requests for retry with `replay`.
-    pub fn replay<P2>(self, replay: P2) -> PolicyBuilder<C, P2, R> {
+    pub fn replay<P2>(self, replay: P2) -> PolicyBuilder<C, P2, R, H, F, B> {
         PolicyBuilder {
             settings: self.settings,
             classifier: self.classifier,
             replay,
             request_id: self.request_id,
+            hedge: self.hedge,
+            fallback: self.fallback,
+            keyed: self.keyed,
         }
     }
 
+    /// Hedges each attempt with these settings, inside retry and outside
+    /// the adaptive limit and the breaker: each copy is judged by the
+    /// breaker, and a copy of an open circuit is refused cheaply. The
+    /// policy's classifier and replay replace the builder's, and a policy
+    /// that retries spends its retry budget on hedges too, so retries and
+    /// hedges together stay within it.
+    pub fn hedge(
+        self,
+        hedge: HedgeLayerBuilder,
+    ) -> PolicyBuilder<C, P, R, HedgeLayerBuilder, F, B> {
+        PolicyBuilder {
+            settings: self.settings,
+            classifier: self.classifier,
+            replay: self.replay,
+            request_id: self.request_id,
+            hedge,
+            fallback: self.fallback,
+            keyed: self.keyed,
+        }
+    }
+
+    /// No hedging.
+    pub fn no_hedge(self) -> PolicyBuilder<C, P, R, Identity, F, B> {
+        PolicyBuilder {
+            settings: self.settings,
+            classifier: self.classifier,
+            replay: self.replay,
+            request_id: self.request_id,
+            hedge: Identity::new(),
+            fallback: self.fallback,
+            keyed: self.keyed,
+        }
+    }
+
+    /// Falls back with these sources, outside every other layer but
+    /// observe: it sees the failures and rejections of every layer, the
+    /// total deadline's included, and its events
+    /// ([`FallbackServed`](crate::observe::Event::FallbackServed),
+    /// [`FallbackMissed`](crate::observe::Event::FallbackMissed)) reach
+    /// the policy's listeners. The policy's classifier replaces the
+    /// builder's.
+    ///
+    /// A fallback that names its request and response types
+    /// ([`reqwest`](FallbackLayerBuilder::reqwest),
+    /// [`http_for`](FallbackLayerBuilder::http_for)) checks its sources
+    /// here and the service at [`layer`](Layer::layer):
+    ///
+    /// ```compile_fail
+    /// # fn main() -> Result<(), steadfast::ConfigError> {
+    /// use steadfast::fallback::FallbackLayer;
+    /// use steadfast::policy::Policy;
+    ///
+    /// // A `String` is no `reqwest::Response`: refused here, with
+    /// // "the static or computed answer `Static<String>` does not fit
+    /// // `reqwest::Response` responses".
+    /// let policy = Policy::standard_http_client()
+    ///     .fallback(FallbackLayer::builder().static_response(String::from("offline")).reqwest())
+    ///     .build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[allow(clippy::type_complexity)] // The builder's own type, spelled once.
+    pub fn fallback<A, Ca, Fl, Cf, K>(
+        self,
+        fallback: FallbackLayerBuilder<A, Ca, Fl, Cf, K>,
+    ) -> PolicyBuilder<C, P, R, H, FallbackLayerBuilder<A, Ca, Fl, Cf, K>, B>
+    where
+        K: CheckSources<A, Ca, Fl>,
+    {
+        PolicyBuilder {
+            settings: self.settings,
+            classifier: self.classifier,
+            replay: self.replay,
+            request_id: self.request_id,
+            hedge: self.hedge,
+            fallback,
+            keyed: self.keyed,
+        }
+    }
+
+    /// No fallback.
+    pub fn no_fallback(self) -> PolicyBuilder<C, P, R, H, Identity, B> {
+        PolicyBuilder {
+            settings: self.settings,
+            classifier: self.classifier,
+            replay: self.replay,
+            request_id: self.request_id,
+            hedge: self.hedge,
+            fallback: Identity::new(),
+            keyed: self.keyed,
+        }
+    }
+
+    /// Changes the circuit breaker's settings, starting from the ones set
+    /// so far (a preset's, for example) or from the breaker's defaults.
+    ///
+    /// ```
+    /// # #[cfg(feature = "http")]
+    /// # fn main() -> Result<(), steadfast::ConfigError> {
+    /// use std::time::Duration;
+    /// use steadfast::policy::Policy;
+    ///
+    /// // The standard breaker, but open for 10 s.
+    /// let policy = Policy::standard_http_client()
+    ///     .circuit_breaker_with(|breaker| breaker.open_duration(Duration::from_secs(10)))
+    ///     .build()?;
+    /// assert!(policy.circuit_breaker().is_some());
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "http"))]
+    /// # fn main() {}
+    /// ```
+    pub fn circuit_breaker_with(
+        mut self,
+        change: impl FnOnce(CircuitBreakerBuilder) -> CircuitBreakerBuilder,
+    ) -> Self {
+        let breaker = self
+            .settings
+            .breaker
+            .take()
+            .unwrap_or_else(CircuitBreakerLayer::builder);
+        self.settings.breaker = Some(change(breaker));
+        self
+    }
+
+    /// Changes the retry settings, starting from the ones set so far or
+    /// from retry's defaults. A preset's backoff keeps following the total
+    /// timeout unless `change` sets one: it is computed for the total
+    /// timeout set when `build` runs.
+    pub fn retry_with(
+        mut self,
+        change: impl FnOnce(RetryLayerBuilder) -> RetryLayerBuilder,
+    ) -> Self {
+        let retry = self
+            .settings
+            .retry
+            .take()
+            .unwrap_or_else(RetryLayer::builder);
+        let before = retry.backoff_set();
+        let retry = change(retry);
+        if retry.backoff_set() != before {
+            self.settings.derive.backoff = false;
+        }
+        self.settings.retry = Some(retry);
+        self
+    }
+
+    /// Changes the bulkhead's settings, starting from the ones set so far
+    /// or from the bulkhead's defaults.
+    pub fn bulkhead_with(
+        mut self,
+        change: impl FnOnce(BulkheadLayerBuilder) -> BulkheadLayerBuilder,
+    ) -> Self {
+        let bulkhead = self.settings.bulkhead.take().unwrap_or_default();
+        self.settings.bulkhead = Some(change(bulkhead));
+        self
+    }
+
+    /// The circuit breaker's settings so far, if any.
+    pub fn circuit_breaker_settings(&self) -> Option<&CircuitBreakerBuilder> {
+        self.settings.breaker.as_ref()
+    }
+
+    /// The retry settings so far, if any.
+    pub fn retry_settings(&self) -> Option<&RetryLayerBuilder> {
+        self.settings.retry.as_ref()
+    }
+
+    /// The bulkhead's settings so far, if any.
+    pub fn bulkhead_settings(&self) -> Option<&BulkheadLayerBuilder> {
+        self.settings.bulkhead.as_ref()
+    }
+
     /// Checks every setting and their consistency, and builds the layers.
-    pub fn build(self) -> Result<Policy<C, P, R>, ConfigError>
+    pub fn build(self) -> Result<Built<C, P, R, H, F, B>, ConfigError>
     where
         C: Clone,
+        B: BreakerSetting<C>,
+        H: HedgeSetting<C, P>,
+        F: FallbackSetting<C>,
     {
         let mut s = self.settings;
         s.derive.apply(&mut s);
+        // Stateful layers left with their default names take the policy's,
+        // so that two policies' state gauges (registered when they are
+        // built, outside any call) never mix. Events made inside a call
+        // carry the policy's name already.
+        let named = (s.name != "default").then(|| intern(&s.name)).flatten();
+        if let Some(name) = named {
+            s.bulkhead = s.bulkhead.map(|b| match b.name_set() {
+                "bulkhead" => b.name(name),
+                _ => b,
+            });
+        }
         let observe = match s.observe {
             Some(settings) => Some(
                 ObserveLayerBuilder::from_settings(
@@ -741,8 +1464,8 @@ impl<C, P, R> PolicyBuilder<C, P, R> {
                 "the attempt timeout must not exceed the total timeout",
             )?;
         }
-        if let (Some(breaker), Some(attempt)) = (&s.breaker, s.attempt_timeout) {
-            if let Some(span) = breaker.time_window_span() {
+        if let Some(attempt) = s.attempt_timeout {
+            if let Some(span) = self.keyed.time_window_span(s.breaker.as_ref()) {
                 if span < attempt.saturating_mul(2) {
                     return Err(ConfigError::conflict(
                         "circuit_breaker.time_window",
@@ -755,12 +1478,19 @@ impl<C, P, R> PolicyBuilder<C, P, R> {
             }
         }
         let has_retry = s.retry.is_some();
+        let hedge_replay = self.hedge.replay(&self.replay);
         let retry = s
             .retry
             .unwrap_or_else(|| RetryLayer::builder().max_attempts(1).unlimited_budget())
             .classifier(self.classifier.clone())
             .replay(self.replay)
             .build()?;
+        let hedge = self.hedge.build_level(
+            self.classifier.clone(),
+            hedge_replay,
+            retry.budget().filter(|_| has_retry).cloned(),
+        )?;
+        let fallback = self.fallback.build_level(self.classifier.clone())?;
         if let (true, Some(total)) = (has_retry, s.total_timeout) {
             let backoff = retry.backoff().max_total(retry.max_attempts() - 1);
             if backoff > total {
@@ -777,16 +1507,13 @@ impl<C, P, R> PolicyBuilder<C, P, R> {
             .adaptive
             .map(|adaptive| adaptive.classifier(self.classifier.clone()).build())
             .transpose()?;
-        let breaker = match s.breaker {
-            Some(breaker) => breaker.classifier(self.classifier).build()?,
-            None => CircuitBreakerLayer::builder()
-                .classifier(self.classifier)
-                .pass_through()?,
-        };
+        let breaker = self.keyed.build_level(s.breaker, self.classifier, named)?;
         let bulkhead = s.bulkhead.map(BulkheadLayerBuilder::build).transpose()?;
         Ok(Policy {
             name: s.name,
             observe,
+            fallback,
+            hedge,
             total,
             bulkhead,
             retry,

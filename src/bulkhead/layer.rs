@@ -175,6 +175,11 @@ impl Settings {
 impl BulkheadLayerBuilder {
     settings_methods!();
 
+    /// The name set so far.
+    pub(crate) fn name_set(&self) -> &str {
+        self.settings.name()
+    }
+
     /// Checks the settings and makes the layer.
     ///
     /// # Errors

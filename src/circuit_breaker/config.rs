@@ -343,6 +343,11 @@ impl<C, M> CircuitBreakerBuilder<C, M> {
         self
     }
 
+    /// The name set so far.
+    pub(crate) fn name_set(&self) -> &'static str {
+        self.name
+    }
+
     /// Calls `listener` with this breaker's
     /// [`StateChanged`](crate::observe::Event::StateChanged) and
     /// [`Rejected`](crate::observe::Event::Rejected) events, those forced

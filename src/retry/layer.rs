@@ -182,6 +182,11 @@ impl<C, P> RetryLayerBuilder<C, P> {
         self
     }
 
+    /// The backoff set so far.
+    pub(crate) fn backoff_set(&self) -> Backoff {
+        self.settings.backoff
+    }
+
     /// Judges attempts with `classifier`: only its transient failures are
     /// retried.
     pub fn classifier<C2>(self, classifier: C2) -> RetryLayerBuilder<C2, P> {
