@@ -40,6 +40,15 @@
 //! sits inside retry and outside the breaker, so a copy sent to an open
 //! circuit is refused cheaply, and spends the policy's retry budget.
 //!
+//! The breaker and the bulkhead can be one per key, say per host
+//! ([`circuit_breaker_per_host`](PolicyBuilder::circuit_breaker_per_host),
+//! [`bulkhead_per_host`](PolicyBuilder::bulkhead_per_host), or any key with
+//! [`circuit_breaker_per_key`](PolicyBuilder::circuit_breaker_per_key) and
+//! [`bulkhead_per_key`](PolicyBuilder::bulkhead_per_key)), at the same
+//! level, each with a bounded number of keys;
+//! [`circuit_breakers`](Policy::circuit_breakers) and
+//! [`bulkheads`](Policy::bulkheads) list them.
+//!
 //! A named policy's breaker and bulkhead take its name, unless their
 //! builders name them: two policies' state gauges never share a series.
 //! A preset's layers are changed one setting at a time with
@@ -227,7 +236,10 @@ use tower_layer::{Identity, Layer};
 use tower_service::Service;
 
 use crate::adaptive::{AdaptiveHandle, AdaptiveLayer, AdaptiveLayerBuilder, AdaptiveLevel};
-use crate::bulkhead::{Bulkhead, BulkheadHandle, BulkheadLayer, BulkheadLayerBuilder};
+use crate::bulkhead::{
+    Bulkhead, BulkheadHandle, BulkheadLayer, BulkheadLayerBuilder, KeyedBulkhead,
+    KeyedBulkheadLayer, KeyedBulkheadLayerBuilder,
+};
 use crate::circuit_breaker::{
     CircuitBreakerBuilder, CircuitBreakerHandle, CircuitBreakerLayer, Keyed,
     KeyedCircuitBreakerLayer,
@@ -254,13 +266,14 @@ pub struct Policy<
     H = Identity,
     F = Identity,
     B = CircuitBreakerLayer<C>,
+    Bk = Option<BulkheadLayer>,
 > {
     name: Cow<'static, str>,
     observe: Option<ObserveLayer<C, R>>,
     fallback: F,
     hedge: H,
     total: Option<TotalDeadlineLayer>,
-    bulkhead: Option<BulkheadLayer>,
+    bulkhead: Bk,
     // Retry and breaker levels are always there, passing calls through when
     // the policy has none: one level per layer, never an extra one.
     retry: RetryLayer<C, P>,
@@ -291,6 +304,7 @@ impl Policy {
             hedge: Identity::new(),
             fallback: Identity::new(),
             keyed: Unkeyed,
+            bulkheads: Unkeyed,
         }
     }
 }
@@ -398,7 +412,7 @@ impl Derive {
     fn apply(self, _settings: &mut Settings) {}
 }
 
-impl<C, P, R, H, F, B> Policy<C, P, R, H, F, B> {
+impl<C, P, R, H, F, B, Bk> Policy<C, P, R, H, F, B, Bk> {
     /// The policy's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -415,6 +429,7 @@ impl<C, P, R, H, F, B> Policy<C, P, R, H, F, B> {
     where
         C: Send + Sync + 'static,
         B: BreakerLevel,
+        Bk: BulkheadLevel,
     {
         PolicyStatus::new(
             self.name.to_string(),
@@ -445,9 +460,22 @@ impl<C, P, R, H, F, B> Policy<C, P, R, H, F, B> {
         self.breaker.all()
     }
 
-    /// A handle on the policy's bulkhead, if it has one.
-    pub fn bulkhead(&self) -> Option<BulkheadHandle> {
-        self.bulkhead.as_ref().map(BulkheadLayer::handle)
+    /// A handle on the policy's bulkhead, if it has one and it is not
+    /// keyed.
+    pub fn bulkhead(&self) -> Option<BulkheadHandle>
+    where
+        Bk: BulkheadLevel,
+    {
+        self.bulkhead.single()
+    }
+
+    /// A handle on every bulkhead of the policy: its one bulkhead, or one
+    /// per key that has one now (a keyed bulkhead).
+    pub fn bulkheads(&self) -> Vec<BulkheadHandle>
+    where
+        Bk: BulkheadLevel,
+    {
+        self.bulkhead.all()
     }
 
     /// A handle on the policy's adaptive concurrency limit, if it has one.
@@ -483,7 +511,9 @@ impl<C, P, R, H, F, B> Policy<C, P, R, H, F, B> {
     }
 }
 
-impl<C: Clone, P, R: Clone, H: Clone, F: Clone, B: Clone> Clone for Policy<C, P, R, H, F, B> {
+impl<C: Clone, P, R: Clone, H: Clone, F: Clone, B: Clone, Bk: Clone> Clone
+    for Policy<C, P, R, H, F, B, Bk>
+{
     fn clone(&self) -> Self {
         Self {
             name: self.name.clone(),
@@ -501,7 +531,9 @@ impl<C: Clone, P, R: Clone, H: Clone, F: Clone, B: Clone> Clone for Policy<C, P,
     }
 }
 
-impl<C, P, R, H: fmt::Debug, F: fmt::Debug, B: fmt::Debug> fmt::Debug for Policy<C, P, R, H, F, B> {
+impl<C, P, R, H: fmt::Debug, F: fmt::Debug, B: fmt::Debug, Bk: fmt::Debug> fmt::Debug
+    for Policy<C, P, R, H, F, B, Bk>
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Policy")
             .field("name", &self.name)
@@ -538,9 +570,16 @@ pub type HedgeService<S, C, H = Identity, B = CircuitBreakerLayer<C>> =
 /// The retry level of a policy (one attempt without retry).
 pub type RetryService<S, C, P, H = Identity, B = CircuitBreakerLayer<C>> =
     Retry<HedgeService<S, C, H, B>, C, P>;
-/// The bulkhead level of a policy (a pass-through bulkhead without one).
-pub type BulkheadService<S, C, P, H = Identity, B = CircuitBreakerLayer<C>> =
-    Bulkhead<RetryService<S, C, P, H, B>>;
+/// The bulkhead level of a policy: one bulkhead (a pass-through one
+/// without one) or one per key, as `Bk` is.
+pub type BulkheadService<
+    S,
+    C,
+    P,
+    H = Identity,
+    B = CircuitBreakerLayer<C>,
+    Bk = Option<BulkheadLayer>,
+> = <Bk as BulkheadLevel>::Service<RetryService<S, C, P, H, B>>;
 /// The service a [`Policy`] makes: its outer layers (observe, fallback,
 /// total deadline), each there or not, in one enum, so that a call's
 /// future is wrapped once at this level whichever are there.
@@ -552,15 +591,17 @@ pub type PolicyService<
     H = Identity,
     F = Identity,
     B = CircuitBreakerLayer<C>,
-> = <F as FallbackLevel<BulkheadService<S, C, P, H, B>, C, R>>::Service;
+    Bk = Option<BulkheadLayer>,
+> = <F as FallbackLevel<BulkheadService<S, C, P, H, B, Bk>, C, R>>::Service;
 
-impl<S, C: Clone, P, R: Clone, H, F, B> Layer<S> for Policy<C, P, R, H, F, B>
+impl<S, C: Clone, P, R: Clone, H, F, B, Bk> Layer<S> for Policy<C, P, R, H, F, B, Bk>
 where
     B: Layer<AttemptService<S>>,
     H: Layer<AdaptiveService<S, C, B>>,
-    F: FallbackLevel<BulkheadService<S, C, P, H, B>, C, R>,
+    Bk: BulkheadLevel,
+    F: FallbackLevel<BulkheadService<S, C, P, H, B, Bk>, C, R>,
 {
-    type Service = PolicyService<S, C, P, R, H, F, B>;
+    type Service = PolicyService<S, C, P, R, H, F, B, Bk>;
 
     fn layer(&self, service: S) -> Self::Service {
         let service = match &self.attempt {
@@ -571,24 +612,132 @@ where
         let service = AdaptiveLevel::new(self.adaptive.as_ref(), service);
         let service = self.hedge.layer(service);
         let service = self.retry.layer(service);
-        let service = match &self.bulkhead {
-            Some(bulkhead) => bulkhead.layer(service),
-            None => Bulkhead::pass_through(service),
-        };
+        let service = self.bulkhead.layer_level(service);
         self.fallback
             .outer(self.observe.as_ref(), self.total.as_ref(), service)
     }
 }
 
 /// The [`Policy`] a [`PolicyBuilder`] with these type parameters builds.
-pub type Built<C, P, R, H, F, K = Unkeyed> = Policy<
+pub type Built<C, P, R, H, F, K = Unkeyed, Kb = Unkeyed> = Policy<
     C,
     P,
     R,
     <H as HedgeSetting<C, P>>::Layer,
     <F as FallbackSetting<C>>::Layer,
     <K as BreakerSetting<C>>::Layer,
+    <Kb as BulkheadSetting>::Layer,
 >;
+
+/// The bulkhead level of a [`Policy`]: one bulkhead (`Option<BulkheadLayer>`,
+/// passing calls through when the policy has none) or one per key
+/// ([`KeyedBulkheadLayer`]).
+pub trait BulkheadLevel {
+    /// The service the level makes over `S`.
+    type Service<S>;
+
+    /// Wraps `service` in the level.
+    fn layer_level<S>(&self, service: S) -> Self::Service<S>;
+    /// The one bulkhead, if the level is one and is on.
+    fn single(&self) -> Option<BulkheadHandle>;
+    /// Every bulkhead there is now.
+    fn all(&self) -> Vec<BulkheadHandle>;
+}
+
+impl BulkheadLevel for Option<BulkheadLayer> {
+    type Service<S> = Bulkhead<S>;
+
+    fn layer_level<S>(&self, service: S) -> Bulkhead<S> {
+        match self {
+            Some(bulkhead) => bulkhead.layer(service),
+            None => Bulkhead::pass_through(service),
+        }
+    }
+
+    fn single(&self) -> Option<BulkheadHandle> {
+        self.as_ref().map(BulkheadLayer::handle)
+    }
+
+    fn all(&self) -> Vec<BulkheadHandle> {
+        self.single().into_iter().collect()
+    }
+}
+
+impl<K, Fk> BulkheadLevel for KeyedBulkheadLayer<K, Fk>
+where
+    K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+{
+    type Service<S> = KeyedBulkhead<S, K, Fk>;
+
+    fn layer_level<S>(&self, service: S) -> KeyedBulkhead<S, K, Fk> {
+        self.layer(service)
+    }
+
+    fn single(&self) -> Option<BulkheadHandle> {
+        None
+    }
+
+    fn all(&self) -> Vec<BulkheadHandle> {
+        self.handle()
+            .entries()
+            .into_iter()
+            .map(|(_, handle)| handle)
+            .collect()
+    }
+}
+
+/// The bulkhead setting of a [`PolicyBuilder`]: one bulkhead ([`Unkeyed`],
+/// set with [`bulkhead`](PolicyBuilder::bulkhead)) or one per key (a
+/// [`KeyedBulkheadLayerBuilder`], set with
+/// [`bulkhead_per_key`](PolicyBuilder::bulkhead_per_key)).
+pub trait BulkheadSetting {
+    /// The level built.
+    type Layer;
+
+    /// Builds the level; `single` is the one bulkhead's settings, if any.
+    fn build_level(
+        self,
+        single: Option<BulkheadLayerBuilder>,
+        name: Option<&'static str>,
+    ) -> Result<Self::Layer, ConfigError>;
+}
+
+impl BulkheadSetting for Unkeyed {
+    type Layer = Option<BulkheadLayer>;
+
+    fn build_level(
+        self,
+        single: Option<BulkheadLayerBuilder>,
+        name: Option<&'static str>,
+    ) -> Result<Self::Layer, ConfigError> {
+        single
+            .map(|bulkhead| match (name, bulkhead.name_set()) {
+                (Some(name), "bulkhead") => bulkhead.name(name),
+                _ => bulkhead,
+            })
+            .map(BulkheadLayerBuilder::build)
+            .transpose()
+    }
+}
+
+impl<K, Fk> BulkheadSetting for KeyedBulkheadLayerBuilder<K, Fk>
+where
+    K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+{
+    type Layer = KeyedBulkheadLayer<K, Fk>;
+
+    fn build_level(
+        self,
+        _: Option<BulkheadLayerBuilder>,
+        name: Option<&'static str>,
+    ) -> Result<Self::Layer, ConfigError> {
+        let bulkhead = match (name, self.name_set()) {
+            (Some(name), "bulkhead") => self.name(name),
+            _ => self,
+        };
+        bulkhead.build()
+    }
+}
 
 /// The breaker level of a [`Policy`]: one breaker
 /// ([`CircuitBreakerLayer`], a pass-through one if the policy has none) or
@@ -648,9 +797,11 @@ pub trait BreakerSetting<C> {
     fn time_window_span(&self, single: Option<&CircuitBreakerBuilder>) -> Option<Duration>;
 }
 
-/// One breaker for every call of a policy (or none): the
+/// One breaker (or bulkhead) for every call of a policy, or none: the
 /// [`BreakerSetting`] of a [`PolicyBuilder`] until
-/// [`circuit_breaker_per_key`](PolicyBuilder::circuit_breaker_per_key).
+/// [`circuit_breaker_per_key`](PolicyBuilder::circuit_breaker_per_key), and
+/// its [`BulkheadSetting`] until
+/// [`bulkhead_per_key`](PolicyBuilder::bulkhead_per_key).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Unkeyed;
 
@@ -872,6 +1023,11 @@ where
 #[cfg(feature = "http")]
 pub type PerHost<Req> = CircuitBreakerBuilder<DefaultClassifier, Keyed<fn(&Req) -> String, String>>;
 
+/// A bulkhead per host, for requests of type `Req`: the setting
+/// [`bulkhead_per_host`](PolicyBuilder::bulkhead_per_host) makes.
+#[cfg(feature = "http")]
+pub type PerHostBulkhead<Req> = KeyedBulkheadLayerBuilder<String, fn(&Req) -> String>;
+
 /// The host a request goes to, without its port (empty if it names
 /// none): a key for [`circuit_breaker_per_key`](PolicyBuilder::circuit_breaker_per_key),
 /// `.key(by_host::<reqwest::Request>)`.
@@ -929,6 +1085,7 @@ pub struct PolicyBuilder<
     H = Identity,
     F = Identity,
     B = Unkeyed,
+    Kb = Unkeyed,
 > {
     settings: Settings,
     classifier: C,
@@ -937,6 +1094,7 @@ pub struct PolicyBuilder<
     hedge: H,
     fallback: F,
     keyed: B,
+    bulkheads: Kb,
 }
 
 /// What a [`PolicyBuilder`] keeps besides its type parameters.
@@ -953,8 +1111,8 @@ struct Settings {
     adaptive: Option<AdaptiveLayerBuilder>,
 }
 
-impl<C, P, R, H: fmt::Debug, F: fmt::Debug, B: fmt::Debug> fmt::Debug
-    for PolicyBuilder<C, P, R, H, F, B>
+impl<C, P, R, H: fmt::Debug, F: fmt::Debug, B: fmt::Debug, Kb: fmt::Debug> fmt::Debug
+    for PolicyBuilder<C, P, R, H, F, B, Kb>
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PolicyBuilder")
@@ -962,11 +1120,12 @@ impl<C, P, R, H: fmt::Debug, F: fmt::Debug, B: fmt::Debug> fmt::Debug
             .field("hedge", &self.hedge)
             .field("fallback", &self.fallback)
             .field("keyed", &self.keyed)
+            .field("bulkheads", &self.bulkheads)
             .finish_non_exhaustive()
     }
 }
 
-impl<C, P, R, H, F, B> PolicyBuilder<C, P, R, H, F, B> {
+impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
     /// Names the policy, in its snapshot, its spans, events and metrics.
     pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
         self.settings.name = name.into();
@@ -1023,7 +1182,7 @@ impl<C, P, R, H, F, B> PolicyBuilder<C, P, R, H, F, B> {
 
     /// Takes request ids from `request_id` (for example a
     /// [`RequestIdHeader`]); watches calls.
-    pub fn request_id<R2>(mut self, request_id: R2) -> PolicyBuilder<C, P, R2, H, F, B> {
+    pub fn request_id<R2>(mut self, request_id: R2) -> PolicyBuilder<C, P, R2, H, F, B, Kb> {
         self.observing();
         PolicyBuilder {
             settings: self.settings,
@@ -1033,6 +1192,7 @@ impl<C, P, R, H, F, B> PolicyBuilder<C, P, R, H, F, B> {
             hedge: self.hedge,
             fallback: self.fallback,
             keyed: self.keyed,
+            bulkheads: self.bulkheads,
         }
     }
 
@@ -1088,7 +1248,7 @@ impl<C, P, R, H, F, B> PolicyBuilder<C, P, R, H, F, B> {
     pub fn circuit_breaker(
         mut self,
         breaker: CircuitBreakerBuilder,
-    ) -> PolicyBuilder<C, P, R, H, F, Unkeyed> {
+    ) -> PolicyBuilder<C, P, R, H, F, Unkeyed, Kb> {
         self.settings.breaker = Some(breaker);
         self.unkeyed()
     }
@@ -1126,7 +1286,7 @@ impl<C, P, R, H, F, B> PolicyBuilder<C, P, R, H, F, B> {
     pub fn circuit_breaker_per_key<Cb, Fk, K>(
         mut self,
         breaker: CircuitBreakerBuilder<Cb, Keyed<Fk, K>>,
-    ) -> PolicyBuilder<C, P, R, H, F, CircuitBreakerBuilder<Cb, Keyed<Fk, K>>> {
+    ) -> PolicyBuilder<C, P, R, H, F, CircuitBreakerBuilder<Cb, Keyed<Fk, K>>, Kb> {
         self.settings.breaker = None;
         PolicyBuilder {
             settings: self.settings,
@@ -1136,6 +1296,7 @@ impl<C, P, R, H, F, B> PolicyBuilder<C, P, R, H, F, B> {
             hedge: self.hedge,
             fallback: self.fallback,
             keyed: breaker,
+            bulkheads: self.bulkheads,
         }
     }
 
@@ -1163,7 +1324,7 @@ impl<C, P, R, H, F, B> PolicyBuilder<C, P, R, H, F, B> {
     #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
     pub fn circuit_breaker_per_host<Req: crate::http::RequestParts>(
         mut self,
-    ) -> PolicyBuilder<C, P, R, H, F, PerHost<Req>> {
+    ) -> PolicyBuilder<C, P, R, H, F, PerHost<Req>, Kb> {
         let single = self
             .settings
             .breaker
@@ -1176,12 +1337,12 @@ impl<C, P, R, H, F, B> PolicyBuilder<C, P, R, H, F, B> {
     }
 
     /// No circuit breaker, keyed or not.
-    pub fn no_circuit_breaker(mut self) -> PolicyBuilder<C, P, R, H, F, Unkeyed> {
+    pub fn no_circuit_breaker(mut self) -> PolicyBuilder<C, P, R, H, F, Unkeyed, Kb> {
         self.settings.breaker = None;
         self.unkeyed()
     }
 
-    fn unkeyed(self) -> PolicyBuilder<C, P, R, H, F, Unkeyed> {
+    fn unkeyed(self) -> PolicyBuilder<C, P, R, H, F, Unkeyed, Kb> {
         PolicyBuilder {
             settings: self.settings,
             classifier: self.classifier,
@@ -1190,20 +1351,113 @@ impl<C, P, R, H, F, B> PolicyBuilder<C, P, R, H, F, B> {
             hedge: self.hedge,
             fallback: self.fallback,
             keyed: Unkeyed,
+            bulkheads: self.bulkheads,
         }
     }
 
-    /// A bulkhead with these settings, outside retry: a call holds one
-    /// permit for all its attempts.
-    pub fn bulkhead(mut self, bulkhead: BulkheadLayerBuilder) -> Self {
+    /// A bulkhead with these settings, outside retry (in place of a keyed
+    /// one): a call holds one permit for all its attempts.
+    pub fn bulkhead(
+        mut self,
+        bulkhead: BulkheadLayerBuilder,
+    ) -> PolicyBuilder<C, P, R, H, F, B, Unkeyed> {
         self.settings.bulkhead = Some(bulkhead);
-        self
+        self.one_bulkhead()
     }
 
-    /// No bulkhead.
-    pub fn no_bulkhead(mut self) -> Self {
+    /// A bulkhead per key, with these settings (in place of the one
+    /// bulkhead), outside retry: each key (say, each host) has its own
+    /// permits, so calls piling up on one slow host do not refuse calls to
+    /// the others. An unnamed bulkhead takes the policy's name.
+    /// [`Policy::bulkheads`] lists the keys' bulkheads;
+    /// [`Policy::bulkhead`] and the policy's [`snapshot`](Policy::snapshot)
+    /// show none.
+    ///
+    /// ```
+    /// # #[cfg(feature = "reqwest")]
+    /// # fn main() -> Result<(), steadfast::ConfigError> {
+    /// use steadfast::bulkhead::KeyedBulkheadLayer;
+    /// use steadfast::policy::{Policy, by_host};
+    ///
+    /// let policy = Policy::standard_http_client()
+    ///     .bulkhead_per_key(
+    ///         KeyedBulkheadLayer::builder(by_host::<reqwest::Request>)
+    ///             .max_concurrent(100)
+    ///             .max_keys(1_000),
+    ///     )
+    ///     .build()?;
+    /// assert!(policy.bulkhead().is_none(), "no single bulkhead");
+    /// assert!(policy.bulkheads().is_empty(), "no host called yet");
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "reqwest"))]
+    /// # fn main() {}
+    /// ```
+    pub fn bulkhead_per_key<K, Fk>(
+        mut self,
+        bulkhead: KeyedBulkheadLayerBuilder<K, Fk>,
+    ) -> PolicyBuilder<C, P, R, H, F, B, KeyedBulkheadLayerBuilder<K, Fk>> {
         self.settings.bulkhead = None;
-        self
+        PolicyBuilder {
+            settings: self.settings,
+            classifier: self.classifier,
+            replay: self.replay,
+            request_id: self.request_id,
+            hedge: self.hedge,
+            fallback: self.fallback,
+            keyed: self.keyed,
+            bulkheads: bulkhead,
+        }
+    }
+
+    /// Turns the bulkhead set so far (a preset's, say, or the bulkhead's
+    /// defaults) into one per host, with the same settings and at most
+    /// 10,000 hosts: calls piling up on one host no longer refuse calls to
+    /// the others. Name the request type: `.bulkhead_per_host::<reqwest::Request>()`.
+    ///
+    /// ```
+    /// # #[cfg(feature = "reqwest")]
+    /// # fn main() -> Result<(), steadfast::ConfigError> {
+    /// use steadfast::policy::Policy;
+    ///
+    /// let policy = Policy::standard_http_client()
+    ///     .bulkhead_with(|b| b.max_concurrent(100))
+    ///     .bulkhead_per_host::<reqwest::Request>()
+    ///     .build()?;
+    /// assert!(policy.bulkhead().is_none(), "one bulkhead per host");
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "reqwest"))]
+    /// # fn main() {}
+    /// ```
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    pub fn bulkhead_per_host<Req: crate::http::RequestParts>(
+        mut self,
+    ) -> PolicyBuilder<C, P, R, H, F, B, PerHostBulkhead<Req>> {
+        let single = self.settings.bulkhead.take().unwrap_or_default();
+        let host: fn(&Req) -> String = by_host::<Req>;
+        let bulkhead = KeyedBulkheadLayerBuilder::from_single(single, host).max_keys(10_000);
+        self.bulkhead_per_key(bulkhead)
+    }
+
+    /// No bulkhead, keyed or not.
+    pub fn no_bulkhead(mut self) -> PolicyBuilder<C, P, R, H, F, B, Unkeyed> {
+        self.settings.bulkhead = None;
+        self.one_bulkhead()
+    }
+
+    fn one_bulkhead(self) -> PolicyBuilder<C, P, R, H, F, B, Unkeyed> {
+        PolicyBuilder {
+            settings: self.settings,
+            classifier: self.classifier,
+            replay: self.replay,
+            request_id: self.request_id,
+            hedge: self.hedge,
+            fallback: self.fallback,
+            keyed: self.keyed,
+            bulkheads: Unkeyed,
+        }
     }
 
     /// An adaptive concurrency limit with these settings, inside retry and
@@ -1222,7 +1476,7 @@ impl<C, P, R, H, F, B> PolicyBuilder<C, P, R, H, F, B> {
     }
 
     /// Judges attempts, for retry and breaker, with `classifier`.
-    pub fn classifier<C2>(self, classifier: C2) -> PolicyBuilder<C2, P, R, H, F, B> {
+    pub fn classifier<C2>(self, classifier: C2) -> PolicyBuilder<C2, P, R, H, F, B, Kb> {
         PolicyBuilder {
             settings: self.settings,
             classifier,
@@ -1231,11 +1485,12 @@ impl<C, P, R, H, F, B> PolicyBuilder<C, P, R, H, F, B> {
             hedge: self.hedge,
             fallback: self.fallback,
             keyed: self.keyed,
+            bulkheads: self.bulkheads,
         }
     }
 
     /// Copies requests for retry with `replay`.
-    pub fn replay<P2>(self, replay: P2) -> PolicyBuilder<C, P2, R, H, F, B> {
+    pub fn replay<P2>(self, replay: P2) -> PolicyBuilder<C, P2, R, H, F, B, Kb> {
         PolicyBuilder {
             settings: self.settings,
             classifier: self.classifier,
@@ -1244,6 +1499,7 @@ impl<C, P, R, H, F, B> PolicyBuilder<C, P, R, H, F, B> {
             hedge: self.hedge,
             fallback: self.fallback,
             keyed: self.keyed,
+            bulkheads: self.bulkheads,
         }
     }
 
@@ -1256,7 +1512,7 @@ impl<C, P, R, H, F, B> PolicyBuilder<C, P, R, H, F, B> {
     pub fn hedge(
         self,
         hedge: HedgeLayerBuilder,
-    ) -> PolicyBuilder<C, P, R, HedgeLayerBuilder, F, B> {
+    ) -> PolicyBuilder<C, P, R, HedgeLayerBuilder, F, B, Kb> {
         PolicyBuilder {
             settings: self.settings,
             classifier: self.classifier,
@@ -1265,11 +1521,12 @@ impl<C, P, R, H, F, B> PolicyBuilder<C, P, R, H, F, B> {
             hedge,
             fallback: self.fallback,
             keyed: self.keyed,
+            bulkheads: self.bulkheads,
         }
     }
 
     /// No hedging.
-    pub fn no_hedge(self) -> PolicyBuilder<C, P, R, Identity, F, B> {
+    pub fn no_hedge(self) -> PolicyBuilder<C, P, R, Identity, F, B, Kb> {
         PolicyBuilder {
             settings: self.settings,
             classifier: self.classifier,
@@ -1278,6 +1535,7 @@ impl<C, P, R, H, F, B> PolicyBuilder<C, P, R, H, F, B> {
             hedge: Identity::new(),
             fallback: self.fallback,
             keyed: self.keyed,
+            bulkheads: self.bulkheads,
         }
     }
 
@@ -1312,7 +1570,7 @@ impl<C, P, R, H, F, B> PolicyBuilder<C, P, R, H, F, B> {
     pub fn fallback<A, Ca, Fl, Cf, K>(
         self,
         fallback: FallbackLayerBuilder<A, Ca, Fl, Cf, K>,
-    ) -> PolicyBuilder<C, P, R, H, FallbackLayerBuilder<A, Ca, Fl, Cf, K>, B>
+    ) -> PolicyBuilder<C, P, R, H, FallbackLayerBuilder<A, Ca, Fl, Cf, K>, B, Kb>
     where
         K: CheckSources<A, Ca, Fl>,
     {
@@ -1324,11 +1582,12 @@ impl<C, P, R, H, F, B> PolicyBuilder<C, P, R, H, F, B> {
             hedge: self.hedge,
             fallback,
             keyed: self.keyed,
+            bulkheads: self.bulkheads,
         }
     }
 
     /// No fallback.
-    pub fn no_fallback(self) -> PolicyBuilder<C, P, R, H, Identity, B> {
+    pub fn no_fallback(self) -> PolicyBuilder<C, P, R, H, Identity, B, Kb> {
         PolicyBuilder {
             settings: self.settings,
             classifier: self.classifier,
@@ -1337,6 +1596,7 @@ impl<C, P, R, H, F, B> PolicyBuilder<C, P, R, H, F, B> {
             hedge: self.hedge,
             fallback: Identity::new(),
             keyed: self.keyed,
+            bulkheads: self.bulkheads,
         }
     }
 
@@ -1421,10 +1681,12 @@ impl<C, P, R, H, F, B> PolicyBuilder<C, P, R, H, F, B> {
     }
 
     /// Checks every setting and their consistency, and builds the layers.
-    pub fn build(self) -> Result<Built<C, P, R, H, F, B>, ConfigError>
+    #[allow(clippy::type_complexity)] // The built policy's type, spelled once.
+    pub fn build(self) -> Result<Built<C, P, R, H, F, B, Kb>, ConfigError>
     where
         C: Clone,
         B: BreakerSetting<C>,
+        Kb: BulkheadSetting,
         H: HedgeSetting<C, P>,
         F: FallbackSetting<C>,
     {
@@ -1435,12 +1697,6 @@ impl<C, P, R, H, F, B> PolicyBuilder<C, P, R, H, F, B> {
         // built, outside any call) never mix. Events made inside a call
         // carry the policy's name already.
         let named = (s.name != "default").then(|| intern(&s.name)).flatten();
-        if let Some(name) = named {
-            s.bulkhead = s.bulkhead.map(|b| match b.name_set() {
-                "bulkhead" => b.name(name),
-                _ => b,
-            });
-        }
         let observe = match s.observe {
             Some(settings) => Some(
                 ObserveLayerBuilder::from_settings(
@@ -1508,7 +1764,7 @@ impl<C, P, R, H, F, B> PolicyBuilder<C, P, R, H, F, B> {
             .map(|adaptive| adaptive.classifier(self.classifier.clone()).build())
             .transpose()?;
         let breaker = self.keyed.build_level(s.breaker, self.classifier, named)?;
-        let bulkhead = s.bulkhead.map(BulkheadLayerBuilder::build).transpose()?;
+        let bulkhead = self.bulkheads.build_level(s.bulkhead, named)?;
         Ok(Policy {
             name: s.name,
             observe,

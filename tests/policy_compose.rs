@@ -568,3 +568,164 @@ fn circuit_breaker_sets_one_breaker_again_after_a_keyed_one() {
         .unwrap_err();
     assert_eq!(err.field(), "circuit_breaker.time_window");
 }
+
+/// A server on `ip` whose requests are held until `release` gives a
+/// permit; each says on `entered` that it arrived.
+async fn serve_held(
+    ip: &str,
+    release: Arc<tokio::sync::Semaphore>,
+    entered: tokio::sync::mpsc::UnboundedSender<()>,
+) -> SocketAddr {
+    let app = Router::new().route(
+        "/{*path}",
+        get(move || {
+            let release = Arc::clone(&release);
+            let entered = entered.clone();
+            async move {
+                let _ = entered.send(());
+                release.acquire().await.unwrap().forget();
+                "released"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// One call in flight fills the first host's bulkhead: the next call to
+/// that host is refused without a request, and heard as `rejected`, while
+/// the second host is served; the held call then completes.
+async fn check_bulkhead_per_host<S>(
+    service: S,
+    bulkheads: impl Fn() -> Vec<steadfast::bulkhead::BulkheadHandle>,
+    log: Log,
+) where
+    S: tower::Service<
+            reqwest::Request,
+            Response = reqwest::Response,
+            Error = BoxError,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static,
+{
+    use steadfast::error::BulkheadFull;
+
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let (entered_tx, mut entered) = tokio::sync::mpsc::unbounded_channel();
+    let busy = serve_held("127.0.0.1", Arc::clone(&release), entered_tx.clone()).await;
+    let other = serve_held("127.0.0.2", Arc::clone(&release), entered_tx).await;
+    let held = tokio::spawn(service.clone().oneshot(get_request(busy, "/a")));
+    entered.recv().await.unwrap();
+    // The busy host's one permit is taken: refused, and no request sent.
+    let err = service
+        .clone()
+        .oneshot(get_request(busy, "/a"))
+        .await
+        .unwrap_err();
+    assert!(err.is::<BulkheadFull>(), "{err}");
+    assert!(
+        entered.try_recv().is_err(),
+        "the refused call reached the server"
+    );
+    assert!(
+        kinds(&log).contains(&"rejected".to_owned()),
+        "{:?}",
+        kinds(&log)
+    );
+    // The other host has its own bulkhead.
+    let other_call = tokio::spawn(service.clone().oneshot(get_request(other, "/b")));
+    entered.recv().await.unwrap();
+    let mut in_flight: Vec<_> = bulkheads()
+        .iter()
+        .map(|b| (b.in_flight(), b.max_concurrent(), b.name().to_owned()))
+        .collect();
+    in_flight.sort();
+    assert_eq!(
+        in_flight,
+        [(1, 1, "per_host".to_owned()), (1, 1, "per_host".to_owned())]
+    );
+    release.add_permits(2);
+    let response = other_call.await.unwrap().unwrap();
+    assert_eq!(response.text().await.unwrap(), "released");
+    let response = held.await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    // Both permits are back.
+    assert!(bulkheads().iter().all(|b| b.in_flight() == 0));
+}
+
+#[tokio::test]
+async fn a_full_bulkhead_per_key_refuses_its_host_only() {
+    use steadfast::bulkhead::KeyedBulkheadLayer;
+
+    let log = Log::default();
+    let policy = Policy::standard_http_client()
+        .name("per_host")
+        .no_retry()
+        .on_event(recorder(&log))
+        .bulkhead_per_key(
+            KeyedBulkheadLayer::builder(steadfast::policy::by_host::<reqwest::Request>)
+                .max_concurrent(1)
+                .max_keys(10),
+        )
+        .build()
+        .unwrap();
+    assert!(policy.bulkhead().is_none(), "no single bulkhead");
+    assert!(policy.bulkheads().is_empty(), "no host called yet");
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let service = policy.layer(client);
+    check_bulkhead_per_host(service, move || policy.bulkheads(), log).await;
+}
+
+#[tokio::test]
+async fn the_preset_bulkhead_per_host_keeps_the_preset_settings() {
+    let log = Log::default();
+    let policy = Policy::standard_http_client()
+        .name("per_host")
+        .no_retry()
+        .on_event(recorder(&log))
+        .bulkhead_with(|b| b.max_concurrent(1))
+        .bulkhead_per_host::<reqwest::Request>()
+        .build()
+        .unwrap();
+    assert!(policy.bulkhead().is_none(), "no single bulkhead");
+    assert!(policy.bulkheads().is_empty(), "no host called yet");
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let service = policy.layer(client);
+    check_bulkhead_per_host(service, move || policy.bulkheads(), log).await;
+}
+
+#[test]
+fn bulkhead_sets_one_bulkhead_again_after_a_keyed_one() {
+    use steadfast::bulkhead::{BulkheadLayer, KeyedBulkheadLayer};
+
+    let policy = Policy::builder()
+        .bulkhead_per_key(KeyedBulkheadLayer::builder(|request: &u32| *request % 2))
+        .bulkhead(BulkheadLayer::builder().max_concurrent(3))
+        .build()
+        .unwrap();
+    assert_eq!(policy.bulkhead().map(|b| b.max_concurrent()), Some(3));
+    assert_eq!(policy.bulkheads().len(), 1);
+    let policy = Policy::builder()
+        .bulkhead_per_key(KeyedBulkheadLayer::builder(|request: &u32| *request % 2))
+        .no_bulkhead()
+        .build()
+        .unwrap();
+    assert!(policy.bulkhead().is_none());
+    assert!(policy.bulkheads().is_empty());
+    // A keyed bulkhead's settings are checked at build().
+    let err = Policy::builder()
+        .bulkhead_per_key(
+            KeyedBulkheadLayer::builder(|request: &u32| *request % 2).max_concurrent(0),
+        )
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "bulkhead.max_concurrent");
+    let err = Policy::builder()
+        .bulkhead_per_key(KeyedBulkheadLayer::builder(|request: &u32| *request % 2).max_keys(0))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "bulkhead.max_keys");
+}

@@ -169,6 +169,25 @@ where
     }
 }
 
+impl<K, F> KeyedBulkheadLayerBuilder<K, F> {
+    /// A builder with the settings of `single` (permits, waiting, name),
+    /// chosen by `key`, with the default key bounds.
+    pub(crate) fn from_single(single: super::BulkheadLayerBuilder, key: F) -> Self {
+        Self {
+            key,
+            settings: single.settings,
+            max_keys: DEFAULT_MAX_KEYS,
+            idle: Some(DEFAULT_IDLE),
+            _key: std::marker::PhantomData,
+        }
+    }
+
+    /// The name set so far.
+    pub(crate) fn name_set(&self) -> &str {
+        self.settings.name()
+    }
+}
+
 impl<K, F> fmt::Debug for KeyedBulkheadLayerBuilder<K, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedBulkheadLayerBuilder")
