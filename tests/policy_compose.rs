@@ -82,7 +82,8 @@ fn recorder(log: &Log) -> impl Fn(&Event<'_>) + Send + Sync + 'static {
             | Event::HedgeSent { name, .. }
             | Event::HedgeWon { name, .. }
             | Event::RetryScheduled { name, .. }
-            | Event::RetryStopped { name, .. } => name.to_string(),
+            | Event::RetryStopped { name, .. }
+            | Event::Rejected { name, .. } => name.to_string(),
             _ => String::new(),
         };
         log.lock().unwrap().push((event.kind().to_owned(), name));
@@ -630,11 +631,15 @@ async fn check_bulkhead_per_host<S>(
         entered.try_recv().is_err(),
         "the refused call reached the server"
     );
-    assert!(
-        kinds(&log).contains(&"rejected".to_owned()),
-        "{:?}",
-        kinds(&log)
-    );
+    // Heard by the policy's listener, under the policy's name.
+    let rejected: Vec<_> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(kind, _)| kind == "rejected")
+        .cloned()
+        .collect();
+    assert_eq!(rejected, [("rejected".to_owned(), "per_host".to_owned())]);
     // The other host has its own bulkhead.
     let other_call = tokio::spawn(service.clone().oneshot(get_request(other, "/b")));
     entered.recv().await.unwrap();
@@ -653,6 +658,13 @@ async fn check_bulkhead_per_host<S>(
     let response = held.await.unwrap().unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     // Both permits are back.
+    assert!(bulkheads().iter().all(|b| b.in_flight() == 0));
+    // A call dropped while in flight gives its permit back.
+    let dropped = tokio::spawn(service.clone().oneshot(get_request(busy, "/a")));
+    entered.recv().await.unwrap();
+    assert_eq!(bulkheads().iter().map(|b| b.in_flight()).sum::<usize>(), 1);
+    dropped.abort();
+    assert!(dropped.await.unwrap_err().is_cancelled());
     assert!(bulkheads().iter().all(|b| b.in_flight() == 0));
 }
 
