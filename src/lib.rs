@@ -133,6 +133,7 @@ pub mod hedge;
 pub mod http;
 pub(crate) mod keyed;
 pub mod observe;
+pub(crate) mod oneshot;
 pub mod policy;
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
