@@ -81,7 +81,10 @@ impl<S, Req, F> Oneshot<S, Req, F> {
     /// Polls the call's future, if the call has been made: `None` before
     /// the call and after its outcome was taken.
     #[inline]
-    pub(crate) fn poll_called(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<F::Output>>
+    pub(crate) fn poll_called(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<F::Output>>
     where
         F: Future,
     {
@@ -221,10 +224,7 @@ mod tests {
         assert_eq!(assert_ready!(call.poll()).expect("answered"), 8);
         assert!(!call.is_called());
         // Polled again after its outcome: an error, not a panic or a stall.
-        assert_eq!(
-            assert_ready!(call.poll()).unwrap_err().to_string(),
-            SPENT
-        );
+        assert_eq!(assert_ready!(call.poll()).unwrap_err().to_string(), SPENT);
     }
 
     #[tokio::test(start_paused = true)]

@@ -16,6 +16,7 @@ use super::cache::Slot;
 use super::source::{AlternateSource, Cause, FallbackSource, LastResort, Reason, ResponseKind};
 use crate::classify::{Classify, Verdict, judge};
 use crate::error::BoxError;
+use crate::oneshot::Oneshot;
 
 pin_project! {
     #[project = StateProj]
@@ -403,31 +404,20 @@ where
 }
 
 pin_project! {
-    #[project = AltProj]
-    enum AltState<T, Req, F> {
-        Ready { service: T, request: Option<Req> },
-        Called { #[pin] future: F },
-    }
-}
-
-pin_project! {
     /// The call of an alternate service: readiness, then the call.
     pub struct AlternateCall<T, Req>
     where
         T: Service<Req>,
     {
         #[pin]
-        state: AltState<T, Req, T::Future>,
+        call: Oneshot<T, Req, T::Future>,
     }
 }
 
 impl<T: Service<Req>, Req> AlternateCall<T, Req> {
     pub(crate) fn new(service: T, request: Req) -> Self {
         Self {
-            state: AltState::Ready {
-                service,
-                request: Some(request),
-            },
+            call: Oneshot::new(service, request),
         }
     }
 }
@@ -439,31 +429,15 @@ where
 {
     type Output = Result<T::Response, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            match this.state.as_mut().project() {
-                AltProj::Ready { service, request } => {
-                    if let Err(err) = ready!(service.poll_ready(cx)) {
-                        return Poll::Ready(Err(err.into()));
-                    }
-                    let Some(request) = request.take() else {
-                        return Poll::Ready(Err(DONE.into()));
-                    };
-                    let future = service.call(request);
-                    this.state.set(AltState::Called { future });
-                }
-                AltProj::Called { future } => {
-                    return future.poll(cx).map_err(Into::into);
-                }
-            }
-        }
+        self.project().call.poll(cx)
     }
 }
 
 impl<T: Service<Req>, Req> fmt::Debug for AlternateCall<T, Req> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let called = matches!(self.state, AltState::Called { .. });
+        let called = self.call.is_called();
         f.debug_struct("AlternateCall")
             .field("called", &called)
             .finish_non_exhaustive()

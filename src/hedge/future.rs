@@ -2,10 +2,9 @@
 
 use std::fmt;
 use std::future::Future;
-use std::mem;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
@@ -16,6 +15,7 @@ use super::Shared;
 use super::policy::Event;
 use crate::classify::{Classify, Verdict, judge};
 use crate::error::BoxError;
+use crate::oneshot::Oneshot;
 use crate::retry::{Replay, Withdrawal};
 use crate::timeout::{Deadline, later};
 
@@ -57,22 +57,14 @@ pin_project! {
     }
 }
 
-/// A copy after the first: waiting for its service, then running.
+/// A copy after the first: waiting for its service, then running. Boxed,
+/// as only a call that sends a copy needs one.
 struct Copy<S, Req, F> {
-    state: CopyState<S, Req, F>,
+    call: Pin<Box<Oneshot<S, Req, F>>>,
+    // Given back to the budget if the copy is never sent.
+    withdrawal: Option<Withdrawal>,
     started: Instant,
     number: u32,
-}
-
-enum CopyState<S, Req, F> {
-    Readying {
-        service: S,
-        request: Req,
-        // Given back to the budget if the copy is never sent.
-        withdrawal: Option<Withdrawal>,
-    },
-    Running(Pin<Box<F>>),
-    Done,
 }
 
 type Output<S, Req> = Result<<S as Service<Req>>::Response, BoxError>;
@@ -243,32 +235,23 @@ fn poll_copy<S, Req>(
 where
     S: Service<Req>,
 {
-    if let CopyState::Readying { service, .. } = &mut copy.state {
-        if let Err(err) = std::task::ready!(service.poll_ready(cx)) {
-            return Poll::Ready(Err(err));
+    let withdrawal = &mut copy.withdrawal;
+    let polled = ready!(copy.call.as_mut().poll_with(cx, |mut service, request| {
+        if let Some(withdrawal) = withdrawal.take() {
+            withdrawal.spend();
         }
-        if let CopyState::Readying {
-            mut service,
-            request,
-            withdrawal,
-        } = mem::replace(&mut copy.state, CopyState::Done)
-        {
-            if let Some(withdrawal) = withdrawal {
-                withdrawal.spend();
-            }
-            // A copy is part of the same logical call: inner layers on the
-            // same budget don't count it again.
-            let future = match budget {
-                Some(budget) => budget.calling(|| service.call(request)),
-                None => service.call(request),
-            };
-            copy.state = CopyState::Running(Box::pin(future));
+        // A copy is part of the same logical call: inner layers on the
+        // same budget don't count it again.
+        match budget {
+            Some(budget) => budget.calling(|| service.call(request)),
+            None => service.call(request),
         }
-    }
-    match &mut copy.state {
-        CopyState::Running(future) => future.as_mut().poll(cx),
+    }));
+    match polled {
+        Some(Ok(outcome)) => Poll::Ready(outcome),
+        Some(Err(err)) => Poll::Ready(Err(err)),
         // Never polled again once its outcome is known.
-        CopyState::Readying { .. } | CopyState::Done => Poll::Pending,
+        None => Poll::Pending,
     }
 }
 
@@ -355,7 +338,7 @@ fn won<S, Req, C, P>(
             let running = this
                 .copies
                 .iter()
-                .filter(|c| matches!(c.state, CopyState::Running(_)))
+                .filter(|c| c.call.is_called())
                 .map(|c| Some(c.started));
             for ran in std::iter::once(first)
                 .chain(running)
@@ -414,11 +397,8 @@ where
     }
     let service = shared.targets[number as usize % shared.targets.len()].clone();
     this.copies.push(Copy {
-        state: CopyState::Readying {
-            service,
-            request,
-            withdrawal,
-        },
+        call: Box::pin(Oneshot::new(service, request)),
+        withdrawal,
         started: Instant::now(),
         number,
     });

@@ -17,6 +17,7 @@ use super::gathered::{BranchOutcome, Gather, Gathered, Outcome, Stop, StopReason
 use super::plan::{Kind, Plan};
 use crate::classify::{Classify, judge};
 use crate::error::BoxError;
+use crate::oneshot::Oneshot;
 use crate::retry::Replay;
 use crate::timeout::{Deadline, later};
 
@@ -52,13 +53,8 @@ pin_project! {
 struct Branch<S, Req, F> {
     index: usize,
     hard: bool,
-    state: State<S, Req, F>,
-}
-
-enum State<S, Req, F> {
-    Readying { service: S, request: Req },
-    Running(Pin<Box<F>>),
-    Done,
+    // Boxed: the vector of running branches holds them by pointer.
+    call: Pin<Box<Oneshot<S, Req, F>>>,
 }
 
 impl<S, Req, C, P> GatherFuture<S, Req, C, P>
@@ -212,10 +208,7 @@ where
             Some(request) => this.running.push(Branch {
                 index: spec.index,
                 hard: spec.hard,
-                state: State::Readying {
-                    service: spec.service.clone(),
-                    request,
-                },
+                call: Box::pin(Oneshot::new(spec.service.clone(), request)),
             }),
             None => this.outcomes[spec.index] = Some(Outcome::NotSent),
         }
@@ -241,22 +234,17 @@ fn poll_branch<S, Req>(
 where
     S: Service<Req>,
 {
-    if let State::Readying { service, .. } = &mut branch.state {
-        if let Err(err) = ready!(service.poll_ready(cx)) {
-            return Poll::Ready(Err(err));
-        }
-        if let State::Readying {
-            mut service,
-            request,
-        } = mem::replace(&mut branch.state, State::Done)
-        {
-            branch.state = State::Running(Box::pin(service.call(request)));
-        }
-    }
-    match &mut branch.state {
-        State::Running(future) => future.as_mut().poll(cx),
+    let polled = ready!(
+        branch
+            .call
+            .as_mut()
+            .poll_with(cx, |mut service, request| service.call(request))
+    );
+    match polled {
+        Some(Ok(outcome)) => Poll::Ready(outcome),
+        Some(Err(err)) => Poll::Ready(Err(err)),
         // Removed once its outcome is known.
-        State::Readying { .. } | State::Done => Poll::Pending,
+        None => Poll::Pending,
     }
 }
 
