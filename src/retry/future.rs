@@ -5,6 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use tokio::time::{Sleep, sleep};
@@ -16,18 +17,18 @@ use super::policy::{Policy, Step};
 use super::replay::Replay;
 use crate::classify::{Classify, judge};
 use crate::error::BoxError;
+use crate::oneshot::Oneshot;
 
 pin_project! {
     #[project = StateProj]
-    enum State<F> {
-        // An attempt is under way.
-        Called { #[pin] future: F },
+    enum State<S, Req, F> {
+        // An attempt is under way, or waiting for the service to be ready
+        // to send it.
+        Attempt { #[pin] call: Oneshot<S, Req, F> },
         // Waiting out the backoff before the next attempt. The timer is
         // boxed: it is only needed on the retry path, and inline it would
         // double the size of every call's future.
         Backoff { sleep: Pin<Box<Sleep>> },
-        // Waiting for the service to be ready for the next attempt.
-        Ready,
     }
 }
 
@@ -40,10 +41,11 @@ pin_project! {
         C: Classify<Req, S::Response, S::Error>,
     {
         #[pin]
-        state: State<S::Future>,
+        state: State<S, Req, S::Future>,
         policy: Arc<Policy<C, P>>,
         // The service for later attempts, and the copy of the request they
-        // send: both present whenever another attempt is possible.
+        // send: both present whenever another attempt is possible (while
+        // an attempt waits for readiness, its `Oneshot` holds them).
         service: Option<S>,
         next: Option<Req>,
         facts: C::Facts,
@@ -68,7 +70,9 @@ where
         facts: C::Facts,
     ) -> Self {
         Self {
-            state: State::Called { future },
+            state: State::Attempt {
+                call: Oneshot::called(future),
+            },
             policy,
             service,
             next,
@@ -93,20 +97,24 @@ where
         let mut this = self.project();
         // The path of almost every call: an attempt answers and is not
         // retried. Everything else lives out of line, in `drive`.
-        if let StateProj::Called { future } = this.state.as_mut().project() {
-            let outcome = ready!(future.poll(cx));
-            let verdict = judge(&this.policy.classifier, this.facts, outcome.as_ref());
-            crate::observe::attempt_ended(verdict);
-            if !verdict.is_retryable() {
-                return Poll::Ready(outcome.map_err(Into::into));
-            }
-            let can_replay = this.next.is_some() && this.service.is_some();
-            match schedule(this.policy, verdict, this.attempt, this.backoff, can_replay) {
-                Step::Return => return Poll::Ready(outcome.map_err(Into::into)),
-                Step::GiveUp(err) => return Poll::Ready(Err(err)),
-                Step::Retry(delay, withdrawal) => {
-                    *this.withdrawal = withdrawal;
-                    this.state.set(backoff_state(delay));
+        if let StateProj::Attempt { call } = this.state.as_mut().project() {
+            if let Some(outcome) = ready!(call.poll_called(cx)) {
+                let verdict = judge(&this.policy.classifier, this.facts, outcome.as_ref());
+                crate::observe::attempt_ended(verdict);
+                if !verdict.is_retryable() {
+                    return Poll::Ready(outcome.map_err(Into::into));
+                }
+                let can_replay = this.next.is_some() && this.service.is_some();
+                match schedule(this.policy, verdict, this.attempt, this.backoff, can_replay) {
+                    Step::Return => return Poll::Ready(outcome.map_err(Into::into)),
+                    Step::GiveUp(err) => return Poll::Ready(Err(err)),
+                    Step::Retry(delay, withdrawal) => {
+                        *this.withdrawal = withdrawal;
+                        let Some(next) = after(delay, this.service, this.next) else {
+                            return Poll::Ready(Err(LOST.into()));
+                        };
+                        this.state.set(next);
+                    }
                 }
             }
         }
@@ -128,8 +136,20 @@ where
 {
     loop {
         match this.state.as_mut().project() {
-            StateProj::Called { future } => {
-                let outcome = ready!(future.poll(cx));
+            StateProj::Attempt { call } => {
+                let (policy, slot, next) = (&**this.policy, &mut *this.service, &mut *this.next);
+                let (attempt, withdrawal) = (*this.attempt, &mut *this.withdrawal);
+                // The call keeps the service for the attempts after it.
+                let polled = ready!(call.poll_with(cx, |mut service, request| {
+                    let future = resend(policy, &mut service, request, next, attempt, withdrawal);
+                    *slot = Some(service);
+                    future
+                }));
+                let outcome = match polled {
+                    Some(Ok(outcome)) => outcome,
+                    Some(Err(not_ready)) => return Poll::Ready(Err(not_ready.into())),
+                    None => return Poll::Ready(Err(SPENT.into())),
+                };
                 let verdict = judge(&this.policy.classifier, this.facts, outcome.as_ref());
                 crate::observe::attempt_ended(verdict);
                 let can_replay = this.next.is_some() && this.service.is_some();
@@ -138,40 +158,26 @@ where
                     Step::GiveUp(err) => return Poll::Ready(Err(err)),
                     Step::Retry(delay, withdrawal) => {
                         *this.withdrawal = withdrawal;
-                        this.state.set(backoff_state(delay));
+                        let Some(next) = after(delay, this.service, this.next) else {
+                            return Poll::Ready(Err(LOST.into()));
+                        };
+                        this.state.set(next);
                     }
                 }
             }
             StateProj::Backoff { sleep } => {
                 ready!(sleep.as_mut().poll(cx));
-                this.state.set(State::Ready);
-            }
-            StateProj::Ready => {
-                // A retry is only scheduled with both in hand.
-                let (Some(service), Some(_)) = (this.service.as_mut(), this.next.as_ref()) else {
+                let Some(next) = after(Duration::ZERO, this.service, this.next) else {
                     return Poll::Ready(Err(LOST.into()));
                 };
-                if let Err(err) = ready!(service.poll_ready(cx)) {
-                    return Poll::Ready(Err(err.into()));
-                }
-                let Some(request) = this.next.take() else {
-                    return Poll::Ready(Err(LOST.into()));
-                };
-                let future = resend(
-                    this.policy,
-                    service,
-                    request,
-                    this.next,
-                    *this.attempt,
-                    this.withdrawal,
-                );
-                this.state.set(State::Called { future });
+                this.state.set(next);
             }
         }
     }
 }
 
 const LOST: &str = "retry scheduled without a request to send";
+const SPENT: &str = "retry future polled after it completed";
 
 /// The decision after a retryable failure, out of line.
 #[inline(never)]
@@ -189,15 +195,27 @@ fn schedule<C, P>(
     step
 }
 
+/// The state after a retry was scheduled `delay` ahead: the backoff, or
+/// at once the next attempt waiting for readiness. `None` if the service
+/// or the copy of the request is missing (a retry is only scheduled with
+/// both in hand).
 #[inline(never)]
-fn backoff_state<F>(delay: std::time::Duration) -> State<F> {
-    if delay.is_zero() {
-        State::Ready
-    } else {
-        State::Backoff {
+fn after<S, Req, F>(
+    delay: Duration,
+    service: &mut Option<S>,
+    next: &mut Option<Req>,
+) -> Option<State<S, Req, F>> {
+    if !delay.is_zero() {
+        return Some(State::Backoff {
             sleep: Box::pin(sleep(delay)),
-        }
+        });
     }
+    let (Some(service), Some(request)) = (service.take(), next.take()) else {
+        return None;
+    };
+    Some(State::Attempt {
+        call: Oneshot::new(service, request),
+    })
 }
 
 /// Sends `request` as attempt `attempt`, keeping a copy in `next` if
