@@ -68,39 +68,32 @@ impl<S, Req, F> Oneshot<S, Req, F> {
         Oneshot::NotReady { service, request }
     }
 
-    /// A call already made, by a service found ready elsewhere.
-    pub(crate) const fn called(future: F) -> Self {
-        Oneshot::Called { future }
-    }
-
     /// Whether the call has been made and its outcome not yet taken.
     pub(crate) fn is_called(&self) -> bool {
         matches!(self, Oneshot::Called { .. })
     }
 
     /// Polls the call's future, if the call has been made: `None` before
-    /// the call and after its outcome was taken.
+    /// the call (and after the service failed to be ready). Once the call
+    /// has answered, the caller drops or replaces this value, as it would
+    /// any future that completed.
     #[inline]
-    pub(crate) fn poll_called(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<F::Output>>
+    fn poll_called(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<F::Output>>
     where
         F: Future,
     {
-        let OneshotProj::Called { future } = self.as_mut().project() else {
-            return Poll::Ready(None);
-        };
-        let output = ready!(future.poll(cx));
-        self.set(Oneshot::Done);
-        Poll::Ready(Some(output))
+        match self.project() {
+            OneshotProj::Called { future } => future.poll(cx).map(Some),
+            OneshotProj::NotReady { .. } | OneshotProj::Done => Poll::Ready(None),
+        }
     }
 
     /// Polls the service's readiness, makes the call with `call` (which
     /// takes the ready service, and may keep it), then polls the call.
     ///
     /// Answers `Err` if the service failed to be ready, `Ok` with the
-    /// call's output otherwise, and `None` once either has been answered.
+    /// call's output otherwise, and `None` if polled again after the
+    /// service failed to be ready.
     #[inline]
     pub(crate) fn poll_with(
         mut self: Pin<&mut Self>,
@@ -128,7 +121,7 @@ impl<S, Req, F> Oneshot<S, Req, F> {
     }
 }
 
-const SPENT: &str = "call polled after it completed";
+const SPENT: &str = "call polled after its service failed to be ready";
 
 impl<S, Req> Future for Oneshot<S, Req, S::Future>
 where
@@ -222,9 +215,6 @@ mod tests {
         assert_eq!(request, 7);
         respond.send_response(8);
         assert_eq!(assert_ready!(call.poll()).expect("answered"), 8);
-        assert!(!call.is_called());
-        // Polled again after its outcome: an error, not a panic or a stall.
-        assert_eq!(assert_ready!(call.poll()).unwrap_err().to_string(), SPENT);
     }
 
     #[tokio::test(start_paused = true)]
@@ -238,6 +228,8 @@ mod tests {
         };
         assert_eq!(err.to_string(), "not ready");
         assert!(handle.next_request().await.is_none(), "no call was made");
+        // Polled again: an error, not a panic or a stall.
+        assert_eq!(assert_ready!(call.poll()).unwrap_err().to_string(), SPENT);
     }
 
     #[test]
@@ -266,8 +258,6 @@ mod tests {
         });
         assert!(matches!(polled, Poll::Ready(Some(Ok(Ok(42))))));
         assert!(kept.is_some());
-        let again = call.enter(|cx, call| call.poll_with(cx, |mut s, r| s.call(r)));
-        assert!(matches!(again, Poll::Ready(None)));
     }
 
     #[tokio::test(start_paused = true)]

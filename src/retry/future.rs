@@ -22,9 +22,11 @@ use crate::oneshot::Oneshot;
 pin_project! {
     #[project = StateProj]
     enum State<S, Req, F> {
-        // An attempt is under way, or waiting for the service to be ready
-        // to send it.
-        Attempt { #[pin] call: Oneshot<S, Req, F> },
+        // The first attempt is under way.
+        Called { #[pin] future: F },
+        // A later attempt is under way, or waiting for the service to be
+        // ready to send it.
+        Again { #[pin] call: Oneshot<S, Req, F> },
         // Waiting out the backoff before the next attempt. The timer is
         // boxed: it is only needed on the retry path, and inline it would
         // double the size of every call's future.
@@ -70,9 +72,7 @@ where
         facts: C::Facts,
     ) -> Self {
         Self {
-            state: State::Attempt {
-                call: Oneshot::called(future),
-            },
+            state: State::Called { future },
             policy,
             service,
             next,
@@ -97,24 +97,23 @@ where
         let mut this = self.project();
         // The path of almost every call: an attempt answers and is not
         // retried. Everything else lives out of line, in `drive`.
-        if let StateProj::Attempt { call } = this.state.as_mut().project() {
-            if let Some(outcome) = ready!(call.poll_called(cx)) {
-                let verdict = judge(&this.policy.classifier, this.facts, outcome.as_ref());
-                crate::observe::attempt_ended(verdict);
-                if !verdict.is_retryable() {
-                    return Poll::Ready(outcome.map_err(Into::into));
-                }
-                let can_replay = this.next.is_some() && this.service.is_some();
-                match schedule(this.policy, verdict, this.attempt, this.backoff, can_replay) {
-                    Step::Return => return Poll::Ready(outcome.map_err(Into::into)),
-                    Step::GiveUp(err) => return Poll::Ready(Err(err)),
-                    Step::Retry(delay, withdrawal) => {
-                        *this.withdrawal = withdrawal;
-                        let Some(next) = after(delay, this.service, this.next) else {
-                            return Poll::Ready(Err(LOST.into()));
-                        };
-                        this.state.set(next);
-                    }
+        if let StateProj::Called { future } = this.state.as_mut().project() {
+            let outcome = ready!(future.poll(cx));
+            let verdict = judge(&this.policy.classifier, this.facts, outcome.as_ref());
+            crate::observe::attempt_ended(verdict);
+            if !verdict.is_retryable() {
+                return Poll::Ready(outcome.map_err(Into::into));
+            }
+            let can_replay = this.next.is_some() && this.service.is_some();
+            match schedule(this.policy, verdict, this.attempt, this.backoff, can_replay) {
+                Step::Return => return Poll::Ready(outcome.map_err(Into::into)),
+                Step::GiveUp(err) => return Poll::Ready(Err(err)),
+                Step::Retry(delay, withdrawal) => {
+                    *this.withdrawal = withdrawal;
+                    let Some(next) = after(delay, this.service, this.next) else {
+                        return Poll::Ready(Err(LOST.into()));
+                    };
+                    this.state.set(next);
                 }
             }
         }
@@ -135,8 +134,9 @@ where
     P: Replay<Req>,
 {
     loop {
-        match this.state.as_mut().project() {
-            StateProj::Attempt { call } => {
+        let outcome = match this.state.as_mut().project() {
+            StateProj::Called { future } => ready!(future.poll(cx)),
+            StateProj::Again { call } => {
                 let (policy, slot, next) = (&**this.policy, &mut *this.service, &mut *this.next);
                 let (attempt, withdrawal) = (*this.attempt, &mut *this.withdrawal);
                 // The call keeps the service for the attempts after it.
@@ -145,29 +145,30 @@ where
                     *slot = Some(service);
                     future
                 }));
-                let outcome = match polled {
+                match polled {
                     Some(Ok(outcome)) => outcome,
                     Some(Err(not_ready)) => return Poll::Ready(Err(not_ready.into())),
                     None => return Poll::Ready(Err(SPENT.into())),
-                };
-                let verdict = judge(&this.policy.classifier, this.facts, outcome.as_ref());
-                crate::observe::attempt_ended(verdict);
-                let can_replay = this.next.is_some() && this.service.is_some();
-                match schedule(this.policy, verdict, this.attempt, this.backoff, can_replay) {
-                    Step::Return => return Poll::Ready(outcome.map_err(Into::into)),
-                    Step::GiveUp(err) => return Poll::Ready(Err(err)),
-                    Step::Retry(delay, withdrawal) => {
-                        *this.withdrawal = withdrawal;
-                        let Some(next) = after(delay, this.service, this.next) else {
-                            return Poll::Ready(Err(LOST.into()));
-                        };
-                        this.state.set(next);
-                    }
                 }
             }
             StateProj::Backoff { sleep } => {
                 ready!(sleep.as_mut().poll(cx));
                 let Some(next) = after(Duration::ZERO, this.service, this.next) else {
+                    return Poll::Ready(Err(LOST.into()));
+                };
+                this.state.set(next);
+                continue;
+            }
+        };
+        let verdict = judge(&this.policy.classifier, this.facts, outcome.as_ref());
+        crate::observe::attempt_ended(verdict);
+        let can_replay = this.next.is_some() && this.service.is_some();
+        match schedule(this.policy, verdict, this.attempt, this.backoff, can_replay) {
+            Step::Return => return Poll::Ready(outcome.map_err(Into::into)),
+            Step::GiveUp(err) => return Poll::Ready(Err(err)),
+            Step::Retry(delay, withdrawal) => {
+                *this.withdrawal = withdrawal;
+                let Some(next) = after(delay, this.service, this.next) else {
                     return Poll::Ready(Err(LOST.into()));
                 };
                 this.state.set(next);
@@ -213,7 +214,7 @@ fn after<S, Req, F>(
     let (Some(service), Some(request)) = (service.take(), next.take()) else {
         return None;
     };
-    Some(State::Attempt {
+    Some(State::Again {
         call: Oneshot::new(service, request),
     })
 }
