@@ -14,6 +14,7 @@ use tower_service::Service;
 use super::state::{Permit, Shared, WaitGuard, emit_admitted_after_wait, emit_rejection};
 use crate::BoxError;
 use crate::error::BulkheadFull;
+use crate::oneshot::Waiter;
 
 pin_project! {
     /// The response future of [`Bulkhead`](super::Bulkhead).
@@ -54,36 +55,26 @@ pin_project! {
         notified: OwnedNotified,
         #[pin]
         sleep: Option<Sleep>,
-        waiter: Option<Waiter<F, S, Req>>,
+        waiter: Option<Queued<F, S, Req>>,
     }
 }
 
-/// What a waiting call keeps until its permit arrives.
-struct Waiter<F, S, Req> {
+/// What a waiting call keeps until its permit arrives: its place in the
+/// queue and the parked call.
+struct Queued<F, S, Req> {
     guard: WaitGuard,
-    service: S,
-    request: Req,
-    /// `S::call`, kept as a function pointer so that the `Future` impl
-    /// needs only bounds on `F`, as tower's futures do.
-    call: fn(&mut S, Req) -> F,
+    call: Waiter<S, Req, F>,
     since: Instant,
 }
 
-impl<F, S, Req> Waiter<F, S, Req> {
+impl<F, S, Req> Queued<F, S, Req> {
     /// Leaves the queue and makes the call with the permit it got.
     fn admit(self, permit: Permit) -> State<F, S, Req> {
-        let Waiter {
-            guard,
-            mut service,
-            request,
-            call,
-            since,
-        } = self;
+        let Queued { guard, call, since } = self;
         emit_admitted_after_wait(&guard.shared, since.elapsed());
         drop(guard);
-        // The service was ready when `call` took it.
         State::Called {
-            future: call(&mut service, request),
+            future: call.call(),
             permit: Some(permit),
         }
     }
@@ -124,11 +115,10 @@ impl<F, S, Req> ResponseFuture<F, S, Req> {
                 wait: Box::pin(Wait {
                     notified: Arc::clone(&shared.notify).notified_owned(),
                     sleep,
-                    waiter: Some(Waiter {
+                    waiter: Some(Queued {
                         guard,
-                        service,
-                        request,
-                        call: S::call,
+                        // The service was ready when `call` took it.
+                        call: Waiter::new(service, request),
                         since,
                     }),
                 }),

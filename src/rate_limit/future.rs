@@ -15,6 +15,7 @@ use super::clock::TokioClock;
 use super::state::Limiter;
 use crate::BoxError;
 use crate::error::RateLimited;
+use crate::oneshot::Waiter;
 
 pin_project! {
     /// The response future of [`RateLimit`](super::RateLimit).
@@ -53,18 +54,18 @@ pin_project! {
         Throttled {
             #[pin]
             sleep: Sleep,
-            waiter: Option<Waiter<F, S, Req>>,
+            waiter: Option<Throttled<F, S, Req>>,
         },
         // A shared store is deciding; the call waits here for its answer.
         Remote {
             check: StoreCheck,
-            pending: Option<Pending<F, S, Req>>,
+            pending: Option<Waiter<S, Req, F>>,
         },
         // The store reserved a slot `delay` ahead.
         Delayed {
             #[pin]
             sleep: Sleep,
-            pending: Option<Pending<F, S, Req>>,
+            pending: Option<Waiter<S, Req, F>>,
         },
     }
 }
@@ -82,33 +83,13 @@ pub(crate) enum Verdict {
 /// A decision that needs a round trip to the store.
 pub(crate) type StoreCheck = Pin<Box<dyn Future<Output = Verdict> + Send>>;
 
-/// A call that waits for the store, with what it needs to go ahead.
-struct Pending<F, S, Req> {
-    service: S,
-    request: Req,
-    call: fn(&mut S, Req) -> F,
-}
-
-impl<F, S, Req> Pending<F, S, Req> {
-    fn call(self) -> F {
-        let Pending {
-            mut service,
-            request,
-            call,
-        } = self;
-        call(&mut service, request)
-    }
-}
-
-struct Waiter<F, S, Req> {
+/// A throttled call: the limiter to check again, by when it must start,
+/// and the parked call.
+struct Throttled<F, S, Req> {
     limiter: Arc<Limiter>,
     /// The latest time the call may start; `None` when too far to represent.
     deadline: Option<Instant>,
-    service: S,
-    request: Req,
-    /// `S::call`, kept as a function pointer so that the `Future` impl
-    /// needs only bounds on `F`, as tower's futures do.
-    call: fn(&mut S, Req) -> F,
+    call: Waiter<S, Req, F>,
 }
 
 impl<F, S, Req> ResponseFuture<F, S, Req> {
@@ -125,21 +106,12 @@ impl<F, S, Req> ResponseFuture<F, S, Req> {
     }
 
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) fn remote(
-        check: StoreCheck,
-        service: S,
-        request: Req,
-        call: fn(&mut S, Req) -> F,
-    ) -> Self {
+    pub(crate) fn remote(check: StoreCheck, call: Waiter<S, Req, F>) -> Self {
         Self {
             state: State::Waiting {
                 wait: Box::pin(Wait::Remote {
                     check,
-                    pending: Some(Pending {
-                        service,
-                        request,
-                        call,
-                    }),
+                    pending: Some(call),
                 }),
             },
         }
@@ -149,9 +121,7 @@ impl<F, S, Req> ResponseFuture<F, S, Req> {
         limiter: Arc<Limiter>,
         wait: Duration,
         max_delay: Duration,
-        service: S,
-        request: Req,
-        call: fn(&mut S, Req) -> F,
+        call: Waiter<S, Req, F>,
     ) -> Self {
         let now = Instant::now();
         // `wait <= max_delay`, so a representable deadline bounds the wake-up.
@@ -161,11 +131,9 @@ impl<F, S, Req> ResponseFuture<F, S, Req> {
             state: State::Waiting {
                 wait: Box::pin(Wait::Throttled {
                     sleep: tokio::time::sleep_until(wake),
-                    waiter: Some(Waiter {
+                    waiter: Some(Throttled {
                         limiter,
                         deadline,
-                        service,
-                        request,
                         call,
                     }),
                 }),
@@ -269,17 +237,11 @@ fn poll_wait<F, S, Req>(
                 };
                 match w.limiter.check() {
                     Ok(_) => {
-                        let Some(Waiter {
-                            mut service,
-                            request,
-                            call,
-                            ..
-                        }) = waiter.take()
-                        else {
+                        let Some(Throttled { call, .. }) = waiter.take() else {
                             return Poll::Ready(spent());
                         };
                         return Poll::Ready(State::Called {
-                            future: call(&mut service, request),
+                            future: call.call(),
                         });
                     }
                     Err(not_until) => {

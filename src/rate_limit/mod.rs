@@ -96,6 +96,7 @@ use std::time::Duration;
 use tower_service::Service;
 
 use crate::BoxError;
+use crate::oneshot::Waiter;
 
 mod clock;
 pub mod future;
@@ -255,7 +256,7 @@ where
                 redis::Quick::Ask(check) => {
                     let clone = self.inner.clone();
                     let ready = std::mem::replace(&mut self.inner, clone);
-                    ResponseFuture::remote(check, ready, request, S::call)
+                    ResponseFuture::remote(check, Waiter::new(ready, request))
                 }
             };
         }
@@ -274,9 +275,7 @@ where
                     denied.limiter,
                     denied.wait,
                     max_delay,
-                    ready,
-                    request,
-                    S::call,
+                    Waiter::new(ready, request),
                 )
             }
             _ => {
