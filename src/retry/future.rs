@@ -5,7 +5,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use tokio::time::{Sleep, sleep};
@@ -24,13 +23,29 @@ pin_project! {
     enum State<S, Req, F> {
         // The first attempt is under way.
         Called { #[pin] future: F },
-        // A later attempt is under way, or waiting for the service to be
-        // ready to send it.
-        Again { #[pin] call: Oneshot<S, Req, F> },
-        // Waiting out the backoff before the next attempt. The timer is
-        // boxed: it is only needed on the retry path, and inline it would
-        // double the size of every call's future.
-        Backoff { sleep: Pin<Box<Sleep>> },
+        // A retry is scheduled or under way. Everything the retry path
+        // needs lives out of line, allocated once by the first retry: the
+        // future of a call that is not retried stays the size of the
+        // inner one plus what the layer keeps.
+        Retrying { retry: Pin<Box<Retrying<S, Req, F>>> },
+    }
+}
+
+pin_project! {
+    /// The state of a call after its first retryable failure.
+    struct Retrying<S, Req, F> {
+        // The backoff before the next attempt, if it has not passed.
+        #[pin]
+        sleep: Option<Sleep>,
+        // The next attempt: waiting for the service to be ready, or under way.
+        #[pin]
+        call: Oneshot<S, Req, F>,
+        // The retry taken from the budget for the attempt not yet sent:
+        // given back if the future is dropped before sending it.
+        withdrawal: Option<Withdrawal>,
+        // The number of the attempt sent last, the first being 1.
+        attempt: u32,
+        backoff: BackoffState,
     }
 }
 
@@ -51,11 +66,6 @@ pin_project! {
         service: Option<S>,
         next: Option<Req>,
         facts: C::Facts,
-        attempt: u32,
-        backoff: BackoffState,
-        // The retry taken from the budget for the attempt not yet sent:
-        // given back if this future is dropped before sending it.
-        withdrawal: Option<Withdrawal>,
     }
 }
 
@@ -77,9 +87,6 @@ where
             service,
             next,
             facts,
-            attempt: 1,
-            backoff: BackoffState::new(),
-            withdrawal: None,
         }
     }
 }
@@ -96,7 +103,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         // The path of almost every call: an attempt answers and is not
-        // retried. Everything else lives out of line, in `drive`.
+        // retried. Everything else lives out of line.
         if let StateProj::Called { future } = this.state.as_mut().project() {
             let outcome = ready!(future.poll(cx));
             let verdict = judge(&this.policy.classifier, this.facts, outcome.as_ref());
@@ -104,21 +111,48 @@ where
             if !verdict.is_retryable() {
                 return Poll::Ready(outcome.map_err(Into::into));
             }
-            let can_replay = this.next.is_some() && this.service.is_some();
-            match schedule(this.policy, verdict, this.attempt, this.backoff, can_replay) {
-                Step::Return => return Poll::Ready(outcome.map_err(Into::into)),
-                Step::GiveUp(err) => return Poll::Ready(Err(err)),
-                Step::Retry(delay, withdrawal) => {
-                    *this.withdrawal = withdrawal;
-                    let Some(next) = after(delay, this.service, this.next) else {
-                        return Poll::Ready(Err(LOST.into()));
-                    };
-                    this.state.set(next);
-                }
+            if let Some(output) = first_failed(&mut this, verdict, outcome) {
+                return Poll::Ready(output);
             }
         }
         drive(this, cx)
     }
+}
+
+/// The first attempt failed, retryably: decides, and on a retry sets up
+/// the retry path. The call's output if it ends here.
+#[inline(never)]
+fn first_failed<S, Req, C, P>(
+    this: &mut ResponseFutureProj<'_, S, Req, C, P>,
+    verdict: crate::classify::Verdict,
+    outcome: Result<S::Response, S::Error>,
+) -> Option<Result<S::Response, BoxError>>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError> + 'static,
+    C: Classify<Req, S::Response, S::Error>,
+{
+    let can_replay = this.next.is_some() && this.service.is_some();
+    let mut backoff = BackoffState::new();
+    let (delay, withdrawal) = match this.policy.next_step(verdict, 1, &mut backoff, can_replay) {
+        Step::Return => return Some(outcome.map_err(Into::into)),
+        Step::GiveUp(err) => return Some(Err(err)),
+        Step::Retry(delay, withdrawal) => (delay, withdrawal),
+    };
+    let (Some(service), Some(request)) = (this.service.take(), this.next.take()) else {
+        return Some(Err(LOST.into()));
+    };
+    let retry = Retrying {
+        sleep: (!delay.is_zero()).then(|| sleep(delay)),
+        call: Oneshot::new(service, request),
+        withdrawal,
+        attempt: 2,
+        backoff,
+    };
+    this.state.set(State::Retrying {
+        retry: Box::pin(retry),
+    });
+    None
 }
 
 /// Runs the retry loop: backoff, readiness, later attempts.
@@ -133,45 +167,48 @@ where
     C: Classify<Req, S::Response, S::Error>,
     P: Replay<Req>,
 {
+    let StateProj::Retrying { retry } = this.state.as_mut().project() else {
+        // Only reached once the first attempt's outcome was returned.
+        return Poll::Ready(Err(SPENT.into()));
+    };
+    let mut retry = retry.as_mut().project();
     loop {
-        let outcome = match this.state.as_mut().project() {
-            StateProj::Called { future } => ready!(future.poll(cx)),
-            StateProj::Again { call } => {
-                let (policy, slot, next) = (&**this.policy, &mut *this.service, &mut *this.next);
-                let (attempt, withdrawal) = (*this.attempt, &mut *this.withdrawal);
-                // The call keeps the service for the attempts after it.
-                let polled = ready!(call.poll_with(cx, |mut service, request| {
-                    let future = resend(policy, &mut service, request, next, attempt, withdrawal);
-                    *slot = Some(service);
-                    future
-                }));
-                match polled {
-                    Some(Ok(outcome)) => outcome,
-                    Some(Err(not_ready)) => return Poll::Ready(Err(not_ready.into())),
-                    None => return Poll::Ready(Err(SPENT.into())),
-                }
-            }
-            StateProj::Backoff { sleep } => {
-                ready!(sleep.as_mut().poll(cx));
-                let Some(next) = after(Duration::ZERO, this.service, this.next) else {
-                    return Poll::Ready(Err(LOST.into()));
-                };
-                this.state.set(next);
-                continue;
-            }
+        if let Some(sleep) = retry.sleep.as_mut().as_pin_mut() {
+            ready!(sleep.poll(cx));
+            retry.sleep.set(None);
+        }
+        let (policy, slot, next) = (&**this.policy, &mut *this.service, &mut *this.next);
+        let (attempt, withdrawal) = (*retry.attempt, &mut *retry.withdrawal);
+        // The call keeps the service for the attempts after it.
+        let polled = ready!(retry.call.as_mut().poll_with(cx, |mut service, request| {
+            let future = resend(policy, &mut service, request, next, attempt, withdrawal);
+            *slot = Some(service);
+            future
+        }));
+        let outcome = match polled {
+            Some(Ok(outcome)) => outcome,
+            Some(Err(not_ready)) => return Poll::Ready(Err(not_ready.into())),
+            None => return Poll::Ready(Err(SPENT.into())),
         };
         let verdict = judge(&this.policy.classifier, this.facts, outcome.as_ref());
         crate::observe::attempt_ended(verdict);
         let can_replay = this.next.is_some() && this.service.is_some();
-        match schedule(this.policy, verdict, this.attempt, this.backoff, can_replay) {
+        let step = this
+            .policy
+            .next_step(verdict, *retry.attempt, retry.backoff, can_replay);
+        match step {
             Step::Return => return Poll::Ready(outcome.map_err(Into::into)),
             Step::GiveUp(err) => return Poll::Ready(Err(err)),
             Step::Retry(delay, withdrawal) => {
-                *this.withdrawal = withdrawal;
-                let Some(next) = after(delay, this.service, this.next) else {
+                let (Some(service), Some(request)) = (this.service.take(), this.next.take()) else {
                     return Poll::Ready(Err(LOST.into()));
                 };
-                this.state.set(next);
+                *retry.attempt += 1;
+                *retry.withdrawal = withdrawal;
+                if !delay.is_zero() {
+                    retry.sleep.set(Some(sleep(delay)));
+                }
+                retry.call.set(Oneshot::new(service, request));
             }
         }
     }
@@ -179,45 +216,6 @@ where
 
 const LOST: &str = "retry scheduled without a request to send";
 const SPENT: &str = "retry future polled after it completed";
-
-/// The decision after a retryable failure, out of line.
-#[inline(never)]
-fn schedule<C, P>(
-    policy: &Policy<C, P>,
-    verdict: crate::classify::Verdict,
-    attempt: &mut u32,
-    backoff: &mut BackoffState,
-    can_replay: bool,
-) -> Step {
-    let step = policy.next_step(verdict, *attempt, backoff, can_replay);
-    if let Step::Retry(..) = step {
-        *attempt += 1;
-    }
-    step
-}
-
-/// The state after a retry was scheduled `delay` ahead: the backoff, or
-/// at once the next attempt waiting for readiness. `None` if the service
-/// or the copy of the request is missing (a retry is only scheduled with
-/// both in hand).
-#[inline(never)]
-fn after<S, Req, F>(
-    delay: Duration,
-    service: &mut Option<S>,
-    next: &mut Option<Req>,
-) -> Option<State<S, Req, F>> {
-    if !delay.is_zero() {
-        return Some(State::Backoff {
-            sleep: Box::pin(sleep(delay)),
-        });
-    }
-    let (Some(service), Some(request)) = (service.take(), next.take()) else {
-        return None;
-    };
-    Some(State::Again {
-        call: Oneshot::new(service, request),
-    })
-}
 
 /// Sends `request` as attempt `attempt`, keeping a copy in `next` if
 /// another attempt may follow, and spends the budget's withdrawal.
@@ -253,8 +251,12 @@ where
     C: Classify<Req, S::Response, S::Error>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let attempt = match &self.state {
+            State::Called { .. } => 1,
+            State::Retrying { retry } => retry.attempt,
+        };
         f.debug_struct("ResponseFuture")
-            .field("attempt", &self.attempt)
+            .field("attempt", &attempt)
             .field(
                 "can_retry",
                 &(self.next.is_some() && self.service.is_some()),
