@@ -498,3 +498,33 @@ fn bad_settings_are_refused_when_built() {
         "invalid setting `retry.budget.ratio` = 1.2: must be between 0 and 1"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_later_attempt_waits_for_the_service_to_be_ready_after_its_backoff() {
+    let (mut svc, mut handle) = mock::spawn_layer::<u32, u32, _>(
+        RetryLayer::builder()
+            .max_attempts(3)
+            .backoff(fixed(ms(10)))
+            .build()
+            .unwrap(),
+    );
+    handle.allow(1);
+    assert_ready_ok!(svc.poll_ready());
+    let mut call = tokio_test::task::spawn(svc.call(1));
+    assert_request_eq!(handle, 1).send_error(std::io::Error::other("reset"));
+    assert_pending!(call.poll());
+    advance(ms(10)).await;
+    // The backoff is over, the service is not ready: nothing is sent.
+    assert_pending!(call.poll());
+    assert!(handle.poll_request().is_pending());
+    handle.allow(1);
+    assert!(call.is_woken());
+    assert_pending!(call.poll());
+    assert_request_eq!(handle, 1).send_error(std::io::Error::other("reset"));
+    assert_pending!(call.poll());
+    advance(ms(10)).await;
+    handle.allow(1);
+    assert_pending!(call.poll());
+    assert_request_eq!(handle, 1).send_response(7);
+    assert_eq!(assert_ready_ok!(call.poll()), 7);
+}
