@@ -17,16 +17,26 @@
 //!   [`Waiter`]: the service, already ready, the request, and `S::call`.
 //!   What it waits on (the bulkhead's queue with its FIFO or LIFO handoff,
 //!   the limiter's clock) stays with the layer.
-//! - **Keeping `Req` out of a future's bounds.** Type definitions carry no
-//!   bounds: the inner future is a type parameter `F` of its own, not
-//!   `S::Future`. Where a future would otherwise need `S: Service<Req>`
-//!   only to make the call later, it takes `S::call` as a function pointer
-//!   when it is made, where that bound is known ([`Waiter::new`]), so its
-//!   `Future` impl bounds `F` alone, as tower's futures do. Only a future
-//!   that polls readiness itself names `S: Service<Req>`, and only on the
-//!   impl that polls it ([`Oneshot::poll_with`]). `PhantomData<fn(Req)>` is
-//!   left for types whose `Req` appears in a classifier's bound and nowhere
-//!   in a field.
+//! - **Keeping `Req` out of a future's bounds.** There were three ways: a
+//!   `fn` pointer taken when the future is made, a `PhantomData<fn(Req)>`
+//!   type parameter, and bounds on the future's type definition. The one
+//!   kept is the first. Type definitions carry no bounds, and the inner
+//!   future is a type parameter `F` of its own, not `S::Future`. What later
+//!   needs `Req` is captured as a plain `fn` pointer when the future is made,
+//!   where `S: Service<Req>` and `C: Classify<Req, ..>` are known: `S::call`
+//!   in a parked [`Waiter`] (bulkhead, rate limit), the classifier's
+//!   judgement in the breaker's and the adaptive limiter's `JudgeFn`. The
+//!   future's type then names no `Req`, and its `Future` impl bounds `F`
+//!   alone, as tower's futures do. The pointer is called once per call at
+//!   most, where a judgement or the call is made anyway. A future that
+//!   holds the request itself (a copy to send again, a parked call) has
+//!   `Req` as a parameter for that field, not for a bound. Only a future
+//!   that polls readiness names `S: Service<Req>`, on the impl that polls
+//!   it ([`Oneshot::poll_with`]). The public futures of retry, hedge,
+//!   scatter and fallback still bound their definitions, because their
+//!   fields name `S::Future` and `C::Facts`. Observe's futures still carry a
+//!   `PhantomData<fn(Req)>`, to be replaced by a `JudgeFn` when that module
+//!   is split.
 //! - **Timers.** A timer armed only off the fast path (a retry's backoff, a
 //!   wait for a permit, an allowance or a shared store, a chaos delay) is
 //!   boxed, with the rest of that path's state: the call that passes pays
