@@ -19,7 +19,7 @@ use super::state::Breaker;
 use crate::BoxError;
 use crate::classify::{Classify, DefaultClassifier};
 use crate::error::{ConfigError, check};
-use crate::keyed::{KeyedRegistry, OVERFLOW_KEY};
+use crate::keyed::{KeyOf, KeyedRegistry, LookupKey, OVERFLOW_KEY, key_name};
 
 /// The keyed breaker's mode of [`CircuitBreakerBuilder`]: the key function
 /// `F` (`()` until [`key`](CircuitBreakerBuilder::key) is called), the
@@ -44,6 +44,25 @@ impl<C> CircuitBreakerBuilder<C, Keyed> {
         let (max_keys, idle) = (self.mode.max_keys, self.mode.idle);
         self.with_other_mode(Keyed {
             key,
+            max_keys,
+            idle,
+            _key: PhantomData,
+        })
+        .0
+    }
+}
+
+impl<C> CircuitBreakerBuilder<C, Keyed> {
+    /// One breaker per host and port of the request
+    /// ([`ByHost`](crate::http::ByHost)), looked up without allocating.
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    pub fn by_host(
+        self,
+    ) -> CircuitBreakerBuilder<C, Keyed<crate::http::ByHost, crate::http::HostKey>> {
+        let (max_keys, idle) = (self.mode.max_keys, self.mode.idle);
+        self.with_other_mode(Keyed {
+            key: crate::http::ByHost,
             max_keys,
             idle,
             _key: PhantomData,
@@ -111,7 +130,12 @@ where
     C: Clone + Send + Sync + 'static,
 {
     fn breaker(&self, key: &K) -> Arc<Shared<C>> {
-        self.registry.get_or_insert_with(key, |key| Shared {
+        self.breaker_by(key)
+    }
+
+    #[inline]
+    fn breaker_by<Q: LookupKey<K>>(&self, key: &Q) -> Arc<Shared<C>> {
+        self.registry.get_or_insert_by(key, |key| Shared {
             // The breaker shared by keys that found the registry full
             // reports the key `(overflow)`.
             breaker: Breaker::new(
@@ -120,18 +144,6 @@ where
             ),
             classifier: self.classifier.clone(),
         })
-    }
-}
-
-/// A key as events, metric labels and snapshots name it: its `Debug`
-/// form, without the quotes of a string key (`api.example`, not
-/// `"api.example"`). The empty string keeps them, to differ from the
-/// empty key label of an unkeyed breaker.
-fn key_name<K: fmt::Debug>(key: &K) -> Box<str> {
-    let name = format!("{key:?}");
-    match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
-        Some(unquoted) if !unquoted.is_empty() => unquoted.into(),
-        _ => name.into(),
     }
 }
 
@@ -274,7 +286,7 @@ impl<S, F, K, C, Req> Service<Req> for KeyedCircuitBreaker<S, F, K, C>
 where
     S: Service<Req>,
     S::Error: Into<BoxError> + 'static,
-    F: Fn(&Req) -> K,
+    F: KeyOf<Req, Key = K>,
     K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
     C: Classify<Req, S::Response, S::Error> + Clone + Send + Sync + 'static,
 {
@@ -287,8 +299,10 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        let key = (self.shared.key)(&request);
-        let shared = self.shared.breaker(&key);
+        let shared = {
+            let key = self.shared.key.key_of(&request);
+            self.shared.breaker_by(&key)
+        };
         call_through(
             &mut self.inner,
             &shared,
