@@ -15,7 +15,7 @@ use super::state::Shared;
 use super::{BulkheadHandle, admit};
 use crate::BoxError;
 use crate::error::{ConfigError, check};
-use crate::keyed::KeyedRegistry;
+use crate::keyed::{KeyOf, KeyedRegistry, LookupKey, OVERFLOW_KEY, key_name};
 
 const DEFAULT_MAX_KEYS: u64 = 1_024;
 const DEFAULT_IDLE: Duration = Duration::from_secs(600);
@@ -34,6 +34,23 @@ struct KeyedShared<K, F> {
     key: F,
     settings: Settings,
     registry: KeyedRegistry<K, Shared>,
+}
+
+impl<K, F> KeyedShared<K, F>
+where
+    K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
+{
+    /// The bulkhead of the key `key` reads, made if it has none. Each
+    /// knows its key, for the events it reports; the one shared by keys
+    /// that found the registry full reports `(overflow)`.
+    #[inline]
+    fn bulkhead_by<Q: LookupKey<K>>(&self, key: &Q) -> Arc<Shared> {
+        self.registry.get_or_insert_by(key, |key| {
+            self.settings
+                .shared()
+                .with_key(key.map_or_else(|| OVERFLOW_KEY.into(), key_name))
+        })
+    }
 }
 
 impl<K, F> KeyedBulkheadLayer<K, F>
@@ -60,6 +77,36 @@ where
     pub fn handle(&self) -> KeyedBulkheadHandle<K> {
         KeyedBulkheadHandle {
             registry: self.shared.registry.clone(),
+        }
+    }
+}
+
+impl<K, F> KeyedBulkheadLayer<K, F>
+where
+    K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
+{
+    /// A handle on `key`'s bulkhead, made if the key has none yet.
+    ///
+    /// The handle keeps that bulkhead from being dropped (so its key is
+    /// never evicted while the handle lives).
+    pub fn bulkhead(&self, key: &K) -> BulkheadHandle {
+        BulkheadHandle::new(self.shared.bulkhead_by(key))
+    }
+}
+
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+impl KeyedBulkheadLayer<crate::http::HostKey, crate::http::ByHost> {
+    /// A builder of one bulkhead per host and port of the request
+    /// ([`ByHost`](crate::http::ByHost), looked up without allocating),
+    /// with the defaults of [`builder`](Self::builder).
+    pub fn by_host() -> KeyedBulkheadLayerBuilder<crate::http::HostKey, crate::http::ByHost> {
+        KeyedBulkheadLayerBuilder {
+            key: crate::http::ByHost,
+            settings: Settings::default(),
+            max_keys: DEFAULT_MAX_KEYS,
+            idle: Some(DEFAULT_IDLE),
+            _key: std::marker::PhantomData,
         }
     }
 }
@@ -250,8 +297,8 @@ impl<S, K, F, Req> Service<Req> for KeyedBulkhead<S, K, F>
 where
     S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
-    F: Fn(&Req) -> K,
-    K: Hash + Eq + Clone + Send + Sync + 'static,
+    F: KeyOf<Req, Key = K>,
+    K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
 {
     type Response = S::Response;
     type Error = BoxError;
@@ -263,12 +310,10 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        let key = (self.shared.key)(&request);
-        let settings = &self.shared.settings;
-        let bulkhead = self
-            .shared
-            .registry
-            .get_or_insert_with(&key, |_| settings.shared());
+        let bulkhead = {
+            let key = self.shared.key.key_of(&request);
+            self.shared.bulkhead_by(&key)
+        };
         admit(&bulkhead, &mut self.inner, request)
     }
 }
