@@ -121,9 +121,9 @@
 //! | layer | default |
 //! |---|---|
 //! | total timeout | 30 s |
-//! | bulkhead | 1,000 calls in flight, no waiting |
+//! | bulkhead | per host and port ([`ByHost`](crate::http::ByHost), at most 10,000 hosts): 1,000 calls in flight per host, no waiting |
 //! | retry | 4 attempts (3 retries), exponential backoff from a fifteenth of the total timeout (2 s) capped at four fifteenths (8 s), full jitter, honouring `Retry-After`; a budget of 20 % of calls with a reserve of 10 retries |
-//! | circuit breaker | time window 30 s (30 buckets), opens at 50 % failures once 100 calls were seen, or after 20 failed attempts in a row; 5 failed attempts in a row, the last with a `Retry-After` (up to 60 s), open it for that period for every caller; open 5 s, 1 probe |
+//! | circuit breaker | per host and port, at most 10,000 hosts; each: time window 30 s (30 buckets), opens at 50 % failures once 100 calls were seen, or after 20 failed attempts in a row; 5 failed attempts in a row, the last with a `Retry-After` (up to 60 s), open it for that period for every caller; open 5 s, 1 probe |
 //! | attempt timeout | a third of the total timeout, at most 10 s |
 //! | observe | name `http_client`, request ids from `x-request-id`, call metrics off |
 //!
@@ -208,7 +208,8 @@
 //! let policy = Policy::standard_http_client()
 //!     .total_timeout(Duration::from_secs(2))
 //!     .build()?;
-//! assert!(policy.circuit_breaker().is_some());
+//! // A breaker per host, made on a host's first call.
+//! assert!(policy.circuit_breakers().is_empty());
 //! assert_eq!(policy.attempt_timeout(), Some(Duration::from_secs(2) / 3));
 //!
 //! // A contradiction written out is refused.
@@ -257,6 +258,13 @@ use crate::timeout::{Timeout, TimeoutLayer, TotalDeadline, TotalDeadlineLayer};
 
 #[cfg(doc)]
 use crate::retry::Replay;
+
+#[cfg(feature = "http")]
+use crate::http::{ByHost, HostKey};
+
+/// The most hosts a per-host breaker or bulkhead of a policy keeps.
+#[cfg(feature = "http")]
+const PER_HOST_MAX_KEYS: u64 = 10_000;
 
 /// The composed policy: a layer. See the [module docs](self).
 pub struct Policy<
@@ -314,8 +322,23 @@ impl Policy {
 impl Policy<crate::http::HttpClassifier, crate::http::HttpReplay, RequestIdHeader> {
     /// The standard HTTP client policy, modelled on the .NET standard
     /// resilience handler; see the [module docs](self#the-standard-http-client-feature-http).
-    pub fn standard_http_client()
-    -> PolicyBuilder<crate::http::HttpClassifier, crate::http::HttpReplay, RequestIdHeader> {
+    ///
+    /// Its breaker and its bulkhead are per host ([`ByHost`]): one host
+    /// failing or slow does not refuse calls to the others.
+    /// [`circuit_breaker_for`](Policy::circuit_breaker_for) and
+    /// [`bulkhead_for`](Policy::bulkhead_for) give a host's;
+    /// [`circuit_breaker(..)`](PolicyBuilder::circuit_breaker) and
+    /// [`bulkhead(..)`](PolicyBuilder::bulkhead) make them one for every
+    /// host again.
+    pub fn standard_http_client() -> PolicyBuilder<
+        crate::http::HttpClassifier,
+        crate::http::HttpReplay,
+        RequestIdHeader,
+        Identity,
+        Identity,
+        ByHost,
+        ByHost,
+    > {
         let mut builder = Policy::builder()
             .name("http_client")
             .classifier(crate::http::HttpClassifier::new())
@@ -345,7 +368,7 @@ impl Policy<crate::http::HttpClassifier, crate::http::HttpReplay, RequestIdHeade
             attempt: true,
             backoff: true,
         };
-        builder
+        builder.circuit_breaker_per_host().bulkhead_per_host()
     }
 }
 
@@ -431,13 +454,32 @@ impl<C, P, R, H, F, B, Bk> Policy<C, P, R, H, F, B, Bk> {
         B: BreakerLevel,
         Bk: BulkheadLevel,
     {
-        PolicyStatus::new(
+        status(
             self.name.to_string(),
-            self.circuit_breaker(),
-            self.bulkhead(),
+            &self.breaker,
+            &self.bulkhead,
             self.retry_budget(),
         )
         .with_adaptive(self.adaptive().as_ref())
+    }
+
+    /// Reads the policy's state each time it is called, for a
+    /// [`Health`](crate::observe::Health) registry.
+    pub(crate) fn status_reader(&self) -> impl Fn() -> PolicyStatus + Send + Sync + 'static
+    where
+        C: Send + Sync + 'static,
+        B: BreakerLevel + Clone + Send + Sync + 'static,
+        Bk: BulkheadLevel + Clone + Send + Sync + 'static,
+    {
+        let name = self.name.to_string();
+        let breaker = self.breaker.clone();
+        let bulkhead = self.bulkhead.clone();
+        let budget = self.retry_budget().cloned();
+        let adaptive = self.adaptive();
+        move || {
+            status(name.clone(), &breaker, &bulkhead, budget.as_ref())
+                .with_adaptive(adaptive.as_ref())
+        }
     }
 
     /// A handle on the policy's breaker, if it has one and it is not
@@ -508,6 +550,70 @@ impl<C, P, R, H, F, B, Bk> Policy<C, P, R, H, F, B, Bk> {
     /// [`Identity`] if not.
     pub fn fallback(&self) -> &F {
         &self.fallback
+    }
+}
+
+/// A policy's status: its one breaker and bulkhead, or each key's.
+fn status(
+    name: String,
+    breaker: &impl BreakerLevel,
+    bulkhead: &impl BulkheadLevel,
+    budget: Option<&RetryBudget>,
+) -> PolicyStatus {
+    let single_breaker = breaker.single();
+    let keyed_breakers = if single_breaker.is_some() {
+        Vec::new()
+    } else {
+        breaker.all()
+    };
+    let single_bulkhead = bulkhead.single();
+    let keyed_bulkheads = if single_bulkhead.is_some() {
+        Vec::new()
+    } else {
+        bulkhead.all()
+    };
+    PolicyStatus::new(name, single_breaker, single_bulkhead, budget)
+        .with_keyed(&keyed_breakers, &keyed_bulkheads)
+}
+
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+impl<C, P, R, H, F, Bk> Policy<C, P, R, H, F, KeyedCircuitBreakerLayer<ByHost, HostKey, C>, Bk>
+where
+    C: Clone + Send + Sync + 'static,
+{
+    /// The breaker of the host `authority` (`host:port`, or `host` for a
+    /// request that names no port and no scheme), in a policy with a
+    /// breaker per host: made (closed) if the host has none yet, so that
+    /// it can be watched before the first call. Case does not matter.
+    ///
+    /// ```
+    /// # #[cfg(feature = "http")]
+    /// # fn main() -> Result<(), steadfast::ConfigError> {
+    /// use steadfast::policy::Policy;
+    ///
+    /// let policy = Policy::standard_http_client().build()?;
+    /// let api = policy.circuit_breaker_for("API.example:443");
+    /// assert_eq!(api.key(), Some("api.example:443"));
+    /// assert_eq!(policy.circuit_breakers().len(), 1);
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "http"))]
+    /// # fn main() {}
+    /// ```
+    pub fn circuit_breaker_for(&self, authority: &str) -> CircuitBreakerHandle {
+        self.breaker.handle(&HostKey::parse(authority))
+    }
+}
+
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+impl<C, P, R, H, F, B> Policy<C, P, R, H, F, B, KeyedBulkheadLayer<HostKey, ByHost>> {
+    /// The bulkhead of the host `authority` (`host:port`), in a policy
+    /// with a bulkhead per host: made if the host has none yet. Case does
+    /// not matter.
+    pub fn bulkhead_for(&self, authority: &str) -> BulkheadHandle {
+        self.bulkhead.bulkhead(&HostKey::parse(authority))
     }
 }
 
@@ -617,6 +723,21 @@ where
             .outer(self.observe.as_ref(), self.total.as_ref(), service)
     }
 }
+
+/// The policy [`Policy::standard_http_client`] builds, with hedging `H`
+/// and fallback `F` (none by default): HTTP classifier and replay, request
+/// ids from `x-request-id`, a breaker and a bulkhead per host.
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub type StandardHttpClient<H = Identity, F = Identity> = Policy<
+    crate::http::HttpClassifier,
+    crate::http::HttpReplay,
+    RequestIdHeader,
+    H,
+    F,
+    KeyedCircuitBreakerLayer<ByHost, HostKey, crate::http::HttpClassifier>,
+    KeyedBulkheadLayer<HostKey, ByHost>,
+>;
 
 /// The [`Policy`] a [`PolicyBuilder`] with these type parameters builds.
 pub type Built<C, P, R, H, F, K = Unkeyed, Kb = Unkeyed> = Policy<
@@ -1017,20 +1138,62 @@ where
     }
 }
 
-/// A breaker per host, for requests of type `Req`: the setting
+/// A breaker per host and port ([`ByHost`]), with the settings of the
+/// one breaker set so far: the setting
 /// [`circuit_breaker_per_host`](PolicyBuilder::circuit_breaker_per_host)
-/// makes.
+/// makes, and the HTTP presets'.
 #[cfg(feature = "http")]
-pub type PerHost<Req> = CircuitBreakerBuilder<DefaultClassifier, Keyed<fn(&Req) -> String, String>>;
+impl<C: Clone + Send + Sync + 'static> BreakerSetting<C> for ByHost {
+    type Layer = KeyedCircuitBreakerLayer<ByHost, HostKey, C>;
 
-/// A bulkhead per host, for requests of type `Req`: the setting
-/// [`bulkhead_per_host`](PolicyBuilder::bulkhead_per_host) makes.
+    fn build_level(
+        self,
+        single: Option<CircuitBreakerBuilder>,
+        classifier: C,
+        name: Option<&'static str>,
+    ) -> Result<Self::Layer, ConfigError> {
+        let single = single.unwrap_or_else(CircuitBreakerLayer::builder);
+        let (_, keyed) = KeyedCircuitBreakerLayer::builder().with_other_mode(());
+        let breaker = single
+            .with_other_mode(keyed)
+            .0
+            .by_host()
+            .max_keys(PER_HOST_MAX_KEYS);
+        BreakerSetting::<C>::build_level(breaker, None, classifier, name)
+    }
+
+    fn time_window_span(&self, single: Option<&CircuitBreakerBuilder>) -> Option<Duration> {
+        single.map_or_else(
+            || CircuitBreakerLayer::builder().time_window_span(),
+            CircuitBreakerBuilder::time_window_span,
+        )
+    }
+}
+
+/// A bulkhead per host and port ([`ByHost`]), with the settings of the
+/// one bulkhead set so far: the setting
+/// [`bulkhead_per_host`](PolicyBuilder::bulkhead_per_host) makes, and the
+/// HTTP presets'.
 #[cfg(feature = "http")]
-pub type PerHostBulkhead<Req> = KeyedBulkheadLayerBuilder<String, fn(&Req) -> String>;
+impl BulkheadSetting for ByHost {
+    type Layer = KeyedBulkheadLayer<HostKey, ByHost>;
+
+    fn build_level(
+        self,
+        single: Option<BulkheadLayerBuilder>,
+        name: Option<&'static str>,
+    ) -> Result<Self::Layer, ConfigError> {
+        let bulkhead = KeyedBulkheadLayerBuilder::from_single(single.unwrap_or_default(), ByHost)
+            .max_keys(PER_HOST_MAX_KEYS);
+        bulkhead.build_level(None, name)
+    }
+}
 
 /// The host a request goes to, without its port (empty if it names
-/// none): a key for [`circuit_breaker_per_key`](PolicyBuilder::circuit_breaker_per_key),
-/// `.key(by_host::<reqwest::Request>)`.
+/// none), as a new `String`: a key for
+/// [`circuit_breaker_per_key`](PolicyBuilder::circuit_breaker_per_key),
+/// `.key(by_host::<reqwest::Request>)`. [`ByHost`] keys by host and port
+/// without allocating.
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub fn by_host<R: crate::http::RequestParts>(request: &R) -> String {
@@ -1301,9 +1464,11 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
     }
 
     /// Turns the circuit breaker set so far (a preset's, say, or the
-    /// breaker's defaults) into one per host, with the same settings and
-    /// at most 10,000 hosts: a failing host no longer refuses calls to the
-    /// others. Name the request type: `.circuit_breaker_per_host::<reqwest::Request>()`.
+    /// breaker's defaults) into one per host and port ([`ByHost`]), with
+    /// the same settings and at most 10,000 hosts: a failing host no
+    /// longer refuses calls to the others. The HTTP presets' breaker is
+    /// per host already; [`circuit_breaker_with`](Self::circuit_breaker_with)
+    /// still changes its settings.
     ///
     /// ```
     /// # #[cfg(feature = "reqwest")]
@@ -1312,7 +1477,7 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
     ///
     /// let policy = Policy::standard_http_client()
     ///     .circuit_breaker_with(|b| b.consecutive_failures(5))
-    ///     .circuit_breaker_per_host::<reqwest::Request>()
+    ///     .circuit_breaker_per_host()
     ///     .build()?;
     /// assert!(policy.circuit_breaker().is_none(), "one breaker per host");
     /// # Ok(())
@@ -1322,18 +1487,20 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
     /// ```
     #[cfg(feature = "http")]
     #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-    pub fn circuit_breaker_per_host<Req: crate::http::RequestParts>(
-        mut self,
-    ) -> PolicyBuilder<C, P, R, H, F, PerHost<Req>, Kb> {
-        let single = self
-            .settings
+    pub fn circuit_breaker_per_host(mut self) -> PolicyBuilder<C, P, R, H, F, ByHost, Kb> {
+        self.settings
             .breaker
-            .take()
-            .unwrap_or_else(CircuitBreakerLayer::builder);
-        let (_, keyed) = KeyedCircuitBreakerLayer::builder().with_other_mode(());
-        let host: fn(&Req) -> String = by_host::<Req>;
-        let breaker = single.with_other_mode(keyed).0.key(host);
-        self.circuit_breaker_per_key(breaker)
+            .get_or_insert_with(CircuitBreakerLayer::builder);
+        PolicyBuilder {
+            settings: self.settings,
+            classifier: self.classifier,
+            replay: self.replay,
+            request_id: self.request_id,
+            hedge: self.hedge,
+            fallback: self.fallback,
+            keyed: ByHost,
+            bulkheads: self.bulkheads,
+        }
     }
 
     /// No circuit breaker, keyed or not.
@@ -1411,9 +1578,11 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
     }
 
     /// Turns the bulkhead set so far (a preset's, say, or the bulkhead's
-    /// defaults) into one per host, with the same settings and at most
-    /// 10,000 hosts: calls piling up on one host no longer refuse calls to
-    /// the others. Name the request type: `.bulkhead_per_host::<reqwest::Request>()`.
+    /// defaults) into one per host and port ([`ByHost`]), with the same
+    /// settings and at most 10,000 hosts: calls piling up on one host no
+    /// longer refuse calls to the others. The HTTP presets' bulkhead is
+    /// per host already; [`bulkhead_with`](Self::bulkhead_with) still
+    /// changes its settings.
     ///
     /// ```
     /// # #[cfg(feature = "reqwest")]
@@ -1422,7 +1591,7 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
     ///
     /// let policy = Policy::standard_http_client()
     ///     .bulkhead_with(|b| b.max_concurrent(100))
-    ///     .bulkhead_per_host::<reqwest::Request>()
+    ///     .bulkhead_per_host()
     ///     .build()?;
     /// assert!(policy.bulkhead().is_none(), "one bulkhead per host");
     /// # Ok(())
@@ -1432,13 +1601,18 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
     /// ```
     #[cfg(feature = "http")]
     #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-    pub fn bulkhead_per_host<Req: crate::http::RequestParts>(
-        mut self,
-    ) -> PolicyBuilder<C, P, R, H, F, B, PerHostBulkhead<Req>> {
-        let single = self.settings.bulkhead.take().unwrap_or_default();
-        let host: fn(&Req) -> String = by_host::<Req>;
-        let bulkhead = KeyedBulkheadLayerBuilder::from_single(single, host).max_keys(10_000);
-        self.bulkhead_per_key(bulkhead)
+    pub fn bulkhead_per_host(mut self) -> PolicyBuilder<C, P, R, H, F, B, ByHost> {
+        self.settings.bulkhead.get_or_insert_with(Default::default);
+        PolicyBuilder {
+            settings: self.settings,
+            classifier: self.classifier,
+            replay: self.replay,
+            request_id: self.request_id,
+            hedge: self.hedge,
+            fallback: self.fallback,
+            keyed: self.keyed,
+            bulkheads: ByHost,
+        }
     }
 
     /// No bulkhead, keyed or not.
@@ -1609,11 +1783,12 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
     /// use std::time::Duration;
     /// use steadfast::policy::Policy;
     ///
-    /// // The standard breaker, but open for 10 s.
+    /// // The standard breaker (one per host), but open for 10 s.
     /// let policy = Policy::standard_http_client()
     ///     .circuit_breaker_with(|breaker| breaker.open_duration(Duration::from_secs(10)))
     ///     .build()?;
-    /// assert!(policy.circuit_breaker().is_some());
+    /// let api = policy.circuit_breaker_for("api.example:443");
+    /// assert_eq!(api.key(), Some("api.example:443"));
     /// # Ok(())
     /// # }
     /// # #[cfg(not(feature = "http"))]
