@@ -116,6 +116,27 @@ impl<Q: LookupKey<K>, K> papaya::Equivalent<K> for Probe<'_, Q> {
     }
 }
 
+/// The most keys a keyed breaker, bulkhead or rate limiter keeps, unless
+/// told otherwise.
+///
+/// The same for all three, so that one setting means one thing: 10,000 is
+/// more hosts than a client calls and more tenants than most servers see
+/// in ten minutes, while it bounds memory to a few megabytes (a breaker's
+/// state is its window's buckets, a bulkhead's and a limiter's a few
+/// words) however many one-off keys arrive.
+pub(crate) const DEFAULT_MAX_KEYS: u64 = 10_000;
+
+/// How long a key of a keyed breaker, bulkhead or rate limiter may go
+/// without a call before its state is dropped, unless told otherwise.
+///
+/// Ten minutes for all three: a key idle that long carries nothing worth
+/// keeping. A breaker's window (30 s for the HTTP preset) has emptied and
+/// its open period (seconds) is over; an idle bulkhead holds no permit; a
+/// limiter's bucket has refilled (its idle period is raised to its refill
+/// time if that is longer). Dropping such keys bounds memory under key
+/// churn without ever resetting state that still judges calls.
+pub(crate) const DEFAULT_IDLE: Duration = Duration::from_secs(600);
+
 /// How events, metric labels and snapshots name the overflow state.
 pub(crate) const OVERFLOW_KEY: &str = "(overflow)";
 

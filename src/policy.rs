@@ -121,9 +121,9 @@
 //! | layer | default |
 //! |---|---|
 //! | total timeout | 30 s |
-//! | bulkhead | per host and port ([`ByHost`](crate::http::ByHost), at most 10,000 hosts): 1,000 calls in flight per host, no waiting |
+//! | bulkhead | per host and port ([`ByHost`](crate::http::ByHost), at most 10,000 hosts, a host idle for 10 minutes dropped): 1,000 calls in flight per host, no waiting |
 //! | retry | 4 attempts (3 retries), exponential backoff from a fifteenth of the total timeout (2 s) capped at four fifteenths (8 s), full jitter, honouring `Retry-After`; a budget of 20 % of calls with a reserve of 10 retries |
-//! | circuit breaker | per host and port, at most 10,000 hosts; each: time window 30 s (30 buckets), opens at 50 % failures once 100 calls were seen, or after 20 failed attempts in a row; 5 failed attempts in a row, the last with a `Retry-After` (up to 60 s), open it for that period for every caller; open 5 s, 1 probe |
+//! | circuit breaker | per host and port, at most 10,000 hosts, a host idle for 10 minutes dropped; each: time window 30 s (30 buckets), opens at 50 % failures once 100 calls were seen, or after 20 failed attempts in a row; 5 failed attempts in a row, the last with a `Retry-After` (up to 60 s), open it for that period for every caller; open 5 s, 1 probe |
 //! | attempt timeout | a third of the total timeout, at most 10 s |
 //! | observe | name `http_client`, request ids from `x-request-id`, call metrics off |
 //!
@@ -261,10 +261,6 @@ use crate::retry::Replay;
 
 #[cfg(feature = "http")]
 use crate::http::{ByHost, HostKey};
-
-/// The most hosts a per-host breaker or bulkhead of a policy keeps.
-#[cfg(feature = "http")]
-const PER_HOST_MAX_KEYS: u64 = 10_000;
 
 /// The composed policy: a layer. See the [module docs](self).
 pub struct Policy<
@@ -578,7 +574,7 @@ fn status(
 
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-impl<C, P, R, H, F, Bk> Policy<C, P, R, H, F, KeyedCircuitBreakerLayer<ByHost, HostKey, C>, Bk>
+impl<C, P, R, H, F, Bk> Policy<C, P, R, H, F, KeyedCircuitBreakerLayer<HostKey, ByHost, C>, Bk>
 where
     C: Clone + Send + Sync + 'static,
 {
@@ -735,7 +731,7 @@ pub type StandardHttpClient<H = Identity, F = Identity> = Policy<
     RequestIdHeader,
     H,
     F,
-    KeyedCircuitBreakerLayer<ByHost, HostKey, crate::http::HttpClassifier>,
+    KeyedCircuitBreakerLayer<HostKey, ByHost, crate::http::HttpClassifier>,
     KeyedBulkheadLayer<HostKey, ByHost>,
 >;
 
@@ -880,7 +876,7 @@ impl<C: Send + Sync + 'static> BreakerLevel for CircuitBreakerLayer<C> {
     }
 }
 
-impl<Fk, K, C> BreakerLevel for KeyedCircuitBreakerLayer<Fk, K, C>
+impl<K, Fk, C> BreakerLevel for KeyedCircuitBreakerLayer<K, Fk, C>
 where
     K: std::hash::Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
     C: Clone + Send + Sync + 'static,
@@ -954,12 +950,12 @@ impl<C> BreakerSetting<C> for Unkeyed {
     }
 }
 
-impl<C, Cb, Fk, K> BreakerSetting<C> for CircuitBreakerBuilder<Cb, Keyed<Fk, K>>
+impl<C, Cb, K, Fk> BreakerSetting<C> for CircuitBreakerBuilder<Cb, Keyed<K, Fk>>
 where
     K: std::hash::Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
     C: Clone + Send + Sync + 'static,
 {
-    type Layer = KeyedCircuitBreakerLayer<Fk, K, C>;
+    type Layer = KeyedCircuitBreakerLayer<K, Fk, C>;
 
     fn build_level(
         self,
@@ -1144,7 +1140,7 @@ where
 /// makes, and the HTTP presets'.
 #[cfg(feature = "http")]
 impl<C: Clone + Send + Sync + 'static> BreakerSetting<C> for ByHost {
-    type Layer = KeyedCircuitBreakerLayer<ByHost, HostKey, C>;
+    type Layer = KeyedCircuitBreakerLayer<HostKey, ByHost, C>;
 
     fn build_level(
         self,
@@ -1154,11 +1150,7 @@ impl<C: Clone + Send + Sync + 'static> BreakerSetting<C> for ByHost {
     ) -> Result<Self::Layer, ConfigError> {
         let single = single.unwrap_or_else(CircuitBreakerLayer::builder);
         let (_, keyed) = KeyedCircuitBreakerLayer::builder().with_other_mode(());
-        let breaker = single
-            .with_other_mode(keyed)
-            .0
-            .by_host()
-            .max_keys(PER_HOST_MAX_KEYS);
+        let breaker = single.with_other_mode(keyed).0.by_host();
         BreakerSetting::<C>::build_level(breaker, None, classifier, name)
     }
 
@@ -1183,8 +1175,7 @@ impl BulkheadSetting for ByHost {
         single: Option<BulkheadLayerBuilder>,
         name: Option<&'static str>,
     ) -> Result<Self::Layer, ConfigError> {
-        let bulkhead = KeyedBulkheadLayerBuilder::from_single(single.unwrap_or_default(), ByHost)
-            .max_keys(PER_HOST_MAX_KEYS);
+        let bulkhead = KeyedBulkheadLayerBuilder::from_single(single.unwrap_or_default(), ByHost);
         bulkhead.build_level(None, name)
     }
 }
@@ -1446,10 +1437,10 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
     /// # fn main() {}
     /// ```
     #[allow(clippy::type_complexity)] // The builder's own type, spelled once.
-    pub fn circuit_breaker_per_key<Cb, Fk, K>(
+    pub fn circuit_breaker_per_key<Cb, K, Fk>(
         mut self,
-        breaker: CircuitBreakerBuilder<Cb, Keyed<Fk, K>>,
-    ) -> PolicyBuilder<C, P, R, H, F, CircuitBreakerBuilder<Cb, Keyed<Fk, K>>, Kb> {
+        breaker: CircuitBreakerBuilder<Cb, Keyed<K, Fk>>,
+    ) -> PolicyBuilder<C, P, R, H, F, CircuitBreakerBuilder<Cb, Keyed<K, Fk>>, Kb> {
         self.settings.breaker = None;
         PolicyBuilder {
             settings: self.settings,

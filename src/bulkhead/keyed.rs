@@ -15,10 +15,9 @@ use super::state::Shared;
 use super::{BulkheadHandle, admit};
 use crate::BoxError;
 use crate::error::{ConfigError, check};
-use crate::keyed::{KeyOf, KeyedRegistry, LookupKey, OVERFLOW_KEY, key_name};
-
-const DEFAULT_MAX_KEYS: u64 = 1_024;
-const DEFAULT_IDLE: Duration = Duration::from_secs(600);
+use crate::keyed::{
+    DEFAULT_IDLE, DEFAULT_MAX_KEYS, KeyOf, KeyedRegistry, LookupKey, OVERFLOW_KEY, key_name,
+};
 
 /// Applies a [`KeyedBulkhead`]: one bulkhead per key of the request, each
 /// with the same settings, for at most `max_keys` keys.
@@ -59,7 +58,8 @@ where
 {
     /// A builder whose bulkheads are chosen by `key`, a function of the
     /// request, with the defaults: 25 concurrent calls per key, no waiting,
-    /// at most 1,024 keys, keys idle for 10 minutes dropped.
+    /// at most 10,000 keys, keys idle for 10 minutes dropped (the defaults
+    /// of every keyed layer).
     pub fn builder<Req>(key: F) -> KeyedBulkheadLayerBuilder<K, F>
     where
         F: Fn(&Req) -> K,
@@ -153,7 +153,7 @@ impl<K, F> fmt::Debug for KeyedBulkheadLayer<K, F> {
 ///     .max_keys(1_000)
 ///     .idle(Some(Duration::from_secs(300)))
 ///     .build()?;
-/// assert_eq!(bulkheads.handle().keys(), 0);
+/// assert_eq!(bulkheads.handle().len(), 0);
 /// # Ok::<(), steadfast::ConfigError>(())
 /// ```
 pub struct KeyedBulkheadLayerBuilder<K, F> {
@@ -170,7 +170,7 @@ where
 {
     settings_methods!();
 
-    /// The most keys that have a bulkhead at once (default 1,024). Beyond
+    /// The most keys that have a bulkhead at once (default 10,000). Beyond
     /// it the least used keys are dropped. A key with calls in flight is
     /// never dropped; when every key is, new keys share one overflow
     /// bulkhead with the same settings (so they are capped together, never
@@ -334,8 +334,13 @@ where
 
     /// How many keys have a bulkhead (an estimate while evictions are
     /// pending).
-    pub fn keys(&self) -> u64 {
+    pub fn len(&self) -> u64 {
         self.registry.len()
+    }
+
+    /// Whether no key has a bulkhead.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The most keys that have a bulkhead at once.
@@ -352,8 +357,8 @@ where
             .collect()
     }
 
-    /// Applies pending evictions now, so that [`keys`](Self::keys) is exact.
-    pub fn sync(&self) {
+    /// Applies pending evictions now, so that [`len`](Self::len) is exact.
+    pub fn run_pending_tasks(&self) {
         self.registry.run_pending_tasks();
     }
 }

@@ -19,13 +19,15 @@ use super::state::Breaker;
 use crate::BoxError;
 use crate::classify::{Classify, DefaultClassifier};
 use crate::error::{ConfigError, check};
-use crate::keyed::{KeyOf, KeyedRegistry, LookupKey, OVERFLOW_KEY, key_name};
+use crate::keyed::{
+    DEFAULT_IDLE, DEFAULT_MAX_KEYS, KeyOf, KeyedRegistry, LookupKey, OVERFLOW_KEY, key_name,
+};
 
 /// The keyed breaker's mode of [`CircuitBreakerBuilder`]: the key function
 /// `F` (`()` until [`key`](CircuitBreakerBuilder::key) is called), the
 /// number of keys and their idle timeout.
 #[derive(Debug, Clone)]
-pub struct Keyed<F = (), K = ()> {
+pub struct Keyed<K = (), F = ()> {
     key: F,
     max_keys: u64,
     idle: Option<Duration>,
@@ -37,7 +39,7 @@ impl<C> CircuitBreakerBuilder<C, Keyed> {
     ///
     /// Give the closure's argument type (`|req: &Request<Body>| ...`) or
     /// pass a `fn`.
-    pub fn key<Req, K, F>(self, key: F) -> CircuitBreakerBuilder<C, Keyed<F, K>>
+    pub fn key<Req, K, F>(self, key: F) -> CircuitBreakerBuilder<C, Keyed<K, F>>
     where
         F: Fn(&Req) -> K,
     {
@@ -59,7 +61,7 @@ impl<C> CircuitBreakerBuilder<C, Keyed> {
     #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
     pub fn by_host(
         self,
-    ) -> CircuitBreakerBuilder<C, Keyed<crate::http::ByHost, crate::http::HostKey>> {
+    ) -> CircuitBreakerBuilder<C, Keyed<crate::http::HostKey, crate::http::ByHost>> {
         let (max_keys, idle) = (self.mode.max_keys, self.mode.idle);
         self.with_other_mode(Keyed {
             key: crate::http::ByHost,
@@ -71,25 +73,26 @@ impl<C> CircuitBreakerBuilder<C, Keyed> {
     }
 }
 
-impl<C, F, K> CircuitBreakerBuilder<C, Keyed<F, K>> {
-    /// The most keys kept at once (default 10,000); beyond it the least
-    /// used keys lose their breakers. When every kept key is held, new keys
-    /// share one overflow breaker.
+impl<C, K, F> CircuitBreakerBuilder<C, Keyed<K, F>> {
+    /// The most keys kept at once (default 10,000, as for every keyed
+    /// layer); beyond it the least used keys lose their breakers. When
+    /// every kept key is held, new keys share one overflow breaker.
     pub fn max_keys(mut self, max_keys: u64) -> Self {
         self.mode.max_keys = max_keys;
         self
     }
 
     /// Drops a key's breaker once it has seen no call for `idle` (it goes
-    /// within two such periods; default: kept until the key count needs
-    /// room). A breaker with calls in flight is never dropped.
-    pub fn idle_timeout(mut self, idle: Duration) -> Self {
-        self.mode.idle = Some(idle);
+    /// within two such periods; default 10 minutes, as for every keyed
+    /// layer); `None` keeps keys until `max_keys` needs room. A breaker
+    /// with calls in flight, or held by a handle, is never dropped.
+    pub fn idle(mut self, idle: Option<Duration>) -> Self {
+        self.mode.idle = idle;
         self
     }
 }
 
-impl<C, F, K> CircuitBreakerBuilder<C, Keyed<F, K>>
+impl<C, K, F> CircuitBreakerBuilder<C, Keyed<K, F>>
 where
     K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
     C: Clone + Send + Sync + 'static,
@@ -97,13 +100,13 @@ where
     /// Checks the settings and makes the layer.
     ///
     /// Only available once [`key`](Self::key) was given.
-    pub fn build(self) -> Result<KeyedCircuitBreakerLayer<F, K, C>, ConfigError> {
+    pub fn build(self) -> Result<KeyedCircuitBreakerLayer<K, F, C>, ConfigError> {
         let settings = self.settings()?;
         let max_keys = check::at_least("circuit_breaker.max_keys", self.mode.max_keys, 1)?;
         let idle = self
             .mode
             .idle
-            .map(|idle| check::positive("circuit_breaker.idle_timeout", idle))
+            .map(|idle| check::positive("circuit_breaker.idle", idle))
             .transpose()?;
         Ok(KeyedCircuitBreakerLayer {
             shared: Arc::new(KeyedShared {
@@ -117,14 +120,14 @@ where
     }
 }
 
-struct KeyedShared<F, K, C> {
+struct KeyedShared<K, F, C> {
     registry: KeyedRegistry<K, Shared<C>>,
     key: F,
     settings: Settings,
     classifier: C,
 }
 
-impl<F, K, C> KeyedShared<F, K, C>
+impl<K, F, C> KeyedShared<K, F, C>
 where
     K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
     C: Clone + Send + Sync + 'static,
@@ -153,15 +156,15 @@ where
 /// Every service it makes, and every clone of it, shares the same breakers.
 /// At most [`max_keys`](CircuitBreakerBuilder::max_keys) keys are kept;
 /// when room is needed, keys unused since the last sweep, or idle for
-/// [`idle_timeout`](CircuitBreakerBuilder::idle_timeout), lose their breaker
+/// [`idle`](CircuitBreakerBuilder::idle), lose their breaker
 /// and start afresh (closed) on their next call; a key in steady use keeps
 /// its breaker however many one-off keys arrive. A key held by a call in
 /// flight or a handle is never dropped; when every kept key is held, a new
 /// key shares one overflow breaker (key `(overflow)`) with every other key
 /// that found no room, so protection never turns off, and an
 /// [`Event::KeyOverflow`](crate::observe::Event::KeyOverflow) is reported.
-pub struct KeyedCircuitBreakerLayer<F, K, C = DefaultClassifier> {
-    shared: Arc<KeyedShared<F, K, C>>,
+pub struct KeyedCircuitBreakerLayer<K, F, C = DefaultClassifier> {
+    shared: Arc<KeyedShared<K, F, C>>,
 }
 
 impl KeyedCircuitBreakerLayer<(), ()> {
@@ -170,14 +173,14 @@ impl KeyedCircuitBreakerLayer<(), ()> {
     pub fn builder() -> CircuitBreakerBuilder<DefaultClassifier, Keyed> {
         CircuitBreakerBuilder::with_mode(Keyed {
             key: (),
-            max_keys: 10_000,
-            idle: None,
+            max_keys: DEFAULT_MAX_KEYS,
+            idle: Some(DEFAULT_IDLE),
             _key: PhantomData,
         })
     }
 }
 
-impl<F, K, C> KeyedCircuitBreakerLayer<F, K, C>
+impl<K, F, C> KeyedCircuitBreakerLayer<K, F, C>
 where
     K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
     C: Clone + Send + Sync + 'static,
@@ -211,14 +214,19 @@ where
         self.len() == 0
     }
 
+    /// The most keys that have a breaker at once.
+    pub fn max_keys(&self) -> u64 {
+        self.shared.registry.max_keys()
+    }
+
     /// Applies pending evictions now, so that [`len`](Self::len) is exact.
-    pub fn run_pending_evictions(&self) {
+    pub fn run_pending_tasks(&self) {
         self.shared.registry.run_pending_tasks();
     }
 }
 
-impl<S, F, K, C> Layer<S> for KeyedCircuitBreakerLayer<F, K, C> {
-    type Service = KeyedCircuitBreaker<S, F, K, C>;
+impl<S, K, F, C> Layer<S> for KeyedCircuitBreakerLayer<K, F, C> {
+    type Service = KeyedCircuitBreaker<S, K, F, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
         KeyedCircuitBreaker {
@@ -228,7 +236,7 @@ impl<S, F, K, C> Layer<S> for KeyedCircuitBreakerLayer<F, K, C> {
     }
 }
 
-impl<F, K, C> Clone for KeyedCircuitBreakerLayer<F, K, C> {
+impl<K, F, C> Clone for KeyedCircuitBreakerLayer<K, F, C> {
     fn clone(&self) -> Self {
         Self {
             shared: self.shared.clone(),
@@ -236,7 +244,7 @@ impl<F, K, C> Clone for KeyedCircuitBreakerLayer<F, K, C> {
     }
 }
 
-impl<F, K, C> fmt::Debug for KeyedCircuitBreakerLayer<F, K, C> {
+impl<K, F, C> fmt::Debug for KeyedCircuitBreakerLayer<K, F, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedCircuitBreakerLayer")
             .field("name", &self.shared.settings.name)
@@ -247,12 +255,12 @@ impl<F, K, C> fmt::Debug for KeyedCircuitBreakerLayer<F, K, C> {
 
 /// A service with one circuit breaker per key; made by
 /// [`KeyedCircuitBreakerLayer`].
-pub struct KeyedCircuitBreaker<S, F, K, C = DefaultClassifier> {
+pub struct KeyedCircuitBreaker<S, K, F, C = DefaultClassifier> {
     inner: S,
-    shared: Arc<KeyedShared<F, K, C>>,
+    shared: Arc<KeyedShared<K, F, C>>,
 }
 
-impl<S, F, K, C> KeyedCircuitBreaker<S, F, K, C> {
+impl<S, K, F, C> KeyedCircuitBreaker<S, K, F, C> {
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -264,7 +272,7 @@ impl<S, F, K, C> KeyedCircuitBreaker<S, F, K, C> {
     }
 }
 
-impl<S: Clone, F, K, C> Clone for KeyedCircuitBreaker<S, F, K, C> {
+impl<S: Clone, K, F, C> Clone for KeyedCircuitBreaker<S, K, F, C> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -273,7 +281,7 @@ impl<S: Clone, F, K, C> Clone for KeyedCircuitBreaker<S, F, K, C> {
     }
 }
 
-impl<S: fmt::Debug, F, K, C> fmt::Debug for KeyedCircuitBreaker<S, F, K, C> {
+impl<S: fmt::Debug, K, F, C> fmt::Debug for KeyedCircuitBreaker<S, K, F, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedCircuitBreaker")
             .field("inner", &self.inner)
@@ -282,7 +290,7 @@ impl<S: fmt::Debug, F, K, C> fmt::Debug for KeyedCircuitBreaker<S, F, K, C> {
     }
 }
 
-impl<S, F, K, C, Req> Service<Req> for KeyedCircuitBreaker<S, F, K, C>
+impl<S, K, F, C, Req> Service<Req> for KeyedCircuitBreaker<S, K, F, C>
 where
     S: Service<Req>,
     S::Error: Into<BoxError> + 'static,

@@ -421,15 +421,15 @@ impl Health {
     }
 
     /// Adds every key of a keyed circuit breaker (at most its `max_keys`).
-    pub fn keyed_circuit_breaker<F, K, C>(
+    pub fn keyed_circuit_breaker<K, F, C>(
         self,
-        layer: &crate::circuit_breaker::KeyedCircuitBreakerLayer<F, K, C>,
+        layer: &crate::circuit_breaker::KeyedCircuitBreakerLayer<K, F, C>,
     ) -> Self
     where
         F: Send + Sync + 'static,
         K: std::hash::Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
         C: Clone + Send + Sync + 'static,
-        crate::circuit_breaker::KeyedCircuitBreakerLayer<F, K, C>: Clone,
+        crate::circuit_breaker::KeyedCircuitBreakerLayer<K, F, C>: Clone,
     {
         let layer = layer.clone();
         self.reader(move |out| {
@@ -495,7 +495,7 @@ impl Health {
         self.reader(move |out| {
             out.push(Status::RateLimiter(LimiterStatus {
                 name: name.clone(),
-                keys: handle.keys(),
+                keys: handle.len(),
                 max_keys: handle.max_keys(),
                 tiers: handle.tier_names().into_iter().map(str::to_owned).collect(),
                 mode: match handle.mode() {

@@ -298,8 +298,13 @@ where
 {
     /// Keys tracked now, over every tier (an estimate while evictions are
     /// pending; zero for an unkeyed limiter).
-    pub fn keys(&self) -> u64 {
+    pub fn len(&self) -> u64 {
         self.limits.keys()
+    }
+
+    /// Whether no key is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The most keys tracked per tier.
@@ -315,8 +320,8 @@ where
             .saturating_mul(self.limits.tiers.list.len() as u64)
     }
 
-    /// Applies pending evictions now, so that [`keys`](Self::keys) is exact.
-    pub fn sync(&self) {
+    /// Applies pending evictions now, so that [`len`](Self::len) is exact.
+    pub fn run_pending_tasks(&self) {
         self.limits.sync();
     }
 
