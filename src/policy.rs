@@ -41,11 +41,13 @@
 //! circuit is refused cheaply, and spends the policy's retry budget.
 //!
 //! The breaker and the bulkhead can be one per key, say per host
-//! ([`circuit_breaker_per_host`](PolicyBuilder::circuit_breaker_per_host),
-//! [`bulkhead_per_host`](PolicyBuilder::bulkhead_per_host), or any key with
-//! [`circuit_breaker_per_key`](PolicyBuilder::circuit_breaker_per_key) and
-//! [`bulkhead_per_key`](PolicyBuilder::bulkhead_per_key)), at the same
-//! level, each with a bounded number of keys;
+//! ([`circuit_breaker_per`](PolicyBuilder::circuit_breaker_per) and
+//! [`bulkhead_per`](PolicyBuilder::bulkhead_per) with a [`PerKey`];
+//! [`circuit_breaker_per_host`](PolicyBuilder::circuit_breaker_per_host)
+//! and [`bulkhead_per_host`](PolicyBuilder::bulkhead_per_host) for
+//! [`PerKey::host`], which the HTTP presets have), at the same level, each
+//! with the one breaker's (bulkhead's) settings and a bounded number of
+//! keys;
 //! [`circuit_breakers`](Policy::circuit_breakers) and
 //! [`bulkheads`](Policy::bulkheads) list them.
 //!
@@ -261,6 +263,8 @@ use crate::retry::Replay;
 
 #[cfg(feature = "http")]
 use crate::http::{ByHost, HostKey};
+use crate::keyed::{DEFAULT_IDLE, DEFAULT_MAX_KEYS};
+use std::marker::PhantomData;
 
 /// The composed policy: a layer. See the [module docs](self).
 pub struct Policy<
@@ -332,8 +336,8 @@ impl Policy<crate::http::HttpClassifier, crate::http::HttpReplay, RequestIdHeade
         RequestIdHeader,
         Identity,
         Identity,
-        ByHost,
-        ByHost,
+        PerHost,
+        PerHost,
     > {
         let mut builder = Policy::builder()
             .name("http_client")
@@ -804,9 +808,8 @@ where
 }
 
 /// The bulkhead setting of a [`PolicyBuilder`]: one bulkhead ([`Unkeyed`],
-/// set with [`bulkhead`](PolicyBuilder::bulkhead)) or one per key (a
-/// [`KeyedBulkheadLayerBuilder`], set with
-/// [`bulkhead_per_key`](PolicyBuilder::bulkhead_per_key)).
+/// set with [`bulkhead`](PolicyBuilder::bulkhead)) or one per key
+/// ([`PerKey`], set with [`bulkhead_per`](PolicyBuilder::bulkhead_per)).
 pub trait BulkheadSetting {
     /// The level built.
     type Layer;
@@ -834,25 +837,6 @@ impl BulkheadSetting for Unkeyed {
             })
             .map(BulkheadLayerBuilder::build)
             .transpose()
-    }
-}
-
-impl<K, Fk> BulkheadSetting for KeyedBulkheadLayerBuilder<K, Fk>
-where
-    K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
-{
-    type Layer = KeyedBulkheadLayer<K, Fk>;
-
-    fn build_level(
-        self,
-        _: Option<BulkheadLayerBuilder>,
-        name: Option<&'static str>,
-    ) -> Result<Self::Layer, ConfigError> {
-        let bulkhead = match (name, self.name_set()) {
-            (Some(name), "bulkhead") => self.name(name),
-            _ => self,
-        };
-        bulkhead.build()
     }
 }
 
@@ -895,8 +879,8 @@ where
 
 /// The breaker setting of a [`PolicyBuilder`]: one breaker ([`Unkeyed`],
 /// set with [`circuit_breaker`](PolicyBuilder::circuit_breaker)) or one
-/// per key (a keyed [`CircuitBreakerBuilder`], set with
-/// [`circuit_breaker_per_key`](PolicyBuilder::circuit_breaker_per_key)).
+/// per key ([`PerKey`], set with
+/// [`circuit_breaker_per`](PolicyBuilder::circuit_breaker_per)).
 pub trait BreakerSetting<C> {
     /// The level built.
     type Layer;
@@ -916,11 +900,154 @@ pub trait BreakerSetting<C> {
 
 /// One breaker (or bulkhead) for every call of a policy, or none: the
 /// [`BreakerSetting`] of a [`PolicyBuilder`] until
-/// [`circuit_breaker_per_key`](PolicyBuilder::circuit_breaker_per_key), and
-/// its [`BulkheadSetting`] until
-/// [`bulkhead_per_key`](PolicyBuilder::bulkhead_per_key).
+/// [`circuit_breaker_per`](PolicyBuilder::circuit_breaker_per), and its
+/// [`BulkheadSetting`] until [`bulkhead_per`](PolicyBuilder::bulkhead_per).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Unkeyed;
+
+/// A breaker or a bulkhead per key in a [`Policy`]: what a request's key
+/// is, and how many keys are kept; the [`BreakerSetting`] of
+/// [`circuit_breaker_per`](PolicyBuilder::circuit_breaker_per) and the
+/// [`BulkheadSetting`] of [`bulkhead_per`](PolicyBuilder::bulkhead_per).
+///
+/// Each key's breaker (bulkhead) has the settings of the policy's one
+/// breaker (bulkhead), as set with `circuit_breaker(..)` or
+/// `circuit_breaker_with(..)`, so that a preset keeps its settings when it
+/// goes per key. The bounds are those of every keyed layer: at most
+/// [`max_keys`](Self::max_keys) keys (default 10,000), a key idle for
+/// [`idle`](Self::idle) dropped (default 10 minutes); beyond them keys that
+/// find no room share one overflow state, so protection never turns off.
+pub struct PerKey<K, F> {
+    key: F,
+    max_keys: u64,
+    idle: Option<Duration>,
+    _key: PhantomData<fn() -> K>,
+}
+
+/// One breaker or bulkhead per host and port ([`ByHost`]): the HTTP
+/// presets' setting.
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub type PerHost = PerKey<HostKey, ByHost>;
+
+impl PerKey<(), ()> {
+    /// Keyed by `key`, a function of the request (`|req: &Request| ..`
+    /// with its argument type, or a `fn`), or anything that is a
+    /// [`KeyOf`](crate::KeyOf) the request.
+    pub fn new<Req, K, F>(key: F) -> PerKey<K, F>
+    where
+        F: Fn(&Req) -> K,
+    {
+        PerKey::key_of(key)
+    }
+
+    /// Keyed by `key`, a [`KeyOf`](crate::KeyOf) whose stored key is `K`.
+    pub fn key_of<K, F>(key: F) -> PerKey<K, F> {
+        PerKey {
+            key,
+            max_keys: DEFAULT_MAX_KEYS,
+            idle: Some(DEFAULT_IDLE),
+            _key: PhantomData,
+        }
+    }
+
+    /// Keyed by the host and port of the request ([`ByHost`]), looked up
+    /// without allocating.
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    pub fn host() -> PerHost {
+        PerKey::key_of(ByHost)
+    }
+}
+
+impl<K, F> PerKey<K, F> {
+    /// The most keys kept at once (default 10,000; at least 1, checked at
+    /// `build()`).
+    pub fn max_keys(mut self, max_keys: u64) -> Self {
+        self.max_keys = max_keys;
+        self
+    }
+
+    /// Drops a key that saw no call for `idle` (default 10 minutes; within
+    /// two such periods); `None` keeps keys until `max_keys` needs room.
+    pub fn idle(mut self, idle: Option<Duration>) -> Self {
+        self.idle = idle;
+        self
+    }
+}
+
+impl<K, F: Clone> Clone for PerKey<K, F> {
+    fn clone(&self) -> Self {
+        Self {
+            key: self.key.clone(),
+            max_keys: self.max_keys,
+            idle: self.idle,
+            _key: PhantomData,
+        }
+    }
+}
+
+impl<K, F> fmt::Debug for PerKey<K, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PerKey")
+            .field("key", &std::any::type_name::<F>())
+            .field("max_keys", &self.max_keys)
+            .field("idle", &self.idle)
+            .finish()
+    }
+}
+
+impl<C, K, Fk> BreakerSetting<C> for PerKey<K, Fk>
+where
+    K: std::hash::Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
+    C: Clone + Send + Sync + 'static,
+{
+    type Layer = KeyedCircuitBreakerLayer<K, Fk, C>;
+
+    fn build_level(
+        self,
+        single: Option<CircuitBreakerBuilder>,
+        classifier: C,
+        name: Option<&'static str>,
+    ) -> Result<Self::Layer, ConfigError> {
+        let single = single.unwrap_or_else(CircuitBreakerLayer::builder);
+        let (breaker, _) = single.with_other_mode(Keyed::new(self.key, self.max_keys, self.idle));
+        let breaker = match (name, breaker.name_set()) {
+            (Some(name), "circuit_breaker") => breaker.name(name),
+            _ => breaker,
+        };
+        breaker.classifier(classifier).build()
+    }
+
+    fn time_window_span(&self, single: Option<&CircuitBreakerBuilder>) -> Option<Duration> {
+        single.map_or_else(
+            || CircuitBreakerLayer::builder().time_window_span(),
+            CircuitBreakerBuilder::time_window_span,
+        )
+    }
+}
+
+impl<K, Fk> BulkheadSetting for PerKey<K, Fk>
+where
+    K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+{
+    type Layer = KeyedBulkheadLayer<K, Fk>;
+
+    fn build_level(
+        self,
+        single: Option<BulkheadLayerBuilder>,
+        name: Option<&'static str>,
+    ) -> Result<Self::Layer, ConfigError> {
+        let bulkhead = KeyedBulkheadLayerBuilder::from_single(single.unwrap_or_default(), self.key)
+            .max_keys(self.max_keys)
+            .idle(self.idle);
+        let bulkhead = match (name, bulkhead.name_set()) {
+            (Some(name), "bulkhead") => bulkhead.name(name),
+            _ => bulkhead,
+        };
+        bulkhead.build()
+    }
+}
 
 impl<C> BreakerSetting<C> for Unkeyed {
     type Layer = CircuitBreakerLayer<C>;
@@ -947,31 +1074,6 @@ impl<C> BreakerSetting<C> for Unkeyed {
 
     fn time_window_span(&self, single: Option<&CircuitBreakerBuilder>) -> Option<Duration> {
         single.and_then(CircuitBreakerBuilder::time_window_span)
-    }
-}
-
-impl<C, Cb, K, Fk> BreakerSetting<C> for CircuitBreakerBuilder<Cb, Keyed<K, Fk>>
-where
-    K: std::hash::Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
-    C: Clone + Send + Sync + 'static,
-{
-    type Layer = KeyedCircuitBreakerLayer<K, Fk, C>;
-
-    fn build_level(
-        self,
-        _: Option<CircuitBreakerBuilder>,
-        classifier: C,
-        name: Option<&'static str>,
-    ) -> Result<Self::Layer, ConfigError> {
-        let breaker = match (name, self.name_set()) {
-            (Some(name), "circuit_breaker") => self.name(name),
-            _ => self,
-        };
-        breaker.classifier(classifier).build()
-    }
-
-    fn time_window_span(&self, _: Option<&CircuitBreakerBuilder>) -> Option<Duration> {
-        CircuitBreakerBuilder::time_window_span(self)
     }
 }
 
@@ -1134,57 +1236,10 @@ where
     }
 }
 
-/// A breaker per host and port ([`ByHost`]), with the settings of the
-/// one breaker set so far: the setting
-/// [`circuit_breaker_per_host`](PolicyBuilder::circuit_breaker_per_host)
-/// makes, and the HTTP presets'.
-#[cfg(feature = "http")]
-impl<C: Clone + Send + Sync + 'static> BreakerSetting<C> for ByHost {
-    type Layer = KeyedCircuitBreakerLayer<HostKey, ByHost, C>;
-
-    fn build_level(
-        self,
-        single: Option<CircuitBreakerBuilder>,
-        classifier: C,
-        name: Option<&'static str>,
-    ) -> Result<Self::Layer, ConfigError> {
-        let single = single.unwrap_or_else(CircuitBreakerLayer::builder);
-        let (_, keyed) = KeyedCircuitBreakerLayer::builder().with_other_mode(());
-        let breaker = single.with_other_mode(keyed).0.by_host();
-        BreakerSetting::<C>::build_level(breaker, None, classifier, name)
-    }
-
-    fn time_window_span(&self, single: Option<&CircuitBreakerBuilder>) -> Option<Duration> {
-        single.map_or_else(
-            || CircuitBreakerLayer::builder().time_window_span(),
-            CircuitBreakerBuilder::time_window_span,
-        )
-    }
-}
-
-/// A bulkhead per host and port ([`ByHost`]), with the settings of the
-/// one bulkhead set so far: the setting
-/// [`bulkhead_per_host`](PolicyBuilder::bulkhead_per_host) makes, and the
-/// HTTP presets'.
-#[cfg(feature = "http")]
-impl BulkheadSetting for ByHost {
-    type Layer = KeyedBulkheadLayer<HostKey, ByHost>;
-
-    fn build_level(
-        self,
-        single: Option<BulkheadLayerBuilder>,
-        name: Option<&'static str>,
-    ) -> Result<Self::Layer, ConfigError> {
-        let bulkhead = KeyedBulkheadLayerBuilder::from_single(single.unwrap_or_default(), ByHost);
-        bulkhead.build_level(None, name)
-    }
-}
-
 /// The host a request goes to, without its port (empty if it names
-/// none), as a new `String`: a key for
-/// [`circuit_breaker_per_key`](PolicyBuilder::circuit_breaker_per_key),
-/// `.key(by_host::<reqwest::Request>)`. [`ByHost`] keys by host and port
-/// without allocating.
+/// none), as a new `String`: a key for [`PerKey::new`] or a keyed
+/// layer's `key`, `PerKey::new(by_host::<reqwest::Request>)`. [`ByHost`]
+/// ([`PerKey::host`]) keys by host and port without allocating.
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub fn by_host<R: crate::http::RequestParts>(request: &R) -> String {
@@ -1398,151 +1453,116 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
     }
 
     /// One circuit breaker for every call, with these settings (in place
-    /// of a keyed one); the policy's classifier replaces the builder's.
+    /// of one per key); the policy's classifier replaces the builder's.
     pub fn circuit_breaker(
         mut self,
         breaker: CircuitBreakerBuilder,
     ) -> PolicyBuilder<C, P, R, H, F, Unkeyed, Kb> {
         self.settings.breaker = Some(breaker);
-        self.unkeyed()
+        self.with_levels(|_, bulkheads| (Unkeyed, bulkheads))
     }
 
-    /// A circuit breaker per key, with these settings (in place of the one
-    /// breaker): each key (say, each host) opens and closes on its own, so
-    /// one failing host does not refuse calls to the others. The policy's
-    /// classifier replaces the builder's, and an unnamed breaker takes the
-    /// policy's name. [`Policy::circuit_breakers`] lists the keys'
-    /// breakers; [`Policy::circuit_breaker`] and the policy's
-    /// [`snapshot`](Policy::snapshot) show none.
+    /// A circuit breaker per key (say, per host) in place of the one
+    /// breaker: each key opens and closes on its own, so one failing host
+    /// does not refuse calls to the others. Each key's breaker has the
+    /// settings of the breaker set so far (a preset's, say, changed with
+    /// [`circuit_breaker_with`](Self::circuit_breaker_with), or the
+    /// breaker's defaults); `per` says what the key is and how many keys
+    /// are kept. The policy's classifier judges, and an unnamed breaker
+    /// takes the policy's name. [`Policy::circuit_breakers`] lists the
+    /// keys' breakers; [`Policy::circuit_breaker`] shows none.
     ///
     /// ```
     /// # #[cfg(feature = "reqwest")]
     /// # fn main() -> Result<(), steadfast::ConfigError> {
-    /// use steadfast::circuit_breaker::KeyedCircuitBreakerLayer;
-    /// use steadfast::policy::{Policy, by_host};
+    /// use steadfast::policy::{PerKey, Policy};
     ///
+    /// // One breaker per tenant, named by a header.
+    /// let tenant = |request: &reqwest::Request| {
+    ///     request.headers().get("x-tenant").map(|v| v.as_bytes().to_vec())
+    /// };
     /// let policy = Policy::standard_http_client()
-    ///     .circuit_breaker_per_key(
-    ///         KeyedCircuitBreakerLayer::builder()
-    ///             .consecutive_failures(5)
-    ///             .key(by_host::<reqwest::Request>)
-    ///             .max_keys(1_000),
-    ///     )
+    ///     .circuit_breaker_with(|b| b.consecutive_failures(5))
+    ///     .circuit_breaker_per(PerKey::new(tenant).max_keys(1_000))
     ///     .build()?;
     /// assert!(policy.circuit_breaker().is_none(), "no single breaker");
-    /// assert!(policy.circuit_breakers().is_empty(), "no host called yet");
+    /// assert!(policy.circuit_breakers().is_empty(), "no tenant called yet");
     /// # Ok(())
     /// # }
     /// # #[cfg(not(feature = "reqwest"))]
     /// # fn main() {}
     /// ```
-    #[allow(clippy::type_complexity)] // The builder's own type, spelled once.
-    pub fn circuit_breaker_per_key<Cb, K, Fk>(
+    pub fn circuit_breaker_per<K, Fk>(
         mut self,
-        breaker: CircuitBreakerBuilder<Cb, Keyed<K, Fk>>,
-    ) -> PolicyBuilder<C, P, R, H, F, CircuitBreakerBuilder<Cb, Keyed<K, Fk>>, Kb> {
-        self.settings.breaker = None;
-        PolicyBuilder {
-            settings: self.settings,
-            classifier: self.classifier,
-            replay: self.replay,
-            request_id: self.request_id,
-            hedge: self.hedge,
-            fallback: self.fallback,
-            keyed: breaker,
-            bulkheads: self.bulkheads,
-        }
+        per: PerKey<K, Fk>,
+    ) -> PolicyBuilder<C, P, R, H, F, PerKey<K, Fk>, Kb> {
+        self.settings
+            .breaker
+            .get_or_insert_with(CircuitBreakerLayer::builder);
+        self.with_levels(|_, bulkheads| (per, bulkheads))
     }
 
-    /// Turns the circuit breaker set so far (a preset's, say, or the
-    /// breaker's defaults) into one per host and port ([`ByHost`]), with
-    /// the same settings and at most 10,000 hosts: a failing host no
-    /// longer refuses calls to the others. The HTTP presets' breaker is
-    /// per host already; [`circuit_breaker_with`](Self::circuit_breaker_with)
-    /// still changes its settings.
+    /// A circuit breaker per host and port ([`PerKey::host`]), with the
+    /// settings of the breaker set so far: what the HTTP presets have.
     ///
     /// ```
-    /// # #[cfg(feature = "reqwest")]
+    /// # #[cfg(feature = "http")]
     /// # fn main() -> Result<(), steadfast::ConfigError> {
     /// use steadfast::policy::Policy;
+    /// use steadfast::retry::RetryLayer;
     ///
-    /// let policy = Policy::standard_http_client()
+    /// let policy = Policy::builder()
+    ///     .classifier(steadfast::http::HttpClassifier::new())
     ///     .circuit_breaker_with(|b| b.consecutive_failures(5))
     ///     .circuit_breaker_per_host()
     ///     .build()?;
     /// assert!(policy.circuit_breaker().is_none(), "one breaker per host");
     /// # Ok(())
     /// # }
-    /// # #[cfg(not(feature = "reqwest"))]
+    /// # #[cfg(not(feature = "http"))]
     /// # fn main() {}
     /// ```
     #[cfg(feature = "http")]
     #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-    pub fn circuit_breaker_per_host(mut self) -> PolicyBuilder<C, P, R, H, F, ByHost, Kb> {
-        self.settings
-            .breaker
-            .get_or_insert_with(CircuitBreakerLayer::builder);
-        PolicyBuilder {
-            settings: self.settings,
-            classifier: self.classifier,
-            replay: self.replay,
-            request_id: self.request_id,
-            hedge: self.hedge,
-            fallback: self.fallback,
-            keyed: ByHost,
-            bulkheads: self.bulkheads,
-        }
+    pub fn circuit_breaker_per_host(self) -> PolicyBuilder<C, P, R, H, F, PerHost, Kb> {
+        self.circuit_breaker_per(PerKey::host())
     }
 
     /// No circuit breaker, keyed or not.
     pub fn no_circuit_breaker(mut self) -> PolicyBuilder<C, P, R, H, F, Unkeyed, Kb> {
         self.settings.breaker = None;
-        self.unkeyed()
+        self.with_levels(|_, bulkheads| (Unkeyed, bulkheads))
     }
 
-    fn unkeyed(self) -> PolicyBuilder<C, P, R, H, F, Unkeyed, Kb> {
-        PolicyBuilder {
-            settings: self.settings,
-            classifier: self.classifier,
-            replay: self.replay,
-            request_id: self.request_id,
-            hedge: self.hedge,
-            fallback: self.fallback,
-            keyed: Unkeyed,
-            bulkheads: self.bulkheads,
-        }
-    }
-
-    /// A bulkhead with these settings, outside retry (in place of a keyed
-    /// one): a call holds one permit for all its attempts.
+    /// A bulkhead with these settings, outside retry (in place of one per
+    /// key): a call holds one permit for all its attempts.
     pub fn bulkhead(
         mut self,
         bulkhead: BulkheadLayerBuilder,
     ) -> PolicyBuilder<C, P, R, H, F, B, Unkeyed> {
         self.settings.bulkhead = Some(bulkhead);
-        self.one_bulkhead()
+        self.with_levels(|keyed, _| (keyed, Unkeyed))
     }
 
-    /// A bulkhead per key, with these settings (in place of the one
-    /// bulkhead), outside retry: each key (say, each host) has its own
-    /// permits, so calls piling up on one slow host do not refuse calls to
-    /// the others. An unnamed bulkhead takes the policy's name.
+    /// A bulkhead per key (say, per host) in place of the one bulkhead,
+    /// outside retry: each key has its own permits, so calls piling up on
+    /// one slow host do not refuse calls to the others. Each key's
+    /// bulkhead has the settings of the bulkhead set so far (a preset's,
+    /// changed with [`bulkhead_with`](Self::bulkhead_with), or the
+    /// bulkhead's defaults); `per` says what the key is and how many keys
+    /// are kept. An unnamed bulkhead takes the policy's name.
     /// [`Policy::bulkheads`] lists the keys' bulkheads;
-    /// [`Policy::bulkhead`] and the policy's [`snapshot`](Policy::snapshot)
-    /// show none.
+    /// [`Policy::bulkhead`] shows none.
     ///
     /// ```
     /// # #[cfg(feature = "reqwest")]
     /// # fn main() -> Result<(), steadfast::ConfigError> {
-    /// use steadfast::bulkhead::KeyedBulkheadLayer;
-    /// use steadfast::policy::{Policy, by_host};
+    /// use steadfast::policy::{PerKey, Policy, by_host};
     ///
+    /// // By host, whatever the port, for at most 1,000 hosts.
     /// let policy = Policy::standard_http_client()
-    ///     .bulkhead_per_key(
-    ///         KeyedBulkheadLayer::builder(by_host::<reqwest::Request>)
-    ///             .max_concurrent(100)
-    ///             .max_keys(1_000),
-    ///     )
+    ///     .bulkhead_with(|b| b.max_concurrent(100))
+    ///     .bulkhead_per(PerKey::new(by_host::<reqwest::Request>).max_keys(1_000))
     ///     .build()?;
     /// assert!(policy.bulkhead().is_none(), "no single bulkhead");
     /// assert!(policy.bulkheads().is_empty(), "no host called yet");
@@ -1551,68 +1571,35 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
     /// # #[cfg(not(feature = "reqwest"))]
     /// # fn main() {}
     /// ```
-    pub fn bulkhead_per_key<K, Fk>(
+    pub fn bulkhead_per<K, Fk>(
         mut self,
-        bulkhead: KeyedBulkheadLayerBuilder<K, Fk>,
-    ) -> PolicyBuilder<C, P, R, H, F, B, KeyedBulkheadLayerBuilder<K, Fk>> {
-        self.settings.bulkhead = None;
-        PolicyBuilder {
-            settings: self.settings,
-            classifier: self.classifier,
-            replay: self.replay,
-            request_id: self.request_id,
-            hedge: self.hedge,
-            fallback: self.fallback,
-            keyed: self.keyed,
-            bulkheads: bulkhead,
-        }
+        per: PerKey<K, Fk>,
+    ) -> PolicyBuilder<C, P, R, H, F, B, PerKey<K, Fk>> {
+        self.settings.bulkhead.get_or_insert_with(Default::default);
+        self.with_levels(|keyed, _| (keyed, per))
     }
 
-    /// Turns the bulkhead set so far (a preset's, say, or the bulkhead's
-    /// defaults) into one per host and port ([`ByHost`]), with the same
-    /// settings and at most 10,000 hosts: calls piling up on one host no
-    /// longer refuse calls to the others. The HTTP presets' bulkhead is
-    /// per host already; [`bulkhead_with`](Self::bulkhead_with) still
-    /// changes its settings.
-    ///
-    /// ```
-    /// # #[cfg(feature = "reqwest")]
-    /// # fn main() -> Result<(), steadfast::ConfigError> {
-    /// use steadfast::policy::Policy;
-    ///
-    /// let policy = Policy::standard_http_client()
-    ///     .bulkhead_with(|b| b.max_concurrent(100))
-    ///     .bulkhead_per_host()
-    ///     .build()?;
-    /// assert!(policy.bulkhead().is_none(), "one bulkhead per host");
-    /// # Ok(())
-    /// # }
-    /// # #[cfg(not(feature = "reqwest"))]
-    /// # fn main() {}
-    /// ```
+    /// A bulkhead per host and port ([`PerKey::host`]), with the settings
+    /// of the bulkhead set so far: what the HTTP presets have.
     #[cfg(feature = "http")]
     #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-    pub fn bulkhead_per_host(mut self) -> PolicyBuilder<C, P, R, H, F, B, ByHost> {
-        self.settings.bulkhead.get_or_insert_with(Default::default);
-        PolicyBuilder {
-            settings: self.settings,
-            classifier: self.classifier,
-            replay: self.replay,
-            request_id: self.request_id,
-            hedge: self.hedge,
-            fallback: self.fallback,
-            keyed: self.keyed,
-            bulkheads: ByHost,
-        }
+    pub fn bulkhead_per_host(self) -> PolicyBuilder<C, P, R, H, F, B, PerHost> {
+        self.bulkhead_per(PerKey::host())
     }
 
     /// No bulkhead, keyed or not.
     pub fn no_bulkhead(mut self) -> PolicyBuilder<C, P, R, H, F, B, Unkeyed> {
         self.settings.bulkhead = None;
-        self.one_bulkhead()
+        self.with_levels(|keyed, _| (keyed, Unkeyed))
     }
 
-    fn one_bulkhead(self) -> PolicyBuilder<C, P, R, H, F, B, Unkeyed> {
+    /// The same builder with other breaker and bulkhead levels: one
+    /// ([`Unkeyed`]) or per key ([`PerKey`]) each.
+    fn with_levels<B2, Kb2>(
+        self,
+        levels: impl FnOnce(B, Kb) -> (B2, Kb2),
+    ) -> PolicyBuilder<C, P, R, H, F, B2, Kb2> {
+        let (keyed, bulkheads) = levels(self.keyed, self.bulkheads);
         PolicyBuilder {
             settings: self.settings,
             classifier: self.classifier,
@@ -1620,8 +1607,8 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
             request_id: self.request_id,
             hedge: self.hedge,
             fallback: self.fallback,
-            keyed: self.keyed,
-            bulkheads: Unkeyed,
+            keyed,
+            bulkheads,
         }
     }
 

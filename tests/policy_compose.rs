@@ -518,17 +518,17 @@ async fn check_per_host<S>(
 
 #[tokio::test]
 async fn a_breaker_per_key_opens_for_the_failing_host_only() {
-    use steadfast::circuit_breaker::KeyedCircuitBreakerLayer;
+    use steadfast::policy::PerKey;
 
     let policy = Policy::standard_http_client()
         .name("per_host")
         .no_retry()
-        .circuit_breaker_per_key(
-            KeyedCircuitBreakerLayer::builder()
+        .circuit_breaker(
+            CircuitBreakerLayer::builder()
                 .consecutive_failures(3)
-                .open_duration(Duration::from_secs(60))
-                .key(steadfast::policy::by_host::<reqwest::Request>),
+                .open_duration(Duration::from_secs(60)),
         )
+        .circuit_breaker_per(PerKey::new(steadfast::policy::by_host::<reqwest::Request>))
         .build()
         .unwrap();
     // `by_host` keys by the host alone.
@@ -569,12 +569,10 @@ async fn the_preset_breaker_per_host_keeps_the_preset_settings() {
 
 #[test]
 fn circuit_breaker_sets_one_breaker_again_after_a_keyed_one() {
-    use steadfast::circuit_breaker::KeyedCircuitBreakerLayer;
+    use steadfast::policy::PerKey;
 
     let policy = Policy::builder()
-        .circuit_breaker_per_key(
-            KeyedCircuitBreakerLayer::builder().key(|request: &u32| *request % 2),
-        )
+        .circuit_breaker_per(PerKey::new(|request: &u32| *request % 2))
         .circuit_breaker(CircuitBreakerLayer::builder())
         .build()
         .unwrap();
@@ -582,11 +580,8 @@ fn circuit_breaker_sets_one_breaker_again_after_a_keyed_one() {
     // A keyed breaker's window is checked against the attempt timeout too.
     let err = Policy::builder()
         .attempt_timeout(Duration::from_secs(10))
-        .circuit_breaker_per_key(
-            KeyedCircuitBreakerLayer::builder()
-                .time_window(Duration::from_secs(5), 5)
-                .key(|request: &u32| *request % 2),
-        )
+        .circuit_breaker_with(|b| b.time_window(Duration::from_secs(5), 5))
+        .circuit_breaker_per(PerKey::new(|request: &u32| *request % 2))
         .build()
         .unwrap_err();
     assert_eq!(err.field(), "circuit_breaker.time_window");
@@ -692,18 +687,16 @@ async fn check_bulkhead_per_host<S>(
 
 #[tokio::test]
 async fn a_full_bulkhead_per_key_refuses_its_host_only() {
-    use steadfast::bulkhead::KeyedBulkheadLayer;
+    use steadfast::bulkhead::BulkheadLayer;
+    use steadfast::policy::PerKey;
 
     let log = Log::default();
     let policy = Policy::standard_http_client()
         .name("per_host")
         .no_retry()
         .on_event(recorder(&log))
-        .bulkhead_per_key(
-            KeyedBulkheadLayer::builder(steadfast::policy::by_host::<reqwest::Request>)
-                .max_concurrent(1)
-                .max_keys(10),
-        )
+        .bulkhead(BulkheadLayer::builder().max_concurrent(1))
+        .bulkhead_per(PerKey::new(steadfast::policy::by_host::<reqwest::Request>).max_keys(10))
         .build()
         .unwrap();
     assert!(policy.bulkhead().is_none(), "no single bulkhead");
@@ -733,17 +726,18 @@ async fn the_preset_bulkhead_per_host_keeps_the_preset_settings() {
 
 #[test]
 fn bulkhead_sets_one_bulkhead_again_after_a_keyed_one() {
-    use steadfast::bulkhead::{BulkheadLayer, KeyedBulkheadLayer};
+    use steadfast::bulkhead::BulkheadLayer;
+    use steadfast::policy::PerKey;
 
     let policy = Policy::builder()
-        .bulkhead_per_key(KeyedBulkheadLayer::builder(|request: &u32| *request % 2))
+        .bulkhead_per(PerKey::new(|request: &u32| *request % 2))
         .bulkhead(BulkheadLayer::builder().max_concurrent(3))
         .build()
         .unwrap();
     assert_eq!(policy.bulkhead().map(|b| b.max_concurrent()), Some(3));
     assert_eq!(policy.bulkheads().len(), 1);
     let policy = Policy::builder()
-        .bulkhead_per_key(KeyedBulkheadLayer::builder(|request: &u32| *request % 2))
+        .bulkhead_per(PerKey::new(|request: &u32| *request % 2))
         .no_bulkhead()
         .build()
         .unwrap();
@@ -751,14 +745,13 @@ fn bulkhead_sets_one_bulkhead_again_after_a_keyed_one() {
     assert!(policy.bulkheads().is_empty());
     // A keyed bulkhead's settings are checked at build().
     let err = Policy::builder()
-        .bulkhead_per_key(
-            KeyedBulkheadLayer::builder(|request: &u32| *request % 2).max_concurrent(0),
-        )
+        .bulkhead_with(|b| b.max_concurrent(0))
+        .bulkhead_per(PerKey::new(|request: &u32| *request % 2))
         .build()
         .unwrap_err();
     assert_eq!(err.field(), "bulkhead.max_concurrent");
     let err = Policy::builder()
-        .bulkhead_per_key(KeyedBulkheadLayer::builder(|request: &u32| *request % 2).max_keys(0))
+        .bulkhead_per(PerKey::new(|request: &u32| *request % 2).max_keys(0))
         .build()
         .unwrap_err();
     assert_eq!(err.field(), "bulkhead.max_keys");

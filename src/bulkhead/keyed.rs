@@ -219,7 +219,6 @@ where
 impl<K, F> KeyedBulkheadLayerBuilder<K, F> {
     /// A builder with the settings of `single` (permits, waiting, name),
     /// chosen by `key`, with the default key bounds.
-    #[cfg(feature = "http")]
     pub(crate) fn from_single(single: super::BulkheadLayerBuilder, key: F) -> Self {
         Self {
             key,

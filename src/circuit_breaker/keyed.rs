@@ -34,6 +34,18 @@ pub struct Keyed<K = (), F = ()> {
     _key: PhantomData<fn() -> K>,
 }
 
+impl<K, F> Keyed<K, F> {
+    /// The mode with key function `key` and these bounds.
+    pub(crate) fn new(key: F, max_keys: u64, idle: Option<Duration>) -> Self {
+        Self {
+            key,
+            max_keys,
+            idle,
+            _key: PhantomData,
+        }
+    }
+}
+
 impl<C> CircuitBreakerBuilder<C, Keyed> {
     /// Derives each request's key: its breaker is the key's own.
     ///
