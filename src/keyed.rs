@@ -86,6 +86,13 @@ pub trait LookupKey<K>: Hash {
     fn matches(&self, key: &K) -> bool;
     /// This key, owned, to store.
     fn to_key(&self) -> K;
+    /// Runs `f` on this key as `K`: the key itself when it is one, else an
+    /// owned copy (for what needs a `&K`, such as a rate limiter's tier
+    /// function).
+    #[inline]
+    fn with_key<R>(&self, f: impl FnOnce(&K) -> R) -> R {
+        f(&self.to_key())
+    }
 }
 
 impl<K: Hash + Eq + Clone> LookupKey<K> for K {
@@ -96,6 +103,11 @@ impl<K: Hash + Eq + Clone> LookupKey<K> for K {
 
     fn to_key(&self) -> K {
         self.clone()
+    }
+
+    #[inline]
+    fn with_key<R>(&self, f: impl FnOnce(&K) -> R) -> R {
+        f(self)
     }
 }
 
@@ -261,20 +273,20 @@ where
     /// state only while they run.
     #[inline]
     #[cfg_attr(not(feature = "rate-limit"), allow(dead_code))]
-    pub(crate) fn with<R>(
+    pub(crate) fn with<R, Q: LookupKey<K>>(
         &self,
-        key: &K,
+        key: &Q,
         make: impl FnOnce(Option<&K>) -> V,
         f: impl FnOnce(&Arc<V>) -> R,
     ) -> R {
         {
             let map = self.inner.map.pin();
-            if let Some(slot) = map.get(key) {
+            if let Some(slot) = map.get(&Probe(key)) {
                 slot.mark();
                 return f(&slot.value);
             }
         }
-        f(&self.insert(key, make))
+        f(&self.insert(&key.to_key(), make))
     }
 
     #[inline(never)]

@@ -136,3 +136,19 @@ fn a_key_made_by_a_closure_allocates_on_every_call() {
     allocations_in_calls(&mut svc, requests(URIS.len()));
     assert!(allocations_in_calls(&mut svc, requests(100)) >= 100);
 }
+
+#[cfg(feature = "rate-limit")]
+#[test]
+fn a_call_to_a_known_host_through_a_rate_limit_per_host_allocates_nothing() {
+    use steadfast::rate_limit::{Quota, RateLimitLayer};
+
+    let limiter = RateLimitLayer::builder()
+        .quota(Quota::per_second(1_000_000))
+        .by_host()
+        .build()
+        .unwrap();
+    let mut svc = ServiceBuilder::new().layer(limiter.clone()).service(Echo);
+    allocations_in_calls(&mut svc, requests(URIS.len()));
+    assert_eq!(limiter.handle().len(), 2);
+    assert_eq!(allocations_in_calls(&mut svc, requests(100)), 0);
+}
