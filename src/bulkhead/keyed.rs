@@ -85,6 +85,27 @@ impl<K, F> KeyedBulkheadLayer<K, F>
 where
     K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
 {
+    /// How many keys have a bulkhead (an estimate while evictions are
+    /// pending).
+    pub fn len(&self) -> u64 {
+        self.shared.registry.len()
+    }
+
+    /// Whether no key has a bulkhead.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The most keys that have a bulkhead at once.
+    pub fn max_keys(&self) -> u64 {
+        self.shared.registry.max_keys()
+    }
+
+    /// Applies pending evictions now, so that [`len`](Self::len) is exact.
+    pub fn run_pending_tasks(&self) {
+        self.shared.registry.run_pending_tasks();
+    }
+
     /// A handle on `key`'s bulkhead, made if the key has none yet.
     ///
     /// The handle keeps that bulkhead from being dropped (so its key is
