@@ -123,7 +123,7 @@
 //! | layer | default |
 //! |---|---|
 //! | total timeout | 30 s |
-//! | bulkhead | per host and port ([`ByHost`](crate::http::ByHost), at most 10,000 hosts, a host idle for 10 minutes dropped): 1,000 calls in flight per host, no waiting |
+//! | bulkhead | per host and port ([`ByHost`], at most 10,000 hosts, a host idle for 10 minutes dropped): 1,000 calls in flight per host, no waiting |
 //! | retry | 4 attempts (3 retries), exponential backoff from a fifteenth of the total timeout (2 s) capped at four fifteenths (8 s), full jitter, honouring `Retry-After`; a budget of 20 % of calls with a reserve of 10 retries |
 //! | circuit breaker | per host and port, at most 10,000 hosts, a host idle for 10 minutes dropped; each: time window 30 s (30 buckets), opens at 50 % failures once 100 calls were seen, or after 20 failed attempts in a row; 5 failed attempts in a row, the last with a `Retry-After` (up to 60 s), open it for that period for every caller; open 5 s, 1 probe |
 //! | attempt timeout | a third of the total timeout, at most 10 s |
