@@ -9,7 +9,6 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
 use reqwest::{Method, Request};
-use steadfast::circuit_breaker::CircuitBreakerLayer;
 use steadfast::http::{Route, RouteTable};
 use steadfast::policy::Policy;
 use steadfast::retry::{Backoff, RetryLayer};
@@ -36,13 +35,14 @@ async fn main() -> Result<(), steadfast::BoxError> {
                     .max_attempts(2)
                     .backoff(Backoff::constant(Duration::from_millis(20))),
             )
-            .circuit_breaker(
-                CircuitBreakerLayer::builder()
+            // The preset's breaker (one per host), tuned.
+            .circuit_breaker_with(|breaker| {
+                breaker
                     .time_window(Duration::from_secs(30), 30)
                     .minimum_calls(3)
                     .failure_rate_threshold(50.0)
-                    .open_duration(Duration::from_secs(5)),
-            )
+                    .open_duration(Duration::from_secs(5))
+            })
             .build()
     };
     let table = RouteTable::builder(Policy::standard_http_client().build()?)
@@ -57,10 +57,10 @@ async fn main() -> Result<(), steadfast::BoxError> {
         .build()?;
     let search_breaker = table
         .layer_of(&Method::GET, None, "/search")
-        .circuit_breaker();
+        .circuit_breaker_for(&addr.to_string());
     let orders_breaker = table
         .layer_of(&Method::GET, None, "/orders/7")
-        .circuit_breaker();
+        .circuit_breaker_for(&addr.to_string());
     let mut client = ServiceBuilder::new()
         .layer(table)
         .service(reqwest::Client::new());
@@ -82,8 +82,8 @@ async fn main() -> Result<(), steadfast::BoxError> {
     }
     println!(
         "breakers: /search {:?}, /orders {:?}",
-        search_breaker.map(|h| h.state()),
-        orders_breaker.map(|h| h.state())
+        search_breaker.state(),
+        orders_breaker.state()
     );
     Ok(())
 }

@@ -38,8 +38,131 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// How a keyed layer finds the key of a request: its breaker, bulkhead or
+/// limiter is the key's own.
+///
+/// Any `Fn(&Req) -> K` is one (the key is made, then looked up). A key that
+/// can be read from the request without copying it, such as
+/// [`ByHost`](crate::http::ByHost)'s host and port, looks up with a
+/// borrowed [`Lookup`](KeyOf::Lookup) and is copied into an owned
+/// [`Key`](KeyOf::Key) only when it is first stored: a call of a known key
+/// allocates nothing.
+pub trait KeyOf<Req> {
+    /// The key as the registry keeps it.
+    type Key: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static;
+    /// The key as read from a request, to look it up.
+    type Lookup<'r>: LookupKey<Self::Key>
+    where
+        Req: 'r;
+
+    /// Reads the key of `request`.
+    fn key_of<'r>(&self, request: &'r Req) -> Self::Lookup<'r>;
+}
+
+impl<Req, K, F> KeyOf<Req> for F
+where
+    F: Fn(&Req) -> K,
+    K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
+{
+    type Key = K;
+    type Lookup<'r>
+        = K
+    where
+        Req: 'r;
+
+    #[inline]
+    fn key_of(&self, request: &Req) -> K {
+        self(request)
+    }
+}
+
+/// A key read from a request, looked up among stored keys of type `K`
+/// without being copied.
+///
+/// Its [`Hash`] must feed the hasher exactly what `K`'s does for the key
+/// it [`matches`](Self::matches).
+pub trait LookupKey<K>: Hash {
+    /// Whether `key` is this key.
+    fn matches(&self, key: &K) -> bool;
+    /// This key, owned, to store.
+    fn to_key(&self) -> K;
+    /// Runs `f` on this key as `K`: the key itself when it is one, else an
+    /// owned copy (for what needs a `&K`, such as a rate limiter's tier
+    /// function).
+    #[inline]
+    fn with_key<R>(&self, f: impl FnOnce(&K) -> R) -> R {
+        f(&self.to_key())
+    }
+}
+
+impl<K: Hash + Eq + Clone> LookupKey<K> for K {
+    #[inline]
+    fn matches(&self, key: &K) -> bool {
+        self == key
+    }
+
+    fn to_key(&self) -> K {
+        self.clone()
+    }
+
+    #[inline]
+    fn with_key<R>(&self, f: impl FnOnce(&K) -> R) -> R {
+        f(self)
+    }
+}
+
+/// A lookup key as papaya compares it.
+struct Probe<'a, Q>(&'a Q);
+
+impl<Q: Hash> Hash for Probe<'_, Q> {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl<Q: LookupKey<K>, K> papaya::Equivalent<K> for Probe<'_, Q> {
+    #[inline]
+    fn equivalent(&self, key: &K) -> bool {
+        self.0.matches(key)
+    }
+}
+
+/// The most keys a keyed breaker, bulkhead or rate limiter keeps, unless
+/// told otherwise.
+///
+/// The same for all three, so that one setting means one thing: 10,000 is
+/// more hosts than a client calls and more tenants than most servers see
+/// in ten minutes, while it bounds memory to a few megabytes (a breaker's
+/// state is its window's buckets, a bulkhead's and a limiter's a few
+/// words) however many one-off keys arrive.
+pub(crate) const DEFAULT_MAX_KEYS: u64 = 10_000;
+
+/// How long a key of a keyed breaker, bulkhead or rate limiter may go
+/// without a call before its state is dropped, unless told otherwise.
+///
+/// Ten minutes for all three: a key idle that long carries nothing worth
+/// keeping. A breaker's window (30 s for the HTTP preset) has emptied and
+/// its open period (seconds) is over; an idle bulkhead holds no permit; a
+/// limiter's bucket has refilled (its idle period is raised to its refill
+/// time if that is longer). Dropping such keys bounds memory under key
+/// churn without ever resetting state that still judges calls.
+pub(crate) const DEFAULT_IDLE: Duration = Duration::from_secs(600);
+
 /// How events, metric labels and snapshots name the overflow state.
 pub(crate) const OVERFLOW_KEY: &str = "(overflow)";
+
+/// A key as events, metric labels and snapshots name it: its `Debug`
+/// form, without the quotes of a string key (`api.example`, not
+/// `"api.example"`). The empty string keeps them, to differ from the
+/// empty key label of an unkeyed breaker.
+pub(crate) fn key_name<K: fmt::Debug>(key: &K) -> Box<str> {
+    let name = format!("{key:?}");
+    match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+        Some(unquoted) if !unquoted.is_empty() => unquoted.into(),
+        _ => name.into(),
+    }
+}
 
 pub(crate) struct KeyedRegistry<K, V> {
     inner: Arc<Inner<K, V>>,
@@ -127,11 +250,22 @@ where
     /// overflow state.
     #[inline]
     pub(crate) fn get_or_insert_with(&self, key: &K, make: impl FnOnce(Option<&K>) -> V) -> Arc<V> {
+        self.get_or_insert_by(key, make)
+    }
+
+    /// The state of the key `lookup` reads, made by `make` if the key has
+    /// none: the key is copied only then.
+    #[inline]
+    pub(crate) fn get_or_insert_by<Q: LookupKey<K>>(
+        &self,
+        lookup: &Q,
+        make: impl FnOnce(Option<&K>) -> V,
+    ) -> Arc<V> {
         let map = self.inner.map.pin();
-        if let Some(slot) = map.get(key) {
+        if let Some(slot) = map.get(&Probe(lookup)) {
             return slot.touch();
         }
-        self.insert(key, make)
+        self.insert(&lookup.to_key(), make)
     }
 
     /// Runs `f` on the state of `key` (made by `make` if the key has none)
@@ -139,20 +273,20 @@ where
     /// state only while they run.
     #[inline]
     #[cfg_attr(not(feature = "rate-limit"), allow(dead_code))]
-    pub(crate) fn with<R>(
+    pub(crate) fn with<R, Q: LookupKey<K>>(
         &self,
-        key: &K,
+        key: &Q,
         make: impl FnOnce(Option<&K>) -> V,
         f: impl FnOnce(&Arc<V>) -> R,
     ) -> R {
         {
             let map = self.inner.map.pin();
-            if let Some(slot) = map.get(key) {
+            if let Some(slot) = map.get(&Probe(key)) {
                 slot.mark();
                 return f(&slot.value);
             }
         }
-        f(&self.insert(key, make))
+        f(&self.insert(&key.to_key(), make))
     }
 
     #[inline(never)]
@@ -181,7 +315,12 @@ where
 
     /// The state of `key`, if it has any.
     pub(crate) fn get(&self, key: &K) -> Option<Arc<V>> {
-        self.inner.map.pin().get(key).map(Slot::touch)
+        self.get_by(key)
+    }
+
+    /// The state of the key `lookup` reads, if it has any.
+    pub(crate) fn get_by<Q: LookupKey<K>>(&self, lookup: &Q) -> Option<Arc<V>> {
+        self.inner.map.pin().get(&Probe(lookup)).map(Slot::touch)
     }
 
     /// How many keys are held, counting inserts under way: never more than

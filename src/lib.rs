@@ -143,3 +143,4 @@ pub mod scatter;
 pub mod timeout;
 
 pub use error::{BoxError, ConfigError};
+pub use keyed::{KeyOf, LookupKey};

@@ -41,11 +41,13 @@
 //! circuit is refused cheaply, and spends the policy's retry budget.
 //!
 //! The breaker and the bulkhead can be one per key, say per host
-//! ([`circuit_breaker_per_host`](PolicyBuilder::circuit_breaker_per_host),
-//! [`bulkhead_per_host`](PolicyBuilder::bulkhead_per_host), or any key with
-//! [`circuit_breaker_per_key`](PolicyBuilder::circuit_breaker_per_key) and
-//! [`bulkhead_per_key`](PolicyBuilder::bulkhead_per_key)), at the same
-//! level, each with a bounded number of keys;
+//! ([`circuit_breaker_per`](PolicyBuilder::circuit_breaker_per) and
+//! [`bulkhead_per`](PolicyBuilder::bulkhead_per) with a [`PerKey`];
+//! [`circuit_breaker_per_host`](PolicyBuilder::circuit_breaker_per_host)
+//! and [`bulkhead_per_host`](PolicyBuilder::bulkhead_per_host) for
+//! [`PerKey::host`], which the HTTP presets have), at the same level, each
+//! with the one breaker's (bulkhead's) settings and a bounded number of
+//! keys;
 //! [`circuit_breakers`](Policy::circuit_breakers) and
 //! [`bulkheads`](Policy::bulkheads) list them.
 //!
@@ -121,9 +123,9 @@
 //! | layer | default |
 //! |---|---|
 //! | total timeout | 30 s |
-//! | bulkhead | 1,000 calls in flight, no waiting |
+//! | bulkhead | per host and port ([`ByHost`], at most 10,000 hosts, a host idle for 10 minutes dropped): 1,000 calls in flight per host, no waiting |
 //! | retry | 4 attempts (3 retries), exponential backoff from a fifteenth of the total timeout (2 s) capped at four fifteenths (8 s), full jitter, honouring `Retry-After`; a budget of 20 % of calls with a reserve of 10 retries |
-//! | circuit breaker | time window 30 s (30 buckets), opens at 50 % failures once 100 calls were seen, or after 20 failed attempts in a row; 5 failed attempts in a row, the last with a `Retry-After` (up to 60 s), open it for that period for every caller; open 5 s, 1 probe |
+//! | circuit breaker | per host and port, at most 10,000 hosts, a host idle for 10 minutes dropped; each: time window 30 s (30 buckets), opens at 50 % failures once 100 calls were seen, or after 20 failed attempts in a row; 5 failed attempts in a row, the last with a `Retry-After` (up to 60 s), open it for that period for every caller; open 5 s, 1 probe |
 //! | attempt timeout | a third of the total timeout, at most 10 s |
 //! | observe | name `http_client`, request ids from `x-request-id`, call metrics off |
 //!
@@ -208,7 +210,8 @@
 //! let policy = Policy::standard_http_client()
 //!     .total_timeout(Duration::from_secs(2))
 //!     .build()?;
-//! assert!(policy.circuit_breaker().is_some());
+//! // A breaker per host, made on a host's first call.
+//! assert!(policy.circuit_breakers().is_empty());
 //! assert_eq!(policy.attempt_timeout(), Some(Duration::from_secs(2) / 3));
 //!
 //! // A contradiction written out is refused.
@@ -257,6 +260,11 @@ use crate::timeout::{Timeout, TimeoutLayer, TotalDeadline, TotalDeadlineLayer};
 
 #[cfg(doc)]
 use crate::retry::Replay;
+
+#[cfg(feature = "http")]
+use crate::http::{ByHost, HostKey};
+use crate::keyed::{DEFAULT_IDLE, DEFAULT_MAX_KEYS};
+use std::marker::PhantomData;
 
 /// The composed policy: a layer. See the [module docs](self).
 pub struct Policy<
@@ -314,8 +322,23 @@ impl Policy {
 impl Policy<crate::http::HttpClassifier, crate::http::HttpReplay, RequestIdHeader> {
     /// The standard HTTP client policy, modelled on the .NET standard
     /// resilience handler; see the [module docs](self#the-standard-http-client-feature-http).
-    pub fn standard_http_client()
-    -> PolicyBuilder<crate::http::HttpClassifier, crate::http::HttpReplay, RequestIdHeader> {
+    ///
+    /// Its breaker and its bulkhead are per host ([`ByHost`]): one host
+    /// failing or slow does not refuse calls to the others.
+    /// [`circuit_breaker_for`](Policy::circuit_breaker_for) and
+    /// [`bulkhead_for`](Policy::bulkhead_for) give a host's;
+    /// [`circuit_breaker(..)`](PolicyBuilder::circuit_breaker) and
+    /// [`bulkhead(..)`](PolicyBuilder::bulkhead) make them one for every
+    /// host again.
+    pub fn standard_http_client() -> PolicyBuilder<
+        crate::http::HttpClassifier,
+        crate::http::HttpReplay,
+        RequestIdHeader,
+        Identity,
+        Identity,
+        PerHost,
+        PerHost,
+    > {
         let mut builder = Policy::builder()
             .name("http_client")
             .classifier(crate::http::HttpClassifier::new())
@@ -345,7 +368,7 @@ impl Policy<crate::http::HttpClassifier, crate::http::HttpReplay, RequestIdHeade
             attempt: true,
             backoff: true,
         };
-        builder
+        builder.circuit_breaker_per_host().bulkhead_per_host()
     }
 }
 
@@ -431,13 +454,32 @@ impl<C, P, R, H, F, B, Bk> Policy<C, P, R, H, F, B, Bk> {
         B: BreakerLevel,
         Bk: BulkheadLevel,
     {
-        PolicyStatus::new(
+        status(
             self.name.to_string(),
-            self.circuit_breaker(),
-            self.bulkhead(),
+            &self.breaker,
+            &self.bulkhead,
             self.retry_budget(),
         )
         .with_adaptive(self.adaptive().as_ref())
+    }
+
+    /// Reads the policy's state each time it is called, for a
+    /// [`Health`](crate::observe::Health) registry.
+    pub(crate) fn status_reader(&self) -> impl Fn() -> PolicyStatus + Send + Sync + 'static
+    where
+        C: Send + Sync + 'static,
+        B: BreakerLevel + Clone + Send + Sync + 'static,
+        Bk: BulkheadLevel + Clone + Send + Sync + 'static,
+    {
+        let name = self.name.to_string();
+        let breaker = self.breaker.clone();
+        let bulkhead = self.bulkhead.clone();
+        let budget = self.retry_budget().cloned();
+        let adaptive = self.adaptive();
+        move || {
+            status(name.clone(), &breaker, &bulkhead, budget.as_ref())
+                .with_adaptive(adaptive.as_ref())
+        }
     }
 
     /// A handle on the policy's breaker, if it has one and it is not
@@ -508,6 +550,70 @@ impl<C, P, R, H, F, B, Bk> Policy<C, P, R, H, F, B, Bk> {
     /// [`Identity`] if not.
     pub fn fallback(&self) -> &F {
         &self.fallback
+    }
+}
+
+/// A policy's status: its one breaker and bulkhead, or each key's.
+fn status(
+    name: String,
+    breaker: &impl BreakerLevel,
+    bulkhead: &impl BulkheadLevel,
+    budget: Option<&RetryBudget>,
+) -> PolicyStatus {
+    let single_breaker = breaker.single();
+    let keyed_breakers = if single_breaker.is_some() {
+        Vec::new()
+    } else {
+        breaker.all()
+    };
+    let single_bulkhead = bulkhead.single();
+    let keyed_bulkheads = if single_bulkhead.is_some() {
+        Vec::new()
+    } else {
+        bulkhead.all()
+    };
+    PolicyStatus::new(name, single_breaker, single_bulkhead, budget)
+        .with_keyed(&keyed_breakers, &keyed_bulkheads)
+}
+
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+impl<C, P, R, H, F, Bk> Policy<C, P, R, H, F, KeyedCircuitBreakerLayer<HostKey, ByHost, C>, Bk>
+where
+    C: Clone + Send + Sync + 'static,
+{
+    /// The breaker of the host `authority` (`host:port`, or `host` for a
+    /// request that names no port and no scheme), in a policy with a
+    /// breaker per host: made (closed) if the host has none yet, so that
+    /// it can be watched before the first call. Case does not matter.
+    ///
+    /// ```
+    /// # #[cfg(feature = "http")]
+    /// # fn main() -> Result<(), steadfast::ConfigError> {
+    /// use steadfast::policy::Policy;
+    ///
+    /// let policy = Policy::standard_http_client().build()?;
+    /// let api = policy.circuit_breaker_for("API.example:443");
+    /// assert_eq!(api.key(), Some("api.example:443"));
+    /// assert_eq!(policy.circuit_breakers().len(), 1);
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "http"))]
+    /// # fn main() {}
+    /// ```
+    pub fn circuit_breaker_for(&self, authority: &str) -> CircuitBreakerHandle {
+        self.breaker.handle(&HostKey::parse(authority))
+    }
+}
+
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+impl<C, P, R, H, F, B> Policy<C, P, R, H, F, B, KeyedBulkheadLayer<HostKey, ByHost>> {
+    /// The bulkhead of the host `authority` (`host:port`), in a policy
+    /// with a bulkhead per host: made if the host has none yet. Case does
+    /// not matter.
+    pub fn bulkhead_for(&self, authority: &str) -> BulkheadHandle {
+        self.bulkhead.bulkhead(&HostKey::parse(authority))
     }
 }
 
@@ -618,6 +724,21 @@ where
     }
 }
 
+/// The policy [`Policy::standard_http_client`] builds, with hedging `H`
+/// and fallback `F` (none by default): HTTP classifier and replay, request
+/// ids from `x-request-id`, a breaker and a bulkhead per host.
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub type StandardHttpClient<H = Identity, F = Identity> = Policy<
+    crate::http::HttpClassifier,
+    crate::http::HttpReplay,
+    RequestIdHeader,
+    H,
+    F,
+    KeyedCircuitBreakerLayer<HostKey, ByHost, crate::http::HttpClassifier>,
+    KeyedBulkheadLayer<HostKey, ByHost>,
+>;
+
 /// The [`Policy`] a [`PolicyBuilder`] with these type parameters builds.
 pub type Built<C, P, R, H, F, K = Unkeyed, Kb = Unkeyed> = Policy<
     C,
@@ -687,9 +808,8 @@ where
 }
 
 /// The bulkhead setting of a [`PolicyBuilder`]: one bulkhead ([`Unkeyed`],
-/// set with [`bulkhead`](PolicyBuilder::bulkhead)) or one per key (a
-/// [`KeyedBulkheadLayerBuilder`], set with
-/// [`bulkhead_per_key`](PolicyBuilder::bulkhead_per_key)).
+/// set with [`bulkhead`](PolicyBuilder::bulkhead)) or one per key
+/// ([`PerKey`], set with [`bulkhead_per`](PolicyBuilder::bulkhead_per)).
 pub trait BulkheadSetting {
     /// The level built.
     type Layer;
@@ -720,25 +840,6 @@ impl BulkheadSetting for Unkeyed {
     }
 }
 
-impl<K, Fk> BulkheadSetting for KeyedBulkheadLayerBuilder<K, Fk>
-where
-    K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
-{
-    type Layer = KeyedBulkheadLayer<K, Fk>;
-
-    fn build_level(
-        self,
-        _: Option<BulkheadLayerBuilder>,
-        name: Option<&'static str>,
-    ) -> Result<Self::Layer, ConfigError> {
-        let bulkhead = match (name, self.name_set()) {
-            (Some(name), "bulkhead") => self.name(name),
-            _ => self,
-        };
-        bulkhead.build()
-    }
-}
-
 /// The breaker level of a [`Policy`]: one breaker
 /// ([`CircuitBreakerLayer`], a pass-through one if the policy has none) or
 /// one per key ([`KeyedCircuitBreakerLayer`]).
@@ -759,7 +860,7 @@ impl<C: Send + Sync + 'static> BreakerLevel for CircuitBreakerLayer<C> {
     }
 }
 
-impl<Fk, K, C> BreakerLevel for KeyedCircuitBreakerLayer<Fk, K, C>
+impl<K, Fk, C> BreakerLevel for KeyedCircuitBreakerLayer<K, Fk, C>
 where
     K: std::hash::Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
     C: Clone + Send + Sync + 'static,
@@ -778,8 +879,8 @@ where
 
 /// The breaker setting of a [`PolicyBuilder`]: one breaker ([`Unkeyed`],
 /// set with [`circuit_breaker`](PolicyBuilder::circuit_breaker)) or one
-/// per key (a keyed [`CircuitBreakerBuilder`], set with
-/// [`circuit_breaker_per_key`](PolicyBuilder::circuit_breaker_per_key)).
+/// per key ([`PerKey`], set with
+/// [`circuit_breaker_per`](PolicyBuilder::circuit_breaker_per)).
 pub trait BreakerSetting<C> {
     /// The level built.
     type Layer;
@@ -799,11 +900,154 @@ pub trait BreakerSetting<C> {
 
 /// One breaker (or bulkhead) for every call of a policy, or none: the
 /// [`BreakerSetting`] of a [`PolicyBuilder`] until
-/// [`circuit_breaker_per_key`](PolicyBuilder::circuit_breaker_per_key), and
-/// its [`BulkheadSetting`] until
-/// [`bulkhead_per_key`](PolicyBuilder::bulkhead_per_key).
+/// [`circuit_breaker_per`](PolicyBuilder::circuit_breaker_per), and its
+/// [`BulkheadSetting`] until [`bulkhead_per`](PolicyBuilder::bulkhead_per).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Unkeyed;
+
+/// A breaker or a bulkhead per key in a [`Policy`]: what a request's key
+/// is, and how many keys are kept; the [`BreakerSetting`] of
+/// [`circuit_breaker_per`](PolicyBuilder::circuit_breaker_per) and the
+/// [`BulkheadSetting`] of [`bulkhead_per`](PolicyBuilder::bulkhead_per).
+///
+/// Each key's breaker (bulkhead) has the settings of the policy's one
+/// breaker (bulkhead), as set with `circuit_breaker(..)` or
+/// `circuit_breaker_with(..)`, so that a preset keeps its settings when it
+/// goes per key. The bounds are those of every keyed layer: at most
+/// [`max_keys`](Self::max_keys) keys (default 10,000), a key idle for
+/// [`idle`](Self::idle) dropped (default 10 minutes); beyond them keys that
+/// find no room share one overflow state, so protection never turns off.
+pub struct PerKey<K, F> {
+    key: F,
+    max_keys: u64,
+    idle: Option<Duration>,
+    _key: PhantomData<fn() -> K>,
+}
+
+/// One breaker or bulkhead per host and port ([`ByHost`]): the HTTP
+/// presets' setting.
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub type PerHost = PerKey<HostKey, ByHost>;
+
+impl PerKey<(), ()> {
+    /// Keyed by `key`, a function of the request (`|req: &Request| ..`
+    /// with its argument type, or a `fn`), or anything that is a
+    /// [`KeyOf`](crate::KeyOf) the request.
+    pub fn new<Req, K, F>(key: F) -> PerKey<K, F>
+    where
+        F: Fn(&Req) -> K,
+    {
+        PerKey::key_of(key)
+    }
+
+    /// Keyed by `key`, a [`KeyOf`](crate::KeyOf) whose stored key is `K`.
+    pub fn key_of<K, F>(key: F) -> PerKey<K, F> {
+        PerKey {
+            key,
+            max_keys: DEFAULT_MAX_KEYS,
+            idle: Some(DEFAULT_IDLE),
+            _key: PhantomData,
+        }
+    }
+
+    /// Keyed by the host and port of the request ([`ByHost`]), looked up
+    /// without allocating.
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    pub fn host() -> PerHost {
+        PerKey::key_of(ByHost)
+    }
+}
+
+impl<K, F> PerKey<K, F> {
+    /// The most keys kept at once (default 10,000; at least 1, checked at
+    /// `build()`).
+    pub fn max_keys(mut self, max_keys: u64) -> Self {
+        self.max_keys = max_keys;
+        self
+    }
+
+    /// Drops a key that saw no call for `idle` (default 10 minutes; within
+    /// two such periods); `None` keeps keys until `max_keys` needs room.
+    pub fn idle(mut self, idle: Option<Duration>) -> Self {
+        self.idle = idle;
+        self
+    }
+}
+
+impl<K, F: Clone> Clone for PerKey<K, F> {
+    fn clone(&self) -> Self {
+        Self {
+            key: self.key.clone(),
+            max_keys: self.max_keys,
+            idle: self.idle,
+            _key: PhantomData,
+        }
+    }
+}
+
+impl<K, F> fmt::Debug for PerKey<K, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PerKey")
+            .field("key", &std::any::type_name::<F>())
+            .field("max_keys", &self.max_keys)
+            .field("idle", &self.idle)
+            .finish()
+    }
+}
+
+impl<C, K, Fk> BreakerSetting<C> for PerKey<K, Fk>
+where
+    K: std::hash::Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
+    C: Clone + Send + Sync + 'static,
+{
+    type Layer = KeyedCircuitBreakerLayer<K, Fk, C>;
+
+    fn build_level(
+        self,
+        single: Option<CircuitBreakerBuilder>,
+        classifier: C,
+        name: Option<&'static str>,
+    ) -> Result<Self::Layer, ConfigError> {
+        let single = single.unwrap_or_else(CircuitBreakerLayer::builder);
+        let (breaker, _) = single.with_other_mode(Keyed::new(self.key, self.max_keys, self.idle));
+        let breaker = match (name, breaker.name_set()) {
+            (Some(name), "circuit_breaker") => breaker.name(name),
+            _ => breaker,
+        };
+        breaker.classifier(classifier).build()
+    }
+
+    fn time_window_span(&self, single: Option<&CircuitBreakerBuilder>) -> Option<Duration> {
+        single.map_or_else(
+            || CircuitBreakerLayer::builder().time_window_span(),
+            CircuitBreakerBuilder::time_window_span,
+        )
+    }
+}
+
+impl<K, Fk> BulkheadSetting for PerKey<K, Fk>
+where
+    K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+{
+    type Layer = KeyedBulkheadLayer<K, Fk>;
+
+    fn build_level(
+        self,
+        single: Option<BulkheadLayerBuilder>,
+        name: Option<&'static str>,
+    ) -> Result<Self::Layer, ConfigError> {
+        let bulkhead = KeyedBulkheadLayerBuilder::from_single(single.unwrap_or_default(), self.key)
+            .max_keys(self.max_keys)
+            .idle(self.idle);
+        let bulkhead = match (name, bulkhead.name_set()) {
+            (Some(name), "bulkhead") => bulkhead.name(name),
+            _ => bulkhead,
+        };
+        bulkhead.build()
+    }
+}
 
 impl<C> BreakerSetting<C> for Unkeyed {
     type Layer = CircuitBreakerLayer<C>;
@@ -830,31 +1074,6 @@ impl<C> BreakerSetting<C> for Unkeyed {
 
     fn time_window_span(&self, single: Option<&CircuitBreakerBuilder>) -> Option<Duration> {
         single.and_then(CircuitBreakerBuilder::time_window_span)
-    }
-}
-
-impl<C, Cb, Fk, K> BreakerSetting<C> for CircuitBreakerBuilder<Cb, Keyed<Fk, K>>
-where
-    K: std::hash::Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
-    C: Clone + Send + Sync + 'static,
-{
-    type Layer = KeyedCircuitBreakerLayer<Fk, K, C>;
-
-    fn build_level(
-        self,
-        _: Option<CircuitBreakerBuilder>,
-        classifier: C,
-        name: Option<&'static str>,
-    ) -> Result<Self::Layer, ConfigError> {
-        let breaker = match (name, self.name_set()) {
-            (Some(name), "circuit_breaker") => self.name(name),
-            _ => self,
-        };
-        breaker.classifier(classifier).build()
-    }
-
-    fn time_window_span(&self, _: Option<&CircuitBreakerBuilder>) -> Option<Duration> {
-        CircuitBreakerBuilder::time_window_span(self)
     }
 }
 
@@ -1017,20 +1236,10 @@ where
     }
 }
 
-/// A breaker per host, for requests of type `Req`: the setting
-/// [`circuit_breaker_per_host`](PolicyBuilder::circuit_breaker_per_host)
-/// makes.
-#[cfg(feature = "http")]
-pub type PerHost<Req> = CircuitBreakerBuilder<DefaultClassifier, Keyed<fn(&Req) -> String, String>>;
-
-/// A bulkhead per host, for requests of type `Req`: the setting
-/// [`bulkhead_per_host`](PolicyBuilder::bulkhead_per_host) makes.
-#[cfg(feature = "http")]
-pub type PerHostBulkhead<Req> = KeyedBulkheadLayerBuilder<String, fn(&Req) -> String>;
-
 /// The host a request goes to, without its port (empty if it names
-/// none): a key for [`circuit_breaker_per_key`](PolicyBuilder::circuit_breaker_per_key),
-/// `.key(by_host::<reqwest::Request>)`.
+/// none), as a new `String`: a key for [`PerKey::new`] or a keyed
+/// layer's `key`, `PerKey::new(by_host::<reqwest::Request>)`. [`ByHost`]
+/// ([`PerKey::host`]) keys by host and port without allocating.
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub fn by_host<R: crate::http::RequestParts>(request: &R) -> String {
@@ -1244,147 +1453,116 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
     }
 
     /// One circuit breaker for every call, with these settings (in place
-    /// of a keyed one); the policy's classifier replaces the builder's.
+    /// of one per key); the policy's classifier replaces the builder's.
     pub fn circuit_breaker(
         mut self,
         breaker: CircuitBreakerBuilder,
     ) -> PolicyBuilder<C, P, R, H, F, Unkeyed, Kb> {
         self.settings.breaker = Some(breaker);
-        self.unkeyed()
+        self.with_levels(|_, bulkheads| (Unkeyed, bulkheads))
     }
 
-    /// A circuit breaker per key, with these settings (in place of the one
-    /// breaker): each key (say, each host) opens and closes on its own, so
-    /// one failing host does not refuse calls to the others. The policy's
-    /// classifier replaces the builder's, and an unnamed breaker takes the
-    /// policy's name. [`Policy::circuit_breakers`] lists the keys'
-    /// breakers; [`Policy::circuit_breaker`] and the policy's
-    /// [`snapshot`](Policy::snapshot) show none.
+    /// A circuit breaker per key (say, per host) in place of the one
+    /// breaker: each key opens and closes on its own, so one failing host
+    /// does not refuse calls to the others. Each key's breaker has the
+    /// settings of the breaker set so far (a preset's, say, changed with
+    /// [`circuit_breaker_with`](Self::circuit_breaker_with), or the
+    /// breaker's defaults); `per` says what the key is and how many keys
+    /// are kept. The policy's classifier judges, and an unnamed breaker
+    /// takes the policy's name. [`Policy::circuit_breakers`] lists the
+    /// keys' breakers; [`Policy::circuit_breaker`] shows none.
     ///
     /// ```
     /// # #[cfg(feature = "reqwest")]
     /// # fn main() -> Result<(), steadfast::ConfigError> {
-    /// use steadfast::circuit_breaker::KeyedCircuitBreakerLayer;
-    /// use steadfast::policy::{Policy, by_host};
+    /// use steadfast::policy::{PerKey, Policy};
     ///
+    /// // One breaker per tenant, named by a header.
+    /// let tenant = |request: &reqwest::Request| {
+    ///     request.headers().get("x-tenant").map(|v| v.as_bytes().to_vec())
+    /// };
     /// let policy = Policy::standard_http_client()
-    ///     .circuit_breaker_per_key(
-    ///         KeyedCircuitBreakerLayer::builder()
-    ///             .consecutive_failures(5)
-    ///             .key(by_host::<reqwest::Request>)
-    ///             .max_keys(1_000),
-    ///     )
+    ///     .circuit_breaker_with(|b| b.consecutive_failures(5))
+    ///     .circuit_breaker_per(PerKey::new(tenant).max_keys(1_000))
     ///     .build()?;
     /// assert!(policy.circuit_breaker().is_none(), "no single breaker");
-    /// assert!(policy.circuit_breakers().is_empty(), "no host called yet");
+    /// assert!(policy.circuit_breakers().is_empty(), "no tenant called yet");
     /// # Ok(())
     /// # }
     /// # #[cfg(not(feature = "reqwest"))]
     /// # fn main() {}
     /// ```
-    #[allow(clippy::type_complexity)] // The builder's own type, spelled once.
-    pub fn circuit_breaker_per_key<Cb, Fk, K>(
+    pub fn circuit_breaker_per<K, Fk>(
         mut self,
-        breaker: CircuitBreakerBuilder<Cb, Keyed<Fk, K>>,
-    ) -> PolicyBuilder<C, P, R, H, F, CircuitBreakerBuilder<Cb, Keyed<Fk, K>>, Kb> {
-        self.settings.breaker = None;
-        PolicyBuilder {
-            settings: self.settings,
-            classifier: self.classifier,
-            replay: self.replay,
-            request_id: self.request_id,
-            hedge: self.hedge,
-            fallback: self.fallback,
-            keyed: breaker,
-            bulkheads: self.bulkheads,
-        }
+        per: PerKey<K, Fk>,
+    ) -> PolicyBuilder<C, P, R, H, F, PerKey<K, Fk>, Kb> {
+        self.settings
+            .breaker
+            .get_or_insert_with(CircuitBreakerLayer::builder);
+        self.with_levels(|_, bulkheads| (per, bulkheads))
     }
 
-    /// Turns the circuit breaker set so far (a preset's, say, or the
-    /// breaker's defaults) into one per host, with the same settings and
-    /// at most 10,000 hosts: a failing host no longer refuses calls to the
-    /// others. Name the request type: `.circuit_breaker_per_host::<reqwest::Request>()`.
+    /// A circuit breaker per host and port ([`PerKey::host`]), with the
+    /// settings of the breaker set so far: what the HTTP presets have.
     ///
     /// ```
-    /// # #[cfg(feature = "reqwest")]
+    /// # #[cfg(feature = "http")]
     /// # fn main() -> Result<(), steadfast::ConfigError> {
     /// use steadfast::policy::Policy;
+    /// use steadfast::retry::RetryLayer;
     ///
-    /// let policy = Policy::standard_http_client()
+    /// let policy = Policy::builder()
+    ///     .classifier(steadfast::http::HttpClassifier::new())
     ///     .circuit_breaker_with(|b| b.consecutive_failures(5))
-    ///     .circuit_breaker_per_host::<reqwest::Request>()
+    ///     .circuit_breaker_per_host()
     ///     .build()?;
     /// assert!(policy.circuit_breaker().is_none(), "one breaker per host");
     /// # Ok(())
     /// # }
-    /// # #[cfg(not(feature = "reqwest"))]
+    /// # #[cfg(not(feature = "http"))]
     /// # fn main() {}
     /// ```
     #[cfg(feature = "http")]
     #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-    pub fn circuit_breaker_per_host<Req: crate::http::RequestParts>(
-        mut self,
-    ) -> PolicyBuilder<C, P, R, H, F, PerHost<Req>, Kb> {
-        let single = self
-            .settings
-            .breaker
-            .take()
-            .unwrap_or_else(CircuitBreakerLayer::builder);
-        let (_, keyed) = KeyedCircuitBreakerLayer::builder().with_other_mode(());
-        let host: fn(&Req) -> String = by_host::<Req>;
-        let breaker = single.with_other_mode(keyed).0.key(host);
-        self.circuit_breaker_per_key(breaker)
+    pub fn circuit_breaker_per_host(self) -> PolicyBuilder<C, P, R, H, F, PerHost, Kb> {
+        self.circuit_breaker_per(PerKey::host())
     }
 
     /// No circuit breaker, keyed or not.
     pub fn no_circuit_breaker(mut self) -> PolicyBuilder<C, P, R, H, F, Unkeyed, Kb> {
         self.settings.breaker = None;
-        self.unkeyed()
+        self.with_levels(|_, bulkheads| (Unkeyed, bulkheads))
     }
 
-    fn unkeyed(self) -> PolicyBuilder<C, P, R, H, F, Unkeyed, Kb> {
-        PolicyBuilder {
-            settings: self.settings,
-            classifier: self.classifier,
-            replay: self.replay,
-            request_id: self.request_id,
-            hedge: self.hedge,
-            fallback: self.fallback,
-            keyed: Unkeyed,
-            bulkheads: self.bulkheads,
-        }
-    }
-
-    /// A bulkhead with these settings, outside retry (in place of a keyed
-    /// one): a call holds one permit for all its attempts.
+    /// A bulkhead with these settings, outside retry (in place of one per
+    /// key): a call holds one permit for all its attempts.
     pub fn bulkhead(
         mut self,
         bulkhead: BulkheadLayerBuilder,
     ) -> PolicyBuilder<C, P, R, H, F, B, Unkeyed> {
         self.settings.bulkhead = Some(bulkhead);
-        self.one_bulkhead()
+        self.with_levels(|keyed, _| (keyed, Unkeyed))
     }
 
-    /// A bulkhead per key, with these settings (in place of the one
-    /// bulkhead), outside retry: each key (say, each host) has its own
-    /// permits, so calls piling up on one slow host do not refuse calls to
-    /// the others. An unnamed bulkhead takes the policy's name.
+    /// A bulkhead per key (say, per host) in place of the one bulkhead,
+    /// outside retry: each key has its own permits, so calls piling up on
+    /// one slow host do not refuse calls to the others. Each key's
+    /// bulkhead has the settings of the bulkhead set so far (a preset's,
+    /// changed with [`bulkhead_with`](Self::bulkhead_with), or the
+    /// bulkhead's defaults); `per` says what the key is and how many keys
+    /// are kept. An unnamed bulkhead takes the policy's name.
     /// [`Policy::bulkheads`] lists the keys' bulkheads;
-    /// [`Policy::bulkhead`] and the policy's [`snapshot`](Policy::snapshot)
-    /// show none.
+    /// [`Policy::bulkhead`] shows none.
     ///
     /// ```
     /// # #[cfg(feature = "reqwest")]
     /// # fn main() -> Result<(), steadfast::ConfigError> {
-    /// use steadfast::bulkhead::KeyedBulkheadLayer;
-    /// use steadfast::policy::{Policy, by_host};
+    /// use steadfast::policy::{PerKey, Policy, by_host};
     ///
+    /// // By host, whatever the port, for at most 1,000 hosts.
     /// let policy = Policy::standard_http_client()
-    ///     .bulkhead_per_key(
-    ///         KeyedBulkheadLayer::builder(by_host::<reqwest::Request>)
-    ///             .max_concurrent(100)
-    ///             .max_keys(1_000),
-    ///     )
+    ///     .bulkhead_with(|b| b.max_concurrent(100))
+    ///     .bulkhead_per(PerKey::new(by_host::<reqwest::Request>).max_keys(1_000))
     ///     .build()?;
     /// assert!(policy.bulkhead().is_none(), "no single bulkhead");
     /// assert!(policy.bulkheads().is_empty(), "no host called yet");
@@ -1393,61 +1571,35 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
     /// # #[cfg(not(feature = "reqwest"))]
     /// # fn main() {}
     /// ```
-    pub fn bulkhead_per_key<K, Fk>(
+    pub fn bulkhead_per<K, Fk>(
         mut self,
-        bulkhead: KeyedBulkheadLayerBuilder<K, Fk>,
-    ) -> PolicyBuilder<C, P, R, H, F, B, KeyedBulkheadLayerBuilder<K, Fk>> {
-        self.settings.bulkhead = None;
-        PolicyBuilder {
-            settings: self.settings,
-            classifier: self.classifier,
-            replay: self.replay,
-            request_id: self.request_id,
-            hedge: self.hedge,
-            fallback: self.fallback,
-            keyed: self.keyed,
-            bulkheads: bulkhead,
-        }
+        per: PerKey<K, Fk>,
+    ) -> PolicyBuilder<C, P, R, H, F, B, PerKey<K, Fk>> {
+        self.settings.bulkhead.get_or_insert_with(Default::default);
+        self.with_levels(|keyed, _| (keyed, per))
     }
 
-    /// Turns the bulkhead set so far (a preset's, say, or the bulkhead's
-    /// defaults) into one per host, with the same settings and at most
-    /// 10,000 hosts: calls piling up on one host no longer refuse calls to
-    /// the others. Name the request type: `.bulkhead_per_host::<reqwest::Request>()`.
-    ///
-    /// ```
-    /// # #[cfg(feature = "reqwest")]
-    /// # fn main() -> Result<(), steadfast::ConfigError> {
-    /// use steadfast::policy::Policy;
-    ///
-    /// let policy = Policy::standard_http_client()
-    ///     .bulkhead_with(|b| b.max_concurrent(100))
-    ///     .bulkhead_per_host::<reqwest::Request>()
-    ///     .build()?;
-    /// assert!(policy.bulkhead().is_none(), "one bulkhead per host");
-    /// # Ok(())
-    /// # }
-    /// # #[cfg(not(feature = "reqwest"))]
-    /// # fn main() {}
-    /// ```
+    /// A bulkhead per host and port ([`PerKey::host`]), with the settings
+    /// of the bulkhead set so far: what the HTTP presets have.
     #[cfg(feature = "http")]
     #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-    pub fn bulkhead_per_host<Req: crate::http::RequestParts>(
-        mut self,
-    ) -> PolicyBuilder<C, P, R, H, F, B, PerHostBulkhead<Req>> {
-        let single = self.settings.bulkhead.take().unwrap_or_default();
-        let host: fn(&Req) -> String = by_host::<Req>;
-        let bulkhead = KeyedBulkheadLayerBuilder::from_single(single, host).max_keys(10_000);
-        self.bulkhead_per_key(bulkhead)
+    pub fn bulkhead_per_host(self) -> PolicyBuilder<C, P, R, H, F, B, PerHost> {
+        self.bulkhead_per(PerKey::host())
     }
 
     /// No bulkhead, keyed or not.
     pub fn no_bulkhead(mut self) -> PolicyBuilder<C, P, R, H, F, B, Unkeyed> {
         self.settings.bulkhead = None;
-        self.one_bulkhead()
+        self.with_levels(|keyed, _| (keyed, Unkeyed))
     }
 
-    fn one_bulkhead(self) -> PolicyBuilder<C, P, R, H, F, B, Unkeyed> {
+    /// The same builder with other breaker and bulkhead levels: one
+    /// ([`Unkeyed`]) or per key ([`PerKey`]) each.
+    fn with_levels<B2, Kb2>(
+        self,
+        levels: impl FnOnce(B, Kb) -> (B2, Kb2),
+    ) -> PolicyBuilder<C, P, R, H, F, B2, Kb2> {
+        let (keyed, bulkheads) = levels(self.keyed, self.bulkheads);
         PolicyBuilder {
             settings: self.settings,
             classifier: self.classifier,
@@ -1455,8 +1607,8 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
             request_id: self.request_id,
             hedge: self.hedge,
             fallback: self.fallback,
-            keyed: self.keyed,
-            bulkheads: Unkeyed,
+            keyed,
+            bulkheads,
         }
     }
 
@@ -1609,11 +1761,12 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
     /// use std::time::Duration;
     /// use steadfast::policy::Policy;
     ///
-    /// // The standard breaker, but open for 10 s.
+    /// // The standard breaker (one per host), but open for 10 s.
     /// let policy = Policy::standard_http_client()
     ///     .circuit_breaker_with(|breaker| breaker.open_duration(Duration::from_secs(10)))
     ///     .build()?;
-    /// assert!(policy.circuit_breaker().is_some());
+    /// let api = policy.circuit_breaker_for("api.example:443");
+    /// assert_eq!(api.key(), Some("api.example:443"));
     /// # Ok(())
     /// # }
     /// # #[cfg(not(feature = "http"))]

@@ -16,12 +16,9 @@ use steadfast::BoxError;
 use steadfast::circuit_breaker::CircuitBreakerLayer;
 use steadfast::fallback::{FallbackCache, FallbackLayer, FallbackSource};
 use steadfast::hedge::HedgeLayer;
-use steadfast::http::{HttpClassifier, HttpReplay};
 use steadfast::observe::Event;
-use steadfast::observe::RequestIdHeader;
 use steadfast::policy::Policy;
 use tower::{Layer, ServiceExt, service_fn};
-use tower_layer::Identity;
 
 /// A backend on `/users/{id}` that answers 200 while up and 503 while
 /// down; on `/slow` only the second request is answered.
@@ -247,7 +244,8 @@ fn a_preset_part_changes_one_setting_and_keeps_the_rest() {
         .retry_with(|r| r.max_attempts(2))
         .bulkhead_with(|b| b.max_concurrent(10));
     let policy = changed.build().unwrap();
-    assert_eq!(policy.bulkhead().unwrap().max_concurrent(), 10);
+    // Per host: each host's bulkhead has the changed setting.
+    assert_eq!(policy.bulkhead_for("a.example:443").max_concurrent(), 10);
     // The rest of the preset's breaker is kept: its time window still
     // must cover two attempt timeouts.
     let too_short = Policy::standard_http_client()
@@ -305,10 +303,17 @@ fn two_policies_layers_carry_their_own_names() {
         .name("users")
         .build()
         .unwrap();
-    assert_eq!(preset.circuit_breaker().unwrap().name(), "users");
-    assert_eq!(preset.bulkhead().unwrap().name(), "users");
+    // The preset's breaker and bulkhead are per host: read one host's.
+    assert_eq!(
+        preset.circuit_breaker_for("users.example:443").name(),
+        "users"
+    );
+    assert_eq!(preset.bulkhead_for("users.example:443").name(), "users");
     let preset = Policy::standard_http_client().build().unwrap();
-    assert_eq!(preset.circuit_breaker().unwrap().name(), "http_client");
+    assert_eq!(
+        preset.circuit_breaker_for("users.example:443").name(),
+        "http_client"
+    );
     // A name written out is kept.
     let c = Policy::builder()
         .name("search")
@@ -332,10 +337,16 @@ fn two_named_policies_export_their_breaker_states_as_two_series() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let (a, b) = metrics::with_local_recorder(&recorder, || {
-        let build = |name: &'static str| Policy::standard_http_client().name(name).build().unwrap();
+        // The preset's breakers are per host: each host's registers its
+        // gauge when first used.
+        let build = |name: &'static str| {
+            let policy = Policy::standard_http_client().name(name).build().unwrap();
+            policy.circuit_breaker_for("api.example:443");
+            policy
+        };
         (build("payments"), build("search"))
     });
-    a.circuit_breaker().unwrap().force_open();
+    a.circuit_breaker_for("api.example:443").force_open();
     let open_by_name: Vec<(String, f64)> = snapshotter
         .snapshot()
         .into_vec()
@@ -448,30 +459,24 @@ async fn serve_status(ip: &str, status: StatusCode) -> (SocketAddr, Arc<AtomicU3
 
 /// Three 503s from one host open its breaker only: the other host is
 /// still served.
-async fn check_per_host<B>(
-    policy: Policy<HttpClassifier, HttpReplay, RequestIdHeader, Identity, Identity, B>,
+async fn check_per_host<S>(
+    service: S,
+    breakers: impl Fn() -> Vec<steadfast::circuit_breaker::CircuitBreakerHandle>,
+    key: impl Fn(std::net::SocketAddr) -> String,
 ) where
-    B: steadfast::policy::BreakerLevel
-        + Layer<
-            steadfast::policy::AttemptService<reqwest::Client>,
-            Service: tower::Service<
-                reqwest::Request,
-                Response = reqwest::Response,
-                Error = BoxError,
-                Future: Send,
-            > + Clone
-                         + Send,
-        >,
+    S: tower::Service<
+            reqwest::Request,
+            Response = reqwest::Response,
+            Error = BoxError,
+            Future: Send,
+        > + Clone
+        + Send,
 {
     use steadfast::circuit_breaker::State as Breaker;
     use steadfast::error::CircuitOpen;
 
     let (down, down_hits) = serve_status("127.0.0.1", StatusCode::SERVICE_UNAVAILABLE).await;
     let (up, up_hits) = serve_status("127.0.0.2", StatusCode::OK).await;
-    assert!(policy.circuit_breaker().is_none());
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let service = policy.layer(client);
-
     for _ in 0..3 {
         let response = service
             .clone()
@@ -497,8 +502,7 @@ async fn check_per_host<B>(
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(up_hits.load(Ordering::SeqCst), 1);
 
-    let mut states: Vec<_> = policy
-        .circuit_breakers()
+    let mut states: Vec<_> = breakers()
         .iter()
         .map(|h| (h.key().unwrap_or_default().to_owned(), h.state(), h.name()))
         .collect();
@@ -506,28 +510,37 @@ async fn check_per_host<B>(
     assert_eq!(
         states,
         [
-            ("127.0.0.1".to_owned(), Breaker::Open, "per_host"),
-            ("127.0.0.2".to_owned(), Breaker::Closed, "per_host"),
+            (key(down), Breaker::Open, "per_host"),
+            (key(up), Breaker::Closed, "per_host"),
         ]
     );
 }
 
 #[tokio::test]
 async fn a_breaker_per_key_opens_for_the_failing_host_only() {
-    use steadfast::circuit_breaker::KeyedCircuitBreakerLayer;
+    use steadfast::policy::PerKey;
 
     let policy = Policy::standard_http_client()
         .name("per_host")
         .no_retry()
-        .circuit_breaker_per_key(
-            KeyedCircuitBreakerLayer::builder()
+        .circuit_breaker(
+            CircuitBreakerLayer::builder()
                 .consecutive_failures(3)
-                .open_duration(Duration::from_secs(60))
-                .key(steadfast::policy::by_host::<reqwest::Request>),
+                .open_duration(Duration::from_secs(60)),
         )
+        .circuit_breaker_per(PerKey::new(steadfast::policy::by_host::<reqwest::Request>))
         .build()
         .unwrap();
-    check_per_host(policy).await;
+    // `by_host` keys by the host alone.
+    assert!(policy.circuit_breaker().is_none());
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let service = policy.layer(client);
+    check_per_host(
+        service,
+        move || policy.circuit_breakers(),
+        |addr| addr.ip().to_string(),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -539,20 +552,27 @@ async fn the_preset_breaker_per_host_keeps_the_preset_settings() {
             b.consecutive_failures(3)
                 .open_duration(Duration::from_secs(60))
         })
-        .circuit_breaker_per_host::<reqwest::Request>()
+        .circuit_breaker_per_host()
         .build()
         .unwrap();
-    check_per_host(policy).await;
+    // Per host means per host and port.
+    assert!(policy.circuit_breaker().is_none());
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let service = policy.layer(client);
+    check_per_host(
+        service,
+        move || policy.circuit_breakers(),
+        |addr| addr.to_string(),
+    )
+    .await;
 }
 
 #[test]
 fn circuit_breaker_sets_one_breaker_again_after_a_keyed_one() {
-    use steadfast::circuit_breaker::KeyedCircuitBreakerLayer;
+    use steadfast::policy::PerKey;
 
     let policy = Policy::builder()
-        .circuit_breaker_per_key(
-            KeyedCircuitBreakerLayer::builder().key(|request: &u32| *request % 2),
-        )
+        .circuit_breaker_per(PerKey::new(|request: &u32| *request % 2))
         .circuit_breaker(CircuitBreakerLayer::builder())
         .build()
         .unwrap();
@@ -560,11 +580,8 @@ fn circuit_breaker_sets_one_breaker_again_after_a_keyed_one() {
     // A keyed breaker's window is checked against the attempt timeout too.
     let err = Policy::builder()
         .attempt_timeout(Duration::from_secs(10))
-        .circuit_breaker_per_key(
-            KeyedCircuitBreakerLayer::builder()
-                .time_window(Duration::from_secs(5), 5)
-                .key(|request: &u32| *request % 2),
-        )
+        .circuit_breaker_with(|b| b.time_window(Duration::from_secs(5), 5))
+        .circuit_breaker_per(PerKey::new(|request: &u32| *request % 2))
         .build()
         .unwrap_err();
     assert_eq!(err.field(), "circuit_breaker.time_window");
@@ -670,18 +687,16 @@ async fn check_bulkhead_per_host<S>(
 
 #[tokio::test]
 async fn a_full_bulkhead_per_key_refuses_its_host_only() {
-    use steadfast::bulkhead::KeyedBulkheadLayer;
+    use steadfast::bulkhead::BulkheadLayer;
+    use steadfast::policy::PerKey;
 
     let log = Log::default();
     let policy = Policy::standard_http_client()
         .name("per_host")
         .no_retry()
         .on_event(recorder(&log))
-        .bulkhead_per_key(
-            KeyedBulkheadLayer::builder(steadfast::policy::by_host::<reqwest::Request>)
-                .max_concurrent(1)
-                .max_keys(10),
-        )
+        .bulkhead(BulkheadLayer::builder().max_concurrent(1))
+        .bulkhead_per(PerKey::new(steadfast::policy::by_host::<reqwest::Request>).max_keys(10))
         .build()
         .unwrap();
     assert!(policy.bulkhead().is_none(), "no single bulkhead");
@@ -699,7 +714,7 @@ async fn the_preset_bulkhead_per_host_keeps_the_preset_settings() {
         .no_retry()
         .on_event(recorder(&log))
         .bulkhead_with(|b| b.max_concurrent(1))
-        .bulkhead_per_host::<reqwest::Request>()
+        .bulkhead_per_host()
         .build()
         .unwrap();
     assert!(policy.bulkhead().is_none(), "no single bulkhead");
@@ -711,17 +726,18 @@ async fn the_preset_bulkhead_per_host_keeps_the_preset_settings() {
 
 #[test]
 fn bulkhead_sets_one_bulkhead_again_after_a_keyed_one() {
-    use steadfast::bulkhead::{BulkheadLayer, KeyedBulkheadLayer};
+    use steadfast::bulkhead::BulkheadLayer;
+    use steadfast::policy::PerKey;
 
     let policy = Policy::builder()
-        .bulkhead_per_key(KeyedBulkheadLayer::builder(|request: &u32| *request % 2))
+        .bulkhead_per(PerKey::new(|request: &u32| *request % 2))
         .bulkhead(BulkheadLayer::builder().max_concurrent(3))
         .build()
         .unwrap();
     assert_eq!(policy.bulkhead().map(|b| b.max_concurrent()), Some(3));
     assert_eq!(policy.bulkheads().len(), 1);
     let policy = Policy::builder()
-        .bulkhead_per_key(KeyedBulkheadLayer::builder(|request: &u32| *request % 2))
+        .bulkhead_per(PerKey::new(|request: &u32| *request % 2))
         .no_bulkhead()
         .build()
         .unwrap();
@@ -729,15 +745,98 @@ fn bulkhead_sets_one_bulkhead_again_after_a_keyed_one() {
     assert!(policy.bulkheads().is_empty());
     // A keyed bulkhead's settings are checked at build().
     let err = Policy::builder()
-        .bulkhead_per_key(
-            KeyedBulkheadLayer::builder(|request: &u32| *request % 2).max_concurrent(0),
-        )
+        .bulkhead_with(|b| b.max_concurrent(0))
+        .bulkhead_per(PerKey::new(|request: &u32| *request % 2))
         .build()
         .unwrap_err();
     assert_eq!(err.field(), "bulkhead.max_concurrent");
     let err = Policy::builder()
-        .bulkhead_per_key(KeyedBulkheadLayer::builder(|request: &u32| *request % 2).max_keys(0))
+        .bulkhead_per(PerKey::new(|request: &u32| *request % 2).max_keys(0))
         .build()
         .unwrap_err();
     assert_eq!(err.field(), "bulkhead.max_keys");
+}
+
+#[tokio::test]
+async fn the_preset_is_per_host_and_its_refusals_and_snapshot_name_the_host() {
+    use steadfast::error::BulkheadFull;
+    use steadfast::observe::Health;
+
+    // The keys of the bulkhead refusals the policy's listener hears.
+    let refused = Arc::new(Mutex::new(Vec::<(String, Option<String>)>::new()));
+    let heard = Arc::clone(&refused);
+    let policy = Policy::standard_http_client()
+        .name("hosts")
+        .no_retry()
+        .bulkhead_with(|b| b.max_concurrent(1))
+        .on_event(move |event| {
+            if let Event::Rejected { name, key, .. } = event {
+                heard
+                    .lock()
+                    .unwrap()
+                    .push((name.to_string(), key.map(str::to_owned)));
+            }
+        })
+        .build()
+        .unwrap();
+    let health = Health::new().policy(&policy);
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let (entered_tx, mut entered) = tokio::sync::mpsc::unbounded_channel();
+    let busy = serve_held("127.0.0.1", Arc::clone(&release), entered_tx.clone()).await;
+    let other = serve_held("127.0.0.2", Arc::clone(&release), entered_tx).await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let service = policy.layer(client);
+
+    let held = tokio::spawn(service.clone().oneshot(get_request(busy, "/a")));
+    entered.recv().await.unwrap();
+    let err = service
+        .clone()
+        .oneshot(get_request(busy, "/a"))
+        .await
+        .unwrap_err();
+    assert!(err.is::<BulkheadFull>(), "{err}");
+    // The refusal names the host it was for.
+    assert_eq!(
+        *refused.lock().unwrap(),
+        [("hosts".to_owned(), Some(busy.to_string()))]
+    );
+    let other_call = tokio::spawn(service.clone().oneshot(get_request(other, "/b")));
+    entered.recv().await.unwrap();
+
+    // The snapshot and the health registry show each host's breaker and
+    // bulkhead, with its key; no single one.
+    for status in [policy.snapshot(), health.snapshot().policies.remove(0)] {
+        assert!(status.circuit_breaker.is_none() && status.bulkhead.is_none());
+        let mut bulkheads: Vec<_> = status
+            .bulkheads
+            .iter()
+            .map(|b| (b.key.clone().unwrap(), b.in_flight, b.name.clone()))
+            .collect();
+        bulkheads.sort();
+        assert_eq!(
+            bulkheads,
+            [
+                (busy.to_string(), 1, "hosts".to_owned()),
+                (other.to_string(), 1, "hosts".to_owned())
+            ]
+        );
+        let mut breakers: Vec<_> = status
+            .circuit_breakers
+            .iter()
+            .map(|b| (b.key.clone().unwrap(), b.state))
+            .collect();
+        breakers.sort();
+        assert_eq!(
+            breakers,
+            [(busy.to_string(), "closed"), (other.to_string(), "closed")]
+        );
+    }
+    // One host's open breaker makes the registry unhealthy.
+    assert!(health.snapshot().healthy);
+    policy.circuit_breaker_for(&busy.to_string()).force_open();
+    assert!(!health.snapshot().healthy);
+
+    release.add_permits(2);
+    assert_eq!(other_call.await.unwrap().unwrap().status(), StatusCode::OK);
+    assert_eq!(held.await.unwrap().unwrap().status(), StatusCode::OK);
 }

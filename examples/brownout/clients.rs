@@ -9,8 +9,7 @@ use steadfast::circuit_breaker::CircuitBreakerHandle;
 use steadfast::fallback::{FallbackCache, FallbackLayer, FallbackSource};
 use steadfast::hedge::HedgeLayer;
 use steadfast::http::{HttpClassifier, HttpReplay};
-use steadfast::observe::RequestIdHeader;
-use steadfast::policy::Policy;
+use steadfast::policy::{Policy, StandardHttpClient};
 use tower::{Layer, ServiceExt};
 
 use crate::backend::ms;
@@ -31,12 +30,24 @@ impl Outcome {
     };
 }
 
-/// A client: sends `GET url` and reports the outcome; with the handle of
-/// the breaker it calls through, if it has one.
+/// A client: sends `GET url` and reports the outcome; with the breakers
+/// it calls through, if it has them (one per host: give it the backend's
+/// `host:port`).
 #[derive(Clone)]
 pub(crate) struct Client {
     pub(crate) call: Arc<dyn Fn(String) -> BoxFuture<'static, Outcome> + Send + Sync>,
-    pub(crate) breaker: Option<CircuitBreakerHandle>,
+    pub(crate) breaker: Option<BreakerOf>,
+}
+
+/// The breaker a client uses for a host.
+pub(crate) type BreakerOf = Arc<dyn Fn(&str) -> CircuitBreakerHandle + Send + Sync>;
+
+/// The breakers of `policy`, by host.
+fn breakers(policy: &StandardHttpClient) -> Option<BreakerOf> {
+    let policy = policy.clone();
+    Some(Arc::new(move |authority: &str| {
+        policy.circuit_breaker_for(authority)
+    }))
 }
 
 fn reqwest_client() -> Result<reqwest::Client, BoxError> {
@@ -45,7 +56,7 @@ fn reqwest_client() -> Result<reqwest::Client, BoxError> {
 
 /// `Policy::standard_http_client()` as a user gets it: the total timeout
 /// set, nothing else.
-fn standard() -> Result<Policy<HttpClassifier, HttpReplay, RequestIdHeader>, BoxError> {
+fn standard() -> Result<StandardHttpClient, BoxError> {
     Ok(Policy::standard_http_client()
         .total_timeout(CALL_TIMEOUT)
         .build()?)
@@ -80,7 +91,7 @@ pub(crate) fn bare() -> Result<Client, BoxError> {
 }
 
 /// Sends `GET url` through `service`, a `Service<reqwest::Request>`.
-fn through<S>(service: S, breaker: Option<CircuitBreakerHandle>) -> Client
+fn through<S>(service: S, breaker: Option<BreakerOf>) -> Client
 where
     S: tower::Service<reqwest::Request, Response = reqwest::Response, Error = BoxError>,
     S: Clone + Send + Sync + 'static,
@@ -104,10 +115,7 @@ where
 
 pub(crate) fn with_policy() -> Result<Client, BoxError> {
     let policy = standard()?;
-    Ok(through(
-        policy.layer(reqwest_client()?),
-        policy.circuit_breaker(),
-    ))
+    Ok(through(policy.layer(reqwest_client()?), breakers(&policy)))
 }
 
 /// Hedging around the standard policy: a copy of a call that has not
@@ -124,7 +132,7 @@ pub(crate) fn with_hedging() -> Result<Client, BoxError> {
         hedge = hedge.budget(budget.clone());
     }
     let service = hedge.build()?.layer(policy.layer(reqwest_client()?));
-    Ok(through(service, policy.circuit_breaker()))
+    Ok(through(service, breakers(&policy)))
 }
 
 /// The standard policy under a fallback to cached answers, outermost:
@@ -134,7 +142,7 @@ pub(crate) fn with_hedging() -> Result<Client, BoxError> {
 /// `reqwest::Request` and answers `reqwest::Response`, as the policy does.
 pub(crate) fn with_fallback() -> Result<Client, BoxError> {
     let policy = standard()?;
-    let breaker = policy.circuit_breaker();
+    let breaker = breakers(&policy);
     let fallback = FallbackLayer::builder()
         .cache(FallbackCache::http().capacity(1_000).build()?)
         .serve_stale_after(STALE_AFTER)

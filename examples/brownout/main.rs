@@ -86,7 +86,8 @@ async fn timeline(client: Client, backend: Backend) -> Vec<PhaseStats> {
         })
     };
     // Notes when the breaker opens.
-    let watch = client.breaker.clone().map(|breaker| {
+    let watch = client.breaker.clone().map(|breaker_of| {
+        let breaker = breaker_of(&backend.addr.to_string());
         tokio::spawn(async move {
             let mut opened = Vec::new();
             let mut last = State::Closed;

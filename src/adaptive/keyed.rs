@@ -330,8 +330,13 @@ where
     }
 
     /// How many keys have a limiter.
-    pub fn keys(&self) -> u64 {
+    pub fn len(&self) -> u64 {
         self.registry.len()
+    }
+
+    /// Whether no key has a limiter.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The most keys that have a limiter at once.
@@ -348,8 +353,8 @@ where
             .collect()
     }
 
-    /// Applies pending evictions now, so that [`keys`](Self::keys) is exact.
-    pub fn sync(&self) {
+    /// Applies pending evictions now, so that [`len`](Self::len) is exact.
+    pub fn run_pending_tasks(&self) {
         self.registry.run_pending_tasks();
     }
 }

@@ -54,6 +54,13 @@ impl BulkheadHandle {
     pub fn name(&self) -> &str {
         self.shared.name()
     }
+
+    /// The key this bulkhead is for, in a keyed bulkhead (`(overflow)` for
+    /// the one shared by keys that found no room); `None` for a bulkhead
+    /// of its own.
+    pub fn key(&self) -> Option<&str> {
+        self.shared.key()
+    }
 }
 
 impl fmt::Debug for BulkheadHandle {

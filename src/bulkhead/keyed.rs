@@ -15,10 +15,9 @@ use super::state::Shared;
 use super::{BulkheadHandle, admit};
 use crate::BoxError;
 use crate::error::{ConfigError, check};
-use crate::keyed::KeyedRegistry;
-
-const DEFAULT_MAX_KEYS: u64 = 1_024;
-const DEFAULT_IDLE: Duration = Duration::from_secs(600);
+use crate::keyed::{
+    DEFAULT_IDLE, DEFAULT_MAX_KEYS, KeyOf, KeyedRegistry, LookupKey, OVERFLOW_KEY, key_name,
+};
 
 /// Applies a [`KeyedBulkhead`]: one bulkhead per key of the request, each
 /// with the same settings, for at most `max_keys` keys.
@@ -36,13 +35,31 @@ struct KeyedShared<K, F> {
     registry: KeyedRegistry<K, Shared>,
 }
 
+impl<K, F> KeyedShared<K, F>
+where
+    K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
+{
+    /// The bulkhead of the key `key` reads, made if it has none. Each
+    /// knows its key, for the events it reports; the one shared by keys
+    /// that found the registry full reports `(overflow)`.
+    #[inline]
+    fn bulkhead_by<Q: LookupKey<K>>(&self, key: &Q) -> Arc<Shared> {
+        self.registry.get_or_insert_by(key, |key| {
+            self.settings
+                .shared()
+                .with_key(key.map_or_else(|| OVERFLOW_KEY.into(), key_name))
+        })
+    }
+}
+
 impl<K, F> KeyedBulkheadLayer<K, F>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
 {
     /// A builder whose bulkheads are chosen by `key`, a function of the
     /// request, with the defaults: 25 concurrent calls per key, no waiting,
-    /// at most 1,024 keys, keys idle for 10 minutes dropped.
+    /// at most 10,000 keys, keys idle for 10 minutes dropped (the defaults
+    /// of every keyed layer).
     pub fn builder<Req>(key: F) -> KeyedBulkheadLayerBuilder<K, F>
     where
         F: Fn(&Req) -> K,
@@ -60,6 +77,57 @@ where
     pub fn handle(&self) -> KeyedBulkheadHandle<K> {
         KeyedBulkheadHandle {
             registry: self.shared.registry.clone(),
+        }
+    }
+}
+
+impl<K, F> KeyedBulkheadLayer<K, F>
+where
+    K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
+{
+    /// How many keys have a bulkhead (an estimate while evictions are
+    /// pending).
+    pub fn len(&self) -> u64 {
+        self.shared.registry.len()
+    }
+
+    /// Whether no key has a bulkhead.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The most keys that have a bulkhead at once.
+    pub fn max_keys(&self) -> u64 {
+        self.shared.registry.max_keys()
+    }
+
+    /// Applies pending evictions now, so that [`len`](Self::len) is exact.
+    pub fn run_pending_tasks(&self) {
+        self.shared.registry.run_pending_tasks();
+    }
+
+    /// A handle on `key`'s bulkhead, made if the key has none yet.
+    ///
+    /// The handle keeps that bulkhead from being dropped (so its key is
+    /// never evicted while the handle lives).
+    pub fn bulkhead(&self, key: &K) -> BulkheadHandle {
+        BulkheadHandle::new(self.shared.bulkhead_by(key))
+    }
+}
+
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+impl KeyedBulkheadLayer<crate::http::HostKey, crate::http::ByHost> {
+    /// A builder of one bulkhead per host and port of the request
+    /// ([`ByHost`](crate::http::ByHost), looked up without allocating),
+    /// with the defaults of [`builder`](Self::builder).
+    pub fn by_host() -> KeyedBulkheadLayerBuilder<crate::http::HostKey, crate::http::ByHost> {
+        KeyedBulkheadLayerBuilder {
+            key: crate::http::ByHost,
+            settings: Settings::default(),
+            max_keys: DEFAULT_MAX_KEYS,
+            idle: Some(DEFAULT_IDLE),
+            _key: std::marker::PhantomData,
         }
     }
 }
@@ -106,7 +174,7 @@ impl<K, F> fmt::Debug for KeyedBulkheadLayer<K, F> {
 ///     .max_keys(1_000)
 ///     .idle(Some(Duration::from_secs(300)))
 ///     .build()?;
-/// assert_eq!(bulkheads.handle().keys(), 0);
+/// assert_eq!(bulkheads.handle().len(), 0);
 /// # Ok::<(), steadfast::ConfigError>(())
 /// ```
 pub struct KeyedBulkheadLayerBuilder<K, F> {
@@ -123,7 +191,7 @@ where
 {
     settings_methods!();
 
-    /// The most keys that have a bulkhead at once (default 1,024). Beyond
+    /// The most keys that have a bulkhead at once (default 10,000). Beyond
     /// it the least used keys are dropped. A key with calls in flight is
     /// never dropped; when every key is, new keys share one overflow
     /// bulkhead with the same settings (so they are capped together, never
@@ -172,7 +240,6 @@ where
 impl<K, F> KeyedBulkheadLayerBuilder<K, F> {
     /// A builder with the settings of `single` (permits, waiting, name),
     /// chosen by `key`, with the default key bounds.
-    #[cfg(feature = "http")]
     pub(crate) fn from_single(single: super::BulkheadLayerBuilder, key: F) -> Self {
         Self {
             key,
@@ -250,8 +317,8 @@ impl<S, K, F, Req> Service<Req> for KeyedBulkhead<S, K, F>
 where
     S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
-    F: Fn(&Req) -> K,
-    K: Hash + Eq + Clone + Send + Sync + 'static,
+    F: KeyOf<Req, Key = K>,
+    K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
 {
     type Response = S::Response;
     type Error = BoxError;
@@ -263,12 +330,10 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        let key = (self.shared.key)(&request);
-        let settings = &self.shared.settings;
-        let bulkhead = self
-            .shared
-            .registry
-            .get_or_insert_with(&key, |_| settings.shared());
+        let bulkhead = {
+            let key = self.shared.key.key_of(&request);
+            self.shared.bulkhead_by(&key)
+        };
         admit(&bulkhead, &mut self.inner, request)
     }
 }
@@ -289,8 +354,13 @@ where
 
     /// How many keys have a bulkhead (an estimate while evictions are
     /// pending).
-    pub fn keys(&self) -> u64 {
+    pub fn len(&self) -> u64 {
         self.registry.len()
+    }
+
+    /// Whether no key has a bulkhead.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The most keys that have a bulkhead at once.
@@ -307,8 +377,8 @@ where
             .collect()
     }
 
-    /// Applies pending evictions now, so that [`keys`](Self::keys) is exact.
-    pub fn sync(&self) {
+    /// Applies pending evictions now, so that [`len`](Self::len) is exact.
+    pub fn run_pending_tasks(&self) {
         self.registry.run_pending_tasks();
     }
 }

@@ -45,6 +45,8 @@ pub(crate) struct Shared {
     order: QueueOrder,
     pub(crate) notify: Arc<Notify>,
     name: Cow<'static, str>,
+    /// The key, for a keyed bulkhead's state.
+    key: Option<Box<str>>,
     #[cfg(feature = "metrics")]
     gauge: metrics::Gauge,
 }
@@ -69,7 +71,19 @@ impl Shared {
             #[cfg(feature = "metrics")]
             gauge: crate::observe::metrics::bulkhead_in_flight(&name),
             name,
+            key: None,
         }
+    }
+
+    /// The same state, for a key of a keyed bulkhead.
+    pub(crate) fn with_key(mut self, key: Box<str>) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// The key, for a keyed bulkhead's state.
+    pub(crate) fn key(&self) -> Option<&str> {
+        self.key.as_deref()
     }
 
     /// The state of a bulkhead that never admits through it (the
@@ -87,6 +101,7 @@ impl Shared {
             #[cfg(feature = "metrics")]
             gauge: metrics::Gauge::noop(),
             name: Cow::Borrowed(""),
+            key: None,
         }
     }
 
@@ -283,7 +298,7 @@ pub(crate) fn emit_rejection(shared: &Shared) {
     crate::observe::emit(&crate::observe::Event::Rejected {
         rejection: crate::observe::Rejection::BulkheadFull,
         name: shared.name(),
-        key: None,
+        key: shared.key(),
         retry_after: None,
     });
 }

@@ -19,17 +19,31 @@ use super::state::Breaker;
 use crate::BoxError;
 use crate::classify::{Classify, DefaultClassifier};
 use crate::error::{ConfigError, check};
-use crate::keyed::{KeyedRegistry, OVERFLOW_KEY};
+use crate::keyed::{
+    DEFAULT_IDLE, DEFAULT_MAX_KEYS, KeyOf, KeyedRegistry, LookupKey, OVERFLOW_KEY, key_name,
+};
 
 /// The keyed breaker's mode of [`CircuitBreakerBuilder`]: the key function
 /// `F` (`()` until [`key`](CircuitBreakerBuilder::key) is called), the
 /// number of keys and their idle timeout.
 #[derive(Debug, Clone)]
-pub struct Keyed<F = (), K = ()> {
+pub struct Keyed<K = (), F = ()> {
     key: F,
     max_keys: u64,
     idle: Option<Duration>,
     _key: PhantomData<fn() -> K>,
+}
+
+impl<K, F> Keyed<K, F> {
+    /// The mode with key function `key` and these bounds.
+    pub(crate) fn new(key: F, max_keys: u64, idle: Option<Duration>) -> Self {
+        Self {
+            key,
+            max_keys,
+            idle,
+            _key: PhantomData,
+        }
+    }
 }
 
 impl<C> CircuitBreakerBuilder<C, Keyed> {
@@ -37,7 +51,7 @@ impl<C> CircuitBreakerBuilder<C, Keyed> {
     ///
     /// Give the closure's argument type (`|req: &Request<Body>| ...`) or
     /// pass a `fn`.
-    pub fn key<Req, K, F>(self, key: F) -> CircuitBreakerBuilder<C, Keyed<F, K>>
+    pub fn key<Req, K, F>(self, key: F) -> CircuitBreakerBuilder<C, Keyed<K, F>>
     where
         F: Fn(&Req) -> K,
     {
@@ -52,25 +66,45 @@ impl<C> CircuitBreakerBuilder<C, Keyed> {
     }
 }
 
-impl<C, F, K> CircuitBreakerBuilder<C, Keyed<F, K>> {
-    /// The most keys kept at once (default 10,000); beyond it the least
-    /// used keys lose their breakers. When every kept key is held, new keys
-    /// share one overflow breaker.
+impl<C> CircuitBreakerBuilder<C, Keyed> {
+    /// One breaker per host and port of the request
+    /// ([`ByHost`](crate::http::ByHost)), looked up without allocating.
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    pub fn by_host(
+        self,
+    ) -> CircuitBreakerBuilder<C, Keyed<crate::http::HostKey, crate::http::ByHost>> {
+        let (max_keys, idle) = (self.mode.max_keys, self.mode.idle);
+        self.with_other_mode(Keyed {
+            key: crate::http::ByHost,
+            max_keys,
+            idle,
+            _key: PhantomData,
+        })
+        .0
+    }
+}
+
+impl<C, K, F> CircuitBreakerBuilder<C, Keyed<K, F>> {
+    /// The most keys kept at once (default 10,000, as for every keyed
+    /// layer); beyond it the least used keys lose their breakers. When
+    /// every kept key is held, new keys share one overflow breaker.
     pub fn max_keys(mut self, max_keys: u64) -> Self {
         self.mode.max_keys = max_keys;
         self
     }
 
     /// Drops a key's breaker once it has seen no call for `idle` (it goes
-    /// within two such periods; default: kept until the key count needs
-    /// room). A breaker with calls in flight is never dropped.
-    pub fn idle_timeout(mut self, idle: Duration) -> Self {
-        self.mode.idle = Some(idle);
+    /// within two such periods; default 10 minutes, as for every keyed
+    /// layer); `None` keeps keys until `max_keys` needs room. A breaker
+    /// with calls in flight, or held by a handle, is never dropped.
+    pub fn idle(mut self, idle: Option<Duration>) -> Self {
+        self.mode.idle = idle;
         self
     }
 }
 
-impl<C, F, K> CircuitBreakerBuilder<C, Keyed<F, K>>
+impl<C, K, F> CircuitBreakerBuilder<C, Keyed<K, F>>
 where
     K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
     C: Clone + Send + Sync + 'static,
@@ -78,13 +112,13 @@ where
     /// Checks the settings and makes the layer.
     ///
     /// Only available once [`key`](Self::key) was given.
-    pub fn build(self) -> Result<KeyedCircuitBreakerLayer<F, K, C>, ConfigError> {
+    pub fn build(self) -> Result<KeyedCircuitBreakerLayer<K, F, C>, ConfigError> {
         let settings = self.settings()?;
         let max_keys = check::at_least("circuit_breaker.max_keys", self.mode.max_keys, 1)?;
         let idle = self
             .mode
             .idle
-            .map(|idle| check::positive("circuit_breaker.idle_timeout", idle))
+            .map(|idle| check::positive("circuit_breaker.idle", idle))
             .transpose()?;
         Ok(KeyedCircuitBreakerLayer {
             shared: Arc::new(KeyedShared {
@@ -98,20 +132,25 @@ where
     }
 }
 
-struct KeyedShared<F, K, C> {
+struct KeyedShared<K, F, C> {
     registry: KeyedRegistry<K, Shared<C>>,
     key: F,
     settings: Settings,
     classifier: C,
 }
 
-impl<F, K, C> KeyedShared<F, K, C>
+impl<K, F, C> KeyedShared<K, F, C>
 where
     K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
     C: Clone + Send + Sync + 'static,
 {
     fn breaker(&self, key: &K) -> Arc<Shared<C>> {
-        self.registry.get_or_insert_with(key, |key| Shared {
+        self.breaker_by(key)
+    }
+
+    #[inline]
+    fn breaker_by<Q: LookupKey<K>>(&self, key: &Q) -> Arc<Shared<C>> {
+        self.registry.get_or_insert_by(key, |key| Shared {
             // The breaker shared by keys that found the registry full
             // reports the key `(overflow)`.
             breaker: Breaker::new(
@@ -123,33 +162,21 @@ where
     }
 }
 
-/// A key as events, metric labels and snapshots name it: its `Debug`
-/// form, without the quotes of a string key (`api.example`, not
-/// `"api.example"`). The empty string keeps them, to differ from the
-/// empty key label of an unkeyed breaker.
-fn key_name<K: fmt::Debug>(key: &K) -> Box<str> {
-    let name = format!("{key:?}");
-    match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
-        Some(unquoted) if !unquoted.is_empty() => unquoted.into(),
-        _ => name.into(),
-    }
-}
-
 /// Wraps services in a [`KeyedCircuitBreaker`]: each key a function derives
 /// from the request gets its own breaker, all with the same settings.
 ///
 /// Every service it makes, and every clone of it, shares the same breakers.
 /// At most [`max_keys`](CircuitBreakerBuilder::max_keys) keys are kept;
 /// when room is needed, keys unused since the last sweep, or idle for
-/// [`idle_timeout`](CircuitBreakerBuilder::idle_timeout), lose their breaker
+/// [`idle`](CircuitBreakerBuilder::idle), lose their breaker
 /// and start afresh (closed) on their next call; a key in steady use keeps
 /// its breaker however many one-off keys arrive. A key held by a call in
 /// flight or a handle is never dropped; when every kept key is held, a new
 /// key shares one overflow breaker (key `(overflow)`) with every other key
 /// that found no room, so protection never turns off, and an
 /// [`Event::KeyOverflow`](crate::observe::Event::KeyOverflow) is reported.
-pub struct KeyedCircuitBreakerLayer<F, K, C = DefaultClassifier> {
-    shared: Arc<KeyedShared<F, K, C>>,
+pub struct KeyedCircuitBreakerLayer<K, F, C = DefaultClassifier> {
+    shared: Arc<KeyedShared<K, F, C>>,
 }
 
 impl KeyedCircuitBreakerLayer<(), ()> {
@@ -158,14 +185,14 @@ impl KeyedCircuitBreakerLayer<(), ()> {
     pub fn builder() -> CircuitBreakerBuilder<DefaultClassifier, Keyed> {
         CircuitBreakerBuilder::with_mode(Keyed {
             key: (),
-            max_keys: 10_000,
-            idle: None,
+            max_keys: DEFAULT_MAX_KEYS,
+            idle: Some(DEFAULT_IDLE),
             _key: PhantomData,
         })
     }
 }
 
-impl<F, K, C> KeyedCircuitBreakerLayer<F, K, C>
+impl<K, F, C> KeyedCircuitBreakerLayer<K, F, C>
 where
     K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
     C: Clone + Send + Sync + 'static,
@@ -199,14 +226,19 @@ where
         self.len() == 0
     }
 
+    /// The most keys that have a breaker at once.
+    pub fn max_keys(&self) -> u64 {
+        self.shared.registry.max_keys()
+    }
+
     /// Applies pending evictions now, so that [`len`](Self::len) is exact.
-    pub fn run_pending_evictions(&self) {
+    pub fn run_pending_tasks(&self) {
         self.shared.registry.run_pending_tasks();
     }
 }
 
-impl<S, F, K, C> Layer<S> for KeyedCircuitBreakerLayer<F, K, C> {
-    type Service = KeyedCircuitBreaker<S, F, K, C>;
+impl<S, K, F, C> Layer<S> for KeyedCircuitBreakerLayer<K, F, C> {
+    type Service = KeyedCircuitBreaker<S, K, F, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
         KeyedCircuitBreaker {
@@ -216,7 +248,7 @@ impl<S, F, K, C> Layer<S> for KeyedCircuitBreakerLayer<F, K, C> {
     }
 }
 
-impl<F, K, C> Clone for KeyedCircuitBreakerLayer<F, K, C> {
+impl<K, F, C> Clone for KeyedCircuitBreakerLayer<K, F, C> {
     fn clone(&self) -> Self {
         Self {
             shared: self.shared.clone(),
@@ -224,7 +256,7 @@ impl<F, K, C> Clone for KeyedCircuitBreakerLayer<F, K, C> {
     }
 }
 
-impl<F, K, C> fmt::Debug for KeyedCircuitBreakerLayer<F, K, C> {
+impl<K, F, C> fmt::Debug for KeyedCircuitBreakerLayer<K, F, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedCircuitBreakerLayer")
             .field("name", &self.shared.settings.name)
@@ -235,12 +267,12 @@ impl<F, K, C> fmt::Debug for KeyedCircuitBreakerLayer<F, K, C> {
 
 /// A service with one circuit breaker per key; made by
 /// [`KeyedCircuitBreakerLayer`].
-pub struct KeyedCircuitBreaker<S, F, K, C = DefaultClassifier> {
+pub struct KeyedCircuitBreaker<S, K, F, C = DefaultClassifier> {
     inner: S,
-    shared: Arc<KeyedShared<F, K, C>>,
+    shared: Arc<KeyedShared<K, F, C>>,
 }
 
-impl<S, F, K, C> KeyedCircuitBreaker<S, F, K, C> {
+impl<S, K, F, C> KeyedCircuitBreaker<S, K, F, C> {
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -252,7 +284,7 @@ impl<S, F, K, C> KeyedCircuitBreaker<S, F, K, C> {
     }
 }
 
-impl<S: Clone, F, K, C> Clone for KeyedCircuitBreaker<S, F, K, C> {
+impl<S: Clone, K, F, C> Clone for KeyedCircuitBreaker<S, K, F, C> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -261,7 +293,7 @@ impl<S: Clone, F, K, C> Clone for KeyedCircuitBreaker<S, F, K, C> {
     }
 }
 
-impl<S: fmt::Debug, F, K, C> fmt::Debug for KeyedCircuitBreaker<S, F, K, C> {
+impl<S: fmt::Debug, K, F, C> fmt::Debug for KeyedCircuitBreaker<S, K, F, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedCircuitBreaker")
             .field("inner", &self.inner)
@@ -270,11 +302,11 @@ impl<S: fmt::Debug, F, K, C> fmt::Debug for KeyedCircuitBreaker<S, F, K, C> {
     }
 }
 
-impl<S, F, K, C, Req> Service<Req> for KeyedCircuitBreaker<S, F, K, C>
+impl<S, K, F, C, Req> Service<Req> for KeyedCircuitBreaker<S, K, F, C>
 where
     S: Service<Req>,
     S::Error: Into<BoxError> + 'static,
-    F: Fn(&Req) -> K,
+    F: KeyOf<Req, Key = K>,
     K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
     C: Classify<Req, S::Response, S::Error> + Clone + Send + Sync + 'static,
 {
@@ -287,8 +319,10 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        let key = (self.shared.key)(&request);
-        let shared = self.shared.breaker(&key);
+        let shared = {
+            let key = self.shared.key.key_of(&request);
+            self.shared.breaker_by(&key)
+        };
         call_through(
             &mut self.inner,
             &shared,

@@ -99,7 +99,7 @@
 //! let breakers = KeyedCircuitBreakerLayer::builder()
 //!     .key(|(host, _path): &(&'static str, &'static str)| *host)
 //!     .max_keys(1_000)
-//!     .idle_timeout(Duration::from_secs(600))
+//!     .idle(Some(Duration::from_secs(600)))
 //!     .time_window(Duration::from_secs(30), 10)
 //!     .minimum_calls(20)
 //!     .slow_call_duration(Duration::from_secs(2))

@@ -185,7 +185,7 @@ pub use self::deadline::{
 pub use self::error_response::{
     ErrorAnswer, ErrorResponse, ErrorResponseFuture, ErrorResponseLayer,
 };
-pub use self::parts::RequestParts;
+pub use self::parts::{ByHost, HostKey, HostRef, RequestParts};
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub use self::rate_limit_headers::{

@@ -94,7 +94,7 @@ impl BulkheadStatus {
     pub fn of(handle: &BulkheadHandle) -> Self {
         Self {
             name: handle.name().to_owned(),
-            key: None,
+            key: handle.key().map(str::to_owned),
             in_flight: handle.in_flight(),
             available: handle.available(),
             waiting: handle.waiting(),
@@ -264,6 +264,16 @@ pub struct PolicyStatus {
     /// Its adaptive concurrency limit.
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub adaptive: Option<Box<AdaptiveStatus>>,
+    /// Its breakers, one per key, when its breaker is keyed (say, per
+    /// host): at most the keyed breaker's `max_keys`, each with its key
+    /// (left out of the JSON when there is none).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Vec::is_empty"))]
+    pub circuit_breakers: Vec<BreakerStatus>,
+    /// Its bulkheads, one per key, when its bulkhead is keyed: at most the
+    /// keyed bulkhead's `max_keys`, each with its key (left out of the
+    /// JSON when there is none).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Vec::is_empty"))]
+    pub bulkheads: Vec<BulkheadStatus>,
 }
 
 impl PolicyStatus {
@@ -279,7 +289,20 @@ impl PolicyStatus {
             bulkhead: bulkhead.as_ref().map(BulkheadStatus::of),
             retry_budget: budget.map(BudgetStatus::of),
             adaptive: None,
+            circuit_breakers: Vec::new(),
+            bulkheads: Vec::new(),
         }
+    }
+
+    /// The same, with the breakers and bulkheads of each key.
+    pub(crate) fn with_keyed(
+        mut self,
+        breakers: &[CircuitBreakerHandle],
+        bulkheads: &[BulkheadHandle],
+    ) -> Self {
+        self.circuit_breakers = breakers.iter().map(BreakerStatus::of).collect();
+        self.bulkheads = bulkheads.iter().map(BulkheadStatus::of).collect();
+        self
     }
 
     /// The same, with the policy's adaptive limit.
@@ -376,26 +399,20 @@ impl Health {
     }
 
     /// Adds every stateful layer of `policy`, under the policy's name.
-    pub fn policy<C, P, R>(self, policy: &crate::policy::Policy<C, P, R>) -> Self
+    ///
+    /// A keyed breaker or bulkhead (the HTTP presets' are per host) is
+    /// read one entry per key it holds when the snapshot is taken.
+    pub fn policy<C, P, R, H, F, B, Bk>(
+        self,
+        policy: &crate::policy::Policy<C, P, R, H, F, B, Bk>,
+    ) -> Self
     where
         C: Send + Sync + 'static,
+        B: crate::policy::BreakerLevel + Clone + Send + Sync + 'static,
+        Bk: crate::policy::BulkheadLevel + Clone + Send + Sync + 'static,
     {
-        let name = policy.name().to_owned();
-        let breaker = policy.circuit_breaker();
-        let bulkhead = policy.bulkhead();
-        let budget = policy.retry_budget().cloned();
-        let adaptive = policy.adaptive();
-        self.reader(move |out| {
-            out.push(Status::Policy(
-                PolicyStatus::new(
-                    name.clone(),
-                    breaker.clone(),
-                    bulkhead.clone(),
-                    budget.as_ref(),
-                )
-                .with_adaptive(adaptive.as_ref()),
-            ));
-        })
+        let read = policy.status_reader();
+        self.reader(move |out| out.push(Status::Policy(read())))
     }
 
     /// Adds a circuit breaker.
@@ -404,15 +421,15 @@ impl Health {
     }
 
     /// Adds every key of a keyed circuit breaker (at most its `max_keys`).
-    pub fn keyed_circuit_breaker<F, K, C>(
+    pub fn keyed_circuit_breaker<K, F, C>(
         self,
-        layer: &crate::circuit_breaker::KeyedCircuitBreakerLayer<F, K, C>,
+        layer: &crate::circuit_breaker::KeyedCircuitBreakerLayer<K, F, C>,
     ) -> Self
     where
         F: Send + Sync + 'static,
         K: std::hash::Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
         C: Clone + Send + Sync + 'static,
-        crate::circuit_breaker::KeyedCircuitBreakerLayer<F, K, C>: Clone,
+        crate::circuit_breaker::KeyedCircuitBreakerLayer<K, F, C>: Clone,
     {
         let layer = layer.clone();
         self.reader(move |out| {
@@ -478,7 +495,7 @@ impl Health {
         self.reader(move |out| {
             out.push(Status::RateLimiter(LimiterStatus {
                 name: name.clone(),
-                keys: handle.keys(),
+                keys: handle.len(),
                 max_keys: handle.max_keys(),
                 tiers: handle.tier_names().into_iter().map(str::to_owned).collect(),
                 mode: match handle.mode() {
@@ -518,7 +535,7 @@ impl Health {
                 snapshot
                     .policies
                     .iter()
-                    .filter_map(|p| p.circuit_breaker.as_ref()),
+                    .flat_map(|p| p.circuit_breaker.iter().chain(&p.circuit_breakers)),
             )
             .all(BreakerStatus::is_closed);
         snapshot

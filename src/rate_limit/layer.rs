@@ -12,8 +12,8 @@ use super::{ByKey, Global, Mode, RateLimit, RateLimitHandle};
 use crate::error::{ConfigError, check};
 use crate::keyed::KeyedRegistry;
 
-const DEFAULT_MAX_KEYS: u64 = 10_000;
-const DEFAULT_IDLE: Duration = Duration::from_secs(600);
+// The defaults of every keyed layer.
+use crate::keyed::{DEFAULT_IDLE, DEFAULT_MAX_KEYS};
 
 /// Applies a [`RateLimit`]: calls per key and period, by tier.
 ///
@@ -167,6 +167,21 @@ impl<K, F> RateLimitLayerBuilder<K, F> {
     where
         F2: Fn(&Req) -> K2,
     {
+        self.keyed_by(key)
+    }
+
+    /// Keys calls by the host and port of the request
+    /// ([`ByHost`](crate::http::ByHost)), looked up without allocating
+    /// when no tier function needs the key.
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    pub fn by_host(
+        self,
+    ) -> RateLimitLayerBuilder<crate::http::HostKey, ByKey<crate::http::ByHost>> {
+        self.keyed_by(crate::http::ByHost)
+    }
+
+    fn keyed_by<K2, F2>(self, key: F2) -> RateLimitLayerBuilder<K2, ByKey<F2>> {
         RateLimitLayerBuilder {
             key: ByKey(key),
             tiers: self.tiers,

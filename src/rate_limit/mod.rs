@@ -96,6 +96,9 @@ use std::time::Duration;
 use tower_service::Service;
 
 use crate::BoxError;
+use crate::keyed::KeyOf;
+#[cfg(feature = "redis")]
+use crate::keyed::LookupKey;
 use crate::oneshot::Waiter;
 
 mod clock;
@@ -142,33 +145,41 @@ pub enum Mode {
     },
 }
 
-/// How a request's key is found. Implemented by [`Global`] and
-/// [`ByKey`]; set with [`RateLimitLayerBuilder::key`].
-pub trait KeyOf<Req, K> {
-    /// The key of `request`.
-    fn key_of(&self, request: &Req) -> K;
-}
-
 /// Every call shares one allowance (per tier): the limiter has no key.
+/// A [`KeyOf`] every request, with the key `()`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Global;
 
-impl<Req> KeyOf<Req, ()> for Global {
+impl<Req> KeyOf<Req> for Global {
+    type Key = ();
+    type Lookup<'r>
+        = ()
+    where
+        Req: 'r;
+
     #[inline]
     fn key_of(&self, _request: &Req) {}
 }
 
-/// Keys calls by a function of the request.
+/// Keys calls by `F`: a function of the request, or any [`KeyOf`] (such
+/// as [`ByHost`](crate::http::ByHost), looked up without allocating); set
+/// with [`RateLimitLayerBuilder::key`] or `RateLimitLayerBuilder::by_host`.
 #[derive(Clone, Copy)]
-pub struct ByKey<F>(F);
+pub struct ByKey<F>(pub(crate) F);
 
-impl<F, Req, K> KeyOf<Req, K> for ByKey<F>
+impl<F, Req> KeyOf<Req> for ByKey<F>
 where
-    F: Fn(&Req) -> K,
+    F: KeyOf<Req>,
 {
+    type Key = F::Key;
+    type Lookup<'r>
+        = F::Lookup<'r>
+    where
+        Req: 'r;
+
     #[inline]
-    fn key_of(&self, request: &Req) -> K {
-        (self.0)(request)
+    fn key_of<'r>(&self, request: &'r Req) -> F::Lookup<'r> {
+        self.0.key_of(request)
     }
 }
 
@@ -230,7 +241,7 @@ impl<S, K, F, Req> Service<Req> for RateLimit<S, K, F>
 where
     S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
-    F: KeyOf<Req, K>,
+    F: KeyOf<Req, Key = K>,
     K: Hash + Eq + Clone + Send + Sync + 'static,
 {
     type Response = S::Response;
@@ -244,9 +255,9 @@ where
 
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
-        let key = self.key.key_of(&request);
         #[cfg(feature = "redis")]
         if let Some(remote) = &self.limits.remote {
+            let key = self.key.key_of(&request).to_key();
             let tier = self.limits.tier_index(&key);
             return match remote.check(tier, &key, 1) {
                 redis::Quick::Done(verdict) => match verdict {
@@ -260,7 +271,11 @@ where
                 }
             };
         }
-        let Err(denied) = self.limits.check(&key) else {
+        let checked = {
+            let key = self.key.key_of(&request);
+            self.limits.check(&key)
+        };
+        let Err(denied) = checked else {
             return ResponseFuture::called(self.inner.call(request));
         };
         let tier = self.limits.tier_name(denied.tier);
@@ -297,8 +312,13 @@ where
 {
     /// Keys tracked now, over every tier (an estimate while evictions are
     /// pending; zero for an unkeyed limiter).
-    pub fn keys(&self) -> u64 {
+    pub fn len(&self) -> u64 {
         self.limits.keys()
+    }
+
+    /// Whether no key is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The most keys tracked per tier.
@@ -314,8 +334,8 @@ where
             .saturating_mul(self.limits.tiers.list.len() as u64)
     }
 
-    /// Applies pending evictions now, so that [`keys`](Self::keys) is exact.
-    pub fn sync(&self) {
+    /// Applies pending evictions now, so that [`len`](Self::len) is exact.
+    pub fn run_pending_tasks(&self) {
         self.limits.sync();
     }
 

@@ -15,6 +15,7 @@ pub(crate) use super::gcra::Limiter;
 use super::gcra::{NotUntil, Snapshot};
 use super::quota::Quota;
 use crate::keyed::KeyedRegistry;
+use crate::keyed::LookupKey;
 
 /// A limiter for `quota` on tokio's clock: one key's GCRA state, a single
 /// atomic word.
@@ -76,8 +77,11 @@ where
 {
     /// Takes one call from `key`'s allowance, or says how long to wait.
     #[inline]
-    pub(crate) fn check(&self, key: &K) -> Result<(), Denied> {
-        let tier = self.tier_index(key);
+    pub(crate) fn check<Q: LookupKey<K>>(&self, key: &Q) -> Result<(), Denied> {
+        let tier = match self.tier_of {
+            Some(_) => key.with_key(|key| self.tier_index(key)),
+            None => self.tiers.default,
+        };
         match &self.store {
             Store::Global(limiters) => {
                 let limiter = &limiters[tier];

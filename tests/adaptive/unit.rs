@@ -220,7 +220,7 @@ async fn each_key_has_its_own_limiter_and_a_full_registry_shares_the_overflow_on
     assert_eq!(assert_ready_ok!(a.poll()), 1);
     assert_eq!(assert_ready_ok!(b.poll()), 2);
     assert_eq!(handle.overflow().in_flight(), 0);
-    assert!(handle.keys() <= 1);
+    assert!(handle.len() <= 1);
 }
 
 #[tokio::test(start_paused = true)]

@@ -145,8 +145,8 @@ fn keyed_settings_are_checked_too() {
     let keyed = || KeyedCircuitBreakerLayer::builder().key(|req: &u32| *req % 7);
     let err = keyed().max_keys(0).build().unwrap_err();
     assert_eq!(err.field(), "circuit_breaker.max_keys");
-    let err = keyed().idle_timeout(Duration::ZERO).build().unwrap_err();
-    assert_eq!(err.field(), "circuit_breaker.idle_timeout");
+    let err = keyed().idle(Some(Duration::ZERO)).build().unwrap_err();
+    assert_eq!(err.field(), "circuit_breaker.idle");
     let err = keyed().half_open_probes(0).build().unwrap_err();
     assert_eq!(err.field(), "circuit_breaker.half_open_probes");
     // Settings given before the key are kept.

@@ -133,7 +133,7 @@ async fn the_number_of_keys_is_bounded() {
     for n in 0..5_000 {
         assert_eq!(service.ready().await.unwrap().call(n).await.unwrap(), n);
     }
-    layer.run_pending_evictions();
+    layer.run_pending_tasks();
     assert!(layer.len() <= 50, "{} keys kept", layer.len());
     assert!(!layer.is_empty());
 }

@@ -244,7 +244,7 @@ proptest! {
         }
         paused(async move {
             if keyed.0 {
-                match configure!(KeyedCircuitBreakerLayer::builder().key(|n: &u32| n % 3)).max_keys(keyed.1).idle_timeout(keyed.2).build() {
+                match configure!(KeyedCircuitBreakerLayer::builder().key(|n: &u32| n % 3)).max_keys(keyed.1).idle(Some(keyed.2)).build() {
                     Ok(layer) => {
                         drive(layer.layer(backend()), 12).await;
                         tokio::time::advance(open.min(YEAR)).await;

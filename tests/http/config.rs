@@ -76,8 +76,13 @@ fn the_standard_preset_is_consistent_and_checked_after_overrides() {
     let policy = Policy::standard_http_client().build().unwrap();
     assert_eq!(policy.total_timeout(), Some(Duration::from_secs(30)));
     assert_eq!(policy.attempt_timeout(), Some(Duration::from_secs(10)));
-    assert!(policy.circuit_breaker().is_some());
-    assert!(policy.bulkhead().is_some());
+    // Per host: each host's breaker and bulkhead, made on first use.
+    assert!(policy.circuit_breaker().is_none() && policy.circuit_breakers().is_empty());
+    assert_eq!(
+        policy.circuit_breaker_for("a.example:80").key(),
+        Some("a.example:80")
+    );
+    assert_eq!(policy.bulkhead_for("a.example:80").max_concurrent(), 1_000);
     assert!(policy.retry_budget().is_some());
 
     // Only the total set: the attempt timeout and backoff follow it.

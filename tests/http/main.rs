@@ -7,6 +7,8 @@
 
 mod backend;
 mod config;
+#[cfg(feature = "h2")]
+mod h2;
 mod hyper_client;
 mod parsing;
 mod post_rule;

@@ -88,11 +88,7 @@ const TABLE: [(Outcome, [usize; 6]); 6] = [
 
 /// The standard client with a 3 s total: backoff from 200 ms, capped at
 /// 800 ms, so that three retries fit.
-fn policy() -> Policy<
-    steadfast::http::HttpClassifier,
-    steadfast::http::HttpReplay,
-    steadfast::observe::RequestIdHeader,
-> {
+fn policy() -> steadfast::policy::StandardHttpClient {
     Policy::standard_http_client()
         .total_timeout(Duration::from_secs(3))
         .build()

@@ -170,7 +170,7 @@ async fn a_snapshot_reads_every_component() -> Result<(), BoxError> {
         ]
     );
 
-    limiter.handle().sync();
+    limiter.handle().run_pending_tasks();
     let snapshot = health.snapshot();
     assert_eq!(snapshot.rate_limiters.len(), 1);
     let api = &snapshot.rate_limiters[0];

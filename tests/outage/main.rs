@@ -315,7 +315,8 @@ fn standard(
         .total_timeout(TOTAL)
         .build()
         .expect("the preset builds with a 2 s total timeout");
-    let breaker = policy.circuit_breaker().expect("the preset has a breaker");
+    // The preset's breaker is per host: the backend's.
+    let breaker = policy.circuit_breaker_for("backend:80");
     (policy.layer(backend.service()), breaker)
 }
 
@@ -334,7 +335,8 @@ fn untouched(
     let policy = Policy::standard_http_client()
         .build()
         .expect("the preset builds");
-    let breaker = policy.circuit_breaker().expect("the preset has a breaker");
+    // The preset's breaker is per host: the backend's.
+    let breaker = policy.circuit_breaker_for("backend:80");
     (policy.layer(backend.service()), breaker)
 }
 
@@ -352,7 +354,8 @@ fn hedged(
         .total_timeout(TOTAL)
         .build()
         .expect("the preset builds with a 2 s total timeout");
-    let breaker = policy.circuit_breaker().expect("the preset has a breaker");
+    // The preset's breaker is per host: the backend's.
+    let breaker = policy.circuit_breaker_for("backend:80");
     let budget = policy
         .retry_budget()
         .expect("the preset has a budget")

@@ -203,9 +203,9 @@ pub(crate) async fn soak(calls: u64, tasks: u64, seed: u64) -> Outcome {
 
 fn check_bulkheads(handle: &KeyedBulkheadHandle<u64>) {
     assert!(
-        handle.keys() <= MAX_KEYS,
+        handle.len() <= MAX_KEYS,
         "{} bulkheads kept, bound {MAX_KEYS}",
-        handle.keys()
+        handle.len()
     );
     for (key, bulkhead) in handle.entries() {
         assert_eq!(
