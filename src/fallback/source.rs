@@ -7,10 +7,7 @@ use std::ops::BitOr;
 use std::time::Duration;
 
 use crate::classify::Verdict;
-use crate::error::{
-    BoxError, BulkheadFull, CircuitOpen, ClientThrottled, ConcurrencyLimited, DeadlineExceeded,
-    RateLimited,
-};
+use crate::error::{BoxError, Rejection};
 use crate::retry::Replay;
 
 use super::cache::Slot;
@@ -85,13 +82,23 @@ pub enum Reason {
     LatencyBudget,
 }
 
+// The markers the reasons name.
+#[cfg(doc)]
+use crate::error::{
+    BulkheadFull, CircuitOpen, ClientThrottled, ConcurrencyLimited, DeadlineExceeded, RateLimited,
+};
+
 impl Reason {
     /// Why an outcome judged `verdict` failed, or `None` for an answer.
     pub fn of(verdict: Verdict, error: Option<&BoxError>) -> Option<Reason> {
         match verdict {
             Verdict::Transient { .. } => Some(Reason::Transient),
             Verdict::Failure => Some(Reason::Failure),
-            Verdict::Rejected { .. } => Some(error.map_or(Reason::OtherRejection, rejection)),
+            Verdict::Rejected { .. } => Some(
+                error
+                    .and_then(|err| Rejection::of(&**err))
+                    .map_or(Reason::OtherRejection, |(rejection, _)| rejection.into()),
+            ),
             _ => None,
         }
     }
@@ -130,17 +137,16 @@ impl fmt::Display for Reason {
     }
 }
 
-fn rejection(err: &BoxError) -> Reason {
-    if err.is::<CircuitOpen>() {
-        Reason::CircuitOpen
-    } else if err.is::<BulkheadFull>() || err.is::<ConcurrencyLimited>() {
-        Reason::BulkheadFull
-    } else if err.is::<RateLimited>() || err.is::<ClientThrottled>() {
-        Reason::RateLimited
-    } else if err.is::<DeadlineExceeded>() {
-        Reason::DeadlineExceeded
-    } else {
-        Reason::OtherRejection
+/// A full bulkhead and an adaptive concurrency limit are one reason; a rate
+/// limiter and client-side throttling another.
+impl From<Rejection> for Reason {
+    fn from(rejection: Rejection) -> Reason {
+        match rejection {
+            Rejection::CircuitOpen => Reason::CircuitOpen,
+            Rejection::BulkheadFull | Rejection::ConcurrencyLimited => Reason::BulkheadFull,
+            Rejection::RateLimited | Rejection::ClientThrottled => Reason::RateLimited,
+            Rejection::DeadlineExceeded => Reason::DeadlineExceeded,
+        }
     }
 }
 

@@ -6,45 +6,8 @@ use std::time::Duration;
 
 use crate::circuit_breaker::State;
 use crate::classify::Verdict;
+pub use crate::error::Rejection;
 use crate::fallback::FallbackSource;
-
-/// A refusal to call at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Rejection {
-    /// A circuit breaker is open.
-    CircuitOpen,
-    /// A bulkhead is full.
-    BulkheadFull,
-    /// A rate limiter refused the call.
-    RateLimited,
-    /// The total deadline passed.
-    DeadlineExceeded,
-    /// An adaptive concurrency limit had no room.
-    ConcurrencyLimited,
-    /// Client-side adaptive throttling refused the call.
-    ClientThrottled,
-}
-
-impl Rejection {
-    /// A stable lowercase name, as used in events and metric labels.
-    pub const fn as_str(&self) -> &'static str {
-        match self {
-            Rejection::CircuitOpen => "circuit_open",
-            Rejection::BulkheadFull => "bulkhead_full",
-            Rejection::RateLimited => "rate_limited",
-            Rejection::DeadlineExceeded => "deadline_exceeded",
-            Rejection::ConcurrencyLimited => "concurrency_limited",
-            Rejection::ClientThrottled => "client_throttled",
-        }
-    }
-}
-
-impl fmt::Display for Rejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
-    }
-}
 
 /// One decision of a layer, as listeners see it.
 ///
