@@ -366,7 +366,6 @@ where
 /// The one place fallback answers are reported.
 #[cold]
 fn emit(name: &'static str, source: Option<&FallbackSource>, verdict: Verdict, reason: Reason) {
-    let reason = reason.as_str();
     crate::observe::emit(&match source {
         Some(source) => crate::observe::Event::FallbackServed {
             name,

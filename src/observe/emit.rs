@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::context::{RequestId, with_current};
-use super::event::{Event, Listeners, Rejection};
+use super::event::{Event, Listeners, Rejection, RetryStopReason};
 use super::layer::Shared;
 
 /// The call an event belongs to, taken from the current context.
@@ -87,7 +87,7 @@ fn trace(event: &Event<'_>, call: Option<&Call>) {
             attempt,
             verdict,
             reason,
-        } if reason == "budget_spent" => event!(
+        } if reason == RetryStopReason::BudgetSpent => event!(
             call,
             warn,
             "steadfast::retry",
@@ -95,7 +95,7 @@ fn trace(event: &Event<'_>, call: Option<&Call>) {
             name,
             attempt,
             verdict = verdict.as_str(),
-            reason,
+            reason = reason.as_str(),
             "retry budget spent; returning the failure"
         ),
         Event::RetryStopped {
@@ -111,7 +111,7 @@ fn trace(event: &Event<'_>, call: Option<&Call>) {
             name,
             attempt,
             verdict = verdict.as_str(),
-            reason,
+            reason = reason.as_str(),
             "not retrying"
         ),
         Event::StateChanged {
@@ -134,7 +134,7 @@ fn trace(event: &Event<'_>, call: Option<&Call>) {
                     from,
                     to,
                     state = to,
-                    reason,
+                    reason = reason.as_str(),
                     delay_ms = ms(open_for),
                     "circuit breaker opened"
                 ),
@@ -148,7 +148,7 @@ fn trace(event: &Event<'_>, call: Option<&Call>) {
                     from,
                     to,
                     state = to,
-                    reason,
+                    reason = reason.as_str(),
                     "circuit breaker state changed"
                 ),
             }
@@ -248,7 +248,7 @@ fn trace(event: &Event<'_>, call: Option<&Call>) {
             name,
             from,
             to,
-            reason,
+            reason = reason.as_str(),
             min_rtt_us = min_rtt.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
             rtt_us = rtt.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
             "concurrency limit changed"
@@ -281,7 +281,7 @@ fn trace(event: &Event<'_>, call: Option<&Call>) {
                 name,
                 source = source.as_str(),
                 verdict = verdict.as_str(),
-                reason,
+                reason = reason.as_str(),
                 age_ms,
                 "fallback answered"
             );
@@ -298,7 +298,7 @@ fn trace(event: &Event<'_>, call: Option<&Call>) {
             name,
             source = "none",
             verdict = verdict.as_str(),
-            reason,
+            reason = reason.as_str(),
             "no fallback source answered; returning the original outcome"
         ),
         Event::HedgeSent { name, copy, delay } => event!(

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::circuit_breaker::State;
 use crate::classify::Verdict;
 pub use crate::error::Rejection;
-use crate::fallback::FallbackSource;
+use crate::fallback::{FallbackSource, Reason};
 
 /// One decision of a layer, as listeners see it.
 ///
@@ -39,9 +39,8 @@ pub enum Event<'a> {
         attempt: u32,
         /// Its verdict.
         verdict: Verdict,
-        /// Why: `budget_spent`, `attempts_exhausted`, `deadline`, `not_replayable`,
-        /// `retry_after_too_long`.
-        reason: &'static str,
+        /// Why.
+        reason: RetryStopReason,
     },
     /// A circuit breaker changed state.
     StateChanged {
@@ -53,11 +52,8 @@ pub enum Event<'a> {
         from: State,
         /// The state it entered.
         to: State,
-        /// Why: `failure_rate`, `slow_call_rate`, `consecutive_failures`,
-        /// `retry_after`, `probe_failure_rate`, `probe_slow_call_rate`,
-        /// `probe_retry_after`, `probes_passed`, `open_elapsed`,
-        /// `half_open_timeout`, `forced`, `reset`, ...
-        reason: &'static str,
+        /// Why.
+        reason: TransitionReason,
         /// How long it stays open, when it opened.
         open_for: Option<Duration>,
     },
@@ -99,7 +95,7 @@ pub enum Event<'a> {
         /// The verdict of the call it answered for.
         verdict: Verdict,
         /// Why the fallback fired (the rejection or failure kind).
-        reason: &'static str,
+        reason: Reason,
     },
     /// No fallback source answered; the original outcome goes back.
     FallbackMissed {
@@ -108,7 +104,7 @@ pub enum Event<'a> {
         /// The verdict of the call.
         verdict: Verdict,
         /// Why the fallback fired.
-        reason: &'static str,
+        reason: Reason,
     },
     /// A hedge (or race) sent another copy of the request.
     HedgeSent {
@@ -134,10 +130,8 @@ pub enum Event<'a> {
         from: usize,
         /// The limit it has now (the minimum while it probes).
         to: usize,
-        /// Why: `window` (a window's measurements), `probe` (the no-load
-        /// round-trip time is measured again, at the minimum limit),
-        /// `probe_done`.
-        reason: &'static str,
+        /// Why.
+        reason: LimitReason,
         /// The no-load round-trip time it estimates, if known.
         min_rtt: Option<Duration>,
         /// The mean round-trip time of the last window, if any call answered.
@@ -261,5 +255,114 @@ impl fmt::Debug for Listeners {
         f.debug_struct("Listeners")
             .field("count", &self.all.as_ref().map_or(0, |a| a.len()))
             .finish()
+    }
+}
+
+/// Typed reasons: each an enum with a stable lowercase name (`as_str`, and
+/// `Display`), the text tracing fields and metric labels carry, and equal
+/// to that text (`reason == "budget_spent"`).
+macro_rules! reasons {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)*
+        }
+
+        impl $name {
+            /// A stable lowercase name, as used in tracing fields and
+            /// metric labels.
+            pub const fn as_str(&self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.as_str() == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+
+        impl PartialEq<$name> for &str {
+            fn eq(&self, other: &$name) -> bool {
+                *self == other.as_str()
+            }
+        }
+    };
+}
+
+reasons! {
+    /// Why retry returned a failure without trying again
+    /// ([`Event::RetryStopped`]).
+    RetryStopReason {
+        /// Every attempt the policy allows was made.
+        AttemptsExhausted => "attempts_exhausted",
+        /// The request could not be copied for another attempt.
+        NotReplayable => "not_replayable",
+        /// The total deadline leaves no time for another attempt.
+        Deadline => "deadline",
+        /// The retry budget had nothing left to spend.
+        BudgetSpent => "budget_spent",
+        /// The callee asked to be retried later than the policy allows.
+        RetryAfterTooLong => "retry_after_too_long",
+    }
+}
+
+reasons! {
+    /// Why a circuit breaker changed state ([`Event::StateChanged`]).
+    TransitionReason {
+        /// The failure rate of the window reached its threshold.
+        FailureRate => "failure_rate",
+        /// The slow-call rate of the window reached its threshold.
+        SlowCallRate => "slow_call_rate",
+        /// A run of failed calls reached its length.
+        ConsecutiveFailures => "consecutive_failures",
+        /// A failure with a retry-after hint ended a run long enough to
+        /// open on it.
+        RetryAfter => "retry_after",
+        /// The failure rate of the half-open probes reached its threshold.
+        ProbeFailureRate => "probe_failure_rate",
+        /// The slow-call rate of the half-open probes reached its threshold.
+        ProbeSlowCallRate => "probe_slow_call_rate",
+        /// A half-open probe failed with a retry-after hint.
+        ProbeRetryAfter => "probe_retry_after",
+        /// Enough half-open probes passed.
+        ProbesPassed => "probes_passed",
+        /// The open duration elapsed: probes may go through.
+        OpenElapsed => "open_elapsed",
+        /// The half-open probes did not end in time.
+        HalfOpenTimeout => "half_open_timeout",
+        /// A handle forced the state.
+        Forced => "forced",
+        /// A handle reset the breaker.
+        Reset => "reset",
+    }
+}
+
+reasons! {
+    /// Why an adaptive concurrency limit moved ([`Event::LimitChanged`]).
+    LimitReason {
+        /// A window's measurements.
+        Window => "window",
+        /// The no-load round-trip time is measured again, at the minimum
+        /// limit.
+        Probe => "probe",
+        /// The measurement at the minimum limit ended.
+        ProbeDone => "probe_done",
     }
 }

@@ -143,7 +143,7 @@ pub(crate) fn record(event: &Event<'_>, call: Option<(&str, &str)>) {
             "policy" => policy, "route" => route, "name" => name.to_owned(), "verdict" => verdict.as_str())
         .increment(1),
         Event::RetryStopped { name, reason, .. } => counter!(RETRIES_STOPPED,
-            "policy" => policy, "route" => route, "name" => name.to_owned(), "reason" => reason)
+            "policy" => policy, "route" => route, "name" => name.to_owned(), "reason" => reason.as_str())
         .increment(1),
         Event::StateChanged {
             name,
@@ -152,7 +152,7 @@ pub(crate) fn record(event: &Event<'_>, call: Option<(&str, &str)>) {
             reason,
             ..
         } => counter!(BREAKER_TRANSITIONS,
-            "name" => name.to_owned(), "from" => from.as_str(), "to" => to.as_str(), "reason" => reason)
+            "name" => name.to_owned(), "from" => from.as_str(), "to" => to.as_str(), "reason" => reason.as_str())
         .increment(1),
         Event::Rejected {
             rejection, name, ..
@@ -184,7 +184,7 @@ pub(crate) fn record(event: &Event<'_>, call: Option<(&str, &str)>) {
             counter!(SLOW_CALLS, "policy" => policy, "route" => route).increment(1);
         }
         Event::LimitChanged { name, reason, .. } => {
-            counter!(ADAPTIVE_LIMIT_CHANGES, "name" => name.to_owned(), "reason" => reason)
+            counter!(ADAPTIVE_LIMIT_CHANGES, "name" => name.to_owned(), "reason" => reason.as_str())
                 .increment(1);
         }
         Event::StoreDegraded { store, .. } => {

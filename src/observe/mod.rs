@@ -131,7 +131,9 @@ mod layer;
 pub mod metrics;
 
 pub use self::context::{CallContext, RequestId};
-pub use self::event::{Event, Listeners, Rejection};
+pub use self::event::{
+    Event, LimitReason, Listeners, Rejection, RetryStopReason, TransitionReason,
+};
 pub use self::health::{
     AdaptiveStatus, BreakerStatus, BudgetStatus, BulkheadStatus, Health, HealthSnapshot, KeyUsage,
     LimiterStatus, PolicyStatus, Status, StoreStatus,
