@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::context::{RequestId, with_current};
-use super::event::{Event, Listeners, Rejection, RetryStopReason};
+use super::event::{Event, Listeners, Rejection, RetryStopReason, TimeoutReason};
 use super::layer::Shared;
 
 /// The call an event belongs to, taken from the current context.
@@ -311,6 +311,15 @@ fn trace(event: &Event<'_>, call: Option<&Call>) {
             delay_ms = ms(delay),
             "copy sent"
         ),
+        Event::HedgeWon { name, copy: 0 } => event!(
+            call,
+            debug,
+            "steadfast::hedge",
+            layer = "hedge",
+            name,
+            copy = 0,
+            "first request won; the copies sent are cancelled"
+        ),
         Event::HedgeWon { name, copy } => event!(
             call,
             debug,
@@ -341,6 +350,171 @@ fn trace(event: &Event<'_>, call: Option<&Call>) {
             store,
             degraded_ms = ms(degraded_for),
             "rate limit store recovered"
+        ),
+        Event::AttemptTimedOut { name, reason } => match reason {
+            TimeoutReason::DeadlinePassed => event!(
+                call,
+                debug,
+                "steadfast::timeout",
+                layer = "timeout",
+                name,
+                reason = reason.as_str(),
+                "attempt not started: the total deadline passed"
+            ),
+            TimeoutReason::CutByDeadline => event!(
+                call,
+                debug,
+                "steadfast::timeout",
+                layer = "timeout",
+                name,
+                reason = reason.as_str(),
+                "attempt cut by the total deadline"
+            ),
+            TimeoutReason::Elapsed => event!(
+                call,
+                debug,
+                "steadfast::timeout",
+                layer = "timeout",
+                name,
+                reason = reason.as_str(),
+                "attempt timed out"
+            ),
+        },
+        Event::AdmittedAfterWait { name, key, waited } => event!(
+            call,
+            trace,
+            "steadfast::bulkhead",
+            layer = "bulkhead",
+            name,
+            key,
+            delay_ms = ms(waited),
+            "call admitted after waiting"
+        ),
+        Event::HedgeRefused {
+            layer,
+            name,
+            copy,
+            reason,
+        } => event!(
+            call,
+            debug,
+            "steadfast::hedge",
+            layer,
+            name,
+            copy,
+            reason = reason.as_str(),
+            "copy not sent"
+        ),
+        Event::HedgeFailed {
+            layer,
+            name,
+            copies,
+            verdict,
+        } => event!(
+            call,
+            debug,
+            "steadfast::hedge",
+            layer,
+            name,
+            copy = copies,
+            verdict = verdict.as_str(),
+            "every copy failed"
+        ),
+        Event::FallbackSkipped {
+            name,
+            source,
+            reason,
+        } => event!(
+            call,
+            debug,
+            "steadfast::fallback",
+            layer = "fallback",
+            name,
+            source = source.as_str(),
+            reason = reason.as_str(),
+            "alternate skipped: the request could not be copied"
+        ),
+        Event::FaultInjected { name, fault, delay } => event!(
+            call,
+            debug,
+            "steadfast::chaos",
+            layer = "chaos",
+            name,
+            fault = fault.as_str(),
+            delay_ms = delay.map_or(0, ms),
+            "fault injected"
+        ),
+        Event::UnknownTier { tier } => event!(
+            call,
+            debug,
+            "steadfast::rate_limit",
+            layer = "rate_limit",
+            tier,
+            "key mapped to an undefined tier; using the default tier"
+        ),
+        Event::StageStarted {
+            layer,
+            name,
+            stage,
+            branches,
+        } => event!(
+            call,
+            trace,
+            "steadfast::scatter",
+            layer,
+            name,
+            stage,
+            branches,
+            "stage started"
+        ),
+        Event::BranchEnded {
+            layer,
+            name,
+            branch,
+            verdict,
+        } => event!(
+            call,
+            trace,
+            "steadfast::scatter",
+            layer,
+            name,
+            branch,
+            verdict = verdict.map_or("none", |v| v.as_str()),
+            "branch ended"
+        ),
+        Event::Gathered {
+            layer,
+            name,
+            answered,
+            failed,
+            stop: Some(stop),
+        } => event!(
+            call,
+            debug,
+            "steadfast::scatter",
+            layer,
+            name,
+            answered,
+            failed,
+            stage = stop.stage(),
+            reason = ?stop.reason(),
+            "stopped early"
+        ),
+        Event::Gathered {
+            layer,
+            name,
+            answered,
+            failed,
+            stop: None,
+        } => event!(
+            call,
+            trace,
+            "steadfast::scatter",
+            layer,
+            name,
+            answered,
+            failed,
+            "gathered"
         ),
         // Reported by the observe layer itself, which has the fields.
         Event::SlowCall { .. } | Event::CallEnded { .. } => {}

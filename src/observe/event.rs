@@ -8,13 +8,16 @@ use crate::circuit_breaker::State;
 use crate::classify::Verdict;
 pub use crate::error::Rejection;
 use crate::fallback::{FallbackSource, Reason};
+use crate::scatter::Stop;
 
 /// One decision of a layer, as listeners see it.
 ///
 /// Events are made only where a layer decides something (a retry, a
-/// transition, a refusal, a fallback, a hedge, a slow call) and once at the
-/// end of each call an [`ObserveLayer`](super::ObserveLayer) watches; the
-/// success path of the other layers makes none. Inside a call watched by an
+/// transition, a refusal, a fallback, a hedge, a timeout, an injected
+/// fault, a slow call) and once at the end of each call an
+/// [`ObserveLayer`](super::ObserveLayer) watches; the success path of the
+/// other layers makes none, but for a scatter, whose every stage, branch
+/// and gathering is a decision. Inside a call watched by an
 /// [`ObserveLayer`](super::ObserveLayer), [`CallContext::current`](super::CallContext::current)
 /// gives the policy, route and request id of the call from a listener.
 #[derive(Debug, Clone, Copy)]
@@ -115,11 +118,14 @@ pub enum Event<'a> {
         /// How long after the first request it left.
         delay: Duration,
     },
-    /// A hedged copy (not the first request) gave the answer.
+    /// A copy gave the answer after at least one hedged copy was sent;
+    /// the others are cancelled. Copy 0, the first request, winning says
+    /// the copies were spent for nothing. The first request answering
+    /// before any copy left makes no event.
     HedgeWon {
         /// The layer's name.
         name: &'a str,
-        /// The copy that won, from 1.
+        /// The copy that won: 0 for the first request, then from 1.
         copy: u32,
     },
     /// An adaptive concurrency limit moved.
@@ -167,6 +173,105 @@ pub enum Event<'a> {
         /// How long it was degraded.
         degraded_for: Duration,
     },
+    /// An attempt timeout ended an attempt, or the total deadline ended
+    /// or refused it.
+    AttemptTimedOut {
+        /// The timeout layer's name.
+        name: &'a str,
+        /// What ended it.
+        reason: TimeoutReason,
+    },
+    /// A bulkhead admitted a call that waited for its permit.
+    AdmittedAfterWait {
+        /// The bulkhead's name.
+        name: &'a str,
+        /// Its key, for a keyed bulkhead.
+        key: Option<&'a str>,
+        /// How long the call waited.
+        waited: Duration,
+    },
+    /// A hedge (or race) did not send a copy it would have sent.
+    HedgeRefused {
+        /// `hedge` or `race`.
+        layer: &'static str,
+        /// The layer's name.
+        name: &'a str,
+        /// The copy not sent, from 1.
+        copy: u32,
+        /// Why.
+        reason: HedgeRefusal,
+    },
+    /// Every copy of a hedged (or raced) request failed; the most telling
+    /// failure goes back.
+    HedgeFailed {
+        /// `hedge` or `race`.
+        layer: &'static str,
+        /// The layer's name.
+        name: &'a str,
+        /// The copies sent, the first request included.
+        copies: u32,
+        /// The verdict of the failure returned.
+        verdict: Verdict,
+    },
+    /// A fallback source was passed over for a call it could have answered.
+    FallbackSkipped {
+        /// The fallback layer's name.
+        name: &'a str,
+        /// The source passed over.
+        source: &'a FallbackSource,
+        /// Why.
+        reason: SkipReason,
+    },
+    /// A chaos layer injected a fault or a delay.
+    FaultInjected {
+        /// The chaos layer's name.
+        name: &'a str,
+        /// The fault; [`ChaosFault::None`] for a delay alone.
+        fault: ChaosFault,
+        /// The delay added, if any.
+        delay: Option<Duration>,
+    },
+    /// A rate limiter's tier function named a tier that does not exist;
+    /// the default tier applies.
+    UnknownTier {
+        /// The default tier, which applies instead.
+        tier: &'a str,
+    },
+    /// A stage of a scatter (or staged fan-out) sent its branches.
+    StageStarted {
+        /// `scatter` or `stages`.
+        layer: &'static str,
+        /// The layer's name.
+        name: &'a str,
+        /// The stage, from 0.
+        stage: usize,
+        /// How many branches it sent.
+        branches: usize,
+    },
+    /// A branch of a scatter (or staged fan-out) ended.
+    BranchEnded {
+        /// `scatter` or `stages`.
+        layer: &'static str,
+        /// The layer's name.
+        name: &'a str,
+        /// The branch, from 0, across stages.
+        branch: usize,
+        /// Its verdict; `None` when it was cancelled or not sent.
+        verdict: Option<Verdict>,
+    },
+    /// A scatter (or staged fan-out) gathered its answers.
+    Gathered {
+        /// `scatter` or `stages`.
+        layer: &'static str,
+        /// The layer's name.
+        name: &'a str,
+        /// Branches that answered.
+        answered: usize,
+        /// Branches that failed or timed out.
+        failed: usize,
+        /// Where and why it stopped early, if it did.
+        stop: Option<Stop>,
+    },
     /// A watched call ended.
     CallEnded {
         /// The policy's name.
@@ -200,6 +305,16 @@ impl Event<'_> {
             Event::SlowCall { .. } => "slow_call",
             Event::StoreDegraded { .. } => "store_degraded",
             Event::StoreRecovered { .. } => "store_recovered",
+            Event::AttemptTimedOut { .. } => "attempt_timed_out",
+            Event::AdmittedAfterWait { .. } => "admitted_after_wait",
+            Event::HedgeRefused { .. } => "hedge_refused",
+            Event::HedgeFailed { .. } => "hedge_failed",
+            Event::FallbackSkipped { .. } => "fallback_skipped",
+            Event::FaultInjected { .. } => "fault_injected",
+            Event::UnknownTier { .. } => "unknown_tier",
+            Event::StageStarted { .. } => "stage_started",
+            Event::BranchEnded { .. } => "branch_ended",
+            Event::Gathered { .. } => "gathered",
             Event::CallEnded { .. } => "call_ended",
         }
     }
@@ -364,5 +479,59 @@ reasons! {
         Probe => "probe",
         /// The measurement at the minimum limit ended.
         ProbeDone => "probe_done",
+    }
+}
+
+reasons! {
+    /// What ended an attempt ([`Event::AttemptTimedOut`]).
+    TimeoutReason {
+        /// The attempt timeout passed: the attempt may be retried.
+        Elapsed => "attempt_timeout",
+        /// The total deadline, earlier than the attempt timeout, passed
+        /// while the attempt ran.
+        CutByDeadline => "cut_by_deadline",
+        /// The total deadline had passed before the attempt started: it
+        /// was not sent.
+        DeadlinePassed => "deadline_passed",
+    }
+}
+
+reasons! {
+    /// Why a hedge (or race) did not send a copy ([`Event::HedgeRefused`]).
+    HedgeRefusal {
+        /// The request could not be copied.
+        NotReplayable => "not_replayable",
+        /// The classifier says copies of the request must not overlap (it
+        /// is not idempotent): no copy on a timer.
+        NotIdempotent => "not_idempotent",
+        /// The only target is failing, refusing or asking for a wait;
+        /// another copy would add to its load.
+        TargetFailing => "target_failing",
+        /// The total deadline passed.
+        Deadline => "deadline",
+        /// The retry budget had nothing left to spend.
+        BudgetSpent => "budget_spent",
+    }
+}
+
+reasons! {
+    /// Why a fallback source was passed over ([`Event::FallbackSkipped`]).
+    SkipReason {
+        /// The request could not be copied for the alternate service.
+        NotReplayable => "not_replayable",
+    }
+}
+
+reasons! {
+    /// The fault a chaos layer injected ([`Event::FaultInjected`]).
+    ChaosFault {
+        /// No fault: only a delay.
+        None => "none",
+        /// An [`InjectedFault`](crate::chaos::InjectedFault) error.
+        Error => "error",
+        /// A call that never ends.
+        Hang => "hang",
+        /// The configured response instead of the inner service's.
+        Respond => "respond",
     }
 }

@@ -177,6 +177,8 @@ pub(crate) fn record(event: &Event<'_>, call: Option<(&str, &str)>) {
         Event::HedgeSent { name, .. } => counter!(HEDGES_SENT,
             "policy" => policy, "route" => route, "name" => name.to_owned())
         .increment(1),
+        // Hedges that paid: a copy, not the first request, answered.
+        Event::HedgeWon { copy: 0, .. } => {}
         Event::HedgeWon { name, .. } => counter!(HEDGES_WON,
             "policy" => policy, "route" => route, "name" => name.to_owned())
         .increment(1),
@@ -197,7 +199,17 @@ pub(crate) fn record(event: &Event<'_>, call: Option<(&str, &str)>) {
             counter!(STORE_TRANSITIONS, "store" => store.to_owned(), "to" => "recovered")
                 .increment(1);
         }
-        Event::CallEnded { .. } => {}
+        Event::CallEnded { .. }
+        | Event::AttemptTimedOut { .. }
+        | Event::AdmittedAfterWait { .. }
+        | Event::HedgeRefused { .. }
+        | Event::HedgeFailed { .. }
+        | Event::FallbackSkipped { .. }
+        | Event::FaultInjected { .. }
+        | Event::UnknownTier { .. }
+        | Event::StageStarted { .. }
+        | Event::BranchEnded { .. }
+        | Event::Gathered { .. } => {}
     }
 }
 

@@ -132,7 +132,8 @@ pub mod metrics;
 
 pub use self::context::{CallContext, RequestId};
 pub use self::event::{
-    Event, LimitReason, Listeners, Rejection, RetryStopReason, TransitionReason,
+    ChaosFault, Event, HedgeRefusal, LimitReason, Listeners, Rejection, RetryStopReason,
+    SkipReason, TimeoutReason, TransitionReason,
 };
 pub use self::health::{
     AdaptiveStatus, BreakerStatus, BudgetStatus, BulkheadStatus, Health, HealthSnapshot, KeyUsage,

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::gathered::{Gather, Stop};
 use crate::classify::Verdict;
+use crate::observe::{Event, emit};
 
 /// Scatter (one stage, a gather mode) or stages (hard and soft stops).
 #[derive(Debug, Clone, Copy)]
@@ -40,48 +41,31 @@ impl<S, C, P> Plan<S, C, P> {
     }
 
     pub(crate) fn emit_stage(&self, stage: usize, branches: usize) {
-        tracing::trace!(
-            target: "steadfast::scatter",
-            layer = self.policy(),
-            name = self.name,
+        emit(&Event::StageStarted {
+            layer: self.policy(),
+            name: self.name,
             stage,
             branches,
-            "stage started"
-        );
+        });
     }
 
     pub(crate) fn emit_branch(&self, branch: usize, verdict: Option<Verdict>) {
-        tracing::trace!(
-            target: "steadfast::scatter",
-            layer = self.policy(),
-            name = self.name,
+        emit(&Event::BranchEnded {
+            layer: self.policy(),
+            name: self.name,
             branch,
-            verdict = verdict.map_or("none", |v| v.as_str()),
-            "branch ended"
-        );
+            verdict,
+        });
     }
 
     pub(crate) fn emit_done(&self, answered: usize, failed: usize, stop: Option<Stop>) {
-        match stop {
-            Some(stop) => tracing::debug!(
-                target: "steadfast::scatter",
-                layer = self.policy(),
-                name = self.name,
-                answered,
-                failed,
-                stage = stop.stage(),
-                reason = ?stop.reason(),
-                "stopped early"
-            ),
-            None => tracing::trace!(
-                target: "steadfast::scatter",
-                layer = self.policy(),
-                name = self.name,
-                answered,
-                failed,
-                "gathered"
-            ),
-        }
+        emit(&Event::Gathered {
+            layer: self.policy(),
+            name: self.name,
+            answered,
+            failed,
+            stop,
+        });
     }
 }
 
