@@ -282,8 +282,9 @@ impl Rejection {
     }
 
     /// [`Rejection::of`] for an error of any type: a [`BoxError`], one of
-    /// the markers, or any other error type ([`as_error`] says which are
-    /// read); `None` for other types.
+    /// this module's markers, [`std::io::Error`], and (with their features)
+    /// `reqwest::Error` and hyper-util's client error; `None` for errors of
+    /// other types.
     pub fn of_any<E: 'static>(err: &E) -> Option<(Rejection, Option<Duration>)> {
         as_error(err).and_then(Self::of)
     }

@@ -86,7 +86,7 @@ impl<C, P> Policy<C, P> {
                     name: self.name,
                     copies: copy,
                     verdict,
-                })
+                });
             }
         }
     }
