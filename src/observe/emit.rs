@@ -45,6 +45,15 @@ pub(crate) fn emit_with(own: &Listeners, event: &Event<'_>) {
     }
 }
 
+/// Whether the current call is watched by an observe layer, whose
+/// listeners hear the events made in it. A layer that reports on its
+/// success path asks first, with its tracing callsite's interest, so that
+/// an event nobody can hear costs nothing.
+#[inline]
+pub(crate) fn in_watched_call() -> bool {
+    with_current(|_| ()).is_some()
+}
+
 fn ms(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -150,5 +150,5 @@ pub use self::layer::{
 #[cfg(feature = "http")]
 pub(crate) use self::context::layering_route;
 pub(crate) use self::context::{attempt_ended, attempt_started};
-pub(crate) use self::emit::{emit, emit_with};
+pub(crate) use self::emit::{emit, emit_with, in_watched_call};
 pub(crate) use self::layer::ObserveSettings;

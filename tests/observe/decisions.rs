@@ -358,3 +358,30 @@ async fn a_scatter_reports_its_stage_its_branches_and_what_it_gathered() {
         )]
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_scatter_outside_a_watched_call_is_heard_by_a_subscriber() {
+    let (capture, _guard) = crate::capture::Capture::install();
+    let scatter = Scatter::builder()
+        .branch(branch(10, true))
+        .branch(branch(20, true))
+        .build()
+        .unwrap();
+    let gathered = scatter.oneshot(1).await.unwrap();
+    assert!(gathered.is_satisfied());
+    let messages: Vec<String> = capture
+        .events()
+        .iter()
+        .filter(|e| e.target == "steadfast::scatter")
+        .map(|e| format!("{} {}", e.message(), e.field("layer")))
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "stage started scatter",
+            "branch ended scatter",
+            "branch ended scatter",
+            "gathered scatter"
+        ]
+    );
+}
