@@ -226,3 +226,38 @@ impl<'a, Res> Cause<'a, Res> {
         self.outcome.err()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{CircuitOpen, ClientThrottled, ConcurrencyLimited};
+    use std::time::Duration;
+
+    #[test]
+    fn a_reason_is_read_from_the_one_rejection() {
+        let rejected = Verdict::Rejected { retry_after: None };
+        let open: BoxError = Box::new(CircuitOpen::new(Duration::from_secs(1)));
+        assert_eq!(Reason::of(rejected, Some(&open)), Some(Reason::CircuitOpen));
+        let limited: BoxError = Box::new(ConcurrencyLimited::new());
+        assert_eq!(
+            Reason::of(rejected, Some(&limited)),
+            Some(Reason::BulkheadFull)
+        );
+        let throttled: BoxError = Box::new(ClientThrottled::new());
+        assert_eq!(
+            Reason::of(rejected, Some(&throttled)),
+            Some(Reason::RateLimited)
+        );
+        let other: BoxError = "refused by a classifier".into();
+        assert_eq!(
+            Reason::of(rejected, Some(&other)),
+            Some(Reason::OtherRejection)
+        );
+        assert_eq!(Reason::of(rejected, None), Some(Reason::OtherRejection));
+        assert_eq!(Reason::of(Verdict::Success, None), None);
+        assert_eq!(
+            Reason::from(Rejection::DeadlineExceeded),
+            Reason::DeadlineExceeded
+        );
+    }
+}
