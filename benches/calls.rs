@@ -14,7 +14,9 @@
 //!
 //! Rows: `bare`, `bulkhead/steadfast`, `bulkhead/tower`,
 //! `rate_limit/steadfast`, `rate_limit/tower`, `retry/steadfast`,
-//! `retry/tower`, `retry_budget/steadfast`, `retry_budget/tower`.
+//! `retry/tower`, `retry_budget/steadfast`, `retry_budget/tower`,
+//! `hedge/steadfast` (the first request answers before any copy),
+//! `scatter/steadfast` (two branches, every answer gathered).
 
 use std::fmt::Debug;
 use std::future::{Ready, ready};
@@ -24,8 +26,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use steadfast::bulkhead::BulkheadLayer;
+use steadfast::hedge::HedgeLayer;
 use steadfast::rate_limit::{Quota, RateLimitLayer};
 use steadfast::retry::RetryLayer;
+use steadfast::scatter::Scatter;
 use tower::retry::budget::{Budget, TpsBudget};
 use tower::{Layer, Service, ServiceExt};
 
@@ -165,6 +169,23 @@ fn main() -> ExitCode {
                 let budget = Arc::new(TpsBudget::new(Duration::from_secs(10), 10, 0.2));
                 let service = tower::retry::Retry::new(Budgeted(budget), Echo);
                 Some(drive(service, calls).await)
+            }
+            "hedge/steadfast" => {
+                let layer = HedgeLayer::builder()
+                    .delay(Duration::from_secs(1))
+                    .unlimited_budget()
+                    .build()
+                    .expect("valid settings");
+                Some(drive(layer.layer(Echo), calls).await)
+            }
+            "scatter/steadfast" => {
+                let scatter = Scatter::builder()
+                    .branch(Echo)
+                    .branch(Echo)
+                    .build()
+                    .expect("valid settings")
+                    .map_response(|gathered| gathered.answers().count() as u64);
+                Some(drive(scatter, calls).await)
             }
             _ => None,
         }

@@ -215,7 +215,7 @@ where
     E: 'static,
 {
     if let Err(err) = outcome {
-        if let Some(retry_after) = crate::error::rejection(err) {
+        if let Some((_, retry_after)) = crate::error::Rejection::of_any(err) {
             return Verdict::Rejected { retry_after };
         }
     }

@@ -190,47 +190,157 @@ impl fmt::Display for RetryAfterTooLong {
 
 impl Error for RetryAfterTooLong {}
 
+/// Which of this crate's policies refused a call: the one answer to "which
+/// rejection is this error?".
+///
+/// Every refusal marker has a variant. [`Rejection::of`] finds the marker
+/// in an error or its sources; classifiers, the fallback's
+/// [`Reason`](crate::fallback::Reason), the HTTP and gRPC error responses,
+/// events and metrics all read refusals through it.
+///
+/// ```
+/// use std::time::Duration;
+/// use steadfast::error::{BoxError, CircuitOpen, Rejection};
+///
+/// let err: BoxError = Box::new(CircuitOpen::new(Duration::from_secs(3)));
+/// assert_eq!(
+///     Rejection::of(&*err),
+///     Some((Rejection::CircuitOpen, Some(Duration::from_secs(3))))
+/// );
+/// assert_eq!(Rejection::CircuitOpen.as_str(), "circuit_open");
+/// assert_eq!(Rejection::of(&std::io::Error::other("reset")), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// A circuit breaker is open ([`CircuitOpen`]).
+    CircuitOpen,
+    /// A bulkhead is full ([`BulkheadFull`]).
+    BulkheadFull,
+    /// A rate limiter refused the call ([`RateLimited`]).
+    RateLimited,
+    /// The total deadline passed ([`DeadlineExceeded`]).
+    DeadlineExceeded,
+    /// An adaptive concurrency limit had no room ([`ConcurrencyLimited`]).
+    ConcurrencyLimited,
+    /// Client-side adaptive throttling refused the call ([`ClientThrottled`]).
+    ClientThrottled,
+}
+
+/// How deep [`Rejection::of`] looks into an error's sources.
+const MAX_SOURCES: usize = 32;
+
+impl Rejection {
+    /// A stable lowercase name, as used in events and metric labels.
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Rejection::CircuitOpen => "circuit_open",
+            Rejection::BulkheadFull => "bulkhead_full",
+            Rejection::RateLimited => "rate_limited",
+            Rejection::DeadlineExceeded => "deadline_exceeded",
+            Rejection::ConcurrencyLimited => "concurrency_limited",
+            Rejection::ClientThrottled => "client_throttled",
+        }
+    }
+
+    /// The refusal marker in `err` or in its sources (the first found,
+    /// looking at most 32 errors deep), with the wait the marker carries:
+    /// [`CircuitOpen::remaining`] or [`RateLimited::retry_after`].
+    ///
+    /// A marker wrapped by another error (a client's error around a
+    /// refusal of a layer inside its connector) is found too.
+    pub fn of(err: &(dyn Error + 'static)) -> Option<(Rejection, Option<Duration>)> {
+        let mut next = Some(err);
+        for _ in 0..MAX_SOURCES {
+            let err = next?;
+            if let Some(found) = Self::marker(err) {
+                return Some(found);
+            }
+            next = err.source();
+        }
+        None
+    }
+
+    /// The marker `err` itself is, if any; its sources are not read.
+    fn marker(err: &(dyn Error + 'static)) -> Option<(Rejection, Option<Duration>)> {
+        let found = if let Some(open) = err.downcast_ref::<CircuitOpen>() {
+            (Rejection::CircuitOpen, Some(open.remaining))
+        } else if let Some(limited) = err.downcast_ref::<RateLimited>() {
+            (Rejection::RateLimited, Some(limited.retry_after))
+        } else if err.is::<BulkheadFull>() {
+            (Rejection::BulkheadFull, None)
+        } else if err.is::<DeadlineExceeded>() {
+            (Rejection::DeadlineExceeded, None)
+        } else if err.is::<ConcurrencyLimited>() {
+            (Rejection::ConcurrencyLimited, None)
+        } else if err.is::<ClientThrottled>() {
+            (Rejection::ClientThrottled, None)
+        } else {
+            return None;
+        };
+        Some(found)
+    }
+
+    /// [`Rejection::of`] for an error of any type: a [`BoxError`], one of
+    /// this module's markers, [`std::io::Error`], and (with their features)
+    /// `reqwest::Error` and hyper-util's client error; `None` for errors of
+    /// other types.
+    pub fn of_any<E: 'static>(err: &E) -> Option<(Rejection, Option<Duration>)> {
+        as_error(err).and_then(Self::of)
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// `err` as an error trait object, when its type is one this crate reads:
+/// a [`BoxError`], a marker of this module, [`std::io::Error`], and (with
+/// their features) `reqwest::Error` and hyper-util's client error.
+pub(crate) fn as_error<E: 'static>(err: &E) -> Option<&(dyn Error + 'static)> {
+    let any: &dyn Any = err;
+    macro_rules! read {
+        ($($ty:ty),* $(,)?) => {
+            $(
+                if let Some(err) = any.downcast_ref::<$ty>() {
+                    return Some(err);
+                }
+            )*
+        };
+    }
+    if let Some(boxed) = any.downcast_ref::<BoxError>() {
+        return Some(&**boxed);
+    }
+    read!(
+        CircuitOpen,
+        RateLimited,
+        BulkheadFull,
+        DeadlineExceeded,
+        ConcurrencyLimited,
+        ClientThrottled,
+        Elapsed,
+        RetryAfterTooLong,
+        std::io::Error,
+    );
+    #[cfg(feature = "reqwest")]
+    read!(reqwest::Error);
+    #[cfg(feature = "hyper")]
+    read!(hyper_util::client::legacy::Error);
+    None
+}
+
 /// Recognises the rejection markers of this crate in an error.
 ///
 /// Returns `Some(hint)` when `err` is one of the markers by which a policy
 /// refuses to call (circuit open, bulkhead full, concurrency limited,
-/// throttled by client, rate limited, deadline passed), with the wait the marker carries, if any. Works for errors that
-/// are the marker itself or a [`BoxError`] holding it.
+/// throttled by client, rate limited, deadline passed), or holds one among
+/// its sources, with the wait the marker carries, if any. Works for errors
+/// that are the marker itself or a [`BoxError`] holding it. Which marker it
+/// was, [`Rejection::of_any`] says.
 pub fn rejection<E: 'static>(err: &E) -> Option<Option<Duration>> {
-    let any: &dyn Any = err;
-    if let Some(boxed) = any.downcast_ref::<BoxError>() {
-        return rejection_in(&**boxed);
-    }
-    if let Some(boxed) = any.downcast_ref::<Box<dyn Error + Send + Sync + 'static>>() {
-        return rejection_in(&**boxed);
-    }
-    if any.is::<BulkheadFull>()
-        || any.is::<DeadlineExceeded>()
-        || any.is::<ConcurrencyLimited>()
-        || any.is::<ClientThrottled>()
-    {
-        return Some(None);
-    }
-    if let Some(open) = any.downcast_ref::<CircuitOpen>() {
-        return Some(Some(open.remaining));
-    }
-    any.downcast_ref::<RateLimited>()
-        .map(|limited| Some(limited.retry_after))
-}
-
-fn rejection_in(err: &(dyn Error + Send + Sync + 'static)) -> Option<Option<Duration>> {
-    if err.is::<BulkheadFull>()
-        || err.is::<DeadlineExceeded>()
-        || err.is::<ConcurrencyLimited>()
-        || err.is::<ClientThrottled>()
-    {
-        Some(None)
-    } else if let Some(open) = err.downcast_ref::<CircuitOpen>() {
-        Some(Some(open.remaining))
-    } else {
-        err.downcast_ref::<RateLimited>()
-            .map(|limited| Some(limited.retry_after))
-    }
+    Rejection::of_any(err).map(|(_, wait)| wait)
 }
 
 /// A setting that cannot work, found when a policy is built.
@@ -473,6 +583,73 @@ mod tests {
         assert_eq!(rejection(&other), None);
         assert_eq!(rejection(&Elapsed::new()), None);
         assert_eq!(rejection(&std::io::Error::other("x")), None);
+    }
+
+    #[derive(Debug)]
+    struct Wrapped(BoxError);
+
+    impl fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("client error")
+        }
+    }
+
+    impl Error for Wrapped {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            Some(&*self.0)
+        }
+    }
+
+    #[test]
+    fn every_marker_is_one_rejection_found_among_the_sources() {
+        let wait = Some(Duration::from_millis(7));
+        let cases: [(BoxError, Rejection, Option<Duration>); 6] = [
+            (
+                Box::new(CircuitOpen::new(Duration::from_millis(7))),
+                Rejection::CircuitOpen,
+                wait,
+            ),
+            (
+                Box::new(RateLimited::new(Duration::from_millis(7))),
+                Rejection::RateLimited,
+                wait,
+            ),
+            (Box::new(BulkheadFull::new()), Rejection::BulkheadFull, None),
+            (
+                Box::new(DeadlineExceeded::new()),
+                Rejection::DeadlineExceeded,
+                None,
+            ),
+            (
+                Box::new(ConcurrencyLimited::new()),
+                Rejection::ConcurrencyLimited,
+                None,
+            ),
+            (
+                Box::new(ClientThrottled::new()),
+                Rejection::ClientThrottled,
+                None,
+            ),
+        ];
+        for (err, kind, wait) in cases {
+            assert_eq!(Rejection::of(&*err), Some((kind, wait)), "{err}");
+            assert_eq!(Rejection::of_any(&err), Some((kind, wait)), "{err}");
+            let wrapped: BoxError = Box::new(Wrapped(Box::new(Wrapped(err))));
+            assert_eq!(
+                Rejection::of(&*wrapped),
+                Some((kind, wait)),
+                "wrapped {kind}"
+            );
+            assert_eq!(rejection(&wrapped), Some(wait));
+        }
+        assert_eq!(
+            Rejection::of_any(&BulkheadFull::new()),
+            Some((Rejection::BulkheadFull, None))
+        );
+        assert_eq!(Rejection::of_any(&Elapsed::new()), None);
+        assert_eq!(Rejection::of_any(&42_u8), None, "not an error type");
+        let plain: BoxError = Box::new(Wrapped("reset".into()));
+        assert_eq!(Rejection::of(&*plain), None);
     }
 
     #[test]

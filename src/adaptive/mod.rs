@@ -247,7 +247,7 @@ fn emit_rejection(limiter: &Limiter, throttled: bool, key: Option<&str>) {
 
 /// Reports a change of the limit.
 #[cold]
-fn emit_limit(limiter: &Limiter, from: usize, to: usize, reason: &'static str) {
+fn emit_limit(limiter: &Limiter, from: usize, to: usize, reason: crate::observe::LimitReason) {
     crate::observe::emit(&crate::observe::Event::LimitChanged {
         name: limiter.name(),
         from,

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use super::algorithm::{Algorithm, Verdict, Window, next_limit, probe_permits};
 use super::throttle::ThrottleState;
+use crate::observe::LimitReason;
 
 /// An `f64` kept as the bits of an `AtomicU64`.
 #[derive(Debug)]
@@ -278,7 +279,7 @@ impl Limiter {
             }
             self.last_probe.store(now, Ordering::Relaxed);
             self.probing.store(false, Ordering::Release);
-            self.set_limit(self.saved_limit.get(), before, "probe_done");
+            self.set_limit(self.saved_limit.get(), before, LimitReason::ProbeDone);
             return;
         }
         let window = Window {
@@ -326,13 +327,13 @@ impl Limiter {
             self.epoch.fetch_add(1, Ordering::AcqRel);
             self.probing.store(true, Ordering::Release);
             self.permits.store(permits, Ordering::Relaxed);
-            super::emit_limit(self, before, permits, "probe");
+            super::emit_limit(self, before, permits, LimitReason::Probe);
             return;
         }
-        self.set_limit(next, before, "window");
+        self.set_limit(next, before, LimitReason::Window);
     }
 
-    fn set_limit(&self, next: f64, before: usize, reason: &'static str) {
+    fn set_limit(&self, next: f64, before: usize, reason: LimitReason) {
         self.limit.set(next);
         let permits = self.limit();
         self.permits.store(permits, Ordering::Relaxed);

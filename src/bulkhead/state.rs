@@ -304,12 +304,11 @@ pub(crate) fn emit_rejection(shared: &Shared) {
 }
 
 /// Reports a call that got its permit after waiting.
+#[cold]
 pub(crate) fn emit_admitted_after_wait(shared: &Shared, waited: Duration) {
-    tracing::trace!(
-        target: "steadfast::bulkhead",
-        layer = "bulkhead",
-        name = shared.name(),
-        delay_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
-        "call admitted after waiting"
-    );
+    crate::observe::emit(&crate::observe::Event::AdmittedAfterWait {
+        name: shared.name(),
+        key: None,
+        waited,
+    });
 }

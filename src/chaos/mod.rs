@@ -175,13 +175,7 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         let (fault, delay) = self.settings.draw();
         if fault != Fault::Pass || delay.is_some() {
-            tracing::debug!(
-                target: "steadfast::chaos",
-                layer = "chaos",
-                fault = fault.as_str(),
-                delay_ms = delay.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-                "fault injected"
-            );
+            injected(fault, delay);
         }
         match fault {
             Fault::Pass => future::ResponseFuture::inner(self.inner.call(request), delay),
@@ -195,6 +189,16 @@ where
             },
         }
     }
+}
+
+/// Reports an injected fault or delay.
+#[cold]
+fn injected(fault: Fault, delay: Option<Duration>) {
+    crate::observe::emit(&crate::observe::Event::FaultInjected {
+        name: "chaos",
+        fault: fault.event(),
+        delay,
+    });
 }
 
 /// Reads and changes a chaos layer while its services run. Cloneable.

@@ -30,12 +30,13 @@ pub(crate) enum Fault {
 }
 
 impl Fault {
-    pub(crate) const fn as_str(self) -> &'static str {
+    /// The fault as events name it.
+    pub(crate) const fn event(self) -> crate::observe::ChaosFault {
         match self {
-            Fault::Pass => "none",
-            Fault::Error => "error",
-            Fault::Hang => "hang",
-            Fault::Respond => "respond",
+            Fault::Pass => crate::observe::ChaosFault::None,
+            Fault::Error => crate::observe::ChaosFault::Error,
+            Fault::Hang => crate::observe::ChaosFault::Hang,
+            Fault::Respond => crate::observe::ChaosFault::Respond,
         }
     }
 }

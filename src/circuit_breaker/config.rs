@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::classify::DefaultClassifier;
 use crate::error::{ConfigError, check};
+use crate::observe::TransitionReason;
 
 /// The largest count window: the window's running totals keep 21 bits per
 /// field.
@@ -52,16 +53,18 @@ pub(crate) struct Settings {
 impl Settings {
     /// Whether the failure or slow-call rate of `calls` reaches its
     /// threshold; `None` if neither does. Percentages, as configured.
-    pub(crate) fn trips(&self, calls: u64, failures: u64, slow: u64) -> Option<&'static str> {
+    pub(crate) fn trips(&self, calls: u64, failures: u64, slow: u64) -> Option<TransitionReason> {
         if calls == 0 {
             return None;
         }
         let calls = calls as f64;
         if failures as f64 * 100.0 >= self.failure_rate * calls {
-            return Some("failure_rate");
+            return Some(TransitionReason::FailureRate);
         }
         match self.slow {
-            Some((_, rate)) if slow as f64 * 100.0 >= rate * calls => Some("slow_call_rate"),
+            Some((_, rate)) if slow as f64 * 100.0 >= rate * calls => {
+                Some(TransitionReason::SlowCallRate)
+            }
             _ => None,
         }
     }

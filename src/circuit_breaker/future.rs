@@ -1,7 +1,6 @@
 //! The response future of [`CircuitBreaker`](super::CircuitBreaker) and
 //! [`KeyedCircuitBreaker`](super::KeyedCircuitBreaker).
 
-use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -16,7 +15,7 @@ use super::state::{Outcome, Ticket};
 use super::window::{FAILED, RECORDED, SLOW};
 use crate::BoxError;
 use crate::classify::{Classify, Verdict, judge};
-use crate::error::{CircuitOpen, DeadlineExceeded};
+use crate::error::{CircuitOpen, Rejection};
 use crate::timeout::Deadline;
 
 pin_project! {
@@ -121,11 +120,10 @@ where
 }
 
 fn is_deadline_exceeded<E: 'static>(err: &E) -> bool {
-    let any: &dyn Any = err;
-    match any.downcast_ref::<BoxError>() {
-        Some(boxed) => boxed.is::<DeadlineExceeded>(),
-        None => any.is::<DeadlineExceeded>(),
-    }
+    matches!(
+        Rejection::of_any(err),
+        Some((Rejection::DeadlineExceeded, _))
+    )
 }
 
 /// The total deadline in force when a call is admitted, if it has not

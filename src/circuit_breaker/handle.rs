@@ -166,13 +166,15 @@ impl CircuitBreakerHandle {
 
     /// Refuses every call until [`reset`](Self::reset).
     pub fn force_open(&self) {
-        self.breaker().force(State::ForcedOpen, "forced");
+        self.breaker()
+            .force(State::ForcedOpen, crate::observe::TransitionReason::Forced);
     }
 
     /// Lets every call through and records nothing until
     /// [`reset`](Self::reset) ([`State::Disabled`]).
     pub fn disable(&self) {
-        self.breaker().force(State::Disabled, "forced");
+        self.breaker()
+            .force(State::Disabled, crate::observe::TransitionReason::Forced);
     }
 
     /// The same as [`disable`](Self::disable): forced closed.
@@ -183,12 +185,14 @@ impl CircuitBreakerHandle {
     /// Lets every call through and records outcomes, without ever opening,
     /// until [`reset`](Self::reset).
     pub fn metrics_only(&self) {
-        self.breaker().force(State::MetricsOnly, "forced");
+        self.breaker()
+            .force(State::MetricsOnly, crate::observe::TransitionReason::Forced);
     }
 
     /// Closes the breaker with an empty window and the first open duration.
     pub fn reset(&self) {
-        self.breaker().force(State::Closed, "reset");
+        self.breaker()
+            .force(State::Closed, crate::observe::TransitionReason::Reset);
     }
 }
 

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use super::config::{Settings, WindowKind};
 use super::window::{CountWindow, Counts, TimeWindow, Window};
 use crate::error::CircuitOpen;
+use crate::observe::TransitionReason;
 
 /// Keeps a hot atomic on a cache line of its own.
 #[derive(Debug, Default)]
@@ -222,14 +223,19 @@ impl Breaker {
                         .map_or(NO_DEADLINE, |wait| self.deadline_ms(now, wait));
                     let next = pack(State::HalfOpen, generation.wrapping_add(1), wait);
                     if self.swap_state(word, next) {
-                        self.emit_transition(State::Open, State::HalfOpen, "open_elapsed", None);
+                        self.emit_transition(
+                            State::Open,
+                            State::HalfOpen,
+                            TransitionReason::OpenElapsed,
+                            None,
+                        );
                     }
                 }
                 State::HalfOpen => {
                     if deadline(word) != NO_DEADLINE {
                         let now = Instant::now();
                         if self.elapsed(now) >= Duration::from_millis(deadline(word)) {
-                            self.try_open(word, now, "half_open_timeout", None);
+                            self.try_open(word, now, TransitionReason::HalfOpenTimeout, None);
                             continue;
                         }
                     }
@@ -322,7 +328,9 @@ impl Breaker {
                             self.settings
                                 .trips(counts.calls, counts.failures, counts.slow)
                         })
-                        .or_else(|| (streak == Some(true)).then_some("consecutive_failures"));
+                        .or_else(|| {
+                            (streak == Some(true)).then_some(TransitionReason::ConsecutiveFailures)
+                        });
                     if let Some(reason) = reason {
                         let now = clock.unwrap_or_else(Instant::now);
                         self.try_open(word, now, reason, outcome.hint);
@@ -332,7 +340,7 @@ impl Breaker {
                         .filter(|_| run.is_some_and(|run| run >= self.settings.retry_after_run))
                     {
                         let now = clock.unwrap_or_else(Instant::now);
-                        self.open_for(word, now, "retry_after", hint);
+                        self.open_for(word, now, TransitionReason::RetryAfter, hint);
                     }
                 }
             }
@@ -447,17 +455,17 @@ impl Breaker {
         if hinted && done < u64::from(self.settings.probes) {
             // The callee asked for a wait: no more probes until it is over.
             let now = now.unwrap_or_else(Instant::now);
-            self.try_open(word, now, "probe_retry_after", outcome.hint);
+            self.try_open(word, now, TransitionReason::ProbeRetryAfter, outcome.hint);
             return;
         }
         let failed = probe_field(after, PROBE_FAILED);
         let slow = probe_field(after, PROBE_SLOW);
         match self.settings.trips(done, failed, slow) {
             Some(reason) => {
-                let reason = if reason == "failure_rate" {
-                    "probe_failure_rate"
+                let reason = if reason == TransitionReason::FailureRate {
+                    TransitionReason::ProbeFailureRate
                 } else {
-                    "probe_slow_call_rate"
+                    TransitionReason::ProbeSlowCallRate
                 };
                 let now = now.unwrap_or_else(Instant::now);
                 self.try_open(word, now, reason, outcome.hint);
@@ -468,14 +476,19 @@ impl Breaker {
                     self.window.clear();
                     self.streak.0.store(0, Ordering::Release);
                     self.openings.store(0, Ordering::Relaxed);
-                    self.emit_transition(State::HalfOpen, State::Closed, "probes_passed", None);
+                    self.emit_transition(
+                        State::HalfOpen,
+                        State::Closed,
+                        TransitionReason::ProbesPassed,
+                        None,
+                    );
                 }
             }
         }
     }
 
     /// Opens the breaker from `from`, unless another thread moved it first.
-    fn try_open(&self, from: u64, now: Instant, reason: &'static str, hint: Option<Duration>) {
+    fn try_open(&self, from: u64, now: Instant, reason: TransitionReason, hint: Option<Duration>) {
         let openings = self.openings.load(Ordering::Relaxed);
         let open_for = self.settings.open_with_hint(openings, hint);
         self.open_for(from, now, reason, open_for);
@@ -483,7 +496,7 @@ impl Breaker {
 
     /// Opens the breaker from `from` for `open_for`, unless another thread
     /// moved it first.
-    fn open_for(&self, from: u64, now: Instant, reason: &'static str, open_for: Duration) {
+    fn open_for(&self, from: u64, now: Instant, reason: TransitionReason, open_for: Duration) {
         let openings = self.openings.load(Ordering::Relaxed);
         let until = self.deadline_ms(now, open_for);
         let next = pack(State::Open, generation(from).wrapping_add(1), until);
@@ -495,7 +508,7 @@ impl Breaker {
     }
 
     /// Moves to `to` whatever the state, as asked through a handle.
-    pub(crate) fn force(&self, to: State, reason: &'static str) {
+    pub(crate) fn force(&self, to: State, reason: TransitionReason) {
         let word = self
             .state
             .0
@@ -573,7 +586,7 @@ impl Breaker {
         &self,
         from: State,
         to: State,
-        reason: &'static str,
+        reason: TransitionReason,
         open_for: Option<Duration>,
     ) {
         #[cfg(feature = "metrics")]

@@ -258,18 +258,21 @@ where
         }
         None => {
             if shared.alternate.is_configured() {
-                tracing::debug!(
-                    target: "steadfast::fallback",
-                    layer = "fallback",
-                    name = shared.name,
-                    source = "alternate",
-                    reason = "not_replayable",
-                    "alternate skipped: the request could not be copied"
-                );
+                alternate_skipped(shared.name);
             }
             Some(rest(shared, this.slot, this.last, failed))
         }
     }
+}
+
+/// Reports an alternate that could not be called.
+#[cold]
+fn alternate_skipped(name: &str) {
+    crate::observe::emit(&crate::observe::Event::FallbackSkipped {
+        name,
+        source: &FallbackSource::Alternate,
+        reason: crate::observe::SkipReason::NotReplayable,
+    });
 }
 
 /// Waits for the alternate call, then tries the other sources.
@@ -367,7 +370,6 @@ where
 /// The one place fallback answers are reported.
 #[cold]
 fn emit(name: &'static str, source: Option<&FallbackSource>, verdict: Verdict, reason: Reason) {
-    let reason = reason.as_str();
     crate::observe::emit(&match source {
         Some(source) => crate::observe::Event::FallbackServed {
             name,

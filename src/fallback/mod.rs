@@ -257,6 +257,7 @@ use tower_service::Service;
 use crate::classify::{Classify, DefaultClassifier};
 use crate::error::BoxError;
 
+mod alternate;
 #[cfg_attr(not(feature = "cache"), allow(dead_code, unused_imports))]
 mod budget;
 // Without the `cache` feature, the slot and key types stay (the layer is
@@ -267,9 +268,12 @@ mod check;
 pub mod future;
 #[cfg(feature = "http")]
 mod http;
+mod kind;
+mod last;
 mod layer;
 #[cfg(not(feature = "cache"))]
 mod no_store;
+mod reason;
 mod source;
 
 #[cfg(feature = "cache")]

@@ -7,7 +7,7 @@ use http::{HeaderValue, Response};
 use tower_layer::Layer;
 
 use super::status::{Code, GRPC_MESSAGE, GRPC_RETRY_PUSHBACK_MS, GRPC_STATUS};
-use crate::error::{BulkheadFull, CircuitOpen, DeadlineExceeded, Elapsed, RateLimited};
+use crate::error::{Elapsed, Rejection};
 use crate::http::{ErrorAnswer, ErrorResponse};
 
 /// Answers the errors of the layers inside with gRPC statuses, so that a
@@ -16,10 +16,20 @@ use crate::http::{ErrorAnswer, ErrorResponse};
 /// | error | `grpc-status` | `grpc-retry-pushback-ms` |
 /// |---|---|---|
 /// | [`CircuitOpen`] | `UNAVAILABLE` (14) | the time the circuit stays open, or [`default_pushback`](Self::default_pushback) (1 s) if it is not known (a breaker forced open) |
-/// | [`BulkheadFull`] | `UNAVAILABLE` (14) | [`default_pushback`](Self::default_pushback) (1 s) |
+/// | [`BulkheadFull`], [`ConcurrencyLimited`], [`ClientThrottled`] | `UNAVAILABLE` (14) | [`default_pushback`](Self::default_pushback) (1 s) |
 /// | [`RateLimited`] | `RESOURCE_EXHAUSTED` (8) | the marker's wait |
 /// | [`DeadlineExceeded`], [`Elapsed`] | `DEADLINE_EXCEEDED` (4) | — |
 /// | anything else | `UNKNOWN` (2) | — |
+///
+/// The refusal is read by [`Rejection::of`], so a marker wrapped in
+/// another error (its source) is answered the same way.
+///
+/// [`CircuitOpen`]: crate::error::CircuitOpen
+/// [`BulkheadFull`]: crate::error::BulkheadFull
+/// [`ConcurrencyLimited`]: crate::error::ConcurrencyLimited
+/// [`ClientThrottled`]: crate::error::ClientThrottled
+/// [`RateLimited`]: crate::error::RateLimited
+/// [`DeadlineExceeded`]: crate::error::DeadlineExceeded
 ///
 /// Each answer is trailers-only: HTTP 200, `content-type:
 /// application/grpc`, the status and a `grpc-message` in the headers, an
@@ -76,29 +86,32 @@ impl GrpcErrorResponseLayer {
         &self,
         err: &(dyn Error + 'static),
     ) -> (Code, &'static str, Option<Duration>) {
-        if let Some(open) = err.downcast_ref::<CircuitOpen>() {
-            let wait = match open.remaining() {
-                Duration::ZERO => self.default_pushback,
-                left => left,
-            };
-            (Code::Unavailable, "circuit open", Some(wait))
-        } else if err.is::<BulkheadFull>() {
-            (
-                Code::Unavailable,
-                "bulkhead full",
-                Some(self.default_pushback),
-            )
-        } else if let Some(limited) = err.downcast_ref::<RateLimited>() {
-            (
-                Code::ResourceExhausted,
-                "rate limited",
-                Some(limited.retry_after()),
-            )
-        } else if err.is::<DeadlineExceeded>() || err.is::<Elapsed>() {
-            (Code::DeadlineExceeded, "deadline exceeded", None)
-        } else {
-            unhandled(err);
-            (Code::Unknown, "internal error", None)
+        let pushback = |wait: Option<Duration>| match wait {
+            None | Some(Duration::ZERO) => Some(self.default_pushback),
+            left => left,
+        };
+        match Rejection::of(err) {
+            Some((Rejection::CircuitOpen, remaining)) => {
+                (Code::Unavailable, "circuit open", pushback(remaining))
+            }
+            Some((Rejection::RateLimited, wait)) => (Code::ResourceExhausted, "rate limited", wait),
+            Some((Rejection::DeadlineExceeded, _)) => {
+                (Code::DeadlineExceeded, "deadline exceeded", None)
+            }
+            Some((Rejection::BulkheadFull, _)) => {
+                (Code::Unavailable, "bulkhead full", pushback(None))
+            }
+            Some((Rejection::ConcurrencyLimited, _)) => {
+                (Code::Unavailable, "concurrency limited", pushback(None))
+            }
+            Some((Rejection::ClientThrottled, _)) => {
+                (Code::Unavailable, "throttled by client", pushback(None))
+            }
+            None if err.is::<Elapsed>() => (Code::DeadlineExceeded, "deadline exceeded", None),
+            None => {
+                unhandled(err);
+                (Code::Unknown, "internal error", None)
+            }
         }
     }
 }
@@ -143,7 +156,9 @@ impl<S> Layer<S> for GrpcErrorResponseLayer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::BoxError;
+    use crate::error::{
+        BoxError, BulkheadFull, ClientThrottled, ConcurrencyLimited, DeadlineExceeded, RateLimited,
+    };
 
     #[test]
     fn statuses() {
@@ -161,5 +176,25 @@ mod tests {
         let r = answer("boom".into());
         assert_eq!(r.headers()["grpc-status"], "2");
         assert_eq!(r.headers()["content-type"], "application/grpc");
+    }
+
+    #[test]
+    fn adaptive_refusals_are_unavailable_with_the_default_pushback() {
+        let layer = GrpcErrorResponseLayer::new().default_pushback(Duration::from_millis(300));
+        for (err, message) in [
+            (
+                BoxError::from(ConcurrencyLimited::new()),
+                "concurrency limited",
+            ),
+            (
+                BoxError::from(ClientThrottled::new()),
+                "throttled by client",
+            ),
+        ] {
+            let r: Response<()> = layer.answer(&*err);
+            assert_eq!(r.headers()["grpc-status"], "14");
+            assert_eq!(r.headers()["grpc-message"], message);
+            assert_eq!(r.headers()["grpc-retry-pushback-ms"], "300");
+        }
     }
 }

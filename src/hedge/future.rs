@@ -15,6 +15,7 @@ use super::Shared;
 use super::policy::Event;
 use crate::classify::{Classify, Verdict, judge};
 use crate::error::BoxError;
+use crate::observe::HedgeRefusal;
 use crate::oneshot::Oneshot;
 use crate::retry::{Replay, Withdrawal};
 use crate::timeout::{Deadline, later};
@@ -279,7 +280,7 @@ where
     P: Replay<Req>,
 {
     if verdict.is_answer() {
-        won(this, number, started, verdict);
+        won(this, number, started);
         return Some(outcome.map_err(Into::into));
     }
     // A real failure says more than a refusal by an inner policy.
@@ -300,9 +301,11 @@ where
         // for a wait: another copy would only add to its load. Retry, with
         // its backoff, is the layer for failures.
         if can_send_more(this) {
-            this.shared
-                .policy
-                .emit(Event::Refused("target_failing"), *this.sent, None);
+            this.shared.policy.emit(
+                Event::Refused(HedgeRefusal::TargetFailing),
+                *this.sent,
+                None,
+            );
         }
         *this.stopped = true;
     } else {
@@ -314,12 +317,8 @@ where
 
 /// Copy `number` answered: learn from it, then drop every other copy.
 #[inline(never)]
-fn won<S, Req, C, P>(
-    this: &mut Proj<'_, S, Req, C, P>,
-    number: u32,
-    started: Option<Instant>,
-    verdict: Verdict,
-) where
+fn won<S, Req, C, P>(this: &mut Proj<'_, S, Req, C, P>, number: u32, started: Option<Instant>)
+where
     S: Service<Req>,
     C: Classify<Req, S::Response, S::Error>,
 {
@@ -350,7 +349,7 @@ fn won<S, Req, C, P>(
             }
         }
     }
-    policy.emit(Event::Won(verdict.as_str()), number, None);
+    policy.emit(Event::Won { copies: *this.sent }, number, None);
     this.first.set(None);
     this.timer.set(None);
     this.copies.clear();
@@ -372,7 +371,7 @@ where
         return false;
     }
     let Some(request) = this.spare.take() else {
-        policy.emit(Event::Refused("not_replayable"), number, None);
+        policy.emit(Event::Refused(HedgeRefusal::NotReplayable), number, None);
         return false;
     };
     let refuse = |spare: &mut Option<Req>, request, reason| {
@@ -381,12 +380,12 @@ where
         false
     };
     if Deadline::current().is_some_and(Deadline::is_expired) {
-        return refuse(this.spare, request, "deadline");
+        return refuse(this.spare, request, HedgeRefusal::Deadline);
     }
     let withdrawal = match &policy.budget {
         Some(budget) => match budget.withdraw() {
             Some(withdrawal) => Some(withdrawal),
-            None => return refuse(this.spare, request, "budget_spent"),
+            None => return refuse(this.spare, request, HedgeRefusal::BudgetSpent),
         },
         None => None,
     };
@@ -394,6 +393,13 @@ where
     *this.rearmed = true;
     if *this.sent <= policy.max_hedges {
         *this.spare = policy.replay.replay(&request);
+        if this.spare.is_none() {
+            policy.emit(
+                Event::Refused(HedgeRefusal::NotReplayable),
+                *this.sent,
+                None,
+            );
+        }
     }
     let service = shared.targets[number as usize % shared.targets.len()].clone();
     this.copies.push(Copy {
@@ -419,7 +425,7 @@ where
         Some((verdict, outcome)) => {
             this.shared
                 .policy
-                .emit(Event::AllFailed(verdict.as_str()), *this.sent, None);
+                .emit(Event::AllFailed(verdict), *this.sent, None);
             outcome.map_err(Into::into)
         }
         None => Err("hedge future polled after completion".into()),

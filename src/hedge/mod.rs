@@ -232,10 +232,22 @@ where
         // was not processed.
         let overlap = policy.classifier.may_overlap(&facts);
         if !overlap && policy.max_hedges > 0 {
-            policy.emit(self::policy::Event::Refused("not_idempotent"), 1, None);
+            policy.emit(
+                self::policy::Event::Refused(crate::observe::HedgeRefusal::NotIdempotent),
+                1,
+                None,
+            );
         }
         let spare = if policy.max_hedges > 0 && (overlap || self.shared.targets.len() > 1) {
-            policy.replay.replay(&request)
+            let spare = policy.replay.replay(&request);
+            if spare.is_none() {
+                policy.emit(
+                    self::policy::Event::Refused(crate::observe::HedgeRefusal::NotReplayable),
+                    1,
+                    None,
+                );
+            }
+            spare
         } else {
             None
         };

@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::latency::Histogram;
+use crate::classify::Verdict;
+use crate::observe::HedgeRefusal;
 use crate::retry::RetryBudget;
 
 /// When the next copy of a request is sent.
@@ -63,36 +65,29 @@ impl<C, P> Policy<C, P> {
                 copy,
                 delay: delay.unwrap_or_default(),
             }),
-            Event::Refused(reason) => tracing::debug!(
-                target: "steadfast::hedge",
-                layer = self.kind,
-                name = self.name,
+            Event::Refused(reason) => crate::observe::emit(&crate::observe::Event::HedgeRefused {
+                layer: self.kind,
+                name: self.name,
                 copy,
                 reason,
-                "copy not sent"
-            ),
-            Event::Won(_) if copy > 0 => {
+            }),
+            Event::Won { copies } if copies > 1 => {
                 crate::observe::emit(&crate::observe::Event::HedgeWon {
                     name: self.name,
                     copy,
                 });
             }
-            Event::Won(verdict) => tracing::trace!(
-                target: "steadfast::hedge",
-                layer = self.kind,
-                name = self.name,
-                copy,
-                verdict,
-                "first request won"
-            ),
-            Event::AllFailed(verdict) => tracing::debug!(
-                target: "steadfast::hedge",
-                layer = self.kind,
-                name = self.name,
-                copy,
-                verdict,
-                "every copy failed"
-            ),
+            // The first request answered and no copy was sent: the success
+            // path, which makes no event.
+            Event::Won { .. } => {}
+            Event::AllFailed(verdict) => {
+                crate::observe::emit(&crate::observe::Event::HedgeFailed {
+                    layer: self.kind,
+                    name: self.name,
+                    copies: copy,
+                    verdict,
+                });
+            }
         }
     }
 }
@@ -101,9 +96,12 @@ impl<C, P> Policy<C, P> {
 #[derive(Clone, Copy)]
 pub(crate) enum Event {
     Sent,
-    Refused(&'static str),
-    Won(&'static str),
-    AllFailed(&'static str),
+    Refused(HedgeRefusal),
+    /// A copy answered; `copies` were sent, the first request included.
+    Won {
+        copies: u32,
+    },
+    AllFailed(Verdict),
 }
 
 impl<C, P> fmt::Debug for Policy<C, P> {

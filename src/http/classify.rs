@@ -1,6 +1,5 @@
 //! The HTTP classifier: status codes, idempotency and transport errors.
 
-use std::any::Any;
 use std::error::Error;
 use std::time::Duration;
 
@@ -9,7 +8,7 @@ use http::{HeaderMap, Method, StatusCode};
 use super::parts::RequestParts;
 use super::retry_after::retry_after;
 use crate::classify::{Classify, Verdict};
-use crate::error::{BoxError, Elapsed};
+use crate::error::Elapsed;
 
 /// Judges HTTP attempts; see the [module docs](super#classification).
 ///
@@ -227,16 +226,7 @@ pub(crate) enum Transport {
 
 /// Looks through `err` and its sources for what the client knows.
 pub(crate) fn transport_error<E: 'static>(err: &E) -> Transport {
-    let any: &dyn Any = err;
-    let dyn_err: &(dyn Error + 'static) = if let Some(boxed) = any.downcast_ref::<BoxError>() {
-        &**boxed
-    } else if let Some(io) = any.downcast_ref::<std::io::Error>() {
-        io
-    } else if let Some(elapsed) = any.downcast_ref::<Elapsed>() {
-        elapsed
-    } else if let Some(found) = known_client_error(any) {
-        found
-    } else {
+    let Some(dyn_err) = crate::error::as_error(err) else {
         return Transport::Other;
     };
     let mut next = Some(dyn_err);
@@ -251,19 +241,6 @@ pub(crate) fn transport_error<E: 'static>(err: &E) -> Transport {
         next = err.source();
     }
     Transport::Other
-}
-
-fn known_client_error(any: &dyn Any) -> Option<&(dyn Error + 'static)> {
-    #[cfg(feature = "reqwest")]
-    if let Some(err) = any.downcast_ref::<reqwest::Error>() {
-        return Some(err);
-    }
-    #[cfg(feature = "hyper")]
-    if let Some(err) = any.downcast_ref::<hyper_util::client::legacy::Error>() {
-        return Some(err);
-    }
-    let _ = any;
-    None
 }
 
 /// Whether `err` alone proves the request was not processed; its sources
@@ -305,6 +282,7 @@ fn refused_by_peer(err: &h2::Error) -> bool {
 mod tests {
     use super::*;
     use crate::classify::judge;
+    use crate::error::BoxError;
 
     fn verdict(method: Method, outcome: Result<http::Response<()>, BoxError>) -> Verdict {
         let c = HttpClassifier::new();

@@ -12,10 +12,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::error::{
-    BoxError, BulkheadFull, CircuitOpen, ClientThrottled, ConcurrencyLimited, DeadlineExceeded,
-    Elapsed, RateLimited,
-};
+use crate::error::{BoxError, Elapsed, Rejection};
 
 /// Answers the errors of the layers inside with HTTP responses, so that
 /// an axum stack becomes `Infallible`:
@@ -27,6 +24,16 @@ use crate::error::{
 /// | [`RateLimited`] | 429 | the marker's wait (at least 1 s) |
 /// | [`DeadlineExceeded`], [`Elapsed`] | 504 | — |
 /// | anything else | 500 | — |
+///
+/// The refusal is read by [`Rejection::of`], so a marker wrapped in
+/// another error (its source) is answered the same way.
+///
+/// [`CircuitOpen`]: crate::error::CircuitOpen
+/// [`BulkheadFull`]: crate::error::BulkheadFull
+/// [`ConcurrencyLimited`]: crate::error::ConcurrencyLimited
+/// [`ClientThrottled`]: crate::error::ClientThrottled
+/// [`RateLimited`]: crate::error::RateLimited
+/// [`DeadlineExceeded`]: crate::error::DeadlineExceeded
 ///
 /// The response has an empty body (`B::default()`); other responses pass
 /// through untouched.
@@ -89,23 +96,22 @@ pub trait ErrorAnswer: Copy {
 
 impl ErrorAnswer for ErrorResponseLayer {
     fn answer<B: Default>(&self, err: &(dyn Error + 'static)) -> Response<B> {
-        let (status, retry_after) = if let Some(open) = err.downcast_ref::<CircuitOpen>() {
-            (StatusCode::SERVICE_UNAVAILABLE, Some(open.remaining()))
-        } else if err.is::<BulkheadFull>()
-            || err.is::<ConcurrencyLimited>()
-            || err.is::<ClientThrottled>()
-        {
-            (
+        let (status, retry_after) = match Rejection::of(err) {
+            Some((Rejection::CircuitOpen, remaining)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, remaining)
+            }
+            Some((Rejection::RateLimited, wait)) => (StatusCode::TOO_MANY_REQUESTS, wait),
+            Some((Rejection::DeadlineExceeded, _)) => (StatusCode::GATEWAY_TIMEOUT, None),
+            // A full bulkhead, an adaptive limit, client-side throttling.
+            Some(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Some(self.bulkhead_retry_after),
-            )
-        } else if let Some(limited) = err.downcast_ref::<RateLimited>() {
-            (StatusCode::TOO_MANY_REQUESTS, Some(limited.retry_after()))
-        } else if err.is::<DeadlineExceeded>() || err.is::<Elapsed>() {
-            (StatusCode::GATEWAY_TIMEOUT, None)
-        } else {
-            internal(err);
-            (StatusCode::INTERNAL_SERVER_ERROR, None)
+            ),
+            None if err.is::<Elapsed>() => (StatusCode::GATEWAY_TIMEOUT, None),
+            None => {
+                internal(err);
+                (StatusCode::INTERNAL_SERVER_ERROR, None)
+            }
         };
         let mut response = Response::new(B::default());
         *response.status_mut() = status;
@@ -258,6 +264,37 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::{BulkheadFull, CircuitOpen, ClientThrottled, RateLimited};
+
+    /// An error of another layer or client around a refusal.
+    #[derive(Debug)]
+    struct Wrapping(BoxError);
+
+    impl std::fmt::Display for Wrapping {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("wrapped")
+        }
+    }
+
+    impl Error for Wrapping {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            Some(&*self.0)
+        }
+    }
+
+    #[test]
+    fn a_wrapped_refusal_is_answered_as_the_refusal() {
+        let layer = ErrorResponseLayer::new();
+        let limited = Wrapping(Box::new(RateLimited::new(Duration::from_millis(1_500))));
+        let response: Response<()> = layer.response(&limited);
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()["retry-after"], "2");
+        let throttled: Response<()> = layer.response(&Wrapping(Box::new(ClientThrottled::new())));
+        assert_eq!(throttled.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(throttled.headers()["retry-after"], "1");
+        let other: Response<()> = layer.response(&Wrapping("reset".into()));
+        assert_eq!(other.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
 
     #[test]
     fn the_longest_waits_saturate_instead_of_overflowing() {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::context::{RequestId, with_current};
-use super::event::{Event, Listeners, Rejection};
+use super::event::{Event, Listeners, Rejection, RetryStopReason, TimeoutReason};
 use super::layer::Shared;
 
 /// The call an event belongs to, taken from the current context.
@@ -43,6 +43,15 @@ pub(crate) fn emit_with(own: &Listeners, event: &Event<'_>) {
     if let Some(call) = &call {
         call.shared.listeners.notify(event);
     }
+}
+
+/// Whether the current call is watched by an observe layer, whose
+/// listeners hear the events made in it. A layer that reports on its
+/// success path asks first, with its tracing callsite's interest, so that
+/// an event nobody can hear costs nothing.
+#[inline]
+pub(crate) fn in_watched_call() -> bool {
+    with_current(|_| ()).is_some()
 }
 
 fn ms(d: std::time::Duration) -> u64 {
@@ -87,7 +96,7 @@ fn trace(event: &Event<'_>, call: Option<&Call>) {
             attempt,
             verdict,
             reason,
-        } if reason == "budget_spent" => event!(
+        } if reason == RetryStopReason::BudgetSpent => event!(
             call,
             warn,
             "steadfast::retry",
@@ -95,7 +104,7 @@ fn trace(event: &Event<'_>, call: Option<&Call>) {
             name,
             attempt,
             verdict = verdict.as_str(),
-            reason,
+            reason = reason.as_str(),
             "retry budget spent; returning the failure"
         ),
         Event::RetryStopped {
@@ -111,7 +120,7 @@ fn trace(event: &Event<'_>, call: Option<&Call>) {
             name,
             attempt,
             verdict = verdict.as_str(),
-            reason,
+            reason = reason.as_str(),
             "not retrying"
         ),
         Event::StateChanged {
@@ -134,7 +143,7 @@ fn trace(event: &Event<'_>, call: Option<&Call>) {
                     from,
                     to,
                     state = to,
-                    reason,
+                    reason = reason.as_str(),
                     delay_ms = ms(open_for),
                     "circuit breaker opened"
                 ),
@@ -148,7 +157,7 @@ fn trace(event: &Event<'_>, call: Option<&Call>) {
                     from,
                     to,
                     state = to,
-                    reason,
+                    reason = reason.as_str(),
                     "circuit breaker state changed"
                 ),
             }
@@ -248,7 +257,7 @@ fn trace(event: &Event<'_>, call: Option<&Call>) {
             name,
             from,
             to,
-            reason,
+            reason = reason.as_str(),
             min_rtt_us = min_rtt.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
             rtt_us = rtt.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
             "concurrency limit changed"
@@ -281,7 +290,7 @@ fn trace(event: &Event<'_>, call: Option<&Call>) {
                 name,
                 source = source.as_str(),
                 verdict = verdict.as_str(),
-                reason,
+                reason = reason.as_str(),
                 age_ms,
                 "fallback answered"
             );
@@ -298,7 +307,7 @@ fn trace(event: &Event<'_>, call: Option<&Call>) {
             name,
             source = "none",
             verdict = verdict.as_str(),
-            reason,
+            reason = reason.as_str(),
             "no fallback source answered; returning the original outcome"
         ),
         Event::HedgeSent { name, copy, delay } => event!(
@@ -310,6 +319,15 @@ fn trace(event: &Event<'_>, call: Option<&Call>) {
             copy,
             delay_ms = ms(delay),
             "copy sent"
+        ),
+        Event::HedgeWon { name, copy: 0 } => event!(
+            call,
+            debug,
+            "steadfast::hedge",
+            layer = "hedge",
+            name,
+            copy = 0,
+            "first request won; the copies sent are cancelled"
         ),
         Event::HedgeWon { name, copy } => event!(
             call,
@@ -341,6 +359,171 @@ fn trace(event: &Event<'_>, call: Option<&Call>) {
             store,
             degraded_ms = ms(degraded_for),
             "rate limit store recovered"
+        ),
+        Event::AttemptTimedOut { name, reason } => match reason {
+            TimeoutReason::DeadlinePassed => event!(
+                call,
+                debug,
+                "steadfast::timeout",
+                layer = "timeout",
+                name,
+                reason = reason.as_str(),
+                "attempt not started: the total deadline passed"
+            ),
+            TimeoutReason::CutByDeadline => event!(
+                call,
+                debug,
+                "steadfast::timeout",
+                layer = "timeout",
+                name,
+                reason = reason.as_str(),
+                "attempt cut by the total deadline"
+            ),
+            TimeoutReason::Elapsed => event!(
+                call,
+                debug,
+                "steadfast::timeout",
+                layer = "timeout",
+                name,
+                reason = reason.as_str(),
+                "attempt timed out"
+            ),
+        },
+        Event::AdmittedAfterWait { name, key, waited } => event!(
+            call,
+            trace,
+            "steadfast::bulkhead",
+            layer = "bulkhead",
+            name,
+            key,
+            delay_ms = ms(waited),
+            "call admitted after waiting"
+        ),
+        Event::HedgeRefused {
+            layer,
+            name,
+            copy,
+            reason,
+        } => event!(
+            call,
+            debug,
+            "steadfast::hedge",
+            layer,
+            name,
+            copy,
+            reason = reason.as_str(),
+            "copy not sent"
+        ),
+        Event::HedgeFailed {
+            layer,
+            name,
+            copies,
+            verdict,
+        } => event!(
+            call,
+            debug,
+            "steadfast::hedge",
+            layer,
+            name,
+            copy = copies,
+            verdict = verdict.as_str(),
+            "every copy failed"
+        ),
+        Event::FallbackSkipped {
+            name,
+            source,
+            reason,
+        } => event!(
+            call,
+            debug,
+            "steadfast::fallback",
+            layer = "fallback",
+            name,
+            source = source.as_str(),
+            reason = reason.as_str(),
+            "alternate skipped: the request could not be copied"
+        ),
+        Event::FaultInjected { name, fault, delay } => event!(
+            call,
+            debug,
+            "steadfast::chaos",
+            layer = "chaos",
+            name,
+            fault = fault.as_str(),
+            delay_ms = delay.map_or(0, ms),
+            "fault injected"
+        ),
+        Event::UnknownTier { tier } => event!(
+            call,
+            debug,
+            "steadfast::rate_limit",
+            layer = "rate_limit",
+            tier,
+            "key mapped to an undefined tier; using the default tier"
+        ),
+        Event::StageStarted {
+            layer,
+            name,
+            stage,
+            branches,
+        } => event!(
+            call,
+            trace,
+            "steadfast::scatter",
+            layer,
+            name,
+            stage,
+            branches,
+            "stage started"
+        ),
+        Event::BranchEnded {
+            layer,
+            name,
+            branch,
+            verdict,
+        } => event!(
+            call,
+            trace,
+            "steadfast::scatter",
+            layer,
+            name,
+            branch,
+            verdict = verdict.map_or("none", |v| v.as_str()),
+            "branch ended"
+        ),
+        Event::Gathered {
+            layer,
+            name,
+            answered,
+            failed,
+            stop: Some(stop),
+        } => event!(
+            call,
+            debug,
+            "steadfast::scatter",
+            layer,
+            name,
+            answered,
+            failed,
+            stage = stop.stage(),
+            reason = ?stop.reason(),
+            "stopped early"
+        ),
+        Event::Gathered {
+            layer,
+            name,
+            answered,
+            failed,
+            stop: None,
+        } => event!(
+            call,
+            trace,
+            "steadfast::scatter",
+            layer,
+            name,
+            answered,
+            failed,
+            "gathered"
         ),
         // Reported by the observe layer itself, which has the fields.
         Event::SlowCall { .. } | Event::CallEnded { .. } => {}

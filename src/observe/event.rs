@@ -6,52 +6,18 @@ use std::time::Duration;
 
 use crate::circuit_breaker::State;
 use crate::classify::Verdict;
-use crate::fallback::FallbackSource;
-
-/// A refusal to call at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Rejection {
-    /// A circuit breaker is open.
-    CircuitOpen,
-    /// A bulkhead is full.
-    BulkheadFull,
-    /// A rate limiter refused the call.
-    RateLimited,
-    /// The total deadline passed.
-    DeadlineExceeded,
-    /// An adaptive concurrency limit had no room.
-    ConcurrencyLimited,
-    /// Client-side adaptive throttling refused the call.
-    ClientThrottled,
-}
-
-impl Rejection {
-    /// A stable lowercase name, as used in events and metric labels.
-    pub const fn as_str(&self) -> &'static str {
-        match self {
-            Rejection::CircuitOpen => "circuit_open",
-            Rejection::BulkheadFull => "bulkhead_full",
-            Rejection::RateLimited => "rate_limited",
-            Rejection::DeadlineExceeded => "deadline_exceeded",
-            Rejection::ConcurrencyLimited => "concurrency_limited",
-            Rejection::ClientThrottled => "client_throttled",
-        }
-    }
-}
-
-impl fmt::Display for Rejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
-    }
-}
+pub use crate::error::Rejection;
+use crate::fallback::{FallbackSource, Reason};
+use crate::scatter::Stop;
 
 /// One decision of a layer, as listeners see it.
 ///
 /// Events are made only where a layer decides something (a retry, a
-/// transition, a refusal, a fallback, a hedge, a slow call) and once at the
-/// end of each call an [`ObserveLayer`](super::ObserveLayer) watches; the
-/// success path of the other layers makes none. Inside a call watched by an
+/// transition, a refusal, a fallback, a hedge, a timeout, an injected
+/// fault, a slow call) and once at the end of each call an
+/// [`ObserveLayer`](super::ObserveLayer) watches; the success path of the
+/// other layers makes none, but for a scatter, whose every stage, branch
+/// and gathering is a decision. Inside a call watched by an
 /// [`ObserveLayer`](super::ObserveLayer), [`CallContext::current`](super::CallContext::current)
 /// gives the policy, route and request id of the call from a listener.
 #[derive(Debug, Clone, Copy)]
@@ -76,9 +42,8 @@ pub enum Event<'a> {
         attempt: u32,
         /// Its verdict.
         verdict: Verdict,
-        /// Why: `budget_spent`, `attempts_exhausted`, `deadline`, `not_replayable`,
-        /// `retry_after_too_long`.
-        reason: &'static str,
+        /// Why.
+        reason: RetryStopReason,
     },
     /// A circuit breaker changed state.
     StateChanged {
@@ -90,11 +55,8 @@ pub enum Event<'a> {
         from: State,
         /// The state it entered.
         to: State,
-        /// Why: `failure_rate`, `slow_call_rate`, `consecutive_failures`,
-        /// `retry_after`, `probe_failure_rate`, `probe_slow_call_rate`,
-        /// `probe_retry_after`, `probes_passed`, `open_elapsed`,
-        /// `half_open_timeout`, `forced`, `reset`, ...
-        reason: &'static str,
+        /// Why.
+        reason: TransitionReason,
         /// How long it stays open, when it opened.
         open_for: Option<Duration>,
     },
@@ -136,7 +98,7 @@ pub enum Event<'a> {
         /// The verdict of the call it answered for.
         verdict: Verdict,
         /// Why the fallback fired (the rejection or failure kind).
-        reason: &'static str,
+        reason: Reason,
     },
     /// No fallback source answered; the original outcome goes back.
     FallbackMissed {
@@ -145,7 +107,7 @@ pub enum Event<'a> {
         /// The verdict of the call.
         verdict: Verdict,
         /// Why the fallback fired.
-        reason: &'static str,
+        reason: Reason,
     },
     /// A hedge (or race) sent another copy of the request.
     HedgeSent {
@@ -156,11 +118,14 @@ pub enum Event<'a> {
         /// How long after the first request it left.
         delay: Duration,
     },
-    /// A hedged copy (not the first request) gave the answer.
+    /// A copy gave the answer after at least one hedged copy was sent;
+    /// the others are cancelled. Copy 0, the first request, winning says
+    /// the copies were spent for nothing. The first request answering
+    /// before any copy left makes no event.
     HedgeWon {
         /// The layer's name.
         name: &'a str,
-        /// The copy that won, from 1.
+        /// The copy that won: 0 for the first request, then from 1.
         copy: u32,
     },
     /// An adaptive concurrency limit moved.
@@ -171,10 +136,8 @@ pub enum Event<'a> {
         from: usize,
         /// The limit it has now (the minimum while it probes).
         to: usize,
-        /// Why: `window` (a window's measurements), `probe` (the no-load
-        /// round-trip time is measured again, at the minimum limit),
-        /// `probe_done`.
-        reason: &'static str,
+        /// Why.
+        reason: LimitReason,
         /// The no-load round-trip time it estimates, if known.
         min_rtt: Option<Duration>,
         /// The mean round-trip time of the last window, if any call answered.
@@ -210,6 +173,105 @@ pub enum Event<'a> {
         /// How long it was degraded.
         degraded_for: Duration,
     },
+    /// An attempt timeout ended an attempt, or the total deadline ended
+    /// or refused it.
+    AttemptTimedOut {
+        /// The timeout layer's name.
+        name: &'a str,
+        /// What ended it.
+        reason: TimeoutReason,
+    },
+    /// A bulkhead admitted a call that waited for its permit.
+    AdmittedAfterWait {
+        /// The bulkhead's name.
+        name: &'a str,
+        /// Its key, for a keyed bulkhead.
+        key: Option<&'a str>,
+        /// How long the call waited.
+        waited: Duration,
+    },
+    /// A hedge (or race) did not send a copy it would have sent.
+    HedgeRefused {
+        /// `hedge` or `race`.
+        layer: &'static str,
+        /// The layer's name.
+        name: &'a str,
+        /// The copy not sent, from 1.
+        copy: u32,
+        /// Why.
+        reason: HedgeRefusal,
+    },
+    /// Every copy of a hedged (or raced) request failed; the most telling
+    /// failure goes back.
+    HedgeFailed {
+        /// `hedge` or `race`.
+        layer: &'static str,
+        /// The layer's name.
+        name: &'a str,
+        /// The copies sent, the first request included.
+        copies: u32,
+        /// The verdict of the failure returned.
+        verdict: Verdict,
+    },
+    /// A fallback source was passed over for a call it could have answered.
+    FallbackSkipped {
+        /// The fallback layer's name.
+        name: &'a str,
+        /// The source passed over.
+        source: &'a FallbackSource,
+        /// Why.
+        reason: SkipReason,
+    },
+    /// A chaos layer injected a fault or a delay.
+    FaultInjected {
+        /// The chaos layer's name.
+        name: &'a str,
+        /// The fault; [`ChaosFault::None`] for a delay alone.
+        fault: ChaosFault,
+        /// The delay added, if any.
+        delay: Option<Duration>,
+    },
+    /// A rate limiter's tier function named a tier that does not exist;
+    /// the default tier applies.
+    UnknownTier {
+        /// The default tier, which applies instead.
+        tier: &'a str,
+    },
+    /// A stage of a scatter (or staged fan-out) sent its branches.
+    StageStarted {
+        /// `scatter` or `stages`.
+        layer: &'static str,
+        /// The layer's name.
+        name: &'a str,
+        /// The stage, from 0.
+        stage: usize,
+        /// How many branches it sent.
+        branches: usize,
+    },
+    /// A branch of a scatter (or staged fan-out) ended.
+    BranchEnded {
+        /// `scatter` or `stages`.
+        layer: &'static str,
+        /// The layer's name.
+        name: &'a str,
+        /// The branch, from 0, across stages.
+        branch: usize,
+        /// Its verdict; `None` when it was cancelled or not sent.
+        verdict: Option<Verdict>,
+    },
+    /// A scatter (or staged fan-out) gathered its answers.
+    Gathered {
+        /// `scatter` or `stages`.
+        layer: &'static str,
+        /// The layer's name.
+        name: &'a str,
+        /// Branches that answered.
+        answered: usize,
+        /// Branches that failed or timed out.
+        failed: usize,
+        /// Where and why it stopped early, if it did.
+        stop: Option<Stop>,
+    },
     /// A watched call ended.
     CallEnded {
         /// The policy's name.
@@ -243,6 +305,16 @@ impl Event<'_> {
             Event::SlowCall { .. } => "slow_call",
             Event::StoreDegraded { .. } => "store_degraded",
             Event::StoreRecovered { .. } => "store_recovered",
+            Event::AttemptTimedOut { .. } => "attempt_timed_out",
+            Event::AdmittedAfterWait { .. } => "admitted_after_wait",
+            Event::HedgeRefused { .. } => "hedge_refused",
+            Event::HedgeFailed { .. } => "hedge_failed",
+            Event::FallbackSkipped { .. } => "fallback_skipped",
+            Event::FaultInjected { .. } => "fault_injected",
+            Event::UnknownTier { .. } => "unknown_tier",
+            Event::StageStarted { .. } => "stage_started",
+            Event::BranchEnded { .. } => "branch_ended",
+            Event::Gathered { .. } => "gathered",
             Event::CallEnded { .. } => "call_ended",
         }
     }
@@ -298,5 +370,168 @@ impl fmt::Debug for Listeners {
         f.debug_struct("Listeners")
             .field("count", &self.all.as_ref().map_or(0, |a| a.len()))
             .finish()
+    }
+}
+
+/// Typed reasons: each an enum with a stable lowercase name (`as_str`, and
+/// `Display`), the text tracing fields and metric labels carry, and equal
+/// to that text (`reason == "budget_spent"`).
+macro_rules! reasons {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)*
+        }
+
+        impl $name {
+            /// A stable lowercase name, as used in tracing fields and
+            /// metric labels.
+            pub const fn as_str(&self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.as_str() == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+
+        impl PartialEq<$name> for &str {
+            fn eq(&self, other: &$name) -> bool {
+                *self == other.as_str()
+            }
+        }
+    };
+}
+
+reasons! {
+    /// Why retry returned a failure without trying again
+    /// ([`Event::RetryStopped`]).
+    RetryStopReason {
+        /// Every attempt the policy allows was made.
+        AttemptsExhausted => "attempts_exhausted",
+        /// The request could not be copied for another attempt.
+        NotReplayable => "not_replayable",
+        /// The total deadline leaves no time for another attempt.
+        Deadline => "deadline",
+        /// The retry budget had nothing left to spend.
+        BudgetSpent => "budget_spent",
+        /// The callee asked to be retried later than the policy allows.
+        RetryAfterTooLong => "retry_after_too_long",
+    }
+}
+
+reasons! {
+    /// Why a circuit breaker changed state ([`Event::StateChanged`]).
+    TransitionReason {
+        /// The failure rate of the window reached its threshold.
+        FailureRate => "failure_rate",
+        /// The slow-call rate of the window reached its threshold.
+        SlowCallRate => "slow_call_rate",
+        /// A run of failed calls reached its length.
+        ConsecutiveFailures => "consecutive_failures",
+        /// A failure with a retry-after hint ended a run long enough to
+        /// open on it.
+        RetryAfter => "retry_after",
+        /// The failure rate of the half-open probes reached its threshold.
+        ProbeFailureRate => "probe_failure_rate",
+        /// The slow-call rate of the half-open probes reached its threshold.
+        ProbeSlowCallRate => "probe_slow_call_rate",
+        /// A half-open probe failed with a retry-after hint.
+        ProbeRetryAfter => "probe_retry_after",
+        /// Enough half-open probes passed.
+        ProbesPassed => "probes_passed",
+        /// The open duration elapsed: probes may go through.
+        OpenElapsed => "open_elapsed",
+        /// The half-open probes did not end in time.
+        HalfOpenTimeout => "half_open_timeout",
+        /// A handle forced the state.
+        Forced => "forced",
+        /// A handle reset the breaker.
+        Reset => "reset",
+    }
+}
+
+reasons! {
+    /// Why an adaptive concurrency limit moved ([`Event::LimitChanged`]).
+    LimitReason {
+        /// A window's measurements.
+        Window => "window",
+        /// The no-load round-trip time is measured again, at the minimum
+        /// limit.
+        Probe => "probe",
+        /// The measurement at the minimum limit ended.
+        ProbeDone => "probe_done",
+    }
+}
+
+reasons! {
+    /// What ended an attempt ([`Event::AttemptTimedOut`]).
+    TimeoutReason {
+        /// The attempt timeout passed: the attempt may be retried.
+        Elapsed => "attempt_timeout",
+        /// The total deadline, earlier than the attempt timeout, passed
+        /// while the attempt ran.
+        CutByDeadline => "cut_by_deadline",
+        /// The total deadline had passed before the attempt started: it
+        /// was not sent.
+        DeadlinePassed => "deadline_passed",
+    }
+}
+
+reasons! {
+    /// Why a hedge (or race) did not send a copy ([`Event::HedgeRefused`]).
+    HedgeRefusal {
+        /// The request could not be copied.
+        NotReplayable => "not_replayable",
+        /// The classifier says copies of the request must not overlap (it
+        /// is not idempotent): no copy on a timer.
+        NotIdempotent => "not_idempotent",
+        /// The only target is failing, refusing or asking for a wait;
+        /// another copy would add to its load.
+        TargetFailing => "target_failing",
+        /// The total deadline passed.
+        Deadline => "deadline",
+        /// The retry budget had nothing left to spend.
+        BudgetSpent => "budget_spent",
+    }
+}
+
+reasons! {
+    /// Why a fallback source was passed over ([`Event::FallbackSkipped`]).
+    SkipReason {
+        /// The request could not be copied for the alternate service.
+        NotReplayable => "not_replayable",
+    }
+}
+
+reasons! {
+    /// The fault a chaos layer injected ([`Event::FaultInjected`]).
+    ChaosFault {
+        /// No fault: only a delay.
+        None => "none",
+        /// An [`InjectedFault`](crate::chaos::InjectedFault) error.
+        Error => "error",
+        /// A call that never ends.
+        Hang => "hang",
+        /// The configured response instead of the inner service's.
+        Respond => "respond",
     }
 }

@@ -143,7 +143,7 @@ pub(crate) fn record(event: &Event<'_>, call: Option<(&str, &str)>) {
             "policy" => policy, "route" => route, "name" => name.to_owned(), "verdict" => verdict.as_str())
         .increment(1),
         Event::RetryStopped { name, reason, .. } => counter!(RETRIES_STOPPED,
-            "policy" => policy, "route" => route, "name" => name.to_owned(), "reason" => reason)
+            "policy" => policy, "route" => route, "name" => name.to_owned(), "reason" => reason.as_str())
         .increment(1),
         Event::StateChanged {
             name,
@@ -152,7 +152,7 @@ pub(crate) fn record(event: &Event<'_>, call: Option<(&str, &str)>) {
             reason,
             ..
         } => counter!(BREAKER_TRANSITIONS,
-            "name" => name.to_owned(), "from" => from.as_str(), "to" => to.as_str(), "reason" => reason)
+            "name" => name.to_owned(), "from" => from.as_str(), "to" => to.as_str(), "reason" => reason.as_str())
         .increment(1),
         Event::Rejected {
             rejection, name, ..
@@ -177,6 +177,8 @@ pub(crate) fn record(event: &Event<'_>, call: Option<(&str, &str)>) {
         Event::HedgeSent { name, .. } => counter!(HEDGES_SENT,
             "policy" => policy, "route" => route, "name" => name.to_owned())
         .increment(1),
+        // Hedges that paid: a copy, not the first request, answered.
+        Event::HedgeWon { copy: 0, .. } => {}
         Event::HedgeWon { name, .. } => counter!(HEDGES_WON,
             "policy" => policy, "route" => route, "name" => name.to_owned())
         .increment(1),
@@ -184,7 +186,7 @@ pub(crate) fn record(event: &Event<'_>, call: Option<(&str, &str)>) {
             counter!(SLOW_CALLS, "policy" => policy, "route" => route).increment(1);
         }
         Event::LimitChanged { name, reason, .. } => {
-            counter!(ADAPTIVE_LIMIT_CHANGES, "name" => name.to_owned(), "reason" => reason)
+            counter!(ADAPTIVE_LIMIT_CHANGES, "name" => name.to_owned(), "reason" => reason.as_str())
                 .increment(1);
         }
         Event::StoreDegraded { store, .. } => {
@@ -197,7 +199,17 @@ pub(crate) fn record(event: &Event<'_>, call: Option<(&str, &str)>) {
             counter!(STORE_TRANSITIONS, "store" => store.to_owned(), "to" => "recovered")
                 .increment(1);
         }
-        Event::CallEnded { .. } => {}
+        Event::CallEnded { .. }
+        | Event::AttemptTimedOut { .. }
+        | Event::AdmittedAfterWait { .. }
+        | Event::HedgeRefused { .. }
+        | Event::HedgeFailed { .. }
+        | Event::FallbackSkipped { .. }
+        | Event::FaultInjected { .. }
+        | Event::UnknownTier { .. }
+        | Event::StageStarted { .. }
+        | Event::BranchEnded { .. }
+        | Event::Gathered { .. } => {}
     }
 }
 

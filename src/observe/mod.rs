@@ -131,7 +131,10 @@ mod layer;
 pub mod metrics;
 
 pub use self::context::{CallContext, RequestId};
-pub use self::event::{Event, Listeners, Rejection};
+pub use self::event::{
+    ChaosFault, Event, HedgeRefusal, LimitReason, Listeners, Rejection, RetryStopReason,
+    SkipReason, TimeoutReason, TransitionReason,
+};
 pub use self::health::{
     AdaptiveStatus, BreakerStatus, BudgetStatus, BulkheadStatus, Health, HealthSnapshot, KeyUsage,
     LimiterStatus, PolicyStatus, Status, StoreStatus,
@@ -147,5 +150,5 @@ pub use self::layer::{
 #[cfg(feature = "http")]
 pub(crate) use self::context::layering_route;
 pub(crate) use self::context::{attempt_ended, attempt_started};
-pub(crate) use self::emit::{emit, emit_with};
+pub(crate) use self::emit::{emit, emit_with, in_watched_call};
 pub(crate) use self::layer::ObserveSettings;

@@ -165,7 +165,7 @@ where
             Some(tier_of) => match tier_of(key, &self.tiers) {
                 Some(tier) => tier,
                 None => {
-                    emit_unknown_tier();
+                    emit_unknown_tier(self.tier_name(self.tiers.default));
                     self.tiers.default
                 }
             },
@@ -228,10 +228,6 @@ pub(crate) fn emit_rejected(tier: &str, retry_after: Duration) {
 }
 
 #[cold]
-fn emit_unknown_tier() {
-    tracing::debug!(
-        target: "steadfast::rate_limit",
-        layer = "rate_limit",
-        "key mapped to an undefined tier; using the default tier"
-    );
+fn emit_unknown_tier(tier: &str) {
+    crate::observe::emit(&crate::observe::Event::UnknownTier { tier });
 }

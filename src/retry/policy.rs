@@ -8,7 +8,7 @@ use super::backoff::{Backoff, BackoffState, RandomSource, default_random, unit_i
 use super::budget::{RetryBudget, Withdrawal};
 use crate::classify::Verdict;
 use crate::error::{BoxError, RetryAfterTooLong};
-use crate::observe::Event;
+use crate::observe::{Event, RetryStopReason};
 use crate::timeout::Deadline;
 
 /// The settings of a retry layer, shared by every service it makes and
@@ -47,12 +47,12 @@ enum Stop {
 }
 
 impl Stop {
-    const fn as_str(self) -> &'static str {
+    const fn reason(self) -> RetryStopReason {
         match self {
-            Stop::AttemptsExhausted => "attempts_exhausted",
-            Stop::NotReplayable => "not_replayable",
-            Stop::Deadline => "deadline",
-            Stop::BudgetSpent => "budget_spent",
+            Stop::AttemptsExhausted => RetryStopReason::AttemptsExhausted,
+            Stop::NotReplayable => RetryStopReason::NotReplayable,
+            Stop::Deadline => RetryStopReason::Deadline,
+            Stop::BudgetSpent => RetryStopReason::BudgetSpent,
         }
     }
 }
@@ -121,7 +121,7 @@ impl<C, P> Policy<C, P> {
             name: self.name,
             attempt,
             verdict,
-            reason: why.as_str(),
+            reason: why.reason(),
         });
         Step::Return
     }
@@ -134,7 +134,7 @@ impl<C, P> Policy<C, P> {
             verdict: Verdict::Transient {
                 retry_after: Some(requested),
             },
-            reason: "retry_after_too_long",
+            reason: RetryStopReason::RetryAfterTooLong,
         });
         Step::GiveUp(Box::new(RetryAfterTooLong::new(requested, allowed)))
     }

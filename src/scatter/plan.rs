@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::gathered::{Gather, Stop};
 use crate::classify::Verdict;
+use crate::observe::{Event, emit, in_watched_call};
 
 /// Scatter (one stage, a gather mode) or stages (hard and soft stops).
 #[derive(Debug, Clone, Copy)]
@@ -39,49 +40,60 @@ impl<S, C, P> Plan<S, C, P> {
         }
     }
 
+    /// Whether an event of the success path, traced at TRACE, can be
+    /// heard: a scatter has no listeners of its own and no metrics for
+    /// these events, so only the watched call's listeners or a tracing
+    /// subscriber can hear them.
+    #[inline]
+    fn heard() -> bool {
+        tracing::enabled!(target: "steadfast::scatter", tracing::Level::TRACE) || in_watched_call()
+    }
+
+    /// [`heard`](Self::heard), for an early stop, traced at DEBUG.
+    #[inline]
+    fn stop_heard() -> bool {
+        tracing::enabled!(target: "steadfast::scatter", tracing::Level::DEBUG) || in_watched_call()
+    }
+
     pub(crate) fn emit_stage(&self, stage: usize, branches: usize) {
-        tracing::trace!(
-            target: "steadfast::scatter",
-            layer = self.policy(),
-            name = self.name,
+        if !Self::heard() {
+            return;
+        }
+        emit(&Event::StageStarted {
+            layer: self.policy(),
+            name: self.name,
             stage,
             branches,
-            "stage started"
-        );
+        });
     }
 
     pub(crate) fn emit_branch(&self, branch: usize, verdict: Option<Verdict>) {
-        tracing::trace!(
-            target: "steadfast::scatter",
-            layer = self.policy(),
-            name = self.name,
+        if !Self::heard() {
+            return;
+        }
+        emit(&Event::BranchEnded {
+            layer: self.policy(),
+            name: self.name,
             branch,
-            verdict = verdict.map_or("none", |v| v.as_str()),
-            "branch ended"
-        );
+            verdict,
+        });
     }
 
     pub(crate) fn emit_done(&self, answered: usize, failed: usize, stop: Option<Stop>) {
-        match stop {
-            Some(stop) => tracing::debug!(
-                target: "steadfast::scatter",
-                layer = self.policy(),
-                name = self.name,
-                answered,
-                failed,
-                stage = stop.stage(),
-                reason = ?stop.reason(),
-                "stopped early"
-            ),
-            None => tracing::trace!(
-                target: "steadfast::scatter",
-                layer = self.policy(),
-                name = self.name,
-                answered,
-                failed,
-                "gathered"
-            ),
+        let heard = match stop {
+            Some(_) => Self::stop_heard(),
+            None => Self::heard(),
+        };
+        if !heard {
+            return;
         }
+        emit(&Event::Gathered {
+            layer: self.policy(),
+            name: self.name,
+            answered,
+            failed,
+            stop,
+        });
     }
 }
 

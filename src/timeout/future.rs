@@ -10,6 +10,7 @@ use tokio::time::{Instant, Sleep, sleep_until};
 
 use super::Deadline;
 use crate::error::{BoxError, DeadlineExceeded, Elapsed};
+use crate::observe::TimeoutReason;
 
 pin_project! {
     /// Response future of [`Timeout`](super::Timeout).
@@ -63,7 +64,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         if *this.too_late {
-            tracing::debug!(target: "steadfast::timeout", layer = "timeout", "attempt not started: the total deadline passed");
+            attempt_ended(TimeoutReason::DeadlinePassed);
             return Poll::Ready(Err(Box::new(DeadlineExceeded::new())));
         }
         if let Poll::Ready(result) = this.inner.poll(cx) {
@@ -74,14 +75,23 @@ where
         };
         ready!(poll_timer(this.sleep.as_mut(), at, cx));
         let err: BoxError = if *this.cut_by_deadline {
-            tracing::debug!(target: "steadfast::timeout", layer = "timeout", "attempt cut by the total deadline");
+            attempt_ended(TimeoutReason::CutByDeadline);
             Box::new(DeadlineExceeded::new())
         } else {
-            tracing::debug!(target: "steadfast::timeout", layer = "timeout", "attempt timed out");
+            attempt_ended(TimeoutReason::Elapsed);
             Box::new(Elapsed::new())
         };
         Poll::Ready(Err(err))
     }
+}
+
+/// Reports an attempt the timeout or the total deadline ended.
+#[cold]
+fn attempt_ended(reason: TimeoutReason) {
+    crate::observe::emit(&crate::observe::Event::AttemptTimedOut {
+        name: "timeout",
+        reason,
+    });
 }
 
 /// Arms the timer on first use and polls it; `Ready` once it fired.

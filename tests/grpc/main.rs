@@ -55,7 +55,9 @@ fn preset(
                 });
             }
             Event::RetryStopped { reason, .. } => {
-                sink.lock().unwrap().push(Decision::Stopped { reason });
+                sink.lock().unwrap().push(Decision::Stopped {
+                    reason: reason.as_str(),
+                });
             }
             _ => {}
         })

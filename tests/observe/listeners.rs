@@ -6,8 +6,10 @@ use std::time::Duration;
 use steadfast::BoxError;
 use steadfast::circuit_breaker::{CircuitBreakerLayer, State};
 use steadfast::classify::Verdict;
-use steadfast::fallback::FallbackSource;
-use steadfast::observe::{CallContext, Event, Listeners, ObserveLayer, Rejection};
+use steadfast::fallback::{FallbackSource, Reason};
+use steadfast::observe::{
+    CallContext, Event, Listeners, ObserveLayer, Rejection, RetryStopReason, TransitionReason,
+};
 use steadfast::policy::Policy;
 use tower::{Layer, ServiceBuilder, ServiceExt};
 
@@ -246,14 +248,14 @@ fn kinds_and_rejections_have_stable_names() {
             name: "r",
             attempt: 1,
             verdict: Verdict::transient(),
-            reason: "budget_spent",
+            reason: RetryStopReason::BudgetSpent,
         },
         Event::StateChanged {
             name: "b",
             key: None,
             from: State::Closed,
             to: State::Open,
-            reason: "failure_rate",
+            reason: TransitionReason::FailureRate,
             open_for: Some(d),
         },
         Event::Rejected {
@@ -270,12 +272,12 @@ fn kinds_and_rejections_have_stable_names() {
             name: "f",
             source: &source,
             verdict: Verdict::Failure,
-            reason: "failure",
+            reason: Reason::Failure,
         },
         Event::FallbackMissed {
             name: "f",
             verdict: Verdict::Failure,
-            reason: "failure",
+            reason: Reason::Failure,
         },
         Event::HedgeSent {
             name: "h",
@@ -333,4 +335,22 @@ fn kinds_and_rejections_have_stable_names() {
         ]
     );
     assert!(rejections.iter().zip(&names).all(|(r, n)| r.as_str() == n));
+}
+
+#[test]
+fn typed_reasons_keep_their_text() {
+    assert_eq!(RetryStopReason::BudgetSpent.as_str(), "budget_spent");
+    assert_eq!(RetryStopReason::BudgetSpent, "budget_spent");
+    assert_eq!("attempts_exhausted", RetryStopReason::AttemptsExhausted);
+    assert_eq!(
+        RetryStopReason::RetryAfterTooLong.to_string(),
+        "retry_after_too_long"
+    );
+    assert_eq!(TransitionReason::ProbeSlowCallRate, "probe_slow_call_rate");
+    assert_ne!(TransitionReason::Forced, "reset");
+    assert_eq!(
+        steadfast::observe::LimitReason::ProbeDone.as_str(),
+        "probe_done"
+    );
+    assert_eq!(Reason::LatencyBudget.as_str(), "latency_budget");
 }

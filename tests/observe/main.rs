@@ -5,6 +5,7 @@
 
 #[path = "../support/capture.rs"]
 mod capture;
+mod decisions;
 mod health;
 mod listeners;
 mod metrics;
