@@ -308,7 +308,7 @@ pub(crate) fn emit_rejection(shared: &Shared) {
 pub(crate) fn emit_admitted_after_wait(shared: &Shared, waited: Duration) {
     crate::observe::emit(&crate::observe::Event::AdmittedAfterWait {
         name: shared.name(),
-        key: None,
+        key: shared.key(),
         waited,
     });
 }
