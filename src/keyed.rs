@@ -229,7 +229,7 @@ where
     #[cold]
     #[inline(never)]
     fn emit_overflow(&self) {
-        crate::observe::emit(&crate::observe::Event::KeyOverflow {
+        crate::event::emit(&crate::event::Event::KeyOverflow {
             layer: self.owner.0,
             name: &self.owner.1,
             max_keys: self.max_keys,

@@ -114,6 +114,13 @@
     clippy::if_let_mutex
 )]
 
+mod budget;
+mod deadline;
+mod random;
+mod replay;
+
+pub mod event;
+
 pub mod adaptive;
 pub mod bulkhead;
 pub mod chaos;

@@ -232,8 +232,8 @@ where
 /// Reports a refused call.
 #[cold]
 fn emit_rejection(limiter: &Limiter, throttled: bool, key: Option<&str>) {
-    use crate::observe::Rejection;
-    crate::observe::emit(&crate::observe::Event::Rejected {
+    use crate::event::Rejection;
+    crate::event::emit(&crate::event::Event::Rejected {
         rejection: if throttled {
             Rejection::ClientThrottled
         } else {
@@ -248,7 +248,7 @@ fn emit_rejection(limiter: &Limiter, throttled: bool, key: Option<&str>) {
 /// Reports a change of the limit.
 #[cold]
 fn emit_limit(limiter: &Limiter, from: usize, to: usize, reason: &'static str) {
-    crate::observe::emit(&crate::observe::Event::LimitChanged {
+    crate::event::emit(&crate::event::Event::LimitChanged {
         name: limiter.name(),
         from,
         to,

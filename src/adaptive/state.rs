@@ -101,7 +101,7 @@ pub(crate) struct Limiter {
     saved_limit: AtomicF64,
 
     #[cfg(feature = "metrics")]
-    gauges: crate::observe::metrics::AdaptiveGauges,
+    gauges: crate::event::metrics::AdaptiveGauges,
 }
 
 impl Limiter {
@@ -145,7 +145,7 @@ impl Limiter {
             epoch: AtomicU32::new(0),
             saved_limit: AtomicF64::new(initial),
             #[cfg(feature = "metrics")]
-            gauges: crate::observe::metrics::AdaptiveGauges::register(&settings.name),
+            gauges: crate::event::metrics::AdaptiveGauges::register(&settings.name),
         };
         #[cfg(feature = "metrics")]
         limiter.gauges.limit(limiter.limit());

@@ -67,7 +67,7 @@ impl Shared {
             order,
             notify: Arc::new(Notify::new()),
             #[cfg(feature = "metrics")]
-            gauge: crate::observe::metrics::bulkhead_in_flight(&name),
+            gauge: crate::event::metrics::bulkhead_in_flight(&name),
             name,
         }
     }
@@ -280,8 +280,8 @@ impl fmt::Debug for WaitGuard {
 /// Reports a refused call.
 #[cold]
 pub(crate) fn emit_rejection(shared: &Shared) {
-    crate::observe::emit(&crate::observe::Event::Rejected {
-        rejection: crate::observe::Rejection::BulkheadFull,
+    crate::event::emit(&crate::event::Event::Rejected {
+        rejection: crate::event::Rejection::BulkheadFull,
         name: shared.name(),
         key: None,
         retry_after: None,

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::error::{ConfigError, check};
-use crate::retry::{RandomSource, SeededRandom};
+use crate::random::{RandomSource, SeededRandom};
 
 /// A rate in `[0, 1]`, kept as the bits of an `f64`.
 #[derive(Debug, Default)]

@@ -46,7 +46,7 @@ pub(crate) struct Settings {
     pub(crate) consecutive_failures: Option<u64>,
     pub(crate) probes: u32,
     pub(crate) max_half_open_wait: Option<Duration>,
-    pub(crate) listeners: crate::observe::Listeners,
+    pub(crate) listeners: crate::event::Listeners,
 }
 
 impl Settings {
@@ -155,7 +155,7 @@ pub struct CircuitBreakerBuilder<C = DefaultClassifier, M = Single> {
     consecutive_failures: Option<u64>,
     probes: u32,
     max_half_open_wait: Option<Duration>,
-    listeners: crate::observe::Listeners,
+    listeners: crate::event::Listeners,
 }
 
 impl<M> CircuitBreakerBuilder<DefaultClassifier, M> {
@@ -176,7 +176,7 @@ impl<M> CircuitBreakerBuilder<DefaultClassifier, M> {
             consecutive_failures: None,
             probes: 10,
             max_half_open_wait: None,
-            listeners: crate::observe::Listeners::none(),
+            listeners: crate::event::Listeners::none(),
         }
     }
 }
@@ -375,7 +375,7 @@ impl<C, M> CircuitBreakerBuilder<C, M> {
     /// ```
     pub fn on_event(
         mut self,
-        listener: impl Fn(&crate::observe::Event<'_>) + Send + Sync + 'static,
+        listener: impl Fn(&crate::event::Event<'_>) + Send + Sync + 'static,
     ) -> Self {
         self.listeners = self.listeners.with(listener);
         self

@@ -367,14 +367,14 @@ where
 #[cold]
 fn emit(name: &'static str, source: Option<&FallbackSource>, verdict: Verdict, reason: Reason) {
     let reason = reason.as_str();
-    crate::observe::emit(&match source {
-        Some(source) => crate::observe::Event::FallbackServed {
+    crate::event::emit(&match source {
+        Some(source) => crate::event::Event::FallbackServed {
             name,
             source,
             verdict,
             reason,
         },
-        None => crate::observe::Event::FallbackMissed {
+        None => crate::event::Event::FallbackMissed {
             name,
             verdict,
             reason,

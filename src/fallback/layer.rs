@@ -20,7 +20,7 @@ use super::source::{
 };
 use crate::classify::DefaultClassifier;
 use crate::error::{ConfigError, check};
-use crate::retry::CloneReplay;
+use crate::replay::CloneReplay;
 
 /// Answers failed or refused calls from the best source still standing.
 /// See the [module docs](super).

@@ -4,56 +4,18 @@ use std::fmt;
 use std::future::{Future, Pending, pending};
 use std::marker::PhantomData;
 use std::ops::BitOr;
-use std::time::Duration;
 
 use crate::classify::Verdict;
 use crate::error::{
     BoxError, BulkheadFull, CircuitOpen, ClientThrottled, ConcurrencyLimited, DeadlineExceeded,
     RateLimited,
 };
-use crate::retry::Replay;
+use crate::replay::Replay;
+
+pub use crate::event::FallbackSource;
 
 use super::cache::Slot;
 use super::future::AlternateCall;
-
-/// Which source gave a fallback answer.
-///
-/// HTTP responses carry it in their extensions (see
-/// [`FallbackLayerBuilder::http`](super::FallbackLayerBuilder::http)); other
-/// responses can be marked with
-/// [`FallbackLayerBuilder::mark`](super::FallbackLayerBuilder::mark). A
-/// response without it is the primary service's own answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum FallbackSource {
-    /// The alternate service answered.
-    Alternate,
-    /// A cached answer to an earlier, identical request.
-    Cache {
-        /// How long ago the answer was recorded (tokio clock).
-        age: Duration,
-    },
-    /// The static or computed answer.
-    Static,
-}
-
-impl FallbackSource {
-    /// A stable lowercase name, as used in events and in the source header:
-    /// `alternate`, `cache` or `static`.
-    pub const fn as_str(&self) -> &'static str {
-        match self {
-            FallbackSource::Alternate => "alternate",
-            FallbackSource::Cache { .. } => "cache",
-            FallbackSource::Static => "static",
-        }
-    }
-}
-
-impl fmt::Display for FallbackSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
-    }
-}
 
 /// Why a fallback fired: the kind of failure or rejection of the primary
 /// call.

@@ -131,9 +131,10 @@ use std::time::Duration;
 
 use tower_service::Service;
 
+use crate::budget::RetryBudget;
 use crate::classify::{Classify, DefaultClassifier};
 use crate::error::BoxError;
-use crate::retry::{CloneReplay, Replay, RetryBudget};
+use crate::replay::{CloneReplay, Replay};
 
 pub mod future;
 mod latency;

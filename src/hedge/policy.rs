@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::latency::Histogram;
-use crate::retry::RetryBudget;
+use crate::budget::RetryBudget;
 
 /// When the next copy of a request is sent.
 pub(crate) enum Delay {
@@ -58,7 +58,7 @@ impl<C, P> Policy<C, P> {
     /// The one place events of this policy leave from.
     pub(crate) fn emit(&self, event: Event, copy: u32, delay: Option<Duration>) {
         match event {
-            Event::Sent => crate::observe::emit(&crate::observe::Event::HedgeSent {
+            Event::Sent => crate::event::emit(&crate::event::Event::HedgeSent {
                 name: self.name,
                 copy,
                 delay: delay.unwrap_or_default(),
@@ -72,7 +72,7 @@ impl<C, P> Policy<C, P> {
                 "copy not sent"
             ),
             Event::Won(_) if copy > 0 => {
-                crate::observe::emit(&crate::observe::Event::HedgeWon {
+                crate::event::emit(&crate::event::Event::HedgeWon {
                     name: self.name,
                     copy,
                 });

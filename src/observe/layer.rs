@@ -16,10 +16,11 @@ use tower_service::Service;
 use tracing::Span;
 use tracing::level_filters::LevelFilter;
 
-use super::context::{Context, RequestId, enter};
-use super::event::{Event, Listeners};
-use crate::classify::{Classify, DefaultClassifier, Verdict, judge};
+use crate::classify::{Classify, DefaultClassifier, judge};
 use crate::error::ConfigError;
+use crate::event::context::{Context, RequestId, enter};
+use crate::event::scope::Shared;
+use crate::event::{Event, Listeners};
 use crate::timeout::Deadline;
 use crate::timeout::deadline_parts::{later, poll_deadline};
 use tokio::task::futures::TaskLocalFuture;
@@ -149,83 +150,13 @@ impl<R: crate::http::RequestParts> MakeRequestId<R> for RequestIdHeader {
     }
 }
 
-/// What every service and future of one [`ObserveLayer`] shares.
-pub(crate) struct Shared {
-    pub(crate) policy: Cow<'static, str>,
-    pub(crate) route: Cow<'static, str>,
-    pub(crate) slow_call: Option<Duration>,
-    pub(crate) listeners: Listeners,
-    #[cfg(feature = "metrics")]
-    pub(crate) metrics: Option<super::metrics::CallMetrics>,
-}
-
-impl Shared {
-    /// Whether attempts are timed (for the attempt-duration histogram).
-    #[inline]
-    #[cfg_attr(not(feature = "metrics"), allow(clippy::unused_self))]
-    pub(crate) fn times_attempts(&self) -> bool {
-        #[cfg(feature = "metrics")]
-        {
-            self.metrics.is_some()
-        }
-        #[cfg(not(feature = "metrics"))]
-        {
-            false
-        }
-    }
-
-    /// The shared state of a service this layer makes now: its own, or,
-    /// if it names no route and a route is being layered, a copy named
-    /// after that route, with its own call metrics.
-    fn for_service(shared: &Arc<Self>) -> Arc<Self> {
-        if !shared.route.is_empty() {
-            return Arc::clone(shared);
-        }
-        let Some(route) = super::context::route_being_layered() else {
-            return Arc::clone(shared);
-        };
-        let route = Cow::Owned(route.to_string());
-        Arc::new(Self {
-            #[cfg(feature = "metrics")]
-            metrics: shared
-                .metrics
-                .as_ref()
-                .map(|_| super::metrics::CallMetrics::register(&shared.policy, &route)),
-            policy: shared.policy.clone(),
-            route,
-            slow_call: shared.slow_call,
-            listeners: shared.listeners.clone(),
-        })
-    }
-
-    /// Whether calls must be timed and judged whatever the subscriber.
-    #[inline]
-    fn watches(&self) -> bool {
-        self.slow_call.is_some() || !self.listeners.is_empty() || self.times_attempts()
-    }
-}
-
 /// Whether a call can go through untouched: no subscriber, no listener
 /// anywhere, no threshold, no call metrics.
 #[inline]
 fn nobody_looks(shared: &Shared) -> bool {
     !shared.watches()
-        && !super::context::anyone_listening()
+        && !crate::event::context::anyone_listening()
         && LevelFilter::current() == LevelFilter::OFF
-}
-
-/// Records one attempt's metrics; the context times attempts.
-#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-pub(crate) fn record_attempt(context: &Context, verdict: Verdict) {
-    #[cfg(feature = "metrics")]
-    if let Some(metrics) = &context.shared.metrics {
-        let now = tokio::time::Instant::now();
-        let elapsed = context
-            .attempt_start
-            .replace(Some(now))
-            .map_or(Duration::ZERO, |start| now.saturating_duration_since(start));
-        metrics.attempt(verdict, elapsed);
-    }
 }
 
 /// Watches logical calls: one span per call, the request id on every
@@ -457,7 +388,7 @@ impl<C, R> ObserveLayerBuilder<C, R> {
         #[cfg(feature = "metrics")]
         let metrics = settings
             .metrics
-            .then(|| super::metrics::CallMetrics::register(&self.policy, &settings.route));
+            .then(|| crate::event::metrics::CallMetrics::register(&self.policy, &settings.route));
         Ok(ObserveLayer {
             shared: Arc::new(Shared {
                 policy: self.policy,
@@ -722,7 +653,7 @@ fn finish<C, Req, T, E>(
             "slow call"
         );
         #[cfg(feature = "metrics")]
-        super::metrics::record(
+        crate::event::metrics::record(
             &Event::SlowCall {
                 policy: &shared.policy,
                 route: &shared.route,

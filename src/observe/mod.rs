@@ -121,17 +121,9 @@
 //! and policies under names; [`Health::snapshot`] reads them all at once,
 //! for a health endpoint (serialisable with the `serde` feature).
 
-mod context;
-mod emit;
-mod event;
 mod health;
 mod layer;
-#[cfg(feature = "metrics")]
-#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
-pub mod metrics;
 
-pub use self::context::{CallContext, RequestId};
-pub use self::event::{Event, Listeners, Rejection};
 pub use self::health::{
     AdaptiveStatus, BreakerStatus, BudgetStatus, BulkheadStatus, Health, HealthSnapshot, KeyUsage,
     LimiterStatus, PolicyStatus, Status, StoreStatus,
@@ -143,9 +135,16 @@ pub use self::layer::{
     DeadlineResponseFuture, GenerateRequestId, MakeRequestId, Observe, ObserveDeadline,
     ObserveLayer, ObserveLayerBuilder, ResponseFuture,
 };
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use crate::event::metrics;
+pub use crate::event::{CallContext, Event, Listeners, Rejection, RequestId};
 
-#[cfg(feature = "http")]
-pub(crate) use self::context::layering_route;
-pub(crate) use self::context::{attempt_ended, attempt_started};
-pub(crate) use self::emit::{emit, emit_with};
 pub(crate) use self::layer::ObserveSettings;
+// The event core's crate-internal items, at the paths they had before it
+// moved below the layers.
+#[cfg(feature = "http")]
+#[allow(unused_imports)]
+pub(crate) use crate::event::layering_route;
+#[allow(unused_imports)]
+pub(crate) use crate::event::{attempt_ended, attempt_started, emit, emit_with};

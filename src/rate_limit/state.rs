@@ -209,14 +209,14 @@ impl<K> fmt::Debug for Limits<K> {
 /// Reports a delayed call.
 #[cold]
 pub(crate) fn emit_throttled(tier: &str, delay: Duration) {
-    crate::observe::emit(&crate::observe::Event::Throttled { tier, delay });
+    crate::event::emit(&crate::event::Event::Throttled { tier, delay });
 }
 
 /// Reports a refused call.
 #[cold]
 pub(crate) fn emit_rejected(tier: &str, retry_after: Duration) {
-    crate::observe::emit(&crate::observe::Event::Rejected {
-        rejection: crate::observe::Rejection::RateLimited,
+    crate::event::emit(&crate::event::Event::Rejected {
+        rejection: crate::event::Rejection::RateLimited,
         name: tier,
         key: None,
         retry_after: Some(retry_after),

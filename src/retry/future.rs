@@ -11,11 +11,11 @@ use tokio::time::{Sleep, sleep};
 use tower_service::Service;
 
 use super::backoff::BackoffState;
-use super::budget::Withdrawal;
 use super::policy::{Policy, Step};
-use super::replay::Replay;
+use crate::budget::Withdrawal;
 use crate::classify::{Classify, judge};
 use crate::error::BoxError;
+use crate::replay::Replay;
 
 pin_project! {
     #[project = StateProj]
@@ -96,7 +96,7 @@ where
         if let StateProj::Called { future } = this.state.as_mut().project() {
             let outcome = ready!(future.poll(cx));
             let verdict = judge(&this.policy.classifier, this.facts, outcome.as_ref());
-            crate::observe::attempt_ended(verdict);
+            crate::event::attempt_ended(verdict);
             if !verdict.is_retryable() {
                 return Poll::Ready(outcome.map_err(Into::into));
             }
@@ -131,7 +131,7 @@ where
             StateProj::Called { future } => {
                 let outcome = ready!(future.poll(cx));
                 let verdict = judge(&this.policy.classifier, this.facts, outcome.as_ref());
-                crate::observe::attempt_ended(verdict);
+                crate::event::attempt_ended(verdict);
                 let can_replay = this.next.is_some() && this.service.is_some();
                 match schedule(this.policy, verdict, this.attempt, this.backoff, can_replay) {
                     Step::Return => return Poll::Ready(outcome.map_err(Into::into)),
@@ -221,7 +221,7 @@ where
     if let Some(withdrawal) = withdrawal.take() {
         withdrawal.spend();
     }
-    crate::observe::attempt_started();
+    crate::event::attempt_started();
     match &policy.budget {
         Some(budget) => budget.calling(|| service.call(request)),
         None => service.call(request),

@@ -4,12 +4,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::backoff::{Backoff, BackoffState, RandomSource, default_random, unit_interval};
-use super::budget::{RetryBudget, Withdrawal};
+use super::backoff::{Backoff, BackoffState};
+use crate::budget::{RetryBudget, Withdrawal};
 use crate::classify::Verdict;
+use crate::deadline::Deadline;
 use crate::error::{BoxError, RetryAfterTooLong};
-use crate::observe::Event;
-use crate::timeout::Deadline;
+use crate::event::Event;
+use crate::random::{RandomSource, default_random, unit_interval};
 
 /// The settings of a retry layer, shared by every service it makes and
 /// every call's future.
@@ -106,7 +107,7 @@ impl<C, P> Policy<C, P> {
             },
             None => None,
         };
-        crate::observe::emit(&Event::RetryScheduled {
+        crate::event::emit(&Event::RetryScheduled {
             name: self.name,
             attempt,
             verdict,
@@ -117,7 +118,7 @@ impl<C, P> Policy<C, P> {
 
     #[cold]
     fn stop(&self, why: Stop, attempt: u32, verdict: Verdict) -> Step {
-        crate::observe::emit(&Event::RetryStopped {
+        crate::event::emit(&Event::RetryStopped {
             name: self.name,
             attempt,
             verdict,
@@ -128,7 +129,7 @@ impl<C, P> Policy<C, P> {
 
     #[cold]
     fn too_long(&self, requested: Duration, allowed: Duration, attempt: u32) -> Step {
-        crate::observe::emit(&Event::RetryStopped {
+        crate::event::emit(&Event::RetryStopped {
             name: self.name,
             attempt,
             verdict: Verdict::Transient {

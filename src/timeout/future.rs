@@ -170,8 +170,8 @@ fn deadline_passed(at: Instant) {
     if Deadline::current().is_some_and(|outer| outer.instant() <= at) {
         return;
     }
-    crate::observe::emit(&crate::observe::Event::Rejected {
-        rejection: crate::observe::Rejection::DeadlineExceeded,
+    crate::event::emit(&crate::event::Event::Rejected {
+        rejection: crate::event::Rejection::DeadlineExceeded,
         name: "total_deadline",
         key: None,
         retry_after: None,

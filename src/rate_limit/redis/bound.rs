@@ -593,9 +593,9 @@ impl Bound {
         if self.degraded.load(Ordering::Acquire) && self.degraded.swap(false, Ordering::AcqRel) {
             let since = self.degraded_since.load(Ordering::Acquire);
             let degraded_for = Duration::from_micros(self.now_us().saturating_sub(since));
-            crate::observe::emit_with(
+            crate::event::emit_with(
                 &self.config.listeners,
-                &crate::observe::Event::StoreRecovered {
+                &crate::event::Event::StoreRecovered {
                     store: &self.config.namespace,
                     degraded_for,
                 },
@@ -609,9 +609,9 @@ impl Bound {
         if !self.degraded.load(Ordering::Acquire) && !self.degraded.swap(true, Ordering::AcqRel) {
             self.degraded_since.store(self.now_us(), Ordering::Release);
             let error = error.to_string();
-            crate::observe::emit_with(
+            crate::event::emit_with(
                 &self.config.listeners,
-                &crate::observe::Event::StoreDegraded {
+                &crate::event::Event::StoreDegraded {
                     store: &self.config.namespace,
                     mode: self.config.on_failure.as_str(),
                     error: &error,

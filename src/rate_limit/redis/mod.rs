@@ -110,7 +110,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{ConfigError, check};
-use crate::observe::Listeners;
+use crate::event::Listeners;
 
 use super::quota_period::PeriodQuota;
 
@@ -308,7 +308,7 @@ impl RedisStoreBuilder {
     /// [`StoreRecovered`](crate::observe::Event::StoreRecovered)).
     pub fn on_event(
         mut self,
-        listener: impl Fn(&crate::observe::Event<'_>) + Send + Sync + 'static,
+        listener: impl Fn(&crate::event::Event<'_>) + Send + Sync + 'static,
     ) -> Self {
         self.listeners = self.listeners.with(listener);
         self

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::time::Instant;
 
-use super::layer::Shared;
+use super::scope::Shared;
 use crate::classify::Verdict;
 
 thread_local! {
@@ -74,7 +74,7 @@ pub(crate) fn anyone_listening() -> bool {
 
 /// The identifier of a request, carried on every event of its call.
 ///
-/// Taken from a request header when the [`ObserveLayer`](super::ObserveLayer)
+/// Taken from a request header when the [`ObserveLayer`](crate::observe::ObserveLayer)
 /// is told to read one and the request has it; otherwise generated on
 /// first use: a UUID, as `x-request-id` values usually are (tower-http's
 /// `MakeRequestUuid`), of version 7 (RFC 9562 §5.7), so that ids sort by
@@ -116,7 +116,7 @@ impl fmt::Debug for RequestId {
     }
 }
 
-/// The context of a call watched by an [`ObserveLayer`](super::ObserveLayer):
+/// The context of a call watched by an [`ObserveLayer`](crate::observe::ObserveLayer):
 /// its policy, route and request id.
 ///
 /// Every event the layers inside the call make carries these, and a
@@ -132,7 +132,7 @@ pub struct CallContext {
 
 impl CallContext {
     /// The context of the call this code runs in, if an
-    /// [`ObserveLayer`](super::ObserveLayer) watches it.
+    /// [`ObserveLayer`](crate::observe::ObserveLayer) watches it.
     pub fn current() -> Option<CallContext> {
         if !ever_watched() {
             return None;
@@ -279,7 +279,7 @@ pub(crate) fn attempt_ended(verdict: Verdict) {
             "attempt ended"
         );
         if context.shared.times_attempts() {
-            super::layer::record_attempt(context, verdict);
+            super::scope::record_attempt(context, verdict);
         }
     });
 }

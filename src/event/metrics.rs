@@ -7,7 +7,7 @@ use std::time::Duration;
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 
 use super::event::{Event, Rejection};
-use crate::circuit_breaker::State;
+use super::values::State;
 use crate::classify::Verdict;
 
 /// Logical calls, by `policy`, `route`, `verdict`.

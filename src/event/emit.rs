@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::context::{RequestId, with_current};
 use super::event::{Event, Listeners, Rejection};
-use super::layer::Shared;
+use super::scope::Shared;
 
 /// The call an event belongs to, taken from the current context.
 struct Call {
@@ -270,7 +270,7 @@ fn trace(event: &Event<'_>, call: Option<&Call>) {
             reason,
         } => {
             let age_ms = match source {
-                crate::fallback::FallbackSource::Cache { age } => ms(*age),
+                super::values::FallbackSource::Cache { age } => ms(*age),
                 _ => 0,
             };
             event!(

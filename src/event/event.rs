@@ -4,9 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::circuit_breaker::State;
+use super::values::{FallbackSource, State};
 use crate::classify::Verdict;
-use crate::fallback::FallbackSource;
 
 /// A refusal to call at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,9 +49,9 @@ impl fmt::Display for Rejection {
 ///
 /// Events are made only where a layer decides something (a retry, a
 /// transition, a refusal, a fallback, a hedge, a slow call) and once at the
-/// end of each call an [`ObserveLayer`](super::ObserveLayer) watches; the
+/// end of each call an [`ObserveLayer`](crate::observe::ObserveLayer) watches; the
 /// success path of the other layers makes none. Inside a call watched by an
-/// [`ObserveLayer`](super::ObserveLayer), [`CallContext::current`](super::CallContext::current)
+/// [`ObserveLayer`](crate::observe::ObserveLayer), [`CallContext::current`](super::CallContext::current)
 /// gives the policy, route and request id of the call from a listener.
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]

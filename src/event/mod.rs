@@ -1,0 +1,30 @@
+//! The vocabulary every layer speaks when it decides something: the
+//! [`Event`], its [`Listeners`], the context of a watched call
+//! ([`CallContext`], [`RequestId`]), the metric handles, and the values
+//! events carry ([`State`], [`FallbackSource`]).
+//!
+//! This module sits below every layer and above the primitives only: the
+//! layers report through it, and [`observe`](crate::observe) (the observe
+//! layer and health snapshots) reads it from above. The items are also
+//! exported where users meet them: [`observe::Event`](crate::observe::Event),
+//! [`circuit_breaker::State`](crate::circuit_breaker::State),
+//! [`fallback::FallbackSource`](crate::fallback::FallbackSource).
+
+pub(crate) mod context;
+mod emit;
+#[allow(clippy::module_inception)]
+mod event;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
+pub(crate) mod scope;
+mod values;
+
+pub use self::context::{CallContext, RequestId};
+pub use self::event::{Event, Listeners, Rejection};
+pub use self::values::{FallbackSource, State};
+
+#[cfg(feature = "http")]
+pub(crate) use self::context::layering_route;
+pub(crate) use self::context::{attempt_ended, attempt_started};
+pub(crate) use self::emit::{emit, emit_with};
