@@ -1885,3 +1885,28 @@ mod outer {
         }
     }
 }
+
+impl crate::observe::Health {
+    /// Adds every stateful layer of `policy`, under the policy's name.
+    pub fn policy<C, P, R>(self, policy: &Policy<C, P, R>) -> Self
+    where
+        C: Send + Sync + 'static,
+    {
+        let name = policy.name().to_owned();
+        let breaker = policy.circuit_breaker();
+        let bulkhead = policy.bulkhead();
+        let budget = policy.retry_budget().cloned();
+        let adaptive = policy.adaptive();
+        self.reader(move |out| {
+            out.push(crate::observe::Status::Policy(
+                PolicyStatus::new(
+                    name.clone(),
+                    breaker.clone(),
+                    bulkhead.clone(),
+                    budget.as_ref(),
+                )
+                .with_adaptive(adaptive.as_ref()),
+            ));
+        })
+    }
+}

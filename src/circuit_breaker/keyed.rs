@@ -89,7 +89,8 @@ where
         Ok(KeyedCircuitBreakerLayer {
             shared: Arc::new(KeyedShared {
                 registry: KeyedRegistry::new(max_keys, idle)
-                    .owned_by("circuit_breaker", Cow::Borrowed(settings.name)),
+                    .owned_by("circuit_breaker", Cow::Borrowed(settings.name))
+                    .on_evict(|_, shared: &Shared<C>| shared.breaker.forget_gauges()),
                 key: self.mode.key,
                 settings,
                 classifier: self.classifier,

@@ -20,10 +20,7 @@ use super::window::{CountWindow, Counts, TimeWindow, Window};
 use crate::error::CircuitOpen;
 pub use crate::event::State;
 
-/// Keeps a hot atomic on a cache line of its own.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-pub(crate) struct CachePadded<T>(pub(crate) T);
+pub(crate) use super::window::CachePadded;
 
 /// How a [`State`] is packed into the breaker's word.
 trait Packed {
@@ -535,6 +532,15 @@ impl Breaker {
                     .unwrap_or(u64::MAX)
                     .min(NO_DEADLINE - 1)
             })
+    }
+
+    /// Removes this breaker's state series (its key was evicted): every
+    /// state gauge reads 0 from now on.
+    pub(crate) fn forget_gauges(&self) {
+        #[cfg(feature = "metrics")]
+        if let Some(gauges) = &self.gauges {
+            gauges.remove();
+        }
     }
 
     /// The one place state transitions are reported.

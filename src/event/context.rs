@@ -19,32 +19,6 @@ use crate::classify::Verdict;
 
 thread_local! {
     static CURRENT: RefCell<Option<Box<Context>>> = const { RefCell::new(None) };
-    /// The route whose stack is being layered on this thread, if any.
-    static LAYERING: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
-}
-
-/// Layers with `f` on behalf of `route`: an observe layer applied inside
-/// `f` that names no route of its own watches its calls as `route`'s (a
-/// [`RouteTable`](crate::http::RouteTable) names each route's policy this
-/// way, once per route, at layer time). Nested scopes restore the outer
-/// one, even if `f` panics.
-#[cfg(feature = "http")]
-pub(crate) fn layering_route<T>(route: Arc<str>, f: impl FnOnce() -> T) -> T {
-    struct Restore(Option<Arc<str>>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let outer = self.0.take();
-            let _ = LAYERING.try_with(|slot| *slot.borrow_mut() = outer);
-        }
-    }
-    let outer = LAYERING.with(|slot| slot.borrow_mut().replace(route));
-    let _restore = Restore(outer);
-    f()
-}
-
-/// The route being layered on this thread, if any.
-pub(crate) fn route_being_layered() -> Option<Arc<str>> {
-    LAYERING.with(|slot| slot.borrow().clone())
 }
 
 /// Whether any call was ever watched in this process: until then, the
@@ -279,7 +253,7 @@ pub(crate) fn attempt_ended(verdict: Verdict) {
             "attempt ended"
         );
         if context.shared.times_attempts() {
-            super::scope::record_attempt(context, verdict);
+            record_attempt(context, verdict);
         }
     });
 }
@@ -292,4 +266,20 @@ pub(crate) fn attempt_started() {
             context.attempt_start.set(Some(Instant::now()));
         }
     });
+}
+
+/// Records one attempt's metrics; the context times attempts.
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub(crate) fn record_attempt(context: &Context, verdict: Verdict) {
+    #[cfg(feature = "metrics")]
+    if let Some(metrics) = &context.shared.metrics {
+        let now = tokio::time::Instant::now();
+        let elapsed = context
+            .attempt_start
+            .replace(Some(now))
+            .map_or(std::time::Duration::ZERO, |start| {
+                now.saturating_duration_since(start)
+            });
+        metrics.attempt(verdict, elapsed);
+    }
 }

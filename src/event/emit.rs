@@ -1,11 +1,14 @@
 //! The one place decisions leave from: a tracing event, metrics (feature
 //! `metrics`) and listeners, all from one [`Event`].
 
+use std::borrow::Cow;
+use std::hash::Hash;
 use std::sync::Arc;
 
 use super::context::{RequestId, with_current};
 use super::event::{Event, Listeners, Rejection};
 use super::scope::Shared;
+use crate::keyed::KeyedRegistry;
 
 /// The call an event belongs to, taken from the current context.
 struct Call {
@@ -42,6 +45,26 @@ pub(crate) fn emit_with(own: &Listeners, event: &Event<'_>) {
     own.notify(event);
     if let Some(call) = &call {
         call.shared.listeners.notify(event);
+    }
+}
+
+impl<K, V> KeyedRegistry<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Send + Sync + 'static,
+{
+    /// Names the layer (`"circuit_breaker"`) and the policy (its name, a
+    /// rate limiter's tier) of this registry: a key that finds every place
+    /// held is reported as their [`KeyOverflow`](Event::KeyOverflow).
+    pub(crate) fn owned_by(self, layer: &'static str, name: Cow<'static, str>) -> Self {
+        let max_keys = self.max_keys();
+        self.on_overflow(move || {
+            emit(&Event::KeyOverflow {
+                layer,
+                name: &name,
+                max_keys,
+            });
+        })
     }
 }
 

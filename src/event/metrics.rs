@@ -268,6 +268,16 @@ impl BreakerGauges {
         self.show(current());
     }
 
+    /// Zeroes every state gauge, for a breaker that is gone (an evicted
+    /// key): its series shows no state, and exporters that drop idle
+    /// series drop it.
+    pub(crate) fn remove(&self) {
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        for gauge in &self.gauges {
+            gauge.set(0.0);
+        }
+    }
+
     fn show(&self, state: State) {
         // Zeros first, then the one: a reader between the two sees no
         // state at 1 for an instant, never two.

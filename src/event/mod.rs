@@ -18,13 +18,15 @@ mod event;
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
 pub(crate) mod scope;
+mod status;
 mod values;
 
 pub use self::context::{CallContext, RequestId};
 pub use self::event::{Event, Listeners, Rejection};
+pub use self::status::{KeyUsage, StoreStatus};
 pub use self::values::{FallbackSource, State};
 
-#[cfg(feature = "http")]
-pub(crate) use self::context::layering_route;
 pub(crate) use self::context::{attempt_ended, attempt_started};
 pub(crate) use self::emit::{emit, emit_with};
+#[cfg(feature = "http")]
+pub(crate) use self::scope::layering_route;

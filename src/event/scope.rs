@@ -5,9 +5,38 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::context::Context;
+use std::cell::RefCell;
+
 use super::event::Listeners;
-use crate::classify::Verdict;
+
+thread_local! {
+    /// The route whose stack is being layered on this thread, if any.
+    static LAYERING: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
+}
+
+/// Layers with `f` on behalf of `route`: an observe layer applied inside
+/// `f` that names no route of its own watches its calls as `route`'s (a
+/// [`RouteTable`](crate::http::RouteTable) names each route's policy this
+/// way, once per route, at layer time). Nested scopes restore the outer
+/// one, even if `f` panics.
+#[cfg(feature = "http")]
+pub(crate) fn layering_route<T>(route: Arc<str>, f: impl FnOnce() -> T) -> T {
+    struct Restore(Option<Arc<str>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let outer = self.0.take();
+            let _ = LAYERING.try_with(|slot| *slot.borrow_mut() = outer);
+        }
+    }
+    let outer = LAYERING.with(|slot| slot.borrow_mut().replace(route));
+    let _restore = Restore(outer);
+    f()
+}
+
+/// The route being layered on this thread, if any.
+pub(crate) fn route_being_layered() -> Option<Arc<str>> {
+    LAYERING.with(|slot| slot.borrow().clone())
+}
 
 /// What every service and future of one [`ObserveLayer`](crate::observe::ObserveLayer) shares:
 /// the scope of the calls it watches.
@@ -42,7 +71,7 @@ impl Shared {
         if !shared.route.is_empty() {
             return Arc::clone(shared);
         }
-        let Some(route) = super::context::route_being_layered() else {
+        let Some(route) = route_being_layered() else {
             return Arc::clone(shared);
         };
         let route = Cow::Owned(route.to_string());
@@ -63,19 +92,5 @@ impl Shared {
     #[inline]
     pub(crate) fn watches(&self) -> bool {
         self.slow_call.is_some() || !self.listeners.is_empty() || self.times_attempts()
-    }
-}
-
-/// Records one attempt's metrics; the context times attempts.
-#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-pub(crate) fn record_attempt(context: &Context, verdict: Verdict) {
-    #[cfg(feature = "metrics")]
-    if let Some(metrics) = &context.shared.metrics {
-        let now = tokio::time::Instant::now();
-        let elapsed = context
-            .attempt_start
-            .replace(Some(now))
-            .map_or(Duration::ZERO, |start| now.saturating_duration_since(start));
-        metrics.attempt(verdict, elapsed);
     }
 }

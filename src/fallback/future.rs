@@ -11,6 +11,8 @@ use tokio::time::Sleep;
 use tower_service::Service;
 
 use super::Shared;
+pub use super::alternate::AlternateCall;
+use super::alternate::DONE;
 use super::budget::LatencyBudget;
 use super::cache::Slot;
 use super::source::{AlternateSource, Cause, FallbackSource, LastResort, Reason, ResponseKind};
@@ -311,8 +313,6 @@ where
     Poll::Ready(rest(shared, this.slot, this.last, *failed))
 }
 
-const DONE: &str = "fallback future polled after it completed";
-
 /// The cached answer, if there is one young enough.
 fn from_cache<A, Ca, F, C, K, Res>(
     shared: &Shared<A, Ca, F, C, K>,
@@ -398,74 +398,6 @@ where
         };
         f.debug_struct("ResponseFuture")
             .field("stage", &stage)
-            .finish_non_exhaustive()
-    }
-}
-
-pin_project! {
-    #[project = AltProj]
-    enum AltState<T, Req, F> {
-        Ready { service: T, request: Option<Req> },
-        Called { #[pin] future: F },
-    }
-}
-
-pin_project! {
-    /// The call of an alternate service: readiness, then the call.
-    pub struct AlternateCall<T, Req>
-    where
-        T: Service<Req>,
-    {
-        #[pin]
-        state: AltState<T, Req, T::Future>,
-    }
-}
-
-impl<T: Service<Req>, Req> AlternateCall<T, Req> {
-    pub(crate) fn new(service: T, request: Req) -> Self {
-        Self {
-            state: AltState::Ready {
-                service,
-                request: Some(request),
-            },
-        }
-    }
-}
-
-impl<T, Req> Future for AlternateCall<T, Req>
-where
-    T: Service<Req>,
-    T::Error: Into<BoxError>,
-{
-    type Output = Result<T::Response, BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            match this.state.as_mut().project() {
-                AltProj::Ready { service, request } => {
-                    if let Err(err) = ready!(service.poll_ready(cx)) {
-                        return Poll::Ready(Err(err.into()));
-                    }
-                    let Some(request) = request.take() else {
-                        return Poll::Ready(Err(DONE.into()));
-                    };
-                    let future = service.call(request);
-                    this.state.set(AltState::Called { future });
-                }
-                AltProj::Called { future } => {
-                    return future.poll(cx).map_err(Into::into);
-                }
-            }
-        }
-    }
-}
-
-impl<T: Service<Req>, Req> fmt::Debug for AlternateCall<T, Req> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let called = matches!(self.state, AltState::Called { .. });
-        f.debug_struct("AlternateCall")
-            .field("called", &called)
             .finish_non_exhaustive()
     }
 }

@@ -257,6 +257,7 @@ use tower_service::Service;
 use crate::classify::{Classify, DefaultClassifier};
 use crate::error::BoxError;
 
+mod alternate;
 #[cfg_attr(not(feature = "cache"), allow(dead_code, unused_imports))]
 mod budget;
 // Without the `cache` feature, the slot and key types stay (the layer is

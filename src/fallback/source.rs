@@ -14,8 +14,8 @@ use crate::replay::Replay;
 
 pub use crate::event::FallbackSource;
 
+use super::alternate::AlternateCall;
 use super::cache::Slot;
-use super::future::AlternateCall;
 
 /// Why a fallback fired: the kind of failure or rejection of the primary
 /// call.

@@ -125,8 +125,8 @@ mod health;
 mod layer;
 
 pub use self::health::{
-    AdaptiveStatus, BreakerStatus, BudgetStatus, BulkheadStatus, Health, HealthSnapshot, KeyUsage,
-    LimiterStatus, PolicyStatus, Status, StoreStatus,
+    AdaptiveStatus, BreakerStatus, BudgetStatus, BulkheadStatus, Health, HealthSnapshot,
+    LimiterStatus, PolicyStatus, Status,
 };
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
@@ -138,7 +138,9 @@ pub use self::layer::{
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use crate::event::metrics;
-pub use crate::event::{CallContext, Event, Listeners, Rejection, RequestId};
+pub use crate::event::{
+    CallContext, Event, KeyUsage, Listeners, Rejection, RequestId, StoreStatus,
+};
 
 pub(crate) use self::layer::ObserveSettings;
 // The event core's crate-internal items, at the paths they had before it

@@ -109,6 +109,7 @@ mod quota_period;
 pub mod redis;
 pub mod report;
 mod state;
+mod tier;
 
 pub use layer::{RateLimitLayer, RateLimitLayerBuilder};
 pub use quota::Quota;
@@ -342,7 +343,7 @@ where
     }
 
     /// The state of the shared store; `None` for the in-process store.
-    pub fn store_status(&self) -> Option<crate::observe::StoreStatus> {
+    pub fn store_status(&self) -> Option<crate::event::StoreStatus> {
         #[cfg(feature = "redis")]
         if let Some(remote) = &self.limits.remote {
             return Some(remote.bound.status());

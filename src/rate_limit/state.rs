@@ -1,7 +1,6 @@
 //! Tiers and their limiters: one governor GCRA limiter per key and tier,
 //! held in a bounded registry.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -14,22 +13,11 @@ use super::clock::TokioClock;
 pub(crate) use super::gcra::Limiter;
 use super::gcra::{NotUntil, Snapshot};
 use super::quota::Quota;
+pub(crate) use super::tier::{Tier, emit_rejected, emit_throttled, new_limiter};
 use crate::keyed::KeyedRegistry;
-
-/// A limiter for `quota` on tokio's clock: one key's GCRA state, a single
-/// atomic word.
-pub(crate) fn new_limiter(quota: governor::Quota) -> Limiter {
-    Limiter::new(quota)
-}
 
 /// Maps a key to a tier index; `None` for a name that is no tier.
 pub(crate) type TierFn<K> = Box<dyn Fn(&K, &Tiers) -> Option<usize> + Send + Sync>;
-
-pub(crate) struct Tier {
-    pub(crate) name: Cow<'static, str>,
-    pub(crate) quota: Quota,
-    pub(crate) governor: governor::Quota,
-}
 
 pub(crate) struct Tiers {
     pub(crate) list: Box<[Tier]>,
@@ -204,23 +192,6 @@ impl<K> fmt::Debug for Limits<K> {
             .field("max_keys", &self.max_keys)
             .finish()
     }
-}
-
-/// Reports a delayed call.
-#[cold]
-pub(crate) fn emit_throttled(tier: &str, delay: Duration) {
-    crate::event::emit(&crate::event::Event::Throttled { tier, delay });
-}
-
-/// Reports a refused call.
-#[cold]
-pub(crate) fn emit_rejected(tier: &str, retry_after: Duration) {
-    crate::event::emit(&crate::event::Event::Rejected {
-        rejection: crate::event::Rejection::RateLimited,
-        name: tier,
-        key: None,
-        retry_after: Some(retry_after),
-    });
 }
 
 #[cold]
