@@ -47,6 +47,8 @@ pub(crate) struct Shared {
     name: Cow<'static, str>,
     #[cfg(feature = "metrics")]
     gauge: metrics::Gauge,
+    /// The series of its refusals.
+    decisions: crate::event::Decisions,
 }
 
 impl Shared {
@@ -69,6 +71,7 @@ impl Shared {
             #[cfg(feature = "metrics")]
             gauge: crate::event::metrics::bulkhead_in_flight(&name),
             name,
+            decisions: crate::event::Decisions::new(),
         }
     }
 
@@ -87,6 +90,7 @@ impl Shared {
             #[cfg(feature = "metrics")]
             gauge: metrics::Gauge::noop(),
             name: Cow::Borrowed(""),
+            decisions: crate::event::Decisions::new(),
         }
     }
 
@@ -280,12 +284,16 @@ impl fmt::Debug for WaitGuard {
 /// Reports a refused call.
 #[cold]
 pub(crate) fn emit_rejection(shared: &Shared) {
-    crate::event::emit(&crate::event::Event::Rejected {
-        rejection: crate::event::Rejection::BulkheadFull,
-        name: shared.name(),
-        key: None,
-        retry_after: None,
-    });
+    crate::event::emit_counted(
+        &shared.decisions,
+        &crate::event::Listeners::none(),
+        &crate::event::Event::Rejected {
+            rejection: crate::event::Rejection::BulkheadFull,
+            name: shared.name(),
+            key: None,
+            retry_after: None,
+        },
+    );
 }
 
 /// Reports a call that got its permit after waiting.

@@ -210,6 +210,9 @@ impl<S, F, K, C> Layer<S> for KeyedCircuitBreakerLayer<F, K, C> {
     type Service = KeyedCircuitBreaker<S, F, K, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        if !self.shared.settings.listeners.is_empty() {
+            crate::event::context::listeners_layered();
+        }
         KeyedCircuitBreaker {
             inner,
             shared: self.shared.clone(),

@@ -126,6 +126,8 @@ pub(crate) struct Breaker {
     key: Option<Box<str>>,
     #[cfg(feature = "metrics")]
     gauges: Option<crate::event::metrics::BreakerGauges>,
+    /// The series of its refusals and transitions.
+    decisions: crate::event::Decisions,
 }
 
 impl Breaker {
@@ -142,6 +144,7 @@ impl Breaker {
             }
         };
         Self {
+            decisions: crate::event::Decisions::new(),
             #[cfg(feature = "metrics")]
             gauges: report.then(|| {
                 crate::event::metrics::BreakerGauges::register(settings.name, key.as_deref())
@@ -555,7 +558,8 @@ impl Breaker {
         if let Some(gauges) = &self.gauges {
             gauges.update(|| self.state());
         }
-        crate::event::emit_with(
+        crate::event::emit_counted(
+            &self.decisions,
             &self.settings.listeners,
             &crate::event::Event::StateChanged {
                 name: self.settings.name,
@@ -571,7 +575,8 @@ impl Breaker {
     /// Reports a refused call.
     #[cold]
     pub(crate) fn emit_rejection(&self, open: &CircuitOpen) {
-        crate::event::emit_with(
+        crate::event::emit_counted(
+            &self.decisions,
             &self.settings.listeners,
             &crate::event::Event::Rejected {
                 rejection: crate::event::Rejection::CircuitOpen,

@@ -30,20 +30,22 @@ fn ever_watched() -> bool {
     EVER_WATCHED.load(Ordering::Relaxed)
 }
 
-/// Whether a listener was ever registered on any layer: then every
-/// observe layer keeps its calls' context, for listeners of inner layers
-/// to read.
-static LISTENING: AtomicBool = AtomicBool::new(false);
-
-/// Notes that a listener was registered.
-pub(crate) fn listening() {
-    LISTENING.store(true, Ordering::Relaxed);
+thread_local! {
+    /// Whether a layer with listeners of its own was layered on this thread
+    /// since an observe layer last looked.
+    static LISTENERS_LAYERED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Whether any listener was ever registered.
-#[inline]
-pub(crate) fn anyone_listening() -> bool {
-    LISTENING.load(Ordering::Relaxed)
+/// A layer with listeners of its own (a breaker's `on_event`) wraps a
+/// service now: the next observe layer applied around it, on this thread,
+/// keeps the context of its calls, for those listeners to read.
+pub(crate) fn listeners_layered() {
+    LISTENERS_LAYERED.with(|flag| flag.set(true));
+}
+
+/// Whether a layer with listeners was layered since the last look; looks.
+pub(crate) fn take_listeners_layered() -> bool {
+    LISTENERS_LAYERED.with(|flag| flag.replace(false))
 }
 
 /// The identifier of a request, carried on every event of its call.

@@ -34,6 +34,20 @@ pub(crate) fn emit(event: &Event<'_>) {
 /// layer that decided).
 #[inline(never)]
 pub(crate) fn emit_with(own: &Listeners, event: &Event<'_>) {
+    report(None, own, event);
+}
+
+/// Reports `event` as [`emit_with`] does, counting it in `decisions`, the
+/// metric series of the layer that decided, which it keeps from one
+/// decision to the next.
+#[inline(never)]
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub(crate) fn emit_counted(decisions: &Decisions, own: &Listeners, event: &Event<'_>) {
+    report(Some(decisions), own, event);
+}
+
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+fn report(decisions: Option<&Decisions>, own: &Listeners, event: &Event<'_>) {
     let call = current_call();
     trace(event, call.as_ref());
     #[cfg(feature = "metrics")]
@@ -41,6 +55,8 @@ pub(crate) fn emit_with(own: &Listeners, event: &Event<'_>) {
         event,
         call.as_ref()
             .map(|c| (c.shared.policy.as_ref(), c.shared.route.as_ref())),
+        // The layer's series, or else those of the watched call.
+        decisions.or(call.as_ref().map(|c| &c.shared.decisions)),
     );
     own.notify(event);
     if let Some(call) = &call {
@@ -67,6 +83,22 @@ where
         })
     }
 }
+
+/// The metric series a layer keeps (feature `metrics`); without the
+/// feature, nothing.
+#[cfg(not(feature = "metrics"))]
+#[derive(Debug, Default)]
+pub(crate) struct Decisions;
+
+#[cfg(not(feature = "metrics"))]
+impl Decisions {
+    pub(crate) fn new() -> Self {
+        Self
+    }
+}
+
+#[cfg(feature = "metrics")]
+pub(crate) use super::metrics::Decisions;
 
 fn ms(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)

@@ -267,7 +267,6 @@ impl Listeners {
     /// These listeners and `listener`.
     #[must_use]
     pub fn with(self, listener: impl Fn(&Event<'_>) + Send + Sync + 'static) -> Self {
-        super::context::listening();
         let mut all: Vec<Arc<ListenerFn>> = self.all.map(|a| a.to_vec()).unwrap_or_default();
         all.push(Arc::new(listener));
         Self {

@@ -1,10 +1,11 @@
 //! Metrics through the `metrics` facade: names, labels, and the handles
 //! kept for the per-call ones.
 
+use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
+use metrics::{Counter, Gauge, Histogram, Label, counter, gauge, histogram};
 
 use super::event::{Event, Rejection};
 use super::values::State;
@@ -133,69 +134,278 @@ impl std::fmt::Debug for CallMetrics {
     }
 }
 
+/// The labels of one decision's series, borrowed: `(name, value)` pairs.
+type Labels<'a> = [(&'static str, &'a str)];
+
+/// A series registered on this thread: its metric, its labels (owned) and
+/// its handle.
+struct Registered {
+    metric: &'static str,
+    labels: Box<[(&'static str, Box<str>)]>,
+    handle: Handle,
+}
+
+enum Handle {
+    Counter(Counter),
+    Gauge(Gauge),
+}
+
+impl Registered {
+    fn is(&self, metric: &'static str, labels: &Labels<'_>) -> bool {
+        self.metric == metric
+            && self.labels.len() == labels.len()
+            && self
+                .labels
+                .iter()
+                .zip(labels)
+                .all(|((k, v), (key, value))| k == key && **v == **value)
+    }
+}
+
+/// The decision series of one layer (a breaker, a bulkhead, a retry
+/// layer, a rate limiter) or of one observe layer's calls, kept by a hash
+/// of their metric and labels.
+///
+/// A series is registered with the recorder the first time its layer
+/// decides it (a series nobody decided is never exported, as before),
+/// then found again without allocating or taking a lock: the series are bounded by
+/// configuration (names, tiers, routes and fixed label values), never by
+/// traffic.
+pub(crate) struct Decisions {
+    series: papaya::HashMap<u64, Registered>,
+}
+
+impl Decisions {
+    /// No series yet.
+    pub(crate) fn new() -> Self {
+        Self {
+            series: papaya::HashMap::builder().capacity(4).build(),
+        }
+    }
+
+    /// Runs `f` on the handle of the series `metric` + `labels`,
+    /// registering it (with `register`) if this is its first decision.
+    fn with_series(
+        &self,
+        metric: &'static str,
+        labels: &Labels<'_>,
+        register: fn(&'static str, Vec<Label>) -> Handle,
+        f: impl FnOnce(&Handle),
+    ) {
+        let hash = series_hash(metric, labels);
+        let series = self.series.pin();
+        if let Some(found) = series.get(&hash) {
+            if found.is(metric, labels) {
+                return f(&found.handle);
+            }
+            // Another series with the same hash: not kept.
+            return f(&register(metric, owned(labels)));
+        }
+        let registered = Registered {
+            metric,
+            labels: labels
+                .iter()
+                .map(|(key, value)| (*key, Box::from(*value)))
+                .collect(),
+            handle: register(metric, owned(labels)),
+        };
+        match series.try_insert(hash, registered) {
+            Ok(kept) => f(&kept.handle),
+            Err(taken) if taken.current.is(metric, labels) => f(&taken.current.handle),
+            Err(taken) => f(&taken.not_inserted.handle),
+        }
+    }
+}
+
+impl std::fmt::Debug for Decisions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decisions")
+            .field("series", &self.series.len())
+            .finish()
+    }
+}
+
+impl Default for Decisions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn register_counter(metric: &'static str, labels: Vec<Label>) -> Handle {
+    Handle::Counter(counter!(metric, labels))
+}
+
+fn register_gauge(metric: &'static str, labels: Vec<Label>) -> Handle {
+    Handle::Gauge(gauge!(metric, labels))
+}
+
+fn series_hash(metric: &'static str, labels: &Labels<'_>) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    metric.hash(&mut hasher);
+    labels.hash(&mut hasher);
+    hasher.finish()
+}
+
+fn owned(labels: &Labels<'_>) -> Vec<Label> {
+    labels
+        .iter()
+        .map(|(key, value)| Label::new(*key, (*value).to_owned()))
+        .collect()
+}
+
+/// Runs `f` on the handle of the series, kept in `decisions` if given,
+/// else registered for this once.
+fn with_series(
+    decisions: Option<&Decisions>,
+    metric: &'static str,
+    labels: &Labels<'_>,
+    register: fn(&'static str, Vec<Label>) -> Handle,
+    f: impl FnOnce(&Handle),
+) {
+    match decisions {
+        Some(decisions) => decisions.with_series(metric, labels, register, f),
+        None => f(&register(metric, owned(labels))),
+    }
+}
+
+fn count(decisions: Option<&Decisions>, metric: &'static str, labels: &Labels<'_>) {
+    with_series(decisions, metric, labels, register_counter, |handle| {
+        if let Handle::Counter(counter) = handle {
+            counter.increment(1);
+        }
+    });
+}
+
+fn set(decisions: Option<&Decisions>, metric: &'static str, labels: &Labels<'_>, value: f64) {
+    with_series(decisions, metric, labels, register_gauge, |handle| {
+        if let Handle::Gauge(gauge) = handle {
+            gauge.set(value);
+        }
+    });
+}
+
 /// Counts a decision. `call` is the `(policy, route)` of the call it
 /// happened in, if an observe layer watches it.
-pub(crate) fn record(event: &Event<'_>, call: Option<(&str, &str)>) {
+///
+/// With `decisions` (the deciding layer's, or the watched call's), this
+/// allocates nothing once the series is registered there; without, it
+/// registers the series for this once.
+pub(crate) fn record(event: &Event<'_>, call: Option<(&str, &str)>, decisions: Option<&Decisions>) {
+    let d = decisions;
     let (policy, route) = call.unwrap_or(("", ""));
-    let (policy, route) = (policy.to_owned(), route.to_owned());
     match *event {
-        Event::RetryScheduled { name, verdict, .. } => counter!(RETRIES,
-            "policy" => policy, "route" => route, "name" => name.to_owned(), "verdict" => verdict.as_str())
-        .increment(1),
-        Event::RetryStopped { name, reason, .. } => counter!(RETRIES_STOPPED,
-            "policy" => policy, "route" => route, "name" => name.to_owned(), "reason" => reason)
-        .increment(1),
+        Event::RetryScheduled { name, verdict, .. } => count(
+            d,
+            RETRIES,
+            &[
+                ("policy", policy),
+                ("route", route),
+                ("name", name),
+                ("verdict", verdict.as_str()),
+            ],
+        ),
+        Event::RetryStopped { name, reason, .. } => count(
+            d,
+            RETRIES_STOPPED,
+            &[
+                ("policy", policy),
+                ("route", route),
+                ("name", name),
+                ("reason", reason),
+            ],
+        ),
         Event::StateChanged {
             name,
             from,
             to,
             reason,
             ..
-        } => counter!(BREAKER_TRANSITIONS,
-            "name" => name.to_owned(), "from" => from.as_str(), "to" => to.as_str(), "reason" => reason)
-        .increment(1),
+        } => count(
+            d,
+            BREAKER_TRANSITIONS,
+            &[
+                ("name", name),
+                ("from", from.as_str()),
+                ("to", to.as_str()),
+                ("reason", reason),
+            ],
+        ),
         Event::Rejected {
             rejection, name, ..
         } => {
-            counter!(REJECTIONS,
-                "policy" => policy, "route" => route, "kind" => rejection.as_str(), "name" => name.to_owned())
-            .increment(1);
+            count(
+                d,
+                REJECTIONS,
+                &[
+                    ("policy", policy),
+                    ("route", route),
+                    ("kind", rejection.as_str()),
+                    ("name", name),
+                ],
+            );
             if rejection == Rejection::RateLimited {
-                counter!(RATE_LIMITED, "tier" => name.to_owned(), "outcome" => "rejected").increment(1);
+                count(d, RATE_LIMITED, &[("tier", name), ("outcome", "rejected")]);
             }
         }
         Event::KeyOverflow { .. } => {}
         Event::Throttled { tier, .. } => {
-            counter!(RATE_LIMITED, "tier" => tier.to_owned(), "outcome" => "delayed").increment(1);
+            count(d, RATE_LIMITED, &[("tier", tier), ("outcome", "delayed")]);
         }
-        Event::FallbackServed { name, source, .. } => counter!(FALLBACKS,
-            "policy" => policy, "route" => route, "name" => name.to_owned(), "source" => source.as_str())
-        .increment(1),
-        Event::FallbackMissed { name, .. } => counter!(FALLBACKS,
-            "policy" => policy, "route" => route, "name" => name.to_owned(), "source" => "none")
-        .increment(1),
-        Event::HedgeSent { name, .. } => counter!(HEDGES_SENT,
-            "policy" => policy, "route" => route, "name" => name.to_owned())
-        .increment(1),
-        Event::HedgeWon { name, .. } => counter!(HEDGES_WON,
-            "policy" => policy, "route" => route, "name" => name.to_owned())
-        .increment(1),
+        Event::FallbackServed { name, source, .. } => count(
+            d,
+            FALLBACKS,
+            &[
+                ("policy", policy),
+                ("route", route),
+                ("name", name),
+                ("source", source.as_str()),
+            ],
+        ),
+        Event::FallbackMissed { name, .. } => count(
+            d,
+            FALLBACKS,
+            &[
+                ("policy", policy),
+                ("route", route),
+                ("name", name),
+                ("source", "none"),
+            ],
+        ),
+        Event::HedgeSent { name, .. } => count(
+            d,
+            HEDGES_SENT,
+            &[("policy", policy), ("route", route), ("name", name)],
+        ),
+        Event::HedgeWon { name, .. } => count(
+            d,
+            HEDGES_WON,
+            &[("policy", policy), ("route", route), ("name", name)],
+        ),
         Event::SlowCall { .. } => {
-            counter!(SLOW_CALLS, "policy" => policy, "route" => route).increment(1);
+            count(d, SLOW_CALLS, &[("policy", policy), ("route", route)]);
         }
         Event::LimitChanged { name, reason, .. } => {
-            counter!(ADAPTIVE_LIMIT_CHANGES, "name" => name.to_owned(), "reason" => reason)
-                .increment(1);
+            count(
+                d,
+                ADAPTIVE_LIMIT_CHANGES,
+                &[("name", name), ("reason", reason)],
+            );
         }
         Event::StoreDegraded { store, .. } => {
-            gauge!(STORE_DEGRADED, "store" => store.to_owned()).set(1.0);
-            counter!(STORE_TRANSITIONS, "store" => store.to_owned(), "to" => "degraded")
-                .increment(1);
+            set(d, STORE_DEGRADED, &[("store", store)], 1.0);
+            count(
+                d,
+                STORE_TRANSITIONS,
+                &[("store", store), ("to", "degraded")],
+            );
         }
         Event::StoreRecovered { store, .. } => {
-            gauge!(STORE_DEGRADED, "store" => store.to_owned()).set(0.0);
-            counter!(STORE_TRANSITIONS, "store" => store.to_owned(), "to" => "recovered")
-                .increment(1);
+            set(d, STORE_DEGRADED, &[("store", store)], 0.0);
+            count(
+                d,
+                STORE_TRANSITIONS,
+                &[("store", store), ("to", "recovered")],
+            );
         }
         Event::CallEnded { .. } => {}
     }

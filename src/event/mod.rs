@@ -27,6 +27,6 @@ pub use self::status::{KeyUsage, StoreStatus};
 pub use self::values::{FallbackSource, State};
 
 pub(crate) use self::context::{attempt_ended, attempt_started};
-pub(crate) use self::emit::{emit, emit_with};
+pub(crate) use self::emit::{Decisions, emit, emit_counted, emit_with};
 #[cfg(feature = "http")]
 pub(crate) use self::scope::layering_route;

@@ -47,6 +47,9 @@ pub(crate) struct Shared {
     pub(crate) listeners: Listeners,
     #[cfg(feature = "metrics")]
     pub(crate) metrics: Option<super::metrics::CallMetrics>,
+    /// The decision series of the calls in this scope (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    pub(crate) decisions: super::metrics::Decisions,
 }
 
 impl Shared {
@@ -81,6 +84,8 @@ impl Shared {
                 .metrics
                 .as_ref()
                 .map(|_| super::metrics::CallMetrics::register(&shared.policy, &route)),
+            #[cfg(feature = "metrics")]
+            decisions: super::metrics::Decisions::new(),
             policy: shared.policy.clone(),
             route,
             slow_call: shared.slow_call,

@@ -14,7 +14,6 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Span;
-use tracing::level_filters::LevelFilter;
 
 use crate::classify::{Classify, DefaultClassifier, judge};
 use crate::error::ConfigError;
@@ -150,13 +149,17 @@ impl<R: crate::http::RequestParts> MakeRequestId<R> for RequestIdHeader {
     }
 }
 
-/// Whether a call can go through untouched: no subscriber, no listener
-/// anywhere, no threshold, no call metrics.
+/// Whether a call can go through untouched: no listener of its own or of
+/// a layer it wraps, no threshold, no call metrics, and a subscriber (if
+/// any) that wants none of the observe layer's own callsites (the `call`
+/// span at DEBUG on `steadfast::observe`, and the attempt events at TRACE
+/// below it). tracing caches that interest per callsite: with a
+/// subscriber at INFO, this is one comparison with its maximum level.
 #[inline]
-fn nobody_looks(shared: &Shared) -> bool {
+fn nobody_looks(shared: &Shared, listening: bool) -> bool {
     !shared.watches()
-        && !crate::event::context::anyone_listening()
-        && LevelFilter::current() == LevelFilter::OFF
+        && !listening
+        && !tracing::enabled!(target: "steadfast::observe", tracing::Level::DEBUG)
 }
 
 /// Watches logical calls: one span per call, the request id on every
@@ -236,6 +239,7 @@ impl<S, C: Clone, R: Clone> Layer<S> for ObserveLayer<C, R> {
             shared: Shared::for_service(&self.shared),
             classifier: self.classifier.clone(),
             request_id: self.request_id.clone(),
+            listening: crate::event::context::take_listeners_layered(),
         }
     }
 }
@@ -397,6 +401,8 @@ impl<C, R> ObserveLayerBuilder<C, R> {
                 listeners: settings.listeners,
                 #[cfg(feature = "metrics")]
                 metrics,
+                #[cfg(feature = "metrics")]
+                decisions: crate::event::Decisions::new(),
             }),
             classifier: self.classifier,
             request_id: self.request_id,
@@ -410,6 +416,9 @@ pub struct Observe<S, C = DefaultClassifier, R = GenerateRequestId> {
     shared: Arc<Shared>,
     classifier: C,
     request_id: R,
+    /// Whether a layer inside has listeners of its own, which read the
+    /// call's context.
+    listening: bool,
 }
 
 impl<S: Clone, C: Clone, R: Clone> Clone for Observe<S, C, R> {
@@ -419,6 +428,7 @@ impl<S: Clone, C: Clone, R: Clone> Clone for Observe<S, C, R> {
             shared: Arc::clone(&self.shared),
             classifier: self.classifier.clone(),
             request_id: self.request_id.clone(),
+            listening: self.listening,
         }
     }
 }
@@ -471,7 +481,7 @@ where
         self.request_id.prepare(&mut request);
         // Nobody looks: no subscriber, no listener, no threshold, no
         // metrics. The call goes through untouched.
-        if nobody_looks(&self.shared) {
+        if nobody_looks(&self.shared, self.listening) {
             return ResponseFuture {
                 future: self.inner.call(request),
                 context: None,
@@ -662,6 +672,7 @@ fn finish<C, Req, T, E>(
                 verdict,
             },
             Some((&shared.policy, &shared.route)),
+            Some(&shared.decisions),
         );
     }
     if shared.listeners.is_empty() {
@@ -702,6 +713,7 @@ pub struct ObserveDeadline<S, C = DefaultClassifier, R = GenerateRequestId> {
     shared: Arc<Shared>,
     classifier: C,
     request_id: R,
+    listening: bool,
 }
 
 impl<C: Clone, R: Clone> ObserveLayer<C, R> {
@@ -713,6 +725,7 @@ impl<C: Clone, R: Clone> ObserveLayer<C, R> {
             shared: Shared::for_service(&self.shared),
             classifier: self.classifier.clone(),
             request_id: self.request_id.clone(),
+            listening: crate::event::context::take_listeners_layered(),
         }
     }
 }
@@ -725,6 +738,7 @@ impl<S: Clone, C: Clone, R: Clone> Clone for ObserveDeadline<S, C, R> {
             shared: Arc::clone(&self.shared),
             classifier: self.classifier.clone(),
             request_id: self.request_id.clone(),
+            listening: self.listening,
         }
     }
 }
@@ -779,7 +793,7 @@ where
         self.request_id.prepare(&mut request);
         let deadline = Deadline::at(later(tokio::time::Instant::now(), self.total)).tighten();
         let inner = &mut self.inner;
-        let (mut context, facts) = if nobody_looks(&self.shared) {
+        let (mut context, facts) = if nobody_looks(&self.shared, self.listening) {
             (None, None)
         } else {
             let id = self.request_id.request_id(&request);

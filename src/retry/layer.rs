@@ -234,6 +234,7 @@ impl<C, P> RetryLayerBuilder<C, P> {
                 replay,
                 random: s.random,
                 name: s.name,
+                decisions: crate::event::Decisions::new(),
             }),
         })
     }

@@ -25,6 +25,8 @@ pub(crate) struct Policy<C, P> {
     /// `None`: the process-wide default generator.
     pub(crate) random: Option<Arc<dyn RandomSource>>,
     pub(crate) name: &'static str,
+    /// The series of its retries and stops.
+    pub(crate) decisions: crate::event::Decisions,
 }
 
 /// What to do after an attempt.
@@ -107,36 +109,48 @@ impl<C, P> Policy<C, P> {
             },
             None => None,
         };
-        crate::event::emit(&Event::RetryScheduled {
-            name: self.name,
-            attempt,
-            verdict,
-            delay,
-        });
+        crate::event::emit_counted(
+            &self.decisions,
+            &crate::event::Listeners::none(),
+            &Event::RetryScheduled {
+                name: self.name,
+                attempt,
+                verdict,
+                delay,
+            },
+        );
         Step::Retry(delay, withdrawal)
     }
 
     #[cold]
     fn stop(&self, why: Stop, attempt: u32, verdict: Verdict) -> Step {
-        crate::event::emit(&Event::RetryStopped {
-            name: self.name,
-            attempt,
-            verdict,
-            reason: why.as_str(),
-        });
+        crate::event::emit_counted(
+            &self.decisions,
+            &crate::event::Listeners::none(),
+            &Event::RetryStopped {
+                name: self.name,
+                attempt,
+                verdict,
+                reason: why.as_str(),
+            },
+        );
         Step::Return
     }
 
     #[cold]
     fn too_long(&self, requested: Duration, allowed: Duration, attempt: u32) -> Step {
-        crate::event::emit(&Event::RetryStopped {
-            name: self.name,
-            attempt,
-            verdict: Verdict::Transient {
-                retry_after: Some(requested),
+        crate::event::emit_counted(
+            &self.decisions,
+            &crate::event::Listeners::none(),
+            &Event::RetryStopped {
+                name: self.name,
+                attempt,
+                verdict: Verdict::Transient {
+                    retry_after: Some(requested),
+                },
+                reason: "retry_after_too_long",
             },
-            reason: "retry_after_too_long",
-        });
+        );
         Step::GiveUp(Box::new(RetryAfterTooLong::new(requested, allowed)))
     }
 }
