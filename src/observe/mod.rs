@@ -121,20 +121,24 @@
 //! and policies under names; [`Health::snapshot`] reads them all at once,
 //! for a health endpoint (serialisable with the `serde` feature).
 
+mod deadline;
 mod health;
 mod layer;
+mod request_id;
+mod service;
+mod watch;
 
+pub use self::deadline::{DeadlineResponseFuture, ObserveDeadline};
 pub use self::health::{
     AdaptiveStatus, BreakerStatus, BudgetStatus, BulkheadStatus, Health, HealthSnapshot,
     LimiterStatus, PolicyStatus, Status,
 };
+pub use self::layer::{ObserveLayer, ObserveLayerBuilder};
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-pub use self::layer::RequestIdHeader;
-pub use self::layer::{
-    DeadlineResponseFuture, GenerateRequestId, MakeRequestId, Observe, ObserveDeadline,
-    ObserveLayer, ObserveLayerBuilder, ResponseFuture,
-};
+pub use self::request_id::RequestIdHeader;
+pub use self::request_id::{GenerateRequestId, MakeRequestId};
+pub use self::service::{Observe, ResponseFuture};
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use crate::event::metrics;
