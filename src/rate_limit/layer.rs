@@ -206,6 +206,7 @@ impl<K, F> RateLimitLayerBuilder<K, F> {
                 name,
                 quota,
                 governor,
+                decisions: crate::event::Decisions::new(),
             });
         }
         let default = match self.default_tier {

@@ -263,10 +263,13 @@ where
         let Err(denied) = self.limits.check(&key) else {
             return ResponseFuture::called(self.inner.call(request));
         };
-        let tier = self.limits.tier_name(denied.tier);
+        let tier = self.limits.tier(denied.tier);
         match self.limits.mode {
             Mode::Throttle { max_delay } if denied.wait <= max_delay => {
-                emit_throttled(tier, denied.wait);
+                match tier {
+                    Some(tier) => tier.emit_throttled(denied.wait),
+                    None => emit_throttled("", denied.wait),
+                }
                 // Take the service that was polled ready; leave a clone that
                 // the caller will poll before its next call.
                 let clone = self.inner.clone();
@@ -281,7 +284,10 @@ where
                 )
             }
             _ => {
-                emit_rejected(tier, denied.wait);
+                match tier {
+                    Some(tier) => tier.emit_rejected(denied.wait),
+                    None => emit_rejected("", denied.wait),
+                }
                 ResponseFuture::rejected(denied.wait)
             }
         }

@@ -157,6 +157,11 @@ where
         }
     }
 
+    /// The tier at `tier`, if there is one.
+    pub(crate) fn tier(&self, tier: usize) -> Option<&Tier> {
+        self.tiers.list.get(tier)
+    }
+
     pub(crate) fn tier_name(&self, tier: usize) -> &str {
         self.tiers.list.get(tier).map_or("", |t| &t.name)
     }

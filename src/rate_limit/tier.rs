@@ -17,6 +17,38 @@ pub(crate) struct Tier {
     pub(crate) name: Cow<'static, str>,
     pub(crate) quota: Quota,
     pub(crate) governor: governor::Quota,
+    /// The series of its refusals and delays.
+    pub(crate) decisions: crate::event::Decisions,
+}
+
+impl Tier {
+    /// Reports a delayed call, counted in the tier's series.
+    #[cold]
+    pub(crate) fn emit_throttled(&self, delay: Duration) {
+        crate::event::emit_counted(
+            &self.decisions,
+            &crate::event::Listeners::none(),
+            &crate::event::Event::Throttled {
+                tier: &self.name,
+                delay,
+            },
+        );
+    }
+
+    /// Reports a refused call, counted in the tier's series.
+    #[cold]
+    pub(crate) fn emit_rejected(&self, retry_after: Duration) {
+        crate::event::emit_counted(
+            &self.decisions,
+            &crate::event::Listeners::none(),
+            &crate::event::Event::Rejected {
+                rejection: crate::event::Rejection::RateLimited,
+                name: &self.name,
+                key: None,
+                retry_after: Some(retry_after),
+            },
+        );
+    }
 }
 
 /// Reports a delayed call.
