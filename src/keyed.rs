@@ -250,6 +250,8 @@ where
     }
 
     /// Tells the eviction hook that a sweep drops `key`; always `true`.
+    /// (papaya asks a predicate again only about a value replaced while
+    /// it is removed, and the registry never replaces one.)
     fn evicts(&self, key: &K, slot: &Slot<V>) -> bool {
         if let Some(hook) = &self.on_evict {
             hook(key, &slot.value);
