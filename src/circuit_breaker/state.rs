@@ -539,6 +539,7 @@ impl Breaker {
 
     /// Removes this breaker's state series (its key was evicted): every
     /// state gauge reads 0 from now on.
+    #[cfg_attr(not(feature = "metrics"), allow(clippy::unused_self))]
     pub(crate) fn forget_gauges(&self) {
         #[cfg(feature = "metrics")]
         if let Some(gauges) = &self.gauges {
