@@ -102,6 +102,8 @@ pub(crate) struct Limiter {
 
     #[cfg(feature = "metrics")]
     gauges: crate::event::metrics::AdaptiveGauges,
+    /// The series of its refusals and limit changes.
+    pub(crate) decisions: crate::event::Decisions,
 }
 
 impl Limiter {
@@ -146,6 +148,7 @@ impl Limiter {
             saved_limit: AtomicF64::new(initial),
             #[cfg(feature = "metrics")]
             gauges: crate::event::metrics::AdaptiveGauges::register(&settings.name),
+            decisions: crate::event::Decisions::new(),
         };
         #[cfg(feature = "metrics")]
         limiter.gauges.limit(limiter.limit());

@@ -172,14 +172,16 @@ impl Registered {
 /// configuration (names, tiers, routes and fixed label values), never by
 /// traffic.
 pub(crate) struct Decisions {
-    series: papaya::HashMap<u64, Registered>,
+    /// Made at the first decision: a layer (or a key) that never decides
+    /// anything costs no table.
+    series: std::sync::OnceLock<papaya::HashMap<u64, Registered>>,
 }
 
 impl Decisions {
     /// No series yet.
-    pub(crate) fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Self {
-            series: papaya::HashMap::builder().capacity(4).build(),
+            series: std::sync::OnceLock::new(),
         }
     }
 
@@ -193,7 +195,10 @@ impl Decisions {
         f: impl FnOnce(&Handle),
     ) {
         let hash = series_hash(metric, labels);
-        let series = self.series.pin();
+        let series = self
+            .series
+            .get_or_init(|| papaya::HashMap::builder().capacity(4).build());
+        let series = series.pin();
         if let Some(found) = series.get(&hash) {
             if found.is(metric, labels) {
                 return f(&found.handle);
@@ -220,7 +225,7 @@ impl Decisions {
 impl std::fmt::Debug for Decisions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Decisions")
-            .field("series", &self.series.len())
+            .field("series", &self.series.get().map_or(0, papaya::HashMap::len))
             .finish()
     }
 }
