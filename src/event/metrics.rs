@@ -520,3 +520,88 @@ impl std::fmt::Debug for BreakerGauges {
 pub(crate) fn bulkhead_in_flight(name: &str) -> Gauge {
     gauge!(BULKHEAD_IN_FLIGHT, "name" => name.to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    fn counts(snapshotter: &metrics_util::debugging::Snapshotter) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, _, _, value)| {
+                let labels: Vec<String> = key
+                    .key()
+                    .labels()
+                    .map(|l| format!("{}={}", l.key(), l.value()))
+                    .collect();
+                let n = match value {
+                    DebugValue::Counter(n) => n,
+                    other => panic!("{other:?}"),
+                };
+                (format!("{} {}", key.key().name(), labels.join(",")), n)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_layer_counts_each_series_in_the_handle_it_keeps() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            let decisions = Decisions::new();
+            for _ in 0..3 {
+                count(
+                    Some(&decisions),
+                    RATE_LIMITED,
+                    &[("tier", "free"), ("outcome", "rejected")],
+                );
+            }
+            count(
+                Some(&decisions),
+                RATE_LIMITED,
+                &[("tier", "free"), ("outcome", "delayed")],
+            );
+            // Same values under other label names are another series.
+            count(
+                Some(&decisions),
+                HEDGES_SENT,
+                &[("tier", "free"), ("outcome", "delayed")],
+            );
+            // Without a layer's table, the series is registered for once.
+            count(
+                None,
+                RATE_LIMITED,
+                &[("tier", "free"), ("outcome", "rejected")],
+            );
+            assert_eq!(decisions.series.get().map(papaya::HashMap::len), Some(3));
+        });
+        assert_eq!(
+            counts(&snapshotter),
+            [
+                (
+                    "steadfast_hedges_sent_total tier=free,outcome=delayed".to_owned(),
+                    1
+                ),
+                (
+                    "steadfast_rate_limited_total tier=free,outcome=delayed".to_owned(),
+                    1
+                ),
+                (
+                    "steadfast_rate_limited_total tier=free,outcome=rejected".to_owned(),
+                    4
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_layer_that_never_decides_has_no_table() {
+        let decisions = Decisions::new();
+        assert!(decisions.series.get().is_none());
+    }
+}
