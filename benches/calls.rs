@@ -17,6 +17,12 @@
 //! `retry/tower`, `retry_budget/steadfast`, `retry_budget/tower`,
 //! `hedge/steadfast` (the first request answers before any copy),
 //! `scatter/steadfast` (two branches, every answer gathered).
+//! `retry/tower`, `retry_budget/steadfast`, `retry_budget/tower`, and the
+//! standard stack (total deadline, bulkhead, retry within its budget,
+//! breaker, attempt timeout): `policy/steadfast` as it is,
+//! `policy/observed` observed as the HTTP preset is, and
+//! `policy/observed_info_listener` observed, with a tracing subscriber at
+//! INFO installed and another policy with listeners built and called.
 
 use std::fmt::Debug;
 use std::future::{Ready, ready};
@@ -26,7 +32,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use steadfast::bulkhead::BulkheadLayer;
+use steadfast::circuit_breaker::CircuitBreakerLayer;
 use steadfast::hedge::HedgeLayer;
+use steadfast::policy::{Policy, PolicyBuilder};
 use steadfast::rate_limit::{Quota, RateLimitLayer};
 use steadfast::retry::RetryLayer;
 use steadfast::scatter::Scatter;
@@ -88,6 +96,58 @@ impl<Res, E> tower::retry::Policy<Request, Res, E> for Budgeted {
     fn clone_request(&mut self, req: &Request) -> Option<Request> {
         Some(*req)
     }
+}
+
+/// The standard stack, as in the suite.
+fn standard(name: &'static str) -> PolicyBuilder {
+    Policy::builder()
+        .name(name)
+        .total_timeout(Duration::from_secs(5))
+        .bulkhead(BulkheadLayer::builder().max_concurrent(PERMITS))
+        .retry(RetryLayer::builder().max_attempts(3))
+        .circuit_breaker(CircuitBreakerLayer::builder())
+        .attempt_timeout(Duration::from_secs(1))
+}
+
+/// A subscriber at INFO, as an application logs in production: every
+/// callsite at INFO or above, counted; no span kept.
+struct Info(std::sync::atomic::AtomicU64);
+
+impl tracing::Subscriber for Info {
+    fn register_callsite(
+        &self,
+        metadata: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if *metadata.level() <= tracing::Level::INFO {
+            tracing::subscriber::Interest::always()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::INFO)
+    }
+
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        *metadata.level() <= tracing::Level::INFO
+    }
+
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, _: &tracing::Event<'_>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
 }
 
 /// Readies and calls `service` `calls` times back to back, as the suite's
@@ -164,6 +224,27 @@ fn main() -> ExitCode {
                     .build()
                     .expect("valid settings");
                 Some(drive(layer.layer(Echo), calls).await)
+            }
+            "policy/steadfast" => {
+                let policy = standard("bench").build().expect("valid settings");
+                Some(drive(policy.layer(Echo), calls).await)
+            }
+            "policy/observed" => {
+                let policy = standard("bench").observe().build().expect("valid settings");
+                Some(drive(policy.layer(Echo), calls).await)
+            }
+            "policy/observed_info_listener" => {
+                let _subscriber =
+                    tracing::subscriber::set_default(Info(std::sync::atomic::AtomicU64::new(0)));
+                let other = standard("other")
+                    .on_event(|event| {
+                        black_box(event);
+                    })
+                    .build()
+                    .expect("valid settings");
+                drive(other.layer(Echo), 1).await;
+                let policy = standard("bench").observe().build().expect("valid settings");
+                Some(drive(policy.layer(Echo), calls).await)
             }
             "retry_budget/tower" => {
                 let budget = Arc::new(TpsBudget::new(Duration::from_secs(10), 10, 0.2));

@@ -18,8 +18,8 @@
 //! - if a sweep leaves the registry full, entries not held are dropped until
 //!   it is nine tenths full; if every entry is held, a new key is given the
 //!   registry's one *overflow* state, shared by every key that finds no
-//!   room, and an [`Event::KeyOverflow`](crate::observe::Event::KeyOverflow)
-//!   is reported. A full registry never turns protection off: the overflow
+//!   room, and its owner is told (the keyed layers report an
+//!   [`Event::KeyOverflow`](crate::event::Event::KeyOverflow)). A full registry never turns protection off: the overflow
 //!   keys share one breaker, one bulkhead, one limiter (memory stays bounded
 //!   by `max_keys` plus one). Once a place frees up, the next call of such a
 //!   key registers state of its own.
@@ -29,7 +29,6 @@
 //! is dropped within two idle periods. Time is tokio's, so this runs on
 //! paused time in tests.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -183,9 +182,14 @@ struct Inner<K, V> {
     sweeping: AtomicBool,
     /// The state shared by the keys that found every place held.
     overflow: OnceLock<Arc<V>>,
-    /// The layer and the name that events about this registry carry.
-    owner: (&'static str, Cow<'static, str>),
+    /// Told when a key finds every place held (the owner reports it).
+    on_overflow: Option<Box<dyn Fn() + Send + Sync>>,
+    /// Told of each entry a sweep drops, before it goes.
+    on_evict: Option<EvictHook<K, V>>,
 }
+
+/// Told of each key and state a sweep drops.
+type EvictHook<K, V> = Box<dyn Fn(&K, &V) + Send + Sync>;
 
 struct Slot<V> {
     value: Arc<V>,
@@ -231,16 +235,27 @@ where
                 last_sweep: AtomicU64::new(0),
                 sweeping: AtomicBool::new(false),
                 overflow: OnceLock::new(),
-                owner: ("", Cow::Borrowed("")),
+                on_overflow: None,
+                on_evict: None,
             }),
         }
     }
 
-    /// Names the layer (`"circuit_breaker"`) and the policy (its name, a
-    /// rate limiter's tier) that this registry's events report.
-    pub(crate) fn owned_by(mut self, layer: &'static str, name: Cow<'static, str>) -> Self {
+    /// Calls `hook` each time a key finds every place held and shares the
+    /// overflow state. Set before the registry is shared.
+    pub(crate) fn on_overflow(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.owner = (layer, name);
+            inner.on_overflow = Some(Box::new(hook));
+        }
+        self
+    }
+
+    /// Calls `hook` with each key and state a sweep drops, as it drops
+    /// them (for example to remove the key's metric series). Set before
+    /// the registry is shared.
+    pub(crate) fn on_evict(mut self, hook: impl Fn(&K, &V) + Send + Sync + 'static) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.on_evict = Some(Box::new(hook));
         }
         self
     }
@@ -368,11 +383,19 @@ where
     #[cold]
     #[inline(never)]
     fn emit_overflow(&self) {
-        crate::observe::emit(&crate::observe::Event::KeyOverflow {
-            layer: self.owner.0,
-            name: &self.owner.1,
-            max_keys: self.max_keys,
-        });
+        if let Some(hook) = &self.on_overflow {
+            hook();
+        }
+    }
+
+    /// Tells the eviction hook that a sweep drops `key`; always `true`.
+    /// (papaya asks a predicate again only about a value replaced while
+    /// it is removed, and the registry never replaces one.)
+    fn evicts(&self, key: &K, slot: &Slot<V>) -> bool {
+        if let Some(hook) = &self.on_evict {
+            hook(key, &slot.value);
+        }
+        true
     }
 
     /// Takes one of the `max_keys` places; `false` when all are taken.
@@ -402,23 +425,23 @@ where
         let mut removed = 0u64;
         // Second chance: keep what is held or was used since the last sweep,
         // clearing the mark.
-        map.retain(|_, slot| {
+        map.retain(|key, slot| {
             let keep = slot.held() || slot.used.swap(false, Ordering::Relaxed);
             removed += u64::from(!keep);
-            keep
+            keep || !self.evicts(key, slot)
         });
         self.last_sweep.store(now, Ordering::Relaxed);
         let target = self.max_keys - self.max_keys / 10;
         let held = self.count.load(Ordering::Acquire).saturating_sub(removed);
         let mut excess = held.saturating_sub(target.saturating_sub(1));
         if full && excess > 0 {
-            map.retain(|_, slot| {
+            map.retain(|key, slot| {
                 if excess == 0 || slot.held() {
                     return true;
                 }
                 excess -= 1;
                 removed += 1;
-                false
+                !self.evicts(key, slot)
             });
         }
         self.count.fetch_sub(removed, Ordering::AcqRel);

@@ -30,12 +30,34 @@
 //!
 //! # Order
 //!
-//! The standard order of the layers, outermost first:
+//! The standard order of the layers, outermost first, as a
+//! [`Policy`](policy::Policy) composes them:
 //!
 //! ```text
-//! fallback → rate limit → total deadline → bulkhead → retry | hedge
+//! observe → fallback → total deadline → bulkhead → retry → hedge
 //!         → adaptive limit → circuit breaker → attempt timeout → service
 //! ```
+//!
+//! A rate limiter is not part of a policy: put it outside, where it sheds
+//! load before any work is done.
+//!
+//! # Levels
+//!
+//! The crate is a stack of levels; a module names only modules of its own
+//! level or lower, never one above (`.ci/levels.sh` checks it):
+//!
+//! | level | modules | what |
+//! |---|---|---|
+//! | policy | [`policy`], `config`, `http::RouteTable`, the gRPC preset | composed policies, presets, configuration, route tables |
+//! | observe | [`observe`] | the observe layer and health snapshots, which read the layers' handles |
+//! | layers | [`timeout`], [`retry`], [`circuit_breaker`], [`bulkhead`], [`adaptive`], `rate_limit`, [`hedge`], [`scatter`], [`fallback`], [`chaos`], `http`, `grpc` | one fault-tolerance pattern each |
+//! | event core | [`event`] | what every layer reports: [`Event`](event::Event), listeners, the call's context and request id, metric handles, the values events carry |
+//! | primitives | [`error`], [`classify`], and crate-private: keyed registries, replay, retry budgets, seeded randomness, deadlines | what the layers are made of |
+//!
+//! The primitives keep their public names in the layers that use them
+//! ([`retry::RetryBudget`], [`retry::Replay`], [`retry::SeededRandom`],
+//! [`timeout::Deadline`]); the event core's are also in [`observe`],
+//! [`circuit_breaker::State`] and [`fallback::FallbackSource`].
 //!
 //! # Example
 //!
@@ -113,6 +135,13 @@
     clippy::str_to_string,
     clippy::if_let_mutex
 )]
+
+mod budget;
+mod deadline;
+mod random;
+mod replay;
+
+pub mod event;
 
 pub mod adaptive;
 pub mod bulkhead;

@@ -2038,3 +2038,19 @@ mod outer {
         }
     }
 }
+
+impl crate::observe::Health {
+    /// Adds every stateful layer of `policy`, under the policy's name.
+    ///
+    /// A keyed breaker or bulkhead (the HTTP presets' are per host) is
+    /// read one entry per key it holds when the snapshot is taken.
+    pub fn policy<C, P, R, H, F, B, Bk>(self, policy: &Policy<C, P, R, H, F, B, Bk>) -> Self
+    where
+        C: Send + Sync + 'static,
+        B: BreakerLevel + Clone + Send + Sync + 'static,
+        Bk: BulkheadLevel + Clone + Send + Sync + 'static,
+    {
+        let read = policy.status_reader();
+        self.reader(move |out| out.push(crate::observe::Status::Policy(read())))
+    }
+}

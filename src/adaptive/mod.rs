@@ -232,28 +232,36 @@ where
 /// Reports a refused call.
 #[cold]
 fn emit_rejection(limiter: &Limiter, throttled: bool, key: Option<&str>) {
-    use crate::observe::Rejection;
-    crate::observe::emit(&crate::observe::Event::Rejected {
-        rejection: if throttled {
-            Rejection::ClientThrottled
-        } else {
-            Rejection::ConcurrencyLimited
+    use crate::event::Rejection;
+    crate::event::emit_counted(
+        &limiter.decisions,
+        &crate::event::Listeners::none(),
+        &crate::event::Event::Rejected {
+            rejection: if throttled {
+                Rejection::ClientThrottled
+            } else {
+                Rejection::ConcurrencyLimited
+            },
+            name: limiter.name(),
+            key,
+            retry_after: None,
         },
-        name: limiter.name(),
-        key,
-        retry_after: None,
-    });
+    );
 }
 
 /// Reports a change of the limit.
 #[cold]
-fn emit_limit(limiter: &Limiter, from: usize, to: usize, reason: crate::observe::LimitReason) {
-    crate::observe::emit(&crate::observe::Event::LimitChanged {
-        name: limiter.name(),
-        from,
-        to,
-        reason,
-        min_rtt: limiter.min_rtt(),
-        rtt: limiter.last_rtt(),
-    });
+fn emit_limit(limiter: &Limiter, from: usize, to: usize, reason: crate::event::LimitReason) {
+    crate::event::emit_counted(
+        &limiter.decisions,
+        &crate::event::Listeners::none(),
+        &crate::event::Event::LimitChanged {
+            name: limiter.name(),
+            from,
+            to,
+            reason,
+            min_rtt: limiter.min_rtt(),
+            rtt: limiter.last_rtt(),
+        },
+    );
 }

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use super::algorithm::{Algorithm, Verdict, Window, next_limit, probe_permits};
 use super::throttle::ThrottleState;
-use crate::observe::LimitReason;
+use crate::event::LimitReason;
 
 /// An `f64` kept as the bits of an `AtomicU64`.
 #[derive(Debug)]
@@ -102,7 +102,9 @@ pub(crate) struct Limiter {
     saved_limit: AtomicF64,
 
     #[cfg(feature = "metrics")]
-    gauges: crate::observe::metrics::AdaptiveGauges,
+    gauges: crate::event::metrics::AdaptiveGauges,
+    /// The series of its refusals and limit changes.
+    pub(crate) decisions: crate::event::Decisions,
 }
 
 impl Limiter {
@@ -146,7 +148,8 @@ impl Limiter {
             epoch: AtomicU32::new(0),
             saved_limit: AtomicF64::new(initial),
             #[cfg(feature = "metrics")]
-            gauges: crate::observe::metrics::AdaptiveGauges::register(&settings.name),
+            gauges: crate::event::metrics::AdaptiveGauges::register(&settings.name),
+            decisions: crate::event::Decisions::new(),
         };
         #[cfg(feature = "metrics")]
         limiter.gauges.limit(limiter.limit());

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use crate::error::{ConfigError, check};
-use crate::retry::{RandomSource, SeededRandom};
+use crate::random::{RandomSource, SeededRandom};
 
 /// Settings of client-side adaptive throttling.
 ///

@@ -195,7 +195,7 @@ where
     /// it the least used keys are dropped. A key with calls in flight is
     /// never dropped; when every key is, new keys share one overflow
     /// bulkhead with the same settings (so they are capped together, never
-    /// uncapped) and an [`Event::KeyOverflow`](crate::observe::Event::KeyOverflow)
+    /// uncapped) and an [`Event::KeyOverflow`](crate::event::Event::KeyOverflow)
     /// is reported. Must be at least 1.
     pub fn max_keys(mut self, max_keys: u64) -> Self {
         self.max_keys = max_keys;

@@ -49,6 +49,8 @@ pub(crate) struct Shared {
     key: Option<Box<str>>,
     #[cfg(feature = "metrics")]
     gauge: metrics::Gauge,
+    /// The series of its refusals.
+    decisions: crate::event::Decisions,
 }
 
 impl Shared {
@@ -69,9 +71,10 @@ impl Shared {
             order,
             notify: Arc::new(Notify::new()),
             #[cfg(feature = "metrics")]
-            gauge: crate::observe::metrics::bulkhead_in_flight(&name),
+            gauge: crate::event::metrics::bulkhead_in_flight(&name),
             name,
             key: None,
+            decisions: crate::event::Decisions::new(),
         }
     }
 
@@ -102,6 +105,7 @@ impl Shared {
             gauge: metrics::Gauge::noop(),
             name: Cow::Borrowed(""),
             key: None,
+            decisions: crate::event::Decisions::new(),
         }
     }
 
@@ -295,18 +299,22 @@ impl fmt::Debug for WaitGuard {
 /// Reports a refused call.
 #[cold]
 pub(crate) fn emit_rejection(shared: &Shared) {
-    crate::observe::emit(&crate::observe::Event::Rejected {
-        rejection: crate::observe::Rejection::BulkheadFull,
-        name: shared.name(),
-        key: shared.key(),
-        retry_after: None,
-    });
+    crate::event::emit_counted(
+        &shared.decisions,
+        &crate::event::Listeners::none(),
+        &crate::event::Event::Rejected {
+            rejection: crate::event::Rejection::BulkheadFull,
+            name: shared.name(),
+            key: shared.key(),
+            retry_after: None,
+        },
+    );
 }
 
 /// Reports a call that got its permit after waiting.
 #[cold]
 pub(crate) fn emit_admitted_after_wait(shared: &Shared, waited: Duration) {
-    crate::observe::emit(&crate::observe::Event::AdmittedAfterWait {
+    crate::event::emit(&crate::event::Event::AdmittedAfterWait {
         name: shared.name(),
         key: shared.key(),
         waited,

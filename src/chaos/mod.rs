@@ -194,7 +194,7 @@ where
 /// Reports an injected fault or delay.
 #[cold]
 fn injected(fault: Fault, delay: Option<Duration>) {
-    crate::observe::emit(&crate::observe::Event::FaultInjected {
+    crate::event::emit(&crate::event::Event::FaultInjected {
         name: "chaos",
         fault: fault.event(),
         delay,

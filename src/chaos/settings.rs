@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::error::{ConfigError, check};
-use crate::retry::{RandomSource, SeededRandom};
+use crate::random::{RandomSource, SeededRandom};
 
 /// A rate in `[0, 1]`, kept as the bits of an `f64`.
 #[derive(Debug, Default)]
@@ -31,12 +31,12 @@ pub(crate) enum Fault {
 
 impl Fault {
     /// The fault as events name it.
-    pub(crate) const fn event(self) -> crate::observe::ChaosFault {
+    pub(crate) const fn event(self) -> crate::event::ChaosFault {
         match self {
-            Fault::Pass => crate::observe::ChaosFault::None,
-            Fault::Error => crate::observe::ChaosFault::Error,
-            Fault::Hang => crate::observe::ChaosFault::Hang,
-            Fault::Respond => crate::observe::ChaosFault::Respond,
+            Fault::Pass => crate::event::ChaosFault::None,
+            Fault::Error => crate::event::ChaosFault::Error,
+            Fault::Hang => crate::event::ChaosFault::Hang,
+            Fault::Respond => crate::event::ChaosFault::Respond,
         }
     }
 }

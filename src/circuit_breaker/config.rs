@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::classify::DefaultClassifier;
 use crate::error::{ConfigError, check};
-use crate::observe::TransitionReason;
+use crate::event::TransitionReason;
 
 /// The largest count window: the window's running totals keep 21 bits per
 /// field.
@@ -47,7 +47,7 @@ pub(crate) struct Settings {
     pub(crate) consecutive_failures: Option<u64>,
     pub(crate) probes: u32,
     pub(crate) max_half_open_wait: Option<Duration>,
-    pub(crate) listeners: crate::observe::Listeners,
+    pub(crate) listeners: crate::event::Listeners,
 }
 
 impl Settings {
@@ -158,7 +158,7 @@ pub struct CircuitBreakerBuilder<C = DefaultClassifier, M = Single> {
     consecutive_failures: Option<u64>,
     probes: u32,
     max_half_open_wait: Option<Duration>,
-    listeners: crate::observe::Listeners,
+    listeners: crate::event::Listeners,
 }
 
 impl<M> CircuitBreakerBuilder<DefaultClassifier, M> {
@@ -179,7 +179,7 @@ impl<M> CircuitBreakerBuilder<DefaultClassifier, M> {
             consecutive_failures: None,
             probes: 10,
             max_half_open_wait: None,
-            listeners: crate::observe::Listeners::none(),
+            listeners: crate::event::Listeners::none(),
         }
     }
 }
@@ -352,8 +352,8 @@ impl<C, M> CircuitBreakerBuilder<C, M> {
     }
 
     /// Calls `listener` with this breaker's
-    /// [`StateChanged`](crate::observe::Event::StateChanged) and
-    /// [`Rejected`](crate::observe::Event::Rejected) events, those forced
+    /// [`StateChanged`](crate::event::Event::StateChanged) and
+    /// [`Rejected`](crate::event::Event::Rejected) events, those forced
     /// through its handle included. With none, the cost is nil.
     ///
     /// ```
@@ -378,7 +378,7 @@ impl<C, M> CircuitBreakerBuilder<C, M> {
     /// ```
     pub fn on_event(
         mut self,
-        listener: impl Fn(&crate::observe::Event<'_>) + Send + Sync + 'static,
+        listener: impl Fn(&crate::event::Event<'_>) + Send + Sync + 'static,
     ) -> Self {
         self.listeners = self.listeners.with(listener);
         self

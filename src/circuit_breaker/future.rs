@@ -15,8 +15,8 @@ use super::state::{Outcome, Ticket};
 use super::window::{FAILED, RECORDED, SLOW};
 use crate::BoxError;
 use crate::classify::{Classify, Verdict, judge};
+use crate::deadline::Deadline;
 use crate::error::{CircuitOpen, Rejection};
-use crate::timeout::Deadline;
 
 pin_project! {
     /// The response future of a circuit breaker: the inner call, judged when

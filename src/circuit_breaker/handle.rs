@@ -167,14 +167,14 @@ impl CircuitBreakerHandle {
     /// Refuses every call until [`reset`](Self::reset).
     pub fn force_open(&self) {
         self.breaker()
-            .force(State::ForcedOpen, crate::observe::TransitionReason::Forced);
+            .force(State::ForcedOpen, crate::event::TransitionReason::Forced);
     }
 
     /// Lets every call through and records nothing until
     /// [`reset`](Self::reset) ([`State::Disabled`]).
     pub fn disable(&self) {
         self.breaker()
-            .force(State::Disabled, crate::observe::TransitionReason::Forced);
+            .force(State::Disabled, crate::event::TransitionReason::Forced);
     }
 
     /// The same as [`disable`](Self::disable): forced closed.
@@ -186,13 +186,13 @@ impl CircuitBreakerHandle {
     /// until [`reset`](Self::reset).
     pub fn metrics_only(&self) {
         self.breaker()
-            .force(State::MetricsOnly, crate::observe::TransitionReason::Forced);
+            .force(State::MetricsOnly, crate::event::TransitionReason::Forced);
     }
 
     /// Closes the breaker with an empty window and the first open duration.
     pub fn reset(&self) {
         self.breaker()
-            .force(State::Closed, crate::observe::TransitionReason::Reset);
+            .force(State::Closed, crate::event::TransitionReason::Reset);
     }
 }
 

@@ -123,7 +123,8 @@ where
         Ok(KeyedCircuitBreakerLayer {
             shared: Arc::new(KeyedShared {
                 registry: KeyedRegistry::new(max_keys, idle)
-                    .owned_by("circuit_breaker", Cow::Borrowed(settings.name)),
+                    .owned_by("circuit_breaker", Cow::Borrowed(settings.name))
+                    .on_evict(|_, shared: &Shared<C>| shared.breaker.forget_gauges()),
                 key: self.mode.key,
                 settings,
                 classifier: self.classifier,
@@ -174,7 +175,7 @@ where
 /// flight or a handle is never dropped; when every kept key is held, a new
 /// key shares one overflow breaker (key `(overflow)`) with every other key
 /// that found no room, so protection never turns off, and an
-/// [`Event::KeyOverflow`](crate::observe::Event::KeyOverflow) is reported.
+/// [`Event::KeyOverflow`](crate::event::Event::KeyOverflow) is reported.
 pub struct KeyedCircuitBreakerLayer<K, F, C = DefaultClassifier> {
     shared: Arc<KeyedShared<K, F, C>>,
 }
@@ -241,6 +242,9 @@ impl<S, K, F, C> Layer<S> for KeyedCircuitBreakerLayer<K, F, C> {
     type Service = KeyedCircuitBreaker<S, K, F, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        if !self.shared.settings.listeners.is_empty() {
+            crate::event::context::listeners_layered();
+        }
         KeyedCircuitBreaker {
             inner,
             shared: self.shared.clone(),

@@ -73,6 +73,9 @@ impl<S, C> Layer<S> for CircuitBreakerLayer<C> {
     type Service = CircuitBreaker<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        if !self.lanes.shared.breaker.settings.listeners.is_empty() {
+            crate::event::context::listeners_layered();
+        }
         CircuitBreaker::from_lanes(inner, self.lanes.clone(), self.on)
     }
 }

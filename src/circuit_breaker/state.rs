@@ -18,47 +18,19 @@ use tokio::time::Instant;
 use super::config::{Settings, WindowKind};
 use super::window::{CountWindow, Counts, TimeWindow, Window};
 use crate::error::CircuitOpen;
-use crate::observe::TransitionReason;
+pub use crate::event::State;
+use crate::event::TransitionReason;
 
-/// Keeps a hot atomic on a cache line of its own.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-pub(crate) struct CachePadded<T>(pub(crate) T);
+pub(crate) use super::window::CachePadded;
 
-/// The state of a circuit breaker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum State {
-    /// Calls go through; their outcomes are judged.
-    Closed,
-    /// Calls are refused until the open period ends.
-    Open,
-    /// A limited number of probe calls go through; their outcomes close or
-    /// reopen the breaker.
-    HalfOpen,
-    /// Every call is refused until the breaker is reset.
-    ForcedOpen,
-    /// Forced closed: every call goes through and nothing is recorded.
-    Disabled,
-    /// Every call goes through; outcomes are recorded but never open the
-    /// breaker.
-    MetricsOnly,
+/// How a [`State`] is packed into the breaker's word.
+trait Packed {
+    fn code(self) -> u64;
+    fn of(word: u64) -> Self;
 }
 
-impl State {
-    /// A stable lowercase name, as used in events.
-    pub const fn as_str(&self) -> &'static str {
-        match self {
-            State::Closed => "closed",
-            State::Open => "open",
-            State::HalfOpen => "half_open",
-            State::ForcedOpen => "forced_open",
-            State::Disabled => "disabled",
-            State::MetricsOnly => "metrics_only",
-        }
-    }
-
-    const fn code(self) -> u64 {
+impl Packed for State {
+    fn code(self) -> u64 {
         match self {
             State::Closed => 0,
             State::Open => 1,
@@ -69,7 +41,7 @@ impl State {
         }
     }
 
-    const fn of(word: u64) -> Self {
+    fn of(word: u64) -> Self {
         match word & KIND_MASK {
             0 => State::Closed,
             1 => State::Open,
@@ -81,19 +53,13 @@ impl State {
     }
 }
 
-impl std::fmt::Display for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(self.as_str())
-    }
-}
-
 const KIND_MASK: u64 = 0b111;
 const GEN_SHIFT: u32 = 3;
 const DEADLINE_SHIFT: u32 = 19;
 /// No deadline (half-open without a maximum wait).
 const NO_DEADLINE: u64 = (1 << 45) - 1;
 
-const fn pack(state: State, generation: u16, deadline_ms: u64) -> u64 {
+fn pack(state: State, generation: u16, deadline_ms: u64) -> u64 {
     state.code() | ((generation as u64) << GEN_SHIFT) | (deadline_ms << DEADLINE_SHIFT)
 }
 
@@ -160,7 +126,9 @@ pub(crate) struct Breaker {
     base: Instant,
     key: Option<Box<str>>,
     #[cfg(feature = "metrics")]
-    gauges: Option<crate::observe::metrics::BreakerGauges>,
+    gauges: Option<crate::event::metrics::BreakerGauges>,
+    /// The series of its refusals and transitions.
+    decisions: crate::event::Decisions,
 }
 
 impl Breaker {
@@ -177,9 +145,10 @@ impl Breaker {
             }
         };
         Self {
+            decisions: crate::event::Decisions::new(),
             #[cfg(feature = "metrics")]
             gauges: report.then(|| {
-                crate::observe::metrics::BreakerGauges::register(settings.name, key.as_deref())
+                crate::event::metrics::BreakerGauges::register(settings.name, key.as_deref())
             }),
             state: CachePadded(AtomicU64::new(pack(State::Closed, 0, 0))),
             probes: CachePadded(AtomicU64::new(0)),
@@ -581,6 +550,16 @@ impl Breaker {
             })
     }
 
+    /// Removes this breaker's state series (its key was evicted): every
+    /// state gauge reads 0 from now on.
+    #[cfg_attr(not(feature = "metrics"), allow(clippy::unused_self))]
+    pub(crate) fn forget_gauges(&self) {
+        #[cfg(feature = "metrics")]
+        if let Some(gauges) = &self.gauges {
+            gauges.remove();
+        }
+    }
+
     /// The one place state transitions are reported.
     fn emit_transition(
         &self,
@@ -593,9 +572,10 @@ impl Breaker {
         if let Some(gauges) = &self.gauges {
             gauges.update(|| self.state());
         }
-        crate::observe::emit_with(
+        crate::event::emit_counted(
+            &self.decisions,
             &self.settings.listeners,
-            &crate::observe::Event::StateChanged {
+            &crate::event::Event::StateChanged {
                 name: self.settings.name,
                 key: self.key.as_deref(),
                 from,
@@ -609,10 +589,11 @@ impl Breaker {
     /// Reports a refused call.
     #[cold]
     pub(crate) fn emit_rejection(&self, open: &CircuitOpen) {
-        crate::observe::emit_with(
+        crate::event::emit_counted(
+            &self.decisions,
             &self.settings.listeners,
-            &crate::observe::Event::Rejected {
-                rejection: crate::observe::Rejection::CircuitOpen,
+            &crate::event::Event::Rejected {
+                rejection: crate::event::Rejection::CircuitOpen,
                 name: self.settings.name,
                 key: self.key.as_deref(),
                 retry_after: Some(open.remaining()).filter(|d| !d.is_zero()),

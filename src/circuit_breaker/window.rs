@@ -43,7 +43,10 @@ use std::cell::Cell;
 use std::hint::spin_loop;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering, Ordering::Relaxed};
 
-use super::state::CachePadded;
+/// Keeps a hot atomic on a cache line of its own.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct CachePadded<T>(pub(crate) T);
 
 /// An outcome as kept in a slot: 0 is an empty slot.
 pub(crate) const RECORDED: u8 = 1;

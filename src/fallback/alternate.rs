@@ -3,7 +3,7 @@
 use std::future::{Future, Pending, pending};
 
 use crate::error::BoxError;
-use crate::retry::Replay;
+use crate::replay::Replay;
 
 use super::future::AlternateCall;
 

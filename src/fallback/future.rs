@@ -18,6 +18,9 @@ use crate::classify::{Classify, Verdict, judge};
 use crate::error::BoxError;
 use crate::oneshot::Oneshot;
 
+/// The error of a fallback future polled after it completed.
+const DONE: &str = "fallback future polled after it completed";
+
 pin_project! {
     #[project = StateProj]
     enum State<F, AF> {
@@ -268,10 +271,10 @@ where
 /// Reports an alternate that could not be called.
 #[cold]
 fn alternate_skipped(name: &str) {
-    crate::observe::emit(&crate::observe::Event::FallbackSkipped {
+    crate::event::emit(&crate::event::Event::FallbackSkipped {
         name,
         source: &FallbackSource::Alternate,
-        reason: crate::observe::SkipReason::NotReplayable,
+        reason: crate::event::SkipReason::NotReplayable,
     });
 }
 
@@ -314,8 +317,6 @@ where
     // With `cache_first`, the cache was tried before and its slot taken.
     Poll::Ready(rest(shared, this.slot, this.last, *failed))
 }
-
-const DONE: &str = "fallback future polled after it completed";
 
 /// The cached answer, if there is one young enough.
 fn from_cache<A, Ca, F, C, K, Res>(
@@ -370,14 +371,14 @@ where
 /// The one place fallback answers are reported.
 #[cold]
 fn emit(name: &'static str, source: Option<&FallbackSource>, verdict: Verdict, reason: Reason) {
-    crate::observe::emit(&match source {
-        Some(source) => crate::observe::Event::FallbackServed {
+    crate::event::emit(&match source {
+        Some(source) => crate::event::Event::FallbackServed {
             name,
             source,
             verdict,
             reason,
         },
-        None => crate::observe::Event::FallbackMissed {
+        None => crate::event::Event::FallbackMissed {
             name,
             verdict,
             reason,

@@ -20,7 +20,7 @@ use super::source::{
 };
 use crate::classify::DefaultClassifier;
 use crate::error::{ConfigError, check};
-use crate::retry::CloneReplay;
+use crate::replay::CloneReplay;
 
 /// Answers failed or refused calls from the best source still standing.
 /// See the [module docs](super).
@@ -353,7 +353,7 @@ impl<A, Key, F, C, K> FallbackLayerBuilder<A, FallbackCache<Key>, F, C, K> {
     /// [`finish_in_background`](FallbackLayerBuilder::finish_in_background)
     /// lets it run to its end instead, so that the layers inside the
     /// fallback (a breaker) learn its outcome. The answer is reported by a
-    /// [`FallbackServed`](crate::observe::Event::FallbackServed) event with
+    /// [`FallbackServed`](crate::event::Event::FallbackServed) event with
     /// source `cache` and reason `latency_budget`, whatever the
     /// [`Trigger`].
     ///

@@ -5,105 +5,8 @@ use std::fmt;
 use std::ops::BitOr;
 
 use crate::classify::Verdict;
-use crate::error::{BoxError, Rejection};
-
-/// Why a fallback fired: the kind of failure or rejection of the primary
-/// call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Reason {
-    /// A transient failure ([`Verdict::Transient`]).
-    Transient,
-    /// A failure ([`Verdict::Failure`]).
-    Failure,
-    /// An open circuit refused the call ([`CircuitOpen`]).
-    CircuitOpen,
-    /// A full bulkhead or an adaptive concurrency limit refused the call
-    /// ([`BulkheadFull`], [`ConcurrencyLimited`]).
-    BulkheadFull,
-    /// A rate limiter or client-side throttling refused the call
-    /// ([`RateLimited`], [`ClientThrottled`]).
-    RateLimited,
-    /// The total deadline passed ([`DeadlineExceeded`]).
-    DeadlineExceeded,
-    /// A classifier judged the outcome [`Verdict::Rejected`] without one of
-    /// the crate's rejection markers.
-    OtherRejection,
-    /// The call waited longer than its latency budget
-    /// ([`serve_stale_after`](super::FallbackLayerBuilder::serve_stale_after)),
-    /// and a cached answer was served. Fires whenever a budget is set,
-    /// whatever the [`Trigger`]; the verdict reported with it is
-    /// [`Verdict::Transient`], as for an attempt that timed out.
-    LatencyBudget,
-}
-
-// The markers the reasons name.
-#[cfg(doc)]
-use crate::error::{
-    BulkheadFull, CircuitOpen, ClientThrottled, ConcurrencyLimited, DeadlineExceeded, RateLimited,
-};
-
-impl Reason {
-    /// Why an outcome judged `verdict` failed, or `None` for an answer.
-    pub fn of(verdict: Verdict, error: Option<&BoxError>) -> Option<Reason> {
-        match verdict {
-            Verdict::Transient { .. } => Some(Reason::Transient),
-            Verdict::Failure => Some(Reason::Failure),
-            Verdict::Rejected { .. } => Some(
-                error
-                    .and_then(|err| Rejection::of(&**err))
-                    .map_or(Reason::OtherRejection, |(rejection, _)| rejection.into()),
-            ),
-            _ => None,
-        }
-    }
-
-    /// A stable lowercase name, as used in events.
-    pub const fn as_str(&self) -> &'static str {
-        match self {
-            Reason::Transient => "transient",
-            Reason::Failure => "failure",
-            Reason::CircuitOpen => "circuit_open",
-            Reason::BulkheadFull => "bulkhead_full",
-            Reason::RateLimited => "rate_limited",
-            Reason::DeadlineExceeded => "deadline_exceeded",
-            Reason::OtherRejection => "rejected",
-            Reason::LatencyBudget => "latency_budget",
-        }
-    }
-
-    const fn bit(self) -> u8 {
-        match self {
-            Reason::Transient => 1,
-            Reason::Failure => 1 << 1,
-            Reason::CircuitOpen => 1 << 2,
-            Reason::BulkheadFull => 1 << 3,
-            Reason::RateLimited => 1 << 4,
-            Reason::DeadlineExceeded => 1 << 5,
-            Reason::OtherRejection => 1 << 6,
-            Reason::LatencyBudget => 1 << 7,
-        }
-    }
-}
-
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
-    }
-}
-
-/// A full bulkhead and an adaptive concurrency limit are one reason; a rate
-/// limiter and client-side throttling another.
-impl From<Rejection> for Reason {
-    fn from(rejection: Rejection) -> Reason {
-        match rejection {
-            Rejection::CircuitOpen => Reason::CircuitOpen,
-            Rejection::BulkheadFull | Rejection::ConcurrencyLimited => Reason::BulkheadFull,
-            Rejection::RateLimited | Rejection::ClientThrottled => Reason::RateLimited,
-            Rejection::DeadlineExceeded => Reason::DeadlineExceeded,
-        }
-    }
-}
+use crate::error::BoxError;
+pub use crate::event::FallbackReason as Reason;
 
 /// The set of [`Reason`]s a fallback fires on; combine with `|`.
 ///
@@ -230,7 +133,7 @@ impl<'a, Res> Cause<'a, Res> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::{CircuitOpen, ClientThrottled, ConcurrencyLimited};
+    use crate::error::{CircuitOpen, ClientThrottled, ConcurrencyLimited, Rejection};
     use std::time::Duration;
 
     #[test]

@@ -8,8 +8,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::status::GRPC_TIMEOUT;
+use crate::deadline::Deadline;
 use crate::error::{BoxError, ConfigError, check};
-use crate::timeout::Deadline;
 use crate::timeout::future::DeadlineFuture;
 
 const MAX_VALUE: u64 = 99_999_999;

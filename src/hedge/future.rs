@@ -13,12 +13,13 @@ use tower_service::Service;
 
 use super::Shared;
 use super::policy::Event;
+use crate::budget::{RetryBudget, Withdrawal};
 use crate::classify::{Classify, Verdict, judge};
+use crate::deadline::{Deadline, later};
 use crate::error::BoxError;
-use crate::observe::HedgeRefusal;
+use crate::event::HedgeRefusal;
 use crate::oneshot::Oneshot;
-use crate::retry::{Replay, Withdrawal};
-use crate::timeout::{Deadline, later};
+use crate::replay::Replay;
 
 pin_project! {
     /// Response future of [`Hedge`](super::Hedge) and [`Race`](super::Race).
@@ -230,7 +231,7 @@ where
 /// Drives one later copy: readiness, then its call.
 fn poll_copy<S, Req>(
     copy: &mut Copy<S, Req, S::Future>,
-    budget: Option<&crate::retry::RetryBudget>,
+    budget: Option<&RetryBudget>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<S::Response, S::Error>>
 where

@@ -8,9 +8,10 @@ use tower_layer::Layer;
 use super::latency::Histogram;
 use super::policy::{Delay, Policy};
 use super::{Hedge, HedgeHandle, Race, Shared};
+use crate::budget::RetryBudget;
 use crate::classify::DefaultClassifier;
 use crate::error::{ConfigError, check};
-use crate::retry::{CloneReplay, RetryBudget};
+use crate::replay::CloneReplay;
 
 /// Hedges requests: sends another copy when the first is slow. See the
 /// [module docs](super).

@@ -131,9 +131,10 @@ use std::time::Duration;
 
 use tower_service::Service;
 
+use crate::budget::RetryBudget;
 use crate::classify::{Classify, DefaultClassifier};
 use crate::error::BoxError;
-use crate::retry::{CloneReplay, Replay, RetryBudget};
+use crate::replay::{CloneReplay, Replay};
 
 pub mod future;
 mod latency;
@@ -233,7 +234,7 @@ where
         let overlap = policy.classifier.may_overlap(&facts);
         if !overlap && policy.max_hedges > 0 {
             policy.emit(
-                self::policy::Event::Refused(crate::observe::HedgeRefusal::NotIdempotent),
+                self::policy::Event::Refused(crate::event::HedgeRefusal::NotIdempotent),
                 1,
                 None,
             );
@@ -242,7 +243,7 @@ where
             let spare = policy.replay.replay(&request);
             if spare.is_none() {
                 policy.emit(
-                    self::policy::Event::Refused(crate::observe::HedgeRefusal::NotReplayable),
+                    self::policy::Event::Refused(crate::event::HedgeRefusal::NotReplayable),
                     1,
                     None,
                 );

@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::latency::Histogram;
+use crate::budget::RetryBudget;
 use crate::classify::Verdict;
-use crate::observe::HedgeRefusal;
-use crate::retry::RetryBudget;
+use crate::event::HedgeRefusal;
 
 /// When the next copy of a request is sent.
 pub(crate) enum Delay {
@@ -60,19 +60,19 @@ impl<C, P> Policy<C, P> {
     /// The one place events of this policy leave from.
     pub(crate) fn emit(&self, event: Event, copy: u32, delay: Option<Duration>) {
         match event {
-            Event::Sent => crate::observe::emit(&crate::observe::Event::HedgeSent {
+            Event::Sent => crate::event::emit(&crate::event::Event::HedgeSent {
                 name: self.name,
                 copy,
                 delay: delay.unwrap_or_default(),
             }),
-            Event::Refused(reason) => crate::observe::emit(&crate::observe::Event::HedgeRefused {
+            Event::Refused(reason) => crate::event::emit(&crate::event::Event::HedgeRefused {
                 layer: self.kind,
                 name: self.name,
                 copy,
                 reason,
             }),
             Event::Won { copies } if copies > 1 => {
-                crate::observe::emit(&crate::observe::Event::HedgeWon {
+                crate::event::emit(&crate::event::Event::HedgeWon {
                     name: self.name,
                     copy,
                 });
@@ -81,7 +81,7 @@ impl<C, P> Policy<C, P> {
             // path, which makes no event.
             Event::Won { .. } => {}
             Event::AllFailed(verdict) => {
-                crate::observe::emit(&crate::observe::Event::HedgeFailed {
+                crate::event::emit(&crate::event::Event::HedgeFailed {
                     layer: self.kind,
                     name: self.name,
                     copies: copy,

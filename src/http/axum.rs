@@ -192,7 +192,7 @@ where
             return self.unnamed.clone();
         }
         let path: Arc<str> = Arc::from(path);
-        let service = crate::observe::layering_route(Arc::clone(&path), || {
+        let service = crate::event::layering_route(Arc::clone(&path), || {
             self.layer.layer(self.inner.clone())
         });
         named.push((path, service.clone()));

@@ -8,8 +8,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::parts::RequestParts;
+use crate::deadline::Deadline;
 use crate::error::{BoxError, ConfigError, check};
-use crate::timeout::Deadline;
 use crate::timeout::future::DeadlineFuture;
 
 /// The header that carries the time left, in whole milliseconds, unless

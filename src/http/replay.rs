@@ -13,7 +13,7 @@ use tower_service::Service;
 
 use super::body::{Buffering, NotReplayable, ReplayBody, buffer_body};
 use crate::error::{BoxError, ConfigError, check};
-use crate::retry::Replay;
+use crate::replay::Replay;
 
 /// Copies HTTP requests for retry and hedging.
 ///

@@ -631,7 +631,7 @@ impl<S: Clone, L: Layer<S>, B: Layer<S>> Layer<S> for RouteTable<L, B> {
                 if i == 0 {
                     make()
                 } else {
-                    crate::observe::layering_route(Arc::clone(name), make)
+                    crate::event::layering_route(Arc::clone(name), make)
                 }
             })
             .collect();
@@ -808,9 +808,9 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::CallContext;
+    use crate::event::CallContext;
     use crate::policy::Policy;
-    use crate::retry::NoReplay;
+    use crate::replay::NoReplay;
     use tower::{ServiceExt, service_fn};
 
     /// A watched policy that names no route.
@@ -878,7 +878,7 @@ mod tests {
             }
         }
         let result = std::panic::catch_unwind(|| {
-            crate::observe::layering_route(Arc::from("/doomed"), || Panics.layer(()));
+            crate::event::layering_route(Arc::from("/doomed"), || Panics.layer(()));
         });
         assert!(result.is_err());
         let client = unnamed().layer(echo_route());

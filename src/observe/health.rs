@@ -5,9 +5,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::adaptive::{AdaptiveHandle, KeyedAdaptiveHandle};
+use crate::budget::RetryBudget;
 use crate::bulkhead::{BulkheadHandle, KeyedBulkheadHandle};
 use crate::circuit_breaker::CircuitBreakerHandle;
-use crate::retry::RetryBudget;
+use crate::event::StoreStatus;
 
 #[cfg(feature = "serde")]
 use serde::Serialize;
@@ -172,52 +173,6 @@ pub struct LimiterStatus {
     /// process.
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub store: Option<StoreStatus>,
-}
-
-/// The state of a rate limiter's shared store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(Serialize))]
-#[non_exhaustive]
-pub struct StoreStatus {
-    /// `redis`.
-    pub kind: &'static str,
-    /// The namespace of its keys.
-    pub namespace: String,
-    /// Whether the store is failing and the fail mode decides.
-    pub degraded: bool,
-    /// The fail mode: `fail_open`, `fail_closed` or `local`.
-    pub on_failure: &'static str,
-    /// `exact` or `leased`.
-    pub consistency: &'static str,
-    /// The state of the breaker in front of the store.
-    pub breaker: &'static str,
-    /// Script calls sent.
-    pub round_trips: u64,
-    /// Store calls that failed or timed out.
-    pub failures: u64,
-    /// The usage the store last reported for the keys seen most recently
-    /// (at most 64).
-    pub usage: Vec<KeyUsage>,
-}
-
-/// A key's real-time usage of its tier, as the store last reported it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(Serialize))]
-#[non_exhaustive]
-pub struct KeyUsage {
-    /// The tier.
-    pub tier: String,
-    /// The key, as the store names it.
-    pub key: String,
-    /// Calls counted in the current period (zero without a period quota).
-    pub used: u64,
-    /// The period quota (zero without one).
-    pub limit: u64,
-    /// When the period ends, in seconds since the Unix epoch (zero without
-    /// a period quota).
-    pub reset_unix: u64,
-    /// Calls the rate allowed at once after the last decision.
-    pub remaining_burst: u64,
 }
 
 /// The state of one retry budget.
@@ -396,23 +351,6 @@ impl Health {
     pub fn reader(mut self, read: impl Fn(&mut Vec<Status>) + Send + Sync + 'static) -> Self {
         self.readers.push(Arc::new(read));
         self
-    }
-
-    /// Adds every stateful layer of `policy`, under the policy's name.
-    ///
-    /// A keyed breaker or bulkhead (the HTTP presets' are per host) is
-    /// read one entry per key it holds when the snapshot is taken.
-    pub fn policy<C, P, R, H, F, B, Bk>(
-        self,
-        policy: &crate::policy::Policy<C, P, R, H, F, B, Bk>,
-    ) -> Self
-    where
-        C: Send + Sync + 'static,
-        B: crate::policy::BreakerLevel + Clone + Send + Sync + 'static,
-        Bk: crate::policy::BulkheadLevel + Clone + Send + Sync + 'static,
-    {
-        let read = policy.status_reader();
-        self.reader(move |out| out.push(Status::Policy(read())))
     }
 
     /// Adds a circuit breaker.

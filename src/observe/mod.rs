@@ -1,14 +1,27 @@
 //! What the layers decide, for operators: tracing spans and events,
 //! metrics, listeners, slow-call alerts, snapshots for health endpoints.
 //!
-//! Nothing here costs anything on the success path of a call when nobody
-//! looks: events are made only where a layer decides something (a retry, a
-//! transition, a refusal, a fallback, a hedge), tracing's callsite interest
-//! skips them when no subscriber wants them, an empty set of listeners
-//! is one branch, and an observe layer leaves a call untouched when there
-//! is no subscriber, no listener registered on any layer, no slow-call
-//! threshold and no call metrics. A watched call costs one allocation (its context) on top of
-//! what the subscriber or recorder does.
+//! Nothing here costs anything on the success path of a call unless it is
+//! asked for: events are made only where a layer decides something (a
+//! retry, a transition, a refusal, a fallback, a hedge), tracing's callsite
+//! interest skips them when no subscriber wants them, an empty set of
+//! listeners is one branch, and a decision counted in metrics finds the
+//! handle its layer keeps, without allocating. An observe layer watches a
+//! call (its span and context, which every event inside carries) only
+//! when that layer is asked to:
+//!
+//! - it has listeners, a slow-call threshold or call metrics;
+//! - a layer it wraps has listeners of its own (a breaker's
+//!   [`on_event`](crate::circuit_breaker::CircuitBreakerBuilder::on_event)),
+//!   which read the call's context;
+//! - or the subscriber wants its own callsites: the `call` span at DEBUG
+//!   on `steadfast::observe` (`tracing::enabled!`, cached per callsite by
+//!   tracing).
+//!
+//! A subscriber at INFO, or listeners on another policy, leave its calls
+//! untouched; events made inside them then carry no `policy`, `route` or
+//! `request_id`. A watched call costs one allocation (its context) on top
+//! of what the subscriber or recorder does.
 //!
 //! # Calls
 //!
@@ -81,8 +94,13 @@
 //! [`metrics(true)`](ObserveLayerBuilder::metrics), as they read the clock
 //! twice per call. Handles of the per-call metrics, the breaker state and
 //! the bulkhead gauges are registered when their layer is built (or a
-//! keyed breaker's key first seen): install the recorder before building
-//! layers.
+//! keyed breaker's key first seen); those of a decision (a refusal, a
+//! retry, a transition) the first time a breaker, bulkhead, retry layer or
+//! watched call makes it, and kept by that layer: install the recorder
+//! before building layers. A keyed breaker's key that is evicted takes its
+//! state series with it: its six gauges read 0 (the `metrics` facade has
+//! no way to unregister a series; exporters that drop idle series, such
+//! as the Prometheus exporter with an idle timeout, drop it).
 //!
 //! | name | kind | labels |
 //! |---|---|---|
@@ -121,34 +139,37 @@
 //! and policies under names; [`Health::snapshot`] reads them all at once,
 //! for a health endpoint (serialisable with the `serde` feature).
 
-mod context;
-mod emit;
-mod event;
+mod deadline;
 mod health;
 mod layer;
-#[cfg(feature = "metrics")]
-#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
-pub mod metrics;
+mod request_id;
+mod service;
+mod watch;
 
-pub use self::context::{CallContext, RequestId};
-pub use self::event::{
-    ChaosFault, Event, HedgeRefusal, LimitReason, Listeners, Rejection, RetryStopReason,
-    SkipReason, TimeoutReason, TransitionReason,
-};
+pub use self::deadline::{DeadlineResponseFuture, ObserveDeadline};
 pub use self::health::{
-    AdaptiveStatus, BreakerStatus, BudgetStatus, BulkheadStatus, Health, HealthSnapshot, KeyUsage,
-    LimiterStatus, PolicyStatus, Status, StoreStatus,
+    AdaptiveStatus, BreakerStatus, BudgetStatus, BulkheadStatus, Health, HealthSnapshot,
+    LimiterStatus, PolicyStatus, Status,
 };
+pub use self::layer::{ObserveLayer, ObserveLayerBuilder};
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-pub use self::layer::RequestIdHeader;
-pub use self::layer::{
-    DeadlineResponseFuture, GenerateRequestId, MakeRequestId, Observe, ObserveDeadline,
-    ObserveLayer, ObserveLayerBuilder, ResponseFuture,
+pub use self::request_id::RequestIdHeader;
+pub use self::request_id::{GenerateRequestId, MakeRequestId};
+pub use self::service::{Observe, ResponseFuture};
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use crate::event::metrics;
+pub use crate::event::{
+    CallContext, ChaosFault, Event, HedgeRefusal, KeyUsage, LimitReason, Listeners, Rejection,
+    RequestId, RetryStopReason, SkipReason, StoreStatus, TimeoutReason, TransitionReason,
 };
 
-#[cfg(feature = "http")]
-pub(crate) use self::context::layering_route;
-pub(crate) use self::context::{attempt_ended, attempt_started};
-pub(crate) use self::emit::{emit, emit_with, in_watched_call};
 pub(crate) use self::layer::ObserveSettings;
+// The event core's crate-internal items, at the paths they had before it
+// moved below the layers.
+#[cfg(feature = "http")]
+#[allow(unused_imports)]
+pub(crate) use crate::event::layering_route;
+#[allow(unused_imports)]
+pub(crate) use crate::event::{attempt_ended, attempt_started, emit, emit_with, in_watched_call};

@@ -12,7 +12,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
 use super::clock::TokioClock;
-use super::state::Limiter;
+use super::gcra::Limiter;
 use crate::BoxError;
 use crate::error::RateLimited;
 use crate::oneshot::Waiter;

@@ -221,6 +221,7 @@ impl<K, F> RateLimitLayerBuilder<K, F> {
                 name,
                 quota,
                 governor,
+                decisions: crate::event::Decisions::new(),
             });
         }
         let default = match self.default_tier {

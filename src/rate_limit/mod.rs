@@ -113,6 +113,7 @@ mod quota_period;
 pub mod redis;
 pub mod report;
 mod state;
+mod tier;
 
 pub use layer::{RateLimitLayer, RateLimitLayerBuilder};
 pub use quota::Quota;
@@ -278,10 +279,13 @@ where
         let Err(denied) = checked else {
             return ResponseFuture::called(self.inner.call(request));
         };
-        let tier = self.limits.tier_name(denied.tier);
+        let tier = self.limits.tier(denied.tier);
         match self.limits.mode {
             Mode::Throttle { max_delay } if denied.wait <= max_delay => {
-                emit_throttled(tier, denied.wait);
+                match tier {
+                    Some(tier) => tier.emit_throttled(denied.wait),
+                    None => emit_throttled("", denied.wait),
+                }
                 // Take the service that was polled ready; leave a clone that
                 // the caller will poll before its next call.
                 let clone = self.inner.clone();
@@ -294,7 +298,10 @@ where
                 )
             }
             _ => {
-                emit_rejected(tier, denied.wait);
+                match tier {
+                    Some(tier) => tier.emit_rejected(denied.wait),
+                    None => emit_rejected("", denied.wait),
+                }
                 ResponseFuture::rejected(denied.wait)
             }
         }
@@ -361,7 +368,7 @@ where
     }
 
     /// The state of the shared store; `None` for the in-process store.
-    pub fn store_status(&self) -> Option<crate::observe::StoreStatus> {
+    pub fn store_status(&self) -> Option<crate::event::StoreStatus> {
         #[cfg(feature = "redis")]
         if let Some(remote) = &self.limits.remote {
             return Some(remote.bound.status());

@@ -1,7 +1,6 @@
 //! Tiers and their limiters: one governor GCRA limiter per key and tier,
 //! held in a bounded registry.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -14,23 +13,12 @@ use super::clock::TokioClock;
 pub(crate) use super::gcra::Limiter;
 use super::gcra::{NotUntil, Snapshot};
 use super::quota::Quota;
+pub(crate) use super::tier::{Tier, emit_rejected, emit_throttled, new_limiter};
 use crate::keyed::KeyedRegistry;
 use crate::keyed::LookupKey;
 
-/// A limiter for `quota` on tokio's clock: one key's GCRA state, a single
-/// atomic word.
-pub(crate) fn new_limiter(quota: governor::Quota) -> Limiter {
-    Limiter::new(quota)
-}
-
 /// Maps a key to a tier index; `None` for a name that is no tier.
 pub(crate) type TierFn<K> = Box<dyn Fn(&K, &Tiers) -> Option<usize> + Send + Sync>;
-
-pub(crate) struct Tier {
-    pub(crate) name: Cow<'static, str>,
-    pub(crate) quota: Quota,
-    pub(crate) governor: governor::Quota,
-}
 
 pub(crate) struct Tiers {
     pub(crate) list: Box<[Tier]>,
@@ -173,6 +161,11 @@ where
         }
     }
 
+    /// The tier at `tier`, if there is one.
+    pub(crate) fn tier(&self, tier: usize) -> Option<&Tier> {
+        self.tiers.list.get(tier)
+    }
+
     pub(crate) fn tier_name(&self, tier: usize) -> &str {
         self.tiers.list.get(tier).map_or("", |t| &t.name)
     }
@@ -210,24 +203,7 @@ impl<K> fmt::Debug for Limits<K> {
     }
 }
 
-/// Reports a delayed call.
-#[cold]
-pub(crate) fn emit_throttled(tier: &str, delay: Duration) {
-    crate::observe::emit(&crate::observe::Event::Throttled { tier, delay });
-}
-
-/// Reports a refused call.
-#[cold]
-pub(crate) fn emit_rejected(tier: &str, retry_after: Duration) {
-    crate::observe::emit(&crate::observe::Event::Rejected {
-        rejection: crate::observe::Rejection::RateLimited,
-        name: tier,
-        key: None,
-        retry_after: Some(retry_after),
-    });
-}
-
 #[cold]
 fn emit_unknown_tier(tier: &str) {
-    crate::observe::emit(&crate::observe::Event::UnknownTier { tier });
+    crate::event::emit(&crate::event::Event::UnknownTier { tier });
 }

@@ -11,12 +11,12 @@ use tokio::time::{Sleep, sleep};
 use tower_service::Service;
 
 use super::backoff::BackoffState;
-use super::budget::Withdrawal;
 use super::policy::{Policy, Step};
-use super::replay::Replay;
+use crate::budget::Withdrawal;
 use crate::classify::{Classify, judge};
 use crate::error::BoxError;
 use crate::oneshot::Oneshot;
+use crate::replay::Replay;
 
 pin_project! {
     #[project = StateProj]
@@ -107,7 +107,7 @@ where
         if let StateProj::Called { future } = this.state.as_mut().project() {
             let outcome = ready!(future.poll(cx));
             let verdict = judge(&this.policy.classifier, this.facts, outcome.as_ref());
-            crate::observe::attempt_ended(verdict);
+            crate::event::attempt_ended(verdict);
             if !verdict.is_retryable() {
                 return Poll::Ready(outcome.map_err(Into::into));
             }
@@ -191,7 +191,7 @@ where
             None => return Poll::Ready(Err(SPENT.into())),
         };
         let verdict = judge(&this.policy.classifier, this.facts, outcome.as_ref());
-        crate::observe::attempt_ended(verdict);
+        crate::event::attempt_ended(verdict);
         let can_replay = this.next.is_some() && this.service.is_some();
         let step = this
             .policy
@@ -238,7 +238,7 @@ where
     if let Some(withdrawal) = withdrawal.take() {
         withdrawal.spend();
     }
-    crate::observe::attempt_started();
+    crate::event::attempt_started();
     match &policy.budget {
         Some(budget) => budget.calling(|| service.call(request)),
         None => service.call(request),

@@ -5,12 +5,13 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 use super::Retry;
-use super::backoff::{Backoff, RandomSource, SeededRandom};
-use super::budget::RetryBudget;
+use super::backoff::Backoff;
 use super::policy::Policy;
-use super::replay::CloneReplay;
+use crate::budget::RetryBudget;
 use crate::classify::DefaultClassifier;
 use crate::error::{ConfigError, check};
+use crate::random::{RandomSource, SeededRandom};
+use crate::replay::CloneReplay;
 
 /// Retries transient failures. See the [module docs](super).
 ///
@@ -233,6 +234,7 @@ impl<C, P> RetryLayerBuilder<C, P> {
                 replay,
                 random: s.random,
                 name: s.name,
+                decisions: crate::event::Decisions::new(),
             }),
         })
     }

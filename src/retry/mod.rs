@@ -105,17 +105,17 @@ use crate::classify::Classify;
 use crate::error::BoxError;
 
 mod backoff;
-mod budget;
 pub mod future;
 mod layer;
 mod policy;
-mod replay;
 
-pub use self::backoff::{Backoff, BackoffState, Jitter, RandomSource, SeededRandom};
-pub(crate) use self::budget::Withdrawal;
-pub use self::budget::{RetryBudget, RetryBudgetBuilder};
+pub use self::backoff::{Backoff, BackoffState, Jitter};
 pub use self::layer::{RetryLayer, RetryLayerBuilder};
-pub use self::replay::{CloneReplay, NoReplay, Replay};
+#[allow(unused_imports)]
+pub(crate) use crate::budget::Withdrawal;
+pub use crate::budget::{RetryBudget, RetryBudgetBuilder};
+pub use crate::random::{RandomSource, SeededRandom};
+pub use crate::replay::{CloneReplay, NoReplay, Replay};
 
 use self::policy::Policy;
 

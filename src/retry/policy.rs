@@ -4,12 +4,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::backoff::{Backoff, BackoffState, RandomSource, default_random, unit_interval};
-use super::budget::{RetryBudget, Withdrawal};
+use super::backoff::{Backoff, BackoffState};
+use crate::budget::{RetryBudget, Withdrawal};
 use crate::classify::Verdict;
+use crate::deadline::Deadline;
 use crate::error::{BoxError, RetryAfterTooLong};
-use crate::observe::{Event, RetryStopReason};
-use crate::timeout::Deadline;
+use crate::event::{Event, RetryStopReason};
+use crate::random::{RandomSource, default_random, unit_interval};
 
 /// The settings of a retry layer, shared by every service it makes and
 /// every call's future.
@@ -24,6 +25,8 @@ pub(crate) struct Policy<C, P> {
     /// `None`: the process-wide default generator.
     pub(crate) random: Option<Arc<dyn RandomSource>>,
     pub(crate) name: &'static str,
+    /// The series of its retries and stops.
+    pub(crate) decisions: crate::event::Decisions,
 }
 
 /// What to do after an attempt.
@@ -106,36 +109,48 @@ impl<C, P> Policy<C, P> {
             },
             None => None,
         };
-        crate::observe::emit(&Event::RetryScheduled {
-            name: self.name,
-            attempt,
-            verdict,
-            delay,
-        });
+        crate::event::emit_counted(
+            &self.decisions,
+            &crate::event::Listeners::none(),
+            &Event::RetryScheduled {
+                name: self.name,
+                attempt,
+                verdict,
+                delay,
+            },
+        );
         Step::Retry(delay, withdrawal)
     }
 
     #[cold]
     fn stop(&self, why: Stop, attempt: u32, verdict: Verdict) -> Step {
-        crate::observe::emit(&Event::RetryStopped {
-            name: self.name,
-            attempt,
-            verdict,
-            reason: why.reason(),
-        });
+        crate::event::emit_counted(
+            &self.decisions,
+            &crate::event::Listeners::none(),
+            &Event::RetryStopped {
+                name: self.name,
+                attempt,
+                verdict,
+                reason: why.reason(),
+            },
+        );
         Step::Return
     }
 
     #[cold]
     fn too_long(&self, requested: Duration, allowed: Duration, attempt: u32) -> Step {
-        crate::observe::emit(&Event::RetryStopped {
-            name: self.name,
-            attempt,
-            verdict: Verdict::Transient {
-                retry_after: Some(requested),
+        crate::event::emit_counted(
+            &self.decisions,
+            &crate::event::Listeners::none(),
+            &Event::RetryStopped {
+                name: self.name,
+                attempt,
+                verdict: Verdict::Transient {
+                    retry_after: Some(requested),
+                },
+                reason: RetryStopReason::RetryAfterTooLong,
             },
-            reason: RetryStopReason::RetryAfterTooLong,
-        });
+        );
         Step::GiveUp(Box::new(RetryAfterTooLong::new(requested, allowed)))
     }
 }

@@ -7,7 +7,7 @@ use super::plan::{Kind, Plan, Spec};
 use super::{Scatter, Stages};
 use crate::classify::DefaultClassifier;
 use crate::error::{ConfigError, check};
-use crate::retry::CloneReplay;
+use crate::replay::CloneReplay;
 
 /// A branch of a staged fan-out: a service, whether its failure stops the
 /// later stages, and an optional name.

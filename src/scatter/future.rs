@@ -16,10 +16,10 @@ use tower_service::Service;
 use super::gathered::{BranchOutcome, Gather, Gathered, Outcome, Stop, StopReason};
 use super::plan::{Kind, Plan};
 use crate::classify::{Classify, judge};
+use crate::deadline::{Deadline, later};
 use crate::error::BoxError;
 use crate::oneshot::Oneshot;
-use crate::retry::Replay;
-use crate::timeout::{Deadline, later};
+use crate::replay::Replay;
 
 pin_project! {
     /// Response future of [`Scatter`](super::Scatter) and

@@ -4,6 +4,7 @@ use std::fmt;
 
 use crate::classify::Verdict;
 use crate::error::BoxError;
+pub use crate::event::{Stop, StopReason};
 
 /// How many answers a [`Scatter`](super::Scatter) waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,41 +128,6 @@ impl<Res: fmt::Debug> fmt::Debug for BranchOutcome<Res> {
             .field("hard", &self.hard)
             .field("outcome", &self.outcome)
             .finish()
-    }
-}
-
-/// Why a fan-out ended before every branch had run to its end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopReason {
-    /// A hard branch failed: later stages were not run.
-    HardFailure {
-        /// The index of the first hard branch that failed.
-        branch: usize,
-    },
-    /// The deadline passed.
-    Deadline,
-    /// The quorum or the first `k` answers were in: the rest was cancelled.
-    Gathered,
-    /// So many branches failed that the quorum could no longer be reached.
-    Unreachable,
-}
-
-/// Where a fan-out stopped early and why.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stop {
-    pub(crate) stage: usize,
-    pub(crate) reason: StopReason,
-}
-
-impl Stop {
-    /// The stage during or after which it stopped: no later stage ran.
-    pub fn stage(&self) -> usize {
-        self.stage
-    }
-
-    /// Why it stopped.
-    pub fn reason(&self) -> StopReason {
-        self.reason
     }
 }
 

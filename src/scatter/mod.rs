@@ -115,7 +115,7 @@ use tower_service::Service;
 
 use crate::classify::{Classify, DefaultClassifier};
 use crate::error::BoxError;
-use crate::retry::{CloneReplay, Replay};
+use crate::replay::{CloneReplay, Replay};
 
 mod builder;
 pub mod future;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::gathered::{Gather, Stop};
 use crate::classify::Verdict;
-use crate::observe::{Event, emit, in_watched_call};
+use crate::event::{Event, emit, in_watched_call};
 
 /// Scatter (one stage, a gather mode) or stages (hard and soft stops).
 #[derive(Debug, Clone, Copy)]

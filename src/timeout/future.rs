@@ -10,7 +10,7 @@ use tokio::time::{Instant, Sleep, sleep_until};
 
 use super::Deadline;
 use crate::error::{BoxError, DeadlineExceeded, Elapsed};
-use crate::observe::TimeoutReason;
+use crate::event::TimeoutReason;
 
 pin_project! {
     /// Response future of [`Timeout`](super::Timeout).
@@ -88,7 +88,7 @@ where
 /// Reports an attempt the timeout or the total deadline ended.
 #[cold]
 fn attempt_ended(reason: TimeoutReason) {
-    crate::observe::emit(&crate::observe::Event::AttemptTimedOut {
+    crate::event::emit(&crate::event::Event::AttemptTimedOut {
         name: "timeout",
         reason,
     });
@@ -180,8 +180,8 @@ fn deadline_passed(at: Instant) {
     if Deadline::current().is_some_and(|outer| outer.instant() <= at) {
         return;
     }
-    crate::observe::emit(&crate::observe::Event::Rejected {
-        rejection: crate::observe::Rejection::DeadlineExceeded,
+    crate::event::emit(&crate::event::Event::Rejected {
+        rejection: crate::event::Rejection::DeadlineExceeded,
         name: "total_deadline",
         key: None,
         retry_after: None,

@@ -84,22 +84,21 @@ use tower_service::Service;
 
 use crate::error::BoxError;
 
-mod deadline;
 pub mod future;
 mod layer;
 
 /// The pieces of the total deadline other layers reuse.
 pub(crate) mod deadline_parts {
-    pub(crate) use super::deadline::later;
     pub(crate) use super::future::poll_deadline;
+    pub(crate) use crate::deadline::later;
 }
 
+pub use self::layer::{TimeoutLayer, TotalDeadlineLayer};
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-pub use self::deadline::ExtensionStamp;
-pub use self::deadline::{Deadline, NoStamp, Stamp};
-pub use self::layer::{TimeoutLayer, TotalDeadlineLayer};
-pub(crate) use deadline::later;
+pub use crate::deadline::ExtensionStamp;
+pub(crate) use crate::deadline::later;
+pub use crate::deadline::{Deadline, NoStamp, Stamp};
 
 /// The timeout of a pass-through [`Timeout`]: no bound at all (as a
 /// timeout of `Duration::MAX` would be anyway).

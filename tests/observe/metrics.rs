@@ -676,3 +676,40 @@ async fn a_call_waiting_for_a_permit_is_not_in_flight() -> Result<(), BoxError> 
     assert_eq!(in_flight(), Some(0.0));
     Ok(())
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_evicted_key_shows_no_breaker_state() -> Result<(), BoxError> {
+    let metrics = Metrics::new();
+    let _recorder = metrics.install();
+    let layer = KeyedCircuitBreakerLayer::builder()
+        .key(|request: &&'static str| *request)
+        .name("tenants")
+        .idle(Some(ms(1_000)))
+        .build()?;
+    let service = layer.layer(tower::service_fn(|_: &'static str| async {
+        Ok::<_, BoxError>(())
+    }));
+    service.clone().oneshot("a").await?;
+    assert_eq!(shown_state(&metrics.read(), "tenants", "a"), "closed");
+
+    // Unused for two idle periods, the key is dropped, and its series
+    // with it: all six state gauges read 0.
+    for _ in 0..2 {
+        tokio::time::advance(ms(1_000)).await;
+        layer.run_pending_tasks();
+    }
+    assert_eq!(layer.len(), 0);
+    let m = metrics.read();
+    let shown: Vec<f64> = m
+        .gauges(names::BREAKER_STATE)
+        .into_iter()
+        .filter(|(l, _)| l["name"] == "tenants" && l["key"] == "a")
+        .map(|(_, value)| value)
+        .collect();
+    assert_eq!(shown, [0.0; 6]);
+
+    // Back again, the key has state (and a series) of its own.
+    service.oneshot("a").await?;
+    assert_eq!(shown_state(&metrics.read(), "tenants", "a"), "closed");
+    Ok(())
+}

@@ -19,9 +19,10 @@ use crate::error::ConfigError;
 use crate::keyed::KeyedRegistry;
 use crate::rate_limit::Mode;
 use crate::rate_limit::clock::TokioClock;
+use crate::rate_limit::gcra::Limiter;
 use crate::rate_limit::quota::Quota;
 use crate::rate_limit::quota_period::PeriodQuota;
-use crate::rate_limit::state::{Limiter, Tier, emit_rejected, emit_throttled, new_limiter};
+use crate::rate_limit::tier::{Tier, emit_rejected, emit_throttled, new_limiter};
 use crate::timeout::{Timeout, TimeoutLayer};
 
 /// How long a fail-closed refusal asks the caller to wait.
@@ -593,9 +594,9 @@ impl Bound {
         if self.degraded.load(Ordering::Acquire) && self.degraded.swap(false, Ordering::AcqRel) {
             let since = self.degraded_since.load(Ordering::Acquire);
             let degraded_for = Duration::from_micros(self.now_us().saturating_sub(since));
-            crate::observe::emit_with(
+            crate::event::emit_with(
                 &self.config.listeners,
-                &crate::observe::Event::StoreRecovered {
+                &crate::event::Event::StoreRecovered {
                     store: &self.config.namespace,
                     degraded_for,
                 },
@@ -609,9 +610,9 @@ impl Bound {
         if !self.degraded.load(Ordering::Acquire) && !self.degraded.swap(true, Ordering::AcqRel) {
             self.degraded_since.store(self.now_us(), Ordering::Release);
             let error = error.to_string();
-            crate::observe::emit_with(
+            crate::event::emit_with(
                 &self.config.listeners,
-                &crate::observe::Event::StoreDegraded {
+                &crate::event::Event::StoreDegraded {
                     store: &self.config.namespace,
                     mode: self.config.on_failure.as_str(),
                     error: &error,
@@ -642,8 +643,8 @@ impl Bound {
         self.degraded.load(Ordering::Acquire)
     }
 
-    pub(crate) fn status(&self) -> crate::observe::StoreStatus {
-        crate::observe::StoreStatus {
+    pub(crate) fn status(&self) -> crate::event::StoreStatus {
+        crate::event::StoreStatus {
             kind: "redis",
             namespace: self.config.namespace.to_string(),
             degraded: self.is_degraded(),
@@ -659,7 +660,7 @@ impl Bound {
                 .recent
                 .entries()
                 .into_iter()
-                .map(|((tier, key), cell)| crate::observe::KeyUsage {
+                .map(|((tier, key), cell)| crate::event::KeyUsage {
                     tier: self
                         .tiers
                         .get(tier)

@@ -58,8 +58,8 @@
 //! [`FailMode::FailClosed`] refuses every call. Period quotas are not
 //! counted while degraded, and the local share refuses rather than
 //! throttles. Entering and leaving the degraded state are
-//! [`Event::StoreDegraded`](crate::observe::Event::StoreDegraded) and
-//! [`Event::StoreRecovered`](crate::observe::Event::StoreRecovered), a
+//! [`Event::StoreDegraded`](crate::event::Event::StoreDegraded) and
+//! [`Event::StoreRecovered`](crate::event::Event::StoreRecovered), a
 //! metric, and the `store` field of the limiter's health status.
 //!
 //! # Why the `redis` crate
@@ -110,7 +110,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{ConfigError, check};
-use crate::observe::Listeners;
+use crate::event::Listeners;
 
 use super::quota_period::PeriodQuota;
 
@@ -304,11 +304,11 @@ pub struct RedisStoreBuilder {
 
 impl RedisStoreBuilder {
     /// Calls `listener` with the store's events
-    /// ([`StoreDegraded`](crate::observe::Event::StoreDegraded),
-    /// [`StoreRecovered`](crate::observe::Event::StoreRecovered)).
+    /// ([`StoreDegraded`](crate::event::Event::StoreDegraded),
+    /// [`StoreRecovered`](crate::event::Event::StoreRecovered)).
     pub fn on_event(
         mut self,
-        listener: impl Fn(&crate::observe::Event<'_>) + Send + Sync + 'static,
+        listener: impl Fn(&crate::event::Event<'_>) + Send + Sync + 'static,
     ) -> Self {
         self.listeners = self.listeners.with(listener);
         self

@@ -1,11 +1,14 @@
 //! The one place decisions leave from: a tracing event, metrics (feature
 //! `metrics`) and listeners, all from one [`Event`].
 
+use std::borrow::Cow;
+use std::hash::Hash;
 use std::sync::Arc;
 
 use super::context::{RequestId, with_current};
 use super::event::{Event, Listeners, Rejection, RetryStopReason, TimeoutReason};
-use super::layer::Shared;
+use super::scope::Shared;
+use crate::keyed::KeyedRegistry;
 
 /// The call an event belongs to, taken from the current context.
 struct Call {
@@ -31,6 +34,20 @@ pub(crate) fn emit(event: &Event<'_>) {
 /// layer that decided).
 #[inline(never)]
 pub(crate) fn emit_with(own: &Listeners, event: &Event<'_>) {
+    report(None, own, event);
+}
+
+/// Reports `event` as [`emit_with`] does, counting it in `decisions`, the
+/// metric series of the layer that decided, which it keeps from one
+/// decision to the next.
+#[inline(never)]
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub(crate) fn emit_counted(decisions: &Decisions, own: &Listeners, event: &Event<'_>) {
+    report(Some(decisions), own, event);
+}
+
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+fn report(decisions: Option<&Decisions>, own: &Listeners, event: &Event<'_>) {
     let call = current_call();
     trace(event, call.as_ref());
     #[cfg(feature = "metrics")]
@@ -38,6 +55,8 @@ pub(crate) fn emit_with(own: &Listeners, event: &Event<'_>) {
         event,
         call.as_ref()
             .map(|c| (c.shared.policy.as_ref(), c.shared.route.as_ref())),
+        // The layer's series, or else those of the watched call.
+        decisions.or(call.as_ref().map(|c| &c.shared.decisions)),
     );
     own.notify(event);
     if let Some(call) = &call {
@@ -53,6 +72,42 @@ pub(crate) fn emit_with(own: &Listeners, event: &Event<'_>) {
 pub(crate) fn in_watched_call() -> bool {
     with_current(|_| ()).is_some()
 }
+
+impl<K, V> KeyedRegistry<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Send + Sync + 'static,
+{
+    /// Names the layer (`"circuit_breaker"`) and the policy (its name, a
+    /// rate limiter's tier) of this registry: a key that finds every place
+    /// held is reported as their [`KeyOverflow`](Event::KeyOverflow).
+    pub(crate) fn owned_by(self, layer: &'static str, name: Cow<'static, str>) -> Self {
+        let max_keys = self.max_keys();
+        self.on_overflow(move || {
+            emit(&Event::KeyOverflow {
+                layer,
+                name: &name,
+                max_keys,
+            });
+        })
+    }
+}
+
+/// The metric series a layer keeps (feature `metrics`); without the
+/// feature, nothing.
+#[cfg(not(feature = "metrics"))]
+#[derive(Debug, Default)]
+pub(crate) struct Decisions;
+
+#[cfg(not(feature = "metrics"))]
+impl Decisions {
+    pub(crate) fn new() -> Self {
+        Self
+    }
+}
+
+#[cfg(feature = "metrics")]
+pub(crate) use super::metrics::Decisions;
 
 fn ms(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
@@ -279,7 +334,7 @@ fn trace(event: &Event<'_>, call: Option<&Call>) {
             reason,
         } => {
             let age_ms = match source {
-                crate::fallback::FallbackSource::Cache { age } => ms(*age),
+                super::values::FallbackSource::Cache { age } => ms(*age),
                 _ => 0,
             };
             event!(

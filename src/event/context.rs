@@ -14,37 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::time::Instant;
 
-use super::layer::Shared;
+use super::scope::Shared;
 use crate::classify::Verdict;
 
 thread_local! {
     static CURRENT: RefCell<Option<Box<Context>>> = const { RefCell::new(None) };
-    /// The route whose stack is being layered on this thread, if any.
-    static LAYERING: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
-}
-
-/// Layers with `f` on behalf of `route`: an observe layer applied inside
-/// `f` that names no route of its own watches its calls as `route`'s (a
-/// [`RouteTable`](crate::http::RouteTable) names each route's policy this
-/// way, once per route, at layer time). Nested scopes restore the outer
-/// one, even if `f` panics.
-#[cfg(feature = "http")]
-pub(crate) fn layering_route<T>(route: Arc<str>, f: impl FnOnce() -> T) -> T {
-    struct Restore(Option<Arc<str>>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let outer = self.0.take();
-            let _ = LAYERING.try_with(|slot| *slot.borrow_mut() = outer);
-        }
-    }
-    let outer = LAYERING.with(|slot| slot.borrow_mut().replace(route));
-    let _restore = Restore(outer);
-    f()
-}
-
-/// The route being layered on this thread, if any.
-pub(crate) fn route_being_layered() -> Option<Arc<str>> {
-    LAYERING.with(|slot| slot.borrow().clone())
 }
 
 /// Whether any call was ever watched in this process: until then, the
@@ -56,25 +30,27 @@ fn ever_watched() -> bool {
     EVER_WATCHED.load(Ordering::Relaxed)
 }
 
-/// Whether a listener was ever registered on any layer: then every
-/// observe layer keeps its calls' context, for listeners of inner layers
-/// to read.
-static LISTENING: AtomicBool = AtomicBool::new(false);
-
-/// Notes that a listener was registered.
-pub(crate) fn listening() {
-    LISTENING.store(true, Ordering::Relaxed);
+thread_local! {
+    /// Whether a layer with listeners of its own was layered on this thread
+    /// since an observe layer last looked.
+    static LISTENERS_LAYERED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Whether any listener was ever registered.
-#[inline]
-pub(crate) fn anyone_listening() -> bool {
-    LISTENING.load(Ordering::Relaxed)
+/// A layer with listeners of its own (a breaker's `on_event`) wraps a
+/// service now: the next observe layer applied around it, on this thread,
+/// keeps the context of its calls, for those listeners to read.
+pub(crate) fn listeners_layered() {
+    LISTENERS_LAYERED.with(|flag| flag.set(true));
+}
+
+/// Whether a layer with listeners was layered since the last look; looks.
+pub(crate) fn take_listeners_layered() -> bool {
+    LISTENERS_LAYERED.with(|flag| flag.replace(false))
 }
 
 /// The identifier of a request, carried on every event of its call.
 ///
-/// Taken from a request header when the [`ObserveLayer`](super::ObserveLayer)
+/// Taken from a request header when the [`ObserveLayer`](crate::observe::ObserveLayer)
 /// is told to read one and the request has it; otherwise generated on
 /// first use: a UUID, as `x-request-id` values usually are (tower-http's
 /// `MakeRequestUuid`), of version 7 (RFC 9562 §5.7), so that ids sort by
@@ -116,7 +92,7 @@ impl fmt::Debug for RequestId {
     }
 }
 
-/// The context of a call watched by an [`ObserveLayer`](super::ObserveLayer):
+/// The context of a call watched by an [`ObserveLayer`](crate::observe::ObserveLayer):
 /// its policy, route and request id.
 ///
 /// Every event the layers inside the call make carries these, and a
@@ -132,7 +108,7 @@ pub struct CallContext {
 
 impl CallContext {
     /// The context of the call this code runs in, if an
-    /// [`ObserveLayer`](super::ObserveLayer) watches it.
+    /// [`ObserveLayer`](crate::observe::ObserveLayer) watches it.
     pub fn current() -> Option<CallContext> {
         if !ever_watched() {
             return None;
@@ -279,7 +255,7 @@ pub(crate) fn attempt_ended(verdict: Verdict) {
             "attempt ended"
         );
         if context.shared.times_attempts() {
-            super::layer::record_attempt(context, verdict);
+            record_attempt(context, verdict);
         }
     });
 }
@@ -292,4 +268,20 @@ pub(crate) fn attempt_started() {
             context.attempt_start.set(Some(Instant::now()));
         }
     });
+}
+
+/// Records one attempt's metrics; the context times attempts.
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub(crate) fn record_attempt(context: &Context, verdict: Verdict) {
+    #[cfg(feature = "metrics")]
+    if let Some(metrics) = &context.shared.metrics {
+        let now = tokio::time::Instant::now();
+        let elapsed = context
+            .attempt_start
+            .replace(Some(now))
+            .map_or(std::time::Duration::ZERO, |start| {
+                now.saturating_duration_since(start)
+            });
+        metrics.attempt(verdict, elapsed);
+    }
 }

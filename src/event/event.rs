@@ -4,21 +4,20 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::circuit_breaker::State;
+use super::values::{FallbackSource, State};
+use super::values::{Reason, Stop};
 use crate::classify::Verdict;
 pub use crate::error::Rejection;
-use crate::fallback::{FallbackSource, Reason};
-use crate::scatter::Stop;
 
 /// One decision of a layer, as listeners see it.
 ///
 /// Events are made only where a layer decides something (a retry, a
 /// transition, a refusal, a fallback, a hedge, a timeout, an injected
 /// fault, a slow call) and once at the end of each call an
-/// [`ObserveLayer`](super::ObserveLayer) watches; the success path of the
+/// [`ObserveLayer`](crate::observe::ObserveLayer) watches; the success path of the
 /// other layers makes none, but for a scatter, whose every stage, branch
 /// and gathering is a decision. Inside a call watched by an
-/// [`ObserveLayer`](super::ObserveLayer), [`CallContext::current`](super::CallContext::current)
+/// [`ObserveLayer`](crate::observe::ObserveLayer), [`CallContext::current`](super::CallContext::current)
 /// gives the policy, route and request id of the call from a listener.
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
@@ -340,7 +339,6 @@ impl Listeners {
     /// These listeners and `listener`.
     #[must_use]
     pub fn with(self, listener: impl Fn(&Event<'_>) + Send + Sync + 'static) -> Self {
-        super::context::listening();
         let mut all: Vec<Arc<ListenerFn>> = self.all.map(|a| a.to_vec()).unwrap_or_default();
         all.push(Arc::new(listener));
         Self {

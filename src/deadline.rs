@@ -16,9 +16,9 @@ const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
 
 /// The instant by which a logical call must be over.
 ///
-/// A [`TotalDeadline`](super::TotalDeadline) sets it for the whole of its
+/// A [`TotalDeadline`](crate::timeout::TotalDeadline) sets it for the whole of its
 /// inner call, futures included, and the layers inside read it with
-/// [`Deadline::current`]: an attempt [`Timeout`](super::Timeout) is
+/// [`Deadline::current`]: an attempt [`Timeout`](crate::timeout::Timeout) is
 /// clamped to it, and retry never starts a backoff sleep or an attempt
 /// that cannot finish before it. This works for any request type. With the
 /// `http` feature and [`TotalDeadlineLayer::stamp_extensions`], HTTP
@@ -28,7 +28,7 @@ const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
 /// The deadline follows the task: work handed to another task (for
 /// example through tower's `Buffer`) does not see it.
 ///
-/// [`TotalDeadlineLayer::stamp_extensions`]: super::TotalDeadlineLayer::stamp_extensions
+/// [`TotalDeadlineLayer::stamp_extensions`]: crate::timeout::TotalDeadlineLayer::stamp_extensions
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Deadline(Instant);
 
@@ -94,7 +94,7 @@ pub(crate) fn later(now: Instant, d: Duration) -> Instant {
         .unwrap_or(now)
 }
 
-/// Where a [`TotalDeadline`](super::TotalDeadline) writes its deadline into
+/// Where a [`TotalDeadline`](crate::timeout::TotalDeadline) writes its deadline into
 /// a request, besides making it visible to the layers inside.
 pub trait Stamp<Req> {
     /// Records `deadline` in `request`.
