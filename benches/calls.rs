@@ -14,7 +14,11 @@
 //!
 //! Rows: `bare`, `bulkhead/steadfast`, `bulkhead/tower`,
 //! `rate_limit/steadfast`, `rate_limit/tower`, `retry/steadfast`,
-//! `retry/tower`, `retry_budget/steadfast`, `retry_budget/tower`.
+//! `retry/tower`, `retry_budget/steadfast`, `retry_budget/tower`, and
+//! three policies: `policy/standard` (total deadline, bulkhead, retry,
+//! breaker and attempt timeout, not observed), `policy/attempt` (only an
+//! attempt timeout: every other level absent) and `policy/empty` (no
+//! layer at all).
 
 use std::fmt::Debug;
 use std::future::{Ready, ready};
@@ -24,8 +28,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use steadfast::bulkhead::BulkheadLayer;
+use steadfast::circuit_breaker::CircuitBreakerLayer;
+use steadfast::policy::Policy;
 use steadfast::rate_limit::{Quota, RateLimitLayer};
-use steadfast::retry::RetryLayer;
+use steadfast::retry::{Backoff, RetryLayer};
 use tower::retry::budget::{Budget, TpsBudget};
 use tower::{Layer, Service, ServiceExt};
 
@@ -165,6 +171,33 @@ fn main() -> ExitCode {
                 let budget = Arc::new(TpsBudget::new(Duration::from_secs(10), 10, 0.2));
                 let service = tower::retry::Retry::new(Budgeted(budget), Echo);
                 Some(drive(service, calls).await)
+            }
+            "policy/standard" => {
+                let second = Duration::from_secs(1);
+                let policy = Policy::builder()
+                    .total_timeout(5 * second)
+                    .bulkhead(BulkheadLayer::builder().max_concurrent(PERMITS))
+                    .retry(
+                        RetryLayer::builder()
+                            .max_attempts(3)
+                            .backoff(Backoff::exponential(Duration::from_millis(10))),
+                    )
+                    .circuit_breaker(CircuitBreakerLayer::builder().count_window(100))
+                    .attempt_timeout(second)
+                    .build()
+                    .expect("valid settings");
+                Some(drive(policy.layer(Echo), calls).await)
+            }
+            "policy/attempt" => {
+                let policy = Policy::builder()
+                    .attempt_timeout(Duration::from_secs(1))
+                    .build()
+                    .expect("valid settings");
+                Some(drive(policy.layer(Echo), calls).await)
+            }
+            "policy/empty" => {
+                let policy = Policy::builder().build().expect("valid settings");
+                Some(drive(policy.layer(Echo), calls).await)
             }
             _ => None,
         }
