@@ -108,7 +108,6 @@ pub mod future;
 mod handle;
 mod keyed;
 mod layer;
-mod level;
 mod state;
 mod throttle;
 
@@ -118,7 +117,6 @@ pub use keyed::{
     KeyedAdaptive, KeyedAdaptiveHandle, KeyedAdaptiveLayer, KeyedAdaptiveLayerBuilder,
 };
 pub use layer::{AdaptiveLayer, AdaptiveLayerBuilder};
-pub use level::{AdaptiveLevel, LevelFuture};
 pub use throttle::Throttle;
 
 use future::{ResponseFuture, judge_output};

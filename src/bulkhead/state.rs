@@ -72,24 +72,6 @@ impl Shared {
         }
     }
 
-    /// The state of a bulkhead that never admits through it (the
-    /// pass-through level of a policy): it registers no metric.
-    pub(crate) fn unused() -> Self {
-        Self {
-            in_flight: AtomicUsize::new(0),
-            waiting: AtomicUsize::new(0),
-            handoff: AtomicUsize::new(0),
-            max_concurrent: usize::MAX,
-            max_wait: Duration::ZERO,
-            queue: 0,
-            order: QueueOrder::OldestFirst,
-            notify: Arc::new(Notify::new()),
-            #[cfg(feature = "metrics")]
-            gauge: metrics::Gauge::noop(),
-            name: Cow::Borrowed(""),
-        }
-    }
-
     /// Takes a permit if one is free.
     #[inline]
     pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<Permit> {

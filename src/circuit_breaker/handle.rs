@@ -43,14 +43,6 @@ impl<C> Lanes<C> {
         Self { shared, lanes }
     }
 
-    /// No lanes: for services that never admit a call through the breaker.
-    pub(crate) fn without(shared: Arc<Shared<C>>) -> Self {
-        Self {
-            shared,
-            lanes: Box::default(),
-        }
-    }
-
     /// This thread's reference, cloned.
     #[inline]
     pub(crate) fn pick(&self) -> Holder<C> {

@@ -159,16 +159,11 @@ pub(crate) struct Breaker {
     base: Instant,
     key: Option<Box<str>>,
     #[cfg(feature = "metrics")]
-    gauges: Option<crate::observe::metrics::BreakerGauges>,
+    gauges: crate::observe::metrics::BreakerGauges,
 }
 
 impl Breaker {
     pub(crate) fn new(settings: Settings, key: Option<Box<str>>) -> Self {
-        Self::make(settings, key, true)
-    }
-
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-    fn make(settings: Settings, key: Option<Box<str>>, report: bool) -> Self {
         let window = match settings.window {
             WindowKind::Count(size) => Window::Count(CountWindow::new(size)),
             WindowKind::Time { span, buckets } => {
@@ -177,9 +172,7 @@ impl Breaker {
         };
         Self {
             #[cfg(feature = "metrics")]
-            gauges: report.then(|| {
-                crate::observe::metrics::BreakerGauges::register(settings.name, key.as_deref())
-            }),
+            gauges: crate::observe::metrics::BreakerGauges::register(settings.name, key.as_deref()),
             state: CachePadded(AtomicU64::new(pack(State::Closed, 0, 0))),
             probes: CachePadded(AtomicU64::new(0)),
             streak: CachePadded(AtomicU64::new(0)),
@@ -191,12 +184,6 @@ impl Breaker {
             base: Instant::now(),
             key,
         }
-    }
-
-    /// A breaker with no metrics handles, for a policy level that never
-    /// uses it.
-    pub(crate) fn quiet(settings: Settings) -> Self {
-        Self::make(settings, None, false)
     }
 
     /// Admits a call, or refuses it with the time the breaker stays open.
@@ -577,9 +564,7 @@ impl Breaker {
         open_for: Option<Duration>,
     ) {
         #[cfg(feature = "metrics")]
-        if let Some(gauges) = &self.gauges {
-            gauges.update(|| self.state());
-        }
+        self.gauges.update(|| self.state());
         crate::observe::emit_with(
             &self.settings.listeners,
             &crate::observe::Event::StateChanged {

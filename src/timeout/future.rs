@@ -22,7 +22,8 @@ pin_project! {
         inner: F,
         #[pin]
         sleep: Option<Sleep>,
-        // `None`: no bound at all.
+        // `None`: the call of a policy without an attempt timeout, which
+        // no timeout layer bounds.
         at: Option<Instant>,
         cut_by_deadline: bool,
         // The total deadline had passed when the attempt was made: it is
@@ -42,7 +43,9 @@ impl<F> ResponseFuture<F> {
         }
     }
 
-    pub(super) fn unbounded(inner: F) -> Self {
+    /// An attempt no timeout layer bounds (the attempt level of a policy
+    /// without an attempt timeout): the timeout's own future, unbounded.
+    pub(crate) fn unbounded(inner: F) -> Self {
         Self {
             inner,
             sleep: None,

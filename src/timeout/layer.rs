@@ -13,6 +13,12 @@ pub struct TimeoutLayer {
 
 impl TimeoutLayer {
     /// Each attempt may take at most `timeout`; it must be greater than zero.
+    ///
+    /// An attempt is always cut at the total [`Deadline`](super::Deadline)
+    /// in force, whatever its own timeout: `Duration::MAX` (or any timeout
+    /// longer than the time left) means "no bound of its own", never "no
+    /// bound at all". A policy without an attempt timeout has no attempt
+    /// level at all.
     pub fn new(timeout: Duration) -> Result<Self, ConfigError> {
         Ok(Self {
             timeout: check::positive("timeout.attempt", timeout)?,

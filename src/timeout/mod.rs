@@ -100,10 +100,14 @@ pub use self::deadline::ExtensionStamp;
 pub use self::deadline::{Deadline, NoStamp, Stamp};
 pub use self::layer::{TimeoutLayer, TotalDeadlineLayer};
 pub(crate) use deadline::later;
+pub(crate) use future::ResponseFuture as AttemptFuture;
 
-/// The timeout of a pass-through [`Timeout`]: no bound at all (as a
-/// timeout of `Duration::MAX` would be anyway).
-const OFF: Duration = Duration::MAX;
+/// The future of an attempt no timeout layer bounds (the attempt level of
+/// a policy without an attempt timeout).
+#[inline]
+pub(crate) fn unbounded<F>(future: F) -> AttemptFuture<F> {
+    AttemptFuture::unbounded(future)
+}
 
 /// Fails an attempt that takes longer than its timeout, or than the time
 /// left before the total [`Deadline`], whichever comes first.
@@ -118,15 +122,6 @@ pub struct Timeout<S> {
 impl<S> Timeout<S> {
     fn from_parts(inner: S, timeout: Duration) -> Self {
         Self { inner, timeout }
-    }
-
-    /// Bounds nothing: the attempt level of a policy without an attempt
-    /// timeout.
-    pub(crate) fn pass_through(inner: S) -> Self {
-        Self {
-            inner,
-            timeout: OFF,
-        }
     }
 
     /// The inner service.
@@ -161,9 +156,6 @@ where
 
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
-        if self.timeout == OFF {
-            return future::ResponseFuture::unbounded(self.inner.call(request));
-        }
         let own = later(Instant::now(), self.timeout);
         let (at, cut_by_deadline) = match Deadline::current() {
             Some(deadline) if deadline.instant() <= own => (deadline.instant(), true),
