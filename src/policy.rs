@@ -693,7 +693,7 @@ pub trait BulkheadSetting {
     fn build_level(
         self,
         single: Option<BulkheadLayerBuilder>,
-        name: Option<&'static str>,
+        name: Option<Cow<'static, str>>,
     ) -> Result<Self::Layer, ConfigError>;
 }
 
@@ -703,7 +703,7 @@ impl BulkheadSetting for Unkeyed {
     fn build_level(
         self,
         single: Option<BulkheadLayerBuilder>,
-        name: Option<&'static str>,
+        name: Option<Cow<'static, str>>,
     ) -> Result<Self::Layer, ConfigError> {
         single
             .map(|bulkhead| match (name, bulkhead.name_set()) {
@@ -724,7 +724,7 @@ where
     fn build_level(
         self,
         _: Option<BulkheadLayerBuilder>,
-        name: Option<&'static str>,
+        name: Option<Cow<'static, str>>,
     ) -> Result<Self::Layer, ConfigError> {
         let bulkhead = match (name, self.name_set()) {
             (Some(name), "bulkhead") => self.name(name),
@@ -784,7 +784,7 @@ pub trait BreakerSetting<C> {
         self,
         single: Option<CircuitBreakerBuilder>,
         classifier: C,
-        name: Option<&'static str>,
+        name: Option<Cow<'static, str>>,
     ) -> Result<Self::Layer, ConfigError>;
 
     /// The time window the breaker judges, for the check against the
@@ -807,7 +807,7 @@ impl<C> BreakerSetting<C> for Unkeyed {
         self,
         single: Option<CircuitBreakerBuilder>,
         classifier: C,
-        name: Option<&'static str>,
+        name: Option<Cow<'static, str>>,
     ) -> Result<Self::Layer, ConfigError> {
         let breaker = single
             .map(|breaker| {
@@ -837,7 +837,7 @@ where
         self,
         _: Option<CircuitBreakerBuilder>,
         classifier: C,
-        name: Option<&'static str>,
+        name: Option<Cow<'static, str>>,
     ) -> Result<Self::Layer, ConfigError> {
         let breaker = match (name, self.name_set()) {
             (Some(name), "circuit_breaker") => self.name(name),
@@ -1028,27 +1028,6 @@ pub type PerHostBulkhead<Req> = KeyedBulkheadLayerBuilder<String, fn(&Req) -> St
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub fn by_host<R: crate::http::RequestParts>(request: &R) -> String {
     request.host().unwrap_or_default().to_owned()
-}
-
-/// `name` as a `&'static str`, each distinct name kept once; past 4,096
-/// distinct names, `None` (the layers keep their own names).
-fn intern(name: &str) -> Option<&'static str> {
-    use std::collections::HashSet;
-    use std::sync::{Mutex, OnceLock, PoisonError};
-    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    let mut names = NAMES
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    if let Some(known) = names.get(name) {
-        return Some(known);
-    }
-    if names.len() >= 4_096 {
-        return None;
-    }
-    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
-    names.insert(leaked);
-    Some(leaked)
 }
 
 /// Builds a [`Policy`]; settings are checked, alone and against each
@@ -1689,7 +1668,7 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
         // so that two policies' state gauges (registered when they are
         // built, outside any call) never mix. Events made inside a call
         // carry the policy's name already.
-        let named = (s.name != "default").then(|| intern(&s.name)).flatten();
+        let named = (s.name != "default").then(|| s.name.clone());
         let observe = match s.observe {
             Some(settings) => Some(
                 ObserveLayerBuilder::from_settings(
@@ -1758,7 +1737,9 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
             .adaptive
             .map(|adaptive| adaptive.classifier(self.classifier.clone()).build())
             .transpose()?;
-        let breaker = self.keyed.build_level(s.breaker, self.classifier, named)?;
+        let breaker = self
+            .keyed
+            .build_level(s.breaker, self.classifier, named.clone())?;
         let bulkhead = self.bulkheads.build_level(s.bulkhead, named)?;
         Ok(Policy {
             name: s.name,

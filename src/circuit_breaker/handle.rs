@@ -125,8 +125,8 @@ impl CircuitBreakerHandle {
     }
 
     /// The breaker's name.
-    pub fn name(&self) -> &'static str {
-        self.breaker().settings.name
+    pub fn name(&self) -> &str {
+        &self.breaker().settings.name
     }
 
     /// The breaker's key, for a keyed breaker: its `Debug` form, without

@@ -1,6 +1,5 @@
 //! One breaker per key (host, route, tenant), with a bounded number of keys.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::hash::Hash;
 use std::marker::PhantomData;
@@ -89,7 +88,7 @@ where
         Ok(KeyedCircuitBreakerLayer {
             shared: Arc::new(KeyedShared {
                 registry: KeyedRegistry::new(max_keys, idle)
-                    .owned_by("circuit_breaker", Cow::Borrowed(settings.name)),
+                    .owned_by("circuit_breaker", settings.name.clone()),
                 key: self.mode.key,
                 settings,
                 classifier: self.classifier,

@@ -172,7 +172,10 @@ impl Breaker {
         };
         Self {
             #[cfg(feature = "metrics")]
-            gauges: crate::observe::metrics::BreakerGauges::register(settings.name, key.as_deref()),
+            gauges: crate::observe::metrics::BreakerGauges::register(
+                &settings.name,
+                key.as_deref(),
+            ),
             state: CachePadded(AtomicU64::new(pack(State::Closed, 0, 0))),
             probes: CachePadded(AtomicU64::new(0)),
             streak: CachePadded(AtomicU64::new(0)),
@@ -568,7 +571,7 @@ impl Breaker {
         crate::observe::emit_with(
             &self.settings.listeners,
             &crate::observe::Event::StateChanged {
-                name: self.settings.name,
+                name: &self.settings.name,
                 key: self.key.as_deref(),
                 from,
                 to,
@@ -585,7 +588,7 @@ impl Breaker {
             &self.settings.listeners,
             &crate::observe::Event::Rejected {
                 rejection: crate::observe::Rejection::CircuitOpen,
-                name: self.settings.name,
+                name: &self.settings.name,
                 key: self.key.as_deref(),
                 retry_after: Some(open.remaining()).filter(|d| !d.is_zero()),
             },

@@ -248,6 +248,7 @@
 //! [`Verdict::Transient`]: crate::classify::Verdict::Transient
 //! [`Verdict::Failure`]: crate::classify::Verdict::Failure
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -303,7 +304,7 @@ pub(crate) struct Shared<A, Ca, F, C, K> {
     pub(crate) classifier: C,
     pub(crate) kind: K,
     pub(crate) on: Trigger,
-    pub(crate) name: &'static str,
+    pub(crate) name: Cow<'static, str>,
     pub(crate) cache_first: bool,
 }
 

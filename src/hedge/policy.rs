@@ -1,5 +1,6 @@
 //! The settings of a hedge or race, shared by every service and future.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -24,7 +25,7 @@ pub(crate) struct Policy<C, P> {
     pub(crate) replay: P,
     /// `"hedge"` or `"race"`, as events name the policy.
     pub(crate) kind: &'static str,
-    pub(crate) name: &'static str,
+    pub(crate) name: Cow<'static, str>,
     pub(crate) hedges_sent: AtomicU64,
 }
 
@@ -59,28 +60,28 @@ impl<C, P> Policy<C, P> {
     pub(crate) fn emit(&self, event: Event, copy: u32, delay: Option<Duration>) {
         match event {
             Event::Sent => crate::observe::emit(&crate::observe::Event::HedgeSent {
-                name: self.name,
+                name: &self.name,
                 copy,
                 delay: delay.unwrap_or_default(),
             }),
             Event::Refused(reason) => tracing::debug!(
                 target: "steadfast::hedge",
                 layer = self.kind,
-                name = self.name,
+                name = &*self.name,
                 copy,
                 reason,
                 "copy not sent"
             ),
             Event::Won(_) if copy > 0 => {
                 crate::observe::emit(&crate::observe::Event::HedgeWon {
-                    name: self.name,
+                    name: &self.name,
                     copy,
                 });
             }
             Event::Won(verdict) => tracing::trace!(
                 target: "steadfast::hedge",
                 layer = self.kind,
-                name = self.name,
+                name = &*self.name,
                 copy,
                 verdict,
                 "first request won"
@@ -88,7 +89,7 @@ impl<C, P> Policy<C, P> {
             Event::AllFailed(verdict) => tracing::debug!(
                 target: "steadfast::hedge",
                 layer = self.kind,
-                name = self.name,
+                name = &*self.name,
                 copy,
                 verdict,
                 "every copy failed"

@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +35,7 @@ impl RetryLayer {
                 max_retry_after: Duration::from_secs(60),
                 honor_retry_after: true,
                 random: None,
-                name: "retry",
+                name: Cow::Borrowed("retry"),
             },
             classifier: DefaultClassifier,
             replay: CloneReplay,
@@ -120,7 +121,7 @@ struct Settings {
     max_retry_after: Duration,
     honor_retry_after: bool,
     random: Option<Arc<dyn RandomSource>>,
-    name: &'static str,
+    name: Cow<'static, str>,
 }
 
 impl<C, P> RetryLayerBuilder<C, P> {
@@ -177,8 +178,8 @@ impl<C, P> RetryLayerBuilder<C, P> {
     }
 
     /// The name events of this layer carry (default `"retry"`).
-    pub fn name(mut self, name: &'static str) -> Self {
-        self.settings.name = name;
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.settings.name = name.into();
         self
     }
 

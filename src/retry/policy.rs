@@ -1,5 +1,6 @@
 //! The decision after each attempt: return, give up, or retry after a delay.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +24,7 @@ pub(crate) struct Policy<C, P> {
     pub(crate) replay: P,
     /// `None`: the process-wide default generator.
     pub(crate) random: Option<Arc<dyn RandomSource>>,
-    pub(crate) name: &'static str,
+    pub(crate) name: Cow<'static, str>,
 }
 
 /// What to do after an attempt.
@@ -107,7 +108,7 @@ impl<C, P> Policy<C, P> {
             None => None,
         };
         crate::observe::emit(&Event::RetryScheduled {
-            name: self.name,
+            name: &self.name,
             attempt,
             verdict,
             delay,
@@ -118,7 +119,7 @@ impl<C, P> Policy<C, P> {
     #[cold]
     fn stop(&self, why: Stop, attempt: u32, verdict: Verdict) -> Step {
         crate::observe::emit(&Event::RetryStopped {
-            name: self.name,
+            name: &self.name,
             attempt,
             verdict,
             reason: why.as_str(),
@@ -129,7 +130,7 @@ impl<C, P> Policy<C, P> {
     #[cold]
     fn too_long(&self, requested: Duration, allowed: Duration, attempt: u32) -> Step {
         crate::observe::emit(&Event::RetryStopped {
-            name: self.name,
+            name: &self.name,
             attempt,
             verdict: Verdict::Transient {
                 retry_after: Some(requested),

@@ -1,5 +1,6 @@
 //! The branches of a fan-out and its settings, shared by every call.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
@@ -28,7 +29,7 @@ pub(crate) struct Plan<S, C, P> {
     pub(crate) deadline: Option<Duration>,
     pub(crate) classifier: C,
     pub(crate) replay: P,
-    pub(crate) name: &'static str,
+    pub(crate) name: Cow<'static, str>,
 }
 
 impl<S, C, P> Plan<S, C, P> {
@@ -43,7 +44,7 @@ impl<S, C, P> Plan<S, C, P> {
         tracing::trace!(
             target: "steadfast::scatter",
             layer = self.policy(),
-            name = self.name,
+            name = &*self.name,
             stage,
             branches,
             "stage started"
@@ -54,7 +55,7 @@ impl<S, C, P> Plan<S, C, P> {
         tracing::trace!(
             target: "steadfast::scatter",
             layer = self.policy(),
-            name = self.name,
+            name = &*self.name,
             branch,
             verdict = verdict.map_or("none", |v| v.as_str()),
             "branch ended"
@@ -66,7 +67,7 @@ impl<S, C, P> Plan<S, C, P> {
             Some(stop) => tracing::debug!(
                 target: "steadfast::scatter",
                 layer = self.policy(),
-                name = self.name,
+                name = &*self.name,
                 answered,
                 failed,
                 stage = stop.stage(),
@@ -76,7 +77,7 @@ impl<S, C, P> Plan<S, C, P> {
             None => tracing::trace!(
                 target: "steadfast::scatter",
                 layer = self.policy(),
-                name = self.name,
+                name = &*self.name,
                 answered,
                 failed,
                 "gathered"
