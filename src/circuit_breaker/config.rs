@@ -285,6 +285,13 @@ impl<C, M> CircuitBreakerBuilder<C, M> {
         self
     }
 
+    /// Ignores retry-after hints (the default): only the window's rates
+    /// and the run of failures open the breaker, for the open duration.
+    pub fn ignore_retry_after(mut self) -> Self {
+        self.retry_after_cap = None;
+        self
+    }
+
     /// How many failed calls in a row, the last of them carrying a
     /// retry-after hint, open the breaker for that hint alone (see
     /// [`honor_retry_after`](Self::honor_retry_after)). The default, 5, is

@@ -167,11 +167,6 @@ impl CircuitBreakerHandle {
         self.breaker().force(State::Disabled, "forced");
     }
 
-    /// The same as [`disable`](Self::disable): forced closed.
-    pub fn force_closed(&self) {
-        self.disable();
-    }
-
     /// Lets every call through and records outcomes, without ever opening,
     /// until [`reset`](Self::reset).
     pub fn metrics_only(&self) {
