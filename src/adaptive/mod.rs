@@ -130,6 +130,18 @@ pub struct Adaptive<S, C> {
 }
 
 impl<S, C> Adaptive<S, C> {
+    /// `inner` wrapped as `layer` wraps services (`layer.layer(inner)`):
+    /// with its settings, and sharing its state with every other service
+    /// it made.
+    pub fn new(inner: S, layer: &AdaptiveLayer<C>) -> Self
+    where
+        AdaptiveLayer<C>: tower_layer::Layer<S, Service = Self>,
+    {
+        tower_layer::Layer::layer(layer, inner)
+    }
+}
+
+impl<S, C> Adaptive<S, C> {
     /// A view of the limiter.
     pub fn handle(&self) -> AdaptiveHandle {
         AdaptiveHandle::new(Arc::clone(&self.node.limiter))

@@ -109,6 +109,18 @@ pub struct Bulkhead<S> {
 }
 
 impl<S> Bulkhead<S> {
+    /// `inner` wrapped as `layer` wraps services (`layer.layer(inner)`):
+    /// with its settings, and sharing its state with every other service
+    /// it made.
+    pub fn new(inner: S, layer: &BulkheadLayer) -> Self
+    where
+        BulkheadLayer: tower_layer::Layer<S, Service = Self>,
+    {
+        tower_layer::Layer::layer(layer, inner)
+    }
+}
+
+impl<S> Bulkhead<S> {
     pub(crate) fn from_shared(inner: S, shared: Arc<Shared>) -> Self {
         Self { inner, shared }
     }

@@ -130,6 +130,33 @@ pub struct Chaos<S, R = NoResponse> {
 }
 
 impl<S, R> Chaos<S, R> {
+    /// `inner` wrapped as `layer` wraps services (`layer.layer(inner)`):
+    /// with its settings, and sharing its state with every other service
+    /// it made.
+    pub fn new(inner: S, layer: &ChaosLayer<R>) -> Self
+    where
+        ChaosLayer<R>: tower_layer::Layer<S, Service = Self>,
+    {
+        tower_layer::Layer::layer(layer, inner)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming this one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, R> Chaos<S, R> {
     fn from_parts(inner: S, settings: Arc<Settings>, respond: R) -> Self {
         Self {
             inner,

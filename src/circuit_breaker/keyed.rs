@@ -240,6 +240,18 @@ pub struct KeyedCircuitBreaker<S, F, K, C = DefaultClassifier> {
 }
 
 impl<S, F, K, C> KeyedCircuitBreaker<S, F, K, C> {
+    /// `inner` wrapped as `layer` wraps services (`layer.layer(inner)`):
+    /// with its settings, and sharing its state with every other service
+    /// it made.
+    pub fn new(inner: S, layer: &KeyedCircuitBreakerLayer<F, K, C>) -> Self
+    where
+        KeyedCircuitBreakerLayer<F, K, C>: tower_layer::Layer<S, Service = Self>,
+    {
+        tower_layer::Layer::layer(layer, inner)
+    }
+}
+
+impl<S, F, K, C> KeyedCircuitBreaker<S, F, K, C> {
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner

@@ -159,6 +159,18 @@ pub struct CircuitBreaker<S, C = DefaultClassifier> {
 }
 
 impl<S, C> CircuitBreaker<S, C> {
+    /// `inner` wrapped as `layer` wraps services (`layer.layer(inner)`):
+    /// with its settings, and sharing its state with every other service
+    /// it made.
+    pub fn new(inner: S, layer: &CircuitBreakerLayer<C>) -> Self
+    where
+        CircuitBreakerLayer<C>: tower_layer::Layer<S, Service = Self>,
+    {
+        tower_layer::Layer::layer(layer, inner)
+    }
+}
+
+impl<S, C> CircuitBreaker<S, C> {
     pub(crate) fn from_lanes(inner: S, lanes: Arc<Lanes<C>>) -> Self {
         Self { inner, lanes }
     }

@@ -317,6 +317,18 @@ pub struct Fallback<S, A = NoAlternate, Ca = NoCache, F = NoLast, C = DefaultCla
 }
 
 impl<S, A, Ca, F, C, K> Fallback<S, A, Ca, F, C, K> {
+    /// `inner` wrapped as `layer` wraps services (`layer.layer(inner)`):
+    /// with its settings, and sharing its state with every other service
+    /// it made.
+    pub fn new(inner: S, layer: &FallbackLayer<A, Ca, F, C, K>) -> Self
+    where
+        FallbackLayer<A, Ca, F, C, K>: tower_layer::Layer<S, Service = Self>,
+    {
+        tower_layer::Layer::layer(layer, inner)
+    }
+}
+
+impl<S, A, Ca, F, C, K> Fallback<S, A, Ca, F, C, K> {
     fn from_shared(inner: S, shared: Arc<Shared<A, Ca, F, C, K>>) -> Self {
         Self { inner, shared }
     }

@@ -133,6 +133,33 @@ pub struct PropagateGrpcTimeout<S> {
     max: Option<Duration>,
 }
 
+impl<S> PropagateGrpcTimeout<S> {
+    /// `inner` wrapped as `layer` wraps services (`layer.layer(inner)`):
+    /// with its settings, and sharing its state with every other service
+    /// it made.
+    pub fn new(inner: S, layer: &PropagateGrpcTimeoutLayer) -> Self
+    where
+        PropagateGrpcTimeoutLayer: tower_layer::Layer<S, Service = Self>,
+    {
+        tower_layer::Layer::layer(layer, inner)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming this one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
 impl<S, B> Service<http::Request<B>> for PropagateGrpcTimeout<S>
 where
     S: Service<http::Request<B>>,
@@ -235,6 +262,33 @@ impl<S> Layer<S> for GrpcServerDeadlineLayer {
 pub struct GrpcServerDeadline<S> {
     inner: S,
     max: Duration,
+}
+
+impl<S> GrpcServerDeadline<S> {
+    /// `inner` wrapped as `layer` wraps services (`layer.layer(inner)`):
+    /// with its settings, and sharing its state with every other service
+    /// it made.
+    pub fn new(inner: S, layer: &GrpcServerDeadlineLayer) -> Self
+    where
+        GrpcServerDeadlineLayer: tower_layer::Layer<S, Service = Self>,
+    {
+        tower_layer::Layer::layer(layer, inner)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming this one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 impl<S, B> Service<http::Request<B>> for GrpcServerDeadline<S>

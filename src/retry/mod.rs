@@ -126,6 +126,18 @@ pub struct Retry<S, C = crate::classify::DefaultClassifier, P = CloneReplay> {
 }
 
 impl<S, C, P> Retry<S, C, P> {
+    /// `inner` wrapped as `layer` wraps services (`layer.layer(inner)`):
+    /// with its settings, and sharing its state with every other service
+    /// it made.
+    pub fn new(inner: S, layer: &RetryLayer<C, P>) -> Self
+    where
+        RetryLayer<C, P>: tower_layer::Layer<S, Service = Self>,
+    {
+        tower_layer::Layer::layer(layer, inner)
+    }
+}
+
+impl<S, C, P> Retry<S, C, P> {
     fn from_parts(inner: S, policy: Arc<Policy<C, P>>) -> Self {
         Self { inner, policy }
     }

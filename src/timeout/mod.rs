@@ -120,6 +120,18 @@ pub struct Timeout<S> {
 }
 
 impl<S> Timeout<S> {
+    /// `inner` wrapped as `layer` wraps services (`layer.layer(inner)`):
+    /// with its settings, and sharing its state with every other service
+    /// it made.
+    pub fn new(inner: S, layer: &TimeoutLayer) -> Self
+    where
+        TimeoutLayer: tower_layer::Layer<S, Service = Self>,
+    {
+        tower_layer::Layer::layer(layer, inner)
+    }
+}
+
+impl<S> Timeout<S> {
     fn from_parts(inner: S, timeout: Duration) -> Self {
         Self { inner, timeout }
     }
@@ -175,6 +187,18 @@ pub struct TotalDeadline<S, St = NoStamp> {
     inner: S,
     total: Duration,
     stamp: St,
+}
+
+impl<S, St> TotalDeadline<S, St> {
+    /// `inner` wrapped as `layer` wraps services (`layer.layer(inner)`):
+    /// with its settings, and sharing its state with every other service
+    /// it made.
+    pub fn new(inner: S, layer: &TotalDeadlineLayer<St>) -> Self
+    where
+        TotalDeadlineLayer<St>: tower_layer::Layer<S, Service = Self>,
+    {
+        tower_layer::Layer::layer(layer, inner)
+    }
 }
 
 impl<S, St> TotalDeadline<S, St> {
