@@ -521,12 +521,12 @@ impl<C: Clone, P, R: Clone, H: Clone, F: Clone, B: Clone, Bk: Clone> Clone
             observe: self.observe.clone(),
             fallback: self.fallback.clone(),
             hedge: self.hedge.clone(),
-            total: self.total,
+            total: self.total.clone(),
             bulkhead: self.bulkhead.clone(),
             retry: self.retry.clone(),
             adaptive: self.adaptive.clone(),
             breaker: self.breaker.clone(),
-            attempt: self.attempt,
+            attempt: self.attempt.clone(),
         }
     }
 }

@@ -497,8 +497,8 @@ async fn check_per_host<B>(
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(up_hits.load(Ordering::SeqCst), 1);
 
-    let mut states: Vec<_> = policy
-        .circuit_breakers()
+    let breakers = policy.circuit_breakers();
+    let mut states: Vec<_> = breakers
         .iter()
         .map(|h| (h.key().unwrap_or_default().to_owned(), h.state(), h.name()))
         .collect();

@@ -3,8 +3,13 @@
 //! every service gives its inner service back; names may be owned
 //! strings, as read from a file.
 
+#[path = "support/capture.rs"]
+mod capture;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use capture::Capture;
 
 use steadfast::BoxError;
 use steadfast::bulkhead::{Bulkhead, BulkheadLayer};
@@ -138,4 +143,71 @@ async fn names_read_at_run_time_need_no_static_strings() {
         .build()
         .unwrap();
     assert_eq!(policy.circuit_breaker().unwrap().name(), "orders-1");
+}
+
+/// Collects the names of the `Rejected` events seen under `observe`.
+fn rejections(seen: &Arc<Mutex<Vec<String>>>) -> ObserveLayer {
+    let log = Arc::clone(seen);
+    ObserveLayer::builder("calls")
+        .on_event(move |event| {
+            if let Event::Rejected { name, .. } = event {
+                log.lock().unwrap().push(name.to_string());
+            }
+        })
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_named_total_deadline_and_rate_limiter_name_their_refusals() {
+    use steadfast::error::{DeadlineExceeded, RateLimited};
+    use steadfast::rate_limit::{Quota, RateLimitLayer};
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let hung = service_fn(|()| std::future::pending::<Result<u32, BoxError>>());
+    let total = TotalDeadlineLayer::new(ms(30))
+        .unwrap()
+        .name(String::from("checkout"));
+    let service = rejections(&seen).layer(total.layer(hung));
+    let err = service.oneshot(()).await.unwrap_err();
+    assert!(err.is::<DeadlineExceeded>(), "{err}");
+
+    // Unnamed, as before.
+    let total = TotalDeadlineLayer::new(ms(30)).unwrap();
+    let service = rejections(&seen).layer(total.layer(hung));
+    assert!(service.oneshot(()).await.is_err());
+
+    let limiter = RateLimitLayer::builder()
+        .name(String::from("api"))
+        .quota(Quota::per_second(1))
+        .build()
+        .unwrap();
+    let echo = service_fn(|()| async { Ok::<_, BoxError>(1_u32) });
+    let mut service = rejections(&seen).layer(limiter.layer(echo));
+    service.ready().await.unwrap().call(()).await.unwrap();
+    let err = service.ready().await.unwrap().call(()).await.unwrap_err();
+    assert!(err.is::<RateLimited>(), "{err}");
+
+    assert_eq!(*seen.lock().unwrap(), ["checkout", "total_deadline", "api"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_named_timeout_and_chaos_layer_name_their_log_lines() {
+    let (capture, _guard) = Capture::install();
+    let hung = service_fn(|()| std::future::pending::<Result<u32, BoxError>>());
+    let timeout = TimeoutLayer::new(ms(10)).unwrap().name(String::from("db"));
+    let err = timeout.layer(hung).oneshot(()).await.unwrap_err();
+    assert!(err.is::<Elapsed>(), "{err}");
+    let line = capture.event_saying("attempt timed out");
+    assert_eq!(line.field("name"), "db");
+
+    let chaos = ChaosLayer::builder()
+        .name(String::from("drill"))
+        .error_rate(1.0)
+        .build()
+        .unwrap();
+    let echo = service_fn(|()| async { Ok::<_, BoxError>(1_u32) });
+    assert!(chaos.layer(echo).oneshot(()).await.is_err());
+    let line = capture.event_saying("fault injected");
+    assert_eq!(line.field("name"), "drill");
 }

@@ -205,6 +205,7 @@ where
             tracing::debug!(
                 target: "steadfast::chaos",
                 layer = "chaos",
+                name = &*self.settings.name,
                 fault = fault.as_str(),
                 delay_ms = delay.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                 "fault injected"

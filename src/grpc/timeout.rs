@@ -317,7 +317,7 @@ where
         request.extensions_mut().insert(deadline);
         let inner = &mut self.inner;
         let future = deadline.sync_scope(|| inner.call(request));
-        DeadlineFuture::new(future, deadline)
+        DeadlineFuture::new(future, deadline, None)
     }
 }
 

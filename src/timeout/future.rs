@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
@@ -29,17 +30,25 @@ pin_project! {
         // The total deadline had passed when the attempt was made: it is
         // never started.
         too_late: bool,
+        // `None`: the default name.
+        name: Option<Arc<str>>,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn new(inner: F, at: Instant, cut_by_deadline: bool) -> Self {
+    pub(super) fn new(
+        inner: F,
+        at: Instant,
+        cut_by_deadline: bool,
+        name: Option<Arc<str>>,
+    ) -> Self {
         Self {
             inner,
             sleep: None,
             at: Some(at),
             cut_by_deadline,
             too_late: cut_by_deadline && at <= Instant::now(),
+            name,
         }
     }
 
@@ -52,6 +61,7 @@ impl<F> ResponseFuture<F> {
             at: None,
             cut_by_deadline: false,
             too_late: false,
+            name: None,
         }
     }
 }
@@ -66,7 +76,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         if *this.too_late {
-            tracing::debug!(target: "steadfast::timeout", layer = "timeout", "attempt not started: the total deadline passed");
+            tracing::debug!(target: "steadfast::timeout", layer = "timeout", name = this.name.as_deref().unwrap_or("timeout"), "attempt not started: the total deadline passed");
             return Poll::Ready(Err(Box::new(DeadlineExceeded::new())));
         }
         if let Poll::Ready(result) = this.inner.poll(cx) {
@@ -77,10 +87,10 @@ where
         };
         ready!(poll_timer(this.sleep.as_mut(), at, cx));
         let err: BoxError = if *this.cut_by_deadline {
-            tracing::debug!(target: "steadfast::timeout", layer = "timeout", "attempt cut by the total deadline");
+            tracing::debug!(target: "steadfast::timeout", layer = "timeout", name = this.name.as_deref().unwrap_or("timeout"), "attempt cut by the total deadline");
             Box::new(DeadlineExceeded::new())
         } else {
-            tracing::debug!(target: "steadfast::timeout", layer = "timeout", "attempt timed out");
+            tracing::debug!(target: "steadfast::timeout", layer = "timeout", name = this.name.as_deref().unwrap_or("timeout"), "attempt timed out");
             Box::new(Elapsed::new())
         };
         Poll::Ready(Err(err))
@@ -110,15 +120,18 @@ pin_project! {
         #[pin]
         sleep: Option<Sleep>,
         at: Instant,
+        // `None`: the default name.
+        name: Option<Arc<str>>,
     }
 }
 
 impl<F: Future> DeadlineFuture<F> {
-    pub(crate) fn new(inner: F, deadline: Deadline) -> Self {
+    pub(crate) fn new(inner: F, deadline: Deadline, name: Option<Arc<str>>) -> Self {
         Self {
             inner: deadline.scope(inner),
             sleep: None,
             at: deadline.instant(),
+            name,
         }
     }
 }
@@ -133,7 +146,13 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        poll_deadline(this.inner, this.sleep, *this.at, cx)
+        poll_named_deadline(
+            this.inner,
+            this.sleep,
+            *this.at,
+            this.name.as_deref().unwrap_or(TOTAL_DEADLINE),
+            cx,
+        )
     }
 }
 
@@ -143,8 +162,28 @@ where
 #[inline]
 pub(crate) fn poll_deadline<F, T, E>(
     inner: Pin<&mut TaskLocalFuture<Deadline, F>>,
+    sleep: Pin<&mut Option<Sleep>>,
+    at: Instant,
+    cx: &mut Context<'_>,
+) -> Poll<Result<T, BoxError>>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    poll_named_deadline(inner, sleep, at, TOTAL_DEADLINE, cx)
+}
+
+/// The name of a total deadline nobody named.
+const TOTAL_DEADLINE: &str = "total_deadline";
+
+/// [`poll_deadline`] for a deadline named `name`, the name its event
+/// carries.
+#[inline]
+fn poll_named_deadline<F, T, E>(
+    inner: Pin<&mut TaskLocalFuture<Deadline, F>>,
     mut sleep: Pin<&mut Option<Sleep>>,
     at: Instant,
+    name: &str,
     cx: &mut Context<'_>,
 ) -> Poll<Result<T, BoxError>>
 where
@@ -157,25 +196,25 @@ where
         // timeout clamped to it): the call ended by the deadline all the
         // same.
         if matches!(&result, Err(err) if err.is::<DeadlineExceeded>()) && at <= Instant::now() {
-            deadline_passed(at);
+            deadline_passed(at, name);
         }
         return Poll::Ready(result);
     }
     ready!(poll_timer(sleep.as_mut(), at, cx));
-    deadline_passed(at);
+    deadline_passed(at, name);
     Poll::Ready(Err(Box::new(DeadlineExceeded::new())))
 }
 
 /// Reports a call ended by the deadline at `at`, once: of nested deadlines
 /// at the same instant, the outermost reports.
 #[cold]
-fn deadline_passed(at: Instant) {
+fn deadline_passed(at: Instant, name: &str) {
     if Deadline::current().is_some_and(|outer| outer.instant() <= at) {
         return;
     }
     crate::observe::emit(&crate::observe::Event::Rejected {
         rejection: crate::observe::Rejection::DeadlineExceeded,
-        name: "total_deadline",
+        name,
         key: None,
         retry_after: None,
     });

@@ -1,3 +1,5 @@
+use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tower_layer::Layer;
@@ -6,9 +8,11 @@ use super::{NoStamp, Timeout, TotalDeadline};
 use crate::error::{ConfigError, check};
 
 /// Applies an attempt timeout to the inner service. See [`Timeout`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct TimeoutLayer {
     timeout: Duration,
+    // `None`: the default name, `"timeout"`.
+    name: Option<Arc<str>>,
 }
 
 impl TimeoutLayer {
@@ -22,7 +26,14 @@ impl TimeoutLayer {
     pub fn new(timeout: Duration) -> Result<Self, ConfigError> {
         Ok(Self {
             timeout: check::positive("timeout.attempt", timeout)?,
+            name: None,
         })
+    }
+
+    /// The name its log lines carry (default `"timeout"`).
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = Some(Arc::from(&*name.into()));
+        self
     }
 
     /// The attempt timeout.
@@ -35,15 +46,17 @@ impl<S> Layer<S> for TimeoutLayer {
     type Service = Timeout<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Timeout::from_parts(inner, self.timeout)
+        Timeout::from_parts(inner, self.timeout, self.name.clone())
     }
 }
 
 /// Bounds the whole logical call. See [`TotalDeadline`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct TotalDeadlineLayer<St = NoStamp> {
     total: Duration,
     stamp: St,
+    // `None`: the default name, `"total_deadline"`.
+    name: Option<Arc<str>>,
 }
 
 impl TotalDeadlineLayer {
@@ -53,6 +66,7 @@ impl TotalDeadlineLayer {
         Ok(Self {
             total: check::positive("timeout.total", total)?,
             stamp: NoStamp,
+            name: None,
         })
     }
 }
@@ -63,11 +77,19 @@ impl<St> TotalDeadlineLayer<St> {
         self.total
     }
 
+    /// The name its [`Rejected`](crate::observe::Event::Rejected) events
+    /// carry (default `"total_deadline"`).
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = Some(Arc::from(&*name.into()));
+        self
+    }
+
     /// Also writes the deadline into each request with `stamp`.
     pub fn stamp<T>(self, stamp: T) -> TotalDeadlineLayer<T> {
         TotalDeadlineLayer {
             total: self.total,
             stamp,
+            name: self.name,
         }
     }
 
@@ -84,6 +106,6 @@ impl<S, St: Clone> Layer<S> for TotalDeadlineLayer<St> {
     type Service = TotalDeadline<S, St>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        TotalDeadline::from_parts(inner, self.total, self.stamp.clone())
+        TotalDeadline::from_parts(inner, self.total, self.stamp.clone(), self.name.clone())
     }
 }

@@ -76,6 +76,7 @@
 //! # }
 //! ```
 
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -117,6 +118,7 @@ pub(crate) fn unbounded<F>(future: F) -> AttemptFuture<F> {
 pub struct Timeout<S> {
     inner: S,
     timeout: Duration,
+    name: Option<Arc<str>>,
 }
 
 impl<S> Timeout<S> {
@@ -132,8 +134,12 @@ impl<S> Timeout<S> {
 }
 
 impl<S> Timeout<S> {
-    fn from_parts(inner: S, timeout: Duration) -> Self {
-        Self { inner, timeout }
+    fn from_parts(inner: S, timeout: Duration, name: Option<Arc<str>>) -> Self {
+        Self {
+            inner,
+            timeout,
+            name,
+        }
     }
 
     /// The inner service.
@@ -173,7 +179,12 @@ where
             Some(deadline) if deadline.instant() <= own => (deadline.instant(), true),
             _ => (own, false),
         };
-        future::ResponseFuture::new(self.inner.call(request), at, cut_by_deadline)
+        future::ResponseFuture::new(
+            self.inner.call(request),
+            at,
+            cut_by_deadline,
+            self.name.clone(),
+        )
     }
 }
 
@@ -187,6 +198,7 @@ pub struct TotalDeadline<S, St = NoStamp> {
     inner: S,
     total: Duration,
     stamp: St,
+    name: Option<Arc<str>>,
 }
 
 impl<S, St> TotalDeadline<S, St> {
@@ -202,11 +214,12 @@ impl<S, St> TotalDeadline<S, St> {
 }
 
 impl<S, St> TotalDeadline<S, St> {
-    fn from_parts(inner: S, total: Duration, stamp: St) -> Self {
+    fn from_parts(inner: S, total: Duration, stamp: St, name: Option<Arc<str>>) -> Self {
         Self {
             inner,
             total,
             stamp,
+            name,
         }
     }
 
@@ -247,6 +260,6 @@ where
         self.stamp.stamp(&mut request, deadline);
         let inner = &mut self.inner;
         let fut = deadline.sync_scope(|| inner.call(request));
-        future::DeadlineFuture::new(fut, deadline)
+        future::DeadlineFuture::new(fut, deadline, self.name.clone())
     }
 }
