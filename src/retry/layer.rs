@@ -170,6 +170,7 @@ impl<C, P> RetryLayerBuilder<C, P> {
     }
 
     /// The longest hint honoured, as set so far.
+    #[cfg(feature = "serde")]
     pub(crate) fn max_retry_after_set(&self) -> Duration {
         self.settings.max_retry_after
     }

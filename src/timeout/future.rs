@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
@@ -31,17 +30,12 @@ pin_project! {
         // never started.
         too_late: bool,
         // `None`: the default name.
-        name: Option<Arc<str>>,
+        name: super::Name,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn new(
-        inner: F,
-        at: Instant,
-        cut_by_deadline: bool,
-        name: Option<Arc<str>>,
-    ) -> Self {
+    pub(super) fn new(inner: F, at: Instant, cut_by_deadline: bool, name: super::Name) -> Self {
         Self {
             inner,
             sleep: None,
@@ -76,7 +70,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         if *this.too_late {
-            tracing::debug!(target: "steadfast::timeout", layer = "timeout", name = this.name.as_deref().unwrap_or("timeout"), "attempt not started: the total deadline passed");
+            tracing::debug!(target: "steadfast::timeout", layer = "timeout", name = this.name.as_deref().map_or("timeout", |name| &**name), "attempt not started: the total deadline passed");
             return Poll::Ready(Err(Box::new(DeadlineExceeded::new())));
         }
         if let Poll::Ready(result) = this.inner.poll(cx) {
@@ -87,10 +81,10 @@ where
         };
         ready!(poll_timer(this.sleep.as_mut(), at, cx));
         let err: BoxError = if *this.cut_by_deadline {
-            tracing::debug!(target: "steadfast::timeout", layer = "timeout", name = this.name.as_deref().unwrap_or("timeout"), "attempt cut by the total deadline");
+            tracing::debug!(target: "steadfast::timeout", layer = "timeout", name = this.name.as_deref().map_or("timeout", |name| &**name), "attempt cut by the total deadline");
             Box::new(DeadlineExceeded::new())
         } else {
-            tracing::debug!(target: "steadfast::timeout", layer = "timeout", name = this.name.as_deref().unwrap_or("timeout"), "attempt timed out");
+            tracing::debug!(target: "steadfast::timeout", layer = "timeout", name = this.name.as_deref().map_or("timeout", |name| &**name), "attempt timed out");
             Box::new(Elapsed::new())
         };
         Poll::Ready(Err(err))
@@ -121,12 +115,12 @@ pin_project! {
         sleep: Option<Sleep>,
         at: Instant,
         // `None`: the default name.
-        name: Option<Arc<str>>,
+        name: super::Name,
     }
 }
 
 impl<F: Future> DeadlineFuture<F> {
-    pub(crate) fn new(inner: F, deadline: Deadline, name: Option<Arc<str>>) -> Self {
+    pub(crate) fn new(inner: F, deadline: Deadline, name: super::Name) -> Self {
         Self {
             inner: deadline.scope(inner),
             sleep: None,
@@ -150,7 +144,7 @@ where
             this.inner,
             this.sleep,
             *this.at,
-            this.name.as_deref().unwrap_or(TOTAL_DEADLINE),
+            this.name.as_deref().map_or(TOTAL_DEADLINE, |name| &**name),
             cx,
         )
     }

@@ -12,7 +12,7 @@ use crate::error::{ConfigError, check};
 pub struct TimeoutLayer {
     timeout: Duration,
     // `None`: the default name, `"timeout"`.
-    name: Option<Arc<str>>,
+    name: super::Name,
 }
 
 impl TimeoutLayer {
@@ -32,7 +32,7 @@ impl TimeoutLayer {
 
     /// The name its log lines carry (default `"timeout"`).
     pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
-        self.name = Some(Arc::from(&*name.into()));
+        self.name = Some(Arc::new(Box::from(&*name.into())));
         self
     }
 
@@ -56,7 +56,7 @@ pub struct TotalDeadlineLayer<St = NoStamp> {
     total: Duration,
     stamp: St,
     // `None`: the default name, `"total_deadline"`.
-    name: Option<Arc<str>>,
+    name: super::Name,
 }
 
 impl TotalDeadlineLayer {
@@ -80,7 +80,7 @@ impl<St> TotalDeadlineLayer<St> {
     /// The name its [`Rejected`](crate::observe::Event::Rejected) events
     /// carry (default `"total_deadline"`).
     pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
-        self.name = Some(Arc::from(&*name.into()));
+        self.name = Some(Arc::new(Box::from(&*name.into())));
         self
     }
 

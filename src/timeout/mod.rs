@@ -103,6 +103,10 @@ pub use self::layer::{TimeoutLayer, TotalDeadlineLayer};
 pub(crate) use deadline::later;
 pub(crate) use future::ResponseFuture as AttemptFuture;
 
+/// A timeout layer's name, behind one thin pointer so that the futures
+/// of unnamed timeouts grow by one word only; `None`: the default name.
+type Name = Option<Arc<Box<str>>>;
+
 /// The future of an attempt no timeout layer bounds (the attempt level of
 /// a policy without an attempt timeout).
 #[inline]
@@ -118,7 +122,7 @@ pub(crate) fn unbounded<F>(future: F) -> AttemptFuture<F> {
 pub struct Timeout<S> {
     inner: S,
     timeout: Duration,
-    name: Option<Arc<str>>,
+    name: Name,
 }
 
 impl<S> Timeout<S> {
@@ -134,7 +138,7 @@ impl<S> Timeout<S> {
 }
 
 impl<S> Timeout<S> {
-    fn from_parts(inner: S, timeout: Duration, name: Option<Arc<str>>) -> Self {
+    fn from_parts(inner: S, timeout: Duration, name: Name) -> Self {
         Self {
             inner,
             timeout,
@@ -198,7 +202,7 @@ pub struct TotalDeadline<S, St = NoStamp> {
     inner: S,
     total: Duration,
     stamp: St,
-    name: Option<Arc<str>>,
+    name: Name,
 }
 
 impl<S, St> TotalDeadline<S, St> {
@@ -214,7 +218,7 @@ impl<S, St> TotalDeadline<S, St> {
 }
 
 impl<S, St> TotalDeadline<S, St> {
-    fn from_parts(inner: S, total: Duration, stamp: St, name: Option<Arc<str>>) -> Self {
+    fn from_parts(inner: S, total: Duration, stamp: St, name: Name) -> Self {
         Self {
             inner,
             total,
