@@ -16,13 +16,16 @@
 //! `rate_limit/steadfast`, `rate_limit/tower`, `retry/steadfast`,
 //! `retry/tower`, `retry_budget/steadfast`, `retry_budget/tower`,
 //! `hedge/steadfast` (the first request answers before any copy),
-//! `scatter/steadfast` (two branches, every answer gathered).
-//! `retry/tower`, `retry_budget/steadfast`, `retry_budget/tower`, and the
+//! `scatter/steadfast` (two branches, every answer gathered); the
 //! standard stack (total deadline, bulkhead, retry within its budget,
 //! breaker, attempt timeout): `policy/steadfast` as it is,
 //! `policy/observed` observed as the HTTP preset is, and
 //! `policy/observed_info_listener` observed, with a tracing subscriber at
-//! INFO installed and another policy with listeners built and called.
+//! INFO installed and another policy with listeners built and called; and
+//! three policies: `policy/standard` (total deadline, bulkhead, retry,
+//! breaker and attempt timeout, not observed), `policy/attempt` (only an
+//! attempt timeout: every other level absent) and `policy/empty` (no
+//! layer at all).
 
 use std::fmt::Debug;
 use std::future::{Ready, ready};
@@ -36,7 +39,7 @@ use steadfast::circuit_breaker::CircuitBreakerLayer;
 use steadfast::hedge::HedgeLayer;
 use steadfast::policy::{Policy, PolicyBuilder};
 use steadfast::rate_limit::{Quota, RateLimitLayer};
-use steadfast::retry::RetryLayer;
+use steadfast::retry::{Backoff, RetryLayer};
 use steadfast::scatter::Scatter;
 use tower::retry::budget::{Budget, TpsBudget};
 use tower::{Layer, Service, ServiceExt};
@@ -267,6 +270,33 @@ fn main() -> ExitCode {
                     .expect("valid settings")
                     .map_response(|gathered| gathered.answers().count() as u64);
                 Some(drive(scatter, calls).await)
+            }
+            "policy/standard" => {
+                let second = Duration::from_secs(1);
+                let policy = Policy::builder()
+                    .total_timeout(5 * second)
+                    .bulkhead(BulkheadLayer::builder().max_concurrent(PERMITS))
+                    .retry(
+                        RetryLayer::builder()
+                            .max_attempts(3)
+                            .backoff(Backoff::exponential(Duration::from_millis(10))),
+                    )
+                    .circuit_breaker(CircuitBreakerLayer::builder().count_window(100))
+                    .attempt_timeout(second)
+                    .build()
+                    .expect("valid settings");
+                Some(drive(policy.layer(Echo), calls).await)
+            }
+            "policy/attempt" => {
+                let policy = Policy::builder()
+                    .attempt_timeout(Duration::from_secs(1))
+                    .build()
+                    .expect("valid settings");
+                Some(drive(policy.layer(Echo), calls).await)
+            }
+            "policy/empty" => {
+                let policy = Policy::builder().build().expect("valid settings");
+                Some(drive(policy.layer(Echo), calls).await)
             }
             _ => None,
         }

@@ -24,8 +24,10 @@
 //! [`build`](PolicyBuilder::build): every service the policy makes and
 //! every clone of it share one breaker, bulkhead and retry budget.
 //!
-//! A layer left out passes calls through at its level rather than adding
-//! a wrapper, so a call's future is built and moved once per level. The
+//! A layer left out is absent from its level: the policy alone decides
+//! it, once, when it layers a service, and the [`Level`] there calls the
+//! level below directly. No layer carries a switch, a sentinel or a
+//! stand-in for the policy's sake. The
 //! observe layer ([`observe`](PolicyBuilder::observe), or any of
 //! [`route`](PolicyBuilder::route), [`slow_call`](PolicyBuilder::slow_call),
 //! [`on_event`](PolicyBuilder::on_event), [`metrics`](PolicyBuilder::metrics),
@@ -238,13 +240,13 @@ use pin_project_lite::pin_project;
 use tower_layer::{Identity, Layer};
 use tower_service::Service;
 
-use crate::adaptive::{AdaptiveHandle, AdaptiveLayer, AdaptiveLayerBuilder, AdaptiveLevel};
+use crate::adaptive::{Adaptive, AdaptiveHandle, AdaptiveLayer, AdaptiveLayerBuilder};
 use crate::bulkhead::{
     Bulkhead, BulkheadHandle, BulkheadLayer, BulkheadLayerBuilder, KeyedBulkhead,
     KeyedBulkheadLayer, KeyedBulkheadLayerBuilder,
 };
 use crate::circuit_breaker::{
-    CircuitBreakerBuilder, CircuitBreakerHandle, CircuitBreakerLayer, Keyed,
+    CircuitBreaker, CircuitBreakerBuilder, CircuitBreakerHandle, CircuitBreakerLayer, Keyed,
     KeyedCircuitBreakerLayer,
 };
 use crate::classify::DefaultClassifier;
@@ -273,7 +275,7 @@ pub struct Policy<
     R = GenerateRequestId,
     H = Identity,
     F = Identity,
-    B = CircuitBreakerLayer<C>,
+    B = Optional<CircuitBreakerLayer<C>>,
     Bk = Option<BulkheadLayer>,
 > {
     name: Cow<'static, str>,
@@ -282,10 +284,9 @@ pub struct Policy<
     hedge: H,
     total: Option<TotalDeadlineLayer>,
     bulkhead: Bk,
-    // Retry and breaker levels are always there, passing calls through when
-    // the policy has none: one level per layer, never an extra one.
-    retry: RetryLayer<C, P>,
-    has_retry: bool,
+    // Each level left out is a `Level::Off`: the service below, called
+    // directly.
+    retry: Option<RetryLayer<C, P>>,
     adaptive: Option<AdaptiveLayer<C>>,
     breaker: B,
     attempt: Option<TimeoutLayer>,
@@ -527,7 +528,7 @@ impl<C, P, R, H, F, B, Bk> Policy<C, P, R, H, F, B, Bk> {
 
     /// The retry budget, if the policy retries within one.
     pub fn retry_budget(&self) -> Option<&RetryBudget> {
-        self.retry.budget().filter(|_| self.has_retry)
+        self.retry.as_ref().and_then(RetryLayer::budget)
     }
 
     /// The total timeout, if any.
@@ -626,13 +627,12 @@ impl<C: Clone, P, R: Clone, H: Clone, F: Clone, B: Clone, Bk: Clone> Clone
             observe: self.observe.clone(),
             fallback: self.fallback.clone(),
             hedge: self.hedge.clone(),
-            total: self.total,
+            total: self.total.clone(),
             bulkhead: self.bulkhead.clone(),
             retry: self.retry.clone(),
-            has_retry: self.has_retry,
             adaptive: self.adaptive.clone(),
             breaker: self.breaker.clone(),
-            attempt: self.attempt,
+            attempt: self.attempt.clone(),
         }
     }
 }
@@ -648,7 +648,7 @@ impl<C, P, R, H: fmt::Debug, F: fmt::Debug, B: fmt::Debug, Bk: fmt::Debug> fmt::
             .field("hedge", &self.hedge)
             .field("total", &self.total)
             .field("bulkhead", &self.bulkhead)
-            .field("retry", &self.has_retry.then_some(&self.retry))
+            .field("retry", &self.retry)
             .field("adaptive", &self.adaptive)
             .field("breaker", &self.breaker)
             .field("attempt", &self.attempt)
@@ -656,34 +656,35 @@ impl<C, P, R, H: fmt::Debug, F: fmt::Debug, B: fmt::Debug, Bk: fmt::Debug> fmt::
     }
 }
 
-/// The attempt level of a policy (a pass-through [`Timeout`] without an
-/// attempt timeout).
-pub type AttemptService<S> = Timeout<S>;
-/// The breaker level of a policy with one breaker (a pass-through breaker
-/// without one).
-pub type BreakerService<S, C> = crate::circuit_breaker::CircuitBreaker<AttemptService<S>, C>;
+/// The attempt level of a policy: a [`Timeout`], or the service itself
+/// without an attempt timeout.
+pub type AttemptService<S> = Level<Timeout<S>, S>;
+/// The breaker level of a policy with one breaker: a [`CircuitBreaker`],
+/// or the attempt level itself without a breaker.
+pub type BreakerService<S, C> = Level<CircuitBreaker<AttemptService<S>, C>, AttemptService<S>>;
 /// The breaker level of a policy with a keyed breaker `B`, or with one
-/// breaker ([`BreakerService`]).
+/// breaker or none ([`BreakerService`]).
 pub type BreakerLevelService<S, B> = <B as Layer<AttemptService<S>>>::Service;
-/// The adaptive level of a policy (the breaker level itself without an
-/// adaptive limit).
-pub type AdaptiveService<S, C, B = CircuitBreakerLayer<C>> =
-    AdaptiveLevel<BreakerLevelService<S, B>, C>;
+/// The adaptive level of a policy: an [`Adaptive`] limiter, or the breaker
+/// level itself without an adaptive limit.
+pub type AdaptiveService<S, C, B = Optional<CircuitBreakerLayer<C>>> =
+    Level<Adaptive<BreakerLevelService<S, B>, C>, BreakerLevelService<S, B>>;
 /// The hedging level of a policy (the adaptive level itself without
 /// hedging).
-pub type HedgeService<S, C, H = Identity, B = CircuitBreakerLayer<C>> =
+pub type HedgeService<S, C, H = Identity, B = Optional<CircuitBreakerLayer<C>>> =
     <H as Layer<AdaptiveService<S, C, B>>>::Service;
-/// The retry level of a policy (one attempt without retry).
-pub type RetryService<S, C, P, H = Identity, B = CircuitBreakerLayer<C>> =
-    Retry<HedgeService<S, C, H, B>, C, P>;
-/// The bulkhead level of a policy: one bulkhead (a pass-through one
-/// without one) or one per key, as `Bk` is.
+/// The retry level of a policy: a [`Retry`], or the hedging level itself
+/// without retry.
+pub type RetryService<S, C, P, H = Identity, B = Optional<CircuitBreakerLayer<C>>> =
+    Level<Retry<HedgeService<S, C, H, B>, C, P>, HedgeService<S, C, H, B>>;
+/// The bulkhead level of a policy: one bulkhead or none, or one per key,
+/// as `Bk` is.
 pub type BulkheadService<
     S,
     C,
     P,
     H = Identity,
-    B = CircuitBreakerLayer<C>,
+    B = Optional<CircuitBreakerLayer<C>>,
     Bk = Option<BulkheadLayer>,
 > = <Bk as BulkheadLevel>::Service<RetryService<S, C, P, H, B>>;
 /// The service a [`Policy`] makes: its outer layers (observe, fallback,
@@ -696,7 +697,7 @@ pub type PolicyService<
     R = GenerateRequestId,
     H = Identity,
     F = Identity,
-    B = CircuitBreakerLayer<C>,
+    B = Optional<CircuitBreakerLayer<C>>,
     Bk = Option<BulkheadLayer>,
 > = <F as FallbackLevel<BulkheadService<S, C, P, H, B, Bk>, C, R>>::Service;
 
@@ -710,14 +711,11 @@ where
     type Service = PolicyService<S, C, P, R, H, F, B, Bk>;
 
     fn layer(&self, service: S) -> Self::Service {
-        let service = match &self.attempt {
-            Some(timeout) => timeout.layer(service),
-            None => Timeout::pass_through(service),
-        };
+        let service = Level::new(self.attempt.as_ref(), service);
         let service = self.breaker.layer(service);
-        let service = AdaptiveLevel::new(self.adaptive.as_ref(), service);
+        let service = Level::new(self.adaptive.as_ref(), service);
         let service = self.hedge.layer(service);
-        let service = self.retry.layer(service);
+        let service = Level::new(self.retry.as_ref(), service);
         let service = self.bulkhead.layer_level(service);
         self.fallback
             .outer(self.observe.as_ref(), self.total.as_ref(), service)
@@ -750,8 +748,8 @@ pub type Built<C, P, R, H, F, K = Unkeyed, Kb = Unkeyed> = Policy<
     <Kb as BulkheadSetting>::Layer,
 >;
 
-/// The bulkhead level of a [`Policy`]: one bulkhead (`Option<BulkheadLayer>`,
-/// passing calls through when the policy has none) or one per key
+/// The bulkhead level of a [`Policy`]: one bulkhead or none
+/// (`Option<BulkheadLayer>`, a [`Level`] either way) or one per key
 /// ([`KeyedBulkheadLayer`]).
 pub trait BulkheadLevel {
     /// The service the level makes over `S`.
@@ -766,13 +764,10 @@ pub trait BulkheadLevel {
 }
 
 impl BulkheadLevel for Option<BulkheadLayer> {
-    type Service<S> = Bulkhead<S>;
+    type Service<S> = Level<Bulkhead<S>, S>;
 
-    fn layer_level<S>(&self, service: S) -> Bulkhead<S> {
-        match self {
-            Some(bulkhead) => bulkhead.layer(service),
-            None => Bulkhead::pass_through(service),
-        }
+    fn layer_level<S>(&self, service: S) -> Level<Bulkhead<S>, S> {
+        Level::new(self.as_ref(), service)
     }
 
     fn single(&self) -> Option<BulkheadHandle> {
@@ -818,7 +813,7 @@ pub trait BulkheadSetting {
     fn build_level(
         self,
         single: Option<BulkheadLayerBuilder>,
-        name: Option<&'static str>,
+        name: Option<Cow<'static, str>>,
     ) -> Result<Self::Layer, ConfigError>;
 }
 
@@ -828,7 +823,7 @@ impl BulkheadSetting for Unkeyed {
     fn build_level(
         self,
         single: Option<BulkheadLayerBuilder>,
-        name: Option<&'static str>,
+        name: Option<Cow<'static, str>>,
     ) -> Result<Self::Layer, ConfigError> {
         single
             .map(|bulkhead| match (name, bulkhead.name_set()) {
@@ -840,9 +835,9 @@ impl BulkheadSetting for Unkeyed {
     }
 }
 
-/// The breaker level of a [`Policy`]: one breaker
-/// ([`CircuitBreakerLayer`], a pass-through one if the policy has none) or
-/// one per key ([`KeyedCircuitBreakerLayer`]).
+/// The breaker level of a [`Policy`]: one breaker or none
+/// (`Optional<CircuitBreakerLayer>`) or one per key
+/// ([`KeyedCircuitBreakerLayer`]).
 pub trait BreakerLevel {
     /// The one breaker, if the level is one and is on.
     fn single(&self) -> Option<CircuitBreakerHandle>;
@@ -850,9 +845,9 @@ pub trait BreakerLevel {
     fn all(&self) -> Vec<CircuitBreakerHandle>;
 }
 
-impl<C: Send + Sync + 'static> BreakerLevel for CircuitBreakerLayer<C> {
+impl<C: Send + Sync + 'static> BreakerLevel for Optional<CircuitBreakerLayer<C>> {
     fn single(&self) -> Option<CircuitBreakerHandle> {
-        self.is_on().then(|| self.handle())
+        self.get().map(CircuitBreakerLayer::handle)
     }
 
     fn all(&self) -> Vec<CircuitBreakerHandle> {
@@ -890,7 +885,7 @@ pub trait BreakerSetting<C> {
         self,
         single: Option<CircuitBreakerBuilder>,
         classifier: C,
-        name: Option<&'static str>,
+        name: Option<Cow<'static, str>>,
     ) -> Result<Self::Layer, ConfigError>;
 
     /// The time window the breaker judges, for the check against the
@@ -1008,7 +1003,7 @@ where
         self,
         single: Option<CircuitBreakerBuilder>,
         classifier: C,
-        name: Option<&'static str>,
+        name: Option<Cow<'static, str>>,
     ) -> Result<Self::Layer, ConfigError> {
         let single = single.unwrap_or_else(CircuitBreakerLayer::builder);
         let (breaker, _) = single.with_other_mode(Keyed::new(self.key, self.max_keys, self.idle));
@@ -1036,7 +1031,7 @@ where
     fn build_level(
         self,
         single: Option<BulkheadLayerBuilder>,
-        name: Option<&'static str>,
+        name: Option<Cow<'static, str>>,
     ) -> Result<Self::Layer, ConfigError> {
         let bulkhead = KeyedBulkheadLayerBuilder::from_single(single.unwrap_or_default(), self.key)
             .max_keys(self.max_keys)
@@ -1050,26 +1045,24 @@ where
 }
 
 impl<C> BreakerSetting<C> for Unkeyed {
-    type Layer = CircuitBreakerLayer<C>;
+    type Layer = Optional<CircuitBreakerLayer<C>>;
 
     fn build_level(
         self,
         single: Option<CircuitBreakerBuilder>,
         classifier: C,
-        name: Option<&'static str>,
+        name: Option<Cow<'static, str>>,
     ) -> Result<Self::Layer, ConfigError> {
-        match single {
-            Some(breaker) => {
+        let breaker = single
+            .map(|breaker| {
                 let breaker = match (name, breaker.name_set()) {
                     (Some(name), "circuit_breaker") => breaker.name(name),
                     _ => breaker,
                 };
                 breaker.classifier(classifier).build()
-            }
-            None => CircuitBreakerLayer::builder()
-                .classifier(classifier)
-                .pass_through(),
-        }
+            })
+            .transpose()?;
+        Ok(Optional::new(breaker))
     }
 
     fn time_window_span(&self, single: Option<&CircuitBreakerBuilder>) -> Option<Duration> {
@@ -1244,27 +1237,6 @@ where
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub fn by_host<R: crate::http::RequestParts>(request: &R) -> String {
     request.host().unwrap_or_default().to_owned()
-}
-
-/// `name` as a `&'static str`, each distinct name kept once; past 4,096
-/// distinct names, `None` (the layers keep their own names).
-fn intern(name: &str) -> Option<&'static str> {
-    use std::collections::HashSet;
-    use std::sync::{Mutex, OnceLock, PoisonError};
-    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    let mut names = NAMES
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    if let Some(known) = names.get(name) {
-        return Some(known);
-    }
-    if names.len() >= 4_096 {
-        return None;
-    }
-    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
-    names.insert(leaked);
-    Some(leaked)
 }
 
 /// Builds a [`Policy`]; settings are checked, alone and against each
@@ -1849,7 +1821,7 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
         // so that two policies' state gauges (registered when they are
         // built, outside any call) never mix. Events made inside a call
         // carry the policy's name already.
-        let named = (s.name != "default").then(|| intern(&s.name)).flatten();
+        let named = (s.name != "default").then(|| s.name.clone());
         let observe = match s.observe {
             Some(settings) => Some(
                 ObserveLayerBuilder::from_settings(
@@ -1886,21 +1858,23 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
                 }
             }
         }
-        let has_retry = s.retry.is_some();
         let hedge_replay = self.hedge.replay(&self.replay);
-        let retry = s
-            .retry
-            .unwrap_or_else(|| RetryLayer::builder().max_attempts(1).unlimited_budget())
-            .classifier(self.classifier.clone())
-            .replay(self.replay)
-            .build()?;
+        let retry = match s.retry {
+            Some(retry) => Some(
+                retry
+                    .classifier(self.classifier.clone())
+                    .replay(self.replay)
+                    .build()?,
+            ),
+            None => None,
+        };
         let hedge = self.hedge.build_level(
             self.classifier.clone(),
             hedge_replay,
-            retry.budget().filter(|_| has_retry).cloned(),
+            retry.as_ref().and_then(RetryLayer::budget).cloned(),
         )?;
         let fallback = self.fallback.build_level(self.classifier.clone())?;
-        if let (true, Some(total)) = (has_retry, s.total_timeout) {
+        if let (Some(retry), Some(total)) = (&retry, s.total_timeout) {
             let backoff = retry.backoff().max_total(retry.max_attempts() - 1);
             if backoff > total {
                 return Err(ConfigError::conflict(
@@ -1916,7 +1890,9 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
             .adaptive
             .map(|adaptive| adaptive.classifier(self.classifier.clone()).build())
             .transpose()?;
-        let breaker = self.keyed.build_level(s.breaker, self.classifier, named)?;
+        let breaker = self
+            .keyed
+            .build_level(s.breaker, self.classifier, named.clone())?;
         let bulkhead = self.bulkheads.build_level(s.bulkhead, named)?;
         Ok(Policy {
             name: s.name,
@@ -1926,7 +1902,6 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
             total,
             bulkhead,
             retry,
-            has_retry,
             adaptive,
             breaker,
             attempt,
@@ -2052,5 +2027,232 @@ impl crate::observe::Health {
     {
         let read = policy.status_reader();
         self.reader(move |out| out.push(crate::observe::Status::Policy(read())))
+    }
+}
+
+pub use self::level::{Level, Optional};
+
+// The projection of `Level` is generated without docs.
+#[allow(missing_docs)]
+mod level {
+    use super::*;
+
+    pin_project! {
+        /// One optional level of a [`Policy`]: the layer's service over the
+        /// level below, or, when the policy has no such layer, the level
+        /// below itself, called directly. No layer holds a switch, a
+        /// sentinel or a stand-in for an absent level: the policy decides,
+        /// once, when it layers the service. Errors become [`BoxError`].
+        ///
+        /// A breaker, bulkhead or attempt timeout level answers with its
+        /// layer's own future whether the layer is there or not (a call the
+        /// layer does not guard is one of that future's states), so the
+        /// standard stack pays no second wrapper per call; the adaptive and
+        /// retry levels answer with a `Level` of both futures.
+        #[project = LevelProj]
+        #[derive(Debug, Clone)]
+        pub enum Level<On, Off> {
+            /// The layer's service.
+            On {
+                #[pin]
+                service: On,
+            },
+            /// No layer at this level: the service below.
+            Off {
+                #[pin]
+                service: Off,
+            },
+        }
+    }
+
+    impl<On, Off> Level<On, Off> {
+        /// `layer` over `service` if there is one, else `service` itself.
+        pub(crate) fn new<L>(layer: Option<&L>, service: Off) -> Self
+        where
+            L: Layer<Off, Service = On>,
+        {
+            match layer {
+                Some(layer) => Level::On {
+                    service: layer.layer(service),
+                },
+                None => Level::Off { service },
+            }
+        }
+
+        /// The layer's service, if the level has its layer.
+        pub fn layered(&self) -> Option<&On> {
+            match self {
+                Level::On { service } => Some(service),
+                Level::Off { .. } => None,
+            }
+        }
+    }
+
+    /// A layer a [`Policy`] has or not, for a level whose type is a
+    /// parameter of the policy (its breaker's): layers `L` over the service
+    /// when there is one, else leaves the service as it is, in a [`Level`]
+    /// either way.
+    #[derive(Debug, Clone)]
+    pub struct Optional<L>(Option<L>);
+
+    impl<L> Optional<L> {
+        pub(crate) fn new(layer: Option<L>) -> Self {
+            Self(layer)
+        }
+
+        /// The layer, if there is one.
+        pub fn get(&self) -> Option<&L> {
+            self.0.as_ref()
+        }
+    }
+
+    impl<S, L: Layer<S>> Layer<S> for Optional<L> {
+        type Service = Level<L::Service, S>;
+
+        fn layer(&self, service: S) -> Self::Service {
+            Level::new(self.0.as_ref(), service)
+        }
+    }
+
+    // A level whose layer's future can carry a call the layer does not
+    // guard (a breaker's untracked call, a bulkhead's call without a
+    // permit, an attempt with no bound) answers with that future either way: no second wrapper
+    // around every call of the standard stack. The others answer with a
+    // `Level` of both futures.
+
+    impl<S, C, Req> Service<Req> for Level<CircuitBreaker<S, C>, S>
+    where
+        S: Service<Req>,
+        S::Error: Into<BoxError> + 'static,
+        C: crate::classify::Classify<Req, S::Response, S::Error>,
+    {
+        type Response = S::Response;
+        type Error = BoxError;
+        type Future = <CircuitBreaker<S, C> as Service<Req>>::Future;
+
+        #[inline(always)]
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            match self {
+                Level::On { service } => service.poll_ready(cx),
+                Level::Off { service } => service.poll_ready(cx).map_err(Into::into),
+            }
+        }
+
+        #[inline(always)]
+        fn call(&mut self, request: Req) -> Self::Future {
+            match self {
+                Level::On { service } => service.call(request),
+                Level::Off { service } => crate::circuit_breaker::unguarded(service.call(request)),
+            }
+        }
+    }
+
+    impl<S, Req> Service<Req> for Level<Bulkhead<S>, S>
+    where
+        S: Service<Req> + Clone,
+        S::Error: Into<BoxError>,
+    {
+        type Response = S::Response;
+        type Error = BoxError;
+        type Future = <Bulkhead<S> as Service<Req>>::Future;
+
+        #[inline(always)]
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            match self {
+                Level::On { service } => service.poll_ready(cx),
+                Level::Off { service } => service.poll_ready(cx).map_err(Into::into),
+            }
+        }
+
+        #[inline(always)]
+        fn call(&mut self, request: Req) -> Self::Future {
+            match self {
+                Level::On { service } => service.call(request),
+                Level::Off { service } => crate::bulkhead::unguarded(service.call(request)),
+            }
+        }
+    }
+
+    impl<S, Req> Service<Req> for Level<Timeout<S>, S>
+    where
+        S: Service<Req>,
+        S::Error: Into<BoxError>,
+    {
+        type Response = S::Response;
+        type Error = BoxError;
+        type Future = <Timeout<S> as Service<Req>>::Future;
+
+        #[inline(always)]
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            match self {
+                Level::On { service } => service.poll_ready(cx),
+                Level::Off { service } => service.poll_ready(cx).map_err(Into::into),
+            }
+        }
+
+        #[inline(always)]
+        fn call(&mut self, request: Req) -> Self::Future {
+            match self {
+                Level::On { service } => service.call(request),
+                Level::Off { service } => crate::timeout::unbounded(service.call(request)),
+            }
+        }
+    }
+
+    /// `Service` for a level whose future is a [`Level`] of both futures.
+    macro_rules! either_level {
+        ([$($param:ident),*] $on:ty) => {
+            impl<S, $($param,)* Req> Service<Req> for Level<$on, S>
+            where
+                $on: Service<Req, Error = BoxError>,
+                S: Service<Req, Response = <$on as Service<Req>>::Response>,
+                S::Error: Into<BoxError>,
+            {
+                type Response = S::Response;
+                type Error = BoxError;
+                type Future = Level<<$on as Service<Req>>::Future, S::Future>;
+
+                #[inline(always)]
+                fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+                    match self {
+                        Level::On { service } => service.poll_ready(cx),
+                        Level::Off { service } => service.poll_ready(cx).map_err(Into::into),
+                    }
+                }
+
+                #[inline(always)]
+                fn call(&mut self, request: Req) -> Self::Future {
+                    match self {
+                        Level::On { service } => Level::On {
+                            service: service.call(request),
+                        },
+                        Level::Off { service } => Level::Off {
+                            service: service.call(request),
+                        },
+                    }
+                }
+            }
+        };
+    }
+
+    either_level!([C] Adaptive<S, C>);
+    either_level!([C, P] Retry<S, C, P>);
+
+    impl<On, Off, T, EOn, EOff> Future for Level<On, Off>
+    where
+        On: Future<Output = Result<T, EOn>>,
+        Off: Future<Output = Result<T, EOff>>,
+        EOn: Into<BoxError>,
+        EOff: Into<BoxError>,
+    {
+        type Output = Result<T, BoxError>;
+
+        #[inline(always)]
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            match self.project() {
+                LevelProj::On { service } => service.poll(cx).map_err(Into::into),
+                LevelProj::Off { service } => service.poll(cx).map_err(Into::into),
+            }
+        }
     }
 }

@@ -502,7 +502,8 @@ async fn check_per_host<S>(
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(up_hits.load(Ordering::SeqCst), 1);
 
-    let mut states: Vec<_> = breakers()
+    let handles = breakers();
+    let mut states: Vec<_> = handles
         .iter()
         .map(|h| (h.key().unwrap_or_default().to_owned(), h.state(), h.name()))
         .collect();

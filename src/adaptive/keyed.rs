@@ -214,6 +214,18 @@ pub struct KeyedAdaptive<S, K, F, C = DefaultClassifier> {
     shared: Arc<KeyedShared<K, F, C>>,
 }
 
+impl<S, K, F, C> KeyedAdaptive<S, K, F, C> {
+    /// `inner` wrapped as `layer` wraps services (`layer.layer(inner)`):
+    /// with its settings, and sharing its state with every other service
+    /// it made.
+    pub fn new(inner: S, layer: &KeyedAdaptiveLayer<K, F, C>) -> Self
+    where
+        KeyedAdaptiveLayer<K, F, C>: tower_layer::Layer<S, Service = Self>,
+    {
+        tower_layer::Layer::layer(layer, inner)
+    }
+}
+
 impl<S, K, F, C> KeyedAdaptive<S, K, F, C>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,

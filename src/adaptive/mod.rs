@@ -108,7 +108,6 @@ pub mod future;
 mod handle;
 mod keyed;
 mod layer;
-mod level;
 mod state;
 mod throttle;
 
@@ -118,7 +117,6 @@ pub use keyed::{
     KeyedAdaptive, KeyedAdaptiveHandle, KeyedAdaptiveLayer, KeyedAdaptiveLayerBuilder,
 };
 pub use layer::{AdaptiveLayer, AdaptiveLayerBuilder};
-pub use level::{AdaptiveLevel, LevelFuture};
 pub use throttle::Throttle;
 
 use future::{ResponseFuture, judge_output};
@@ -129,6 +127,18 @@ use state::{Limiter, Node};
 pub struct Adaptive<S, C> {
     inner: S,
     node: Arc<Node<C>>,
+}
+
+impl<S, C> Adaptive<S, C> {
+    /// `inner` wrapped as `layer` wraps services (`layer.layer(inner)`):
+    /// with its settings, and sharing its state with every other service
+    /// it made.
+    pub fn new(inner: S, layer: &AdaptiveLayer<C>) -> Self
+    where
+        AdaptiveLayer<C>: tower_layer::Layer<S, Service = Self>,
+    {
+        tower_layer::Layer::layer(layer, inner)
+    }
 }
 
 impl<S, C> Adaptive<S, C> {

@@ -90,7 +90,7 @@ impl<F, S, Req> ResponseFuture<F, S, Req> {
         }
     }
 
-    /// A call that needs no permit (the pass-through bulkhead).
+    /// A call that holds no permit.
     pub(crate) fn unguarded(future: F) -> Self {
         Self {
             state: State::Called {

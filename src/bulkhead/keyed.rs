@@ -273,6 +273,18 @@ pub struct KeyedBulkhead<S, K, F> {
     shared: Arc<KeyedShared<K, F>>,
 }
 
+impl<S, K, F> KeyedBulkhead<S, K, F> {
+    /// `inner` wrapped as `layer` wraps services (`layer.layer(inner)`):
+    /// with its settings, and sharing its state with every other service
+    /// it made.
+    pub fn new(inner: S, layer: &KeyedBulkheadLayer<K, F>) -> Self
+    where
+        KeyedBulkheadLayer<K, F>: tower_layer::Layer<S, Service = Self>,
+    {
+        tower_layer::Layer::layer(layer, inner)
+    }
+}
+
 impl<S, K, F> KeyedBulkhead<S, K, F>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,

@@ -114,14 +114,14 @@ macro_rules! settings_methods {
     () => {
         /// The most calls in flight at once (default 25). Must be at least 1.
         pub fn max_concurrent(mut self, permits: usize) -> Self {
-            self.settings.max_concurrent_mut(permits);
+            self.settings.set_max_concurrent(permits);
             self
         }
 
         /// How long a call may wait for a free permit (default zero: a call
         /// that finds every permit taken is refused at once).
         pub fn max_wait(mut self, max_wait: Duration) -> Self {
-            self.settings.max_wait_mut(max_wait);
+            self.settings.set_max_wait(max_wait);
             self
         }
 
@@ -129,7 +129,7 @@ macro_rules! settings_methods {
         /// bound). A call that finds the queue full is refused at once.
         /// Has no effect when `max_wait` is zero.
         pub fn queue(mut self, waiters: usize) -> Self {
-            self.settings.queue_mut(waiters);
+            self.settings.set_queue(waiters);
             self
         }
 
@@ -137,13 +137,13 @@ macro_rules! settings_methods {
         /// [`QueueOrder::OldestFirst`](crate::bulkhead::QueueOrder::OldestFirst)). A returned permit always goes to a
         /// waiter before any newcomer.
         pub fn order(mut self, order: crate::bulkhead::QueueOrder) -> Self {
-            self.settings.order_mut(order);
+            self.settings.set_order(order);
             self
         }
 
         /// A name for events (default `"bulkhead"`).
         pub fn name(mut self, name: impl Into<std::borrow::Cow<'static, str>>) -> Self {
-            self.settings.name_mut(name.into());
+            self.settings.set_name(name.into());
             self
         }
     };
@@ -151,23 +151,23 @@ macro_rules! settings_methods {
 pub(super) use settings_methods;
 
 impl Settings {
-    pub(super) fn max_concurrent_mut(&mut self, permits: usize) {
+    pub(super) fn set_max_concurrent(&mut self, permits: usize) {
         self.max_concurrent = permits;
     }
 
-    pub(super) fn max_wait_mut(&mut self, max_wait: Duration) {
+    pub(super) fn set_max_wait(&mut self, max_wait: Duration) {
         self.max_wait = max_wait;
     }
 
-    pub(super) fn queue_mut(&mut self, waiters: usize) {
+    pub(super) fn set_queue(&mut self, waiters: usize) {
         self.queue = Some(waiters);
     }
 
-    pub(super) fn order_mut(&mut self, order: QueueOrder) {
+    pub(super) fn set_order(&mut self, order: QueueOrder) {
         self.order = order;
     }
 
-    pub(super) fn name_mut(&mut self, name: Cow<'static, str>) {
+    pub(super) fn set_name(&mut self, name: Cow<'static, str>) {
         self.name = name;
     }
 }

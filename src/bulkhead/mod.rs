@@ -106,27 +106,23 @@ use state::Shared;
 pub struct Bulkhead<S> {
     inner: S,
     shared: Arc<Shared>,
-    /// `false` for the pass-through bulkhead of a policy without one.
-    on: bool,
+}
+
+impl<S> Bulkhead<S> {
+    /// `inner` wrapped as `layer` wraps services (`layer.layer(inner)`):
+    /// with its settings, and sharing its state with every other service
+    /// it made.
+    pub fn new(inner: S, layer: &BulkheadLayer) -> Self
+    where
+        BulkheadLayer: tower_layer::Layer<S, Service = Self>,
+    {
+        tower_layer::Layer::layer(layer, inner)
+    }
 }
 
 impl<S> Bulkhead<S> {
     pub(crate) fn from_shared(inner: S, shared: Arc<Shared>) -> Self {
-        Self {
-            inner,
-            shared,
-            on: true,
-        }
-    }
-
-    /// Lets every call through, holding no permit: the bulkhead level of
-    /// a policy that has none.
-    pub(crate) fn pass_through(inner: S) -> Self {
-        Self {
-            inner,
-            shared: Arc::new(Shared::unused()),
-            on: false,
-        }
+        Self { inner, shared }
     }
 
     /// A view of the bulkhead's permits and waiters.
@@ -155,7 +151,6 @@ impl<S: Clone> Clone for Bulkhead<S> {
         Self {
             inner: self.inner.clone(),
             shared: Arc::clone(&self.shared),
-            on: self.on,
         }
     }
 }
@@ -185,11 +180,15 @@ where
 
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
-        if !self.on {
-            return ResponseFuture::unguarded(self.inner.call(request));
-        }
         admit(&self.shared, &mut self.inner, request)
     }
+}
+
+/// The future of a call no bulkhead guards (the bulkhead level of a
+/// policy without a bulkhead): the bulkhead's own future, with no permit.
+#[inline]
+pub(crate) fn unguarded<F, S, Req>(future: F) -> ResponseFuture<F, S, Req> {
+    ResponseFuture::unguarded(future)
 }
 
 /// Calls `inner` at once if a permit is free, else queues the call or

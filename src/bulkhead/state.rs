@@ -88,27 +88,6 @@ impl Shared {
     pub(crate) fn key(&self) -> Option<&str> {
         self.key.as_deref()
     }
-
-    /// The state of a bulkhead that never admits through it (the
-    /// pass-through level of a policy): it registers no metric.
-    pub(crate) fn unused() -> Self {
-        Self {
-            in_flight: AtomicUsize::new(0),
-            waiting: AtomicUsize::new(0),
-            handoff: AtomicUsize::new(0),
-            max_concurrent: usize::MAX,
-            max_wait: Duration::ZERO,
-            queue: 0,
-            order: QueueOrder::OldestFirst,
-            notify: Arc::new(Notify::new()),
-            #[cfg(feature = "metrics")]
-            gauge: metrics::Gauge::noop(),
-            name: Cow::Borrowed(""),
-            key: None,
-            decisions: crate::event::Decisions::new(),
-        }
-    }
-
     /// Takes a permit if one is free.
     #[inline]
     pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<Permit> {

@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,7 @@ impl ChaosLayer {
             enabled: true,
             seed: 0x5EED_C4A0,
             respond: NoResponse,
+            name: Cow::Borrowed("chaos"),
             can_respond: false,
         }
     }
@@ -94,9 +96,16 @@ pub struct ChaosLayerBuilder<R = NoResponse> {
     seed: u64,
     respond: R,
     can_respond: bool,
+    name: Cow<'static, str>,
 }
 
 impl<R> ChaosLayerBuilder<R> {
+    /// The name its log lines carry (default `"chaos"`).
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
     /// Share of calls failed at once with
     /// [`InjectedFault`](super::InjectedFault), without calling the service.
     pub fn error_rate(mut self, rate: f64) -> Self {
@@ -121,6 +130,7 @@ impl<R> ChaosLayerBuilder<R> {
             seed: self.seed,
             respond,
             can_respond: true,
+            name: self.name,
         }
     }
 
@@ -150,7 +160,12 @@ impl<R> ChaosLayerBuilder<R> {
     pub fn build(self) -> Result<ChaosLayer<R>, ConfigError> {
         self.rates.validate(self.can_respond)?;
         Ok(ChaosLayer {
-            settings: Arc::new(Settings::new(self.rates, self.enabled, self.seed)),
+            settings: Arc::new(Settings::new(
+                self.name,
+                self.rates,
+                self.enabled,
+                self.seed,
+            )),
             respond: self.respond,
             can_respond: self.can_respond,
         })

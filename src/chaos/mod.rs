@@ -130,6 +130,33 @@ pub struct Chaos<S, R = NoResponse> {
 }
 
 impl<S, R> Chaos<S, R> {
+    /// `inner` wrapped as `layer` wraps services (`layer.layer(inner)`):
+    /// with its settings, and sharing its state with every other service
+    /// it made.
+    pub fn new(inner: S, layer: &ChaosLayer<R>) -> Self
+    where
+        ChaosLayer<R>: tower_layer::Layer<S, Service = Self>,
+    {
+        tower_layer::Layer::layer(layer, inner)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming this one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, R> Chaos<S, R> {
     fn from_parts(inner: S, settings: Arc<Settings>, respond: R) -> Self {
         Self {
             inner,
@@ -175,7 +202,7 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         let (fault, delay) = self.settings.draw();
         if fault != Fault::Pass || delay.is_some() {
-            injected(fault, delay);
+            injected(&self.settings.name, fault, delay);
         }
         match fault {
             Fault::Pass => future::ResponseFuture::inner(self.inner.call(request), delay),
@@ -193,9 +220,9 @@ where
 
 /// Reports an injected fault or delay.
 #[cold]
-fn injected(fault: Fault, delay: Option<Duration>) {
+fn injected(name: &str, fault: Fault, delay: Option<Duration>) {
     crate::event::emit(&crate::event::Event::FaultInjected {
-        name: "chaos",
+        name,
         fault: fault.event(),
         delay,
     });

@@ -1,5 +1,6 @@
 //! The fault settings, changed at run time through a handle.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -43,6 +44,7 @@ impl Fault {
 
 #[derive(Debug)]
 pub(crate) struct Settings {
+    pub(crate) name: Cow<'static, str>,
     enabled: AtomicBool,
     error: Rate,
     hang: Rate,
@@ -112,8 +114,9 @@ fn unit(bits: u64) -> f64 {
 }
 
 impl Settings {
-    pub(crate) fn new(rates: Rates, enabled: bool, seed: u64) -> Self {
+    pub(crate) fn new(name: Cow<'static, str>, rates: Rates, enabled: bool, seed: u64) -> Self {
         let settings = Self {
+            name,
             enabled: AtomicBool::new(enabled),
             error: Rate::default(),
             hang: Rate::default(),

@@ -1,5 +1,6 @@
 //! The builder shared by the plain and the keyed breaker, and its checks.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use crate::classify::DefaultClassifier;
@@ -31,7 +32,7 @@ const DEFAULT_RETRY_AFTER_RUN: u64 = 5;
 /// Checked settings of one breaker.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
-    pub(crate) name: &'static str,
+    pub(crate) name: Cow<'static, str>,
     pub(crate) failure_rate: f64,
     /// `Some((duration, rate))` when slow-call detection is on.
     pub(crate) slow: Option<(Duration, f64)>,
@@ -145,7 +146,7 @@ pub struct Single;
 pub struct CircuitBreakerBuilder<C = DefaultClassifier, M = Single> {
     pub(crate) classifier: C,
     pub(crate) mode: M,
-    name: &'static str,
+    name: Cow<'static, str>,
     failure_rate: f64,
     slow_rate: Option<f64>,
     slow_duration: Option<Duration>,
@@ -166,7 +167,7 @@ impl<M> CircuitBreakerBuilder<DefaultClassifier, M> {
         Self {
             classifier: DefaultClassifier,
             mode,
-            name: "circuit_breaker",
+            name: Cow::Borrowed("circuit_breaker"),
             failure_rate: 50.0,
             slow_rate: None,
             slow_duration: None,
@@ -287,6 +288,13 @@ impl<C, M> CircuitBreakerBuilder<C, M> {
         self
     }
 
+    /// Ignores retry-after hints (the default): only the window's rates
+    /// and the run of failures open the breaker, for the open duration.
+    pub fn ignore_retry_after(mut self) -> Self {
+        self.retry_after_cap = None;
+        self
+    }
+
     /// How many failed calls in a row, the last of them carrying a
     /// retry-after hint, open the breaker for that hint alone (see
     /// [`honor_retry_after`](Self::honor_retry_after)). The default, 5, is
@@ -341,14 +349,14 @@ impl<C, M> CircuitBreakerBuilder<C, M> {
     }
 
     /// The name of the breaker in its events.
-    pub fn name(mut self, name: &'static str) -> Self {
-        self.name = name;
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = name.into();
         self
     }
 
     /// The name set so far.
-    pub(crate) fn name_set(&self) -> &'static str {
-        self.name
+    pub(crate) fn name_set(&self) -> &str {
+        &self.name
     }
 
     /// Calls `listener` with this breaker's
@@ -541,7 +549,7 @@ impl<C, M> CircuitBreakerBuilder<C, M> {
             .map(|wait| check::positive("circuit_breaker.max_half_open_wait", wait))
             .transpose()?;
         Ok(Settings {
-            name: self.name,
+            name: self.name.clone(),
             failure_rate,
             slow,
             window,

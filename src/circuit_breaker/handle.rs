@@ -43,14 +43,6 @@ impl<C> Lanes<C> {
         Self { shared, lanes }
     }
 
-    /// No lanes: for services that never admit a call through the breaker.
-    pub(crate) fn without(shared: Arc<Shared<C>>) -> Self {
-        Self {
-            shared,
-            lanes: Box::default(),
-        }
-    }
-
     /// This thread's reference, cloned.
     #[inline]
     pub(crate) fn pick(&self) -> Holder<C> {
@@ -133,8 +125,8 @@ impl CircuitBreakerHandle {
     }
 
     /// The breaker's name.
-    pub fn name(&self) -> &'static str {
-        self.breaker().settings.name
+    pub fn name(&self) -> &str {
+        &self.breaker().settings.name
     }
 
     /// The breaker's key, for a keyed breaker: its `Debug` form, without
@@ -175,11 +167,6 @@ impl CircuitBreakerHandle {
     pub fn disable(&self) {
         self.breaker()
             .force(State::Disabled, crate::event::TransitionReason::Forced);
-    }
-
-    /// The same as [`disable`](Self::disable): forced closed.
-    pub fn force_closed(&self) {
-        self.disable();
     }
 
     /// Lets every call through and records outcomes, without ever opening,

@@ -1,6 +1,5 @@
 //! One breaker per key (host, route, tenant), with a bounded number of keys.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::hash::Hash;
 use std::marker::PhantomData;
@@ -123,7 +122,7 @@ where
         Ok(KeyedCircuitBreakerLayer {
             shared: Arc::new(KeyedShared {
                 registry: KeyedRegistry::new(max_keys, idle)
-                    .owned_by("circuit_breaker", Cow::Borrowed(settings.name))
+                    .owned_by("circuit_breaker", settings.name.clone())
                     .on_evict(|_, shared: &Shared<C>| shared.breaker.forget_gauges()),
                 key: self.mode.key,
                 settings,
@@ -274,6 +273,18 @@ impl<K, F, C> fmt::Debug for KeyedCircuitBreakerLayer<K, F, C> {
 pub struct KeyedCircuitBreaker<S, K, F, C = DefaultClassifier> {
     inner: S,
     shared: Arc<KeyedShared<K, F, C>>,
+}
+
+impl<S, K, F, C> KeyedCircuitBreaker<S, K, F, C> {
+    /// `inner` wrapped as `layer` wraps services (`layer.layer(inner)`):
+    /// with its settings, and sharing its state with every other service
+    /// it made.
+    pub fn new(inner: S, layer: &KeyedCircuitBreakerLayer<K, F, C>) -> Self
+    where
+        KeyedCircuitBreakerLayer<K, F, C>: tower_layer::Layer<S, Service = Self>,
+    {
+        tower_layer::Layer::layer(layer, inner)
+    }
 }
 
 impl<S, K, F, C> KeyedCircuitBreaker<S, K, F, C> {

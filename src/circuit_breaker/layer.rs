@@ -16,7 +16,6 @@ use crate::error::ConfigError;
 /// See the [module docs](super) for an example.
 pub struct CircuitBreakerLayer<C = DefaultClassifier> {
     lanes: Arc<Lanes<C>>,
-    on: bool,
 }
 
 impl CircuitBreakerLayer {
@@ -35,30 +34,7 @@ impl<C> CircuitBreakerBuilder<C, Single> {
                 breaker: Breaker::new(settings, None),
                 classifier: self.classifier,
             }))),
-            on: true,
         })
-    }
-
-    /// A layer whose services let every call through untouched: the
-    /// breaker level of a policy that has none. Its breaker reports
-    /// nothing.
-    pub(crate) fn pass_through(self) -> Result<CircuitBreakerLayer<C>, ConfigError> {
-        let settings = self.settings()?;
-        Ok(CircuitBreakerLayer {
-            lanes: Arc::new(Lanes::without(Arc::new(Shared {
-                breaker: Breaker::quiet(settings),
-                classifier: self.classifier,
-            }))),
-            on: false,
-        })
-    }
-}
-
-impl<C> CircuitBreakerLayer<C> {
-    /// Whether the layer guards calls (`false` for a policy's pass-through
-    /// level).
-    pub(crate) fn is_on(&self) -> bool {
-        self.on
     }
 }
 
@@ -76,7 +52,7 @@ impl<S, C> Layer<S> for CircuitBreakerLayer<C> {
         if !self.lanes.shared.breaker.settings.listeners.is_empty() {
             crate::event::context::listeners_layered();
         }
-        CircuitBreaker::from_lanes(inner, self.lanes.clone(), self.on)
+        CircuitBreaker::from_lanes(inner, self.lanes.clone())
     }
 }
 
@@ -84,7 +60,6 @@ impl<C> Clone for CircuitBreakerLayer<C> {
     fn clone(&self) -> Self {
         Self {
             lanes: self.lanes.clone(),
-            on: self.on,
         }
     }
 }

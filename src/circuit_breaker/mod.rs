@@ -156,13 +156,23 @@ use crate::classify::{Classify, DefaultClassifier};
 pub struct CircuitBreaker<S, C = DefaultClassifier> {
     inner: S,
     lanes: Arc<Lanes<C>>,
-    /// `false` for the pass-through breaker of a policy without one.
-    on: bool,
 }
 
 impl<S, C> CircuitBreaker<S, C> {
-    pub(crate) fn from_lanes(inner: S, lanes: Arc<Lanes<C>>, on: bool) -> Self {
-        Self { inner, lanes, on }
+    /// `inner` wrapped as `layer` wraps services (`layer.layer(inner)`):
+    /// with its settings, and sharing its state with every other service
+    /// it made.
+    pub fn new(inner: S, layer: &CircuitBreakerLayer<C>) -> Self
+    where
+        CircuitBreakerLayer<C>: tower_layer::Layer<S, Service = Self>,
+    {
+        tower_layer::Layer::layer(layer, inner)
+    }
+}
+
+impl<S, C> CircuitBreaker<S, C> {
+    pub(crate) fn from_lanes(inner: S, lanes: Arc<Lanes<C>>) -> Self {
+        Self { inner, lanes }
     }
 
     /// The inner service.
@@ -193,7 +203,6 @@ impl<S: Clone, C> Clone for CircuitBreaker<S, C> {
         Self {
             inner: self.inner.clone(),
             lanes: self.lanes.clone(),
-            on: self.on,
         }
     }
 }
@@ -224,12 +233,19 @@ where
 
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
-        if !self.on {
-            return ResponseFuture::called(self.inner.call(request), None);
-        }
         let lanes = &*self.lanes;
         call_through(&mut self.inner, &lanes.shared, || lanes.pick(), request)
     }
+}
+
+/// The future of a call no breaker guards (the breaker level of a
+/// policy without a breaker): the breaker's own future, untracked.
+#[inline]
+pub(crate) fn unguarded<F, C, Fa>(future: F) -> ResponseFuture<F, C, Fa>
+where
+    F: std::future::Future,
+{
+    ResponseFuture::called(future, None)
 }
 
 /// Admits `request` through `shared`'s breaker and calls `inner`, or

@@ -133,11 +133,6 @@ pub(crate) struct Breaker {
 
 impl Breaker {
     pub(crate) fn new(settings: Settings, key: Option<Box<str>>) -> Self {
-        Self::make(settings, key, true)
-    }
-
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-    fn make(settings: Settings, key: Option<Box<str>>, report: bool) -> Self {
         let window = match settings.window {
             WindowKind::Count(size) => Window::Count(CountWindow::new(size)),
             WindowKind::Time { span, buckets } => {
@@ -147,9 +142,10 @@ impl Breaker {
         Self {
             decisions: crate::event::Decisions::new(),
             #[cfg(feature = "metrics")]
-            gauges: report.then(|| {
-                crate::event::metrics::BreakerGauges::register(settings.name, key.as_deref())
-            }),
+            gauges: Some(crate::event::metrics::BreakerGauges::register(
+                &settings.name,
+                key.as_deref(),
+            )),
             state: CachePadded(AtomicU64::new(pack(State::Closed, 0, 0))),
             probes: CachePadded(AtomicU64::new(0)),
             streak: CachePadded(AtomicU64::new(0)),
@@ -161,12 +157,6 @@ impl Breaker {
             base: Instant::now(),
             key,
         }
-    }
-
-    /// A breaker with no metrics handles, for a policy level that never
-    /// uses it.
-    pub(crate) fn quiet(settings: Settings) -> Self {
-        Self::make(settings, None, false)
     }
 
     /// Admits a call, or refuses it with the time the breaker stays open.
@@ -576,7 +566,7 @@ impl Breaker {
             &self.decisions,
             &self.settings.listeners,
             &crate::event::Event::StateChanged {
-                name: self.settings.name,
+                name: &self.settings.name,
                 key: self.key.as_deref(),
                 from,
                 to,
@@ -594,7 +584,7 @@ impl Breaker {
             &self.settings.listeners,
             &crate::event::Event::Rejected {
                 rejection: crate::event::Rejection::CircuitOpen,
-                name: self.settings.name,
+                name: &self.settings.name,
                 key: self.key.as_deref(),
                 retry_after: Some(open.remaining()).filter(|d| !d.is_zero()),
             },

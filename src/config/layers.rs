@@ -63,11 +63,11 @@ pub struct RetryConfig {
     /// `true`: retries are bounded by `max_attempts` alone
     /// ([`RetryLayerBuilder::unlimited_budget`]).
     pub unlimited_budget: Option<bool>,
-    /// Whether a callee's retry-after hint sets the delay
-    /// ([`RetryLayerBuilder::honor_retry_after`]).
+    /// Whether a callee's retry-after hint sets the delay: `false` is
+    /// [`RetryLayerBuilder::ignore_retry_after`].
     pub honor_retry_after: Option<bool>,
     /// The longest retry-after hint honoured
-    /// ([`RetryLayerBuilder::max_retry_after`]).
+    /// ([`RetryLayerBuilder::honor_retry_after`]).
     #[serde(default, with = "humantime_serde")]
     pub max_retry_after: Option<Duration>,
     /// A seed for the jitter, to repeat a run exactly
@@ -104,12 +104,15 @@ impl RetryConfig {
             (None, Some(true)) => builder = builder.unlimited_budget(),
             (None, _) => {}
         }
-        if let Some(honor) = self.honor_retry_after {
-            builder = builder.honor_retry_after(honor);
-        }
-        if let Some(max) = self.max_retry_after {
-            builder = builder.max_retry_after(max);
-        }
+        builder = match (self.honor_retry_after, self.max_retry_after) {
+            (Some(false), _) => builder.ignore_retry_after(),
+            (_, Some(max)) => builder.honor_retry_after(max),
+            (Some(true), None) => {
+                let max = builder.max_retry_after_set();
+                builder.honor_retry_after(max)
+            }
+            (None, None) => builder,
+        };
         if let Some(seed) = self.seed {
             builder = builder.seed(seed);
         }

@@ -217,7 +217,7 @@ where
     };
     let source = FallbackSource::Cache { age };
     emit(
-        shared.name,
+        &shared.name,
         Some(&source),
         Verdict::transient(),
         Reason::LatencyBudget,
@@ -261,7 +261,7 @@ where
         }
         None => {
             if shared.alternate.is_configured() {
-                alternate_skipped(shared.name);
+                alternate_skipped(&shared.name);
             }
             Some(rest(shared, this.slot, this.last, failed))
         }
@@ -308,7 +308,7 @@ where
         );
         if verdict.is_answer() {
             let source = FallbackSource::Alternate;
-            emit(shared.name, Some(&source), failed.verdict, failed.reason);
+            emit(&shared.name, Some(&source), failed.verdict, failed.reason);
             let mut response = shared.kind.pass(response);
             shared.kind.mark(&mut response, &source);
             return Poll::Ready(Ok(response));
@@ -330,7 +330,7 @@ where
     let (value, age) = slot.take()?.lookup()?;
     let stored = value.downcast_ref::<K::Stored>()?;
     let source = FallbackSource::Cache { age };
-    emit(shared.name, Some(&source), failed.verdict, failed.reason);
+    emit(&shared.name, Some(&source), failed.verdict, failed.reason);
     let mut response = shared.kind.rebuild(stored);
     shared.kind.mark(&mut response, &source);
     Some(response)
@@ -359,18 +359,18 @@ where
         };
         if let Some(mut response) = shared.last.answer(&shared.kind, facts, &cause) {
             let source = FallbackSource::Static;
-            emit(shared.name, Some(&source), failed.verdict, failed.reason);
+            emit(&shared.name, Some(&source), failed.verdict, failed.reason);
             shared.kind.mark(&mut response, &source);
             return Ok(response);
         }
     }
-    emit(shared.name, None, failed.verdict, failed.reason);
+    emit(&shared.name, None, failed.verdict, failed.reason);
     failed.outcome.map(|response| shared.kind.pass(response))
 }
 
 /// The one place fallback answers are reported.
 #[cold]
-fn emit(name: &'static str, source: Option<&FallbackSource>, verdict: Verdict, reason: Reason) {
+fn emit(name: &str, source: Option<&FallbackSource>, verdict: Verdict, reason: Reason) {
     crate::event::emit(&match source {
         Some(source) => crate::event::Event::FallbackServed {
             name,

@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,7 +50,7 @@ impl FallbackLayer {
             kind: Plain { mark: NoMark },
             settings: Settings {
                 on: Trigger::ALL,
-                name: "fallback",
+                name: Cow::Borrowed("fallback"),
                 cache_first: false,
                 sources: 0,
                 stale_after: None,
@@ -95,10 +96,10 @@ where
 }
 
 /// The settings that don't change the builder's type.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Settings {
     on: Trigger,
-    name: &'static str,
+    name: Cow<'static, str>,
     cache_first: bool,
     sources: u8,
     // The latency budget and the cap on calls left running, checked by
@@ -247,8 +248,8 @@ impl<A, Ca, F, C, K> FallbackLayerBuilder<A, Ca, F, C, K> {
     }
 
     /// The name events of this layer carry (default `"fallback"`).
-    pub fn name(mut self, name: &'static str) -> Self {
-        self.settings.name = name;
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.settings.name = name.into();
         self
     }
 

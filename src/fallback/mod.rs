@@ -248,6 +248,7 @@
 //! [`Verdict::Transient`]: crate::classify::Verdict::Transient
 //! [`Verdict::Failure`]: crate::classify::Verdict::Failure
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -307,7 +308,7 @@ pub(crate) struct Shared<A, Ca, F, C, K> {
     pub(crate) classifier: C,
     pub(crate) kind: K,
     pub(crate) on: Trigger,
-    pub(crate) name: &'static str,
+    pub(crate) name: Cow<'static, str>,
     pub(crate) cache_first: bool,
 }
 
@@ -317,6 +318,18 @@ pub struct Fallback<S, A = NoAlternate, Ca = NoCache, F = NoLast, C = DefaultCla
 {
     inner: S,
     shared: Arc<Shared<A, Ca, F, C, K>>,
+}
+
+impl<S, A, Ca, F, C, K> Fallback<S, A, Ca, F, C, K> {
+    /// `inner` wrapped as `layer` wraps services (`layer.layer(inner)`):
+    /// with its settings, and sharing its state with every other service
+    /// it made.
+    pub fn new(inner: S, layer: &FallbackLayer<A, Ca, F, C, K>) -> Self
+    where
+        FallbackLayer<A, Ca, F, C, K>: tower_layer::Layer<S, Service = Self>,
+    {
+        tower_layer::Layer::layer(layer, inner)
+    }
 }
 
 impl<S, A, Ca, F, C, K> Fallback<S, A, Ca, F, C, K> {

@@ -45,7 +45,7 @@ impl Default for GrpcClassifier {
 
 impl GrpcClassifier {
     /// The classifier with the default table. Pushback is passed on whole:
-    /// the retry layer's `max_retry_after` is the one maximum.
+    /// the retry layer's `honor_retry_after` maximum is the one maximum.
     pub const fn new() -> Self {
         let mut table = [Verdict::Failure; 17];
         table[Code::Ok as usize] = Verdict::Success;

@@ -48,7 +48,7 @@
 //!
 //! `grpc-retry-pushback-ms`, read by [`parse_pushback`], is the
 //! retry-after hint of a transient answer: whole milliseconds, passed on
-//! whole, so that the retry layer's `max_retry_after` is the one maximum.
+//! whole, so that the retry layer's `honor_retry_after` maximum is the one maximum.
 //! The retry layer waits the longer of the pushback and its own backoff, where gRPC
 //! waits the pushback alone. A negative or malformed value means "do not
 //! retry", as gRPC specifies: the answer is then judged a failure.

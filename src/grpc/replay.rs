@@ -75,6 +75,33 @@ pub struct BufferGrpcRequest<S> {
     limit: usize,
 }
 
+impl<S> BufferGrpcRequest<S> {
+    /// `inner` wrapped as `layer` wraps services (`layer.layer(inner)`):
+    /// with its settings, and sharing its state with every other service
+    /// it made.
+    pub fn new(inner: S, layer: &BufferGrpcRequestLayer) -> Self
+    where
+        BufferGrpcRequestLayer: tower_layer::Layer<S, Service = Self>,
+    {
+        tower_layer::Layer::layer(layer, inner)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming this one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
 impl<S, B> Service<Request<B>> for BufferGrpcRequest<S>
 where
     S: Service<Request<ReplayBody<B>>>,

@@ -133,6 +133,33 @@ pub struct PropagateGrpcTimeout<S> {
     max: Option<Duration>,
 }
 
+impl<S> PropagateGrpcTimeout<S> {
+    /// `inner` wrapped as `layer` wraps services (`layer.layer(inner)`):
+    /// with its settings, and sharing its state with every other service
+    /// it made.
+    pub fn new(inner: S, layer: &PropagateGrpcTimeoutLayer) -> Self
+    where
+        PropagateGrpcTimeoutLayer: tower_layer::Layer<S, Service = Self>,
+    {
+        tower_layer::Layer::layer(layer, inner)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming this one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
 impl<S, B> Service<http::Request<B>> for PropagateGrpcTimeout<S>
 where
     S: Service<http::Request<B>>,
@@ -237,6 +264,33 @@ pub struct GrpcServerDeadline<S> {
     max: Duration,
 }
 
+impl<S> GrpcServerDeadline<S> {
+    /// `inner` wrapped as `layer` wraps services (`layer.layer(inner)`):
+    /// with its settings, and sharing its state with every other service
+    /// it made.
+    pub fn new(inner: S, layer: &GrpcServerDeadlineLayer) -> Self
+    where
+        GrpcServerDeadlineLayer: tower_layer::Layer<S, Service = Self>,
+    {
+        tower_layer::Layer::layer(layer, inner)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming this one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
 impl<S, B> Service<http::Request<B>> for GrpcServerDeadline<S>
 where
     S: Service<http::Request<B>>,
@@ -263,7 +317,7 @@ where
         request.extensions_mut().insert(deadline);
         let inner = &mut self.inner;
         let future = deadline.sync_scope(|| inner.call(request));
-        DeadlineFuture::new(future, deadline)
+        DeadlineFuture::new(future, deadline, None)
     }
 }
 

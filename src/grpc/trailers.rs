@@ -113,6 +113,18 @@ pub struct GrpcResponse<S> {
 }
 
 impl<S> GrpcResponse<S> {
+    /// `inner` wrapped as `layer` wraps services (`layer.layer(inner)`):
+    /// with its settings, and sharing its state with every other service
+    /// it made.
+    pub fn new(inner: S, layer: &GrpcResponseLayer) -> Self
+    where
+        GrpcResponseLayer: tower_layer::Layer<S, Service = Self>,
+    {
+        tower_layer::Layer::layer(layer, inner)
+    }
+}
+
+impl<S> GrpcResponse<S> {
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner

@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -35,7 +36,7 @@ impl HedgeLayer {
                 floor: Duration::from_millis(10),
             },
             budget: BudgetChoice::Own,
-            name: "hedge",
+            name: Cow::Borrowed("hedge"),
             classifier: DefaultClassifier,
             replay: CloneReplay,
         }
@@ -153,7 +154,7 @@ pub struct HedgeLayerBuilder<C = DefaultClassifier, P = CloneReplay> {
     max_hedges: u32,
     delay: DelayChoice,
     budget: BudgetChoice,
-    name: &'static str,
+    name: Cow<'static, str>,
     classifier: C,
     replay: P,
 }
@@ -205,8 +206,8 @@ impl<C, P> HedgeLayerBuilder<C, P> {
     }
 
     /// The name events of this layer carry (default `"hedge"`).
-    pub fn name(mut self, name: &'static str) -> Self {
-        self.name = name;
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = name.into();
         self
     }
 
@@ -309,7 +310,7 @@ impl<C, P> fmt::Debug for HedgeLayerBuilder<C, P> {
 /// ```
 pub struct RaceBuilder<C = DefaultClassifier, P = CloneReplay> {
     stagger: Duration,
-    name: &'static str,
+    name: Cow<'static, str>,
     classifier: C,
     replay: P,
 }
@@ -318,7 +319,7 @@ impl RaceBuilder {
     pub(super) fn new() -> Self {
         Self {
             stagger: Duration::ZERO,
-            name: "race",
+            name: Cow::Borrowed("race"),
             classifier: DefaultClassifier,
             replay: CloneReplay,
         }
@@ -335,8 +336,8 @@ impl<C, P> RaceBuilder<C, P> {
     }
 
     /// The name events of this race carry (default `"race"`).
-    pub fn name(mut self, name: &'static str) -> Self {
-        self.name = name;
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = name.into();
         self
     }
 

@@ -159,6 +159,18 @@ pub struct Hedge<S, C = DefaultClassifier, P = CloneReplay> {
 }
 
 impl<S, C, P> Hedge<S, C, P> {
+    /// `inner` wrapped as `layer` wraps services (`layer.layer(inner)`):
+    /// with its settings, and sharing its state with every other service
+    /// it made.
+    pub fn new(inner: S, layer: &HedgeLayer<C, P>) -> Self
+    where
+        HedgeLayer<C, P>: tower_layer::Layer<S, Service = Self>,
+    {
+        tower_layer::Layer::layer(layer, inner)
+    }
+}
+
+impl<S, C, P> Hedge<S, C, P> {
     fn from_parts(primary: S, shared: Arc<Shared<S, C, P>>) -> Self {
         Self { primary, shared }
     }

@@ -1,5 +1,6 @@
 //! The settings of a hedge or race, shared by every service and future.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -26,7 +27,7 @@ pub(crate) struct Policy<C, P> {
     pub(crate) replay: P,
     /// `"hedge"` or `"race"`, as events name the policy.
     pub(crate) kind: &'static str,
-    pub(crate) name: &'static str,
+    pub(crate) name: Cow<'static, str>,
     pub(crate) hedges_sent: AtomicU64,
 }
 
@@ -61,19 +62,19 @@ impl<C, P> Policy<C, P> {
     pub(crate) fn emit(&self, event: Event, copy: u32, delay: Option<Duration>) {
         match event {
             Event::Sent => crate::event::emit(&crate::event::Event::HedgeSent {
-                name: self.name,
+                name: &self.name,
                 copy,
                 delay: delay.unwrap_or_default(),
             }),
             Event::Refused(reason) => crate::event::emit(&crate::event::Event::HedgeRefused {
                 layer: self.kind,
-                name: self.name,
+                name: &self.name,
                 copy,
                 reason,
             }),
             Event::Won { copies } if copies > 1 => {
                 crate::event::emit(&crate::event::Event::HedgeWon {
-                    name: self.name,
+                    name: &self.name,
                     copy,
                 });
             }
@@ -83,7 +84,7 @@ impl<C, P> Policy<C, P> {
             Event::AllFailed(verdict) => {
                 crate::event::emit(&crate::event::Event::HedgeFailed {
                     layer: self.kind,
-                    name: self.name,
+                    name: &self.name,
                     copies: copy,
                     verdict,
                 });

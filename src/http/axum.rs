@@ -140,6 +140,18 @@ pub struct MatchedPathService<S, L: Layer<S>> {
     named: Arc<RwLock<Named<L::Service>>>,
 }
 
+impl<S, L: Layer<S>> MatchedPathService<S, L> {
+    /// `inner` wrapped as `layer` wraps services (`layer.layer(inner)`):
+    /// with its settings, and sharing its state with every other service
+    /// it made.
+    pub fn new(inner: S, layer: &MatchedPathLayer<L>) -> Self
+    where
+        MatchedPathLayer<L>: tower_layer::Layer<S, Service = Self>,
+    {
+        tower_layer::Layer::layer(layer, inner)
+    }
+}
+
 /// The stacks of the patterns seen so far.
 type Named<T> = Vec<(Arc<str>, T)>;
 

@@ -54,7 +54,7 @@ impl HttpClassifier {
     /// The classifier with its defaults: non-idempotent requests not
     /// retried once sent. `Retry-After` hints are passed on as the server
     /// sent them, never shortened: the retry layer's
-    /// [`max_retry_after`](crate::retry::RetryLayerBuilder::max_retry_after)
+    /// [`honor_retry_after`](crate::retry::RetryLayerBuilder::honor_retry_after)
     /// is the one maximum.
     pub const fn new() -> Self {
         Self {
@@ -319,7 +319,7 @@ mod tests {
         });
         let retry = crate::retry::RetryLayer::builder()
             .classifier(HttpClassifier::new())
-            .max_retry_after(Duration::from_secs(600))
+            .honor_retry_after(Duration::from_secs(600))
             .build()
             .unwrap();
         let request = http::Request::get("http://x/").body(()).unwrap();

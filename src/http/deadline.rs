@@ -105,6 +105,33 @@ pub struct PropagateDeadline<S> {
     max: Option<Duration>,
 }
 
+impl<S> PropagateDeadline<S> {
+    /// `inner` wrapped as `layer` wraps services (`layer.layer(inner)`):
+    /// with its settings, and sharing its state with every other service
+    /// it made.
+    pub fn new(inner: S, layer: &PropagateDeadlineLayer) -> Self
+    where
+        PropagateDeadlineLayer: tower_layer::Layer<S, Service = Self>,
+    {
+        tower_layer::Layer::layer(layer, inner)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming this one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
 impl<S, R> Service<R> for PropagateDeadline<S>
 where
     S: Service<R>,
@@ -215,6 +242,33 @@ pub struct ServerDeadline<S> {
     max: Duration,
 }
 
+impl<S> ServerDeadline<S> {
+    /// `inner` wrapped as `layer` wraps services (`layer.layer(inner)`):
+    /// with its settings, and sharing its state with every other service
+    /// it made.
+    pub fn new(inner: S, layer: &ServerDeadlineLayer) -> Self
+    where
+        ServerDeadlineLayer: tower_layer::Layer<S, Service = Self>,
+    {
+        tower_layer::Layer::layer(layer, inner)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming this one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
 impl<S, B> Service<http::Request<B>> for ServerDeadline<S>
 where
     S: Service<http::Request<B>>,
@@ -241,7 +295,7 @@ where
         request.extensions_mut().insert(deadline);
         let inner = &mut self.inner;
         let future = deadline.sync_scope(|| inner.call(request));
-        DeadlineFuture::new(future, deadline)
+        DeadlineFuture::new(future, deadline, None)
     }
 }
 

@@ -163,6 +163,33 @@ pub struct ErrorResponse<S, A = ErrorResponseLayer> {
 }
 
 impl<S, A> ErrorResponse<S, A> {
+    /// `inner` wrapped as `layer` wraps services (`layer.layer(inner)`):
+    /// with its settings, and sharing its state with every other service
+    /// it made.
+    pub fn new(inner: S, layer: &A) -> Self
+    where
+        A: tower_layer::Layer<S, Service = Self>,
+    {
+        tower_layer::Layer::layer(layer, inner)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming this one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, A> ErrorResponse<S, A> {
     pub(crate) fn answering(inner: S, layer: A) -> Self {
         Self {
             inner,

@@ -85,7 +85,7 @@
 //! `Retry-After` values are read by [`parse_retry_after`]: malformed or
 //! negative values are ignored with an event. The classifier passes every
 //! other hint on whole; the longest wait is the retry layer's to decide
-//! ([`max_retry_after`](crate::retry::RetryLayerBuilder::max_retry_after)):
+//! ([`honor_retry_after`](crate::retry::RetryLayerBuilder::honor_retry_after)):
 //! a longer hint ends the call rather than being shortened.
 //!
 //! # Example: a hyper-util client that retries

@@ -97,6 +97,18 @@ pub struct RateLimitHeaders<S> {
 }
 
 impl<S> RateLimitHeaders<S> {
+    /// `inner` wrapped as `layer` wraps services (`layer.layer(inner)`):
+    /// with its settings, and sharing its state with every other service
+    /// it made.
+    pub fn new(inner: S, layer: &RateLimitHeadersLayer) -> Self
+    where
+        RateLimitHeadersLayer: tower_layer::Layer<S, Service = Self>,
+    {
+        tower_layer::Layer::layer(layer, inner)
+    }
+}
+
+impl<S> RateLimitHeaders<S> {
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner

@@ -27,6 +27,18 @@ pub struct Observe<S, C = DefaultClassifier, R = GenerateRequestId> {
     pub(super) listening: bool,
 }
 
+impl<S, C, R> Observe<S, C, R> {
+    /// `inner` wrapped as `layer` wraps services (`layer.layer(inner)`):
+    /// with its settings, and sharing its state with every other service
+    /// it made.
+    pub fn new(inner: S, layer: &super::ObserveLayer<C, R>) -> Self
+    where
+        super::ObserveLayer<C, R>: tower_layer::Layer<S, Service = Self>,
+    {
+        tower_layer::Layer::layer(layer, inner)
+    }
+}
+
 impl<S: Clone, C: Clone, R: Clone> Clone for Observe<S, C, R> {
     fn clone(&self) -> Self {
         Self {

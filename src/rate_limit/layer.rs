@@ -37,6 +37,7 @@ impl RateLimitLayer {
             mode: Mode::Reject,
             max_keys: DEFAULT_MAX_KEYS,
             idle: Some(DEFAULT_IDLE),
+            name: None,
             #[cfg(feature = "redis")]
             store: None,
         }
@@ -113,6 +114,7 @@ pub struct RateLimitLayerBuilder<K = (), F = Global> {
     mode: Mode,
     max_keys: u64,
     idle: Option<Duration>,
+    name: Option<Cow<'static, str>>,
     #[cfg(feature = "redis")]
     store: Option<(super::redis::RedisStore, Option<super::redis::EncodeKey<K>>)>,
 }
@@ -124,9 +126,18 @@ impl<K, F> RateLimitLayerBuilder<K, F> {
         self
     }
 
-    /// One quota for every call: a single tier named `"default"`.
+    /// One quota for every call: a single tier named `"default"`, or
+    /// after the limiter (see [`name`](Self::name)).
     pub fn quota(self, quota: Quota) -> Self {
         self.tier("default", quota)
+    }
+
+    /// Names the limiter: its tier named `"default"` (the one
+    /// [`quota`](Self::quota) defines) takes this name, in the limiter's
+    /// events, metrics and snapshots. The other tiers keep their own names.
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = Some(name.into());
+        self
     }
 
     /// The tier of keys that the tier function does not place, or that it
@@ -190,6 +201,7 @@ impl<K, F> RateLimitLayerBuilder<K, F> {
             mode: self.mode,
             max_keys: self.max_keys,
             idle: self.idle,
+            name: self.name,
             // The key type changes: `store` must be called again after `key`.
             #[cfg(feature = "redis")]
             store: self.store.map(|(store, _)| (store, None)),
@@ -207,8 +219,15 @@ impl<K, F> RateLimitLayerBuilder<K, F> {
                 "define at least one tier or quota",
             ));
         }
+        let limiter = self.name;
+        let named = |tier: Cow<'static, str>| match &limiter {
+            Some(limiter) if tier == "default" => limiter.clone(),
+            _ => tier,
+        };
+        let default_tier = self.default_tier.map(named);
         let mut list = Vec::with_capacity(self.tiers.len());
         for (name, quota) in self.tiers {
+            let name = named(name);
             if list.iter().any(|tier: &Tier| tier.name == name) {
                 return Err(ConfigError::new(
                     "rate_limit.tier",
@@ -224,7 +243,7 @@ impl<K, F> RateLimitLayerBuilder<K, F> {
                 decisions: crate::event::Decisions::new(),
             });
         }
-        let default = match self.default_tier {
+        let default = match default_tier {
             Some(name) => list.iter().position(|t| t.name == name).ok_or_else(|| {
                 ConfigError::new("rate_limit.default_tier", name, "names no defined tier")
             })?,

@@ -201,6 +201,18 @@ pub struct RateLimit<S, K = (), F = Global> {
 }
 
 impl<S, K, F> RateLimit<S, K, F> {
+    /// `inner` wrapped as `layer` wraps services (`layer.layer(inner)`):
+    /// with its settings, and sharing its state with every other service
+    /// it made.
+    pub fn new(inner: S, layer: &RateLimitLayer<K, F>) -> Self
+    where
+        RateLimitLayer<K, F>: tower_layer::Layer<S, Service = Self>,
+    {
+        tower_layer::Layer::layer(layer, inner)
+    }
+}
+
+impl<S, K, F> RateLimit<S, K, F> {
     /// A view of the limiter's keys and settings.
     pub fn handle(&self) -> RateLimitHandle<K> {
         RateLimitHandle {

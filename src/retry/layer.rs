@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +36,7 @@ impl RetryLayer {
                 max_retry_after: Duration::from_secs(60),
                 honor_retry_after: true,
                 random: None,
-                name: "retry",
+                name: Cow::Borrowed("retry"),
             },
             classifier: DefaultClassifier,
             replay: CloneReplay,
@@ -103,8 +104,8 @@ enum BudgetChoice {
 ///     .build()?;
 /// assert_eq!(retry.max_attempts(), 4);
 ///
-/// let err = RetryLayer::builder().max_retry_after(Duration::ZERO).build().unwrap_err();
-/// assert_eq!(err.field(), "retry.max_retry_after");
+/// let err = RetryLayer::builder().honor_retry_after(Duration::ZERO).build().unwrap_err();
+/// assert_eq!(err.field(), "retry.honor_retry_after");
 /// # Ok::<(), steadfast::ConfigError>(())
 /// ```
 pub struct RetryLayerBuilder<C = DefaultClassifier, P = CloneReplay> {
@@ -121,7 +122,7 @@ struct Settings {
     max_retry_after: Duration,
     honor_retry_after: bool,
     random: Option<Arc<dyn RandomSource>>,
-    name: &'static str,
+    name: Cow<'static, str>,
 }
 
 impl<C, P> RetryLayerBuilder<C, P> {
@@ -150,18 +151,29 @@ impl<C, P> RetryLayerBuilder<C, P> {
         self
     }
 
-    /// Whether a retry-after hint in a verdict sets the least wait before
-    /// the next attempt (default `true`).
-    pub fn honor_retry_after(mut self, honor: bool) -> Self {
-        self.settings.honor_retry_after = honor;
+    /// Honours retry-after hints up to `max` (the default, with 60 s): a
+    /// hint in a verdict is the least wait before the next attempt, and a
+    /// hint longer than `max` ends the call with
+    /// [`RetryAfterTooLong`](crate::error::RetryAfterTooLong). `max` must
+    /// be greater than zero. The breaker's
+    /// [`honor_retry_after`](crate::circuit_breaker::CircuitBreakerBuilder::honor_retry_after)
+    /// reads the same.
+    pub fn honor_retry_after(mut self, max: Duration) -> Self {
+        self.settings.honor_retry_after = true;
+        self.settings.max_retry_after = max;
         self
     }
 
-    /// The longest retry-after hint to wait for (default 60 s); a longer one
-    /// ends the call with [`RetryAfterTooLong`](crate::error::RetryAfterTooLong).
-    pub fn max_retry_after(mut self, max: Duration) -> Self {
-        self.settings.max_retry_after = max;
+    /// Ignores retry-after hints: the backoff alone sets the wait.
+    pub fn ignore_retry_after(mut self) -> Self {
+        self.settings.honor_retry_after = false;
         self
+    }
+
+    /// The longest hint honoured, as set so far.
+    #[cfg(feature = "serde")]
+    pub(crate) fn max_retry_after_set(&self) -> Duration {
+        self.settings.max_retry_after
     }
 
     /// Jitter draws from `random` (any `Fn() -> u64 + Send + Sync`, or a
@@ -178,8 +190,8 @@ impl<C, P> RetryLayerBuilder<C, P> {
     }
 
     /// The name events of this layer carry (default `"retry"`).
-    pub fn name(mut self, name: &'static str) -> Self {
-        self.settings.name = name;
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.settings.name = name.into();
         self
     }
 
@@ -217,7 +229,7 @@ impl<C, P> RetryLayerBuilder<C, P> {
         } = self;
         check::at_least("retry.max_attempts", s.max_attempts, 1)?;
         s.backoff.validate()?;
-        check::positive("retry.max_retry_after", s.max_retry_after)?;
+        check::positive("retry.honor_retry_after", s.max_retry_after)?;
         let budget = match s.budget {
             BudgetChoice::Own => Some(RetryBudget::builder().build()?),
             BudgetChoice::Shared(budget) => Some(budget),

@@ -9,8 +9,8 @@
 //!   with no, full, equal or decorrelated [`Jitter`] drawn from a seedable
 //!   [`RandomSource`];
 //! - never sooner than a retry-after hint asks, and not at all when the hint
-//!   is longer than the time left or than
-//!   [`max_retry_after`](RetryLayerBuilder::max_retry_after): the call then
+//!   is longer than the time left or than the maximum of
+//!   [`honor_retry_after`](RetryLayerBuilder::honor_retry_after): the call then
 //!   ends with [`RetryAfterTooLong`](crate::error::RetryAfterTooLong);
 //! - never past the total [`Deadline`](crate::timeout::Deadline): no
 //!   backoff sleep starts that would end after it;
@@ -74,7 +74,7 @@
 //!             .jitter(Jitter::Decorrelated),
 //!     )
 //!     .budget(budget.clone())
-//!     .max_retry_after(Duration::from_secs(5))
+//!     .honor_retry_after(Duration::from_secs(5))
 //!     .seed(42)
 //!     .classifier(|outcome: Result<&Reply, &std::io::Error>| match outcome {
 //!         Ok(Reply::Ok) => Verdict::Success,
@@ -123,6 +123,18 @@ use self::policy::Policy;
 pub struct Retry<S, C = crate::classify::DefaultClassifier, P = CloneReplay> {
     inner: S,
     policy: Arc<Policy<C, P>>,
+}
+
+impl<S, C, P> Retry<S, C, P> {
+    /// `inner` wrapped as `layer` wraps services (`layer.layer(inner)`):
+    /// with its settings, and sharing its state with every other service
+    /// it made.
+    pub fn new(inner: S, layer: &RetryLayer<C, P>) -> Self
+    where
+        RetryLayer<C, P>: tower_layer::Layer<S, Service = Self>,
+    {
+        tower_layer::Layer::layer(layer, inner)
+    }
 }
 
 impl<S, C, P> Retry<S, C, P> {

@@ -1,5 +1,6 @@
 //! The decision after each attempt: return, give up, or retry after a delay.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +25,7 @@ pub(crate) struct Policy<C, P> {
     pub(crate) replay: P,
     /// `None`: the process-wide default generator.
     pub(crate) random: Option<Arc<dyn RandomSource>>,
-    pub(crate) name: &'static str,
+    pub(crate) name: Cow<'static, str>,
     /// The series of its retries and stops.
     pub(crate) decisions: crate::event::Decisions,
 }
@@ -113,7 +114,7 @@ impl<C, P> Policy<C, P> {
             &self.decisions,
             &crate::event::Listeners::none(),
             &Event::RetryScheduled {
-                name: self.name,
+                name: &self.name,
                 attempt,
                 verdict,
                 delay,
@@ -128,7 +129,7 @@ impl<C, P> Policy<C, P> {
             &self.decisions,
             &crate::event::Listeners::none(),
             &Event::RetryStopped {
-                name: self.name,
+                name: &self.name,
                 attempt,
                 verdict,
                 reason: why.reason(),
@@ -143,7 +144,7 @@ impl<C, P> Policy<C, P> {
             &self.decisions,
             &crate::event::Listeners::none(),
             &Event::RetryStopped {
-                name: self.name,
+                name: &self.name,
                 attempt,
                 verdict: Verdict::Transient {
                     retry_after: Some(requested),

@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,7 +57,7 @@ impl<S> fmt::Debug for Branch<S> {
 struct Common<C, P> {
     branch_timeout: Option<Duration>,
     deadline: Option<Duration>,
-    name: &'static str,
+    name: Cow<'static, str>,
     classifier: C,
     replay: P,
 }
@@ -66,7 +67,7 @@ impl Common<DefaultClassifier, CloneReplay> {
         Self {
             branch_timeout: None,
             deadline: None,
-            name,
+            name: Cow::Borrowed(name),
             classifier: DefaultClassifier,
             replay: CloneReplay,
         }
@@ -216,8 +217,8 @@ impl<S, C, P> ScatterBuilder<S, C, P> {
     }
 
     /// The name events carry (default `"scatter"`).
-    pub fn name(mut self, name: &'static str) -> Self {
-        self.common.name = name;
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.common.name = name.into();
         self
     }
 
@@ -344,8 +345,8 @@ impl<S, C, P> StagesBuilder<S, C, P> {
     }
 
     /// The name events carry (default `"stages"`).
-    pub fn name(mut self, name: &'static str) -> Self {
-        self.common.name = name;
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.common.name = name.into();
         self
     }
 

@@ -1,5 +1,6 @@
 //! The branches of a fan-out and its settings, shared by every call.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
@@ -29,7 +30,7 @@ pub(crate) struct Plan<S, C, P> {
     pub(crate) deadline: Option<Duration>,
     pub(crate) classifier: C,
     pub(crate) replay: P,
-    pub(crate) name: &'static str,
+    pub(crate) name: Cow<'static, str>,
 }
 
 impl<S, C, P> Plan<S, C, P> {
@@ -61,7 +62,7 @@ impl<S, C, P> Plan<S, C, P> {
         }
         emit(&Event::StageStarted {
             layer: self.policy(),
-            name: self.name,
+            name: &self.name,
             stage,
             branches,
         });
@@ -73,7 +74,7 @@ impl<S, C, P> Plan<S, C, P> {
         }
         emit(&Event::BranchEnded {
             layer: self.policy(),
-            name: self.name,
+            name: &self.name,
             branch,
             verdict,
         });
@@ -89,7 +90,7 @@ impl<S, C, P> Plan<S, C, P> {
         }
         emit(&Event::Gathered {
             layer: self.policy(),
-            name: self.name,
+            name: &self.name,
             answered,
             failed,
             stop,

@@ -23,33 +23,40 @@ pin_project! {
         inner: F,
         #[pin]
         sleep: Option<Sleep>,
-        // `None`: no bound at all.
+        // `None`: the call of a policy without an attempt timeout, which
+        // no timeout layer bounds.
         at: Option<Instant>,
         cut_by_deadline: bool,
         // The total deadline had passed when the attempt was made: it is
         // never started.
         too_late: bool,
+        // `None`: the default name.
+        name: super::Name,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn new(inner: F, at: Instant, cut_by_deadline: bool) -> Self {
+    pub(super) fn new(inner: F, at: Instant, cut_by_deadline: bool, name: super::Name) -> Self {
         Self {
             inner,
             sleep: None,
             at: Some(at),
             cut_by_deadline,
             too_late: cut_by_deadline && at <= Instant::now(),
+            name,
         }
     }
 
-    pub(super) fn unbounded(inner: F) -> Self {
+    /// An attempt no timeout layer bounds (the attempt level of a policy
+    /// without an attempt timeout): the timeout's own future, unbounded.
+    pub(crate) fn unbounded(inner: F) -> Self {
         Self {
             inner,
             sleep: None,
             at: None,
             cut_by_deadline: false,
             too_late: false,
+            name: None,
         }
     }
 }
@@ -64,7 +71,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         if *this.too_late {
-            attempt_ended(TimeoutReason::DeadlinePassed);
+            attempt_ended(name_of(this.name), TimeoutReason::DeadlinePassed);
             return Poll::Ready(Err(Box::new(DeadlineExceeded::new())));
         }
         if let Poll::Ready(result) = this.inner.poll(cx) {
@@ -75,23 +82,26 @@ where
         };
         ready!(poll_timer(this.sleep.as_mut(), at, cx));
         let err: BoxError = if *this.cut_by_deadline {
-            attempt_ended(TimeoutReason::CutByDeadline);
+            attempt_ended(name_of(this.name), TimeoutReason::CutByDeadline);
             Box::new(DeadlineExceeded::new())
         } else {
-            attempt_ended(TimeoutReason::Elapsed);
+            attempt_ended(name_of(this.name), TimeoutReason::Elapsed);
             Box::new(Elapsed::new())
         };
         Poll::Ready(Err(err))
     }
 }
 
+/// A timeout's name: its own, or `timeout`.
+#[inline]
+fn name_of(name: &super::Name) -> &str {
+    name.as_deref().map_or("timeout", |name| &**name)
+}
+
 /// Reports an attempt the timeout or the total deadline ended.
 #[cold]
-fn attempt_ended(reason: TimeoutReason) {
-    crate::event::emit(&crate::event::Event::AttemptTimedOut {
-        name: "timeout",
-        reason,
-    });
+fn attempt_ended(name: &str, reason: TimeoutReason) {
+    crate::event::emit(&crate::event::Event::AttemptTimedOut { name, reason });
 }
 
 /// Arms the timer on first use and polls it; `Ready` once it fired.
@@ -117,15 +127,18 @@ pin_project! {
         #[pin]
         sleep: Option<Sleep>,
         at: Instant,
+        // `None`: the default name.
+        name: super::Name,
     }
 }
 
 impl<F: Future> DeadlineFuture<F> {
-    pub(crate) fn new(inner: F, deadline: Deadline) -> Self {
+    pub(crate) fn new(inner: F, deadline: Deadline, name: super::Name) -> Self {
         Self {
             inner: deadline.scope(inner),
             sleep: None,
             at: deadline.instant(),
+            name,
         }
     }
 }
@@ -140,7 +153,13 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        poll_deadline(this.inner, this.sleep, *this.at, cx)
+        poll_named_deadline(
+            this.inner,
+            this.sleep,
+            *this.at,
+            this.name.as_deref().map_or(TOTAL_DEADLINE, |name| &**name),
+            cx,
+        )
     }
 }
 
@@ -150,8 +169,28 @@ where
 #[inline]
 pub(crate) fn poll_deadline<F, T, E>(
     inner: Pin<&mut TaskLocalFuture<Deadline, F>>,
+    sleep: Pin<&mut Option<Sleep>>,
+    at: Instant,
+    cx: &mut Context<'_>,
+) -> Poll<Result<T, BoxError>>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    poll_named_deadline(inner, sleep, at, TOTAL_DEADLINE, cx)
+}
+
+/// The name of a total deadline nobody named.
+const TOTAL_DEADLINE: &str = "total_deadline";
+
+/// [`poll_deadline`] for a deadline named `name`, the name its event
+/// carries.
+#[inline]
+fn poll_named_deadline<F, T, E>(
+    inner: Pin<&mut TaskLocalFuture<Deadline, F>>,
     mut sleep: Pin<&mut Option<Sleep>>,
     at: Instant,
+    name: &str,
     cx: &mut Context<'_>,
 ) -> Poll<Result<T, BoxError>>
 where
@@ -164,25 +203,25 @@ where
         // timeout clamped to it): the call ended by the deadline all the
         // same.
         if matches!(&result, Err(err) if err.is::<DeadlineExceeded>()) && at <= Instant::now() {
-            deadline_passed(at);
+            deadline_passed(at, name);
         }
         return Poll::Ready(result);
     }
     ready!(poll_timer(sleep.as_mut(), at, cx));
-    deadline_passed(at);
+    deadline_passed(at, name);
     Poll::Ready(Err(Box::new(DeadlineExceeded::new())))
 }
 
 /// Reports a call ended by the deadline at `at`, once: of nested deadlines
 /// at the same instant, the outermost reports.
 #[cold]
-fn deadline_passed(at: Instant) {
+fn deadline_passed(at: Instant, name: &str) {
     if Deadline::current().is_some_and(|outer| outer.instant() <= at) {
         return;
     }
     crate::event::emit(&crate::event::Event::Rejected {
         rejection: crate::event::Rejection::DeadlineExceeded,
-        name: "total_deadline",
+        name,
         key: None,
         retry_after: None,
     });

@@ -1,3 +1,5 @@
+use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tower_layer::Layer;
@@ -6,17 +8,32 @@ use super::{NoStamp, Timeout, TotalDeadline};
 use crate::error::{ConfigError, check};
 
 /// Applies an attempt timeout to the inner service. See [`Timeout`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct TimeoutLayer {
     timeout: Duration,
+    // `None`: the default name, `"timeout"`.
+    name: super::Name,
 }
 
 impl TimeoutLayer {
     /// Each attempt may take at most `timeout`; it must be greater than zero.
+    ///
+    /// An attempt is always cut at the total [`Deadline`](super::Deadline)
+    /// in force, whatever its own timeout: `Duration::MAX` (or any timeout
+    /// longer than the time left) means "no bound of its own", never "no
+    /// bound at all". A policy without an attempt timeout has no attempt
+    /// level at all.
     pub fn new(timeout: Duration) -> Result<Self, ConfigError> {
         Ok(Self {
             timeout: check::positive("timeout.attempt", timeout)?,
+            name: None,
         })
+    }
+
+    /// The name its log lines carry (default `"timeout"`).
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = Some(Arc::new(Box::from(&*name.into())));
+        self
     }
 
     /// The attempt timeout.
@@ -29,15 +46,17 @@ impl<S> Layer<S> for TimeoutLayer {
     type Service = Timeout<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Timeout::from_parts(inner, self.timeout)
+        Timeout::from_parts(inner, self.timeout, self.name.clone())
     }
 }
 
 /// Bounds the whole logical call. See [`TotalDeadline`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct TotalDeadlineLayer<St = NoStamp> {
     total: Duration,
     stamp: St,
+    // `None`: the default name, `"total_deadline"`.
+    name: super::Name,
 }
 
 impl TotalDeadlineLayer {
@@ -47,6 +66,7 @@ impl TotalDeadlineLayer {
         Ok(Self {
             total: check::positive("timeout.total", total)?,
             stamp: NoStamp,
+            name: None,
         })
     }
 }
@@ -57,11 +77,19 @@ impl<St> TotalDeadlineLayer<St> {
         self.total
     }
 
+    /// The name its [`Rejected`](crate::observe::Event::Rejected) events
+    /// carry (default `"total_deadline"`).
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = Some(Arc::new(Box::from(&*name.into())));
+        self
+    }
+
     /// Also writes the deadline into each request with `stamp`.
     pub fn stamp<T>(self, stamp: T) -> TotalDeadlineLayer<T> {
         TotalDeadlineLayer {
             total: self.total,
             stamp,
+            name: self.name,
         }
     }
 
@@ -78,6 +106,6 @@ impl<S, St: Clone> Layer<S> for TotalDeadlineLayer<St> {
     type Service = TotalDeadline<S, St>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        TotalDeadline::from_parts(inner, self.total, self.stamp.clone())
+        TotalDeadline::from_parts(inner, self.total, self.stamp.clone(), self.name.clone())
     }
 }

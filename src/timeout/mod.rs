@@ -76,6 +76,7 @@
 //! # }
 //! ```
 
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -99,10 +100,18 @@ pub use self::layer::{TimeoutLayer, TotalDeadlineLayer};
 pub use crate::deadline::ExtensionStamp;
 pub(crate) use crate::deadline::later;
 pub use crate::deadline::{Deadline, NoStamp, Stamp};
+pub(crate) use future::ResponseFuture as AttemptFuture;
 
-/// The timeout of a pass-through [`Timeout`]: no bound at all (as a
-/// timeout of `Duration::MAX` would be anyway).
-const OFF: Duration = Duration::MAX;
+/// A timeout layer's name, behind one thin pointer so that the futures
+/// of unnamed timeouts grow by one word only; `None`: the default name.
+type Name = Option<Arc<Box<str>>>;
+
+/// The future of an attempt no timeout layer bounds (the attempt level of
+/// a policy without an attempt timeout).
+#[inline]
+pub(crate) fn unbounded<F>(future: F) -> AttemptFuture<F> {
+    AttemptFuture::unbounded(future)
+}
 
 /// Fails an attempt that takes longer than its timeout, or than the time
 /// left before the total [`Deadline`], whichever comes first.
@@ -112,19 +121,27 @@ const OFF: Duration = Duration::MAX;
 pub struct Timeout<S> {
     inner: S,
     timeout: Duration,
+    name: Name,
 }
 
 impl<S> Timeout<S> {
-    fn from_parts(inner: S, timeout: Duration) -> Self {
-        Self { inner, timeout }
+    /// `inner` wrapped as `layer` wraps services (`layer.layer(inner)`):
+    /// with its settings, and sharing its state with every other service
+    /// it made.
+    pub fn new(inner: S, layer: &TimeoutLayer) -> Self
+    where
+        TimeoutLayer: tower_layer::Layer<S, Service = Self>,
+    {
+        tower_layer::Layer::layer(layer, inner)
     }
+}
 
-    /// Bounds nothing: the attempt level of a policy without an attempt
-    /// timeout.
-    pub(crate) fn pass_through(inner: S) -> Self {
+impl<S> Timeout<S> {
+    fn from_parts(inner: S, timeout: Duration, name: Name) -> Self {
         Self {
             inner,
-            timeout: OFF,
+            timeout,
+            name,
         }
     }
 
@@ -160,15 +177,17 @@ where
 
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
-        if self.timeout == OFF {
-            return future::ResponseFuture::unbounded(self.inner.call(request));
-        }
         let own = later(Instant::now(), self.timeout);
         let (at, cut_by_deadline) = match Deadline::current() {
             Some(deadline) if deadline.instant() <= own => (deadline.instant(), true),
             _ => (own, false),
         };
-        future::ResponseFuture::new(self.inner.call(request), at, cut_by_deadline)
+        future::ResponseFuture::new(
+            self.inner.call(request),
+            at,
+            cut_by_deadline,
+            self.name.clone(),
+        )
     }
 }
 
@@ -182,14 +201,28 @@ pub struct TotalDeadline<S, St = NoStamp> {
     inner: S,
     total: Duration,
     stamp: St,
+    name: Name,
 }
 
 impl<S, St> TotalDeadline<S, St> {
-    fn from_parts(inner: S, total: Duration, stamp: St) -> Self {
+    /// `inner` wrapped as `layer` wraps services (`layer.layer(inner)`):
+    /// with its settings, and sharing its state with every other service
+    /// it made.
+    pub fn new(inner: S, layer: &TotalDeadlineLayer<St>) -> Self
+    where
+        TotalDeadlineLayer<St>: tower_layer::Layer<S, Service = Self>,
+    {
+        tower_layer::Layer::layer(layer, inner)
+    }
+}
+
+impl<S, St> TotalDeadline<S, St> {
+    fn from_parts(inner: S, total: Duration, stamp: St, name: Name) -> Self {
         Self {
             inner,
             total,
             stamp,
+            name,
         }
     }
 
@@ -230,6 +263,6 @@ where
         self.stamp.stamp(&mut request, deadline);
         let inner = &mut self.inner;
         let fut = deadline.sync_scope(|| inner.call(request));
-        future::DeadlineFuture::new(fut, deadline)
+        future::DeadlineFuture::new(fut, deadline, self.name.clone())
     }
 }

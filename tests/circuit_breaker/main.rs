@@ -412,7 +412,7 @@ async fn the_handle_forces_states() {
     send(&mut service, Verdict::Failure).await.unwrap();
     send(&mut service, Verdict::Failure).await.unwrap();
     assert_eq!(handle.state(), State::Open);
-    handle.force_closed();
+    handle.disable();
     assert_eq!(handle.state(), State::Disabled);
     assert_eq!(handle.state().to_string(), "disabled");
 }

@@ -178,7 +178,7 @@ proptest! {
         let built = RetryLayer::builder()
             .max_attempts(attempts)
             .backoff(backoff)
-            .max_retry_after(max_retry_after)
+            .honor_retry_after(max_retry_after)
             .build();
         paused(async {
             match built {

@@ -430,7 +430,7 @@ async fn rejections_become_grpc_statuses_with_pushback() {
     assert_eq!(seen.attempts("c"), 0);
 
     // Closed again: calls pass.
-    handle.force_closed();
+    handle.disable();
     let (policy, decisions) = preset(Policy::grpc_client().no_retry());
     let mut echo = client(channel(addr), policy);
     assert_eq!(

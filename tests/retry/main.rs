@@ -202,7 +202,7 @@ async fn a_hint_can_be_ignored_when_asked() {
     let backend = Backend::new(&[Reply::Busy(ms(1_500)), Reply::Ok]);
     let layer = RetryLayer::builder()
         .backoff(fixed(ms(100)))
-        .honor_retry_after(false)
+        .ignore_retry_after()
         .classifier(classify)
         .build()
         .unwrap();
@@ -217,7 +217,7 @@ async fn a_hint_can_be_ignored_when_asked() {
 async fn a_hint_longer_than_the_maximum_ends_the_call_with_a_clear_error() {
     let backend = Backend::new(&[Reply::Busy(Duration::from_secs(120))]);
     let layer = RetryLayer::builder()
-        .max_retry_after(Duration::from_secs(30))
+        .honor_retry_after(Duration::from_secs(30))
         .classifier(classify)
         .build()
         .unwrap();
@@ -488,10 +488,10 @@ fn bad_settings_are_refused_when_built() {
     assert_eq!(err.field(), "retry.backoff.cap");
     assert_eq!(err.other(), Some(("retry.backoff.base", "500ms")));
     let err = RetryLayer::builder()
-        .max_retry_after(Duration::ZERO)
+        .honor_retry_after(Duration::ZERO)
         .build()
         .unwrap_err();
-    assert_eq!(err.field(), "retry.max_retry_after");
+    assert_eq!(err.field(), "retry.honor_retry_after");
     let err = RetryBudget::builder().ratio(1.2).build().unwrap_err();
     assert_eq!(
         err.to_string(),

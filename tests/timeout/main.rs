@@ -72,6 +72,46 @@ async fn total_deadline_clamps_the_attempt_timeout() {
     assert!(err.is::<DeadlineExceeded>(), "{err}");
 }
 
+/// `Duration::MAX` is an attempt timeout like any other: no bound of its
+/// own, and still cut at the total deadline (it used to switch the
+/// clamping off).
+#[tokio::test(start_paused = true)]
+async fn an_attempt_timeout_of_duration_max_is_still_clamped_to_the_deadline() {
+    // The attempt's own error is told apart from the deadline's timer.
+    let (mut svc, mut handle) = mock::spawn_with::<&str, &str, _, _>(|mock| {
+        ServiceBuilder::new()
+            .layer(TotalDeadlineLayer::new(ms(40)).unwrap())
+            .map_err(|err: BoxError| -> BoxError {
+                if err.is::<DeadlineExceeded>() {
+                    "the attempt was cut".into()
+                } else {
+                    err
+                }
+            })
+            .layer(TimeoutLayer::new(Duration::MAX).unwrap())
+            .service(mock)
+    });
+    assert_ready_ok!(svc.poll_ready());
+    let mut call = tokio_test::task::spawn(svc.call("hi"));
+    let _pending_reply = assert_request_eq!(handle, "hi");
+    advance(ms(39)).await;
+    assert_pending!(call.poll());
+    advance(ms(1)).await;
+    let err = assert_ready_err!(call.poll());
+    assert_eq!(err.to_string(), "the attempt was cut");
+
+    // Without a deadline, it bounds nothing a test can wait for.
+    let (mut svc, mut handle) =
+        mock::spawn_layer::<&str, &str, _>(TimeoutLayer::new(Duration::MAX).unwrap());
+    assert_ready_ok!(svc.poll_ready());
+    let mut call = tokio_test::task::spawn(svc.call("hi"));
+    let reply = assert_request_eq!(handle, "hi");
+    advance(Duration::from_secs(365 * 86_400)).await;
+    assert_pending!(call.poll());
+    reply.send_response("late");
+    assert_eq!(assert_ready_ok!(call.poll()), "late");
+}
+
 #[tokio::test(start_paused = true)]
 async fn deadline_is_visible_inside_and_an_outer_one_stays_in_force() {
     let svc = ServiceBuilder::new()
