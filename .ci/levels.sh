@@ -7,7 +7,7 @@
 #   2 layers       timeout, retry, circuit_breaker, bulkhead, adaptive,
 #                  rate_limit, hedge, scatter, fallback, chaos, http, grpc
 #   3 observe      src/observe/ (the observe layer, health snapshots)
-#   4 policy       policy.rs, config/, http/route.rs, grpc/preset.rs
+#   4 policy       policy/, config/, http/route.rs, grpc/preset.rs
 #
 # A file may name (`crate::a::...` in code, not in comments or docs) only
 # modules of its own level or lower. This prints each upward import with its
@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 # The level of a source file, or of the module a `crate::` path names.
 level_of_file() {
   case "$1" in
-    src/policy.rs | src/config/* | src/http/route.rs | src/grpc/preset.rs) echo 4 ;;
+    src/policy.rs | src/policy/* | src/config/* | src/http/route.rs | src/grpc/preset.rs) echo 4 ;;
     src/observe/*) echo 3 ;;
     src/event/*) echo 1 ;;
     src/error.rs | src/classify.rs | src/keyed.rs | src/replay.rs | src/budget.rs | \
