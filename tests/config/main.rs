@@ -422,6 +422,7 @@ async fn a_loaded_policy_behaves_as_the_same_policy_built_in_code() {
     let loaded = build(SCENARIO_POLICY)
         .unwrap()
         .policy("scenario")
+        .and_then(|policy| policy.plain())
         .unwrap()
         .clone();
     let from_file = scenario(loaded).await;
