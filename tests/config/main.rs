@@ -19,6 +19,9 @@ use steadfast::{BoxError, ConfigError};
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
 
+#[cfg(all(feature = "reqwest", feature = "axum"))]
+mod levels;
+
 const EXAMPLE: &str = include_str!("../../examples/config/policies.toml");
 
 fn load(text: &str) -> Result<PolicySetConfig, ConfigError> {
