@@ -293,3 +293,16 @@ fn unknown_hedge_fields_and_kinds_are_refused_at_their_path() {
     let err = PolicySetConfig::from_deserializer(de).unwrap_err();
     assert_eq!(err.field(), "policies.api.circuit_breaker.per");
 }
+
+#[test]
+fn the_hosts_example_file_loads() {
+    let text = include_str!("../../examples/config/hosts.toml");
+    let set = build_http(text);
+    let per_host = set.policy("per_host").unwrap();
+    assert!(per_host.breaker_per_host() && per_host.bulkhead_per_host());
+    assert_eq!(set.default_policy().name(), "per_host");
+    let (path, search) = set.routes().next().unwrap();
+    assert_eq!(path, "/search");
+    assert_eq!(search.hedge().map(|h| h.max_hedges()), Some(1));
+    assert!(!search.breaker_per_host(), "the route has no breaker");
+}
