@@ -7,8 +7,15 @@
 //! of routes. Durations are written the human way (`"300ms"`, `"2s"`,
 //! `"1m 30s"`); unknown fields are refused.
 //!
+//! A file also chooses levels: `per = "host"` makes a breaker or a
+//! bulkhead one per host ([`PolicySetConfig::build_http_with`]), and a
+//! [`HedgeConfig`] table hedges; each built policy is a [`ConfigPolicy`],
+//! whose variant is the [`Policy`](crate::policy::Policy) type of the
+//! levels chosen.
+//!
 //! A file holds data only. The settings that are code (classifiers,
-//! replays, request ids, listeners, a breaker's key) are attached after
+//! replays, request ids, listeners, a key other than the host, fallback
+//! sources) are attached after
 //! loading, through [`PolicySetConfig::build_with`] or by applying a
 //! layer's settings onto a builder made in code (`apply`).
 //!
