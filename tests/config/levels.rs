@@ -182,6 +182,8 @@ async fn a_hedge_is_sent_when_the_first_copy_is_slow() {
         r#"
         [routes."/"]
         method = "GET"
+        # A bound on the call should the hedge never go out.
+        timeout = { total = "30s" }
         hedge = { max_hedges = 1, delay = "10ms", unlimited_budget = true }
         "#,
     );
