@@ -7,7 +7,24 @@ use serde::Deserialize;
 use crate::bulkhead::BulkheadLayerBuilder;
 use crate::circuit_breaker::CircuitBreakerBuilder;
 use crate::error::ConfigError;
+use crate::hedge::HedgeLayerBuilder;
 use crate::retry::{Backoff, Jitter, RetryBudget, RetryLayerBuilder};
+
+/// Whether a breaker or a bulkhead is one for every call (`shared`, the
+/// default) or one per host and port (`host`, as the HTTP client preset
+/// has), as [`PolicyBuilder::circuit_breaker_per_host`](crate::policy::PolicyBuilder)
+/// and `bulkhead_per_host` make it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Per {
+    /// One for every call of the policy.
+    #[default]
+    Shared,
+    /// One per host and port of the request
+    /// ([`ByHost`](crate::http::ByHost)); HTTP requests only.
+    Host,
+}
 
 /// The timeouts of a policy: `total` bounds the whole call, retries
 /// included; `attempt` bounds each attempt.
@@ -304,6 +321,12 @@ pub struct CircuitBreakerConfig {
     /// [`CircuitBreakerBuilder::max_half_open_wait`].
     #[serde(default, with = "humantime_serde")]
     pub max_half_open_wait: Option<Duration>,
+    /// One breaker for every call (`"shared"`, the default) or one per
+    /// host (`"host"`), each with these settings.
+    pub per: Option<Per>,
+    /// With `per = "host"`: the most hosts kept at once
+    /// ([`PerKey::max_keys`](crate::policy::PerKey::max_keys)).
+    pub max_keys: Option<u64>,
 }
 
 impl CircuitBreakerConfig {
@@ -425,6 +448,12 @@ pub struct BulkheadConfig {
     pub max_wait: Option<Duration>,
     /// [`BulkheadLayerBuilder::queue`].
     pub queue: Option<usize>,
+    /// One bulkhead for every call (`"shared"`, the default) or one per
+    /// host (`"host"`), each with these settings.
+    pub per: Option<Per>,
+    /// With `per = "host"`: the most hosts kept at once
+    /// ([`PerKey::max_keys`](crate::policy::PerKey::max_keys)).
+    pub max_keys: Option<u64>,
 }
 
 impl BulkheadConfig {
@@ -440,6 +469,101 @@ impl BulkheadConfig {
             builder = builder.queue(waiters);
         }
         builder
+    }
+}
+
+/// Hedging settings, applied onto a [`HedgeLayerBuilder`]: the copies a
+/// call may send besides the first, and when each is sent, after a fixed
+/// `delay` or at a latency percentile (`max_extra_load` with `floor`).
+/// In a policy, hedges spend the retry budget, so retries and hedges
+/// together stay within it, unless `unlimited_budget`.
+///
+/// ```
+/// use steadfast::config::HedgeConfig;
+/// use steadfast::hedge::HedgeLayer;
+///
+/// let config: HedgeConfig = toml::from_str(r#"
+///     max_hedges = 2
+///     delay = "50ms"
+/// "#)?;
+/// let hedge = config.apply(HedgeLayer::builder())?.build()?;
+/// assert_eq!(hedge.max_hedges(), 2);
+///
+/// let bad: HedgeConfig = toml::from_str("max_hedges = 4294967295")?;
+/// let err = bad.apply(HedgeLayer::builder())?.build().unwrap_err();
+/// assert_eq!(err.field(), "hedge.max_hedges");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct HedgeConfig {
+    /// [`HedgeLayerBuilder::max_hedges`]: copies besides the first, 1 to 10.
+    pub max_hedges: Option<u32>,
+    /// [`HedgeLayerBuilder::delay`]: each copy this long after the last.
+    #[serde(default, with = "humantime_serde")]
+    pub delay: Option<Duration>,
+    /// [`HedgeLayerBuilder::latency_percentile`]'s share of calls that may
+    /// send a hedge, in `(0, 1]`, with `floor`.
+    pub max_extra_load: Option<f64>,
+    /// [`HedgeLayerBuilder::latency_percentile`]'s shortest delay.
+    #[serde(default, with = "humantime_serde")]
+    pub floor: Option<Duration>,
+    /// `true`: hedges are bounded by `max_hedges` alone
+    /// ([`HedgeLayerBuilder::unlimited_budget`]).
+    pub unlimited_budget: Option<bool>,
+}
+
+impl HedgeConfig {
+    /// Sets these settings on `builder`; they are checked by its `build`.
+    /// Fails only for settings that contradict each other in the file (a
+    /// delay and a percentile, half a percentile).
+    pub fn apply<C, P>(
+        &self,
+        mut builder: HedgeLayerBuilder<C, P>,
+    ) -> Result<HedgeLayerBuilder<C, P>, ConfigError> {
+        if let Some(n) = self.max_hedges {
+            builder = builder.max_hedges(n);
+        }
+        match (self.delay, self.max_extra_load, self.floor) {
+            (Some(delay), Some(load), _) => {
+                return Err(ConfigError::conflict(
+                    "hedge.delay",
+                    delay,
+                    "hedge.max_extra_load",
+                    load,
+                    "a hedge waits a fixed delay or a latency percentile, not both",
+                ));
+            }
+            (Some(_), None, Some(floor)) => {
+                return Err(ConfigError::new(
+                    "hedge.floor",
+                    floor,
+                    "needs `max_extra_load` (a fixed `delay` has no floor)",
+                ));
+            }
+            (Some(delay), None, None) => builder = builder.delay(delay),
+            (None, Some(load), Some(floor)) => builder = builder.latency_percentile(load, floor),
+            (None, Some(load), None) => {
+                return Err(ConfigError::new(
+                    "hedge.floor",
+                    load,
+                    "must be set with `max_extra_load`",
+                ));
+            }
+            (None, None, Some(floor)) => {
+                return Err(ConfigError::new(
+                    "hedge.floor",
+                    floor,
+                    "needs `max_extra_load`",
+                ));
+            }
+            (None, None, None) => {}
+        }
+        if self.unlimited_budget == Some(true) {
+            builder = builder.unlimited_budget();
+        }
+        Ok(builder)
     }
 }
 

@@ -7,8 +7,15 @@
 //! of routes. Durations are written the human way (`"300ms"`, `"2s"`,
 //! `"1m 30s"`); unknown fields are refused.
 //!
+//! A file also chooses levels: `per = "host"` makes a breaker or a
+//! bulkhead one per host ([`PolicySetConfig::build_http_with`]), and a
+//! [`HedgeConfig`] table hedges; each built policy is a [`ConfigPolicy`],
+//! whose variant is the [`Policy`](crate::policy::Policy) type of the
+//! levels chosen.
+//!
 //! A file holds data only. The settings that are code (classifiers,
-//! replays, request ids, listeners, a breaker's key) are attached after
+//! replays, request ids, listeners, a key other than the host, fallback
+//! sources) are attached after
 //! loading, through [`PolicySetConfig::build_with`] or by applying a
 //! layer's settings onto a builder made in code (`apply`).
 //!
@@ -58,15 +65,19 @@ use serde::{Deserialize, Deserializer};
 use crate::classify::DefaultClassifier;
 use crate::error::ConfigError;
 use crate::observe::GenerateRequestId;
-use crate::policy::{Policy, PolicyBuilder};
+use crate::policy::PolicyBuilder;
 use crate::retry::CloneReplay;
 
+mod built;
 mod layers;
 mod policy;
 
+pub use self::built::{
+    ConfigFuture, ConfigPolicy, ConfigService, HostBreaker, HostBulkhead, HostLevel, NoHost,
+};
 pub use self::layers::{
-    BackoffConfig, BackoffKind, BudgetConfig, BulkheadConfig, CircuitBreakerConfig, JitterConfig,
-    ObserveConfig, RetryConfig, TimeoutConfig,
+    BackoffConfig, BackoffKind, BudgetConfig, BulkheadConfig, CircuitBreakerConfig, HedgeConfig,
+    JitterConfig, ObserveConfig, Per, RetryConfig, TimeoutConfig,
 };
 pub use self::policy::{PolicyConfig, RouteConfig};
 
@@ -121,22 +132,81 @@ impl PolicySetConfig {
     /// is not data: a classifier, a replay, request ids, listeners.
     ///
     /// Each named policy is built once; the routes that name it, and the
-    /// default, get clones of it and so share its breaker, bulkhead and
-    /// budget. Errors name the full path of the setting in the file.
+    /// default, get clones of it and so share its breaker, bulkhead,
+    /// hedging and budget. Errors name the full path of the setting in
+    /// the file.
+    ///
+    /// Requests may be of any type, so a level `per = "host"` is refused;
+    /// [`build_http_with`](Self::build_http_with) reads hosts.
     pub fn build_with<C, P, R>(
         &self,
-        mut attach: impl FnMut(&str, PolicyBuilder) -> PolicyBuilder<C, P, R>,
+        attach: impl FnMut(&str, PolicyBuilder) -> PolicyBuilder<C, P, R>,
     ) -> Result<PolicySet<C, P, R>, ConfigError>
     where
-        C: Clone,
+        C: Clone + Send + Sync + 'static,
+        P: Clone,
         R: Clone,
+    {
+        self.build_set(attach)
+    }
+
+    /// As [`build_with`](Self::build_with), for HTTP requests (feature
+    /// `http`): a breaker or a bulkhead with `per = "host"` is one per
+    /// host and port of the request ([`ByHost`](crate::http::ByHost)), as
+    /// in [`Policy::standard_http_client`](crate::policy::Policy::standard_http_client).
+    ///
+    /// ```
+    /// use steadfast::config::PolicySetConfig;
+    /// use steadfast::http::{HttpClassifier, HttpReplay};
+    ///
+    /// let text = r#"
+    ///     [policies.api]
+    ///     circuit_breaker = { consecutive_failures = 5, per = "host" }
+    ///     hedge = { max_hedges = 1, delay = "100ms" }
+    /// "#;
+    /// let config = PolicySetConfig::from_deserializer(toml::Deserializer::parse(text)?)?;
+    /// let set = config.build_http_with(|_, builder| {
+    ///     builder.classifier(HttpClassifier::new()).replay(HttpReplay::new())
+    /// })?;
+    /// let api = set.policy("api").unwrap();
+    /// assert!(api.breaker_per_host());
+    /// assert_eq!(api.hedge().map(|h| h.max_hedges()), Some(1));
+    ///
+    /// // Without hosts, a level per host is refused at its path.
+    /// let err = config.build().unwrap_err();
+    /// assert_eq!(err.field(), "policies.api.circuit_breaker.per");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    pub fn build_http_with<C, P, R>(
+        &self,
+        attach: impl FnMut(&str, PolicyBuilder) -> PolicyBuilder<C, P, R>,
+    ) -> Result<PolicySet<C, P, R, crate::http::ByHost>, ConfigError>
+    where
+        C: Clone + Send + Sync + 'static,
+        P: Clone,
+        R: Clone,
+    {
+        self.build_set(attach)
+    }
+
+    fn build_set<C, P, R, K>(
+        &self,
+        mut attach: impl FnMut(&str, PolicyBuilder) -> PolicyBuilder<C, P, R>,
+    ) -> Result<PolicySet<C, P, R, K>, ConfigError>
+    where
+        C: Clone + Send + Sync + 'static,
+        P: Clone,
+        R: Clone,
+        K: HostLevel + Clone,
     {
         let mut policies = BTreeMap::new();
         for (name, config) in &self.policies {
             let prefix = format!("policies.{}", Key(name));
             let policy = config
                 .builder(name.clone())
-                .and_then(|builder| attach(name, builder).build())
+                .and_then(|builder| config.build_policy(attach(name, builder)))
                 .map_err(|err| err.within(&prefix))?;
             policies.insert(name.clone(), policy);
         }
@@ -151,7 +221,9 @@ impl PolicySetConfig {
         };
         let default = match &self.default {
             Some(name) => named("default".to_owned(), name)?,
-            None => attach("default", Policy::builder()).build()?,
+            None => {
+                ConfigPolicy::Plain(attach("default", crate::policy::Policy::builder()).build()?)
+            }
         };
         let mut routes = Vec::with_capacity(self.routes.len());
         for (path, route) in &self.routes {
@@ -171,7 +243,7 @@ impl PolicySetConfig {
                         observe.route.get_or_insert_with(|| path.clone());
                     }
                     own.builder(path.clone())
-                        .and_then(|builder| attach(path, builder).build())
+                        .and_then(|builder| own.build_policy(attach(path, builder)))
                         .map_err(|err| err.within(&prefix))?
                 }
             };
@@ -198,13 +270,18 @@ impl PolicySetConfig {
 }
 
 #[cfg(feature = "http")]
-type RouteEntry<C, P, R> = (String, Option<String>, Option<String>, Policy<C, P, R>);
+type RouteEntry<C, P, R, K> = (
+    String,
+    Option<String>,
+    Option<String>,
+    ConfigPolicy<C, P, R, K>,
+);
 
 #[cfg(feature = "http")]
-fn route_table<C: Clone, P, R: Clone>(
-    default: &Policy<C, P, R>,
-    routes: &[RouteEntry<C, P, R>],
-) -> Result<crate::http::RouteTable<Policy<C, P, R>>, ConfigError> {
+fn route_table<C: Clone, P: Clone, R: Clone, K: HostLevel + Clone>(
+    default: &ConfigPolicy<C, P, R, K>,
+    routes: &[RouteEntry<C, P, R, K>],
+) -> Result<crate::http::RouteTable<ConfigPolicy<C, P, R, K>>, ConfigError> {
     use crate::http::{Route, RouteTable};
 
     let mut table = RouteTable::builder(default.clone());
@@ -239,23 +316,29 @@ fn route_table<C: Clone, P, R: Clone>(
     })
 }
 
-/// The policies a [`PolicySetConfig`] describes, built.
-pub struct PolicySet<C = DefaultClassifier, P = CloneReplay, R = GenerateRequestId> {
-    policies: BTreeMap<String, Policy<C, P, R>>,
-    default: Policy<C, P, R>,
-    routes: Vec<(String, Policy<C, P, R>)>,
+/// The policies a [`PolicySetConfig`] describes, built: each a
+/// [`ConfigPolicy`], whose per-host levels are keyed by `K`.
+pub struct PolicySet<
+    C = DefaultClassifier,
+    P = CloneReplay,
+    R = GenerateRequestId,
+    K: HostLevel = NoHost,
+> {
+    policies: BTreeMap<String, ConfigPolicy<C, P, R, K>>,
+    default: ConfigPolicy<C, P, R, K>,
+    routes: Vec<(String, ConfigPolicy<C, P, R, K>)>,
     #[cfg(feature = "http")]
-    table: crate::http::RouteTable<Policy<C, P, R>>,
+    table: crate::http::RouteTable<ConfigPolicy<C, P, R, K>>,
 }
 
-impl<C, P, R> PolicySet<C, P, R> {
+impl<C, P, R, K: HostLevel> PolicySet<C, P, R, K> {
     /// The named policy, if there is one.
-    pub fn policy(&self, name: &str) -> Option<&Policy<C, P, R>> {
+    pub fn policy(&self, name: &str) -> Option<&ConfigPolicy<C, P, R, K>> {
         self.policies.get(name)
     }
 
     /// Every named policy, by name.
-    pub fn policies(&self) -> impl Iterator<Item = (&str, &Policy<C, P, R>)> {
+    pub fn policies(&self) -> impl Iterator<Item = (&str, &ConfigPolicy<C, P, R, K>)> {
         self.policies
             .iter()
             .map(|(name, policy)| (name.as_str(), policy))
@@ -263,12 +346,12 @@ impl<C, P, R> PolicySet<C, P, R> {
 
     /// The policy of requests no route takes (a policy with no layer if the
     /// file names none).
-    pub fn default_policy(&self) -> &Policy<C, P, R> {
+    pub fn default_policy(&self) -> &ConfigPolicy<C, P, R, K> {
         &self.default
     }
 
     /// Every route's policy, by path pattern.
-    pub fn routes(&self) -> impl Iterator<Item = (&str, &Policy<C, P, R>)> {
+    pub fn routes(&self) -> impl Iterator<Item = (&str, &ConfigPolicy<C, P, R, K>)> {
         self.routes
             .iter()
             .map(|(path, policy)| (path.as_str(), policy))
@@ -278,12 +361,12 @@ impl<C, P, R> PolicySet<C, P, R> {
     /// each request through its route's policy.
     #[cfg(feature = "http")]
     #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-    pub fn route_table(&self) -> &crate::http::RouteTable<Policy<C, P, R>> {
+    pub fn route_table(&self) -> &crate::http::RouteTable<ConfigPolicy<C, P, R, K>> {
         &self.table
     }
 }
 
-impl<C, P, R> fmt::Debug for PolicySet<C, P, R> {
+impl<C, P, R, K: HostLevel> fmt::Debug for PolicySet<C, P, R, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PolicySet")
             .field("policies", &self.policies)

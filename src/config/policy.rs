@@ -2,13 +2,16 @@
 
 use serde::Deserialize;
 
+use super::built::{ConfigPolicy, HostLevel};
 use super::layers::{
-    BulkheadConfig, CircuitBreakerConfig, ObserveConfig, RetryConfig, TimeoutConfig,
+    BulkheadConfig, CircuitBreakerConfig, HedgeConfig, ObserveConfig, Per, RetryConfig,
+    TimeoutConfig,
 };
 use crate::bulkhead::BulkheadLayer;
 use crate::circuit_breaker::CircuitBreakerLayer;
 use crate::error::ConfigError;
-use crate::policy::{Policy, PolicyBuilder};
+use crate::hedge::HedgeLayer;
+use crate::policy::{PerKey, Policy, PolicyBuilder};
 use crate::retry::RetryLayer;
 
 /// A [`Policy`]'s settings: each layer present or not, as in
@@ -19,7 +22,8 @@ use crate::retry::RetryLayer;
 /// timeout = { total = "5s", attempt = "1s" }
 /// retry = { max_attempts = 3, backoff = { base = "100ms", cap = "1s" } }
 /// circuit_breaker = { time_window = "10s", time_window_buckets = 10 }
-/// bulkhead = { max_concurrent = 100 }
+/// bulkhead = { max_concurrent = 100, per = "host" }
+/// hedge = { max_hedges = 1, delay = "200ms" }
 /// observe = { slow_call = "2s" }
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -34,6 +38,8 @@ pub struct PolicyConfig {
     pub circuit_breaker: Option<CircuitBreakerConfig>,
     /// A bulkhead.
     pub bulkhead: Option<BulkheadConfig>,
+    /// Hedging.
+    pub hedge: Option<HedgeConfig>,
     /// The observe layer.
     pub observe: Option<ObserveConfig>,
 }
@@ -80,6 +86,84 @@ impl PolicyConfig {
         }
         Ok(builder)
     }
+
+    /// Builds `builder` (made by [`builder`](Self::builder), then given
+    /// what is not data) with the levels these settings choose: a breaker
+    /// and a bulkhead per host where `per = "host"`, hedging where there
+    /// is a `hedge` table. A host level needs a `K` with hosts
+    /// ([`ByHost`](crate::http::ByHost)); with [`NoHost`](super::NoHost)
+    /// it is refused.
+    pub fn build_policy<C, P, R, K>(
+        &self,
+        builder: PolicyBuilder<C, P, R>,
+    ) -> Result<ConfigPolicy<C, P, R, K>, ConfigError>
+    where
+        C: Clone + Send + Sync + 'static,
+        P: Clone,
+        K: HostLevel,
+    {
+        let host = |field: &str, per: Option<Per>, max_keys: Option<u64>| match (
+            per.unwrap_or_default(),
+            max_keys,
+        ) {
+            (Per::Shared, None) => Ok(None),
+            (Per::Shared, Some(n)) => Err(ConfigError::new(
+                format!("{field}.max_keys"),
+                n,
+                "applies to `per = \"host\"` only",
+            )),
+            (Per::Host, max_keys) => {
+                let per = K::per_host().ok_or_else(|| {
+                        ConfigError::new(
+                            format!("{field}.per"),
+                            "host",
+                            "a level per host needs HTTP requests: build the set with `build_http_with`",
+                        )
+                    })?;
+                Ok(Some(match max_keys {
+                    Some(n) => per.max_keys(n),
+                    None => per,
+                }))
+            }
+        };
+        let breaker: Option<PerKey<K::Key, K>> = match &self.circuit_breaker {
+            Some(b) => host("circuit_breaker", b.per, b.max_keys)?,
+            None => None,
+        };
+        let bulkhead: Option<PerKey<K::Key, K>> = match &self.bulkhead {
+            Some(b) => host("bulkhead", b.per, b.max_keys)?,
+            None => None,
+        };
+        let hedge = self
+            .hedge
+            .as_ref()
+            .map(|hedge| hedge.apply(HedgeLayer::builder()))
+            .transpose()?;
+        Ok(match (breaker, bulkhead, hedge) {
+            (None, None, None) => ConfigPolicy::Plain(builder.build()?),
+            (Some(b), None, None) => {
+                ConfigPolicy::HostBreaker(builder.circuit_breaker_per(b).build()?)
+            }
+            (None, Some(k), None) => ConfigPolicy::HostBulkhead(builder.bulkhead_per(k).build()?),
+            (Some(b), Some(k), None) => {
+                ConfigPolicy::Host(builder.circuit_breaker_per(b).bulkhead_per(k).build()?)
+            }
+            (None, None, Some(h)) => ConfigPolicy::Hedged(builder.hedge(h).build()?),
+            (Some(b), None, Some(h)) => {
+                ConfigPolicy::HedgedHostBreaker(builder.circuit_breaker_per(b).hedge(h).build()?)
+            }
+            (None, Some(k), Some(h)) => {
+                ConfigPolicy::HedgedHostBulkhead(builder.bulkhead_per(k).hedge(h).build()?)
+            }
+            (Some(b), Some(k), Some(h)) => ConfigPolicy::HedgedHost(
+                builder
+                    .circuit_breaker_per(b)
+                    .bulkhead_per(k)
+                    .hedge(h)
+                    .build()?,
+            ),
+        })
+    }
 }
 
 /// One route of a [`PolicySetConfig`](super::PolicySetConfig), keyed by
@@ -116,6 +200,8 @@ pub struct RouteConfig {
     pub circuit_breaker: Option<CircuitBreakerConfig>,
     /// The route's own bulkhead.
     pub bulkhead: Option<BulkheadConfig>,
+    /// The route's own hedging.
+    pub hedge: Option<HedgeConfig>,
     /// The route's own observe layer.
     pub observe: Option<ObserveConfig>,
 }
@@ -128,6 +214,7 @@ impl RouteConfig {
             retry: self.retry.clone(),
             circuit_breaker: self.circuit_breaker.clone(),
             bulkhead: self.bulkhead.clone(),
+            hedge: self.hedge.clone(),
             observe: self.observe.clone(),
         }
     }

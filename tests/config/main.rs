@@ -19,6 +19,9 @@ use steadfast::{BoxError, ConfigError};
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
 
+#[cfg(all(feature = "reqwest", feature = "axum"))]
+mod levels;
+
 const EXAMPLE: &str = include_str!("../../examples/config/policies.toml");
 
 fn load(text: &str) -> Result<PolicySetConfig, ConfigError> {
@@ -422,6 +425,7 @@ async fn a_loaded_policy_behaves_as_the_same_policy_built_in_code() {
     let loaded = build(SCENARIO_POLICY)
         .unwrap()
         .policy("scenario")
+        .and_then(|policy| policy.plain())
         .unwrap()
         .clone();
     let from_file = scenario(loaded).await;
