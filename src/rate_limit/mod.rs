@@ -298,7 +298,7 @@ where
             Mode::Throttle { max_delay } if denied.wait <= max_delay => {
                 match tier {
                     Some(tier) => tier.emit_throttled(denied.wait, denied.limiter.key()),
-                    None => emit_throttled("", denied.wait),
+                    None => emit_throttled("", denied.limiter.key(), denied.wait),
                 }
                 // Take the service that was polled ready; leave a clone that
                 // the caller will poll before its next call.
@@ -314,7 +314,7 @@ where
             _ => {
                 match tier {
                     Some(tier) => tier.emit_rejected(denied.wait, denied.limiter.key()),
-                    None => emit_rejected("", denied.wait),
+                    None => emit_rejected("", denied.limiter.key(), denied.wait),
                 }
                 ResponseFuture::rejected(denied.wait)
             }

@@ -63,23 +63,19 @@ impl Tier {
     }
 }
 
-/// Reports a delayed call.
+/// Reports a delayed call of `key` (of a keyed limiter).
 #[cold]
-pub(crate) fn emit_throttled(tier: &str, delay: Duration) {
-    crate::event::emit(&crate::event::Event::Throttled {
-        tier,
-        key: None,
-        delay,
-    });
+pub(crate) fn emit_throttled(tier: &str, key: Option<&str>, delay: Duration) {
+    crate::event::emit(&crate::event::Event::Throttled { tier, key, delay });
 }
 
-/// Reports a refused call.
+/// Reports a refused call of `key` (of a keyed limiter).
 #[cold]
-pub(crate) fn emit_rejected(tier: &str, retry_after: Duration) {
+pub(crate) fn emit_rejected(tier: &str, key: Option<&str>, retry_after: Duration) {
     crate::event::emit(&crate::event::Event::Rejected {
         rejection: crate::event::Rejection::RateLimited,
         name: tier,
-        key: None,
+        key,
         retry_after: Some(retry_after),
     });
 }
