@@ -554,7 +554,7 @@ impl Bound {
                 delay: Duration::ZERO,
             },
             FailMode::FailClosed => {
-                emit_rejected(&state.name, event_key(&key), FAIL_CLOSED_RETRY);
+                emit_rejected(&state.name, event_key(key), FAIL_CLOSED_RETRY);
                 Verdict::Deny {
                     retry_after: FAIL_CLOSED_RETRY,
                 }
