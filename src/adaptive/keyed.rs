@@ -17,10 +17,9 @@ use super::{AdaptiveHandle, admit};
 use crate::BoxError;
 use crate::classify::{Classify, DefaultClassifier};
 use crate::error::{ConfigError, check};
-use crate::keyed::KeyedRegistry;
-
-const DEFAULT_MAX_KEYS: u64 = 1_024;
-const DEFAULT_IDLE: Duration = Duration::from_secs(600);
+use crate::keyed::{
+    DEFAULT_IDLE, DEFAULT_MAX_KEYS, KeyOf, KeyedRegistry, LookupKey, OVERFLOW_KEY, key_name,
+};
 
 /// Applies a [`KeyedAdaptive`] limiter: one limiter per key of the request,
 /// each with the same settings, for at most `max_keys` keys.
@@ -49,7 +48,8 @@ where
     /// A builder whose limiters are chosen by `key`, a function of the
     /// request, with the defaults of
     /// [`AdaptiveLayer::builder`](super::AdaptiveLayer::builder), at most
-    /// 1,024 keys, keys idle for 10 minutes dropped.
+    /// 10,000 keys, keys idle for 10 minutes dropped (the defaults of every
+    /// keyed layer).
     pub fn builder<Req>(key: F) -> KeyedAdaptiveLayerBuilder<K, F>
     where
         F: Fn(&Req) -> K,
@@ -76,6 +76,38 @@ where
             registry: self.shared.registry.clone(),
             overflow: Arc::clone(&self.shared.overflow),
         }
+    }
+
+    /// The limiter of `key`, if the key has one now (nothing is made for
+    /// a key never called).
+    pub fn get(&self, key: &K) -> Option<AdaptiveHandle> {
+        self.handle().get(key)
+    }
+
+    /// Every key that has a limiter now, with a handle on it.
+    pub fn handles(&self) -> Vec<(K, AdaptiveHandle)> {
+        self.handle().handles()
+    }
+
+    /// How many keys have a limiter (an estimate while evictions are
+    /// pending).
+    pub fn len(&self) -> u64 {
+        self.shared.registry.len()
+    }
+
+    /// Whether no key has a limiter.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The most keys that have a limiter at once.
+    pub fn max_keys(&self) -> u64 {
+        self.shared.registry.max_keys()
+    }
+
+    /// Applies pending evictions now, so that [`len`](Self::len) is exact.
+    pub fn run_pending_tasks(&self) {
+        self.shared.registry.run_pending_tasks();
     }
 }
 
@@ -155,7 +187,8 @@ where
         }
     }
 
-    /// The most keys that have a limiter at once (default 1,024). Beyond
+    /// The most keys that have a limiter at once (default 10,000, as for
+    /// every keyed layer). Beyond
     /// it the least used keys are dropped. Must be at least 1.
     pub fn max_keys(mut self, max_keys: u64) -> Self {
         self.max_keys = max_keys;
@@ -185,10 +218,11 @@ where
         }
         let mut overflow = self.settings.clone();
         overflow.name_overflow();
+        let overflow = overflow.limiter().with_key(OVERFLOW_KEY.into());
         Ok(KeyedAdaptiveLayer {
             shared: Arc::new(KeyedShared {
                 key: self.key,
-                overflow: Arc::new(Node::new(overflow.limiter(), self.classifier.clone())),
+                overflow: Arc::new(Node::new(overflow, self.classifier.clone())),
                 settings: self.settings,
                 classifier: self.classifier,
                 registry: KeyedRegistry::new(self.max_keys, self.idle),
@@ -277,8 +311,8 @@ impl<S, K, F, C, Req> Service<Req> for KeyedAdaptive<S, K, F, C>
 where
     S: Service<Req>,
     S::Error: Into<BoxError> + 'static,
-    F: Fn(&Req) -> K,
-    K: Hash + Eq + Clone + Send + Sync + 'static,
+    F: KeyOf<Req, Key = K>,
+    K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
     C: Classify<Req, S::Response, S::Error> + Clone + Send + Sync + 'static,
 {
     type Response = S::Response;
@@ -291,23 +325,29 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        let key = (self.shared.key)(&request);
-        let node = self.shared.node(&key);
-        admit(&node, &mut self.inner, request, None)
+        let node = {
+            let key = self.shared.key.key_of(&request);
+            self.shared.node_by(&key)
+        };
+        admit(&node, &mut self.inner, request)
     }
 }
 
 impl<K, F, C> KeyedShared<K, F, C>
 where
-    K: Hash + Eq + Clone + Send + Sync + 'static,
+    K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
     C: Clone + Send + Sync + 'static,
 {
-    /// The limiter of `key`: its own, or the shared overflow limiter when
+    /// The limiter of the key `key` reads: its own (naming its key in its
+    /// events, formatted once here), or the shared overflow limiter when
     /// the registry had no room for it.
     #[inline]
-    fn node(&self, key: &K) -> Arc<Node<C>> {
-        self.registry.get_or_insert_with(key, |key| match key {
-            Some(_) => Node::new(self.settings.limiter(), self.classifier.clone()),
+    fn node_by<Q: LookupKey<K>>(&self, key: &Q) -> Arc<Node<C>> {
+        self.registry.get_or_insert_by(key, |key| match key {
+            Some(key) => Node::new(
+                self.settings.limiter().with_key(key_name(key)),
+                self.classifier.clone(),
+            ),
             // Every place is held: a fresh limiter would know nothing of
             // the load, so the key shares the overflow limiter.
             None => Node {
@@ -329,7 +369,8 @@ where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     C: Send + Sync + 'static,
 {
-    /// The limiter of `key`, if the key has one now.
+    /// The limiter of `key`, if the key has one now (nothing is made for
+    /// a key never called).
     pub fn get(&self, key: &K) -> Option<AdaptiveHandle> {
         self.registry
             .get(key)
@@ -356,8 +397,8 @@ where
         self.registry.max_keys()
     }
 
-    /// Every key with its limiter.
-    pub fn entries(&self) -> Vec<(K, AdaptiveHandle)> {
+    /// Every key that has a limiter now, with a handle on it.
+    pub fn handles(&self) -> Vec<(K, AdaptiveHandle)> {
         self.registry
             .entries()
             .into_iter()

@@ -198,7 +198,7 @@ where
 
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
-        admit(&self.node, &mut self.inner, request, None)
+        admit(&self.node, &mut self.inner, request)
     }
 }
 
@@ -209,7 +209,6 @@ pub(crate) fn admit<S, C, Req>(
     node: &Arc<Node<C>>,
     inner: &mut S,
     request: Req,
-    key: Option<&str>,
 ) -> ResponseFuture<S::Future, C, C::Facts>
 where
     S: Service<Req>,
@@ -217,7 +216,7 @@ where
     C: Classify<Req, S::Response, S::Error>,
 {
     if !node.limiter.throttle_admits() {
-        emit_rejection(&node.limiter, true, key);
+        emit_rejection(&node.limiter, true);
         return ResponseFuture::refused(true);
     }
     match node.try_acquire() {
@@ -233,15 +232,15 @@ where
         None => {
             // Not counted by the throttle: the dependency never saw the
             // call, so it says nothing of what the dependency accepts.
-            emit_rejection(&node.limiter, false, key);
+            emit_rejection(&node.limiter, false);
             ResponseFuture::refused(false)
         }
     }
 }
 
-/// Reports a refused call.
+/// Reports a refused call, with the key of a keyed layer's limiter.
 #[cold]
-fn emit_rejection(limiter: &Limiter, throttled: bool, key: Option<&str>) {
+fn emit_rejection(limiter: &Limiter, throttled: bool) {
     use crate::event::Rejection;
     crate::event::emit_counted(
         &limiter.decisions,
@@ -253,7 +252,7 @@ fn emit_rejection(limiter: &Limiter, throttled: bool, key: Option<&str>) {
                 Rejection::ConcurrencyLimited
             },
             name: limiter.name(),
-            key,
+            key: limiter.key(),
             retry_after: None,
         },
     );
@@ -267,6 +266,7 @@ fn emit_limit(limiter: &Limiter, from: usize, to: usize, reason: crate::event::L
         &crate::event::Listeners::none(),
         &crate::event::Event::LimitChanged {
             name: limiter.name(),
+            key: limiter.key(),
             from,
             to,
             reason,

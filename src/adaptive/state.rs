@@ -73,6 +73,9 @@ pub(crate) struct Limiter {
     min_samples: u64,
     probe_nanos: u64,
     name: Cow<'static, str>,
+    /// The key, as events name it, of one key's limiter in a keyed layer
+    /// (formatted once, when the key is first stored).
+    key: Option<Box<str>>,
     start: Instant,
     throttle: Option<ThrottleState>,
 
@@ -125,6 +128,7 @@ impl Limiter {
             min_samples: settings.min_samples,
             probe_nanos: probe.map_or(u64::MAX, nanos),
             name: settings.name.clone(),
+            key: None,
             start: Instant::now(),
             throttle: settings.throttle.as_ref().map(ThrottleState::new),
             permits: AtomicUsize::new(if probing {
@@ -398,6 +402,17 @@ impl Limiter {
 
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    /// This limiter as the limiter of the key events name `key`.
+    pub(crate) fn with_key(mut self, key: Box<str>) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// The key, as events name it, of one key's limiter in a keyed layer.
+    pub(crate) fn key(&self) -> Option<&str> {
+        self.key.as_deref()
     }
 }
 

@@ -106,12 +106,26 @@ where
         self.shared.registry.run_pending_tasks();
     }
 
+    /// A handle on `key`'s bulkhead, if the key has one now: nothing is
+    /// made for a key never called.
+    ///
+    /// The handle keeps that bulkhead from being dropped (so its key is
+    /// never evicted while the handle lives).
+    pub fn get(&self, key: &K) -> Option<BulkheadHandle> {
+        self.shared.registry.get(key).map(BulkheadHandle::new)
+    }
+
     /// A handle on `key`'s bulkhead, made if the key has none yet.
     ///
     /// The handle keeps that bulkhead from being dropped (so its key is
     /// never evicted while the handle lives).
-    pub fn bulkhead(&self, key: &K) -> BulkheadHandle {
+    pub fn get_or_insert(&self, key: &K) -> BulkheadHandle {
         BulkheadHandle::new(self.shared.bulkhead_by(key))
+    }
+
+    /// Every key that has a bulkhead now, with a handle on it.
+    pub fn handles(&self) -> Vec<(K, BulkheadHandle)> {
+        self.handle().handles()
     }
 }
 
@@ -175,6 +189,7 @@ impl<K, F> fmt::Debug for KeyedBulkheadLayer<K, F> {
 ///     .idle(Some(Duration::from_secs(300)))
 ///     .build()?;
 /// assert_eq!(bulkheads.handle().len(), 0);
+/// assert!(bulkheads.get(&"tenant-1".to_owned()).is_none());
 /// # Ok::<(), steadfast::ConfigError>(())
 /// ```
 pub struct KeyedBulkheadLayerBuilder<K, F> {
@@ -359,7 +374,8 @@ impl<K> KeyedBulkheadHandle<K>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
 {
-    /// The bulkhead of `key`, if the key has one now.
+    /// The bulkhead of `key`, if the key has one now (nothing is made for
+    /// a key never called).
     pub fn get(&self, key: &K) -> Option<BulkheadHandle> {
         self.registry.get(key).map(BulkheadHandle::new)
     }
@@ -380,8 +396,8 @@ where
         self.registry.max_keys()
     }
 
-    /// Every key with its bulkhead.
-    pub fn entries(&self) -> Vec<(K, BulkheadHandle)> {
+    /// Every key that has a bulkhead now, with a handle on it.
+    pub fn handles(&self) -> Vec<(K, BulkheadHandle)> {
         self.registry
             .entries()
             .into_iter()

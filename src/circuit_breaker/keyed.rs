@@ -197,11 +197,24 @@ where
     K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
     C: Clone + Send + Sync + 'static,
 {
-    /// A handle on `key`'s breaker, made (closed) if the key has none yet.
+    /// A handle on `key`'s breaker, if the key has one now: nothing is
+    /// made for a key never called.
     ///
-    /// The handle keeps that breaker alive, but once the key is evicted its
-    /// next call gets a fresh breaker that the handle does not see.
-    pub fn handle(&self, key: &K) -> CircuitBreakerHandle {
+    /// The handle keeps that breaker alive (its key is not evicted while
+    /// the handle lives).
+    pub fn get(&self, key: &K) -> Option<CircuitBreakerHandle> {
+        self.shared
+            .registry
+            .get(key)
+            .map(|shared| CircuitBreakerHandle::new(shared))
+    }
+
+    /// A handle on `key`'s breaker, made (closed) if the key has none yet,
+    /// for example to force a key open before its first call.
+    ///
+    /// The handle keeps that breaker alive (its key is not evicted while
+    /// the handle lives).
+    pub fn get_or_insert(&self, key: &K) -> CircuitBreakerHandle {
         CircuitBreakerHandle::new(self.shared.breaker(key))
     }
 

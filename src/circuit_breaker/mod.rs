@@ -116,8 +116,8 @@
 //!     }));
 //!
 //! assert_eq!(service.oneshot(("a.example", "/x")).await?, "a.example/x");
-//! breakers.handle(&"b.example").force_open();
-//! assert_eq!(breakers.handle(&"a.example").state(), State::Closed);
+//! breakers.get_or_insert(&"b.example").force_open();
+//! assert_eq!(breakers.get_or_insert(&"a.example").state(), State::Closed);
 //! # Ok(())
 //! # }
 //! ```

@@ -299,6 +299,7 @@ fn trace(event: &Event<'_>, call: Option<&Call>) {
         ),
         Event::LimitChanged {
             name,
+            key,
             from,
             to,
             reason,
@@ -310,6 +311,7 @@ fn trace(event: &Event<'_>, call: Option<&Call>) {
             "steadfast::adaptive",
             layer = "adaptive",
             name,
+            key,
             from,
             to,
             reason = reason.as_str(),
@@ -317,13 +319,14 @@ fn trace(event: &Event<'_>, call: Option<&Call>) {
             rtt_us = rtt.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
             "concurrency limit changed"
         ),
-        Event::Throttled { tier, delay } => event!(
+        Event::Throttled { tier, key, delay } => event!(
             call,
             debug,
             "steadfast::rate_limit",
             layer = "rate_limit",
             name = tier,
             tier,
+            key,
             delay_ms = ms(delay),
             "call delayed to fit its quota"
         ),

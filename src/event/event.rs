@@ -85,6 +85,8 @@ pub enum Event<'a> {
     Throttled {
         /// The tier whose quota applied.
         tier: &'a str,
+        /// The key, for a keyed limiter.
+        key: Option<&'a str>,
         /// How long the call waits.
         delay: Duration,
     },
@@ -131,6 +133,8 @@ pub enum Event<'a> {
     LimitChanged {
         /// The limiter's name.
         name: &'a str,
+        /// The key, for a keyed limiter.
+        key: Option<&'a str>,
         /// The limit it had.
         from: usize,
         /// The limit it has now (the minimum while it probes).

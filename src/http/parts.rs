@@ -149,7 +149,7 @@ fn strip_port(authority: &str) -> &str {
 ///
 /// // `.by_host()` is `.key(..)` with `ByHost`.
 /// let breakers = KeyedCircuitBreakerLayer::builder().by_host().build()?;
-/// let a = breakers.handle(&HostKey::new("API.example", 80));
+/// let a = breakers.get_or_insert(&HostKey::new("API.example", 80));
 /// assert_eq!(a.key(), Some("api.example:80"));
 /// # Ok::<(), steadfast::ConfigError>(())
 /// ```

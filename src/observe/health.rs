@@ -388,7 +388,7 @@ impl Health {
         K: std::hash::Hash + Eq + Clone + fmt::Display + Send + Sync + 'static,
     {
         self.reader(move |out| {
-            for (key, bulkhead) in handle.entries() {
+            for (key, bulkhead) in handle.handles() {
                 let mut status = BulkheadStatus::of(&bulkhead);
                 status.key = Some(key.to_string());
                 out.push(Status::Bulkhead(status));
@@ -409,7 +409,7 @@ impl Health {
         C: Send + Sync + 'static,
     {
         self.reader(move |out| {
-            for (key, limiter) in handle.entries() {
+            for (key, limiter) in handle.handles() {
                 let mut status = AdaptiveStatus::of(&limiter);
                 status.key = Some(key.to_string());
                 out.push(Status::Adaptive(status));

@@ -50,7 +50,7 @@ where
 
     fn all(&self) -> Vec<BulkheadHandle> {
         self.handle()
-            .entries()
+            .handles()
             .into_iter()
             .map(|(_, handle)| handle)
             .collect()

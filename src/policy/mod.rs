@@ -479,7 +479,7 @@ where
     /// # fn main() {}
     /// ```
     pub fn circuit_breaker_for(&self, authority: &str) -> CircuitBreakerHandle {
-        self.breaker.handle(&HostKey::parse(authority))
+        self.breaker.get_or_insert(&HostKey::parse(authority))
     }
 }
 
@@ -490,7 +490,7 @@ impl<C, P, R, H, F, B> Policy<C, P, R, H, F, B, KeyedBulkheadLayer<HostKey, ByHo
     /// with a bulkhead per host: made if the host has none yet. Case does
     /// not matter.
     pub fn bulkhead_for(&self, authority: &str) -> BulkheadHandle {
-        self.bulkhead.bulkhead(&HostKey::parse(authority))
+        self.bulkhead.get_or_insert(&HostKey::parse(authority))
     }
 }
 

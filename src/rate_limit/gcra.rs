@@ -26,6 +26,19 @@ pub(crate) struct Limiter {
     /// The theoretical arrival time of the next call, in nanoseconds since
     /// `start`; zero before the first call.
     tat: AtomicU64,
+    /// The key, as events name it, for a keyed limiter's key (formatted
+    /// once, when the key is first stored); `(overflow)` for the limiter
+    /// shared by keys that found no room.
+    key: Option<Box<str>>,
+}
+
+/// What is left of one allowance, read without taking anything.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Level {
+    /// Calls that could pass at once now.
+    pub(crate) remaining: u32,
+    /// Until the allowance is whole again.
+    pub(crate) full_in: Duration,
 }
 
 /// What a call that passed left of the allowance.
@@ -80,6 +93,40 @@ impl Limiter {
             t,
             tau: t.saturating_mul(burst - 1),
             tat: AtomicU64::new(0),
+            key: None,
+        }
+    }
+
+    /// A full allowance for `quota` of the key events name `key`.
+    pub(crate) fn keyed(quota: governor::Quota, key: Box<str>) -> Self {
+        Self {
+            key: Some(key),
+            ..Self::new(quota)
+        }
+    }
+
+    /// The key, as events name it, of a keyed limiter.
+    #[inline]
+    pub(crate) fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+
+    /// What is left of the allowance now, without taking a call.
+    pub(crate) fn level(&self) -> Level {
+        let t0 = nanos(Instant::now().saturating_duration_since(self.start));
+        let tat = match self.tat.load(Ordering::Acquire) {
+            0 => t0,
+            tat => tat,
+        };
+        let snapshot = Snapshot {
+            t: self.t,
+            tau: self.tau,
+            t0,
+            tat,
+        };
+        Level {
+            remaining: snapshot.remaining_burst_capacity(),
+            full_in: Duration::from_nanos(tat.saturating_sub(t0)),
         }
     }
 

@@ -8,7 +8,7 @@ use tower_layer::Layer;
 
 use super::quota::Quota;
 use super::state::{Limits, Store, Tier, TierFn, Tiers, new_limiter};
-use super::{ByKey, Global, Mode, RateLimit, RateLimitHandle};
+use super::{AllowanceHandle, ByKey, Global, Mode, RateLimit, RateLimitHandle};
 use crate::error::{ConfigError, check};
 use crate::keyed::KeyedRegistry;
 
@@ -50,6 +50,43 @@ impl<K, F> RateLimitLayer<K, F> {
         RateLimitHandle {
             limits: Arc::clone(&self.limits),
         }
+    }
+}
+
+impl<K, F> RateLimitLayer<K, F>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    /// The allowance of `key`, if the key has one now (nothing is made for
+    /// a key never called; `None` for an unkeyed limiter).
+    pub fn get(&self, key: &K) -> Option<AllowanceHandle> {
+        self.limits.get(key)
+    }
+
+    /// Every key that has an allowance now, with a handle on it.
+    pub fn handles(&self) -> Vec<(K, AllowanceHandle)> {
+        self.limits.handles()
+    }
+
+    /// Keys tracked now, over every tier (an estimate while evictions are
+    /// pending; zero for an unkeyed limiter).
+    pub fn len(&self) -> u64 {
+        self.limits.keys()
+    }
+
+    /// Whether no key is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The most keys tracked over every tier.
+    pub fn max_keys(&self) -> u64 {
+        self.handle().max_keys()
+    }
+
+    /// Applies pending evictions now, so that [`len`](Self::len) is exact.
+    pub fn run_pending_tasks(&self) {
+        self.limits.sync();
     }
 }
 

@@ -104,6 +104,7 @@ use crate::oneshot::Waiter;
 mod clock;
 pub mod future;
 mod gcra;
+mod handle;
 mod layer;
 mod quota;
 #[cfg(feature = "redis")]
@@ -115,6 +116,7 @@ pub mod report;
 mod state;
 mod tier;
 
+pub use handle::AllowanceHandle;
 pub use layer::{RateLimitLayer, RateLimitLayerBuilder};
 pub use quota::Quota;
 #[cfg(feature = "redis")]
@@ -255,7 +257,7 @@ where
     S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
     F: KeyOf<Req, Key = K>,
-    K: Hash + Eq + Clone + Send + Sync + 'static,
+    K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
 {
     type Response = S::Response;
     type Error = BoxError;
@@ -295,8 +297,8 @@ where
         match self.limits.mode {
             Mode::Throttle { max_delay } if denied.wait <= max_delay => {
                 match tier {
-                    Some(tier) => tier.emit_throttled(denied.wait),
-                    None => emit_throttled("", denied.wait),
+                    Some(tier) => tier.emit_throttled(denied.wait, denied.limiter.key()),
+                    None => emit_throttled("", denied.limiter.key(), denied.wait),
                 }
                 // Take the service that was polled ready; leave a clone that
                 // the caller will poll before its next call.
@@ -311,8 +313,8 @@ where
             }
             _ => {
                 match tier {
-                    Some(tier) => tier.emit_rejected(denied.wait),
-                    None => emit_rejected("", denied.wait),
+                    Some(tier) => tier.emit_rejected(denied.wait, denied.limiter.key()),
+                    None => emit_rejected("", denied.limiter.key(), denied.wait),
                 }
                 ResponseFuture::rejected(denied.wait)
             }
@@ -356,6 +358,18 @@ where
     /// Applies pending evictions now, so that [`len`](Self::len) is exact.
     pub fn run_pending_tasks(&self) {
         self.limits.sync();
+    }
+
+    /// The allowance of `key`, if the key has one now (nothing is made for
+    /// a key never called; `None` for an unkeyed limiter).
+    pub fn get(&self, key: &K) -> Option<AllowanceHandle> {
+        self.limits.get(key)
+    }
+
+    /// Every key that has an allowance now, with a handle on it (a key
+    /// placed in several tiers over time appears once per tier).
+    pub fn handles(&self) -> Vec<(K, AllowanceHandle)> {
+        self.limits.handles()
     }
 
     /// The tiers, in the order they were defined.

@@ -13,7 +13,7 @@ use super::clock::TokioClock;
 pub(crate) use super::gcra::Limiter;
 use super::gcra::{NotUntil, Snapshot};
 use super::quota::Quota;
-pub(crate) use super::tier::{Tier, emit_rejected, emit_throttled, new_limiter};
+pub(crate) use super::tier::{Tier, emit_rejected, emit_throttled, keyed_limiter, new_limiter};
 use crate::keyed::KeyedRegistry;
 use crate::keyed::LookupKey;
 
@@ -61,7 +61,7 @@ pub(crate) struct Denied {
 
 impl<K> Limits<K>
 where
-    K: Hash + Eq + Clone + Send + Sync + 'static,
+    K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
 {
     /// Takes one call from `key`'s allowance, or says how long to wait.
     #[inline]
@@ -83,7 +83,7 @@ where
                 let quota = self.tiers.list[tier].governor;
                 registries[tier].with(
                     key,
-                    |_| new_limiter(quota),
+                    |key| keyed_limiter(quota, key),
                     |limiter| {
                         self.decided(tier, limiter.check()).map_err(|wait| Denied {
                             wait,
@@ -95,7 +95,12 @@ where
             }
         }
     }
+}
 
+impl<K> Limits<K>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
     /// Reports a decision to a listening slot; answers the wait of a
     /// refusal.
     #[inline]
@@ -176,6 +181,38 @@ where
             Store::Global(_) => 0,
             Store::Keyed(registries) => registries.iter().map(KeyedRegistry::len).sum(),
         }
+    }
+
+    /// The allowance of `key` in whichever tier holds it.
+    pub(crate) fn get(&self, key: &K) -> Option<super::AllowanceHandle> {
+        let Store::Keyed(registries) = &self.store else {
+            return None;
+        };
+        registries
+            .iter()
+            .zip(self.tiers.list.iter())
+            .find_map(|(registry, tier)| {
+                registry
+                    .get(key)
+                    .map(|limiter| super::AllowanceHandle::new(limiter, tier))
+            })
+    }
+
+    /// Every key held, with its allowance, tier by tier.
+    pub(crate) fn handles(&self) -> Vec<(K, super::AllowanceHandle)> {
+        let Store::Keyed(registries) = &self.store else {
+            return Vec::new();
+        };
+        registries
+            .iter()
+            .zip(self.tiers.list.iter())
+            .flat_map(|(registry, tier)| {
+                registry
+                    .entries()
+                    .into_iter()
+                    .map(|(key, limiter)| (key, super::AllowanceHandle::new(limiter, tier)))
+            })
+            .collect()
     }
 
     pub(crate) fn sync(&self) {

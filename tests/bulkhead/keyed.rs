@@ -82,7 +82,7 @@ async fn a_flood_of_keys_stays_within_max_keys() {
     }
     handle.run_pending_tasks();
     assert!(handle.len() <= 100, "{} keys held", handle.len());
-    assert!(handle.entries().len() <= 100);
+    assert!(handle.handles().len() <= 100);
     assert_eq!(handle.max_keys(), 100);
 }
 

@@ -33,7 +33,7 @@ async fn each_key_has_its_own_breaker() {
     for _ in 0..2 {
         let _ = service.ready().await.unwrap().call(("a", true)).await;
     }
-    assert_eq!(layer.handle(&"a").state(), State::Open);
+    assert_eq!(layer.get_or_insert(&"a").state(), State::Open);
     let err = service
         .ready()
         .await
@@ -65,7 +65,7 @@ async fn each_key_has_its_own_breaker() {
             .unwrap_err()
             .is::<CircuitOpen>()
     );
-    assert_eq!(layer.handle(&"b").snapshot().calls, 1);
+    assert_eq!(layer.get_or_insert(&"b").snapshot().calls, 1);
 
     tokio::time::advance(Duration::from_secs(5)).await;
     assert_eq!(
@@ -78,7 +78,7 @@ async fn each_key_has_its_own_breaker() {
             .unwrap(),
         "a"
     );
-    assert_eq!(layer.handle(&"a").state(), State::Closed);
+    assert_eq!(layer.get_or_insert(&"a").state(), State::Closed);
 }
 
 #[tokio::test(start_paused = true)]
@@ -87,7 +87,7 @@ async fn a_key_can_be_forced_before_its_first_call() {
         .key(|(host, _): &Req| host.to_string())
         .build()
         .unwrap();
-    layer.handle(&"down".to_owned()).force_open();
+    layer.get_or_insert(&"down".to_owned()).force_open();
     let mut service = layer.layer(backend());
     let err = service
         .ready()
@@ -157,7 +157,7 @@ async fn a_full_registry_of_held_keys_keeps_protecting_a_new_key() {
             .unwrap();
     }
     // Both registered keys are held: by handles, as a call in flight would.
-    let held = [layer.handle(&"a"), layer.handle(&"b")];
+    let held = [layer.get_or_insert(&"a"), layer.get_or_insert(&"b")];
     let mut refused = 0;
     for _ in 0..50 {
         let err = service
@@ -169,7 +169,7 @@ async fn a_full_registry_of_held_keys_keeps_protecting_a_new_key() {
             .unwrap_err();
         refused += usize::from(err.is::<CircuitOpen>());
     }
-    assert_eq!(layer.handle(&"c").state(), State::Open);
+    assert_eq!(layer.get_or_insert(&"c").state(), State::Open);
     assert!(refused >= 40, "only {refused} of 50 calls refused");
     // A fourth key shares the overflow breaker, open too.
     let err = service

@@ -201,7 +201,7 @@ async fn a_snapshot_reads_every_component() -> Result<(), BoxError> {
     );
 
     // Healthy again once `b` closes.
-    breakers.handle(&"b").reset();
+    breakers.get_or_insert(&"b").reset();
     assert!(health.snapshot().healthy);
     drop(pending);
     Ok(())
@@ -263,7 +263,7 @@ async fn the_json_has_the_documented_keys() -> Result<(), BoxError> {
         .key(host)
         .name("per_host_cb")
         .build()?;
-    breakers.handle(&"a").force_open();
+    breakers.get_or_insert(&"a").force_open();
     let per_host = KeyedBulkheadLayer::builder(host).name("per_host").build()?;
     per_host
         .layer(service_fn(|_: Req| async { Ok::<_, BoxError>(()) }))
@@ -368,7 +368,7 @@ async fn the_json_has_the_documented_keys() -> Result<(), BoxError> {
     );
 
     // An open breaker says how long it stays open.
-    breakers.handle(&"a").reset();
+    breakers.get_or_insert(&"a").reset();
     let opening = KeyedCircuitBreakerLayer::builder()
         .key(host)
         .name("opening")

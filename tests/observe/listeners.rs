@@ -266,6 +266,7 @@ fn kinds_and_rejections_have_stable_names() {
         },
         Event::Throttled {
             tier: "t",
+            key: None,
             delay: d,
         },
         Event::FallbackServed {

@@ -385,7 +385,7 @@ async fn a_keyed_breaker_has_state_gauges_per_key() -> Result<(), BoxError> {
     let m = metrics.read();
     assert_eq!(shown_state(&m, "hosts", "a"), "closed");
     assert_eq!(shown_state(&m, "hosts", "b"), "open");
-    assert_eq!(layer.handle(&"b").key(), Some("b"));
+    assert_eq!(layer.get_or_insert(&"b").key(), Some("b"));
     Ok(())
 }
 

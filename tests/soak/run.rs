@@ -207,7 +207,7 @@ fn check_bulkheads(handle: &KeyedBulkheadHandle<u64>) {
         "{} bulkheads kept, bound {MAX_KEYS}",
         handle.len()
     );
-    for (key, bulkhead) in handle.entries() {
+    for (key, bulkhead) in handle.handles() {
         assert_eq!(
             bulkhead.in_flight(),
             0,

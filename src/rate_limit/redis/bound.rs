@@ -25,6 +25,12 @@ use crate::rate_limit::quota_period::PeriodQuota;
 use crate::rate_limit::tier::{Tier, emit_rejected, emit_throttled, new_limiter};
 use crate::timeout::{Timeout, TimeoutLayer};
 
+/// The key as events name it: the store's name for it, none for the
+/// one allowance of an unkeyed limiter (`*`).
+fn event_key(name: &str) -> Option<&str> {
+    (name != "*").then_some(name)
+}
+
 /// How long a fail-closed refusal asks the caller to wait.
 const FAIL_CLOSED_RETRY: Duration = Duration::from_secs(1);
 
@@ -326,7 +332,7 @@ impl<K> Remote<K> {
                         });
                     }
                     if let Some(retry_after) = lease.denied(now) {
-                        emit_rejected(&state.name, retry_after);
+                        emit_rejected(&state.name, event_key(&name), retry_after);
                         return Quick::Done(Verdict::Deny { retry_after });
                     }
                 }
@@ -403,11 +409,11 @@ impl Bound {
                 state.report(&reply, 0);
                 if reply.granted >= cost {
                     if !reply.wait.is_zero() {
-                        emit_throttled(&state.name, reply.wait);
+                        emit_throttled(&state.name, event_key(&key), reply.wait);
                     }
                     Verdict::Allow { delay: reply.wait }
                 } else {
-                    emit_rejected(&state.name, reply.wait);
+                    emit_rejected(&state.name, event_key(&key), reply.wait);
                     Verdict::Deny {
                         retry_after: reply.wait,
                     }
@@ -458,7 +464,7 @@ impl Bound {
             };
         }
         if let Some(retry_after) = lease.denied(now) {
-            emit_rejected(&state.name, retry_after);
+            emit_rejected(&state.name, event_key(&key), retry_after);
             return Verdict::Deny { retry_after };
         }
         let fetched = tokio::time::timeout_at(
@@ -483,7 +489,7 @@ impl Bound {
                     now.saturating_add(self.lease_ttl_us()),
                 );
                 if !reply.wait.is_zero() {
-                    emit_throttled(&state.name, reply.wait);
+                    emit_throttled(&state.name, event_key(&key), reply.wait);
                 }
                 Verdict::Allow { delay: reply.wait }
             }
@@ -495,7 +501,7 @@ impl Bound {
                     .now_us()
                     .saturating_add(u64::try_from(reply.wait.as_micros()).unwrap_or(u64::MAX));
                 lease.denied_until.store(until, Ordering::Release);
-                emit_rejected(&state.name, reply.wait);
+                emit_rejected(&state.name, event_key(&key), reply.wait);
                 Verdict::Deny {
                     retry_after: reply.wait,
                 }
@@ -548,7 +554,7 @@ impl Bound {
                 delay: Duration::ZERO,
             },
             FailMode::FailClosed => {
-                emit_rejected(&state.name, FAIL_CLOSED_RETRY);
+                emit_rejected(&state.name, event_key(key), FAIL_CLOSED_RETRY);
                 Verdict::Deny {
                     retry_after: FAIL_CLOSED_RETRY,
                 }
@@ -571,7 +577,7 @@ impl Bound {
                         delay: Duration::ZERO,
                     },
                     Err(wait) => {
-                        emit_rejected(&state.name, wait);
+                        emit_rejected(&state.name, event_key(&key), wait);
                         Verdict::Deny { retry_after: wait }
                     }
                 }
