@@ -25,7 +25,12 @@
 //! three policies: `policy/standard` (total deadline, bulkhead, retry,
 //! breaker and attempt timeout, not observed), `policy/attempt` (only an
 //! attempt timeout: every other level absent) and `policy/empty` (no
-//! layer at all).
+//! layer at all). Beside `policy/standard`, in the same run:
+//! `policy/service_builder` (the same five layers, with the same
+//! settings, stacked with tower's `ServiceBuilder`) and each of those
+//! layers alone over the same inner service, whose sum is the cost of the
+//! parts: `part/total_deadline`, `part/bulkhead`, `part/retry`,
+//! `part/circuit_breaker`, `part/attempt_timeout`.
 
 use std::fmt::Debug;
 use std::future::{Ready, ready};
@@ -41,8 +46,9 @@ use steadfast::policy::{Policy, PolicyBuilder};
 use steadfast::rate_limit::{Quota, RateLimitLayer};
 use steadfast::retry::{Backoff, RetryLayer};
 use steadfast::scatter::Scatter;
+use steadfast::timeout::{TimeoutLayer, TotalDeadlineLayer};
 use tower::retry::budget::{Budget, TpsBudget};
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 #[allow(dead_code)] // The timing harness is not used here.
 mod common;
@@ -110,6 +116,42 @@ fn standard(name: &'static str) -> PolicyBuilder {
         .retry(RetryLayer::builder().max_attempts(3))
         .circuit_breaker(CircuitBreakerLayer::builder())
         .attempt_timeout(Duration::from_secs(1))
+}
+
+/// The total deadline of `policy/standard`.
+fn total_layer() -> TotalDeadlineLayer {
+    TotalDeadlineLayer::new(Duration::from_secs(5)).expect("valid settings")
+}
+
+/// The bulkhead of `policy/standard`.
+fn bulkhead_layer() -> BulkheadLayer {
+    BulkheadLayer::builder()
+        .max_concurrent(PERMITS)
+        .build()
+        .expect("valid settings")
+}
+
+/// The retry of `policy/standard`: 3 attempts, exponential backoff, the
+/// default budget.
+fn retry_layer() -> RetryLayer {
+    RetryLayer::builder()
+        .max_attempts(3)
+        .backoff(Backoff::exponential(Duration::from_millis(10)))
+        .build()
+        .expect("valid settings")
+}
+
+/// The breaker of `policy/standard`: a count window of 100.
+fn breaker_layer() -> CircuitBreakerLayer {
+    CircuitBreakerLayer::builder()
+        .count_window(100)
+        .build()
+        .expect("valid settings")
+}
+
+/// The attempt timeout of `policy/standard`.
+fn attempt_layer() -> TimeoutLayer {
+    TimeoutLayer::new(Duration::from_secs(1)).expect("valid settings")
 }
 
 /// A subscriber at INFO, as an application logs in production: every
@@ -287,6 +329,21 @@ fn main() -> ExitCode {
                     .expect("valid settings");
                 Some(drive(policy.layer(Echo), calls).await)
             }
+            "policy/service_builder" => {
+                let service = ServiceBuilder::new()
+                    .layer(total_layer())
+                    .layer(bulkhead_layer())
+                    .layer(retry_layer())
+                    .layer(breaker_layer())
+                    .layer(attempt_layer())
+                    .service(Echo);
+                Some(drive(service, calls).await)
+            }
+            "part/total_deadline" => Some(drive(total_layer().layer(Echo), calls).await),
+            "part/bulkhead" => Some(drive(bulkhead_layer().layer(Echo), calls).await),
+            "part/retry" => Some(drive(retry_layer().layer(Echo), calls).await),
+            "part/circuit_breaker" => Some(drive(breaker_layer().layer(Echo), calls).await),
+            "part/attempt_timeout" => Some(drive(attempt_layer().layer(Echo), calls).await),
             "policy/attempt" => {
                 let policy = Policy::builder()
                     .attempt_timeout(Duration::from_secs(1))

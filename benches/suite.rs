@@ -46,7 +46,7 @@ use steadfast::fallback::FallbackLayer;
 use steadfast::hedge::HedgeLayer;
 use steadfast::policy::Policy;
 use steadfast::rate_limit::{Quota, RateLimitLayer};
-use steadfast::retry::RetryLayer;
+use steadfast::retry::{Backoff, RetryLayer};
 use steadfast::timeout::{TimeoutLayer, TotalDeadlineLayer};
 use tokio::runtime::Runtime;
 use tower::retry::budget::{Budget, TpsBudget};
@@ -276,6 +276,59 @@ fn peer_stack(inner: Echo) -> impl Service<Request, Response = u64, Error: Debug
         )
         .layer(peer_breaker())
         .layer(peer_time_limiter(ATTEMPT))
+        .service(inner)
+}
+
+/// The policy of `benches/calls.rs` `policy/standard`: total deadline
+/// 5 s, bulkhead 1,024, retry (3 attempts, exponential backoff, default
+/// budget), breaker (count window 100), attempt timeout 1 s.
+fn standard_policy<S>(
+    inner: S,
+) -> impl Service<Request, Response = u64, Error = BoxError, Future: Send> + Clone + Send + 'static
+where
+    S: Service<Request, Response = u64, Error = Infallible> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+{
+    Policy::builder()
+        .total_timeout(TOTAL)
+        .bulkhead(standard_bulkhead())
+        .retry(standard_retry())
+        .circuit_breaker(standard_breaker())
+        .attempt_timeout(ATTEMPT)
+        .build()
+        .expect("valid settings")
+        .layer(inner)
+}
+
+fn standard_bulkhead() -> steadfast::bulkhead::BulkheadLayerBuilder {
+    BulkheadLayer::builder().max_concurrent(PERMITS)
+}
+
+fn standard_retry() -> steadfast::retry::RetryLayerBuilder {
+    RetryLayer::builder()
+        .max_attempts(3)
+        .backoff(Backoff::exponential(Duration::from_millis(10)))
+}
+
+fn standard_breaker() -> steadfast::circuit_breaker::CircuitBreakerBuilder {
+    CircuitBreakerLayer::builder().count_window(100)
+}
+
+/// The same five layers as [`standard_policy`], stacked with tower's
+/// `ServiceBuilder`.
+fn standard_service_builder<S>(
+    inner: S,
+) -> impl Service<Request, Response = u64, Error = BoxError, Future: Send> + Clone + Send + 'static
+where
+    S: Service<Request, Response = u64, Error = Infallible> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+{
+    ServiceBuilder::new()
+        .layer(TotalDeadlineLayer::new(TOTAL).expect("valid settings"))
+        .layer(standard_bulkhead().build().expect("valid settings"))
+        .layer(standard_retry().build().expect("valid settings"))
+        .layer(standard_breaker().build().expect("valid settings"))
+        .layer(TimeoutLayer::new(ATTEMPT).expect("valid settings"))
         .service(inner)
 }
 
@@ -620,6 +673,37 @@ fn overhead(c: &mut Criterion) -> Vec<(String, f64)> {
         tr::chaos::ChaosLayer::builder().build().layer(ECHO),
     );
 
+    // The standard policy beside its five layers stacked with
+    // `ServiceBuilder`, and each layer alone (the sum of its parts).
+    let group = "policy";
+    rows.row(group, "standard", standard_policy(ECHO));
+    rows.row(group, "service_builder", standard_service_builder(ECHO));
+    rows.row(
+        group,
+        "part_total_deadline",
+        TotalDeadlineLayer::new(TOTAL).unwrap().layer(ECHO),
+    );
+    rows.row(
+        group,
+        "part_bulkhead",
+        standard_bulkhead().build().unwrap().layer(ECHO),
+    );
+    rows.row(
+        group,
+        "part_retry",
+        standard_retry().build().unwrap().layer(ECHO),
+    );
+    rows.row(
+        group,
+        "part_circuit_breaker",
+        standard_breaker().build().unwrap().layer(ECHO),
+    );
+    rows.row(
+        group,
+        "part_attempt_timeout",
+        TimeoutLayer::new(ATTEMPT).unwrap().layer(ECHO),
+    );
+
     let group = "stack";
     rows.row(group, "steadfast", steadfast_stack(ECHO));
     rows.row(group, "tower", tower_stack(ECHO));
@@ -776,8 +860,9 @@ where
     wall
 }
 
-/// One shared closed breaker on a 2-worker runtime, from one task and from
-/// two, with no work in the inner service. Prints each row's CPU time over
+/// One shared closed breaker (and one shared standard policy, and its
+/// layers stacked with `ServiceBuilder`) on a 2-worker runtime, from one
+/// task and from two, with no work in the inner service. Prints each row's CPU time over
 /// wall time: near 2.0 for two tasks, or the run is void.
 fn breaker_tasks(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -817,6 +902,15 @@ fn breaker_tasks(c: &mut Criterion) {
         let failsafe = Failsafe::new(ECHO, BREAKER_SPAN, 100);
         row("failsafe", &mut |n, l| {
             run_tasks(&rt, &failsafe, tasks, n, l)
+        });
+        // The standard policy, one shared by every task.
+        let policy = standard_policy(ECHO);
+        row("policy_standard", &mut |n, l| {
+            run_tasks(&rt, &policy, tasks, n, l)
+        });
+        let stacked = standard_service_builder(ECHO);
+        row("policy_service_builder", &mut |n, l| {
+            run_tasks(&rt, &stacked, tasks, n, l)
         });
     }
     group.finish();
