@@ -202,7 +202,7 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         let (fault, delay) = self.settings.draw();
         if fault != Fault::Pass || delay.is_some() {
-            injected(&self.settings.name, fault, delay);
+            injected(&self.settings, fault, delay);
         }
         match fault {
             Fault::Pass => future::ResponseFuture::inner(self.inner.call(request), delay),
@@ -220,12 +220,16 @@ where
 
 /// Reports an injected fault or delay.
 #[cold]
-fn injected(name: &str, fault: Fault, delay: Option<Duration>) {
-    crate::event::emit(&crate::event::Event::FaultInjected {
-        name,
-        fault: fault.event(),
-        delay,
-    });
+fn injected(settings: &Settings, fault: Fault, delay: Option<Duration>) {
+    crate::event::emit_counted(
+        &settings.decisions,
+        &crate::event::Listeners::none(),
+        &crate::event::Event::FaultInjected {
+            name: &settings.name,
+            fault: fault.event(),
+            delay,
+        },
+    );
 }
 
 /// Reads and changes a chaos layer while its services run. Cloneable.

@@ -58,6 +58,8 @@ pub(crate) struct Settings {
     pub(crate) hangs: AtomicU64,
     pub(crate) responses: AtomicU64,
     pub(crate) delayed: AtomicU64,
+    /// The metric series of its faults, made with the layer.
+    pub(crate) decisions: crate::event::Decisions,
 }
 
 /// The rates a chaos layer starts with, or is switched to.
@@ -130,6 +132,7 @@ impl Settings {
             hangs: AtomicU64::new(0),
             responses: AtomicU64::new(0),
             delayed: AtomicU64::new(0),
+            decisions: crate::event::Decisions::new(),
         };
         settings.store(rates);
         settings

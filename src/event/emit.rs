@@ -64,13 +64,19 @@ fn report(decisions: Option<&Decisions>, own: &Listeners, event: &Event<'_>) {
     }
 }
 
-/// Whether the current call is watched by an observe layer, whose
-/// listeners hear the events made in it. A layer that reports on its
-/// success path asks first, with its tracing callsite's interest, so that
-/// an event nobody can hear costs nothing.
+/// Whether an event no metric counts can be heard, by the rule an
+/// [`ObserveLayer`](crate::observe::ObserveLayer) decides to watch a call
+/// with: the deciding layer's `own` listeners, the listeners of the call
+/// it happens in (the observe layer's, and those of the layers it wraps),
+/// or a subscriber that wants the layer's own callsite (`wanted`: the
+/// caller's `tracing::enabled!` on its target and level, which tracing
+/// caches per callsite). A layer reporting on its success path asks first,
+/// so that an event nobody can hear costs nothing.
 #[inline]
-pub(crate) fn in_watched_call() -> bool {
-    with_current(|_| ()).is_some()
+pub(crate) fn heard(own: &Listeners, wanted: bool) -> bool {
+    wanted
+        || !own.is_empty()
+        || with_current(|context| !context.shared.listeners.is_empty()).unwrap_or(false)
 }
 
 impl<K, V> KeyedRegistry<K, V>
@@ -101,7 +107,7 @@ pub(crate) struct Decisions;
 
 #[cfg(not(feature = "metrics"))]
 impl Decisions {
-    pub(crate) fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Self
     }
 }

@@ -16,7 +16,10 @@ pub use crate::error::Rejection;
 /// fault, a slow call) and once at the end of each call an
 /// [`ObserveLayer`](crate::observe::ObserveLayer) watches; the success path of the
 /// other layers makes none, but for a scatter, whose every stage, branch
-/// and gathering is a decision. Inside a call watched by an
+/// and gathering is a decision, made only when someone can hear it: the
+/// listeners of the call it happens in, or a subscriber that wants
+/// `steadfast::scatter` at TRACE (DEBUG for an early stop). Inside a call
+/// watched by an
 /// [`ObserveLayer`](crate::observe::ObserveLayer), [`CallContext::current`](super::CallContext::current)
 /// gives the policy, route and request id of the call from a listener.
 #[derive(Debug, Clone, Copy)]

@@ -218,6 +218,7 @@ where
     let source = FallbackSource::Cache { age };
     emit(
         &shared.name,
+        &shared.decisions,
         Some(&source),
         Verdict::transient(),
         Reason::LatencyBudget,
@@ -261,7 +262,7 @@ where
         }
         None => {
             if shared.alternate.is_configured() {
-                alternate_skipped(&shared.name);
+                alternate_skipped(&shared.name, &shared.decisions);
             }
             Some(rest(shared, this.slot, this.last, failed))
         }
@@ -270,12 +271,16 @@ where
 
 /// Reports an alternate that could not be called.
 #[cold]
-fn alternate_skipped(name: &str) {
-    crate::event::emit(&crate::event::Event::FallbackSkipped {
-        name,
-        source: &FallbackSource::Alternate,
-        reason: crate::event::SkipReason::NotReplayable,
-    });
+fn alternate_skipped(name: &str, decisions: &crate::event::Decisions) {
+    crate::event::emit_counted(
+        decisions,
+        &crate::event::Listeners::none(),
+        &crate::event::Event::FallbackSkipped {
+            name,
+            source: &FallbackSource::Alternate,
+            reason: crate::event::SkipReason::NotReplayable,
+        },
+    );
 }
 
 /// Waits for the alternate call, then tries the other sources.
@@ -308,7 +313,13 @@ where
         );
         if verdict.is_answer() {
             let source = FallbackSource::Alternate;
-            emit(&shared.name, Some(&source), failed.verdict, failed.reason);
+            emit(
+                &shared.name,
+                &shared.decisions,
+                Some(&source),
+                failed.verdict,
+                failed.reason,
+            );
             let mut response = shared.kind.pass(response);
             shared.kind.mark(&mut response, &source);
             return Poll::Ready(Ok(response));
@@ -330,7 +341,13 @@ where
     let (value, age) = slot.take()?.lookup()?;
     let stored = value.downcast_ref::<K::Stored>()?;
     let source = FallbackSource::Cache { age };
-    emit(&shared.name, Some(&source), failed.verdict, failed.reason);
+    emit(
+        &shared.name,
+        &shared.decisions,
+        Some(&source),
+        failed.verdict,
+        failed.reason,
+    );
     let mut response = shared.kind.rebuild(stored);
     shared.kind.mark(&mut response, &source);
     Some(response)
@@ -359,19 +376,38 @@ where
         };
         if let Some(mut response) = shared.last.answer(&shared.kind, facts, &cause) {
             let source = FallbackSource::Static;
-            emit(&shared.name, Some(&source), failed.verdict, failed.reason);
+            emit(
+                &shared.name,
+                &shared.decisions,
+                Some(&source),
+                failed.verdict,
+                failed.reason,
+            );
             shared.kind.mark(&mut response, &source);
             return Ok(response);
         }
     }
-    emit(&shared.name, None, failed.verdict, failed.reason);
+    emit(
+        &shared.name,
+        &shared.decisions,
+        None,
+        failed.verdict,
+        failed.reason,
+    );
     failed.outcome.map(|response| shared.kind.pass(response))
 }
 
-/// The one place fallback answers are reported.
+/// The one place fallback answers are reported, counted in the layer's
+/// series.
 #[cold]
-fn emit(name: &str, source: Option<&FallbackSource>, verdict: Verdict, reason: Reason) {
-    crate::event::emit(&match source {
+fn emit(
+    name: &str,
+    decisions: &crate::event::Decisions,
+    source: Option<&FallbackSource>,
+    verdict: Verdict,
+    reason: Reason,
+) {
+    let event = match source {
         Some(source) => crate::event::Event::FallbackServed {
             name,
             source,
@@ -383,7 +419,8 @@ fn emit(name: &str, source: Option<&FallbackSource>, verdict: Verdict, reason: R
             verdict,
             reason,
         },
-    });
+    };
+    crate::event::emit_counted(decisions, &crate::event::Listeners::none(), &event);
 }
 
 impl<S, Req, A, Ca, F, C, K> fmt::Debug for ResponseFuture<S, Req, A, Ca, F, C, K>

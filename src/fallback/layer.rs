@@ -324,6 +324,7 @@ impl<A, Ca, F, C, K> FallbackLayerBuilder<A, Ca, F, C, K> {
                 on: s.on,
                 name: s.name,
                 cache_first: s.cache_first,
+                decisions: crate::event::Decisions::new(),
             }),
         })
     }

@@ -310,6 +310,8 @@ pub(crate) struct Shared<A, Ca, F, C, K> {
     pub(crate) on: Trigger,
     pub(crate) name: Cow<'static, str>,
     pub(crate) cache_first: bool,
+    /// The metric series of its answers, made with the layer.
+    pub(crate) decisions: crate::event::Decisions,
 }
 
 /// Answers failed or refused calls of the inner service from fallback

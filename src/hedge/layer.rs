@@ -276,6 +276,7 @@ impl<C, P> HedgeLayerBuilder<C, P> {
                 kind: "hedge",
                 name: self.name,
                 hedges_sent: AtomicU64::new(0),
+                decisions: crate::event::Decisions::new(),
             }),
         })
     }
@@ -389,6 +390,7 @@ impl<C, P> RaceBuilder<C, P> {
             kind: "race",
             name: self.name,
             hedges_sent: AtomicU64::new(0),
+            decisions: crate::event::Decisions::new(),
         });
         Ok(Race::from_hedge(Hedge::from_parts(
             primary,

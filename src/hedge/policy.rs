@@ -29,6 +29,8 @@ pub(crate) struct Policy<C, P> {
     pub(crate) kind: &'static str,
     pub(crate) name: Cow<'static, str>,
     pub(crate) hedges_sent: AtomicU64,
+    /// The metric series of its decisions, made with the layer.
+    pub(crate) decisions: crate::event::Decisions,
 }
 
 impl<C, P> Policy<C, P> {
@@ -58,38 +60,42 @@ impl<C, P> Policy<C, P> {
         self.hedges_sent.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The one place events of this policy leave from.
+    /// The one place events of this policy leave from, counted in its
+    /// series.
     pub(crate) fn emit(&self, event: Event, copy: u32, delay: Option<Duration>) {
+        let name = &*self.name;
         match event {
-            Event::Sent => crate::event::emit(&crate::event::Event::HedgeSent {
-                name: &self.name,
+            Event::Sent => self.report(&crate::event::Event::HedgeSent {
+                name,
                 copy,
                 delay: delay.unwrap_or_default(),
             }),
-            Event::Refused(reason) => crate::event::emit(&crate::event::Event::HedgeRefused {
+            Event::Refused(reason) => self.report(&crate::event::Event::HedgeRefused {
                 layer: self.kind,
-                name: &self.name,
+                name,
                 copy,
                 reason,
             }),
             Event::Won { copies } if copies > 1 => {
-                crate::event::emit(&crate::event::Event::HedgeWon {
-                    name: &self.name,
-                    copy,
-                });
+                self.report(&crate::event::Event::HedgeWon { name, copy });
             }
             // The first request answered and no copy was sent: the success
             // path, which makes no event.
             Event::Won { .. } => {}
             Event::AllFailed(verdict) => {
-                crate::event::emit(&crate::event::Event::HedgeFailed {
+                self.report(&crate::event::Event::HedgeFailed {
                     layer: self.kind,
-                    name: &self.name,
+                    name,
                     copies: copy,
                     verdict,
                 });
             }
         }
+    }
+
+    #[cold]
+    fn report(&self, event: &crate::event::Event<'_>) {
+        crate::event::emit_counted(&self.decisions, &crate::event::Listeners::none(), event);
     }
 }
 

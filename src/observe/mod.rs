@@ -172,4 +172,4 @@ pub(crate) use self::layer::ObserveSettings;
 #[allow(unused_imports)]
 pub(crate) use crate::event::layering_route;
 #[allow(unused_imports)]
-pub(crate) use crate::event::{attempt_ended, attempt_started, emit, emit_with, in_watched_call};
+pub(crate) use crate::event::{attempt_ended, attempt_started, emit, emit_with};

@@ -134,6 +134,7 @@ impl<C, P> Common<C, P> {
             classifier: self.classifier,
             replay: self.replay,
             name: self.name,
+            decisions: crate::event::Decisions::new(),
         })
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::gathered::{Gather, Stop};
 use crate::classify::Verdict;
-use crate::event::{Event, emit, in_watched_call};
+use crate::event::{Decisions, Event, Listeners, emit_counted, heard};
 
 /// Scatter (one stage, a gather mode) or stages (hard and soft stops).
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +31,8 @@ pub(crate) struct Plan<S, C, P> {
     pub(crate) classifier: C,
     pub(crate) replay: P,
     pub(crate) name: Cow<'static, str>,
+    /// The metric series of its decisions, made with the layer.
+    pub(crate) decisions: Decisions,
 }
 
 impl<S, C, P> Plan<S, C, P> {
@@ -42,25 +44,38 @@ impl<S, C, P> Plan<S, C, P> {
     }
 
     /// Whether an event of the success path, traced at TRACE, can be
-    /// heard: a scatter has no listeners of its own and no metrics for
-    /// these events, so only the watched call's listeners or a tracing
-    /// subscriber can hear them.
+    /// heard, by the rule an observe layer watches a call with: a scatter
+    /// has no listeners of its own and no metrics for these events, so
+    /// only the listeners of the call it runs in, or a subscriber that
+    /// wants its callsites, can hear them.
     #[inline]
     fn heard() -> bool {
-        tracing::enabled!(target: "steadfast::scatter", tracing::Level::TRACE) || in_watched_call()
+        heard(
+            &Listeners::none(),
+            tracing::enabled!(target: "steadfast::scatter", tracing::Level::TRACE),
+        )
     }
 
     /// [`heard`](Self::heard), for an early stop, traced at DEBUG.
     #[inline]
     fn stop_heard() -> bool {
-        tracing::enabled!(target: "steadfast::scatter", tracing::Level::DEBUG) || in_watched_call()
+        heard(
+            &Listeners::none(),
+            tracing::enabled!(target: "steadfast::scatter", tracing::Level::DEBUG),
+        )
+    }
+
+    /// Reports `event`, counted in the layer's series.
+    #[cold]
+    fn emit(&self, event: &Event<'_>) {
+        emit_counted(&self.decisions, &Listeners::none(), event);
     }
 
     pub(crate) fn emit_stage(&self, stage: usize, branches: usize) {
         if !Self::heard() {
             return;
         }
-        emit(&Event::StageStarted {
+        self.emit(&Event::StageStarted {
             layer: self.policy(),
             name: &self.name,
             stage,
@@ -72,7 +87,7 @@ impl<S, C, P> Plan<S, C, P> {
         if !Self::heard() {
             return;
         }
-        emit(&Event::BranchEnded {
+        self.emit(&Event::BranchEnded {
             layer: self.policy(),
             name: &self.name,
             branch,
@@ -88,7 +103,7 @@ impl<S, C, P> Plan<S, C, P> {
         if !heard {
             return;
         }
-        emit(&Event::Gathered {
+        self.emit(&Event::Gathered {
             layer: self.policy(),
             name: &self.name,
             answered,

@@ -30,7 +30,7 @@ pin_project! {
         // The total deadline had passed when the attempt was made: it is
         // never started.
         too_late: bool,
-        // `None`: the default name.
+        // The layer's name and series; `None`: no layer made it.
         name: super::Name,
     }
 }
@@ -71,7 +71,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         if *this.too_late {
-            attempt_ended(name_of(this.name), TimeoutReason::DeadlinePassed);
+            attempt_ended(this.name, TimeoutReason::DeadlinePassed);
             return Poll::Ready(Err(Box::new(DeadlineExceeded::new())));
         }
         if let Poll::Ready(result) = this.inner.poll(cx) {
@@ -82,26 +82,35 @@ where
         };
         ready!(poll_timer(this.sleep.as_mut(), at, cx));
         let err: BoxError = if *this.cut_by_deadline {
-            attempt_ended(name_of(this.name), TimeoutReason::CutByDeadline);
+            attempt_ended(this.name, TimeoutReason::CutByDeadline);
             Box::new(DeadlineExceeded::new())
         } else {
-            attempt_ended(name_of(this.name), TimeoutReason::Elapsed);
+            attempt_ended(this.name, TimeoutReason::Elapsed);
             Box::new(Elapsed::new())
         };
         Poll::Ready(Err(err))
     }
 }
 
-/// A timeout's name: its own, or `timeout`.
-#[inline]
-fn name_of(name: &super::Name) -> &str {
-    name.as_deref().map_or("timeout", |name| &**name)
+/// Reports an attempt the timeout or the total deadline ended, counted in
+/// the timeout layer's series.
+#[cold]
+fn attempt_ended(name: &super::Name, reason: TimeoutReason) {
+    let (name, decisions) = super::Named::parts(name, "timeout");
+    report(
+        decisions,
+        &crate::event::Event::AttemptTimedOut { name, reason },
+    );
 }
 
-/// Reports an attempt the timeout or the total deadline ended.
-#[cold]
-fn attempt_ended(name: &str, reason: TimeoutReason) {
-    crate::event::emit(&crate::event::Event::AttemptTimedOut { name, reason });
+/// Reports `event`, counted in `decisions` if a layer made the deadline.
+fn report(decisions: Option<&crate::event::Decisions>, event: &crate::event::Event<'_>) {
+    match decisions {
+        Some(decisions) => {
+            crate::event::emit_counted(decisions, &crate::event::Listeners::none(), event);
+        }
+        None => crate::event::emit(event),
+    }
 }
 
 /// Arms the timer on first use and polls it; `Ready` once it fired.
@@ -127,7 +136,7 @@ pin_project! {
         #[pin]
         sleep: Option<Sleep>,
         at: Instant,
-        // `None`: the default name.
+        // The layer's name and series; `None`: no layer made it.
         name: super::Name,
     }
 }
@@ -153,13 +162,7 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        poll_named_deadline(
-            this.inner,
-            this.sleep,
-            *this.at,
-            this.name.as_deref().map_or(TOTAL_DEADLINE, |name| &**name),
-            cx,
-        )
+        poll_named_deadline(this.inner, this.sleep, *this.at, this.name, cx)
     }
 }
 
@@ -177,20 +180,20 @@ where
     F: Future<Output = Result<T, E>>,
     E: Into<BoxError>,
 {
-    poll_named_deadline(inner, sleep, at, TOTAL_DEADLINE, cx)
+    poll_named_deadline(inner, sleep, at, &None, cx)
 }
 
 /// The name of a total deadline nobody named.
 const TOTAL_DEADLINE: &str = "total_deadline";
 
-/// [`poll_deadline`] for a deadline named `name`, the name its event
-/// carries.
+/// [`poll_deadline`] for a deadline named `name` (its event's name, and
+/// the layer's series it is counted in).
 #[inline]
 fn poll_named_deadline<F, T, E>(
     inner: Pin<&mut TaskLocalFuture<Deadline, F>>,
     mut sleep: Pin<&mut Option<Sleep>>,
     at: Instant,
-    name: &str,
+    name: &super::Name,
     cx: &mut Context<'_>,
 ) -> Poll<Result<T, BoxError>>
 where
@@ -215,14 +218,18 @@ where
 /// Reports a call ended by the deadline at `at`, once: of nested deadlines
 /// at the same instant, the outermost reports.
 #[cold]
-fn deadline_passed(at: Instant, name: &str) {
+fn deadline_passed(at: Instant, name: &super::Name) {
     if Deadline::current().is_some_and(|outer| outer.instant() <= at) {
         return;
     }
-    crate::event::emit(&crate::event::Event::Rejected {
-        rejection: crate::event::Rejection::DeadlineExceeded,
-        name,
-        key: None,
-        retry_after: None,
-    });
+    let (name, decisions) = super::Named::parts(name, TOTAL_DEADLINE);
+    report(
+        decisions,
+        &crate::event::Event::Rejected {
+            rejection: crate::event::Rejection::DeadlineExceeded,
+            name,
+            key: None,
+            retry_after: None,
+        },
+    );
 }

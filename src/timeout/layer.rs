@@ -1,5 +1,4 @@
 use std::borrow::Cow;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tower_layer::Layer;
@@ -11,7 +10,7 @@ use crate::error::{ConfigError, check};
 #[derive(Debug, Clone)]
 pub struct TimeoutLayer {
     timeout: Duration,
-    // `None`: the default name, `"timeout"`.
+    // Its name (default `"timeout"`) and series.
     name: super::Name,
 }
 
@@ -26,13 +25,13 @@ impl TimeoutLayer {
     pub fn new(timeout: Duration) -> Result<Self, ConfigError> {
         Ok(Self {
             timeout: check::positive("timeout.attempt", timeout)?,
-            name: None,
+            name: super::Named::new(None),
         })
     }
 
     /// The name its log lines carry (default `"timeout"`).
     pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
-        self.name = Some(Arc::new(Box::from(&*name.into())));
+        self.name = super::Named::new(Some(&name.into()));
         self
     }
 
@@ -55,7 +54,7 @@ impl<S> Layer<S> for TimeoutLayer {
 pub struct TotalDeadlineLayer<St = NoStamp> {
     total: Duration,
     stamp: St,
-    // `None`: the default name, `"total_deadline"`.
+    // Its name (default `"total_deadline"`) and series.
     name: super::Name,
 }
 
@@ -66,7 +65,7 @@ impl TotalDeadlineLayer {
         Ok(Self {
             total: check::positive("timeout.total", total)?,
             stamp: NoStamp,
-            name: None,
+            name: super::Named::new(None),
         })
     }
 }
@@ -80,7 +79,7 @@ impl<St> TotalDeadlineLayer<St> {
     /// The name its [`Rejected`](crate::observe::Event::Rejected) events
     /// carry (default `"total_deadline"`).
     pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
-        self.name = Some(Arc::new(Box::from(&*name.into())));
+        self.name = super::Named::new(Some(&name.into()));
         self
     }
 

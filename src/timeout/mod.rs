@@ -102,9 +102,44 @@ pub(crate) use crate::deadline::later;
 pub use crate::deadline::{Deadline, NoStamp, Stamp};
 pub(crate) use future::ResponseFuture as AttemptFuture;
 
-/// A timeout layer's name, behind one thin pointer so that the futures
-/// of unnamed timeouts grow by one word only; `None`: the default name.
-type Name = Option<Arc<Box<str>>>;
+/// A timeout layer's name and the metric series of its decisions, made
+/// with the layer and shared by its services and futures behind one thin
+/// pointer; `None`: a deadline no layer made (a server's deadline read
+/// from the wire, an attempt no timeout bounds), with the default name.
+type Name = Option<Arc<Named>>;
+
+/// What [`Name`] points to.
+#[derive(Debug)]
+pub(crate) struct Named {
+    /// `None`: the default name.
+    name: Option<Box<str>>,
+    decisions: crate::event::Decisions,
+}
+
+impl Named {
+    /// The name of a layer, `None` for its default, and no series yet.
+    fn new(name: Option<&str>) -> Name {
+        Some(Arc::new(Self {
+            name: name.map(Box::from),
+            decisions: crate::event::Decisions::new(),
+        }))
+    }
+
+    /// The name `named` carries, or `default`, and its layer's series.
+    #[inline]
+    fn parts<'a>(
+        named: &'a Name,
+        default: &'static str,
+    ) -> (&'a str, Option<&'a crate::event::Decisions>) {
+        match named {
+            Some(named) => (
+                named.name.as_deref().unwrap_or(default),
+                Some(&named.decisions),
+            ),
+            None => (default, None),
+        }
+    }
+}
 
 /// The future of an attempt no timeout layer bounds (the attempt level of
 /// a policy without an attempt timeout).

@@ -22,7 +22,7 @@ use crate::rate_limit::clock::TokioClock;
 use crate::rate_limit::gcra::Limiter;
 use crate::rate_limit::quota::Quota;
 use crate::rate_limit::quota_period::PeriodQuota;
-use crate::rate_limit::tier::{Tier, emit_rejected, emit_throttled, new_limiter};
+use crate::rate_limit::tier::{Tier, new_limiter};
 use crate::timeout::{Timeout, TimeoutLayer};
 
 /// The key as events name it: the store's name for it, none for the
@@ -120,9 +120,40 @@ struct TierState {
     local: KeyedRegistry<String, Limiter>,
     local_quota: governor::Quota,
     leases: KeyedRegistry<String, Lease>,
+    /// The series of its refusals and delays, made with the limiter.
+    decisions: crate::event::Decisions,
 }
 
 impl TierState {
+    /// Reports a refused call, counted in the tier's series.
+    #[cold]
+    fn emit_rejected(&self, key: Option<&str>, retry_after: Duration) {
+        crate::event::emit_counted(
+            &self.decisions,
+            &crate::event::Listeners::none(),
+            &crate::event::Event::Rejected {
+                rejection: crate::event::Rejection::RateLimited,
+                name: &self.name,
+                key,
+                retry_after: Some(retry_after),
+            },
+        );
+    }
+
+    /// Reports a delayed call, counted in the tier's series.
+    #[cold]
+    fn emit_throttled(&self, key: Option<&str>, delay: Duration) {
+        crate::event::emit_counted(
+            &self.decisions,
+            &crate::event::Listeners::none(),
+            &crate::event::Event::Throttled {
+                tier: &self.name,
+                key,
+                delay,
+            },
+        );
+    }
+
     fn interval(&self) -> Duration {
         Duration::from_micros(u64::try_from(self.interval_us).unwrap_or(0))
     }
@@ -201,6 +232,8 @@ pub(crate) struct Bound {
     failures: AtomicU64,
     start: Instant,
     recent: KeyedRegistry<(usize, String), UsageCell>,
+    /// The series of the store's transitions, made with the limiter.
+    decisions: crate::event::Decisions,
 }
 
 /// The store of a limiter with keys of type `K`.
@@ -263,6 +296,7 @@ impl<K> Remote<K> {
                 local: KeyedRegistry::new(max_keys, Some(refill.max(Duration::from_secs(60)))),
                 local_quota,
                 leases: KeyedRegistry::new(max_keys, Some(config.lease_ttl.saturating_mul(2))),
+                decisions: crate::event::Decisions::new(),
             });
         }
         let max_wait_us = match mode {
@@ -296,6 +330,7 @@ impl<K> Remote<K> {
                 failures: AtomicU64::new(0),
                 start: Instant::now(),
                 recent: KeyedRegistry::new(USAGE_KEYS, None),
+                decisions: crate::event::Decisions::new(),
             }),
             encode,
         })
@@ -332,7 +367,7 @@ impl<K> Remote<K> {
                         });
                     }
                     if let Some(retry_after) = lease.denied(now) {
-                        emit_rejected(&state.name, event_key(&name), retry_after);
+                        state.emit_rejected(event_key(&name), retry_after);
                         return Quick::Done(Verdict::Deny { retry_after });
                     }
                 }
@@ -409,11 +444,11 @@ impl Bound {
                 state.report(&reply, 0);
                 if reply.granted >= cost {
                     if !reply.wait.is_zero() {
-                        emit_throttled(&state.name, event_key(&key), reply.wait);
+                        state.emit_throttled(event_key(&key), reply.wait);
                     }
                     Verdict::Allow { delay: reply.wait }
                 } else {
-                    emit_rejected(&state.name, event_key(&key), reply.wait);
+                    state.emit_rejected(event_key(&key), reply.wait);
                     Verdict::Deny {
                         retry_after: reply.wait,
                     }
@@ -464,7 +499,7 @@ impl Bound {
             };
         }
         if let Some(retry_after) = lease.denied(now) {
-            emit_rejected(&state.name, event_key(&key), retry_after);
+            state.emit_rejected(event_key(&key), retry_after);
             return Verdict::Deny { retry_after };
         }
         let fetched = tokio::time::timeout_at(
@@ -489,7 +524,7 @@ impl Bound {
                     now.saturating_add(self.lease_ttl_us()),
                 );
                 if !reply.wait.is_zero() {
-                    emit_throttled(&state.name, event_key(&key), reply.wait);
+                    state.emit_throttled(event_key(&key), reply.wait);
                 }
                 Verdict::Allow { delay: reply.wait }
             }
@@ -501,7 +536,7 @@ impl Bound {
                     .now_us()
                     .saturating_add(u64::try_from(reply.wait.as_micros()).unwrap_or(u64::MAX));
                 lease.denied_until.store(until, Ordering::Release);
-                emit_rejected(&state.name, event_key(&key), reply.wait);
+                state.emit_rejected(event_key(&key), reply.wait);
                 Verdict::Deny {
                     retry_after: reply.wait,
                 }
@@ -554,7 +589,7 @@ impl Bound {
                 delay: Duration::ZERO,
             },
             FailMode::FailClosed => {
-                emit_rejected(&state.name, event_key(key), FAIL_CLOSED_RETRY);
+                state.emit_rejected(event_key(key), FAIL_CLOSED_RETRY);
                 Verdict::Deny {
                     retry_after: FAIL_CLOSED_RETRY,
                 }
@@ -577,7 +612,7 @@ impl Bound {
                         delay: Duration::ZERO,
                     },
                     Err(wait) => {
-                        emit_rejected(&state.name, event_key(&key), wait);
+                        state.emit_rejected(event_key(&key), wait);
                         Verdict::Deny { retry_after: wait }
                     }
                 }
@@ -600,7 +635,8 @@ impl Bound {
         if self.degraded.load(Ordering::Acquire) && self.degraded.swap(false, Ordering::AcqRel) {
             let since = self.degraded_since.load(Ordering::Acquire);
             let degraded_for = Duration::from_micros(self.now_us().saturating_sub(since));
-            crate::event::emit_with(
+            crate::event::emit_counted(
+                &self.decisions,
                 &self.config.listeners,
                 &crate::event::Event::StoreRecovered {
                     store: &self.config.namespace,
@@ -616,7 +652,8 @@ impl Bound {
         if !self.degraded.load(Ordering::Acquire) && !self.degraded.swap(true, Ordering::AcqRel) {
             self.degraded_since.store(self.now_us(), Ordering::Release);
             let error = error.to_string();
-            crate::event::emit_with(
+            crate::event::emit_counted(
+                &self.decisions,
                 &self.config.listeners,
                 &crate::event::Event::StoreDegraded {
                     store: &self.config.namespace,
