@@ -263,6 +263,7 @@ where
     /// The state of `key`, made by `make` if the key has none. `make` is
     /// given the key it makes state for, or `None` when it makes the
     /// overflow state.
+    #[cfg(any(test, feature = "redis"))]
     #[inline]
     pub(crate) fn get_or_insert_with(&self, key: &K, make: impl FnOnce(Option<&K>) -> V) -> Arc<V> {
         self.get_or_insert_by(key, make)

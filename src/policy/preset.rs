@@ -144,5 +144,7 @@ impl Derive {
 
 #[cfg(not(feature = "http"))]
 impl Derive {
+    // Nothing to work out without the HTTP preset; the same call either way.
+    #[allow(clippy::unused_self)]
     pub(super) fn apply(self, _settings: &mut Settings) {}
 }
