@@ -94,7 +94,7 @@ impl<C: Send + Sync> AsBreaker for Shared<C> {
 ///
 /// Get one from [`CircuitBreakerLayer::handle`](super::CircuitBreakerLayer::handle),
 /// [`CircuitBreaker::handle`](super::CircuitBreaker::handle) or, per key,
-/// [`KeyedCircuitBreakerLayer::handle`](super::KeyedCircuitBreakerLayer::handle).
+/// [`KeyedCircuitBreakerLayer::get_or_insert`](super::KeyedCircuitBreakerLayer::get_or_insert).
 /// Clones see and change the same breaker.
 ///
 /// ```
