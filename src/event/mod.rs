@@ -30,6 +30,6 @@ pub use self::status::{KeyUsage, StoreStatus};
 pub use self::values::{FallbackSource, Reason as FallbackReason, State, Stop, StopReason};
 
 pub(crate) use self::context::{attempt_ended, attempt_started};
-pub(crate) use self::emit::{Decisions, emit, emit_counted, emit_with, heard};
+pub(crate) use self::emit::{Decisions, emit, emit_counted, heard};
 #[cfg(feature = "http")]
 pub(crate) use self::scope::layering_route;

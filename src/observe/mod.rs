@@ -166,10 +166,3 @@ pub use crate::event::{
 };
 
 pub(crate) use self::layer::ObserveSettings;
-// The event core's crate-internal items, at the paths they had before it
-// moved below the layers.
-#[cfg(feature = "http")]
-#[allow(unused_imports)]
-pub(crate) use crate::event::layering_route;
-#[allow(unused_imports)]
-pub(crate) use crate::event::{attempt_ended, attempt_started, emit, emit_with};

@@ -111,8 +111,6 @@ mod policy;
 
 pub use self::backoff::{Backoff, BackoffState, Jitter};
 pub use self::layer::{RetryLayer, RetryLayerBuilder};
-#[allow(unused_imports)]
-pub(crate) use crate::budget::Withdrawal;
 pub use crate::budget::{RetryBudget, RetryBudgetBuilder};
 pub use crate::random::{RandomSource, SeededRandom};
 pub use crate::replay::{CloneReplay, NoReplay, Replay};
