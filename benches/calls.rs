@@ -16,7 +16,10 @@
 //! `rate_limit/steadfast`, `rate_limit/tower`, `retry/steadfast`,
 //! `retry/tower`, `retry_budget/steadfast`, `retry_budget/tower`,
 //! `hedge/steadfast` (the first request answers before any copy),
-//! `scatter/steadfast` (two branches, every answer gathered); the
+//! `scatter/steadfast` (two branches, every answer gathered),
+//! `fallback/steadfast` (a static answer, never used),
+//! `chaos/switched_off` (rates set, switched off) and `chaos/zero_rates`
+//! (every rate zero); the
 //! standard stack (total deadline, bulkhead, retry within its budget,
 //! breaker, attempt timeout): `policy/steadfast` as it is,
 //! `policy/observed` observed as the HTTP preset is, and
@@ -40,7 +43,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use steadfast::bulkhead::BulkheadLayer;
+use steadfast::chaos::ChaosLayer;
 use steadfast::circuit_breaker::CircuitBreakerLayer;
+use steadfast::fallback::FallbackLayer;
 use steadfast::hedge::HedgeLayer;
 use steadfast::policy::{Policy, PolicyBuilder};
 use steadfast::rate_limit::{Quota, RateLimitLayer};
@@ -350,6 +355,26 @@ fn main() -> ExitCode {
                     .build()
                     .expect("valid settings");
                 Some(drive(policy.layer(Echo), calls).await)
+            }
+            "fallback/steadfast" => {
+                let layer = FallbackLayer::builder()
+                    .static_response(0u64)
+                    .build()
+                    .expect("valid settings");
+                Some(drive(layer.layer(Echo), calls).await)
+            }
+            "chaos/switched_off" => {
+                let layer = ChaosLayer::builder()
+                    .error_rate(0.1)
+                    .latency(0.1, Duration::from_millis(10), Duration::from_millis(100))
+                    .enabled(false)
+                    .build()
+                    .expect("valid settings");
+                Some(drive(layer.layer(Echo), calls).await)
+            }
+            "chaos/zero_rates" => {
+                let layer = ChaosLayer::builder().build().expect("valid settings");
+                Some(drive(layer.layer(Echo), calls).await)
             }
             "policy/empty" => {
                 let policy = Policy::builder().build().expect("valid settings");
