@@ -123,9 +123,17 @@ impl Background {
     note = "`finish_in_background` runs slow calls on in a tokio task: the service's futures must be `Send + 'static`"
 )]
 pub trait LatencyBudget<Fut> {
+    /// The timer of a call's budget: tokio's `Sleep` for a source with a
+    /// budget, a timer that never fires (and takes no room in the call's
+    /// future) for one without.
+    type Timer: Future<Output = ()>;
+
     /// How long a call waits before the cached answer is served; `None`
     /// for no budget.
     fn budget(&self) -> Option<Duration>;
+
+    /// The timer of a budget of `after`, armed from now.
+    fn arm(&self, after: Duration) -> Self::Timer;
 
     /// Whether a slow call is kept (and must be boxed to be handed on).
     fn keeps_late_calls(&self) -> bool;
@@ -135,6 +143,13 @@ pub trait LatencyBudget<Fut> {
 }
 
 impl<Fut> LatencyBudget<Fut> for NoCache {
+    type Timer = std::future::Pending<()>;
+
+    #[inline]
+    fn arm(&self, _after: Duration) -> Self::Timer {
+        std::future::pending()
+    }
+
     #[inline]
     fn budget(&self) -> Option<Duration> {
         None
@@ -150,6 +165,13 @@ impl<Fut> LatencyBudget<Fut> for NoCache {
 
 #[cfg(feature = "cache")]
 impl<K, Fut> LatencyBudget<Fut> for FallbackCache<K> {
+    type Timer = std::future::Pending<()>;
+
+    #[inline]
+    fn arm(&self, _after: Duration) -> Self::Timer {
+        std::future::pending()
+    }
+
     #[inline]
     fn budget(&self) -> Option<Duration> {
         None
@@ -165,6 +187,13 @@ impl<K, Fut> LatencyBudget<Fut> for FallbackCache<K> {
 
 #[cfg(feature = "cache")]
 impl<K, Fut> LatencyBudget<Fut> for StaleAfter<K, Cancel> {
+    type Timer = tokio::time::Sleep;
+
+    #[inline]
+    fn arm(&self, after: Duration) -> Self::Timer {
+        tokio::time::sleep(after)
+    }
+
     #[inline]
     fn budget(&self) -> Option<Duration> {
         Some(self.after)
@@ -185,6 +214,13 @@ where
     Fut: Future + Send + 'static,
     Fut::Output: Send + 'static,
 {
+    type Timer = tokio::time::Sleep;
+
+    #[inline]
+    fn arm(&self, after: Duration) -> Self::Timer {
+        tokio::time::sleep(after)
+    }
+
     #[inline]
     fn budget(&self) -> Option<Duration> {
         Some(self.after)

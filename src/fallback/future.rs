@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
-use tokio::time::Sleep;
 use tower_service::Service;
 
 use super::Shared;
@@ -23,15 +22,15 @@ const DONE: &str = "fallback future polled after it completed";
 
 pin_project! {
     #[project = StateProj]
-    enum State<F, AF> {
+    enum State<F, AF, T> {
         // The primary call is under way.
         Primary { #[pin] future: F },
         // The primary call is under way, with a latency budget; the call is
         // dropped in place if its caller is served from the cache.
-        Timed { #[pin] future: F, #[pin] budget: Sleep },
+        Timed { #[pin] future: F, #[pin] budget: T },
         // The same, the call boxed so that it can be handed on to run in
         // the background once its caller is served from the cache.
-        Held { future: Option<Pin<Box<F>>>, #[pin] budget: Sleep },
+        Held { future: Option<Pin<Box<F>>>, #[pin] budget: T },
         // The alternate call is under way; boxed, as it is only needed
         // when the primary failed.
         Alternate { future: Pin<Box<AF>> },
@@ -54,12 +53,14 @@ pin_project! {
     where
         S: Service<Req>,
         A: AlternateSource<Req, S::Response>,
+        Ca: LatencyBudget<S::Future>,
         F: LastResort<Req, S::Response, K>,
+        Ca: LatencyBudget<S::Future>,
         C: Classify<Req, S::Response, S::Error>,
         K: ResponseKind<S::Response>,
     {
         #[pin]
-        state: State<S::Future, A::Future>,
+        state: State<S::Future, A::Future, Ca::Timer>,
         shared: Arc<Shared<A, Ca, F, C, K>>,
         facts: C::Facts,
         // The copy of the request for the alternate, if any.
@@ -78,6 +79,7 @@ impl<S, Req, A, Ca, F, C, K> ResponseFuture<S, Req, A, Ca, F, C, K>
 where
     S: Service<Req>,
     A: AlternateSource<Req, S::Response>,
+    Ca: LatencyBudget<S::Future>,
     F: LastResort<Req, S::Response, K>,
     C: Classify<Req, S::Response, S::Error>,
     K: ResponseKind<S::Response>,
@@ -90,21 +92,18 @@ where
         copy: Option<Req>,
         last: Option<F::Facts>,
         slot: Option<Slot>,
-    ) -> Self
-    where
-        Ca: LatencyBudget<S::Future>,
-    {
+    ) -> Self {
         // A budget matters only to a request whose answer may be cached.
         let budget = slot.as_ref().and(shared.cache.budget());
         let state = match budget {
             None => State::Primary { future },
             Some(after) if shared.cache.keeps_late_calls() => State::Held {
                 future: Some(Box::pin(future)),
-                budget: tokio::time::sleep(after),
+                budget: shared.cache.arm(after),
             },
             Some(after) => State::Timed {
                 future,
-                budget: tokio::time::sleep(after),
+                budget: shared.cache.arm(after),
             },
         };
         Self {
@@ -243,6 +242,7 @@ fn start<S, Req, A, Ca, F, C, K>(
 where
     S: Service<Req>,
     A: AlternateSource<Req, S::Response>,
+    Ca: LatencyBudget<S::Future>,
     F: LastResort<Req, S::Response, K>,
     C: Classify<Req, S::Response, S::Error>,
     K: ResponseKind<S::Response>,
@@ -292,6 +292,7 @@ fn drive<S, Req, A, Ca, F, C, K>(
 where
     S: Service<Req>,
     A: AlternateSource<Req, S::Response>,
+    Ca: LatencyBudget<S::Future>,
     F: LastResort<Req, S::Response, K>,
     C: Classify<Req, S::Response, S::Error>,
     K: ResponseKind<S::Response>,
@@ -427,6 +428,7 @@ impl<S, Req, A, Ca, F, C, K> fmt::Debug for ResponseFuture<S, Req, A, Ca, F, C, 
 where
     S: Service<Req>,
     A: AlternateSource<Req, S::Response>,
+    Ca: LatencyBudget<S::Future>,
     F: LastResort<Req, S::Response, K>,
     C: Classify<Req, S::Response, S::Error>,
     K: ResponseKind<S::Response>,
