@@ -33,10 +33,8 @@
 //! `part/circuit_breaker`, `part/attempt_timeout`.
 
 use std::fmt::Debug;
-use std::future::{Ready, ready};
 use std::hint::black_box;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use steadfast::bulkhead::BulkheadLayer;

@@ -49,7 +49,6 @@ use steadfast::rate_limit::{Quota, RateLimitLayer};
 use steadfast::retry::{Backoff, RetryLayer};
 use steadfast::timeout::{TimeoutLayer, TotalDeadlineLayer};
 use tokio::runtime::Runtime;
-use tower::retry::budget::{Budget, TpsBudget};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_resilience as tr;
 

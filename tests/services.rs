@@ -78,7 +78,10 @@ async fn call<S: Service<R>, R>(service: &mut S, request: R) -> Result<S::Respon
 
 /// What each branch of a gathered result answered, in order.
 fn answers(gathered: &steadfast::scatter::Gathered<u32>) -> Vec<u32> {
-    gathered.answers().filter_map(|b| b.response().copied()).collect()
+    gathered
+        .answers()
+        .filter_map(|b| b.response().copied())
+        .collect()
 }
 
 #[tokio::test(start_paused = true)]
@@ -326,7 +329,11 @@ async fn scatter_branch_names_may_be_owned_strings() {
         .unwrap();
     let Ok(gathered) = scatter.oneshot(1).await;
     assert_eq!(gathered.by_name("eu-1").unwrap().response(), Some(&2));
-    let names: Vec<_> = gathered.branches().iter().filter_map(|b| b.name()).collect();
+    let names: Vec<_> = gathered
+        .branches()
+        .iter()
+        .filter_map(|b| b.name())
+        .collect();
     assert_eq!(names, ["eu-1", "us"]);
 
     let stages = Stages::builder()

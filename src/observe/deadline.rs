@@ -18,8 +18,8 @@ use super::watch::{finish, in_span, nobody_looks, poll_in_context, start_watch};
 use crate::classify::{Classify, DefaultClassifier};
 use crate::event::context::Context;
 use crate::event::scope::Shared;
-use crate::timeout::{Deadline, TotalDeadlineLayer};
 use crate::timeout::deadline_parts::{later, poll_deadline};
+use crate::timeout::{Deadline, TotalDeadlineLayer};
 
 /// An observe layer and a total deadline in one level of the service (the
 /// outer level of a [`Policy`](crate::policy::Policy)): the call's future
