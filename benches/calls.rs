@@ -36,10 +36,8 @@
 //! `part/circuit_breaker`, `part/attempt_timeout`.
 
 use std::fmt::Debug;
-use std::future::{Ready, ready};
 use std::hint::black_box;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use steadfast::bulkhead::BulkheadLayer;
@@ -52,65 +50,18 @@ use steadfast::rate_limit::{Quota, RateLimitLayer};
 use steadfast::retry::{Backoff, RetryLayer};
 use steadfast::scatter::Scatter;
 use steadfast::timeout::{TimeoutLayer, TotalDeadlineLayer};
-use tower::retry::budget::{Budget, TpsBudget};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 #[allow(dead_code)] // The timing harness is not used here.
 mod common;
 
-use common::{Echo, Request, runtime};
+use common::{Attempts, Budgeted, Echo, Request, runtime};
 
 /// Permits no call exhausts (as in the suite).
 const PERMITS: usize = 1_024;
 
 /// A rate no call reaches (as in the suite).
 const RATE: u32 = 1_000_000_000;
-
-/// tower's retry policy doing what steadfast's does without a budget: up
-/// to 3 attempts, errors retried, requests cloned.
-#[derive(Clone)]
-struct Attempts(u32);
-
-impl<Res, E> tower::retry::Policy<Request, Res, E> for Attempts {
-    type Future = Ready<()>;
-
-    fn retry(&mut self, _: &mut Request, result: &mut Result<Res, E>) -> Option<Self::Future> {
-        match result {
-            Err(_) if self.0 > 1 => {
-                self.0 -= 1;
-                Some(ready(()))
-            }
-            _ => None,
-        }
-    }
-
-    fn clone_request(&mut self, req: &Request) -> Option<Request> {
-        Some(*req)
-    }
-}
-
-/// tower's retry policy with its `TpsBudget`: a deposit per call, a
-/// withdrawal per retry.
-#[derive(Clone)]
-struct Budgeted(Arc<TpsBudget>);
-
-impl<Res, E> tower::retry::Policy<Request, Res, E> for Budgeted {
-    type Future = Ready<()>;
-
-    fn retry(&mut self, _: &mut Request, result: &mut Result<Res, E>) -> Option<Self::Future> {
-        match result {
-            Ok(_) => {
-                self.0.deposit();
-                None
-            }
-            Err(_) => self.0.withdraw().then(|| ready(())),
-        }
-    }
-
-    fn clone_request(&mut self, req: &Request) -> Option<Request> {
-        Some(*req)
-    }
-}
 
 /// The standard stack, as in the suite.
 fn standard(name: &'static str) -> PolicyBuilder {
@@ -297,8 +248,7 @@ fn main() -> ExitCode {
                 Some(drive(policy.layer(Echo), calls).await)
             }
             "retry_budget/tower" => {
-                let budget = Arc::new(TpsBudget::new(Duration::from_secs(10), 10, 0.2));
-                let service = tower::retry::Retry::new(Budgeted(budget), Echo);
+                let service = tower::retry::Retry::new(Budgeted::new(), Echo);
                 Some(drive(service, calls).await)
             }
             "hedge/steadfast" => {

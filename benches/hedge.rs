@@ -23,7 +23,7 @@ use tower::{Layer, Service};
 
 mod common;
 
-use common::{Request, bench_service, runtime};
+use common::{Hedgeable, Request, bench_service, runtime};
 
 /// Always ready; answers at the first poll, or at the second.
 #[derive(Clone, Copy)]
@@ -63,20 +63,6 @@ impl Service<Request> for Echo {
             value: a.wrapping_add(b),
             pending: self.pending_once,
         }
-    }
-}
-
-/// tower's hedge policy: every request may be cloned and hedged.
-#[derive(Clone)]
-struct Hedgeable;
-
-impl tower::hedge::Policy<Request> for Hedgeable {
-    fn clone_request(&self, req: &Request) -> Option<Request> {
-        Some(*req)
-    }
-
-    fn can_retry(&self, _: &Request) -> bool {
-        true
     }
 }
 

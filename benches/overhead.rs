@@ -9,65 +9,16 @@
 //! cargo bench --bench overhead
 //! ```
 
-use std::future::{Ready, ready};
-use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use steadfast::retry::RetryLayer;
 use steadfast::timeout::{TimeoutLayer, TotalDeadlineLayer};
 use tower::ServiceBuilder;
-use tower::retry::budget::{Budget, TpsBudget};
 
 mod common;
 
-use common::{Echo, Request, bench_service, runtime};
-
-/// tower's retry policy doing what steadfast's does without a budget: up
-/// to 3 attempts, errors retried, requests cloned.
-#[derive(Clone)]
-struct Attempts(u32);
-
-impl<Res, E> tower::retry::Policy<Request, Res, E> for Attempts {
-    type Future = Ready<()>;
-
-    fn retry(&mut self, _: &mut Request, result: &mut Result<Res, E>) -> Option<Self::Future> {
-        match result {
-            Err(_) if self.0 > 1 => {
-                self.0 -= 1;
-                Some(ready(()))
-            }
-            _ => None,
-        }
-    }
-
-    fn clone_request(&mut self, req: &Request) -> Option<Request> {
-        Some(*req)
-    }
-}
-
-/// The same with tower's `TpsBudget`: a deposit per call, a withdrawal per
-/// retry, as steadfast's budget does.
-#[derive(Clone)]
-struct Budgeted(Arc<TpsBudget>);
-
-impl<Res, E> tower::retry::Policy<Request, Res, E> for Budgeted {
-    type Future = Ready<()>;
-
-    fn retry(&mut self, _: &mut Request, result: &mut Result<Res, E>) -> Option<Self::Future> {
-        match result {
-            Ok(_) => {
-                self.0.deposit();
-                None
-            }
-            Err(_) => self.0.withdraw().then(|| ready(())),
-        }
-    }
-
-    fn clone_request(&mut self, req: &Request) -> Option<Request> {
-        Some(*req)
-    }
-}
+use common::{Attempts, Budgeted, Echo, bench_service, runtime};
 
 fn overhead(c: &mut Criterion) {
     let rt = runtime();
@@ -116,13 +67,12 @@ fn overhead(c: &mut Criterion) {
             .service(Echo),
     );
 
-    let tps = Arc::new(TpsBudget::new(Duration::from_secs(10), 10, 0.2));
     bench_service(
         c,
         "retry_budget",
         "tower",
         &rt,
-        tower::retry::Retry::new(Budgeted(tps), Echo),
+        tower::retry::Retry::new(Budgeted::new(), Echo),
     );
     bench_service(
         c,
@@ -135,7 +85,6 @@ fn overhead(c: &mut Criterion) {
     );
 
     // Retry over an attempt timeout, under an overall bound.
-    let tps = Arc::new(TpsBudget::new(Duration::from_secs(10), 10, 0.2));
     bench_service(
         c,
         "stack",
@@ -143,7 +92,7 @@ fn overhead(c: &mut Criterion) {
         &rt,
         ServiceBuilder::new()
             .timeout(Duration::from_secs(5))
-            .retry(Budgeted(tps))
+            .retry(Budgeted::new())
             .timeout(second)
             .service(Echo),
     );

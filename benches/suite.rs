@@ -49,7 +49,6 @@ use steadfast::rate_limit::{Quota, RateLimitLayer};
 use steadfast::retry::{Backoff, RetryLayer};
 use steadfast::timeout::{TimeoutLayer, TotalDeadlineLayer};
 use tokio::runtime::Runtime;
-use tower::retry::budget::{Budget, TpsBudget};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_resilience as tr;
 
@@ -60,7 +59,7 @@ mod common;
 mod counting_alloc;
 
 use breaker_peers::{Failsafe, Reclosed};
-use common::{Request, bench_service, runtime};
+use common::{Attempts, Budgeted, Hedgeable, Request, bench_service, runtime};
 use counting_alloc::allocations_in;
 
 /// Calls counted per service, after as many again to warm up.
@@ -100,72 +99,6 @@ impl Service<Request> for Echo {
             h = black_box(h.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17) ^ i);
         }
         ready(Ok(h))
-    }
-}
-
-/// tower's retry policy with its `TpsBudget`: a deposit per call, a
-/// withdrawal per retry, as steadfast's budget does.
-#[derive(Clone)]
-struct Budgeted(Arc<TpsBudget>);
-
-impl Budgeted {
-    fn new() -> Self {
-        Self(Arc::new(TpsBudget::new(Duration::from_secs(10), 10, 0.2)))
-    }
-}
-
-impl<Res, E> tower::retry::Policy<Request, Res, E> for Budgeted {
-    type Future = Ready<()>;
-
-    fn retry(&mut self, _: &mut Request, result: &mut Result<Res, E>) -> Option<Self::Future> {
-        match result {
-            Ok(_) => {
-                self.0.deposit();
-                None
-            }
-            Err(_) => self.0.withdraw().then(|| ready(())),
-        }
-    }
-
-    fn clone_request(&mut self, req: &Request) -> Option<Request> {
-        Some(*req)
-    }
-}
-
-/// tower's retry policy doing what steadfast's does without a budget: up
-/// to 3 attempts, errors retried, requests cloned.
-#[derive(Clone)]
-struct Attempts(u32);
-
-impl<Res, E> tower::retry::Policy<Request, Res, E> for Attempts {
-    type Future = Ready<()>;
-
-    fn retry(&mut self, _: &mut Request, result: &mut Result<Res, E>) -> Option<Self::Future> {
-        match result {
-            Err(_) if self.0 > 1 => {
-                self.0 -= 1;
-                Some(ready(()))
-            }
-            _ => None,
-        }
-    }
-
-    fn clone_request(&mut self, req: &Request) -> Option<Request> {
-        Some(*req)
-    }
-}
-
-/// tower's hedge policy: every request may be cloned and hedged.
-#[derive(Clone)]
-struct Hedgeable;
-
-impl tower::hedge::Policy<Request> for Hedgeable {
-    fn clone_request(&self, req: &Request) -> Option<Request> {
-        Some(*req)
-    }
-
-    fn can_retry(&self, _: &Request) -> bool {
-        true
     }
 }
 

@@ -6,19 +6,25 @@
 #[path = "support/capture.rs"]
 mod capture;
 
+use std::future::{Ready, ready};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use capture::Capture;
 
 use steadfast::BoxError;
-use steadfast::bulkhead::{Bulkhead, BulkheadLayer};
+use steadfast::bulkhead::{Bulkhead, BulkheadLayer, KeyedBulkhead, KeyedBulkheadLayer};
 use steadfast::chaos::{Chaos, ChaosLayer};
-use steadfast::circuit_breaker::{CircuitBreaker, CircuitBreakerLayer, State};
-use steadfast::error::{BulkheadFull, CircuitOpen, Elapsed};
-use steadfast::observe::{Event, ObserveLayer};
+use steadfast::circuit_breaker::{
+    CircuitBreaker, CircuitBreakerLayer, KeyedCircuitBreaker, KeyedCircuitBreakerLayer, State,
+};
+use steadfast::error::{BulkheadFull, CircuitOpen, DeadlineExceeded, Elapsed};
+use steadfast::hedge::{Hedge, HedgeLayer, Race};
+use steadfast::observe::{Event, ObserveDeadline, ObserveLayer};
 use steadfast::policy::Policy;
 use steadfast::retry::{Backoff, Retry, RetryLayer};
+use steadfast::scatter::{Branch, Scatter, Stages};
 use steadfast::timeout::{Timeout, TimeoutLayer, TotalDeadline, TotalDeadlineLayer};
 use tokio_test::{assert_pending, assert_ready_err, assert_ready_ok, task};
 use tower::{Layer, Service, ServiceExt, service_fn};
@@ -26,6 +32,56 @@ use tower_test::{assert_request_eq, mock};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
+}
+
+/// Adds its number to each request (an HTTP request counts as 0): what
+/// `get_mut` changes shows in the next call.
+#[derive(Debug, Clone)]
+struct Add(u32);
+
+/// A request's number.
+trait Number {
+    fn number(&self) -> u32;
+}
+
+impl Number for u32 {
+    fn number(&self) -> u32 {
+        *self
+    }
+}
+
+#[cfg(feature = "http")]
+impl<B> Number for http::Request<B> {
+    fn number(&self) -> u32 {
+        0
+    }
+}
+
+impl<R: Number> Service<R> for Add {
+    type Response = u32;
+    type Error = BoxError;
+    type Future = Ready<Result<u32, BoxError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        ready(Ok(request.number() + self.0))
+    }
+}
+
+/// Readies `service` and sends it `request`.
+async fn call<S: Service<R>, R>(service: &mut S, request: R) -> Result<S::Response, S::Error> {
+    service.ready().await?.call(request).await
+}
+
+/// What each branch of a gathered result answered, in order.
+fn answers(gathered: &steadfast::scatter::Gathered<u32>) -> Vec<u32> {
+    gathered
+        .answers()
+        .filter_map(|b| b.response().copied())
+        .collect()
 }
 
 #[tokio::test(start_paused = true)]
@@ -219,4 +275,187 @@ async fn a_named_rate_limiter_names_its_refusals() {
     assert!(err.is::<RateLimited>(), "{err}");
 
     assert_eq!(*seen.lock().unwrap(), ["api"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scatter_made_with_new_gives_its_branches_back() {
+    let mut scatter = Scatter::new([Add(1), Add(2)]).unwrap();
+    let before = scatter.clone();
+    scatter.get_mut()[1].0 = 20;
+    assert_eq!(scatter.get_ref().len(), 2);
+    let Ok(gathered) = scatter.clone().oneshot(1).await;
+    assert_eq!(answers(&gathered), [2, 21]);
+    // A clone made before keeps the branches it shared.
+    let Ok(gathered) = before.oneshot(1).await;
+    assert_eq!(answers(&gathered), [2, 3]);
+    let branches: Vec<u32> = scatter.into_inner().into_iter().map(|a| a.0).collect();
+    assert_eq!(branches, [1, 20]);
+
+    let err = Scatter::<Add>::new([]).unwrap_err();
+    assert_eq!(err.field(), "scatter.branches");
+}
+
+#[tokio::test(start_paused = true)]
+async fn stages_made_with_new_run_in_order_and_give_their_branches_back() {
+    let mut stages = Stages::new([
+        vec![Branch::hard(Add(1))],
+        vec![Branch::soft(Add(2)), Branch::soft(Add(3))],
+    ])
+    .unwrap();
+    assert_eq!(stages.branches(), 3);
+    stages.get_mut()[0].0 = 10;
+    let Ok(gathered) = stages.clone().oneshot(1).await;
+    assert!(gathered.is_satisfied());
+    assert_eq!(answers(&gathered), [11, 3, 4]);
+    assert_eq!(stages.get_ref()[2].0, 3);
+    // Shared with a clone: the branches are cloned out.
+    let clone = stages.clone();
+    assert_eq!(stages.into_inner().len(), 3);
+    assert_eq!(clone.into_inner().len(), 3);
+
+    let none: Vec<Vec<Branch<Add>>> = Vec::new();
+    assert_eq!(Stages::new(none).unwrap_err().field(), "stages.stages");
+    let err = Stages::new([vec![Branch::hard(Add(1))], vec![]]).unwrap_err();
+    assert_eq!(err.field(), "stages.stage");
+}
+
+#[tokio::test(start_paused = true)]
+async fn scatter_branch_names_may_be_owned_strings() {
+    let from_file = |name: &str| format!("{name}-{}", 1);
+    let scatter = Scatter::builder()
+        .named_branch(from_file("eu"), Add(1))
+        .named_branch("us", Add(2))
+        .build()
+        .unwrap();
+    let Ok(gathered) = scatter.oneshot(1).await;
+    assert_eq!(gathered.by_name("eu-1").unwrap().response(), Some(&2));
+    let names: Vec<_> = gathered
+        .branches()
+        .iter()
+        .filter_map(|b| b.name())
+        .collect();
+    assert_eq!(names, ["eu-1", "us"]);
+
+    let stages = Stages::builder()
+        .stage([Branch::hard(Add(1)).named(from_file("auth"))])
+        .build()
+        .unwrap();
+    let Ok(gathered) = stages.oneshot(1).await;
+    assert_eq!(gathered.get(0).unwrap().name(), Some("auth-1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_race_made_with_new_and_a_hedge_give_their_first_service_back() {
+    let mut race = Race::new([Add(1), Add(2)]).unwrap();
+    race.get_mut().0 = 10;
+    assert_eq!(race.get_ref().0, 10);
+    assert_eq!(race.alternatives().len(), 2);
+    assert_eq!(race.clone().oneshot(1).await.unwrap(), 11);
+    assert_eq!(race.into_inner().0, 10);
+    let err = Race::<Add>::new([]).unwrap_err();
+    assert_eq!(err.field(), "race.alternatives");
+
+    let layer = HedgeLayer::builder().delay(ms(10)).build().unwrap();
+    let mut hedge = Hedge::new(Add(1), &layer);
+    hedge.get_mut().0 = 5;
+    assert_eq!(hedge.clone().oneshot(1).await.unwrap(), 6);
+    assert_eq!(hedge.into_inner().0, 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_observed_deadline_made_with_new_bounds_calls_and_gives_its_inner_service_back() {
+    let observe = ObserveLayer::builder("calls").build().unwrap();
+    let total = TotalDeadlineLayer::new(ms(50)).unwrap();
+    let hung = service_fn(|()| std::future::pending::<Result<u32, BoxError>>());
+    let err = ObserveDeadline::new(hung, &observe, &total)
+        .oneshot(())
+        .await
+        .unwrap_err();
+    assert!(err.is::<DeadlineExceeded>(), "{err}");
+
+    let mut service = ObserveDeadline::new(Add(1), &observe, &total);
+    service.get_mut().0 = 2;
+    assert_eq!(service.get_ref().0, 2);
+    assert_eq!(call(&mut service, 1_u32).await.unwrap(), 3);
+    assert_eq!(service.into_inner().0, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn keyed_breakers_and_bulkheads_lend_their_inner_service_mutably() {
+    let by_parity = |n: &u32| n % 2;
+    let breakers = KeyedCircuitBreakerLayer::builder()
+        .key(by_parity)
+        .build()
+        .unwrap();
+    let mut service = KeyedCircuitBreaker::new(Add(1), &breakers);
+    service.get_mut().0 = 7;
+    assert_eq!(call(&mut service, 1_u32).await.unwrap(), 8);
+    assert_eq!(breakers.len(), 1);
+    assert_eq!(service.into_inner().0, 7);
+
+    let bulkheads = KeyedBulkheadLayer::builder(by_parity)
+        .max_concurrent(1)
+        .build()
+        .unwrap();
+    let mut service = KeyedBulkhead::new(Add(1), &bulkheads);
+    service.get_mut().0 = 4;
+    assert_eq!(service.get_ref().0, 4);
+    assert_eq!(call(&mut service, 2_u32).await.unwrap(), 6);
+    assert_eq!(service.into_inner().0, 4);
+}
+
+#[cfg(feature = "rate-limit")]
+#[tokio::test(start_paused = true)]
+async fn a_rate_limiter_lends_its_inner_service_mutably() {
+    use steadfast::rate_limit::{Quota, RateLimit, RateLimitLayer};
+
+    let layer = RateLimitLayer::builder()
+        .quota(Quota::per_second(10))
+        .build()
+        .unwrap();
+    let mut service = RateLimit::new(Add(1), &layer);
+    service.get_mut().0 = 3;
+    assert_eq!(call(&mut service, 1_u32).await.unwrap(), 4);
+    assert_eq!(service.into_inner().0, 3);
+}
+
+#[cfg(feature = "http")]
+#[tokio::test(start_paused = true)]
+async fn a_route_service_made_with_new_routes_and_gives_its_default_route_back() {
+    use steadfast::http::{Route, RouteService, RouteTable};
+    use tower::layer::util::Identity;
+
+    let table = RouteTable::builder(Identity::new())
+        .route(Route::get("/search"), Identity::new())
+        .build()
+        .unwrap();
+    let mut service = RouteService::new(Add(1), &table);
+    service.get_mut().0 = 2;
+    assert_eq!(service.get_ref().0, 2);
+    let get = |path: &str| {
+        http::Request::get(format!("http://api.example{path}"))
+            .body(())
+            .unwrap()
+    };
+    // The default route's service changed, not the route's.
+    let other = call(&mut service, get("/other")).await;
+    assert_eq!(other.unwrap(), 2);
+    let search = call(&mut service, get("/search")).await;
+    assert_eq!(search.unwrap(), 1);
+    assert_eq!(service.into_inner().0, 2);
+}
+
+#[cfg(feature = "axum")]
+#[tokio::test(start_paused = true)]
+async fn a_matched_path_service_gives_its_inner_service_back() {
+    use steadfast::http::axum::{MatchedPathLayer, MatchedPathService};
+
+    let layer = MatchedPathLayer::new(TimeoutLayer::new(ms(100)).unwrap());
+    let mut service = MatchedPathService::new(Add(1), &layer);
+    // The stack of requests without a matched path was made already.
+    service.get_mut().0 = 2;
+    assert_eq!(service.get_ref().0, 2);
+    let req = http::Request::get("http://api.example/").body(()).unwrap();
+    assert_eq!(call(&mut service, req).await.unwrap(), 1);
+    assert_eq!(service.into_inner().0, 2);
 }

@@ -316,6 +316,11 @@ where
         &self.inner
     }
 
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
     /// The inner service, consuming the bulkhead.
     pub fn into_inner(self) -> S {
         self.inner

@@ -306,6 +306,11 @@ impl<S, K, F, C> KeyedCircuitBreaker<S, K, F, C> {
         &self.inner
     }
 
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
     /// Consumes the breaker, returning the inner service.
     pub fn into_inner(self) -> S {
         self.inner

@@ -133,7 +133,7 @@ use tower_service::Service;
 
 use crate::budget::RetryBudget;
 use crate::classify::{Classify, DefaultClassifier};
-use crate::error::BoxError;
+use crate::error::{BoxError, ConfigError};
 use crate::replay::{CloneReplay, Replay};
 
 pub mod future;
@@ -183,6 +183,11 @@ impl<S, C, P> Hedge<S, C, P> {
     /// The service first copies go to, mutably.
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.primary
+    }
+
+    /// The service first copies go to, consuming the hedge.
+    pub fn into_inner(self) -> S {
+        self.primary
     }
 
     /// The budget hedges are drawn from, if any.
@@ -293,6 +298,31 @@ impl Race<()> {
     }
 }
 
+impl<S: Clone> Race<S> {
+    /// A race of `alternatives` with the default settings: all at once,
+    /// default classifier, requests cloned
+    /// (`Race::builder().build(alternatives)`). Fails if `alternatives`
+    /// is empty.
+    ///
+    /// ```
+    /// use steadfast::hedge::Race;
+    /// use tower::{ServiceExt, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), steadfast::BoxError> {
+    /// let replica = |name: &'static str| service_fn(move |()| async move { Ok::<_, steadfast::BoxError>(name) });
+    /// let race = Race::new([replica("a"), replica("b")])?;
+    /// assert_eq!(race.alternatives().len(), 2);
+    /// assert_eq!(race.oneshot(()).await?, "a");
+    /// assert_eq!(Race::<()>::new([]).unwrap_err().field(), "race.alternatives");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn new(alternatives: impl IntoIterator<Item = S>) -> Result<Self, ConfigError> {
+        Race::builder().build(alternatives)
+    }
+}
+
 impl<S, C, P> Race<S, C, P> {
     fn from_hedge(hedge: Hedge<S, C, P>) -> Self {
         Self { hedge }
@@ -301,6 +331,24 @@ impl<S, C, P> Race<S, C, P> {
     /// The alternatives, in order.
     pub fn alternatives(&self) -> &[S] {
         &self.hedge.shared.targets
+    }
+
+    /// The first alternative, called at once on every call (the others
+    /// are reached through [`alternatives`](Race::alternatives)).
+    pub fn get_ref(&self) -> &S {
+        self.hedge.get_ref()
+    }
+
+    /// The first alternative, mutably: what changes here reaches the
+    /// first copy of this service's calls, not the later ones, which are
+    /// sent to clones of the shared [`alternatives`](Race::alternatives).
+    pub fn get_mut(&mut self) -> &mut S {
+        self.hedge.get_mut()
+    }
+
+    /// The first alternative, consuming the race.
+    pub fn into_inner(self) -> S {
+        self.hedge.into_inner()
     }
 }
 

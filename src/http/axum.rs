@@ -150,6 +150,23 @@ impl<S, L: Layer<S>> MatchedPathService<S, L> {
     {
         tower_layer::Layer::layer(layer, inner)
     }
+
+    /// The inner service, over a clone of which the stack of each new
+    /// pattern is made.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably: what changes here reaches the stacks
+    /// of the patterns seen from now on, not those already made.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming this one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 /// The stacks of the patterns seen so far.

@@ -105,6 +105,13 @@ impl Routes {
         }
         0
     }
+
+    /// The position of the route for a request among the routes added to
+    /// the table, `None` for the default route.
+    #[inline]
+    fn route(&self, method: &Method, host: Option<&str>, path: &str) -> Option<usize> {
+        self.find(method, host, path).checked_sub(1)
+    }
 }
 
 /// The layer type of a [`RouteTable`] none of whose routes is erased: every
@@ -356,7 +363,9 @@ impl<S, Req, Res, Err> Layer<S> for BoxRouteLayer<S, Req, Res, Err> {
 /// ```
 pub struct RouteTable<L, B = SameStack> {
     routes: Arc<Routes>,
-    // Index 0: the default route; then one per route, in insertion order.
+    /// The default route's layer: always of the table's type.
+    default: L,
+    /// One per route, in insertion order (route `i` at `i - 1`).
     layers: Vec<Stack<L, B>>,
 }
 
@@ -375,10 +384,10 @@ impl<L> RouteTable<L> {
     /// On a table with boxed routes, use
     /// [`typed_layer_of`](RouteTable::typed_layer_of).
     pub fn layer_of(&self, method: &Method, host: Option<&str>, path: &str) -> &L {
-        let i = self.routes.find(method, host, path);
-        match &self.layers[i.min(self.layers.len() - 1)] {
-            Stack::Typed(layer) => layer,
-            Stack::Boxed(never) => match *never {},
+        match self.stack_of(method, host, path) {
+            None => &self.default,
+            Some(Stack::Typed(layer)) => layer,
+            Some(Stack::Boxed(never)) => match *never {},
         }
     }
 }
@@ -417,11 +426,17 @@ impl<L, B> RouteTable<L, B> {
     /// # }
     /// ```
     pub fn typed_layer_of(&self, method: &Method, host: Option<&str>, path: &str) -> Option<&L> {
-        let i = self.routes.find(method, host, path);
-        match &self.layers[i.min(self.layers.len() - 1)] {
-            Stack::Typed(layer) => Some(layer),
-            Stack::Boxed(_) => None,
+        match self.stack_of(method, host, path) {
+            None => Some(&self.default),
+            Some(Stack::Typed(layer)) => Some(layer),
+            Some(Stack::Boxed(_)) => None,
         }
+    }
+
+    /// The stack of the route that takes such a request, `None` for the
+    /// default route.
+    fn stack_of(&self, method: &Method, host: Option<&str>, path: &str) -> Option<&Stack<L, B>> {
+        self.layers.get(self.routes.route(method, host, path)?)
     }
 }
 
@@ -429,6 +444,7 @@ impl<L: Clone, B: Clone> Clone for RouteTable<L, B> {
     fn clone(&self) -> Self {
         Self {
             routes: Arc::clone(&self.routes),
+            default: self.default.clone(),
             layers: self.layers.clone(),
         }
     }
@@ -581,9 +597,9 @@ impl<L, B> RouteTableBuilder<L, B> {
     pub fn build(self) -> Result<RouteTable<L, B>, ConfigError> {
         let mut groups: Vec<Group> = Vec::new();
         let mut names: Vec<Arc<str>> = vec![Arc::from("")];
-        let mut layers = vec![Stack::Typed(self.default)];
+        let mut layers = Vec::with_capacity(self.routes.len());
         for (route, layer) in self.routes {
-            let index = layers.len();
+            let index = layers.len() + 1;
             let group = match groups
                 .iter_mut()
                 .position(|g| g.host == route.host && g.method == route.method)
@@ -609,6 +625,7 @@ impl<L, B> RouteTableBuilder<L, B> {
         groups.sort_by_key(Group::rank);
         Ok(RouteTable {
             routes: Arc::new(Routes { groups, names }),
+            default: self.default,
             layers,
         })
     }
@@ -618,25 +635,22 @@ impl<S: Clone, L: Layer<S>, B: Layer<S>> Layer<S> for RouteTable<L, B> {
     type Service = RouteService<L::Service, B::Service>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        let default = self.default.layer(inner.clone());
+        // Route `i`'s name is at `i`: the default route's, unused, at 0.
         let services = self
             .layers
             .iter()
-            .zip(self.routes.names.iter())
-            .enumerate()
-            .map(|(i, (stack, name))| {
-                let make = || match stack {
+            .zip(self.routes.names.iter().skip(1))
+            .map(|(stack, name)| {
+                crate::event::layering_route(Arc::clone(name), || match stack {
                     Stack::Typed(layer) => Stack::Typed(layer.layer(inner.clone())),
                     Stack::Boxed(layer) => Stack::Boxed(layer.layer(inner.clone())),
-                };
-                if i == 0 {
-                    make()
-                } else {
-                    crate::event::layering_route(Arc::clone(name), make)
-                }
+                })
             })
             .collect();
         RouteService {
             routes: Arc::clone(&self.routes),
+            default,
             services,
         }
     }
@@ -649,6 +663,9 @@ impl<S: Clone, L: Layer<S>, B: Layer<S>> Layer<S> for RouteTable<L, B> {
 /// route's service (they share their state).
 pub struct RouteService<S, B = SameStack> {
     routes: Arc<Routes>,
+    /// The default route's service: always of the table's type.
+    default: S,
+    /// One per route, in insertion order (route `i` at `i - 1`).
     services: Vec<Stack<S, B>>,
 }
 
@@ -656,6 +673,7 @@ impl<S: Clone, B: Clone> Clone for RouteService<S, B> {
     fn clone(&self) -> Self {
         Self {
             routes: Arc::clone(&self.routes),
+            default: self.default.clone(),
             services: self.services.clone(),
         }
     }
@@ -664,19 +682,71 @@ impl<S: Clone, B: Clone> Clone for RouteService<S, B> {
 impl<S, B> fmt::Debug for RouteService<S, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RouteService")
-            .field("routes", &self.services.len())
+            .field("routes", &(self.services.len() + 1))
             .finish()
     }
 }
 
 impl<S, B> RouteService<S, B> {
-    /// Polls every route's service, `ready` polling one.
+    /// `inner` wrapped as `table` wraps services (`table.layer(inner)`):
+    /// each route's layer applied once over a clone of `inner`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use steadfast::http::{Route, RouteService, RouteTable};
+    /// use steadfast::timeout::TimeoutLayer;
+    /// use tower::{ServiceExt, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), steadfast::BoxError> {
+    /// let table = RouteTable::builder(TimeoutLayer::new(Duration::from_secs(10))?)
+    ///     .route(Route::get("/search"), TimeoutLayer::new(Duration::from_millis(300))?)
+    ///     .build()?;
+    /// let inner = service_fn(|req: http::Request<()>| async move {
+    ///     Ok::<_, steadfast::BoxError>(req.uri().path().len())
+    /// });
+    /// let client = RouteService::new(inner, &table);
+    /// let req = http::Request::get("http://api.example/search").body(())?;
+    /// assert_eq!(client.oneshot(req).await?, 7);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn new<T, L, Bl>(inner: T, table: &RouteTable<L, Bl>) -> Self
+    where
+        RouteTable<L, Bl>: Layer<T, Service = Self>,
+    {
+        table.layer(inner)
+    }
+
+    /// The default route's service (that of requests no route takes).
+    pub fn get_ref(&self) -> &S {
+        &self.default
+    }
+
+    /// The default route's service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.default
+    }
+
+    /// The default route's service, consuming this one (every other
+    /// route's service is dropped).
+    pub fn into_inner(self) -> S {
+        self.default
+    }
+
+    /// Polls every route's service: `default` is the default route's
+    /// poll, `ready` polls one of the others.
     fn poll_all<E>(
         &mut self,
+        default: Poll<Result<(), E>>,
         cx: &mut Context<'_>,
         mut ready: impl FnMut(&mut Stack<S, B>, &mut Context<'_>) -> Poll<Result<(), E>>,
     ) -> Poll<Result<(), E>> {
-        let mut pending = false;
+        let mut pending = match default {
+            Poll::Ready(Ok(())) => false,
+            Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+            Poll::Pending => true,
+        };
         for service in &mut self.services {
             match ready(service, cx) {
                 Poll::Ready(Ok(())) => {}
@@ -691,14 +761,14 @@ impl<S, B> RouteService<S, B> {
         }
     }
 
-    /// The service of the route that takes `request`.
+    /// The service of the route that takes `request`, `None` for the
+    /// default route.
     #[inline]
-    fn pick<R: RequestParts>(&mut self, request: &R) -> &mut Stack<S, B> {
-        let i = self
+    fn pick<R: RequestParts>(&mut self, request: &R) -> Option<&mut Stack<S, B>> {
+        let route = self
             .routes
-            .find(request.method(), request.host(), request.path());
-        let last = self.services.len() - 1;
-        &mut self.services[i.min(last)]
+            .route(request.method(), request.host(), request.path())?;
+        self.services.get_mut(route)
     }
 }
 
@@ -712,7 +782,8 @@ where
     type Future = S::Future;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.poll_all(cx, |stack, cx| match stack {
+        let default = self.default.poll_ready(cx);
+        self.poll_all(default, cx, |stack, cx| match stack {
             Stack::Typed(service) => service.poll_ready(cx),
             Stack::Boxed(never) => match *never {},
         })
@@ -720,8 +791,9 @@ where
 
     fn call(&mut self, request: R) -> Self::Future {
         match self.pick(&request) {
-            Stack::Typed(service) => service.call(request),
-            Stack::Boxed(never) => match *never {},
+            None => self.default.call(request),
+            Some(Stack::Typed(service)) => service.call(request),
+            Some(Stack::Boxed(never)) => match *never {},
         }
     }
 }
@@ -736,25 +808,26 @@ where
     type Future = RouteFuture<S::Future, S::Response, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.poll_all(cx, |stack, cx| match stack {
+        let default = self.default.poll_ready(cx);
+        self.poll_all(default, cx, |stack, cx| match stack {
             Stack::Typed(service) => service.poll_ready(cx),
             Stack::Boxed(service) => Service::poll_ready(service, cx),
         })
     }
 
     fn call(&mut self, request: R) -> Self::Future {
-        match self.pick(&request) {
-            Stack::Typed(service) => RouteFuture {
-                state: RouteState::Typed {
-                    future: service.call(request),
-                },
+        let state = match self.pick(&request) {
+            None => RouteState::Typed {
+                future: self.default.call(request),
             },
-            Stack::Boxed(service) => RouteFuture {
-                state: RouteState::Boxed {
-                    future: Service::call(service, request),
-                },
+            Some(Stack::Typed(service)) => RouteState::Typed {
+                future: service.call(request),
             },
-        }
+            Some(Stack::Boxed(service)) => RouteState::Boxed {
+                future: Service::call(service, request),
+            },
+        };
+        RouteFuture { state }
     }
 }
 

@@ -18,8 +18,8 @@ use super::watch::{finish, in_span, nobody_looks, poll_in_context, start_watch};
 use crate::classify::{Classify, DefaultClassifier};
 use crate::event::context::Context;
 use crate::event::scope::Shared;
-use crate::timeout::Deadline;
 use crate::timeout::deadline_parts::{later, poll_deadline};
+use crate::timeout::{Deadline, TotalDeadlineLayer};
 
 /// An observe layer and a total deadline in one level of the service (the
 /// outer level of a [`Policy`](crate::policy::Policy)): the call's future
@@ -67,6 +67,35 @@ impl<S: fmt::Debug, C, R> fmt::Debug for ObserveDeadline<S, C, R> {
             .field("total", &self.total)
             .field("policy", &self.shared.policy)
             .finish_non_exhaustive()
+    }
+}
+
+impl<S, C: Clone, R: Clone> ObserveDeadline<S, C, R> {
+    /// `inner` watched as `observe` watches services
+    /// (`observe.layer(total.layer(inner))`) and each call bounded by
+    /// `total`'s deadline, in one level: the service a
+    /// [`Policy`](crate::policy::Policy) with both makes.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use steadfast::error::DeadlineExceeded;
+    /// use steadfast::observe::{ObserveDeadline, ObserveLayer};
+    /// use steadfast::timeout::TotalDeadlineLayer;
+    /// use tower::{ServiceExt, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), steadfast::BoxError> {
+    /// let observe = ObserveLayer::builder("orders").build()?;
+    /// let total = TotalDeadlineLayer::new(Duration::from_millis(50))?;
+    /// let hung = service_fn(|()| std::future::pending::<Result<u32, steadfast::BoxError>>());
+    /// let service = ObserveDeadline::new(hung, &observe, &total);
+    /// let err = service.oneshot(()).await.unwrap_err();
+    /// assert!(err.is::<DeadlineExceeded>(), "{err}");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn new(inner: S, observe: &ObserveLayer<C, R>, total: &TotalDeadlineLayer) -> Self {
+        observe.with_deadline(inner, total.total())
     }
 }
 

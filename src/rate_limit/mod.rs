@@ -227,6 +227,11 @@ impl<S, K, F> RateLimit<S, K, F> {
         &self.inner
     }
 
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
     /// The inner service, consuming the limiter.
     pub fn into_inner(self) -> S {
         self.inner

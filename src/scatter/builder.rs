@@ -3,7 +3,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::gathered::Gather;
+use super::gathered::{BranchName, Gather};
 use super::plan::{Kind, Plan, Spec};
 use super::{Scatter, Stages};
 use crate::classify::DefaultClassifier;
@@ -14,7 +14,7 @@ use crate::replay::CloneReplay;
 /// later stages, and an optional name.
 pub struct Branch<S> {
     service: S,
-    name: Option<&'static str>,
+    name: Option<Cow<'static, str>>,
     hard: bool,
 }
 
@@ -37,9 +37,10 @@ impl<S> Branch<S> {
         }
     }
 
-    /// Names the branch in the gathered result and in events.
-    pub fn named(mut self, name: &'static str) -> Self {
-        self.name = Some(name);
+    /// Names the branch in the gathered result: a static string, or an
+    /// owned one (read from a file), stored once when built.
+    pub fn named(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = Some(name.into());
         self
     }
 }
@@ -107,27 +108,27 @@ impl<C, P> Common<C, P> {
         if let Some(deadline) = self.deadline {
             check::positive(fields[1], deadline)?;
         }
-        let mut index = 0;
+        let mut services = Vec::with_capacity(stages.iter().map(Vec::len).sum());
         let stages = stages
             .into_iter()
             .map(|stage| {
                 stage
                     .into_iter()
                     .map(|b| {
-                        index += 1;
+                        services.push(b.service);
                         Spec {
-                            service: b.service,
-                            name: b.name,
+                            name: b.name.map(BranchName::new),
                             hard: b.hard,
-                            index: index - 1,
+                            index: services.len() - 1,
                         }
                     })
                     .collect()
             })
             .collect();
         Ok(Plan {
+            branches: services.len(),
+            services: services.into_boxed_slice(),
             stages,
-            branches: index,
             kind,
             branch_timeout: self.branch_timeout,
             deadline: self.deadline,
@@ -184,8 +185,9 @@ impl<S, C, P> ScatterBuilder<S, C, P> {
         self
     }
 
-    /// Adds a named branch.
-    pub fn named_branch(mut self, name: &'static str, service: S) -> Self {
+    /// Adds a named branch: a static string, or an owned one (read from a
+    /// file), stored once when built.
+    pub fn named_branch(mut self, name: impl Into<Cow<'static, str>>, service: S) -> Self {
         self.branches.push(Branch::soft(service).named(name));
         self
     }

@@ -208,7 +208,7 @@ where
             Some(request) => this.running.push(Branch {
                 index: spec.index,
                 hard: spec.hard,
-                call: Box::pin(Oneshot::new(spec.service.clone(), request)),
+                call: Box::pin(Oneshot::new(plan.services[spec.index].clone(), request)),
             }),
             None => this.outcomes[spec.index] = Some(Outcome::NotSent),
         }
@@ -312,7 +312,7 @@ where
             branches.push(BranchOutcome {
                 index: spec.index,
                 stage,
-                name: spec.name,
+                name: spec.name.clone(),
                 hard: spec.hard,
                 outcome,
             });

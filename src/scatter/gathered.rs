@@ -1,6 +1,8 @@
 //! What a scatter or staged fan-out gathered: every branch and its outcome.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use crate::classify::Verdict;
 use crate::error::BoxError;
@@ -54,12 +56,43 @@ impl<Res> Outcome<Res> {
     }
 }
 
+/// A branch's name, stored once when the fan-out is built: a static string
+/// is copied into each result, an owned one shared by them (no allocation
+/// per call either way).
+#[derive(Clone)]
+pub(crate) enum BranchName {
+    Static(&'static str),
+    Shared(Arc<str>),
+}
+
+impl BranchName {
+    pub(crate) fn new(name: Cow<'static, str>) -> Self {
+        match name {
+            Cow::Borrowed(name) => Self::Static(name),
+            Cow::Owned(name) => Self::Shared(Arc::from(name)),
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            Self::Static(name) => name,
+            Self::Shared(name) => name,
+        }
+    }
+}
+
+impl fmt::Debug for BranchName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 /// One branch of the gathered result: where it was, what it is called and
 /// how it ended.
 pub struct BranchOutcome<Res> {
     pub(crate) index: usize,
     pub(crate) stage: usize,
-    pub(crate) name: Option<&'static str>,
+    pub(crate) name: Option<BranchName>,
     pub(crate) hard: bool,
     pub(crate) outcome: Outcome<Res>,
 }
@@ -76,8 +109,8 @@ impl<Res> BranchOutcome<Res> {
     }
 
     /// The branch's name, if it was given one.
-    pub fn name(&self) -> Option<&'static str> {
-        self.name
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_ref().map(BranchName::as_str)
     }
 
     /// Whether the branch's failure stops every later stage.
@@ -158,7 +191,7 @@ impl<Res> Gathered<Res> {
 
     /// The first branch named `name`.
     pub fn by_name(&self, name: &str) -> Option<&BranchOutcome<Res>> {
-        self.branches.iter().find(|b| b.name == Some(name))
+        self.branches.iter().find(|b| b.name() == Some(name))
     }
 
     /// The branches that answered.

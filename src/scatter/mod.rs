@@ -114,7 +114,7 @@ use std::task::{Context, Poll};
 use tower_service::Service;
 
 use crate::classify::{Classify, DefaultClassifier};
-use crate::error::BoxError;
+use crate::error::{BoxError, ConfigError};
 use crate::replay::{CloneReplay, Replay};
 
 mod builder;
@@ -138,6 +138,34 @@ impl<S> Scatter<S> {
     pub fn builder() -> ScatterBuilder<S> {
         ScatterBuilder::new()
     }
+
+    /// A scatter over `branches` with the default settings: every branch
+    /// gathered, no timeout, requests cloned
+    /// (`Scatter::builder().branches(branches).build()`). Fails if
+    /// `branches` is empty.
+    ///
+    /// ```
+    /// use steadfast::scatter::Scatter;
+    /// use tower::{ServiceExt, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), steadfast::BoxError> {
+    /// let shard = |n: u32| service_fn(move |x: u32| async move { Ok::<_, steadfast::BoxError>(x * n) });
+    /// let mut scatter = Scatter::new([shard(1), shard(2)])?;
+    /// assert_eq!(scatter.get_ref().len(), 2);
+    /// scatter.get_mut().swap(0, 1);
+    /// let Ok(gathered) = scatter.clone().oneshot(5).await;
+    /// let answers: Vec<_> = gathered.answers().filter_map(|b| b.response()).collect();
+    /// assert_eq!(answers, [&10, &5]);
+    /// assert_eq!(scatter.into_inner().len(), 2);
+    ///
+    /// assert_eq!(Scatter::<()>::new([]).unwrap_err().field(), "scatter.branches");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn new(branches: impl IntoIterator<Item = S>) -> Result<Self, ConfigError> {
+        Self::builder().branches(branches).build()
+    }
 }
 
 /// Runs stages of concurrent branches in order, stopping at a hard
@@ -151,6 +179,35 @@ impl<S> Stages<S> {
     pub fn builder() -> StagesBuilder<S> {
         StagesBuilder::new()
     }
+
+    /// Stages of `stages`' branches, in order, with the default settings:
+    /// no timeout, no deadline of their own, requests cloned (a
+    /// [`stage`](StagesBuilder::stage) of the builder for each). Fails if
+    /// there is no stage, or a stage without a branch.
+    ///
+    /// ```
+    /// use steadfast::scatter::{Branch, Stages};
+    /// use tower::{ServiceExt, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), steadfast::BoxError> {
+    /// let step = || service_fn(|x: u32| async move { Ok::<_, steadfast::BoxError>(x + 1) });
+    /// let stages = Stages::new([vec![Branch::hard(step())], vec![Branch::soft(step()), Branch::soft(step())]])?;
+    /// assert_eq!(stages.get_ref().len(), 3);
+    /// let Ok(gathered) = stages.oneshot(1).await;
+    /// assert!(gathered.is_satisfied());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn new<I>(stages: impl IntoIterator<Item = I>) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = Branch<S>>,
+    {
+        stages
+            .into_iter()
+            .fold(Self::builder(), |builder, stage| builder.stage(stage))
+            .build()
+    }
 }
 
 macro_rules! fan_out_service {
@@ -159,6 +216,37 @@ macro_rules! fan_out_service {
             /// How many branches there are, over every stage.
             pub fn branches(&self) -> usize {
                 self.plan.branches
+            }
+
+            /// Every branch's service, by index: every stage's, in order.
+            pub fn get_ref(&self) -> &[S] {
+                &self.plan.services
+            }
+
+            /// Every branch's service, by index, mutably. The branches are
+            /// shared with this service's clones (and their calls in
+            /// flight): if they are, this service first takes copies of
+            /// its own (as [`Arc::make_mut`] does), which the clones don't
+            /// see.
+            pub fn get_mut(&mut self) -> &mut [S]
+            where
+                S: Clone,
+                C: Clone,
+                P: Clone,
+            {
+                &mut Arc::make_mut(&mut self.plan).services
+            }
+
+            /// Every branch's service, by index: moved out if no clone
+            /// shares them, cloned otherwise.
+            pub fn into_inner(self) -> Vec<S>
+            where
+                S: Clone,
+            {
+                match Arc::try_unwrap(self.plan) {
+                    Ok(plan) => plan.services.into_vec(),
+                    Err(shared) => shared.services.to_vec(),
+                }
             }
         }
 

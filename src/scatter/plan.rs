@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
-use super::gathered::{Gather, Stop};
+use super::gathered::{BranchName, Gather, Stop};
 use crate::classify::Verdict;
 use crate::event::{Decisions, Event, Listeners, emit_counted, heard};
 
@@ -15,15 +15,18 @@ pub(crate) enum Kind {
     Stages,
 }
 
-pub(crate) struct Spec<S> {
-    pub(crate) service: S,
-    pub(crate) name: Option<&'static str>,
+/// A branch's place in its stage; its service is `Plan::services[index]`.
+#[derive(Clone)]
+pub(crate) struct Spec {
+    pub(crate) name: Option<BranchName>,
     pub(crate) hard: bool,
     pub(crate) index: usize,
 }
 
 pub(crate) struct Plan<S, C, P> {
-    pub(crate) stages: Box<[Box<[Spec<S>]>]>,
+    /// Every branch's service, by index: every stage's, in order.
+    pub(crate) services: Box<[S]>,
+    pub(crate) stages: Box<[Box<[Spec]>]>,
     pub(crate) branches: usize,
     pub(crate) kind: Kind,
     pub(crate) branch_timeout: Option<Duration>,
@@ -113,12 +116,36 @@ impl<S, C, P> Plan<S, C, P> {
     }
 }
 
+/// A copy for a service that changes its branches while its clones keep
+/// theirs: the same settings, and a metric series table of its own.
+impl<S: Clone, C: Clone, P: Clone> Clone for Plan<S, C, P> {
+    fn clone(&self) -> Self {
+        Self {
+            services: self.services.clone(),
+            stages: self.stages.clone(),
+            branches: self.branches,
+            kind: self.kind,
+            branch_timeout: self.branch_timeout,
+            deadline: self.deadline,
+            classifier: self.classifier.clone(),
+            replay: self.replay.clone(),
+            name: self.name.clone(),
+            decisions: Decisions::new(),
+        }
+    }
+}
+
 impl<S, C, P> fmt::Debug for Plan<S, C, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names: Vec<Vec<_>> = self
             .stages
             .iter()
-            .map(|stage| stage.iter().map(|b| (b.name, b.hard)).collect())
+            .map(|stage| {
+                stage
+                    .iter()
+                    .map(|b| (b.name.as_ref().map(BranchName::as_str), b.hard))
+                    .collect()
+            })
             .collect();
         f.debug_struct("Plan")
             .field("kind", &self.kind)
