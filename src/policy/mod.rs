@@ -549,12 +549,13 @@ pub type AdaptiveService<S, C, B = Optional<CircuitBreakerLayer<C>>> =
 /// hedging).
 pub type HedgeService<S, C, H = Identity, B = Optional<CircuitBreakerLayer<C>>> =
     <H as Layer<AdaptiveService<S, C, B>>>::Service;
-/// The retry level of a policy: a [`Retry`], or the hedging level itself
-/// without retry.
+/// The retry level of a policy that retries: a [`Retry`] over the hedging
+/// level. A policy without retry has no retry level: its outer level is
+/// made over the hedging level directly ([`OnceBulkheadService`]).
 pub type RetryService<S, C, P, H = Identity, B = Optional<CircuitBreakerLayer<C>>> =
-    Level<Retry<HedgeService<S, C, H, B>, C, P>, HedgeService<S, C, H, B>>;
-/// The bulkhead level of a policy: one bulkhead or none, or one per key,
-/// as `Bk` is.
+    Retry<HedgeService<S, C, H, B>, C, P>;
+/// The bulkhead level of a policy that retries, over its retry: one
+/// bulkhead or none, or one per key, as `Bk` is.
 pub type BulkheadService<
     S,
     C,
@@ -563,9 +564,19 @@ pub type BulkheadService<
     B = Optional<CircuitBreakerLayer<C>>,
     Bk = Option<BulkheadLayer>,
 > = <Bk as BulkheadLevel>::Service<RetryService<S, C, P, H, B>>;
+/// The bulkhead level of a policy without retry, over its hedging level:
+/// one bulkhead or none, or one per key, as `Bk` is.
+pub type OnceBulkheadService<
+    S,
+    C,
+    H = Identity,
+    B = Optional<CircuitBreakerLayer<C>>,
+    Bk = Option<BulkheadLayer>,
+> = <Bk as BulkheadLevel>::Service<HedgeService<S, C, H, B>>;
 /// The service a [`Policy`] makes: its outer layers (observe, fallback,
-/// total deadline), each there or not, in one enum, so that a call's
-/// future is wrapped once at this level whichever are there.
+/// total deadline), each there or not, over its retry or over the level
+/// below when it does not retry, in one enum ([`Outer`]), so that a
+/// call's future is wrapped once at this level whichever are there.
 pub type PolicyService<
     S,
     C,
@@ -575,14 +586,19 @@ pub type PolicyService<
     F = Identity,
     B = Optional<CircuitBreakerLayer<C>>,
     Bk = Option<BulkheadLayer>,
-> = <F as FallbackLevel<BulkheadService<S, C, P, H, B, Bk>, C, R>>::Service;
+> = <F as FallbackLevel<
+    BulkheadService<S, C, P, H, B, Bk>,
+    OnceBulkheadService<S, C, H, B, Bk>,
+    C,
+    R,
+>>::Service;
 
 impl<S, C: Clone, P, R: Clone, H, F, B, Bk> Layer<S> for Policy<C, P, R, H, F, B, Bk>
 where
     B: Layer<AttemptService<S>>,
     H: Layer<AdaptiveService<S, C, B>>,
     Bk: BulkheadLevel,
-    F: FallbackLevel<BulkheadService<S, C, P, H, B, Bk>, C, R>,
+    F: FallbackLevel<BulkheadService<S, C, P, H, B, Bk>, OnceBulkheadService<S, C, H, B, Bk>, C, R>,
 {
     type Service = PolicyService<S, C, P, R, H, F, B, Bk>;
 
@@ -591,8 +607,16 @@ where
         let service = self.breaker.layer(service);
         let service = Level::new(self.adaptive.as_ref(), service);
         let service = self.hedge.layer(service);
-        let service = Level::new(self.retry.as_ref(), service);
-        let service = self.bulkhead.layer_level(service);
+        // Retry or not is chosen with the outer layers, in one enum: the
+        // retry's future is wrapped in no level of its own.
+        let service = match &self.retry {
+            Some(retry) => Level::On {
+                service: self.bulkhead.layer_level(retry.layer(service)),
+            },
+            None => Level::Off {
+                service: self.bulkhead.layer_level(service),
+            },
+        };
         self.fallback
             .outer(self.observe.as_ref(), self.total.as_ref(), service)
     }
