@@ -75,7 +75,8 @@ async fn each_outer_choice_retries_as_set_and_bounds_the_call() -> Result<(), Bo
             for total in [false, true] {
                 let mut builder = Policy::builder();
                 if retry {
-                    builder = builder.retry(steadfast::retry::RetryLayer::builder().max_attempts(3));
+                    builder =
+                        builder.retry(steadfast::retry::RetryLayer::builder().max_attempts(3));
                 }
                 if observe {
                     builder = builder.observe();

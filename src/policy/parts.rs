@@ -198,3 +198,66 @@ where
         self.classifier(classifier).build()
     }
 }
+
+/// An adaptive limit setting of a [`PolicyBuilder`]: none ([`Identity`])
+/// or an [`AdaptiveLayerBuilder`], built with the policy's classifier.
+pub trait AdaptiveSetting<C> {
+    /// The level built.
+    type Layer;
+
+    /// Builds the level.
+    fn build_level(self, classifier: C) -> Result<Self::Layer, ConfigError>;
+}
+
+impl<C> AdaptiveSetting<C> for Identity {
+    type Layer = Identity;
+
+    fn build_level(self, _: C) -> Result<Identity, ConfigError> {
+        Ok(Identity::new())
+    }
+}
+
+impl<C> AdaptiveSetting<C> for AdaptiveLayerBuilder {
+    type Layer = AdaptiveLayer<C>;
+
+    fn build_level(self, classifier: C) -> Result<AdaptiveLayer<C>, ConfigError> {
+        self.classifier(classifier).build()
+    }
+}
+
+/// The adaptive level of a [`Policy`]: none ([`Identity`], the breaker
+/// level called directly) or an [`AdaptiveLayer`], chosen by the policy's
+/// type, so that a policy without one wraps its calls in no level of it.
+pub trait AdaptiveLevel<C> {
+    /// The service the level makes over `S`.
+    type Service<S>;
+
+    /// Wraps `service` in the level.
+    fn layer_level<S>(&self, service: S) -> Self::Service<S>;
+    /// A handle on the limit, if there is one.
+    fn handle(&self) -> Option<AdaptiveHandle>;
+}
+
+impl<C> AdaptiveLevel<C> for Identity {
+    type Service<S> = S;
+
+    fn layer_level<S>(&self, service: S) -> S {
+        service
+    }
+
+    fn handle(&self) -> Option<AdaptiveHandle> {
+        None
+    }
+}
+
+impl<C> AdaptiveLevel<C> for AdaptiveLayer<C> {
+    type Service<S> = Adaptive<S, C>;
+
+    fn layer_level<S>(&self, service: S) -> Adaptive<S, C> {
+        self.layer(service)
+    }
+
+    fn handle(&self) -> Option<AdaptiveHandle> {
+        Some(AdaptiveLayer::handle(self))
+    }
+}
