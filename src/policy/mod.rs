@@ -308,7 +308,8 @@ pub struct Policy<
     total: Option<TotalDeadlineLayer>,
     bulkhead: Bk,
     // Each level left out is a `Level::Off`: the service below, called
-    // directly.
+    // directly; a policy without retry is one of `Outer`'s `Once*`
+    // variants.
     retry: Option<RetryLayer<C, P>>,
     // The adaptive level is the policy's type: `Identity` when it has none.
     adaptive: Ad,
