@@ -67,3 +67,53 @@ async fn a_policy_with_only_an_attempt_timeout_still_bounds_attempts() -> Result
     assert!(err.is::<steadfast::error::Elapsed>(), "{err}");
     Ok(())
 }
+
+#[tokio::test(start_paused = true)]
+async fn each_outer_choice_retries_as_set_and_bounds_the_call() -> Result<(), BoxError> {
+    for retry in [false, true] {
+        for observe in [false, true] {
+            for total in [false, true] {
+                let mut builder = Policy::builder();
+                if retry {
+                    builder =
+                        builder.retry(steadfast::retry::RetryLayer::builder().max_attempts(3));
+                }
+                if observe {
+                    builder = builder.observe();
+                }
+                if total {
+                    builder = builder.total_timeout(Duration::from_secs(1));
+                }
+                let policy = builder.build()?;
+                let calls = Arc::new(AtomicU32::new(0));
+                let counted = Arc::clone(&calls);
+                let failing = service_fn(move |_: u32| {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    async { Err::<u32, BoxError>("connection reset".into()) }
+                });
+                let err = policy.layer(failing).oneshot(1).await.unwrap_err();
+                assert_eq!(err.to_string(), "connection reset");
+                let sent = calls.load(Ordering::SeqCst);
+                assert_eq!(sent, if retry { 3 } else { 1 }, "{retry} {observe} {total}");
+
+                let answering = service_fn(|x: u32| async move { Ok::<_, BoxError>(x + 1) });
+                assert_eq!(policy.layer(answering).oneshot(41).await?, 42);
+
+                let slow = service_fn(|_: u32| async {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    Ok::<_, BoxError>(7)
+                });
+                let mut call = tokio_test::task::spawn(policy.layer(slow).oneshot(1));
+                assert_pending!(call.poll());
+                tokio::time::advance(Duration::from_secs(2)).await;
+                if total {
+                    let err = assert_ready_err!(call.poll());
+                    assert!(err.is::<steadfast::error::DeadlineExceeded>(), "{err}");
+                } else {
+                    assert_pending!(call.poll());
+                }
+            }
+        }
+    }
+    Ok(())
+}

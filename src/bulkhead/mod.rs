@@ -205,6 +205,22 @@ where
     if let Some(permit) = shared.try_acquire() {
         return ResponseFuture::called(inner.call(request), permit);
     }
+    queue(shared, inner, request)
+}
+
+/// Queues a call that found every permit taken, or refuses it: out of
+/// line, so that the call of every admitted call stays small enough to
+/// inline into the level above.
+#[cold]
+#[inline(never)]
+fn queue<S, Req>(
+    shared: &Arc<Shared>,
+    inner: &mut S,
+    request: Req,
+) -> ResponseFuture<S::Future, S, Req>
+where
+    S: Service<Req> + Clone,
+{
     match shared.enter_queue() {
         Some(guard) => {
             // Take the service that was polled ready; leave a clone that the

@@ -30,6 +30,7 @@ pub struct PolicyBuilder<
     F = Identity,
     B = Unkeyed,
     Kb = Unkeyed,
+    Ad = Identity,
 > {
     pub(super) settings: Settings,
     pub(super) classifier: C,
@@ -39,6 +40,7 @@ pub struct PolicyBuilder<
     pub(super) fallback: F,
     pub(super) keyed: B,
     pub(super) bulkheads: Kb,
+    pub(super) adaptive: Ad,
 }
 
 /// What a [`PolicyBuilder`] keeps besides its type parameters.
@@ -52,11 +54,10 @@ pub(super) struct Settings {
     pub(super) breaker: Option<CircuitBreakerBuilder>,
     pub(super) bulkhead: Option<BulkheadLayerBuilder>,
     pub(super) derive: Derive,
-    pub(super) adaptive: Option<AdaptiveLayerBuilder>,
 }
 
-impl<C, P, R, H: fmt::Debug, F: fmt::Debug, B: fmt::Debug, Kb: fmt::Debug> fmt::Debug
-    for PolicyBuilder<C, P, R, H, F, B, Kb>
+impl<C, P, R, H: fmt::Debug, F: fmt::Debug, B: fmt::Debug, Kb: fmt::Debug, Ad: fmt::Debug>
+    fmt::Debug for PolicyBuilder<C, P, R, H, F, B, Kb, Ad>
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PolicyBuilder")
@@ -65,11 +66,12 @@ impl<C, P, R, H: fmt::Debug, F: fmt::Debug, B: fmt::Debug, Kb: fmt::Debug> fmt::
             .field("fallback", &self.fallback)
             .field("keyed", &self.keyed)
             .field("bulkheads", &self.bulkheads)
+            .field("adaptive", &self.adaptive)
             .finish_non_exhaustive()
     }
 }
 
-impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
+impl<C, P, R, H, F, B, Kb, Ad> PolicyBuilder<C, P, R, H, F, B, Kb, Ad> {
     /// Names the policy, in its snapshot, its spans, events and metrics.
     pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
         self.settings.name = name.into();
@@ -126,7 +128,7 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
 
     /// Takes request ids from `request_id` (for example a
     /// [`RequestIdHeader`]); watches calls.
-    pub fn request_id<R2>(mut self, request_id: R2) -> PolicyBuilder<C, P, R2, H, F, B, Kb> {
+    pub fn request_id<R2>(mut self, request_id: R2) -> PolicyBuilder<C, P, R2, H, F, B, Kb, Ad> {
         self.observing();
         PolicyBuilder {
             settings: self.settings,
@@ -137,6 +139,7 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
             fallback: self.fallback,
             keyed: self.keyed,
             bulkheads: self.bulkheads,
+            adaptive: self.adaptive,
         }
     }
 
@@ -192,7 +195,7 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
     pub fn circuit_breaker(
         mut self,
         breaker: CircuitBreakerBuilder,
-    ) -> PolicyBuilder<C, P, R, H, F, Unkeyed, Kb> {
+    ) -> PolicyBuilder<C, P, R, H, F, Unkeyed, Kb, Ad> {
         self.settings.breaker = Some(breaker);
         self.with_levels(|_, bulkheads| (Unkeyed, bulkheads))
     }
@@ -230,7 +233,7 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
     pub fn circuit_breaker_per<K, Fk>(
         mut self,
         per: PerKey<K, Fk>,
-    ) -> PolicyBuilder<C, P, R, H, F, PerKey<K, Fk>, Kb> {
+    ) -> PolicyBuilder<C, P, R, H, F, PerKey<K, Fk>, Kb, Ad> {
         self.settings
             .breaker
             .get_or_insert_with(CircuitBreakerLayer::builder);
@@ -259,12 +262,12 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
     /// ```
     #[cfg(feature = "http")]
     #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-    pub fn circuit_breaker_per_host(self) -> PolicyBuilder<C, P, R, H, F, PerHost, Kb> {
+    pub fn circuit_breaker_per_host(self) -> PolicyBuilder<C, P, R, H, F, PerHost, Kb, Ad> {
         self.circuit_breaker_per(PerKey::host())
     }
 
     /// No circuit breaker, keyed or not.
-    pub fn no_circuit_breaker(mut self) -> PolicyBuilder<C, P, R, H, F, Unkeyed, Kb> {
+    pub fn no_circuit_breaker(mut self) -> PolicyBuilder<C, P, R, H, F, Unkeyed, Kb, Ad> {
         self.settings.breaker = None;
         self.with_levels(|_, bulkheads| (Unkeyed, bulkheads))
     }
@@ -274,7 +277,7 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
     pub fn bulkhead(
         mut self,
         bulkhead: BulkheadLayerBuilder,
-    ) -> PolicyBuilder<C, P, R, H, F, B, Unkeyed> {
+    ) -> PolicyBuilder<C, P, R, H, F, B, Unkeyed, Ad> {
         self.settings.bulkhead = Some(bulkhead);
         self.with_levels(|keyed, _| (keyed, Unkeyed))
     }
@@ -309,7 +312,7 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
     pub fn bulkhead_per<K, Fk>(
         mut self,
         per: PerKey<K, Fk>,
-    ) -> PolicyBuilder<C, P, R, H, F, B, PerKey<K, Fk>> {
+    ) -> PolicyBuilder<C, P, R, H, F, B, PerKey<K, Fk>, Ad> {
         self.settings.bulkhead.get_or_insert_with(Default::default);
         self.with_levels(|keyed, _| (keyed, per))
     }
@@ -318,12 +321,12 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
     /// of the bulkhead set so far: what the HTTP presets have.
     #[cfg(feature = "http")]
     #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-    pub fn bulkhead_per_host(self) -> PolicyBuilder<C, P, R, H, F, B, PerHost> {
+    pub fn bulkhead_per_host(self) -> PolicyBuilder<C, P, R, H, F, B, PerHost, Ad> {
         self.bulkhead_per(PerKey::host())
     }
 
     /// No bulkhead, keyed or not.
-    pub fn no_bulkhead(mut self) -> PolicyBuilder<C, P, R, H, F, B, Unkeyed> {
+    pub fn no_bulkhead(mut self) -> PolicyBuilder<C, P, R, H, F, B, Unkeyed, Ad> {
         self.settings.bulkhead = None;
         self.with_levels(|keyed, _| (keyed, Unkeyed))
     }
@@ -333,7 +336,7 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
     fn with_levels<B2, Kb2>(
         self,
         levels: impl FnOnce(B, Kb) -> (B2, Kb2),
-    ) -> PolicyBuilder<C, P, R, H, F, B2, Kb2> {
+    ) -> PolicyBuilder<C, P, R, H, F, B2, Kb2, Ad> {
         let (keyed, bulkheads) = levels(self.keyed, self.bulkheads);
         PolicyBuilder {
             settings: self.settings,
@@ -344,6 +347,7 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
             fallback: self.fallback,
             keyed,
             bulkheads,
+            adaptive: self.adaptive,
         }
     }
 
@@ -351,19 +355,40 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
     /// outside the breaker: each attempt holds one place and is one sample,
     /// and its throttling (if any) refuses locally before the breaker would
     /// open. The policy's classifier replaces the builder's.
-    pub fn adaptive(mut self, adaptive: AdaptiveLayerBuilder) -> Self {
-        self.settings.adaptive = Some(adaptive);
-        self
+    pub fn adaptive(
+        self,
+        adaptive: AdaptiveLayerBuilder,
+    ) -> PolicyBuilder<C, P, R, H, F, B, Kb, AdaptiveLayerBuilder> {
+        PolicyBuilder {
+            settings: self.settings,
+            classifier: self.classifier,
+            replay: self.replay,
+            request_id: self.request_id,
+            hedge: self.hedge,
+            fallback: self.fallback,
+            keyed: self.keyed,
+            bulkheads: self.bulkheads,
+            adaptive,
+        }
     }
 
     /// No adaptive concurrency limit.
-    pub fn no_adaptive(mut self) -> Self {
-        self.settings.adaptive = None;
-        self
+    pub fn no_adaptive(self) -> PolicyBuilder<C, P, R, H, F, B, Kb, Identity> {
+        PolicyBuilder {
+            settings: self.settings,
+            classifier: self.classifier,
+            replay: self.replay,
+            request_id: self.request_id,
+            hedge: self.hedge,
+            fallback: self.fallback,
+            keyed: self.keyed,
+            bulkheads: self.bulkheads,
+            adaptive: Identity::new(),
+        }
     }
 
     /// Judges attempts, for retry and breaker, with `classifier`.
-    pub fn classifier<C2>(self, classifier: C2) -> PolicyBuilder<C2, P, R, H, F, B, Kb> {
+    pub fn classifier<C2>(self, classifier: C2) -> PolicyBuilder<C2, P, R, H, F, B, Kb, Ad> {
         PolicyBuilder {
             settings: self.settings,
             classifier,
@@ -373,11 +398,12 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
             fallback: self.fallback,
             keyed: self.keyed,
             bulkheads: self.bulkheads,
+            adaptive: self.adaptive,
         }
     }
 
     /// Copies requests for retry with `replay`.
-    pub fn replay<P2>(self, replay: P2) -> PolicyBuilder<C, P2, R, H, F, B, Kb> {
+    pub fn replay<P2>(self, replay: P2) -> PolicyBuilder<C, P2, R, H, F, B, Kb, Ad> {
         PolicyBuilder {
             settings: self.settings,
             classifier: self.classifier,
@@ -387,6 +413,7 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
             fallback: self.fallback,
             keyed: self.keyed,
             bulkheads: self.bulkheads,
+            adaptive: self.adaptive,
         }
     }
 
@@ -399,7 +426,7 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
     pub fn hedge(
         self,
         hedge: HedgeLayerBuilder,
-    ) -> PolicyBuilder<C, P, R, HedgeLayerBuilder, F, B, Kb> {
+    ) -> PolicyBuilder<C, P, R, HedgeLayerBuilder, F, B, Kb, Ad> {
         PolicyBuilder {
             settings: self.settings,
             classifier: self.classifier,
@@ -409,11 +436,12 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
             fallback: self.fallback,
             keyed: self.keyed,
             bulkheads: self.bulkheads,
+            adaptive: self.adaptive,
         }
     }
 
     /// No hedging.
-    pub fn no_hedge(self) -> PolicyBuilder<C, P, R, Identity, F, B, Kb> {
+    pub fn no_hedge(self) -> PolicyBuilder<C, P, R, Identity, F, B, Kb, Ad> {
         PolicyBuilder {
             settings: self.settings,
             classifier: self.classifier,
@@ -423,6 +451,7 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
             fallback: self.fallback,
             keyed: self.keyed,
             bulkheads: self.bulkheads,
+            adaptive: self.adaptive,
         }
     }
 
@@ -457,7 +486,7 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
     pub fn fallback<A, Ca, Fl, Cf, K>(
         self,
         fallback: FallbackLayerBuilder<A, Ca, Fl, Cf, K>,
-    ) -> PolicyBuilder<C, P, R, H, FallbackLayerBuilder<A, Ca, Fl, Cf, K>, B, Kb>
+    ) -> PolicyBuilder<C, P, R, H, FallbackLayerBuilder<A, Ca, Fl, Cf, K>, B, Kb, Ad>
     where
         K: CheckSources<A, Ca, Fl>,
     {
@@ -470,11 +499,12 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
             fallback,
             keyed: self.keyed,
             bulkheads: self.bulkheads,
+            adaptive: self.adaptive,
         }
     }
 
     /// No fallback.
-    pub fn no_fallback(self) -> PolicyBuilder<C, P, R, H, Identity, B, Kb> {
+    pub fn no_fallback(self) -> PolicyBuilder<C, P, R, H, Identity, B, Kb, Ad> {
         PolicyBuilder {
             settings: self.settings,
             classifier: self.classifier,
@@ -484,6 +514,7 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
             fallback: Identity::new(),
             keyed: self.keyed,
             bulkheads: self.bulkheads,
+            adaptive: self.adaptive,
         }
     }
 
@@ -570,9 +601,10 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
 
     /// Checks every setting and their consistency, and builds the layers.
     #[allow(clippy::type_complexity)] // The built policy's type, spelled once.
-    pub fn build(self) -> Result<Built<C, P, R, H, F, B, Kb>, ConfigError>
+    pub fn build(self) -> Result<Built<C, P, R, H, F, B, Kb, Ad>, ConfigError>
     where
         C: Clone,
+        Ad: AdaptiveSetting<C>,
         B: BreakerSetting<C>,
         Kb: BulkheadSetting,
         H: HedgeSetting<C, P>,
@@ -649,10 +681,7 @@ impl<C, P, R, H, F, B, Kb> PolicyBuilder<C, P, R, H, F, B, Kb> {
                 ));
             }
         }
-        let adaptive = s
-            .adaptive
-            .map(|adaptive| adaptive.classifier(self.classifier.clone()).build())
-            .transpose()?;
+        let adaptive = self.adaptive.build_level(self.classifier.clone())?;
         let breaker = self
             .keyed
             .build_level(s.breaker, self.classifier, named.clone())?;

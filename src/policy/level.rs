@@ -16,8 +16,10 @@ pin_project! {
     /// A breaker, bulkhead or attempt timeout level answers with its
     /// layer's own future whether the layer is there or not (a call the
     /// layer does not guard is one of that future's states), so the
-    /// standard stack pays no second wrapper per call; the adaptive and
-    /// retry levels answer with a `Level` of both futures.
+    /// standard stack pays no second wrapper per call; the adaptive level
+    /// answers with a `Level` of both futures. Whether the policy retries
+    /// is chosen in its outer level ([`Outer`]), so the retry's future is
+    /// wrapped in no `Level`.
     #[project = LevelProj]
     #[derive(Debug, Clone)]
     pub enum Level<On, Off> {
@@ -205,7 +207,6 @@ macro_rules! either_level {
 }
 
 either_level!([C] Adaptive<S, C>);
-either_level!([C, P] Retry<S, C, P>);
 
 impl<On, Off, T, EOn, EOff> Future for Level<On, Off>
 where

@@ -285,7 +285,9 @@ pub use self::keyed::{
 pub use self::keyed::{PerHost, by_host};
 pub use self::level::{Level, Optional};
 pub use self::outer::Outer;
-pub use self::parts::{FallbackLevel, FallbackSetting, HedgeSetting};
+pub use self::parts::{
+    AdaptiveLevel, AdaptiveSetting, FallbackLevel, FallbackSetting, HedgeSetting,
+};
 use self::preset::Derive;
 
 /// The composed policy: a layer. See the [module docs](self).
@@ -297,6 +299,7 @@ pub struct Policy<
     F = Identity,
     B = Optional<CircuitBreakerLayer<C>>,
     Bk = Option<BulkheadLayer>,
+    Ad = Identity,
 > {
     name: Cow<'static, str>,
     observe: Option<ObserveLayer<C, R>>,
@@ -305,14 +308,16 @@ pub struct Policy<
     total: Option<TotalDeadlineLayer>,
     bulkhead: Bk,
     // Each level left out is a `Level::Off`: the service below, called
-    // directly.
+    // directly; a policy without retry is one of `Outer`'s `Once*`
+    // variants.
     retry: Option<RetryLayer<C, P>>,
-    adaptive: Option<AdaptiveLayer<C>>,
+    // The adaptive level is the policy's type: `Identity` when it has none.
+    adaptive: Ad,
     breaker: B,
     attempt: Option<TimeoutLayer>,
 }
 
-impl<C, P, R, H, F, B, Bk> Policy<C, P, R, H, F, B, Bk> {
+impl<C, P, R, H, F, B, Bk, Ad> Policy<C, P, R, H, F, B, Bk, Ad> {
     /// The policy's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -330,6 +335,7 @@ impl<C, P, R, H, F, B, Bk> Policy<C, P, R, H, F, B, Bk> {
         C: Send + Sync + 'static,
         B: BreakerLevel,
         Bk: BulkheadLevel,
+        Ad: AdaptiveLevel<C>,
     {
         status(
             self.name.to_string(),
@@ -347,6 +353,7 @@ impl<C, P, R, H, F, B, Bk> Policy<C, P, R, H, F, B, Bk> {
         C: Send + Sync + 'static,
         B: BreakerLevel + Clone + Send + Sync + 'static,
         Bk: BulkheadLevel + Clone + Send + Sync + 'static,
+        Ad: AdaptiveLevel<C>,
     {
         let name = self.name.to_string();
         let breaker = self.breaker.clone();
@@ -398,8 +405,11 @@ impl<C, P, R, H, F, B, Bk> Policy<C, P, R, H, F, B, Bk> {
     }
 
     /// A handle on the policy's adaptive concurrency limit, if it has one.
-    pub fn adaptive(&self) -> Option<AdaptiveHandle> {
-        self.adaptive.as_ref().map(AdaptiveLayer::handle)
+    pub fn adaptive(&self) -> Option<AdaptiveHandle>
+    where
+        Ad: AdaptiveLevel<C>,
+    {
+        self.adaptive.handle()
     }
 
     /// The retry budget, if the policy retries within one.
@@ -455,7 +465,8 @@ fn status(
 
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-impl<C, P, R, H, F, Bk> Policy<C, P, R, H, F, KeyedCircuitBreakerLayer<HostKey, ByHost, C>, Bk>
+impl<C, P, R, H, F, Bk, Ad>
+    Policy<C, P, R, H, F, KeyedCircuitBreakerLayer<HostKey, ByHost, C>, Bk, Ad>
 where
     C: Clone + Send + Sync + 'static,
 {
@@ -485,7 +496,7 @@ where
 
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-impl<C, P, R, H, F, B> Policy<C, P, R, H, F, B, KeyedBulkheadLayer<HostKey, ByHost>> {
+impl<C, P, R, H, F, B, Ad> Policy<C, P, R, H, F, B, KeyedBulkheadLayer<HostKey, ByHost>, Ad> {
     /// The bulkhead of the host `authority` (`host:port`), in a policy
     /// with a bulkhead per host: made if the host has none yet. Case does
     /// not matter.
@@ -494,8 +505,8 @@ impl<C, P, R, H, F, B> Policy<C, P, R, H, F, B, KeyedBulkheadLayer<HostKey, ByHo
     }
 }
 
-impl<C: Clone, P, R: Clone, H: Clone, F: Clone, B: Clone, Bk: Clone> Clone
-    for Policy<C, P, R, H, F, B, Bk>
+impl<C: Clone, P, R: Clone, H: Clone, F: Clone, B: Clone, Bk: Clone, Ad: Clone> Clone
+    for Policy<C, P, R, H, F, B, Bk, Ad>
 {
     fn clone(&self) -> Self {
         Self {
@@ -513,8 +524,8 @@ impl<C: Clone, P, R: Clone, H: Clone, F: Clone, B: Clone, Bk: Clone> Clone
     }
 }
 
-impl<C, P, R, H: fmt::Debug, F: fmt::Debug, B: fmt::Debug, Bk: fmt::Debug> fmt::Debug
-    for Policy<C, P, R, H, F, B, Bk>
+impl<C, P, R, H: fmt::Debug, F: fmt::Debug, B: fmt::Debug, Bk: fmt::Debug, Ad: fmt::Debug>
+    fmt::Debug for Policy<C, P, R, H, F, B, Bk, Ad>
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Policy")
@@ -542,19 +553,20 @@ pub type BreakerService<S, C> = Level<CircuitBreaker<AttemptService<S>, C>, Atte
 /// breaker or none ([`BreakerService`]).
 pub type BreakerLevelService<S, B> = <B as Layer<AttemptService<S>>>::Service;
 /// The adaptive level of a policy: an [`Adaptive`] limiter, or the breaker
-/// level itself without an adaptive limit.
-pub type AdaptiveService<S, C, B = Optional<CircuitBreakerLayer<C>>> =
-    Level<Adaptive<BreakerLevelService<S, B>, C>, BreakerLevelService<S, B>>;
+/// level itself without an adaptive limit (`Ad` is [`Identity`]).
+pub type AdaptiveService<S, C, B = Optional<CircuitBreakerLayer<C>>, Ad = Identity> =
+    <Ad as AdaptiveLevel<C>>::Service<BreakerLevelService<S, B>>;
 /// The hedging level of a policy (the adaptive level itself without
 /// hedging).
-pub type HedgeService<S, C, H = Identity, B = Optional<CircuitBreakerLayer<C>>> =
-    <H as Layer<AdaptiveService<S, C, B>>>::Service;
-/// The retry level of a policy: a [`Retry`], or the hedging level itself
-/// without retry.
-pub type RetryService<S, C, P, H = Identity, B = Optional<CircuitBreakerLayer<C>>> =
-    Level<Retry<HedgeService<S, C, H, B>, C, P>, HedgeService<S, C, H, B>>;
-/// The bulkhead level of a policy: one bulkhead or none, or one per key,
-/// as `Bk` is.
+pub type HedgeService<S, C, H = Identity, B = Optional<CircuitBreakerLayer<C>>, Ad = Identity> =
+    <H as Layer<AdaptiveService<S, C, B, Ad>>>::Service;
+/// The retry level of a policy that retries: a [`Retry`] over the hedging
+/// level. A policy without retry has no retry level: its outer level is
+/// made over the hedging level directly ([`OnceBulkheadService`]).
+pub type RetryService<S, C, P, H = Identity, B = Optional<CircuitBreakerLayer<C>>, Ad = Identity> =
+    Retry<HedgeService<S, C, H, B, Ad>, C, P>;
+/// The bulkhead level of a policy that retries, over its retry: one
+/// bulkhead or none, or one per key, as `Bk` is.
 pub type BulkheadService<
     S,
     C,
@@ -562,10 +574,22 @@ pub type BulkheadService<
     H = Identity,
     B = Optional<CircuitBreakerLayer<C>>,
     Bk = Option<BulkheadLayer>,
-> = <Bk as BulkheadLevel>::Service<RetryService<S, C, P, H, B>>;
+    Ad = Identity,
+> = <Bk as BulkheadLevel>::Service<RetryService<S, C, P, H, B, Ad>>;
+/// The bulkhead level of a policy without retry, over its hedging level:
+/// one bulkhead or none, or one per key, as `Bk` is.
+pub type OnceBulkheadService<
+    S,
+    C,
+    H = Identity,
+    B = Optional<CircuitBreakerLayer<C>>,
+    Bk = Option<BulkheadLayer>,
+    Ad = Identity,
+> = <Bk as BulkheadLevel>::Service<HedgeService<S, C, H, B, Ad>>;
 /// The service a [`Policy`] makes: its outer layers (observe, fallback,
-/// total deadline), each there or not, in one enum, so that a call's
-/// future is wrapped once at this level whichever are there.
+/// total deadline), each there or not, over its retry or over the level
+/// below when it does not retry, in one enum ([`Outer`]), so that a
+/// call's future is wrapped once at this level whichever are there.
 pub type PolicyService<
     S,
     C,
@@ -575,24 +599,44 @@ pub type PolicyService<
     F = Identity,
     B = Optional<CircuitBreakerLayer<C>>,
     Bk = Option<BulkheadLayer>,
-> = <F as FallbackLevel<BulkheadService<S, C, P, H, B, Bk>, C, R>>::Service;
+    Ad = Identity,
+> = <F as FallbackLevel<
+    BulkheadService<S, C, P, H, B, Bk, Ad>,
+    OnceBulkheadService<S, C, H, B, Bk, Ad>,
+    C,
+    R,
+>>::Service;
 
-impl<S, C: Clone, P, R: Clone, H, F, B, Bk> Layer<S> for Policy<C, P, R, H, F, B, Bk>
+impl<S, C: Clone, P, R: Clone, H, F, B, Bk, Ad> Layer<S> for Policy<C, P, R, H, F, B, Bk, Ad>
 where
     B: Layer<AttemptService<S>>,
-    H: Layer<AdaptiveService<S, C, B>>,
+    Ad: AdaptiveLevel<C>,
+    H: Layer<AdaptiveService<S, C, B, Ad>>,
     Bk: BulkheadLevel,
-    F: FallbackLevel<BulkheadService<S, C, P, H, B, Bk>, C, R>,
+    F: FallbackLevel<
+            BulkheadService<S, C, P, H, B, Bk, Ad>,
+            OnceBulkheadService<S, C, H, B, Bk, Ad>,
+            C,
+            R,
+        >,
 {
-    type Service = PolicyService<S, C, P, R, H, F, B, Bk>;
+    type Service = PolicyService<S, C, P, R, H, F, B, Bk, Ad>;
 
     fn layer(&self, service: S) -> Self::Service {
         let service = Level::new(self.attempt.as_ref(), service);
         let service = self.breaker.layer(service);
-        let service = Level::new(self.adaptive.as_ref(), service);
+        let service = self.adaptive.layer_level(service);
         let service = self.hedge.layer(service);
-        let service = Level::new(self.retry.as_ref(), service);
-        let service = self.bulkhead.layer_level(service);
+        // Retry or not is chosen with the outer layers, in one enum: the
+        // retry's future is wrapped in no level of its own.
+        let service = match &self.retry {
+            Some(retry) => Level::On {
+                service: self.bulkhead.layer_level(retry.layer(service)),
+            },
+            None => Level::Off {
+                service: self.bulkhead.layer_level(service),
+            },
+        };
         self.fallback
             .outer(self.observe.as_ref(), self.total.as_ref(), service)
     }
@@ -614,7 +658,7 @@ pub type StandardHttpClient<H = Identity, F = Identity> = Policy<
 >;
 
 /// The [`Policy`] a [`PolicyBuilder`] with these type parameters builds.
-pub type Built<C, P, R, H, F, K = Unkeyed, Kb = Unkeyed> = Policy<
+pub type Built<C, P, R, H, F, K = Unkeyed, Kb = Unkeyed, Ad = Identity> = Policy<
     C,
     P,
     R,
@@ -622,6 +666,7 @@ pub type Built<C, P, R, H, F, K = Unkeyed, Kb = Unkeyed> = Policy<
     <F as FallbackSetting<C>>::Layer,
     <K as BreakerSetting<C>>::Layer,
     <Kb as BulkheadSetting>::Layer,
+    <Ad as AdaptiveSetting<C>>::Layer,
 >;
 
 impl crate::observe::Health {
@@ -629,11 +674,12 @@ impl crate::observe::Health {
     ///
     /// A keyed breaker or bulkhead (the HTTP presets' are per host) is
     /// read one entry per key it holds when the snapshot is taken.
-    pub fn policy<C, P, R, H, F, B, Bk>(self, policy: &Policy<C, P, R, H, F, B, Bk>) -> Self
+    pub fn policy<C, P, R, H, F, B, Bk, Ad>(self, policy: &Policy<C, P, R, H, F, B, Bk, Ad>) -> Self
     where
         C: Send + Sync + 'static,
         B: BreakerLevel + Clone + Send + Sync + 'static,
         Bk: BulkheadLevel + Clone + Send + Sync + 'static,
+        Ad: AdaptiveLevel<C>,
     {
         let read = policy.status_reader();
         self.reader(move |out| out.push(crate::observe::Status::Policy(read())))

@@ -16,7 +16,6 @@ impl Policy {
                 breaker: None,
                 bulkhead: None,
                 derive: Derive::default(),
-                adaptive: None,
             },
             classifier: DefaultClassifier,
             replay: CloneReplay,
@@ -25,6 +24,7 @@ impl Policy {
             fallback: Identity::new(),
             keyed: Unkeyed,
             bulkheads: Unkeyed,
+            adaptive: Identity::new(),
         }
     }
 }
