@@ -16,7 +16,8 @@
 //! `rate_limit/steadfast`, `rate_limit/tower`, `retry/steadfast`,
 //! `retry/tower`, `retry_budget/steadfast`, `retry_budget/tower`,
 //! `hedge/steadfast` (the first request answers before any copy),
-//! `scatter/steadfast` (two branches, every answer gathered); the
+//! `scatter/steadfast` (two branches, every answer gathered),
+//! `rate_limit/keyed` (1,000 keys, each call the next key); the
 //! standard stack (total deadline, bulkhead, retry within its budget,
 //! breaker, attempt timeout): `policy/steadfast` as it is,
 //! `policy/observed` observed as the HTTP preset is, and
@@ -243,6 +244,14 @@ fn main() -> ExitCode {
             "rate_limit/steadfast" => {
                 let layer = RateLimitLayer::builder()
                     .quota(Quota::per_second(RATE))
+                    .build()
+                    .expect("valid settings");
+                Some(drive(layer.layer(Echo), calls).await)
+            }
+            "rate_limit/keyed" => {
+                let layer = RateLimitLayer::builder()
+                    .quota(Quota::per_second(RATE))
+                    .key(|(n, _): &Request| n % 1_000)
                     .build()
                     .expect("valid settings");
                 Some(drive(layer.layer(Echo), calls).await)
