@@ -42,7 +42,7 @@ pin_project! {
         // waits with out of line: inline, the timer would more than double
         // the size of every call's future.
         Waiting {
-            wait: Pin<Box<Wait<F, S, Req>>>,
+            wait: Parked<F, S, Req>,
         },
     }
 }
@@ -68,6 +68,34 @@ pin_project! {
             pending: Option<Waiter<S, Req, F>>,
         },
     }
+}
+
+/// A waiting call's state, on the heap.
+///
+/// Its drop is out of line, so that the drop of every other call's future
+/// is a branch the compiler can see through (inline, the drop of the timer
+/// and of the parked call made every future's drop a call).
+struct Parked<F, S, Req>(Option<Pin<Box<Wait<F, S, Req>>>>);
+
+impl<F, S, Req> Parked<F, S, Req> {
+    fn new(wait: Wait<F, S, Req>) -> Self {
+        Self(Some(Box::pin(wait)))
+    }
+}
+
+impl<F, S, Req> Drop for Parked<F, S, Req> {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(wait) = self.0.take() {
+            drop_wait(wait);
+        }
+    }
+}
+
+/// Drops a waiting call's state.
+#[inline(never)]
+fn drop_wait<F, S, Req>(wait: Pin<Box<Wait<F, S, Req>>>) {
+    drop(wait);
 }
 
 /// What a shared store decided for one call.
@@ -109,7 +137,7 @@ impl<F, S, Req> ResponseFuture<F, S, Req> {
     pub(crate) fn remote(check: StoreCheck, call: Waiter<S, Req, F>) -> Self {
         Self {
             state: State::Waiting {
-                wait: Box::pin(Wait::Remote {
+                wait: Parked::new(Wait::Remote {
                     check,
                     pending: Some(call),
                 }),
@@ -129,7 +157,7 @@ impl<F, S, Req> ResponseFuture<F, S, Req> {
         let wake = now.checked_add(wait).unwrap_or(now);
         Self {
             state: State::Waiting {
-                wait: Box::pin(Wait::Throttled {
+                wait: Parked::new(Wait::Throttled {
                     sleep: tokio::time::sleep_until(wake),
                     waiter: Some(Throttled {
                         limiter,
@@ -177,6 +205,10 @@ where
                 return Poll::Ready(Err(RateLimited::new(*retry_after).into()));
             }
             StateProj::Waiting { wait } => {
+                let Some(wait) = wait.0.as_mut() else {
+                    // Only reachable if polled after completion.
+                    return Poll::Ready(Err(RateLimited::new(Duration::ZERO).into()));
+                };
                 let next = ready!(poll_wait(wait.as_mut(), cx));
                 state.set(next);
             }
@@ -267,10 +299,11 @@ impl<F, S, Req> fmt::Debug for ResponseFuture<F, S, Req> {
         let state = match &self.state {
             State::Called { .. } => "called",
             State::Rejected { .. } => "rejected",
-            State::Waiting { wait } => match &**wait {
-                Wait::Throttled { .. } => "throttled",
-                Wait::Remote { .. } => "remote",
-                Wait::Delayed { .. } => "delayed",
+            State::Waiting { wait } => match wait.0.as_deref() {
+                None => "spent",
+                Some(Wait::Throttled { .. }) => "throttled",
+                Some(Wait::Remote { .. }) => "remote",
+                Some(Wait::Delayed { .. }) => "delayed",
             },
         };
         f.debug_struct("ResponseFuture")
