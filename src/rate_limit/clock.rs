@@ -53,33 +53,47 @@ impl Clock for TokioClock {
 ///
 /// std measures between two `Instant`s only by subtracting them, through
 /// calls no caller can inline (about 50 instructions, more than the rest
-/// of a limiter's decision). Yet std's `Instant` is, on every platform the
-/// crate is built for, a count of seconds and of nanoseconds, and its
+/// of a limiter's decision). Yet std's `Instant` is, on Unix and Windows,
+/// a count of seconds and of nanoseconds, and its
 /// (derived, inlined) `Hash` writes exactly those two numbers. So an
 /// origin reads a reading's seconds and nanoseconds with a hasher that
-/// keeps them, and measures with two integer subtractions; that is only
-/// done when the process has checked once, against std's subtraction, that
-/// what the hasher reads measures the same time to the nanosecond.
+/// keeps them and, from a whole second, measures with one subtraction, one
+/// multiplication and one addition; that is only done when the process has
+/// checked once, against std's subtraction, that what the hasher reads
+/// measures the same time to the nanosecond.
 /// Otherwise (another layout of `Instant`) it subtracts as std does. Either
 /// way the answer is std's `saturating_duration_since` in nanoseconds,
 /// saturated at `u64::MAX`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Origin {
     instant: Instant,
-    /// `instant`'s seconds and nanoseconds, when readings are measured
-    /// from them.
-    parts: Option<Parts>,
+    /// `instant`'s seconds, when readings are measured from them: the
+    /// origin is then on a whole second (its nanoseconds are zero).
+    secs: Option<i64>,
 }
 
 impl Origin {
-    /// An origin at `instant`.
+    /// An origin at `instant`, or at the whole second before it when
+    /// readings are measured from their seconds and nanoseconds.
     pub(crate) fn new(instant: Instant) -> Self {
-        let parts = if parts_measure() {
-            Parts::of(instant)
-        } else {
-            None
-        };
-        Self { instant, parts }
+        if parts_measure() {
+            if let Some(parts) = Parts::of(instant) {
+                let whole = instant.checked_sub(Duration::from_nanos(u64::from(parts.nanos)));
+                let secs = parts.secs;
+                if let Some(whole) = whole {
+                    if Parts::of(whole) == Some(Parts { secs, nanos: 0 }) {
+                        return Self {
+                            instant: whole,
+                            secs: Some(secs),
+                        };
+                    }
+                }
+            }
+        }
+        Self {
+            instant,
+            secs: None,
+        }
     }
 
     /// The origin's instant.
@@ -92,13 +106,27 @@ impl Origin {
     /// `u64::MAX` if further than that).
     #[inline]
     pub(crate) fn nanos_to(&self, now: Instant) -> u64 {
-        if let Some(origin) = self.parts {
+        if let Some(secs) = self.secs {
             if let Some(now) = Parts::of(now) {
-                return origin.nanos_to(now);
+                return nanos_since_second(secs, now);
             }
         }
         subtracted(self.instant, now)
     }
+}
+
+/// Nanoseconds from the whole second `secs` to `later`, as
+/// [`Parts::nanos_to`] from `secs` and no nanoseconds.
+#[inline]
+fn nanos_since_second(secs: i64, later: Parts) -> u64 {
+    // Whole seconds below `u64::MAX / 10⁹`, the span of almost every
+    // reading: nothing to saturate.
+    if let Some(span) = later.secs.checked_sub(secs) {
+        if let Ok(span @ 0..FAST_SECS) = u64::try_from(span) {
+            return span * NANOS_PER_SEC_U64 + u64::from(later.nanos);
+        }
+    }
+    Parts { secs, nanos: 0 }.nanos_to_far(later)
 }
 
 /// Nanoseconds from `earlier` to `later` by std's subtraction.
@@ -136,22 +164,13 @@ impl Parts {
         }
     }
 
-    /// Nanoseconds from `self` to `later`, as [`Origin::nanos_to`].
-    #[inline]
+    /// Nanoseconds from `self` to `later`: zero if `later` is earlier,
+    /// `u64::MAX` if further than that.
     fn nanos_to(self, later: Self) -> u64 {
-        // Whole seconds below `u64::MAX / 10⁹`, the span of almost every
-        // reading: nothing to saturate but a negative span within the
-        // first second.
-        if let Some(secs) = later.secs.checked_sub(self.secs) {
-            if let Ok(secs @ 0..FAST_SECS) = u64::try_from(secs) {
-                return (secs * NANOS_PER_SEC_U64 + u64::from(later.nanos))
-                    .saturating_sub(u64::from(self.nanos));
-            }
-        }
         self.nanos_to_far(later)
     }
 
-    /// [`nanos_to`](Self::nanos_to) over any span.
+    /// [`nanos_to`](Self::nanos_to), out of the way of a limiter's check.
     #[cold]
     #[inline(never)]
     fn nanos_to_far(self, later: Self) -> u64 {
@@ -263,8 +282,7 @@ mod tests {
 
     /// Nanoseconds from `a` to `b`, worked out in `i128` without shortcut.
     fn exact(a: Parts, b: Parts) -> u64 {
-        let total = (i128::from(b.secs) - i128::from(a.secs)) * NANOS_PER_SEC
-            + i128::from(b.nanos)
+        let total = (i128::from(b.secs) - i128::from(a.secs)) * NANOS_PER_SEC + i128::from(b.nanos)
             - i128::from(a.nanos);
         u64::try_from(total.max(0)).unwrap_or(u64::MAX)
     }
@@ -285,20 +303,19 @@ mod tests {
     fn readings_are_read_as_seconds_and_nanoseconds_here() {
         // std's `Instant` on Unix and Windows: the fast path is the one taken.
         assert!(parts_measure());
-        assert!(Origin::new(Instant::now()).parts.is_some());
+        assert!(Origin::new(Instant::now()).secs.is_some());
     }
 
     proptest! {
-        /// The shortcut over seconds and nanoseconds is the exact span, for
-        /// any two readings, near or far, either way round.
+        /// The shortcut from a whole second is the exact span, for any two
+        /// readings, near or far, either way round.
         #[test]
-        fn parts_measure_exactly(a in parts(), b in parts(), near in 0u64..3_000_000_000) {
-            prop_assert_eq!(a.nanos_to(b), exact(a, b));
-            prop_assert_eq!(b.nanos_to(a), exact(b, a));
+        fn whole_seconds_measure_exactly(a in parts(), b in parts(), near in 0u64..3_000_000_000) {
+            let whole = Parts { nanos: 0, ..a };
+            prop_assert_eq!(nanos_since_second(a.secs, b), exact(whole, b));
             let secs = a.secs.saturating_add(i64::try_from(near / 1_000_000_000).unwrap());
             let c = Parts { secs, nanos: u32::try_from(near % 1_000_000_000).unwrap() };
-            prop_assert_eq!(a.nanos_to(c), exact(a, c));
-            prop_assert_eq!(c.nanos_to(a), exact(c, a));
+            prop_assert_eq!(nanos_since_second(a.secs, c), exact(whole, c));
         }
 
         /// An origin measures any reading as std's subtraction does.
@@ -308,13 +325,15 @@ mod tests {
             nanos in 0u32..1_000_000_000,
             earlier in any::<bool>(),
         ) {
-            let base = Instant::now();
-            let origin = Origin::new(base);
+            let origin = Origin::new(Instant::now());
+            let base = origin.instant();
             let span = Duration::new(secs, nanos);
             let other = if earlier { base.checked_sub(span) } else { base.checked_add(span) };
             if let Some(other) = other {
                 prop_assert_eq!(origin.nanos_to(other), subtracted(base, other));
-                prop_assert_eq!(Origin::new(other).nanos_to(base), subtracted(other, base));
+                let from_other = Origin::new(other);
+                let (start, end) = (from_other.instant(), base);
+                prop_assert_eq!(from_other.nanos_to(end), subtracted(start, end));
             }
         }
     }

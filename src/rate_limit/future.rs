@@ -35,8 +35,11 @@ pin_project! {
             #[pin]
             future: F,
         },
+        // In nanoseconds (saturated at 584 years): beside the inner future's
+        // own state, a `Duration` would make every call's future a word
+        // larger.
         Rejected {
-            retry_after: Duration,
+            retry_after: u64,
         },
         // A call that waits (throttled, or for a shared store) keeps what it
         // waits with out of line: inline, the timer would more than double
@@ -67,6 +70,14 @@ pin_project! {
             sleep: Sleep,
             pending: Option<Waiter<S, Req, F>>,
         },
+    }
+}
+
+impl<F, S, Req> State<F, S, Req> {
+    fn rejected(retry_after: Duration) -> Self {
+        Self::Rejected {
+            retry_after: u64::try_from(retry_after.as_nanos()).unwrap_or(u64::MAX),
+        }
     }
 }
 
@@ -129,7 +140,7 @@ impl<F, S, Req> ResponseFuture<F, S, Req> {
 
     pub(crate) fn rejected(retry_after: Duration) -> Self {
         Self {
-            state: State::Rejected { retry_after },
+            state: State::rejected(retry_after),
         }
     }
 
@@ -202,7 +213,8 @@ where
         match state.as_mut().project() {
             StateProj::Called { future } => return future.poll(cx).map_err(Into::into),
             StateProj::Rejected { retry_after } => {
-                return Poll::Ready(Err(RateLimited::new(*retry_after).into()));
+                let retry_after = Duration::from_nanos(*retry_after);
+                return Poll::Ready(Err(RateLimited::new(retry_after).into()));
             }
             StateProj::Waiting { wait } => {
                 let Some(wait) = wait.0.as_mut() else {
@@ -223,9 +235,7 @@ fn poll_wait<F, S, Req>(
     cx: &mut Context<'_>,
 ) -> Poll<State<F, S, Req>> {
     // Only reachable if polled after completion.
-    let spent = || State::Rejected {
-        retry_after: Duration::ZERO,
-    };
+    let spent = || State::rejected(Duration::ZERO);
     loop {
         match wait.as_mut().project() {
             WaitProj::Remote { check, pending } => {
@@ -249,7 +259,7 @@ fn poll_wait<F, S, Req>(
                         });
                     }
                     Verdict::Deny { retry_after } => {
-                        return Poll::Ready(State::Rejected { retry_after });
+                        return Poll::Ready(State::rejected(retry_after));
                     }
                 }
             }
@@ -285,7 +295,7 @@ fn poll_wait<F, S, Req>(
                             Some(wake) if w.deadline.is_none_or(|d| wake <= d) => {
                                 sleep.as_mut().reset(wake);
                             }
-                            _ => return Poll::Ready(State::Rejected { retry_after: wait }),
+                            _ => return Poll::Ready(State::rejected(wait)),
                         }
                     }
                 }
