@@ -136,15 +136,21 @@ impl Limiter {
         let (t, tau) = (self.t, self.tau);
         let mut prev = self.tat.load(Ordering::Acquire);
         loop {
-            let tat = prev;
-            let earliest = tat.saturating_sub(tau);
-            if t0 < earliest {
-                return Err(NotUntil {
-                    start: self.start.instant(),
-                    earliest,
-                });
-            }
-            let next = tat.max(t0).saturating_add(t);
+            // Governor's `max(tat, t0) + t` once `t0` is at least
+            // `tat - tau`; a `tat` not after `t0` (an allowance at rest)
+            // passes whatever `tau`.
+            let next = if prev <= t0 {
+                t0.saturating_add(t)
+            } else {
+                let earliest = prev.saturating_sub(tau);
+                if t0 < earliest {
+                    return Err(NotUntil {
+                        start: self.start.instant(),
+                        earliest,
+                    });
+                }
+                prev.saturating_add(t)
+            };
             match self
                 .tat
                 .compare_exchange_weak(prev, next, Ordering::Release, Ordering::Relaxed)
