@@ -18,8 +18,9 @@
 //! `hedge/steadfast` (the first request answers before any copy),
 //! `scatter/steadfast` (two branches, every answer gathered),
 //! `fallback/steadfast` (a static answer, never used),
-//! `chaos/switched_off` (rates set, switched off) and `chaos/zero_rates`
-//! (every rate zero); the
+//! `chaos/switched_off` (rates set, switched off), `chaos/zero_rates`
+//! (every rate zero) and `rate_limit/keyed` (1,000 keys, each call the
+//! next key); the
 //! standard stack (total deadline, bulkhead, retry within its budget,
 //! breaker, attempt timeout): `policy/steadfast` as it is,
 //! `policy/observed` observed as the HTTP preset is, and
@@ -199,6 +200,14 @@ fn main() -> ExitCode {
             "rate_limit/steadfast" => {
                 let layer = RateLimitLayer::builder()
                     .quota(Quota::per_second(RATE))
+                    .build()
+                    .expect("valid settings");
+                Some(drive(layer.layer(Echo), calls).await)
+            }
+            "rate_limit/keyed" => {
+                let layer = RateLimitLayer::builder()
+                    .quota(Quota::per_second(RATE))
+                    .key(|(n, _): &Request| n % 1_000)
                     .build()
                     .expect("valid settings");
                 Some(drive(layer.layer(Echo), calls).await)

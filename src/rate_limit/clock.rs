@@ -1,7 +1,9 @@
 //! A governor clock that reads tokio's clock, so that limits follow paused
 //! time in tests.
 
+use std::hash::{Hash, Hasher};
 use std::ops::Add;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use governor::clock::{Clock, Reference};
@@ -43,5 +45,296 @@ impl Clock for TokioClock {
     #[inline]
     fn now(&self) -> TokioInstant {
         TokioInstant(Instant::now())
+    }
+}
+
+/// A point on tokio's clock that later readings are measured from, in
+/// nanoseconds.
+///
+/// std measures between two `Instant`s only by subtracting them, through
+/// calls no caller can inline (about 50 instructions, more than the rest
+/// of a limiter's decision). Yet std's `Instant` is, on Unix and Windows,
+/// a count of seconds and of nanoseconds, and its
+/// (derived, inlined) `Hash` writes exactly those two numbers. So an
+/// origin reads a reading's seconds and nanoseconds with a hasher that
+/// keeps them and, from a whole second, measures with one subtraction, one
+/// multiplication and one addition; that is only done when the process has
+/// checked once, against std's subtraction, that what the hasher reads
+/// measures the same time to the nanosecond.
+/// Otherwise (another layout of `Instant`) it subtracts as std does. Either
+/// way the answer is std's `saturating_duration_since` in nanoseconds,
+/// saturated at `u64::MAX`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Origin {
+    instant: Instant,
+    /// `instant`'s seconds, when readings are measured from them: the
+    /// origin is then on a whole second (its nanoseconds are zero).
+    secs: Option<i64>,
+}
+
+impl Origin {
+    /// An origin at `instant`, or at the whole second before it when
+    /// readings are measured from their seconds and nanoseconds.
+    pub(crate) fn new(instant: Instant) -> Self {
+        if parts_measure() {
+            if let Some(parts) = Parts::of(instant) {
+                let whole = instant.checked_sub(Duration::from_nanos(u64::from(parts.nanos)));
+                let secs = parts.secs;
+                if let Some(whole) = whole {
+                    if Parts::of(whole) == Some(Parts { secs, nanos: 0 }) {
+                        return Self {
+                            instant: whole,
+                            secs: Some(secs),
+                        };
+                    }
+                }
+            }
+        }
+        Self {
+            instant,
+            secs: None,
+        }
+    }
+
+    /// The origin's instant.
+    #[inline]
+    pub(crate) fn instant(&self) -> Instant {
+        self.instant
+    }
+
+    /// Nanoseconds from the origin to `now` (zero if `now` is earlier;
+    /// `u64::MAX` if further than that).
+    #[inline]
+    pub(crate) fn nanos_to(&self, now: Instant) -> u64 {
+        if let Some(secs) = self.secs {
+            if let Some(now) = Parts::of(now) {
+                return nanos_since_second(secs, now);
+            }
+        }
+        subtracted(self.instant, now)
+    }
+}
+
+/// Nanoseconds from the whole second `secs` to `later`, as
+/// [`Parts::nanos_to`] from `secs` and no nanoseconds.
+#[inline]
+fn nanos_since_second(secs: i64, later: Parts) -> u64 {
+    // Whole seconds below `u64::MAX / 10⁹`, the span of almost every
+    // reading: nothing to saturate.
+    if let Some(span) = later.secs.checked_sub(secs) {
+        if let Ok(span @ 0..FAST_SECS) = u64::try_from(span) {
+            return span * NANOS_PER_SEC_U64 + u64::from(later.nanos);
+        }
+    }
+    Parts { secs, nanos: 0 }.nanos_to_far(later)
+}
+
+/// Nanoseconds from `earlier` to `later` by std's subtraction.
+#[inline(never)]
+fn subtracted(earlier: Instant, later: Instant) -> u64 {
+    u64::try_from(later.saturating_duration_since(earlier).as_nanos()).unwrap_or(u64::MAX)
+}
+
+const NANOS_PER_SEC: i128 = 1_000_000_000;
+const NANOS_PER_SEC_U64: u64 = 1_000_000_000;
+/// Whole seconds whose nanoseconds, plus up to 10⁹ - 1 more, fit in a
+/// `u64`.
+const FAST_SECS: u64 = u64::MAX / NANOS_PER_SEC_U64 - 1;
+
+/// An `Instant` as the seconds and nanoseconds its `Hash` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Parts {
+    secs: i64,
+    nanos: u32,
+}
+
+impl Parts {
+    /// `instant`'s seconds and nanoseconds, if its `Hash` writes a signed
+    /// or unsigned 64-bit count, then a 32-bit count below 10⁹, and nothing
+    /// else.
+    #[inline]
+    fn of(instant: Instant) -> Option<Self> {
+        let mut reader = PartsReader::Secs;
+        instant.hash(&mut reader);
+        match reader {
+            PartsReader::Done(secs, nanos) if i128::from(nanos) < NANOS_PER_SEC => {
+                Some(Self { secs, nanos })
+            }
+            _ => None,
+        }
+    }
+
+    /// Nanoseconds from `self` to `later`: zero if `later` is earlier,
+    /// `u64::MAX` if further than that.
+    fn nanos_to(self, later: Self) -> u64 {
+        self.nanos_to_far(later)
+    }
+
+    /// [`nanos_to`](Self::nanos_to), out of the way of a limiter's check.
+    #[cold]
+    #[inline(never)]
+    fn nanos_to_far(self, later: Self) -> u64 {
+        let secs = i128::from(later.secs) - i128::from(self.secs);
+        let nanos = i128::from(later.nanos) - i128::from(self.nanos);
+        let total = secs * NANOS_PER_SEC + nanos;
+        if total <= 0 {
+            0
+        } else {
+            u64::try_from(total).unwrap_or(u64::MAX)
+        }
+    }
+}
+
+/// A hasher that keeps what an `Instant`'s `Hash` writes, if it is a
+/// count of seconds then one of nanoseconds.
+#[derive(Debug)]
+enum PartsReader {
+    /// Nothing written yet.
+    Secs,
+    /// The seconds written.
+    Nanos(i64),
+    /// Both written.
+    Done(i64, u32),
+    /// Anything else.
+    Other,
+}
+
+impl Hasher for PartsReader {
+    #[inline]
+    fn finish(&self) -> u64 {
+        0
+    }
+
+    #[inline]
+    fn write(&mut self, _bytes: &[u8]) {
+        *self = Self::Other;
+    }
+
+    #[inline]
+    fn write_i64(&mut self, secs: i64) {
+        *self = match *self {
+            Self::Secs => Self::Nanos(secs),
+            _ => Self::Other,
+        };
+    }
+
+    #[inline]
+    fn write_u64(&mut self, secs: u64) {
+        *self = match (&*self, i64::try_from(secs)) {
+            (Self::Secs, Ok(secs)) => Self::Nanos(secs),
+            _ => Self::Other,
+        };
+    }
+
+    #[inline]
+    fn write_u32(&mut self, nanos: u32) {
+        *self = match *self {
+            Self::Nanos(secs) => Self::Done(secs, nanos),
+            _ => Self::Other,
+        };
+    }
+}
+
+/// Whether [`Parts`] measure time exactly as std's subtraction does, here:
+/// checked once per process over spans that cross a second, borrow
+/// nanoseconds and reach far.
+fn parts_measure() -> bool {
+    static MEASURE: OnceLock<bool> = OnceLock::new();
+    *MEASURE.get_or_init(|| {
+        let base = Instant::now();
+        let Some(origin) = Parts::of(base) else {
+            return false;
+        };
+        SPANS.iter().all(|&(secs, nanos)| {
+            let span = Duration::new(secs, nanos);
+            [base.checked_add(span), base.checked_sub(span)]
+                .into_iter()
+                .flatten()
+                .all(|other| {
+                    Parts::of(other).is_some_and(|parts| {
+                        origin.nanos_to(parts) == subtracted(base, other)
+                            && parts.nanos_to(origin) == subtracted(other, base)
+                    })
+                })
+        })
+    })
+}
+
+/// The spans [`parts_measure`] checks, as seconds and nanoseconds.
+const SPANS: [(u64, u32); 10] = [
+    (0, 0),
+    (0, 1),
+    (0, 999_999_999),
+    (1, 0),
+    (1, 1),
+    (1, 999_999_999),
+    (59, 500_000_001),
+    (86_400 * 365, 123_456_789),
+    (18_446_744_073, 709_551_615),
+    (18_446_744_074, 0),
+];
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Nanoseconds from `a` to `b`, worked out in `i128` without shortcut.
+    fn exact(a: Parts, b: Parts) -> u64 {
+        let total = (i128::from(b.secs) - i128::from(a.secs)) * NANOS_PER_SEC + i128::from(b.nanos)
+            - i128::from(a.nanos);
+        u64::try_from(total.max(0)).unwrap_or(u64::MAX)
+    }
+
+    fn parts() -> impl Strategy<Value = Parts> {
+        let secs = prop_oneof![
+            any::<i64>(),
+            -3i64..3,
+            1_000_000i64..1_000_010,
+            Just(i64::MIN),
+            Just(i64::MAX),
+        ];
+        let nanos = prop_oneof![0u32..1_000_000_000, Just(0), Just(999_999_999)];
+        (secs, nanos).prop_map(|(secs, nanos)| Parts { secs, nanos })
+    }
+
+    #[test]
+    fn readings_are_read_as_seconds_and_nanoseconds_here() {
+        // std's `Instant` on Unix and Windows: the fast path is the one taken.
+        assert!(parts_measure());
+        assert!(Origin::new(Instant::now()).secs.is_some());
+    }
+
+    proptest! {
+        /// The shortcut from a whole second is the exact span, for any two
+        /// readings, near or far, either way round.
+        #[test]
+        fn whole_seconds_measure_exactly(a in parts(), b in parts(), near in 0u64..3_000_000_000) {
+            let whole = Parts { nanos: 0, ..a };
+            prop_assert_eq!(nanos_since_second(a.secs, b), exact(whole, b));
+            let secs = a.secs.saturating_add(i64::try_from(near / 1_000_000_000).unwrap());
+            let c = Parts { secs, nanos: u32::try_from(near % 1_000_000_000).unwrap() };
+            prop_assert_eq!(nanos_since_second(a.secs, c), exact(whole, c));
+        }
+
+        /// An origin measures any reading as std's subtraction does.
+        #[test]
+        fn origins_measure_as_std_subtracts(
+            secs in prop_oneof![0u64..3, 0u64..100_000, 0u64..(1 << 40)],
+            nanos in 0u32..1_000_000_000,
+            earlier in any::<bool>(),
+        ) {
+            let origin = Origin::new(Instant::now());
+            let base = origin.instant();
+            let span = Duration::new(secs, nanos);
+            let other = if earlier { base.checked_sub(span) } else { base.checked_add(span) };
+            if let Some(other) = other {
+                prop_assert_eq!(origin.nanos_to(other), subtracted(base, other));
+                let from_other = Origin::new(other);
+                let (start, end) = (from_other.instant(), base);
+                prop_assert_eq!(from_other.nanos_to(end), subtracted(start, end));
+            }
+        }
     }
 }

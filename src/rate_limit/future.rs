@@ -35,14 +35,17 @@ pin_project! {
             #[pin]
             future: F,
         },
+        // In nanoseconds (saturated at 584 years): beside the inner future's
+        // own state, a `Duration` would make every call's future a word
+        // larger.
         Rejected {
-            retry_after: Duration,
+            retry_after: u64,
         },
         // A call that waits (throttled, or for a shared store) keeps what it
         // waits with out of line: inline, the timer would more than double
         // the size of every call's future.
         Waiting {
-            wait: Pin<Box<Wait<F, S, Req>>>,
+            wait: Parked<F, S, Req>,
         },
     }
 }
@@ -68,6 +71,42 @@ pin_project! {
             pending: Option<Waiter<S, Req, F>>,
         },
     }
+}
+
+impl<F, S, Req> State<F, S, Req> {
+    fn rejected(retry_after: Duration) -> Self {
+        Self::Rejected {
+            retry_after: u64::try_from(retry_after.as_nanos()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+/// A waiting call's state, on the heap.
+///
+/// Its drop is out of line, so that the drop of every other call's future
+/// is a branch the compiler can see through (inline, the drop of the timer
+/// and of the parked call made every future's drop a call).
+struct Parked<F, S, Req>(Option<Pin<Box<Wait<F, S, Req>>>>);
+
+impl<F, S, Req> Parked<F, S, Req> {
+    fn new(wait: Wait<F, S, Req>) -> Self {
+        Self(Some(Box::pin(wait)))
+    }
+}
+
+impl<F, S, Req> Drop for Parked<F, S, Req> {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(wait) = self.0.take() {
+            drop_wait(wait);
+        }
+    }
+}
+
+/// Drops a waiting call's state.
+#[inline(never)]
+fn drop_wait<F, S, Req>(wait: Pin<Box<Wait<F, S, Req>>>) {
+    drop(wait);
 }
 
 /// What a shared store decided for one call.
@@ -101,7 +140,7 @@ impl<F, S, Req> ResponseFuture<F, S, Req> {
 
     pub(crate) fn rejected(retry_after: Duration) -> Self {
         Self {
-            state: State::Rejected { retry_after },
+            state: State::rejected(retry_after),
         }
     }
 
@@ -109,7 +148,7 @@ impl<F, S, Req> ResponseFuture<F, S, Req> {
     pub(crate) fn remote(check: StoreCheck, call: Waiter<S, Req, F>) -> Self {
         Self {
             state: State::Waiting {
-                wait: Box::pin(Wait::Remote {
+                wait: Parked::new(Wait::Remote {
                     check,
                     pending: Some(call),
                 }),
@@ -129,7 +168,7 @@ impl<F, S, Req> ResponseFuture<F, S, Req> {
         let wake = now.checked_add(wait).unwrap_or(now);
         Self {
             state: State::Waiting {
-                wait: Box::pin(Wait::Throttled {
+                wait: Parked::new(Wait::Throttled {
                     sleep: tokio::time::sleep_until(wake),
                     waiter: Some(Throttled {
                         limiter,
@@ -174,9 +213,14 @@ where
         match state.as_mut().project() {
             StateProj::Called { future } => return future.poll(cx).map_err(Into::into),
             StateProj::Rejected { retry_after } => {
-                return Poll::Ready(Err(RateLimited::new(*retry_after).into()));
+                let retry_after = Duration::from_nanos(*retry_after);
+                return Poll::Ready(Err(RateLimited::new(retry_after).into()));
             }
             StateProj::Waiting { wait } => {
+                let Some(wait) = wait.0.as_mut() else {
+                    // Only reachable if polled after completion.
+                    return Poll::Ready(Err(RateLimited::new(Duration::ZERO).into()));
+                };
                 let next = ready!(poll_wait(wait.as_mut(), cx));
                 state.set(next);
             }
@@ -191,9 +235,7 @@ fn poll_wait<F, S, Req>(
     cx: &mut Context<'_>,
 ) -> Poll<State<F, S, Req>> {
     // Only reachable if polled after completion.
-    let spent = || State::Rejected {
-        retry_after: Duration::ZERO,
-    };
+    let spent = || State::rejected(Duration::ZERO);
     loop {
         match wait.as_mut().project() {
             WaitProj::Remote { check, pending } => {
@@ -217,7 +259,7 @@ fn poll_wait<F, S, Req>(
                         });
                     }
                     Verdict::Deny { retry_after } => {
-                        return Poll::Ready(State::Rejected { retry_after });
+                        return Poll::Ready(State::rejected(retry_after));
                     }
                 }
             }
@@ -253,7 +295,7 @@ fn poll_wait<F, S, Req>(
                             Some(wake) if w.deadline.is_none_or(|d| wake <= d) => {
                                 sleep.as_mut().reset(wake);
                             }
-                            _ => return Poll::Ready(State::Rejected { retry_after: wait }),
+                            _ => return Poll::Ready(State::rejected(wait)),
                         }
                     }
                 }
@@ -267,10 +309,11 @@ impl<F, S, Req> fmt::Debug for ResponseFuture<F, S, Req> {
         let state = match &self.state {
             State::Called { .. } => "called",
             State::Rejected { .. } => "rejected",
-            State::Waiting { wait } => match &**wait {
-                Wait::Throttled { .. } => "throttled",
-                Wait::Remote { .. } => "remote",
-                Wait::Delayed { .. } => "delayed",
+            State::Waiting { wait } => match wait.0.as_deref() {
+                None => "spent",
+                Some(Wait::Throttled { .. }) => "throttled",
+                Some(Wait::Remote { .. }) => "remote",
+                Some(Wait::Delayed { .. }) => "delayed",
             },
         };
         f.debug_struct("ResponseFuture")

@@ -13,18 +13,20 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::clock::TokioInstant;
+use super::clock::{Origin, TokioInstant};
 
 /// The allowance of one key (or of every call of an unkeyed tier).
 pub(crate) struct Limiter {
     /// The origin of `tat`.
-    start: Instant,
+    start: Origin,
     /// The emission interval: the time one call uses up, in nanoseconds.
     t: u64,
     /// The burst tolerance: `t` times the burst less one.
     tau: u64,
     /// The theoretical arrival time of the next call, in nanoseconds since
-    /// `start`; zero before the first call.
+    /// `start`; zero before the first call (any time not after the first
+    /// call's decides as that call's own time would: it passes, and sets
+    /// `tat` to its time plus `t`).
     tat: AtomicU64,
     /// The key, as events name it, for a keyed limiter's key (formatted
     /// once, when the key is first stored); `(overflow)` for the limiter
@@ -89,7 +91,7 @@ impl Limiter {
         let t = nanos(quota.replenish_interval()).max(1);
         let burst = u64::from(quota.burst_size().get());
         Self {
-            start: Instant::now(),
+            start: Origin::new(Instant::now()),
             t,
             tau: t.saturating_mul(burst - 1),
             tat: AtomicU64::new(0),
@@ -113,11 +115,8 @@ impl Limiter {
 
     /// What is left of the allowance now, without taking a call.
     pub(crate) fn level(&self) -> Level {
-        let t0 = nanos(Instant::now().saturating_duration_since(self.start));
-        let tat = match self.tat.load(Ordering::Acquire) {
-            0 => t0,
-            tat => tat,
-        };
+        let t0 = self.start.nanos_to(Instant::now());
+        let tat = self.tat.load(Ordering::Acquire).max(t0);
         let snapshot = Snapshot {
             t: self.t,
             tau: self.tau,
@@ -133,19 +132,25 @@ impl Limiter {
     /// Takes one call from the allowance, or says when one would pass.
     #[inline]
     pub(crate) fn check(&self) -> Result<Snapshot, NotUntil> {
-        let t0 = nanos(Instant::now().saturating_duration_since(self.start));
+        let t0 = self.start.nanos_to(Instant::now());
         let (t, tau) = (self.t, self.tau);
         let mut prev = self.tat.load(Ordering::Acquire);
         loop {
-            let tat = if prev == 0 { t0 } else { prev };
-            let earliest = tat.saturating_sub(tau);
-            if t0 < earliest {
-                return Err(NotUntil {
-                    start: self.start,
-                    earliest,
-                });
-            }
-            let next = tat.max(t0).saturating_add(t);
+            // Governor's `max(tat, t0) + t` once `t0` is at least
+            // `tat - tau`; a `tat` not after `t0` (an allowance at rest)
+            // passes whatever `tau`.
+            let next = if prev <= t0 {
+                t0.saturating_add(t)
+            } else {
+                let earliest = prev.saturating_sub(tau);
+                if t0 < earliest {
+                    return Err(NotUntil {
+                        start: self.start.instant(),
+                        earliest,
+                    });
+                }
+                prev.saturating_add(t)
+            };
             match self
                 .tat
                 .compare_exchange_weak(prev, next, Ordering::Release, Ordering::Relaxed)

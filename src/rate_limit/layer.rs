@@ -336,9 +336,14 @@ impl<K, F> RateLimitLayerBuilder<K, F> {
                     .collect(),
             )
         };
+        let only = match (&store, &self.tier_of) {
+            (Store::Global(limiters), None) => limiters.get(default).cloned(),
+            _ => None,
+        };
         Ok(RateLimitLayer {
             key: Arc::new(self.key),
             limits: Arc::new(Limits {
+                only,
                 tiers: Tiers {
                     list: list.into_boxed_slice(),
                     default,

@@ -41,6 +41,9 @@ pub(crate) enum Store<K> {
 
 /// Everything a rate limiter decides with, except how to key a request.
 pub(crate) struct Limits<K> {
+    /// The limiter every call takes from, when there is one: an unkeyed
+    /// limiter without a tier function (its default tier's).
+    pub(crate) only: Option<Arc<Limiter>>,
     pub(crate) tiers: Tiers,
     pub(crate) tier_of: Option<TierFn<K>>,
     pub(crate) store: Store<K>,
@@ -66,6 +69,14 @@ where
     /// Takes one call from `key`'s allowance, or says how long to wait.
     #[inline]
     pub(crate) fn check<Q: LookupKey<K>>(&self, key: &Q) -> Result<(), Denied> {
+        if let Some(limiter) = &self.only {
+            let tier = self.tiers.default;
+            return self.decided(tier, limiter.check()).map_err(|wait| Denied {
+                wait,
+                limiter: Arc::clone(limiter),
+                tier,
+            });
+        }
         let tier = match self.tier_of {
             Some(_) => key.with_key(|key| self.tier_index(key)),
             None => self.tiers.default,
