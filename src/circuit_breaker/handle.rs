@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::state::{Breaker, State};
+use super::window::LANES;
 
 /// What a breaker and the classifier it judges with share; one per breaker.
 #[derive(Debug)]
@@ -18,8 +19,9 @@ pub(crate) struct Shared<C> {
 #[repr(align(128))]
 pub(crate) struct Lane<C> {
     shared: Arc<Shared<C>>,
-    /// The batching lane, `None` for the reference of threads without one.
-    index: Option<usize>,
+    /// The batching lane, [`LANES`] for the reference of threads without
+    /// one.
+    slot: usize,
 }
 
 /// The references the calls of a breaker's services hold, one per thread
@@ -27,27 +29,24 @@ pub(crate) struct Lane<C> {
 /// so that two threads calling at once never write one reference count.
 pub(crate) struct Lanes<C> {
     pub(crate) shared: Arc<Shared<C>>,
-    lanes: Box<[Arc<Lane<C>>]>,
+    lanes: Box<[Arc<Lane<C>>; LANES + 1]>,
 }
 
 impl<C> Lanes<C> {
     pub(crate) fn new(shared: Arc<Shared<C>>) -> Self {
-        let lanes = (0..=super::window::LANES)
-            .map(|index| {
-                Arc::new(Lane {
-                    shared: shared.clone(),
-                    index: (index < super::window::LANES).then_some(index),
-                })
+        let lanes = Box::new(std::array::from_fn(|index| {
+            Arc::new(Lane {
+                shared: shared.clone(),
+                slot: index,
             })
-            .collect();
+        }));
         Self { shared, lanes }
     }
 
     /// This thread's reference, cloned.
     #[inline]
     pub(crate) fn pick(&self) -> Holder<C> {
-        let lane = super::window::lane().unwrap_or(super::window::LANES);
-        Holder::Lane(self.lanes[lane].clone())
+        Holder::Lane(self.lanes[super::window::lane_slot()].clone())
     }
 }
 
@@ -68,13 +67,14 @@ impl<C> Holder<C> {
         }
     }
 
-    /// The batching lane the call's outcome counts on: its thread's when
-    /// the call was made, or for a keyed breaker's call, when it ends.
+    /// The batching lane the call's outcome counts on ([`LANES`] for
+    /// none): its thread's when the call was made, or for a keyed
+    /// breaker's call, when it ends.
     #[inline]
-    pub(crate) fn lane(&self) -> Option<usize> {
+    pub(crate) fn lane(&self) -> usize {
         match self {
-            Holder::Lane(lane) => lane.index,
-            Holder::Entry(_) => super::window::lane(),
+            Holder::Lane(lane) => lane.slot,
+            Holder::Entry(_) => super::window::lane_slot(),
         }
     }
 }
