@@ -143,6 +143,9 @@ pub(crate) fn live_deadline() -> Option<Instant> {
 pub(crate) struct Call<C, Fa> {
     pub(crate) shared: Holder<C>,
     pub(crate) ticket: Ticket,
+    /// The batching lane the call's outcome counts on: its thread's when
+    /// it was made, [`LANES`](super::window::LANES) for none.
+    pub(crate) slot: u32,
     pub(crate) facts: Fa,
     /// When the call started, if slow calls are counted.
     pub(crate) started: Option<Stamp>,
@@ -172,7 +175,7 @@ impl<C, Fa> Call<C, Fa> {
                 self.ticket = Ticket::Untracked;
                 shared
                     .breaker
-                    .complete_success(generation, self.shared.lane());
+                    .complete_success(generation, self.slot as usize);
                 return;
             }
         }
@@ -204,7 +207,7 @@ impl<C, Fa> Call<C, Fa> {
         let ticket = std::mem::replace(&mut self.ticket, Ticket::Untracked);
         shared
             .breaker
-            .complete(ticket, outcome, now, self.shared.lane());
+            .complete(ticket, outcome, now, self.slot as usize);
     }
 }
 

@@ -19,9 +19,6 @@ pub(crate) struct Shared<C> {
 #[repr(align(128))]
 pub(crate) struct Lane<C> {
     shared: Arc<Shared<C>>,
-    /// The batching lane, [`LANES`] for the reference of threads without
-    /// one.
-    slot: usize,
 }
 
 /// The references the calls of a breaker's services hold, one per thread
@@ -34,19 +31,20 @@ pub(crate) struct Lanes<C> {
 
 impl<C> Lanes<C> {
     pub(crate) fn new(shared: Arc<Shared<C>>) -> Self {
-        let lanes = Box::new(std::array::from_fn(|index| {
+        let lanes = Box::new(std::array::from_fn(|_| {
             Arc::new(Lane {
                 shared: shared.clone(),
-                slot: index,
             })
         }));
         Self { shared, lanes }
     }
 
-    /// This thread's reference, cloned.
+    /// This thread's reference, cloned, and its batching lane
+    /// ([`LANES`] for none).
     #[inline]
-    pub(crate) fn pick(&self) -> Holder<C> {
-        Holder::Lane(self.lanes[super::window::lane_slot()].clone())
+    pub(crate) fn pick(&self) -> (Holder<C>, usize) {
+        let slot = super::window::lane_slot();
+        (Holder::Lane(self.lanes[slot].clone()), slot)
     }
 }
 
@@ -64,17 +62,6 @@ impl<C> Holder<C> {
         match self {
             Holder::Lane(lane) => &lane.shared,
             Holder::Entry(shared) => shared,
-        }
-    }
-
-    /// The batching lane the call's outcome counts on ([`LANES`] for
-    /// none): its thread's when the call was made, or for a keyed
-    /// breaker's call, when it ends.
-    #[inline]
-    pub(crate) fn lane(&self) -> usize {
-        match self {
-            Holder::Lane(lane) => lane.slot,
-            Holder::Entry(_) => super::window::lane_slot(),
         }
     }
 }

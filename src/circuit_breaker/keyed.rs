@@ -354,7 +354,7 @@ where
         call_through(
             &mut self.inner,
             &shared,
-            || Holder::Entry(shared.clone()),
+            || (Holder::Entry(shared.clone()), super::window::lane_slot()),
             request,
         )
     }

@@ -249,12 +249,13 @@ where
 }
 
 /// Admits `request` through `shared`'s breaker and calls `inner`, or
-/// refuses it; `holder` gives the reference an admitted call keeps.
+/// refuses it; `holder` gives the reference an admitted call keeps and
+/// the batching lane its outcome counts on.
 #[inline]
 pub(crate) fn call_through<S, C, Req>(
     inner: &mut S,
     shared: &Shared<C>,
-    holder: impl FnOnce() -> Holder<C>,
+    holder: impl FnOnce() -> (Holder<C>, usize),
     request: Req,
 ) -> ResponseFuture<S::Future, C, C::Facts, Req>
 where
@@ -277,9 +278,11 @@ where
                 // A panic in the inner call leaves nothing to release: the
                 // call is made first, and its guard after.
                 let future = inner.call(request);
+                let (held, slot) = holder();
                 let call = Call {
-                    shared: holder(),
+                    shared: held,
                     ticket,
+                    slot: slot as u32,
                     facts,
                     started,
                     deadline,
@@ -288,9 +291,11 @@ where
             }
             // Made before the inner call, so that a panic in it frees a
             // probe slot, or counts a call the deadline ended.
+            let (held, slot) = holder();
             let call = Call {
-                shared: holder(),
+                shared: held,
                 ticket,
+                slot: slot as u32,
                 facts,
                 started,
                 deadline,

@@ -181,8 +181,17 @@ impl Breaker {
     /// Admits a call, or refuses it with the time the breaker stays open.
     #[inline]
     pub(crate) fn admit(&self) -> Result<Ticket, CircuitOpen> {
+        let word = self.state.0.load(Ordering::Acquire);
+        if word & KIND_MASK == State::Closed.code() {
+            return Ok(Ticket::Counted(generation(word)));
+        }
+        self.admit_other(word)
+    }
+
+    /// Admits or refuses a call of a breaker that was not closed when its
+    /// state read `word`.
+    fn admit_other(&self, mut word: u64) -> Result<Ticket, CircuitOpen> {
         loop {
-            let word = self.state.0.load(Ordering::Acquire);
             let generation = generation(word);
             match State::of(word) {
                 State::Closed | State::MetricsOnly => return Ok(Ticket::Counted(generation)),
@@ -210,20 +219,21 @@ impl Breaker {
                     }
                 }
                 State::HalfOpen => {
-                    if deadline(word) != NO_DEADLINE {
-                        let now = Instant::now();
-                        if self.elapsed(now) >= Duration::from_millis(deadline(word)) {
-                            self.try_open(word, now, TransitionReason::HalfOpenTimeout, None);
-                            continue;
+                    let now = (deadline(word) != NO_DEADLINE).then(Instant::now);
+                    if let Some(now) = now
+                        .filter(|now| self.elapsed(*now) >= Duration::from_millis(deadline(word)))
+                    {
+                        self.try_open(word, now, TransitionReason::HalfOpenTimeout, None);
+                    } else {
+                        match self.take_probe(generation) {
+                            Probe::Taken => return Ok(Ticket::Probe(generation)),
+                            Probe::Full => return Err(CircuitOpen::new(Duration::ZERO)),
+                            Probe::Stale => {}
                         }
-                    }
-                    match self.take_probe(generation) {
-                        Probe::Taken => return Ok(Ticket::Probe(generation)),
-                        Probe::Full => return Err(CircuitOpen::new(Duration::ZERO)),
-                        Probe::Stale => {}
                     }
                 }
             }
+            word = self.state.0.load(Ordering::Acquire);
         }
     }
 

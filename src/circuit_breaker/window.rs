@@ -196,7 +196,8 @@ impl Window {
     /// read the clock for this call already (a time window then places
     /// even a success at once). Returns the window's counts when they may
     /// have grown towards a threshold (they cannot when a success replaced
-    /// a success, or waits in its batch).
+    /// a success, waits in its batch, or enters a time window that holds
+    /// no failed or slow outcome).
     #[inline]
     pub(crate) fn record_on(
         &self,
@@ -292,6 +293,7 @@ impl CountWindow {
     }
 
     /// Enters `n` successes at once.
+    #[inline]
     fn enter_successes(&self, n: u64) -> Option<Counts> {
         let len = self.slots.len();
         // The index is below the slot count, which came from a `usize`.
@@ -380,6 +382,11 @@ pub(crate) struct TimeWindow {
     bucket_nanos: u64,
     buckets: Box<[CachePadded<Bucket>]>,
     pending: Pending,
+    /// The latest epoch, plus one, that a failed or slow outcome entered
+    /// (0: none yet). While it is older than the window, the window holds
+    /// no failure and no slow call, so successes cannot bring a rate to
+    /// its threshold and enter without reading the buckets' sums.
+    marked: CachePadded<AtomicU64>,
 }
 
 impl TimeWindow {
@@ -394,6 +401,7 @@ impl TimeWindow {
                 .map(|_| CachePadded(Bucket::default()))
                 .collect(),
             pending: Pending::new(minimum_calls),
+            marked: CachePadded(AtomicU64::new(0)),
         }
     }
 
@@ -431,6 +439,11 @@ impl TimeWindow {
     fn add(&self, code: u8, n: u64, elapsed_nanos: u64) -> Option<Counts> {
         let epoch = elapsed_nanos / self.bucket_nanos;
         let tag = epoch.saturating_add(1) & !LOCKED;
+        // Marked before the outcome is counted, so that a success that
+        // finds no mark in the window finds no such outcome in it either.
+        if code & (FAILED | SLOW) != 0 && self.marked.0.load(Relaxed) < tag {
+            self.marked.0.fetch_max(tag, Relaxed);
+        }
         let bucket = &self.buckets[(epoch % self.buckets.len() as u64) as usize].0;
         let mut spins = 0;
         let counted = loop {
@@ -468,6 +481,15 @@ impl TimeWindow {
                 .fetch_add(n | ((u64::from(code & FAILED != 0) * n) << 32), Relaxed);
             if code & SLOW != 0 {
                 bucket.slow.fetch_add(n, Relaxed);
+            }
+        }
+        if code == RECORDED {
+            let marked = self.marked.0.load(Relaxed);
+            let span = self.buckets.len() as u64;
+            // No failed or slow outcome in epochs `epoch - span + 1 ..= epoch`:
+            // both rates are 0, below every threshold.
+            if marked == 0 || marked.saturating_add(span) <= tag {
+                return None;
             }
         }
         Some(self.sum(epoch))
