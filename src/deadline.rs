@@ -1,6 +1,7 @@
 //! The deadline of a logical call, visible to every layer inside it.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::task::futures::TaskLocalFuture;
@@ -9,6 +10,11 @@ use tokio::time::Instant;
 tokio::task_local! {
     static CURRENT: Deadline;
 }
+
+/// Whether a deadline was ever put in force in this process: until one is,
+/// no code runs under one, and [`Deadline::current`] answers with one load
+/// instead of reading the task-local.
+static EVER_SET: AtomicBool = AtomicBool::new(false);
 
 /// Durations past this are treated as "no limit" (about thirty years), so
 /// that adding a huge duration to an instant never overflows.
@@ -46,6 +52,12 @@ impl Deadline {
     /// The deadline of the logical call this code runs in, if any.
     #[inline]
     pub fn current() -> Option<Deadline> {
+        // A scope is made (and the flag set) before the code it runs; code
+        // that runs on another thread got the scope through a hand-over
+        // that orders the flag before it.
+        if !EVER_SET.load(Ordering::Relaxed) {
+            return None;
+        }
         CURRENT.try_with(|d| *d).ok()
     }
 
@@ -68,6 +80,7 @@ impl Deadline {
     /// through. An earlier deadline already in force stays in force.
     #[inline]
     pub fn scope<F: Future>(self, future: F) -> TaskLocalFuture<Deadline, F> {
+        mark_set();
         CURRENT.scope(self.tighten(), future)
     }
 
@@ -75,6 +88,7 @@ impl Deadline {
     /// for a future.
     #[inline]
     pub fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
+        mark_set();
         CURRENT.sync_scope(self.tighten(), f)
     }
 
@@ -84,6 +98,14 @@ impl Deadline {
             Some(outer) if outer < self => outer,
             _ => self,
         }
+    }
+}
+
+/// Notes that a deadline is put in force, writing the flag only once.
+#[inline]
+fn mark_set() {
+    if !EVER_SET.load(Ordering::Relaxed) {
+        EVER_SET.store(true, Ordering::Relaxed);
     }
 }
 

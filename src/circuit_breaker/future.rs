@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -11,10 +12,10 @@ use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
 use super::handle::Holder;
-use super::state::{Outcome, Ticket};
+use super::state::{Outcome, Stamp, Ticket};
 use super::window::{FAILED, RECORDED, SLOW};
 use crate::BoxError;
-use crate::classify::{Classify, Verdict, judge};
+use crate::classify::{Classify, Verdict};
 use crate::deadline::Deadline;
 use crate::error::{CircuitOpen, Rejection};
 
@@ -22,15 +23,19 @@ pin_project! {
     /// The response future of a circuit breaker: the inner call, judged when
     /// it ends, or the refusal of an open breaker.
     ///
+    /// `Fa` is what the classifier `C` keeps from the request, `Req` the
+    /// request's type, which the classifier judges by.
+    ///
     /// Dropping it before it ends records nothing and frees the half-open
     /// probe slot it may hold.
-    pub struct ResponseFuture<F, C, Fa>
+    pub struct ResponseFuture<F, C, Fa, Req>
     where
         F: Future,
     {
         #[pin]
         kind: Kind<F>,
-        call: Option<Call<C, Fa, F::Output>>,
+        call: Option<Call<C, Fa>>,
+        _request: PhantomData<fn(Req)>,
     }
 }
 
@@ -42,29 +47,34 @@ pin_project! {
     }
 }
 
-impl<F: Future, C, Fa> ResponseFuture<F, C, Fa> {
+impl<F: Future, C, Fa, Req> ResponseFuture<F, C, Fa, Req> {
     pub(crate) fn refused(error: CircuitOpen) -> Self {
         Self {
             kind: Kind::Refused { error: Some(error) },
             call: None,
+            _request: PhantomData,
         }
     }
 
-    pub(crate) fn called(future: F, call: Option<Call<C, Fa, F::Output>>) -> Self {
+    #[inline]
+    pub(crate) fn called(future: F, call: Option<Call<C, Fa>>) -> Self {
         Self {
             kind: Kind::Called { future },
             call,
+            _request: PhantomData,
         }
     }
 }
 
-impl<F, C, Fa, T, E> Future for ResponseFuture<F, C, Fa>
+impl<F, C, Fa, Req, T, E> Future for ResponseFuture<F, C, Fa, Req>
 where
     F: Future<Output = Result<T, E>>,
-    E: Into<BoxError>,
+    E: Into<BoxError> + 'static,
+    C: Classify<Req, T, E, Facts = Fa>,
 {
     type Output = Result<T, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         match this.kind.project() {
@@ -74,8 +84,10 @@ where
             }
             KindProj::Called { future } => {
                 let output = ready!(future.poll(cx));
-                if let Some(call) = this.call.take() {
+                if let Some(call) = this.call {
                     call.finish(&output);
+                    // The reference to the breaker goes with the call.
+                    *this.call = None;
                 }
                 Poll::Ready(output.map_err(Into::into))
             }
@@ -83,7 +95,7 @@ where
     }
 }
 
-impl<F: Future, C, Fa> fmt::Debug for ResponseFuture<F, C, Fa> {
+impl<F: Future, C, Fa, Req> fmt::Debug for ResponseFuture<F, C, Fa, Req> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
             .field("refused", &matches!(self.kind, Kind::Refused { .. }))
@@ -91,12 +103,10 @@ impl<F: Future, C, Fa> fmt::Debug for ResponseFuture<F, C, Fa> {
     }
 }
 
-/// Judges the output of one call, for a `fn` pointer the future can hold
-/// without naming the request type. The flag says whether the call was
-/// made before the total deadline passed.
-pub(crate) type JudgeFn<C, Fa, O> = fn(&C, &Fa, &O, bool) -> Verdict;
-
-pub(crate) fn judge_output<C, Req, T, E>(
+/// The verdict on one call's output, the error read once. The flag says
+/// whether the call was made before the total deadline passed.
+#[inline]
+fn judge_output<C, Req, T, E>(
     classifier: &C,
     facts: &C::Facts,
     output: &Result<T, E>,
@@ -106,24 +116,18 @@ where
     C: Classify<Req, T, E>,
     E: 'static,
 {
-    // An attempt sent in time and then cut by the total deadline (an
-    // attempt timeout clamped to it) failed to answer in time: a failure,
-    // not a refusal. One started after the deadline was never sent.
-    if made_in_time {
-        if let Err(err) = output {
-            if is_deadline_exceeded(err) {
-                return Verdict::Failure;
-            }
-        }
+    match output {
+        Ok(response) => classifier.classify(facts, Ok(response)),
+        Err(err) => match Rejection::of_any(err) {
+            // An attempt sent in time and then cut by the total deadline
+            // (an attempt timeout clamped to it) failed to answer in time:
+            // a failure, not a refusal. One started after the deadline was
+            // never sent.
+            Some((Rejection::DeadlineExceeded, _)) if made_in_time => Verdict::Failure,
+            Some((_, retry_after)) => Verdict::Rejected { retry_after },
+            None => classifier.classify(facts, Err(err)),
+        },
     }
-    judge(classifier, facts, output.as_ref())
-}
-
-fn is_deadline_exceeded<E: 'static>(err: &E) -> bool {
-    matches!(
-        Rejection::of_any(err),
-        Some((Rejection::DeadlineExceeded, _))
-    )
 }
 
 /// The total deadline in force when a call is admitted, if it has not
@@ -136,25 +140,45 @@ pub(crate) fn live_deadline() -> Option<Instant> {
 }
 
 /// A call the breaker admitted and must hear the end of.
-pub(crate) struct Call<C, Fa, O> {
+pub(crate) struct Call<C, Fa> {
     pub(crate) shared: Holder<C>,
     pub(crate) ticket: Ticket,
+    /// The batching lane the call's outcome counts on: its thread's when
+    /// it was made, [`LANES`](super::window::LANES) for none.
+    pub(crate) slot: u32,
     pub(crate) facts: Fa,
-    pub(crate) started: Option<Instant>,
-    pub(crate) judge: JudgeFn<C, Fa, O>,
+    /// When the call started, if slow calls are counted.
+    pub(crate) started: Option<Stamp>,
     /// The total deadline, when the call was made before it passed.
-    pub(crate) deadline: Option<Instant>,
+    pub(crate) deadline: Option<Stamp>,
 }
 
-impl<C, Fa, O> Call<C, Fa, O> {
-    fn finish(mut self, output: &O) {
+impl<C, Fa> Call<C, Fa> {
+    /// Judges and records the call's output.
+    #[inline]
+    fn finish<Req, T, E>(&mut self, output: &Result<T, E>)
+    where
+        C: Classify<Req, T, E, Facts = Fa>,
+        E: 'static,
+    {
         let shared = self.shared.get();
-        let verdict = (self.judge)(
+        let verdict = judge_output(
             &shared.classifier,
             &self.facts,
             output,
             self.deadline.is_some(),
         );
+        // The common case, kept short: an answer of a counted call, with
+        // no slow-call threshold to time it against.
+        if let Ticket::Counted(generation) = self.ticket {
+            if verdict.is_answer() && self.started.is_none() {
+                self.ticket = Ticket::Untracked;
+                shared
+                    .breaker
+                    .complete_success(generation, self.slot as usize);
+                return;
+            }
+        }
         self.record(verdict);
     }
 
@@ -169,7 +193,7 @@ impl<C, Fa, O> Call<C, Fa, O> {
             if let (Some(started), Some(now), Some((limit, _))) =
                 (self.started, now, shared.breaker.settings.slow)
             {
-                if now.saturating_duration_since(started) > limit {
+                if started.until(shared.breaker.stamp(now)) > limit {
                     code |= SLOW;
                 }
             }
@@ -183,18 +207,31 @@ impl<C, Fa, O> Call<C, Fa, O> {
         let ticket = std::mem::replace(&mut self.ticket, Ticket::Untracked);
         shared
             .breaker
-            .complete(ticket, outcome, now, self.shared.lane());
+            .complete(ticket, outcome, now, self.slot as usize);
     }
 }
 
-impl<C, Fa, O> Drop for Call<C, Fa, O> {
+impl<C, Fa> Drop for Call<C, Fa> {
+    #[inline]
     fn drop(&mut self) {
         if matches!(self.ticket, Ticket::Untracked) {
             return;
         }
+        self.abandoned();
+    }
+}
+
+impl<C, Fa> Call<C, Fa> {
+    /// Dropped before it ended.
+    #[cold]
+    fn abandoned(&mut self) {
         // Dropped unfinished once the total deadline passed: the deadline
         // ended a call that was sent in time, which failed to answer.
-        if self.deadline.is_some_and(|at| at <= Instant::now()) {
+        let breaker = &self.shared.get().breaker;
+        if self
+            .deadline
+            .is_some_and(|at| at <= breaker.stamp(Instant::now()))
+        {
             self.record(Verdict::Failure);
         } else if let Ticket::Probe(generation) = self.ticket {
             self.shared.get().breaker.release_probe(generation);

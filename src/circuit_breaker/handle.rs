@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::state::{Breaker, State};
+use super::window::LANES;
 
 /// What a breaker and the classifier it judges with share; one per breaker.
 #[derive(Debug)]
@@ -18,8 +19,6 @@ pub(crate) struct Shared<C> {
 #[repr(align(128))]
 pub(crate) struct Lane<C> {
     shared: Arc<Shared<C>>,
-    /// The batching lane, `None` for the reference of threads without one.
-    index: Option<usize>,
 }
 
 /// The references the calls of a breaker's services hold, one per thread
@@ -27,27 +26,25 @@ pub(crate) struct Lane<C> {
 /// so that two threads calling at once never write one reference count.
 pub(crate) struct Lanes<C> {
     pub(crate) shared: Arc<Shared<C>>,
-    lanes: Box<[Arc<Lane<C>>]>,
+    lanes: Box<[Arc<Lane<C>>; LANES + 1]>,
 }
 
 impl<C> Lanes<C> {
     pub(crate) fn new(shared: Arc<Shared<C>>) -> Self {
-        let lanes = (0..=super::window::LANES)
-            .map(|index| {
-                Arc::new(Lane {
-                    shared: shared.clone(),
-                    index: (index < super::window::LANES).then_some(index),
-                })
+        let lanes = Box::new(std::array::from_fn(|_| {
+            Arc::new(Lane {
+                shared: shared.clone(),
             })
-            .collect();
+        }));
         Self { shared, lanes }
     }
 
-    /// This thread's reference, cloned.
+    /// This thread's reference, cloned, and its batching lane
+    /// ([`LANES`] for none).
     #[inline]
-    pub(crate) fn pick(&self) -> Holder<C> {
-        let lane = super::window::lane().unwrap_or(super::window::LANES);
-        Holder::Lane(self.lanes[lane].clone())
+    pub(crate) fn pick(&self) -> (Holder<C>, usize) {
+        let slot = super::window::lane_slot();
+        (Holder::Lane(self.lanes[slot].clone()), slot)
     }
 }
 
@@ -65,16 +62,6 @@ impl<C> Holder<C> {
         match self {
             Holder::Lane(lane) => &lane.shared,
             Holder::Entry(shared) => shared,
-        }
-    }
-
-    /// The batching lane the call's outcome counts on: its thread's when
-    /// the call was made, or for a keyed breaker's call, when it ends.
-    #[inline]
-    pub(crate) fn lane(&self) -> Option<usize> {
-        match self {
-            Holder::Lane(lane) => lane.index,
-            Holder::Entry(_) => super::window::lane(),
         }
     }
 }

@@ -345,7 +345,7 @@ where
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future, C, C::Facts>;
+    type Future = ResponseFuture<S::Future, C, C::Facts, Req>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -359,7 +359,7 @@ where
         call_through(
             &mut self.inner,
             &shared,
-            || Holder::Entry(shared.clone()),
+            || (Holder::Entry(shared.clone()), super::window::lane_slot()),
             request,
         )
     }

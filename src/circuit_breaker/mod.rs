@@ -146,7 +146,7 @@ pub use self::keyed::{Keyed, KeyedCircuitBreaker, KeyedCircuitBreakerLayer};
 pub use self::layer::CircuitBreakerLayer;
 pub use self::state::State;
 
-use self::future::{Call, ResponseFuture, judge_output, live_deadline};
+use self::future::{Call, ResponseFuture, live_deadline};
 use self::handle::{Holder, Lanes, Shared};
 use self::state::Ticket;
 use crate::BoxError;
@@ -224,7 +224,7 @@ where
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future, C, C::Facts>;
+    type Future = ResponseFuture<S::Future, C, C::Facts, Req>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -241,7 +241,7 @@ where
 /// The future of a call no breaker guards (the breaker level of a
 /// policy without a breaker): the breaker's own future, untracked.
 #[inline]
-pub(crate) fn unguarded<F, C, Fa>(future: F) -> ResponseFuture<F, C, Fa>
+pub(crate) fn unguarded<F, C, Fa, Req>(future: F) -> ResponseFuture<F, C, Fa, Req>
 where
     F: std::future::Future,
 {
@@ -249,14 +249,15 @@ where
 }
 
 /// Admits `request` through `shared`'s breaker and calls `inner`, or
-/// refuses it; `holder` gives the reference an admitted call keeps.
+/// refuses it; `holder` gives the reference an admitted call keeps and
+/// the batching lane its outcome counts on.
 #[inline]
 pub(crate) fn call_through<S, C, Req>(
     inner: &mut S,
     shared: &Shared<C>,
-    holder: impl FnOnce() -> Holder<C>,
+    holder: impl FnOnce() -> (Holder<C>, usize),
     request: Req,
-) -> ResponseFuture<S::Future, C, C::Facts>
+) -> ResponseFuture<S::Future, C, C::Facts, Req>
 where
     S: Service<Req>,
     S::Error: 'static,
@@ -269,15 +270,35 @@ where
         }
         Ok(Ticket::Untracked) => ResponseFuture::called(inner.call(request), None),
         Ok(ticket) => {
+            let facts = shared.classifier.facts(&request);
+            let breaker = &shared.breaker;
+            let started = breaker.settings.slow.map(|_| breaker.stamp(Instant::now()));
+            let deadline = live_deadline().map(|at| breaker.stamp(at));
+            if deadline.is_none() && matches!(ticket, Ticket::Counted(_)) {
+                // A panic in the inner call leaves nothing to release: the
+                // call is made first, and its guard after.
+                let future = inner.call(request);
+                let (held, slot) = holder();
+                let call = Call {
+                    shared: held,
+                    ticket,
+                    slot: slot as u32,
+                    facts,
+                    started,
+                    deadline,
+                };
+                return ResponseFuture::called(future, Some(call));
+            }
             // Made before the inner call, so that a panic in it frees a
-            // probe slot.
+            // probe slot, or counts a call the deadline ended.
+            let (held, slot) = holder();
             let call = Call {
-                shared: holder(),
+                shared: held,
                 ticket,
-                facts: shared.classifier.facts(&request),
-                started: shared.breaker.settings.slow.map(|_| Instant::now()),
-                judge: judge_output::<C, Req, S::Response, S::Error>,
-                deadline: live_deadline(),
+                slot: slot as u32,
+                facts,
+                started,
+                deadline,
             };
             ResponseFuture::called(inner.call(request), Some(call))
         }

@@ -10,6 +10,7 @@
 //! Half-open probes are a second `AtomicU64`: the generation they belong to,
 //! then probes in flight, probes done, failed and slow probes (12 bits each).
 
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -30,6 +31,7 @@ trait Packed {
 }
 
 impl Packed for State {
+    #[inline]
     fn code(self) -> u64 {
         match self {
             State::Closed => 0,
@@ -41,6 +43,7 @@ impl Packed for State {
         }
     }
 
+    #[inline]
     fn of(word: u64) -> Self {
         match word & KIND_MASK {
             0 => State::Closed,
@@ -59,14 +62,17 @@ const DEADLINE_SHIFT: u32 = 19;
 /// No deadline (half-open without a maximum wait).
 const NO_DEADLINE: u64 = (1 << 45) - 1;
 
+#[inline]
 fn pack(state: State, generation: u16, deadline_ms: u64) -> u64 {
     state.code() | ((generation as u64) << GEN_SHIFT) | (deadline_ms << DEADLINE_SHIFT)
 }
 
+#[inline]
 const fn generation(word: u64) -> u16 {
     (word >> GEN_SHIFT) as u16
 }
 
+#[inline]
 const fn deadline(word: u64) -> u64 {
     word >> DEADLINE_SHIFT
 }
@@ -93,6 +99,19 @@ pub(crate) enum Ticket {
     /// Its outcome as a probe of this half-open generation, or the release
     /// of its probe slot.
     Probe(u16),
+}
+
+/// An instant as nanoseconds since a breaker was made, plus one, so that
+/// an `Option<Stamp>` takes one word in a call's future.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Stamp(NonZeroU64);
+
+impl Stamp {
+    /// The time from `self` to `later`, zero if `later` is earlier.
+    #[inline]
+    pub(crate) fn until(self, later: Stamp) -> Duration {
+        Duration::from_nanos(later.0.get().saturating_sub(self.0.get()))
+    }
 }
 
 /// The judged outcome of one call.
@@ -162,8 +181,17 @@ impl Breaker {
     /// Admits a call, or refuses it with the time the breaker stays open.
     #[inline]
     pub(crate) fn admit(&self) -> Result<Ticket, CircuitOpen> {
+        let word = self.state.0.load(Ordering::Acquire);
+        if word & KIND_MASK == State::Closed.code() {
+            return Ok(Ticket::Counted(generation(word)));
+        }
+        self.admit_other(word)
+    }
+
+    /// Admits or refuses a call of a breaker that was not closed when its
+    /// state read `word`.
+    fn admit_other(&self, mut word: u64) -> Result<Ticket, CircuitOpen> {
         loop {
-            let word = self.state.0.load(Ordering::Acquire);
             let generation = generation(word);
             match State::of(word) {
                 State::Closed | State::MetricsOnly => return Ok(Ticket::Counted(generation)),
@@ -191,34 +219,36 @@ impl Breaker {
                     }
                 }
                 State::HalfOpen => {
-                    if deadline(word) != NO_DEADLINE {
-                        let now = Instant::now();
-                        if self.elapsed(now) >= Duration::from_millis(deadline(word)) {
-                            self.try_open(word, now, TransitionReason::HalfOpenTimeout, None);
-                            continue;
+                    let now = (deadline(word) != NO_DEADLINE).then(Instant::now);
+                    if let Some(now) = now
+                        .filter(|now| self.elapsed(*now) >= Duration::from_millis(deadline(word)))
+                    {
+                        self.try_open(word, now, TransitionReason::HalfOpenTimeout, None);
+                    } else {
+                        match self.take_probe(generation) {
+                            Probe::Taken => return Ok(Ticket::Probe(generation)),
+                            Probe::Full => return Err(CircuitOpen::new(Duration::ZERO)),
+                            Probe::Stale => {}
                         }
-                    }
-                    match self.take_probe(generation) {
-                        Probe::Taken => return Ok(Ticket::Probe(generation)),
-                        Probe::Full => return Err(CircuitOpen::new(Duration::ZERO)),
-                        Probe::Stale => {}
                     }
                 }
             }
+            word = self.state.0.load(Ordering::Acquire);
         }
     }
 
     /// Reports how an admitted call ended; `None` when it was refused by an
     /// inner policy (not counted). `now` is the completion time if the
     /// caller already read the clock.
-    /// `lane` is the batching lane of the call's thread, if it has one.
+    /// `slot` is the batching lane of the call's thread,
+    /// [`LANES`](super::window::LANES) if it has none.
     #[inline]
     pub(crate) fn complete(
         &self,
         ticket: Ticket,
         outcome: Option<Outcome>,
         now: Option<Instant>,
-        lane: Option<usize>,
+        slot: usize,
     ) {
         // The common case, kept short: a plain success of a closed breaker.
         if let (Ticket::Counted(generation), Some(outcome)) = (ticket, outcome) {
@@ -228,12 +258,29 @@ impl Breaker {
                 if self::generation(word) == generation
                     && (state == State::Closed || state == State::MetricsOnly)
                 {
-                    self.record_success(word, now, lane);
+                    self.record_success(word, now, slot);
                 }
                 return;
             }
         }
-        self.complete_other(ticket, outcome, now, lane);
+        self.complete_other(ticket, outcome, now, slot);
+    }
+
+    /// Reports an answer (a success or a functional error) of a call
+    /// counted in the window of `generation`, with no slow-call threshold
+    /// to time it against; `slot` is the batching lane of the call's
+    /// thread, [`LANES`](super::window::LANES) if it has none. The same as [`complete`](Self::complete) with
+    /// a plain success, without building the outcome.
+    #[inline]
+    pub(crate) fn complete_success(&self, generation: u16, slot: usize) {
+        let word = self.state.0.load(Ordering::Acquire);
+        // The kind and generation bits, as a closed breaker of that
+        // generation has them, or a metrics-only one.
+        let seen = word & ((1 << DEADLINE_SHIFT) - 1);
+        let closed = u64::from(generation) << GEN_SHIFT;
+        if seen == closed || seen == closed | State::MetricsOnly.code() {
+            self.record_success(word, None, slot);
+        }
     }
 
     /// Every other end of a call: failures, slow calls, probes, refusals.
@@ -242,7 +289,7 @@ impl Breaker {
         ticket: Ticket,
         outcome: Option<Outcome>,
         now: Option<Instant>,
-        lane: Option<usize>,
+        slot: usize,
     ) {
         match (ticket, outcome) {
             (Ticket::Untracked, _) => {}
@@ -261,9 +308,11 @@ impl Breaker {
                     return;
                 }
                 let mut clock = now;
-                let counts = self.window.record(outcome.code, lane, now.is_some(), || {
-                    self.nanos(*clock.get_or_insert_with(Instant::now))
-                });
+                let counts = self
+                    .window
+                    .record_on(outcome.code, slot, now.is_some(), || {
+                        self.nanos(*clock.get_or_insert_with(Instant::now))
+                    });
                 // Failed calls in a row, counted when a trip reads them.
                 let run = self.tracks_streak.then(|| {
                     use super::window::FAILED;
@@ -311,15 +360,24 @@ impl Breaker {
     /// failures, carries no hint, and can only open the breaker by bringing
     /// the window to its minimum calls.
     #[inline]
-    fn record_success(&self, word: u64, now: Option<Instant>, lane: Option<usize>) {
+    fn record_success(&self, word: u64, now: Option<Instant>, slot: usize) {
         if self.tracks_streak && self.streak.0.load(Ordering::Acquire) != 0 {
             self.streak.0.store(0, Ordering::Release);
         }
+        // Most successes wait in their lane's batch.
+        if let Some(n) = self.window.pend_success(slot, now.is_some()) {
+            self.enter_successes(word, now, n);
+        }
+    }
+
+    /// Enters `n` plain successes in the window of `word`'s generation, and
+    /// opens the breaker if they bring it to its minimum calls with a rate
+    /// at its threshold.
+    #[inline(never)]
+    fn enter_successes(&self, word: u64, now: Option<Instant>, n: u64) {
         let Some(counts) = self
             .window
-            .record(super::window::RECORDED, lane, now.is_some(), || {
-                self.nanos(now.unwrap_or_else(Instant::now))
-            })
+            .enter_successes(n, || self.nanos(now.unwrap_or_else(Instant::now)))
         else {
             return;
         };
@@ -525,6 +583,13 @@ impl Breaker {
     #[inline]
     fn nanos(&self, now: Instant) -> u64 {
         u64::try_from(self.elapsed(now).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// `at` as a [`Stamp`] of this breaker (instants before it was made
+    /// are stamped as the moment it was).
+    #[inline]
+    pub(crate) fn stamp(&self, at: Instant) -> Stamp {
+        Stamp(NonZeroU64::MIN.saturating_add(self.nanos(at)))
     }
 
     /// `after` from `now`, in whole milliseconds since `base`, rounded down:

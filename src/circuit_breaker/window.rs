@@ -72,40 +72,45 @@ static HELD: AtomicU32 = AtomicU32::new(0);
 const UNSET: u8 = u8::MAX;
 const NO_LANE: u8 = u8::MAX - 1;
 
-/// The lane number of this thread, given back when the thread ends.
-struct LaneId(Cell<u8>);
+thread_local! {
+    /// This thread's lane number: `UNSET` until its first call, `NO_LANE`
+    /// when every lane was held then, or once the thread is ending.
+    static LANE: Cell<u8> = const { Cell::new(UNSET) };
+    /// Gives the lane number back when the thread ends; first touched when
+    /// the thread takes a lane, so that reading the number costs no check
+    /// of a destructor's state.
+    static LANE_GUARD: LaneGuard = const { LaneGuard };
+}
 
-impl Drop for LaneId {
+struct LaneGuard;
+
+impl Drop for LaneGuard {
     fn drop(&mut self) {
-        let id = self.0.get();
+        let id = LANE.with(|lane| lane.replace(NO_LANE));
         if usize::from(id) < LANES {
             HELD.fetch_and(!(1 << id), Ordering::AcqRel);
         }
     }
 }
 
-thread_local! {
-    static LANE: LaneId = const { LaneId(Cell::new(UNSET)) };
-}
-
-/// This thread's lane number, taken on first use; `None` when every lane
-/// is held by another live thread.
+/// This thread's lane number, taken on first use, or [`LANES`] when
+/// every lane is held by another live thread.
 #[inline]
-pub(crate) fn lane() -> Option<usize> {
-    LANE.try_with(|lane| {
-        let mut id = lane.0.get();
-        if id == UNSET {
-            id = claim_lane();
-            lane.0.set(id);
-        }
-        (usize::from(id) < LANES).then_some(usize::from(id))
-    })
-    .ok()
-    .flatten()
+pub(crate) fn lane_slot() -> usize {
+    let mut id = LANE.with(Cell::get);
+    if id == UNSET {
+        id = claim_lane();
+        LANE.with(|lane| lane.set(id));
+    }
+    usize::from(id).min(LANES)
 }
 
 #[cold]
 fn claim_lane() -> u8 {
+    // A thread that is ending keeps no lane: its guard is gone.
+    if LANE_GUARD.try_with(|_| ()).is_err() {
+        return NO_LANE;
+    }
     let mut held = HELD.load(Ordering::Acquire);
     loop {
         let free = (!held).trailing_zeros();
@@ -131,6 +136,8 @@ fn claim_lane() -> u8 {
 #[derive(Debug)]
 struct Pending {
     batch: u64,
+    /// `batch - 1`: a batch fills when a counter's low bits are all 0.
+    mask: u64,
     lanes: Box<[CachePadded<AtomicU64>]>,
 }
 
@@ -145,22 +152,23 @@ impl Pending {
         let lanes = if batch > 1 { LANES } else { 0 };
         Self {
             batch,
+            mask: batch - 1,
             lanes: (0..lanes).map(|_| CachePadded(AtomicU64::new(0))).collect(),
         }
     }
 
-    /// Counts one success on `lane`; `Some(batch)` when a batch is ready to
-    /// enter, `None` when the success waits. A success without a lane
-    /// enters at once.
+    /// Counts one success on lane `slot`; `Some(batch)` when a batch is
+    /// ready to enter, `None` when the success waits. A success without a
+    /// lane (`slot` [`LANES`]) enters at once.
     #[inline]
-    fn add_success(&self, lane: Option<usize>) -> Option<u64> {
-        let pending = match lane {
-            Some(lane) if self.batch > 1 => &self.lanes[lane % LANES].0,
-            _ => return Some(1),
+    fn add_success(&self, slot: usize) -> Option<u64> {
+        // A window whose batch is 1 has no lanes.
+        let Some(pending) = self.lanes.get(slot) else {
+            return Some(1);
         };
         // The counter only grows: `batch - 1` successes at most wait.
-        let waiting = pending.fetch_add(1, Relaxed).wrapping_add(1);
-        (waiting & (self.batch - 1) == 0).then_some(self.batch)
+        let waiting = pending.0.fetch_add(1, Relaxed).wrapping_add(1);
+        (waiting & self.mask == 0).then_some(self.batch)
     }
 }
 
@@ -184,21 +192,52 @@ pub(crate) enum Window {
 
 impl Window {
     /// Records an outcome completed `elapsed_nanos` after the breaker was
-    /// made; `timed` when the caller read the clock for this call already
-    /// (a time window then places even a success at once). Returns the
-    /// window's counts when they may have grown towards a threshold (they
-    /// cannot when a success replaced a success, or waits in its batch).
+    /// made, on lane `slot` ([`LANES`] for none); `timed` when the caller
+    /// read the clock for this call already (a time window then places
+    /// even a success at once). Returns the window's counts when they may
+    /// have grown towards a threshold (they cannot when a success replaced
+    /// a success, waits in its batch, or enters a time window that holds
+    /// no failed or slow outcome).
     #[inline]
-    pub(crate) fn record(
+    pub(crate) fn record_on(
         &self,
         code: u8,
-        lane: Option<usize>,
+        slot: usize,
         timed: bool,
         elapsed_nanos: impl FnOnce() -> u64,
     ) -> Option<Counts> {
         match self {
-            Window::Count(window) => window.record(code, lane),
-            Window::Time(window) => window.record(code, lane, timed, elapsed_nanos),
+            Window::Count(window) => window.record_on(code, slot),
+            Window::Time(window) => window.record_on(code, slot, timed, elapsed_nanos),
+        }
+    }
+
+    /// Counts a plain success on lane `slot` ([`LANES`] for none);
+    /// `Some(n)` when `n` successes are to enter the window now (see
+    /// [`enter_successes`](Self::enter_successes)), `None` when it waits in
+    /// its lane's batch. `timed` as for [`record_on`](Self::record_on).
+    #[inline]
+    pub(crate) fn pend_success(&self, slot: usize, timed: bool) -> Option<u64> {
+        match self {
+            Window::Count(window) => window.pending.add_success(slot),
+            Window::Time(_) if timed => Some(1),
+            Window::Time(window) => window.pending.add_success(slot),
+        }
+    }
+
+    /// Enters `n` plain successes completed `elapsed_nanos` after the
+    /// breaker was made; the counts as [`record_on`](Self::record_on)
+    /// returns them.
+    #[inline]
+    pub(crate) fn enter_successes(
+        &self,
+        n: u64,
+        elapsed_nanos: impl FnOnce() -> u64,
+    ) -> Option<Counts> {
+        match self {
+            Window::Count(window) if n == 1 => window.enter(RECORDED),
+            Window::Count(window) => window.enter_successes(n),
+            Window::Time(window) => window.add(RECORDED, n, elapsed_nanos()),
         }
     }
 
@@ -236,10 +275,15 @@ impl CountWindow {
         }
     }
 
-    #[inline(always)]
+    #[cfg(test)]
     fn record(&self, code: u8, lane: Option<usize>) -> Option<Counts> {
+        self.record_on(code, lane.unwrap_or(LANES))
+    }
+
+    #[inline(always)]
+    fn record_on(&self, code: u8, slot: usize) -> Option<Counts> {
         if code == RECORDED {
-            match self.pending.add_success(lane) {
+            match self.pending.add_success(slot) {
                 None => return None,
                 Some(1) => {}
                 Some(batch) => return self.enter_successes(batch),
@@ -249,21 +293,26 @@ impl CountWindow {
     }
 
     /// Enters `n` successes at once.
+    #[inline]
     fn enter_successes(&self, n: u64) -> Option<Counts> {
-        let len = self.slots.len() as u64;
-        let mut index = self.head.0.fetch_add(n, Relaxed) % len;
+        let len = self.slots.len();
+        // The index is below the slot count, which came from a `usize`.
+        let mut index = (self.head.0.fetch_add(n, Relaxed) % len as u64) as usize;
+        let mut left = n;
         let mut delta = 0u64;
-        for _ in 0..n {
-            // The index is below the slot count, which came from a `usize`.
-            let slot = &self.slots[index as usize];
-            if slot.load(Relaxed) != RECORDED {
-                let old = slot.swap(RECORDED, Relaxed);
-                delta = delta.wrapping_add(contribution(RECORDED).wrapping_sub(contribution(old)));
+        while left > 0 {
+            // The run of slots up to the end of the ring, then from its start.
+            let run = &self.slots[index..];
+            let run = &run[..run.len().min(usize::try_from(left).unwrap_or(usize::MAX))];
+            for slot in run {
+                if slot.load(Relaxed) != RECORDED {
+                    let old = slot.swap(RECORDED, Relaxed);
+                    delta =
+                        delta.wrapping_add(contribution(RECORDED).wrapping_sub(contribution(old)));
+                }
             }
-            index += 1;
-            if index == len {
-                index = 0;
-            }
+            left -= run.len() as u64;
+            index = 0;
         }
         if delta == 0 {
             return None;
@@ -333,6 +382,11 @@ pub(crate) struct TimeWindow {
     bucket_nanos: u64,
     buckets: Box<[CachePadded<Bucket>]>,
     pending: Pending,
+    /// The latest epoch, plus one, that a failed or slow outcome entered
+    /// (0: none yet). While it is older than the window, the window holds
+    /// no failure and no slow call, so successes cannot bring a rate to
+    /// its threshold and enter without reading the buckets' sums.
+    marked: CachePadded<AtomicU64>,
 }
 
 impl TimeWindow {
@@ -347,10 +401,11 @@ impl TimeWindow {
                 .map(|_| CachePadded(Bucket::default()))
                 .collect(),
             pending: Pending::new(minimum_calls),
+            marked: CachePadded(AtomicU64::new(0)),
         }
     }
 
-    #[inline]
+    #[cfg(test)]
     fn record(
         &self,
         code: u8,
@@ -358,9 +413,20 @@ impl TimeWindow {
         timed: bool,
         elapsed_nanos: impl FnOnce() -> u64,
     ) -> Option<Counts> {
+        self.record_on(code, lane.unwrap_or(LANES), timed, elapsed_nanos)
+    }
+
+    #[inline]
+    fn record_on(
+        &self,
+        code: u8,
+        slot: usize,
+        timed: bool,
+        elapsed_nanos: impl FnOnce() -> u64,
+    ) -> Option<Counts> {
         let mut n = 1;
         if code == RECORDED && !timed {
-            match self.pending.add_success(lane) {
+            match self.pending.add_success(slot) {
                 None => return None,
                 Some(batch) => n = batch,
             }
@@ -373,6 +439,11 @@ impl TimeWindow {
     fn add(&self, code: u8, n: u64, elapsed_nanos: u64) -> Option<Counts> {
         let epoch = elapsed_nanos / self.bucket_nanos;
         let tag = epoch.saturating_add(1) & !LOCKED;
+        // Marked before the outcome is counted, so that a success that
+        // finds no mark in the window finds no such outcome in it either.
+        if code & (FAILED | SLOW) != 0 && self.marked.0.load(Relaxed) < tag {
+            self.marked.0.fetch_max(tag, Relaxed);
+        }
         let bucket = &self.buckets[(epoch % self.buckets.len() as u64) as usize].0;
         let mut spins = 0;
         let counted = loop {
@@ -410,6 +481,15 @@ impl TimeWindow {
                 .fetch_add(n | ((u64::from(code & FAILED != 0) * n) << 32), Relaxed);
             if code & SLOW != 0 {
                 bucket.slow.fetch_add(n, Relaxed);
+            }
+        }
+        if code == RECORDED {
+            let marked = self.marked.0.load(Relaxed);
+            let span = self.buckets.len() as u64;
+            // No failed or slow outcome in epochs `epoch - span + 1 ..= epoch`:
+            // both rates are 0, below every threshold.
+            if marked == 0 || marked.saturating_add(span) <= tag {
+                return None;
             }
         }
         Some(self.sum(epoch))
