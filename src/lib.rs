@@ -138,6 +138,7 @@
 
 mod budget;
 mod deadline;
+mod intern;
 mod random;
 mod replay;
 

@@ -142,9 +142,11 @@ pin_project! {
 }
 
 impl<F: Future> DeadlineFuture<F> {
+    /// `inner` under `deadline`, which the caller has
+    /// [tightened](Deadline::tighten) (it is the earliest in force).
     pub(crate) fn new(inner: F, deadline: Deadline, name: super::Name) -> Self {
         Self {
-            inner: deadline.scope(inner),
+            inner: deadline.scope_tightened(inner),
             sleep: None,
             at: deadline.instant(),
             name,
