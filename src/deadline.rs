@@ -92,6 +92,21 @@ impl Deadline {
         CURRENT.sync_scope(self.tighten(), f)
     }
 
+    /// [`scope`](Self::scope) for a deadline already
+    /// [tightened](Self::tighten) in the same synchronous call: it is set
+    /// as it is, without reading the one in force again.
+    #[inline]
+    pub(crate) fn scope_tightened<F: Future>(self, future: F) -> TaskLocalFuture<Deadline, F> {
+        CURRENT.scope(self, future)
+    }
+
+    /// [`sync_scope`](Self::sync_scope) for a deadline already
+    /// [tightened](Self::tighten), as [`scope_tightened`](Self::scope_tightened).
+    #[inline]
+    pub(crate) fn sync_scope_tightened<R>(self, f: impl FnOnce() -> R) -> R {
+        CURRENT.sync_scope(self, f)
+    }
+
     /// This deadline or the one already in force, whichever comes first.
     pub fn tighten(self) -> Deadline {
         match Deadline::current() {

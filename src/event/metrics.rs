@@ -137,11 +137,12 @@ impl std::fmt::Debug for CallMetrics {
 /// The labels of one decision's series, borrowed: `(name, value)` pairs.
 type Labels<'a> = [(&'static str, &'a str)];
 
-/// A series registered on this thread: its metric, its labels (owned) and
-/// its handle.
+/// A series registered: its metric, its labels (owned), the recorder it
+/// was registered with and its handle.
 struct Registered {
     metric: &'static str,
     labels: Box<[(&'static str, Box<str>)]>,
+    recorder: usize,
     handle: Handle,
 }
 
@@ -162,15 +163,26 @@ impl Registered {
     }
 }
 
+/// The recorder in effect on this thread (its local one, else the global
+/// one, else the no-op recorder), told apart by its address.
+fn recorder_in_effect() -> usize {
+    metrics::with_recorder(|recorder| std::ptr::from_ref(recorder).cast::<()>().addr())
+}
+
 /// The decision series of one layer (a breaker, a bulkhead, a retry
-/// layer, a rate limiter) or of one observe layer's calls, kept by a hash
-/// of their metric and labels.
+/// layer, a rate limiter), of the layers that share one name and
+/// settings, or of one observe layer's calls, kept by a hash of their
+/// metric and labels.
 ///
-/// A series is registered with the recorder the first time its layer
-/// decides it (a series nobody decided is never exported, as before),
-/// then found again without allocating or taking a lock: the series are bounded by
-/// configuration (names, tiers, routes and fixed label values), never by
-/// traffic.
+/// A series is registered with the recorder in effect the first time its
+/// layer decides it (a series nobody decided is never exported, as
+/// before), then found again without allocating or taking a lock: the
+/// series are bounded by configuration (names, tiers, routes and fixed
+/// label values), never by traffic. A decision made while another
+/// recorder is in effect (one installed since, or a thread's local
+/// recorder) registers the series again with that recorder, which keeps
+/// it from then on: a table shared by several layers, or used from
+/// several threads, never counts into a recorder that is not in effect.
 pub(crate) struct Decisions {
     /// Made at the first decision: a layer (or a key) that never decides
     /// anything costs no table.
@@ -186,7 +198,8 @@ impl Decisions {
     }
 
     /// Runs `f` on the handle of the series `metric` + `labels`,
-    /// registering it (with `register`) if this is its first decision.
+    /// registering it (with `register`) if this is its first decision
+    /// under the recorder in effect.
     fn with_series(
         &self,
         metric: &'static str,
@@ -195,29 +208,43 @@ impl Decisions {
         f: impl FnOnce(&Handle),
     ) {
         let hash = series_hash(metric, labels);
+        let recorder = recorder_in_effect();
         let series = self
             .series
             .get_or_init(|| papaya::HashMap::builder().capacity(4).build());
         let series = series.pin();
         if let Some(found) = series.get(&hash) {
-            if found.is(metric, labels) {
+            if !found.is(metric, labels) {
+                // Another series with the same hash: not kept.
+                return f(&register(metric, owned(labels)));
+            }
+            if found.recorder == recorder {
                 return f(&found.handle);
             }
-            // Another series with the same hash: not kept.
-            return f(&register(metric, owned(labels)));
         }
+        // Not kept yet, or kept for another recorder: registered with
+        // this one, and kept for it.
         let registered = Registered {
             metric,
             labels: labels
                 .iter()
                 .map(|(key, value)| (*key, Box::from(*value)))
                 .collect(),
+            recorder,
             handle: register(metric, owned(labels)),
         };
+        f(&registered.handle);
         match series.try_insert(hash, registered) {
-            Ok(kept) => f(&kept.handle),
-            Err(taken) if taken.current.is(metric, labels) => f(&taken.current.handle),
-            Err(taken) => f(&taken.not_inserted.handle),
+            Ok(_) => {}
+            // Kept meanwhile by another thread, for its recorder: this
+            // one replaces it if it is the same series (the last
+            // recorder in effect wins), else leaves it.
+            Err(taken) if taken.current.is(metric, labels) => {
+                if taken.current.recorder != recorder {
+                    series.insert(hash, taken.not_inserted);
+                }
+            }
+            Err(_) => {}
         }
     }
 }
@@ -609,6 +636,32 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn a_table_counts_into_the_recorder_in_effect() {
+        let decisions = Decisions::new();
+        let labels = [("tier", "free"), ("outcome", "rejected")];
+        // Decided first with no recorder at all: nothing to read, and
+        // nothing kept that a recorder installed later would miss.
+        count(Some(&decisions), RATE_LIMITED, &labels);
+        let (first, second) = (DebuggingRecorder::new(), DebuggingRecorder::new());
+        let (one, two) = (first.snapshotter(), second.snapshotter());
+        metrics::with_local_recorder(&first, || {
+            count(Some(&decisions), RATE_LIMITED, &labels);
+        });
+        metrics::with_local_recorder(&second, || {
+            count(Some(&decisions), RATE_LIMITED, &labels);
+            count(Some(&decisions), RATE_LIMITED, &labels);
+        });
+        metrics::with_local_recorder(&first, || {
+            count(Some(&decisions), RATE_LIMITED, &labels);
+        });
+        let series = "steadfast_rate_limited_total tier=free,outcome=rejected".to_owned();
+        assert_eq!(counts(&one), [(series.clone(), 2)]);
+        assert_eq!(counts(&two), [(series, 2)]);
+        // One entry per series, whichever recorder kept it last.
+        assert_eq!(decisions.series.get().map(papaya::HashMap::len), Some(1));
     }
 
     #[test]

@@ -93,7 +93,34 @@ fn from_nanos_saturating(nanos: u128) -> Duration {
     }
 }
 
+/// What tells two backoffs apart when their settings are interned: their
+/// fields, the growth factor by its bits (so that the key is `Eq`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct BackoffKey {
+    growth: u8,
+    factor: u64,
+    base: Duration,
+    cap: Option<Duration>,
+    jitter: Jitter,
+}
+
 impl Backoff {
+    /// The key of these settings (see [`BackoffKey`]).
+    pub(crate) fn key(&self) -> BackoffKey {
+        let (growth, factor) = match self.growth {
+            Growth::Constant => (0, 0),
+            Growth::Linear => (1, 0),
+            Growth::Exponential { factor } => (2, factor.to_bits()),
+        };
+        BackoffKey {
+            growth,
+            factor,
+            base: self.base,
+            cap: self.cap,
+            jitter: self.jitter,
+        }
+    }
+
     /// The same delay before every retry.
     pub const fn constant(delay: Duration) -> Self {
         Self::with_growth(Growth::Constant, delay)

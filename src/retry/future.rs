@@ -3,7 +3,6 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
@@ -11,10 +10,11 @@ use tokio::time::{Sleep, sleep};
 use tower_service::Service;
 
 use super::backoff::BackoffState;
-use super::policy::{Policy, Step};
+use super::policy::{Settings, Step};
 use crate::budget::Withdrawal;
 use crate::classify::{Classify, judge};
 use crate::error::BoxError;
+use crate::intern::Shared;
 use crate::oneshot::Oneshot;
 use crate::replay::Replay;
 
@@ -59,7 +59,11 @@ pin_project! {
     {
         #[pin]
         state: State<S, Req, S::Future>,
-        policy: Arc<Policy<C, P>>,
+        classifier: C,
+        replay: P,
+        // Interned unless the layer has a budget or a generator of its
+        // own: then one reference counted per call.
+        settings: Shared<Settings>,
         // The service for later attempts, and the copy of the request they
         // send: both present whenever another attempt is possible (while
         // an attempt waits for readiness, its `Oneshot` holds them).
@@ -69,24 +73,41 @@ pin_project! {
     }
 }
 
+/// What a call's future starts from.
+pub(super) struct Parts<S, Req, C, P>
+where
+    S: Service<Req>,
+    C: Classify<Req, S::Response, S::Error>,
+{
+    /// The first attempt.
+    pub(super) future: S::Future,
+    pub(super) classifier: C,
+    pub(super) replay: P,
+    pub(super) settings: Shared<Settings>,
+    /// The service for later attempts, and the copy of the request they
+    /// send, if another attempt is possible.
+    pub(super) service: Option<S>,
+    pub(super) next: Option<Req>,
+    pub(super) facts: C::Facts,
+}
+
 impl<S, Req, C, P> ResponseFuture<S, Req, C, P>
 where
     S: Service<Req>,
     C: Classify<Req, S::Response, S::Error>,
 {
-    pub(super) fn new(
-        future: S::Future,
-        policy: Arc<Policy<C, P>>,
-        service: Option<S>,
-        next: Option<Req>,
-        facts: C::Facts,
-    ) -> Self {
+    #[inline]
+    pub(super) fn new(parts: Parts<S, Req, C, P>) -> Self {
         Self {
-            state: State::Called { future },
-            policy,
-            service,
-            next,
-            facts,
+            state: State::Called {
+                future: parts.future,
+            },
+            classifier: parts.classifier,
+            replay: parts.replay,
+            settings: parts.settings,
+            service: parts.service,
+            next: parts.next,
+            facts: parts.facts,
         }
     }
 }
@@ -106,7 +127,7 @@ where
         // retried. Everything else lives out of line.
         if let StateProj::Called { future } = this.state.as_mut().project() {
             let outcome = ready!(future.poll(cx));
-            let verdict = judge(&this.policy.classifier, this.facts, outcome.as_ref());
+            let verdict = judge(this.classifier, this.facts, outcome.as_ref());
             crate::event::attempt_ended(verdict);
             if !verdict.is_retryable() {
                 return Poll::Ready(outcome.map_err(Into::into));
@@ -134,7 +155,10 @@ where
 {
     let can_replay = this.next.is_some() && this.service.is_some();
     let mut backoff = BackoffState::new();
-    let (delay, withdrawal) = match this.policy.next_step(verdict, 1, &mut backoff, can_replay) {
+    let (delay, withdrawal) = match this
+        .settings
+        .next_step(verdict, 1, &mut backoff, can_replay)
+    {
         Step::Return => return Some(outcome.map_err(Into::into)),
         Step::GiveUp(err) => return Some(Err(err)),
         Step::Retry(delay, withdrawal) => (delay, withdrawal),
@@ -177,11 +201,19 @@ where
             ready!(sleep.poll(cx));
             retry.sleep.set(None);
         }
-        let (policy, slot, next) = (&**this.policy, &mut *this.service, &mut *this.next);
+        let (settings, replay) = (&**this.settings, &*this.replay);
+        let (slot, next) = (&mut *this.service, &mut *this.next);
         let (attempt, withdrawal) = (*retry.attempt, &mut *retry.withdrawal);
         // The call keeps the service for the attempts after it.
         let polled = ready!(retry.call.as_mut().poll_with(cx, |mut service, request| {
-            let future = resend(policy, &mut service, request, next, attempt, withdrawal);
+            let future = resend(
+                (settings, replay),
+                &mut service,
+                request,
+                next,
+                attempt,
+                withdrawal,
+            );
             *slot = Some(service);
             future
         }));
@@ -190,11 +222,11 @@ where
             Some(Err(not_ready)) => return Poll::Ready(Err(not_ready.into())),
             None => return Poll::Ready(Err(SPENT.into())),
         };
-        let verdict = judge(&this.policy.classifier, this.facts, outcome.as_ref());
+        let verdict = judge(this.classifier, this.facts, outcome.as_ref());
         crate::event::attempt_ended(verdict);
         let can_replay = this.next.is_some() && this.service.is_some();
         let step = this
-            .policy
+            .settings
             .next_step(verdict, *retry.attempt, retry.backoff, can_replay);
         match step {
             Step::Return => return Poll::Ready(outcome.map_err(Into::into)),
@@ -220,8 +252,8 @@ const SPENT: &str = "retry future polled after it completed";
 /// Sends `request` as attempt `attempt`, keeping a copy in `next` if
 /// another attempt may follow, and spends the budget's withdrawal.
 #[inline(never)]
-fn resend<S, Req, C, P>(
-    policy: &Policy<C, P>,
+fn resend<S, Req, P>(
+    (settings, replay): (&Settings, &P),
     service: &mut S,
     request: Req,
     next: &mut Option<Req>,
@@ -232,14 +264,14 @@ where
     S: Service<Req>,
     P: Replay<Req>,
 {
-    if attempt < policy.max_attempts {
-        *next = policy.replay.replay(&request);
+    if attempt < settings.max_attempts {
+        *next = replay.replay(&request);
     }
     if let Some(withdrawal) = withdrawal.take() {
         withdrawal.spend();
     }
     crate::event::attempt_started();
-    match &policy.budget {
+    match &settings.budget {
         Some(budget) => budget.calling(|| service.call(request)),
         None => service.call(request),
     }

@@ -19,7 +19,7 @@ use crate::replay::CloneReplay;
 /// Every service this layer makes, and every clone of it, shares one
 /// policy and one [`RetryBudget`].
 pub struct RetryLayer<C = DefaultClassifier, P = CloneReplay> {
-    policy: Arc<Policy<C, P>>,
+    pub(super) policy: Arc<Policy<C, P>>,
 }
 
 impl RetryLayer {
@@ -47,17 +47,17 @@ impl RetryLayer {
 impl<C, P> RetryLayer<C, P> {
     /// The budget this layer draws retries from, if any.
     pub fn budget(&self) -> Option<&RetryBudget> {
-        self.policy.budget.as_ref()
+        self.policy.settings.budget.as_ref()
     }
 
     /// The most attempts a call makes, the first included.
     pub fn max_attempts(&self) -> u32 {
-        self.policy.max_attempts
+        self.policy.settings.max_attempts
     }
 
     /// The backoff between attempts.
     pub fn backoff(&self) -> &Backoff {
-        &self.policy.backoff
+        &self.policy.settings.backoff
     }
 }
 
@@ -201,7 +201,8 @@ impl<C, P> RetryLayerBuilder<C, P> {
     }
 
     /// Judges attempts with `classifier`: only its transient failures are
-    /// retried.
+    /// retried. It is cloned into each call's future (as is the replay):
+    /// keep expensive state behind an `Arc`.
     pub fn classifier<C2>(self, classifier: C2) -> RetryLayerBuilder<C2, P> {
         RetryLayerBuilder {
             settings: self.settings,
@@ -211,7 +212,8 @@ impl<C, P> RetryLayerBuilder<C, P> {
     }
 
     /// Copies requests for another attempt with `replay` (see
-    /// [`Replay`](super::Replay)).
+    /// [`Replay`](super::Replay)). It is cloned into each call's future:
+    /// keep expensive state behind an `Arc`.
     pub fn replay<P2>(self, replay: P2) -> RetryLayerBuilder<C, P2> {
         RetryLayerBuilder {
             settings: self.settings,
@@ -235,18 +237,23 @@ impl<C, P> RetryLayerBuilder<C, P> {
             BudgetChoice::Shared(budget) => Some(budget),
             BudgetChoice::Unlimited => None,
         };
+        let settings = super::policy::Settings {
+            max_attempts: s.max_attempts,
+            backoff: s.backoff,
+            budget,
+            max_retry_after: s.max_retry_after,
+            honor_retry_after: s.honor_retry_after,
+            random: s.random,
+            name: s.name,
+            decisions: crate::event::Decisions::new(),
+        };
         Ok(RetryLayer {
             policy: Arc::new(Policy {
-                max_attempts: s.max_attempts,
-                backoff: s.backoff,
-                budget,
-                max_retry_after: s.max_retry_after,
-                honor_retry_after: s.honor_retry_after,
                 classifier,
                 replay,
-                random: s.random,
-                name: s.name,
-                decisions: crate::event::Decisions::new(),
+                max_attempts: settings.max_attempts,
+                budget: settings.budget.clone(),
+                settings: settings.share(),
             }),
         })
     }

@@ -118,6 +118,11 @@ pub use crate::replay::{CloneReplay, NoReplay, Replay};
 use self::policy::Policy;
 
 /// Retries transient failures of the inner service. Made by [`RetryLayer`].
+///
+/// Each call's future holds its own clone of the layer's classifier and
+/// replay, as tower's `Retry` clones its policy, so both must be `Clone`.
+/// They are cloned per call: the crate's own are copied in a word or
+/// two; keep expensive state of your own behind an `Arc`.
 pub struct Retry<S, C = crate::classify::DefaultClassifier, P = CloneReplay> {
     inner: S,
     policy: Arc<Policy<C, P>>,
@@ -142,7 +147,7 @@ impl<S, C, P> Retry<S, C, P> {
 
     /// The budget retries are drawn from, if any.
     pub fn budget(&self) -> Option<&RetryBudget> {
-        self.policy.budget.as_ref()
+        self.policy.settings.budget.as_ref()
     }
 
     /// The inner service.
@@ -183,8 +188,8 @@ impl<S, Req, C, P> Service<Req> for Retry<S, C, P>
 where
     S: Service<Req> + Clone,
     S::Error: Into<BoxError> + 'static,
-    C: Classify<Req, S::Response, S::Error>,
-    P: Replay<Req>,
+    C: Classify<Req, S::Response, S::Error> + Clone,
+    P: Replay<Req> + Clone,
 {
     type Response = S::Response;
     type Error = BoxError;
@@ -196,7 +201,7 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        let policy = &self.policy;
+        let policy = &*self.policy;
         let facts = policy.classifier.facts(&request);
         if let Some(budget) = &policy.budget {
             budget.deposit_once();
@@ -213,6 +218,120 @@ where
             Some(budget) => budget.calling(|| self.inner.call(request)),
             None => self.inner.call(request),
         };
-        future::ResponseFuture::new(future, Arc::clone(policy), service, next, facts)
+        future::ResponseFuture::new(future::Parts {
+            future,
+            classifier: policy.classifier.clone(),
+            replay: policy.replay.clone(),
+            settings: policy.settings.clone(),
+            service,
+            next,
+            facts,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::policy::Settings;
+    use super::*;
+    use crate::intern::Interner;
+
+    fn settings(name: &'static str) -> Settings {
+        Settings {
+            max_attempts: 2,
+            backoff: Backoff::constant(Duration::from_millis(10)).jitter(Jitter::None),
+            budget: None,
+            max_retry_after: Duration::from_secs(60),
+            honor_retry_after: true,
+            random: None,
+            name: name.into(),
+            decisions: crate::event::Decisions::new(),
+        }
+    }
+
+    fn layer(builder: RetryLayerBuilder) -> RetryLayer {
+        builder.build().expect("valid settings")
+    }
+
+    #[test]
+    fn settings_without_state_of_their_own_are_interned_once() {
+        let named = || {
+            RetryLayer::builder()
+                .unlimited_budget()
+                .name("interned_retry")
+        };
+        let (a, b) = (layer(named()), layer(named()));
+        assert!(a.policy.settings.is_static());
+        assert!(std::ptr::eq(&*a.policy.settings, &*b.policy.settings));
+        // Other settings, other entry.
+        let other = layer(named().max_attempts(5));
+        assert!(other.policy.settings.is_static());
+        assert!(!std::ptr::eq(&*a.policy.settings, &*other.policy.settings));
+        assert_eq!((a.max_attempts(), other.max_attempts()), (3, 5));
+        // A budget or a generator is state of the layer's own: counted.
+        let budgeted = layer(RetryLayer::builder().name("interned_retry"));
+        assert!(!budgeted.policy.settings.is_static());
+        let seeded = layer(named().seed(7));
+        assert!(!seeded.policy.settings.is_static());
+    }
+
+    /// Settings that found the table full still schedule, stop and count
+    /// their retries under their own name, in their own series.
+    #[cfg(feature = "metrics")]
+    #[tokio::test(start_paused = true)]
+    async fn settings_past_the_cap_count_their_retries_and_stops() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        use tower::ServiceExt;
+
+        let table = Interner::new(1);
+        assert!(Settings::share_in(&table, settings("first")).is_static());
+        let late = Settings::share_in(&table, settings("late_retry"));
+        assert!(!late.is_static());
+        let policy = Arc::new(Policy {
+            classifier: crate::classify::DefaultClassifier,
+            replay: CloneReplay,
+            max_attempts: late.max_attempts,
+            budget: None,
+            settings: late,
+        });
+
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let _guard = metrics::set_default_local_recorder(&recorder);
+        let failing = tower::service_fn(|_: u32| async { Err::<u32, BoxError>("reset".into()) });
+        let service = Retry::from_parts(failing, policy);
+        service.clone().oneshot(1).await.unwrap_err();
+        service.oneshot(2).await.unwrap_err();
+        let mut counted: Vec<_> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, _, _, value)| {
+                let labels: Vec<String> = key
+                    .key()
+                    .labels()
+                    .map(|l| format!("{}={}", l.key(), l.value()))
+                    .collect();
+                (key.key().name().to_owned(), labels.join(","), value)
+            })
+            .collect();
+        counted.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        assert_eq!(
+            counted,
+            [
+                (
+                    crate::event::metrics::RETRIES_STOPPED.to_owned(),
+                    "policy=,route=,name=late_retry,reason=attempts_exhausted".to_owned(),
+                    DebugValue::Counter(2)
+                ),
+                (
+                    crate::event::metrics::RETRIES.to_owned(),
+                    "policy=,route=,name=late_retry,verdict=transient".to_owned(),
+                    DebugValue::Counter(2)
+                ),
+            ]
+        );
     }
 }

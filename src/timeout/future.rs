@@ -22,10 +22,7 @@ pin_project! {
         #[pin]
         inner: F,
         #[pin]
-        sleep: Option<Sleep>,
-        // `None`: the call of a policy without an attempt timeout, which
-        // no timeout layer bounds.
-        at: Option<Instant>,
+        timer: Timer,
         cut_by_deadline: bool,
         // The total deadline had passed when the attempt was made: it is
         // never started.
@@ -35,12 +32,43 @@ pin_project! {
     }
 }
 
+pin_project! {
+    /// The timer of an attempt: the instant it fires at until it is armed
+    /// (an armed timer knows its instant).
+    #[project = TimerProj]
+    #[derive(Debug)]
+    enum Timer {
+        // The call of a policy without an attempt timeout, which no
+        // timeout layer bounds.
+        Unbounded,
+        At { at: Instant },
+        Armed { #[pin] sleep: Sleep },
+    }
+}
+
+impl Timer {
+    /// Arms the timer on first use and polls it; `Ready` once it fired,
+    /// never for an unbounded attempt.
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if let TimerProj::At { at } = self.as_mut().project() {
+            let at = *at;
+            self.set(Timer::Armed {
+                sleep: sleep_until(at),
+            });
+        }
+        match self.project() {
+            TimerProj::Armed { sleep } => sleep.poll(cx),
+            TimerProj::At { .. } | TimerProj::Unbounded => Poll::Pending,
+        }
+    }
+}
+
 impl<F> ResponseFuture<F> {
     pub(super) fn new(inner: F, at: Instant, cut_by_deadline: bool, name: super::Name) -> Self {
         Self {
             inner,
-            sleep: None,
-            at: Some(at),
+            timer: Timer::At { at },
             cut_by_deadline,
             too_late: cut_by_deadline && at <= Instant::now(),
             name,
@@ -52,8 +80,7 @@ impl<F> ResponseFuture<F> {
     pub(crate) fn unbounded(inner: F) -> Self {
         Self {
             inner,
-            sleep: None,
-            at: None,
+            timer: Timer::Unbounded,
             cut_by_deadline: false,
             too_late: false,
             name: None,
@@ -69,7 +96,7 @@ where
     type Output = Result<T, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let this = self.project();
         if *this.too_late {
             attempt_ended(this.name, TimeoutReason::DeadlinePassed);
             return Poll::Ready(Err(Box::new(DeadlineExceeded::new())));
@@ -77,10 +104,7 @@ where
         if let Poll::Ready(result) = this.inner.poll(cx) {
             return Poll::Ready(result.map_err(Into::into));
         }
-        let Some(at) = *this.at else {
-            return Poll::Pending;
-        };
-        ready!(poll_timer(this.sleep.as_mut(), at, cx));
+        ready!(this.timer.poll(cx));
         let err: BoxError = if *this.cut_by_deadline {
             attempt_ended(this.name, TimeoutReason::CutByDeadline);
             Box::new(DeadlineExceeded::new())
@@ -142,9 +166,11 @@ pin_project! {
 }
 
 impl<F: Future> DeadlineFuture<F> {
+    /// `inner` under `deadline`, which the caller has
+    /// [tightened](Deadline::tighten) (it is the earliest in force).
     pub(crate) fn new(inner: F, deadline: Deadline, name: super::Name) -> Self {
         Self {
-            inner: deadline.scope(inner),
+            inner: deadline.scope_tightened(inner),
             sleep: None,
             at: deadline.instant(),
             name,

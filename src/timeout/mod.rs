@@ -76,7 +76,6 @@
 //! # }
 //! ```
 
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -84,6 +83,7 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::error::BoxError;
+use crate::intern::{CAP, Interner, Shared};
 
 pub mod future;
 mod layer;
@@ -103,26 +103,47 @@ pub use crate::deadline::{Deadline, NoStamp, Stamp};
 pub(crate) use future::ResponseFuture as AttemptFuture;
 
 /// A timeout layer's name and the metric series of its decisions, made
-/// with the layer and shared by its services and futures behind one thin
-/// pointer; `None`: a deadline no layer made (a server's deadline read
-/// from the wire, an attempt no timeout bounds), with the default name.
-type Name = Option<Arc<Named>>;
+/// with the layer and shared by its services and futures: interned (one
+/// per distinct name, for the life of the process; copying it is free),
+/// or counted once the table of names is full. `None`: a deadline no
+/// layer made (a server's deadline read from the wire, an attempt no
+/// timeout bounds), with the default name.
+type Name = Option<Shared<Named>>;
 
 /// What [`Name`] points to.
 #[derive(Debug)]
 pub(crate) struct Named {
     /// `None`: the default name.
     name: Option<Box<str>>,
+    /// The series of the layers with this name (a series is its metric
+    /// and labels: equal names share them).
     decisions: crate::event::Decisions,
 }
 
+/// Every layer with the default name.
+static DEFAULT_NAME: Named = Named {
+    name: None,
+    decisions: crate::event::Decisions::new(),
+};
+
+/// The names layers were given, one [`Named`] each.
+static NAMES: Interner<Box<str>, Named> = Interner::new(CAP);
+
 impl Named {
-    /// The name of a layer, `None` for its default, and no series yet.
+    /// The name of a layer, `None` for its default.
     fn new(name: Option<&str>) -> Name {
-        Some(Arc::new(Self {
-            name: name.map(Box::from),
+        Some(match name {
+            None => Shared::Static(&DEFAULT_NAME),
+            Some(name) => Self::named_in(&NAMES, name),
+        })
+    }
+
+    /// `name`'s entry in `table`.
+    fn named_in(table: &Interner<Box<str>, Named>, name: &str) -> Shared<Named> {
+        table.get_or_make(Box::from(name), || Self {
+            name: Some(Box::from(name)),
             decisions: crate::event::Decisions::new(),
-        }))
+        })
     }
 
     /// The name `named` carries, or `default`, and its layer's series.
@@ -297,7 +318,92 @@ where
         let deadline = Deadline::at(later(Instant::now(), self.total)).tighten();
         self.stamp.stamp(&mut request, deadline);
         let inner = &mut self.inner;
-        let fut = deadline.sync_scope(|| inner.call(request));
+        let fut = deadline.sync_scope_tightened(|| inner.call(request));
         future::DeadlineFuture::new(fut, deadline, self.name.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_names_share_one_entry_and_the_default_needs_none() {
+        let a = Named::new(Some("orders_timeout"));
+        let b = Named::new(Some("orders_timeout"));
+        let (Some(a), Some(b)) = (a, b) else {
+            panic!("a layer's name is always set");
+        };
+        assert!(a.is_static() && std::ptr::eq(&*a, &*b));
+        let a = Some(a);
+        assert_eq!(Named::parts(&a, "timeout").0, "orders_timeout");
+        let default = Named::new(None);
+        assert!(
+            matches!(&default, Some(Shared::Static(named)) if std::ptr::eq(*named, &DEFAULT_NAME))
+        );
+        assert_eq!(Named::parts(&default, "timeout").0, "timeout");
+        assert_eq!(Named::parts(&default, "total_deadline").0, "total_deadline");
+        assert!(Named::parts(&None, "timeout").1.is_none());
+    }
+
+    #[test]
+    fn past_the_cap_a_name_is_counted_and_kept_whole() {
+        let table = Interner::new(2);
+        assert!(Named::named_in(&table, "a").is_static());
+        assert!(Named::named_in(&table, "b").is_static());
+        let late = Named::named_in(&table, "late");
+        assert!(!late.is_static());
+        let late = Some(late);
+        assert_eq!(Named::parts(&late, "timeout").0, "late");
+        assert!(Named::parts(&late, "timeout").1.is_some());
+    }
+
+    /// A total deadline whose name found the table full still reports
+    /// its rejection under its own name, in its own series.
+    #[cfg(feature = "metrics")]
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_named_past_the_cap_counts_its_rejections() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        use tower::ServiceExt;
+
+        let table = Interner::new(1);
+        let _ = Named::named_in(&table, "first");
+        let late = Named::named_in(&table, "checkout_deadline");
+        assert!(!late.is_static());
+
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let _guard = metrics::set_default_local_recorder(&recorder);
+        let slow = tower::service_fn(|()| async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok::<_, BoxError>(())
+        });
+        let service =
+            TotalDeadline::from_parts(slow, Duration::from_millis(10), NoStamp, Some(late));
+        for _ in 0..2 {
+            let err = service.clone().oneshot(()).await.unwrap_err();
+            assert!(err.is::<crate::error::DeadlineExceeded>());
+        }
+        let rejections: Vec<_> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, _, _, value)| {
+                let labels: Vec<String> = key
+                    .key()
+                    .labels()
+                    .map(|l| format!("{}={}", l.key(), l.value()))
+                    .collect();
+                (key.key().name().to_owned(), labels.join(","), value)
+            })
+            .collect();
+        assert_eq!(
+            rejections,
+            [(
+                crate::event::metrics::REJECTIONS.to_owned(),
+                "policy=,route=,kind=deadline_exceeded,name=checkout_deadline".to_owned(),
+                DebugValue::Counter(2)
+            )]
+        );
     }
 }
