@@ -97,6 +97,7 @@ impl Deadline {
     /// as it is, without reading the one in force again.
     #[inline]
     pub(crate) fn scope_tightened<F: Future>(self, future: F) -> TaskLocalFuture<Deadline, F> {
+        mark_set();
         CURRENT.scope(self, future)
     }
 
@@ -104,6 +105,7 @@ impl Deadline {
     /// [tightened](Self::tighten), as [`scope_tightened`](Self::scope_tightened).
     #[inline]
     pub(crate) fn sync_scope_tightened<R>(self, f: impl FnOnce() -> R) -> R {
+        mark_set();
         CURRENT.sync_scope(self, f)
     }
 
