@@ -6,8 +6,8 @@
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -89,6 +89,18 @@ impl Subscriber for Info {
 }
 
 /// The standard stack, named `name`.
+/// Serializes the tests that install a tracing subscriber: tracing caches
+/// each callsite's interest across every live subscriber, and a subscriber
+/// dropped by one test while another is being installed can leave a
+/// callsite's interest computed without the new one.
+static SUBSCRIBERS: Mutex<()> = Mutex::new(());
+
+fn one_subscriber_at_a_time() -> MutexGuard<'static, ()> {
+    SUBSCRIBERS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn standard(name: &'static str) -> PolicyBuilder {
     Policy::builder()
         .name(name)
@@ -129,6 +141,7 @@ where
 #[test]
 fn the_observed_standard_stack_allocates_nothing_with_a_subscriber_at_info_and_listeners_elsewhere()
 {
+    let _serial = one_subscriber_at_a_time();
     let subscriber = Arc::new(Info::default());
     let _default = tracing::subscriber::set_default(Arc::clone(&subscriber));
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -201,6 +214,7 @@ fn a_subscriber_that_wants_the_call_span_is_served() {
         fn enter(&self, _: &Id) {}
         fn exit(&self, _: &Id) {}
     }
+    let _serial = one_subscriber_at_a_time();
     let subscriber = Arc::new(Debug::default());
     let _default = tracing::subscriber::set_default(Arc::clone(&subscriber));
     let rt = tokio::runtime::Builder::new_current_thread()

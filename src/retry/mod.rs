@@ -232,12 +232,16 @@ where
 
 #[cfg(test)]
 mod tests {
+    #[cfg(feature = "metrics")]
     use std::time::Duration;
 
+    #[cfg(feature = "metrics")]
     use super::policy::Settings;
     use super::*;
+    #[cfg(feature = "metrics")]
     use crate::intern::Interner;
 
+    #[cfg(feature = "metrics")]
     fn settings(name: &'static str) -> Settings {
         Settings {
             max_attempts: 2,
