@@ -560,27 +560,41 @@ pub(crate) fn bulkhead_in_flight(name: &str) -> Gauge {
     gauge!(BULKHEAD_IN_FLIGHT, "name" => name.to_owned())
 }
 
+/// Every series a debugging recorder holds, in its order: the metric's
+/// name, its labels as `key=value` joined by commas, and its value.
+#[cfg(test)]
+pub(crate) fn recorded(
+    snapshotter: &metrics_util::debugging::Snapshotter,
+) -> Vec<(String, String, metrics_util::debugging::DebugValue)> {
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, _, _, value)| {
+            let labels: Vec<String> = key
+                .key()
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            (key.key().name().to_owned(), labels.join(","), value)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
     fn counts(snapshotter: &metrics_util::debugging::Snapshotter) -> Vec<(String, u64)> {
-        let mut out: Vec<(String, u64)> = snapshotter
-            .snapshot()
-            .into_vec()
+        let mut out: Vec<(String, u64)> = recorded(snapshotter)
             .into_iter()
-            .map(|(key, _, _, value)| {
-                let labels: Vec<String> = key
-                    .key()
-                    .labels()
-                    .map(|l| format!("{}={}", l.key(), l.value()))
-                    .collect();
+            .map(|(name, labels, value)| {
                 let n = match value {
                     DebugValue::Counter(n) => n,
                     other => panic!("{other:?}"),
                 };
-                (format!("{} {}", key.key().name(), labels.join(",")), n)
+                (format!("{name} {labels}"), n)
             })
             .collect();
         out.sort();

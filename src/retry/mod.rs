@@ -308,19 +308,7 @@ mod tests {
         let service = Retry::from_parts(failing, policy);
         service.clone().oneshot(1).await.unwrap_err();
         service.oneshot(2).await.unwrap_err();
-        let mut counted: Vec<_> = snapshotter
-            .snapshot()
-            .into_vec()
-            .into_iter()
-            .map(|(key, _, _, value)| {
-                let labels: Vec<String> = key
-                    .key()
-                    .labels()
-                    .map(|l| format!("{}={}", l.key(), l.value()))
-                    .collect();
-                (key.key().name().to_owned(), labels.join(","), value)
-            })
-            .collect();
+        let mut counted = crate::event::metrics::recorded(&snapshotter);
         counted.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         assert_eq!(
             counted,

@@ -384,19 +384,7 @@ mod tests {
             let err = service.clone().oneshot(()).await.unwrap_err();
             assert!(err.is::<crate::error::DeadlineExceeded>());
         }
-        let rejections: Vec<_> = snapshotter
-            .snapshot()
-            .into_vec()
-            .into_iter()
-            .map(|(key, _, _, value)| {
-                let labels: Vec<String> = key
-                    .key()
-                    .labels()
-                    .map(|l| format!("{}={}", l.key(), l.value()))
-                    .collect();
-                (key.key().name().to_owned(), labels.join(","), value)
-            })
-            .collect();
+        let rejections = crate::event::metrics::recorded(&snapshotter);
         assert_eq!(
             rejections,
             [(
