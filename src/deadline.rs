@@ -128,9 +128,17 @@ fn mark_set() {
 
 /// `now + d`, saturating at the far future instead of overflowing.
 pub(crate) fn later(now: Instant, d: Duration) -> Instant {
-    now.checked_add(d.min(FAR))
-        .or_else(|| now.checked_add(Duration::from_secs(86_400)))
-        .unwrap_or(now)
+    match now.checked_add(d.min(FAR)) {
+        Some(at) => at,
+        None => near_end(now),
+    }
+}
+
+/// The far future as seen from `now`, which is too close to the end of
+/// the clock's range for [`later`]'s bound.
+#[cold]
+fn near_end(now: Instant) -> Instant {
+    now.checked_add(Duration::from_secs(86_400)).unwrap_or(now)
 }
 
 /// Where a [`TotalDeadline`](crate::timeout::TotalDeadline) writes its deadline into

@@ -3,12 +3,13 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use tokio::task::futures::TaskLocalFuture;
 use tokio::time::{Instant, Sleep, sleep_until};
 
-use super::Deadline;
+use super::{Deadline, later};
 use crate::error::{BoxError, DeadlineExceeded, Elapsed};
 use crate::event::TimeoutReason;
 
@@ -33,15 +34,20 @@ pin_project! {
 }
 
 pin_project! {
-    /// The timer of an attempt: the instant it fires at until it is armed
-    /// (an armed timer knows its instant).
+    /// The timer of an attempt: when it fires until it is armed (an armed
+    /// timer knows its instant).
     #[project = TimerProj]
     #[derive(Debug)]
     enum Timer {
         // The call of a policy without an attempt timeout, which no
         // timeout layer bounds.
         Unbounded,
+        // At the total deadline, which cut the attempt's own timeout.
         At { at: Instant },
+        // The attempt's own timeout after the call began: its instant is
+        // worked out only if the timer is armed, so a call answered at
+        // once never adds a duration to an instant.
+        After { start: Instant, timeout: Duration },
         Armed { #[pin] sleep: Sleep },
     }
 }
@@ -51,26 +57,43 @@ impl Timer {
     /// never for an unbounded attempt.
     #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if let TimerProj::At { at } = self.as_mut().project() {
-            let at = *at;
-            self.set(Timer::Armed {
-                sleep: sleep_until(at),
-            });
-        }
+        let at = match self.as_mut().project() {
+            TimerProj::Armed { sleep } => return sleep.poll(cx),
+            TimerProj::Unbounded => return Poll::Pending,
+            TimerProj::At { at } => *at,
+            TimerProj::After { start, timeout } => later(*start, *timeout),
+        };
+        self.set(Timer::Armed {
+            sleep: sleep_until(at),
+        });
         match self.project() {
             TimerProj::Armed { sleep } => sleep.poll(cx),
-            TimerProj::At { .. } | TimerProj::Unbounded => Poll::Pending,
+            _ => Poll::Pending,
         }
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn new(inner: F, at: Instant, cut_by_deadline: bool, name: super::Name) -> Self {
+    /// An attempt begun at `start` that times out `timeout` later, or at
+    /// `deadline` if that is earlier (the total deadline cut it): then it
+    /// is never started if the deadline had passed.
+    #[inline]
+    pub(super) fn new(
+        inner: F,
+        start: Instant,
+        timeout: Duration,
+        deadline: Option<Instant>,
+        name: super::Name,
+    ) -> Self {
+        let (timer, cut_by_deadline, too_late) = match deadline {
+            Some(at) if cuts(at, start, timeout) => (Timer::At { at }, true, at <= start),
+            _ => (Timer::After { start, timeout }, false, false),
+        };
         Self {
             inner,
-            timer: Timer::At { at },
+            timer,
             cut_by_deadline,
-            too_late: cut_by_deadline && at <= Instant::now(),
+            too_late,
             name,
         }
     }
@@ -114,6 +137,14 @@ where
         };
         Poll::Ready(Err(err))
     }
+}
+
+/// Whether the total deadline at `at` comes no later than the timeout of
+/// an attempt begun at `start`. Out of line: asked only while a deadline
+/// is in force.
+#[inline(never)]
+fn cuts(at: Instant, start: Instant, timeout: Duration) -> bool {
+    at <= later(start, timeout)
 }
 
 /// Reports an attempt the timeout or the total deadline ended, counted in

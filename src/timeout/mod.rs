@@ -231,17 +231,13 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    #[inline]
+    #[inline(always)]
     fn call(&mut self, request: Req) -> Self::Future {
-        let own = later(Instant::now(), self.timeout);
-        let (at, cut_by_deadline) = match Deadline::current() {
-            Some(deadline) if deadline.instant() <= own => (deadline.instant(), true),
-            _ => (own, false),
-        };
         future::ResponseFuture::new(
             self.inner.call(request),
-            at,
-            cut_by_deadline,
+            Instant::now(),
+            self.timeout,
+            Deadline::current().map(|deadline| deadline.instant()),
             self.name.clone(),
         )
     }

@@ -31,6 +31,24 @@ async fn attempt_times_out_at_its_timeout_and_not_before() {
     assert!(err.is::<Elapsed>(), "{err}");
 }
 
+/// The timeout counts from the call, not from the future's first poll: a
+/// future polled late fires when the call's timeout ends.
+#[tokio::test(start_paused = true)]
+async fn timeout_counts_from_the_call_not_the_first_poll() {
+    let (mut svc, mut handle) =
+        mock::spawn_layer::<&str, &str, _>(TimeoutLayer::new(ms(100)).unwrap());
+    assert_ready_ok!(svc.poll_ready());
+    let mut call = tokio_test::task::spawn(svc.call("hi"));
+    advance(ms(70)).await;
+    let _pending_reply = assert_request_eq!(handle, "hi");
+    assert_pending!(call.poll());
+    advance(ms(29)).await;
+    assert_pending!(call.poll());
+    advance(ms(1)).await;
+    let err = assert_ready_err!(call.poll());
+    assert!(err.is::<Elapsed>(), "{err}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn answer_in_time_passes_through() {
     let (mut svc, mut handle) =
