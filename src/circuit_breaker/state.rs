@@ -592,14 +592,17 @@ impl Breaker {
 
     /// `at` as a [`Stamp`] of this breaker (instants before it was made
     /// are stamped as the moment it was).
+    // Out of line: a call stamps only with a slow-call threshold or a
+    // deadline in force, and the measuring inlined into the call's future
+    // costs the plain call a few instructions.
     #[inline(never)]
     pub(crate) fn stamp(&self, at: Instant) -> Stamp {
         Stamp(NonZeroU64::MIN.saturating_add(self.nanos(at)))
     }
 
-    /// `after` from `now`, in whole milliseconds since the breaker was made, rounded down:
-    /// the time left never exceeds the duration asked for, and a deadline
-    /// may come up to a millisecond early.
+    /// `after` from `now`, in whole milliseconds since the breaker was made,
+    /// rounded down: the time left never exceeds the duration asked for, and
+    /// a deadline may come up to a millisecond early.
     fn deadline_ms(&self, now: Instant, after: Duration) -> u64 {
         self.elapsed(now)
             .checked_add(after)
