@@ -52,7 +52,7 @@
 //! | observe | [`observe`] | the observe layer and health snapshots, which read the layers' handles |
 //! | layers | [`timeout`], [`retry`], [`circuit_breaker`], [`bulkhead`], [`adaptive`], `rate_limit`, [`hedge`], [`scatter`], [`fallback`], [`chaos`], `http`, `grpc` | one fault-tolerance pattern each |
 //! | event core | [`event`] | what every layer reports: [`Event`](event::Event), listeners, the call's context and request id, metric handles, the values events carry |
-//! | primitives | [`error`], [`classify`], and crate-private: keyed registries, replay, retry budgets, seeded randomness, deadlines, the ready-then-call future, the parked call and the interned settings and names | what the layers are made of |
+//! | primitives | [`error`], [`classify`], and crate-private: keyed registries, replay, retry budgets, seeded randomness, deadlines, origins on tokio's clock, the ready-then-call future, the parked call and the interned settings and names | what the layers are made of |
 //!
 //! The primitives keep their public names in the layers that use them
 //! ([`retry::RetryBudget`], [`retry::Replay`], [`retry::SeededRandom`],
@@ -137,6 +137,7 @@
 )]
 
 mod budget;
+mod clock;
 mod deadline;
 mod intern;
 mod random;

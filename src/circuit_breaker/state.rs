@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use super::config::{Settings, WindowKind};
 use super::window::{CountWindow, Counts, TimeWindow, Window};
+use crate::clock::Origin;
 use crate::error::CircuitOpen;
 pub use crate::event::State;
 use crate::event::TransitionReason;
@@ -142,7 +143,9 @@ pub(crate) struct Breaker {
     openings: AtomicU32,
     window: Window,
     pub(crate) settings: Settings,
-    base: Instant,
+    /// When the breaker was made: what its deadlines and the window's
+    /// epochs are measured from.
+    origin: Origin,
     key: Option<Box<str>>,
     #[cfg(feature = "metrics")]
     gauges: Option<crate::event::metrics::BreakerGauges>,
@@ -173,7 +176,7 @@ impl Breaker {
             openings: AtomicU32::new(0),
             window,
             settings,
-            base: Instant::now(),
+            origin: Origin::new(Instant::now()),
             key,
         }
     }
@@ -577,24 +580,29 @@ impl Breaker {
 
     #[inline]
     fn elapsed(&self, now: Instant) -> Duration {
-        now.saturating_duration_since(self.base)
+        now.saturating_duration_since(self.origin.instant())
     }
 
+    /// Nanoseconds from when the breaker was made to `now` (zero if `now`
+    /// is earlier, `u64::MAX` if further than that).
     #[inline]
     fn nanos(&self, now: Instant) -> u64 {
-        u64::try_from(self.elapsed(now).as_nanos()).unwrap_or(u64::MAX)
+        self.origin.nanos_to(now)
     }
 
     /// `at` as a [`Stamp`] of this breaker (instants before it was made
     /// are stamped as the moment it was).
-    #[inline]
+    // Out of line: a call stamps only with a slow-call threshold or a
+    // deadline in force, and the measuring inlined into the call's future
+    // costs the plain call a few instructions.
+    #[inline(never)]
     pub(crate) fn stamp(&self, at: Instant) -> Stamp {
         Stamp(NonZeroU64::MIN.saturating_add(self.nanos(at)))
     }
 
-    /// `after` from `now`, in whole milliseconds since `base`, rounded down:
-    /// the time left never exceeds the duration asked for, and a deadline
-    /// may come up to a millisecond early.
+    /// `after` from `now`, in whole milliseconds since the breaker was made,
+    /// rounded down: the time left never exceeds the duration asked for, and
+    /// a deadline may come up to a millisecond early.
     fn deadline_ms(&self, now: Instant, after: Duration) -> u64 {
         self.elapsed(now)
             .checked_add(after)

@@ -237,7 +237,7 @@ impl Window {
         match self {
             Window::Count(window) if n == 1 => window.enter(RECORDED),
             Window::Count(window) => window.enter_successes(n),
-            Window::Time(window) => window.add(RECORDED, n, elapsed_nanos()),
+            Window::Time(window) => window.add_successes(n, elapsed_nanos()),
         }
     }
 
@@ -377,6 +377,58 @@ struct Bucket {
     slow: AtomicU64,
 }
 
+/// The tag of the bucket that counts `epoch`.
+#[inline]
+fn tag_of(epoch: u64) -> u64 {
+    epoch.saturating_add(1) & !LOCKED
+}
+
+impl Bucket {
+    /// Whether the bucket counts the period tagged `tag`, after rolling it
+    /// over to that period if it counted an earlier one; `false` when it
+    /// counts a later one (an outcome that old is out of the window), or
+    /// when it stays locked by another writer too long.
+    #[inline]
+    fn holds(&self, tag: u64) -> bool {
+        self.tag.load(Ordering::Acquire) == tag || self.roll_to(tag)
+    }
+
+    /// [`holds`](Self::holds) when the bucket was not on `tag` yet.
+    #[inline(never)]
+    fn roll_to(&self, tag: u64) -> bool {
+        let mut spins = 0;
+        loop {
+            let seen = self.tag.load(Ordering::Acquire);
+            if seen == tag {
+                return true;
+            }
+            if seen & LOCKED != 0 {
+                spins += 1;
+                if spins > MAX_SPINS {
+                    return false;
+                }
+                spin_loop();
+                continue;
+            }
+            if seen > tag {
+                // The bucket already counts a later period: this outcome is
+                // older than the window.
+                return false;
+            }
+            if self
+                .tag
+                .compare_exchange(seen, tag | LOCKED, Relaxed, Relaxed)
+                .is_ok()
+            {
+                self.calls.store(0, Relaxed);
+                self.slow.store(0, Relaxed);
+                self.tag.store(tag, Ordering::Release);
+                return true;
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct TimeWindow {
     bucket_nanos: u64,
@@ -437,45 +489,18 @@ impl TimeWindow {
     /// Adds `n` outcomes of kind `code` completed `elapsed_nanos` after the
     /// breaker was made.
     fn add(&self, code: u8, n: u64, elapsed_nanos: u64) -> Option<Counts> {
+        if code == RECORDED {
+            return self.add_successes(n, elapsed_nanos);
+        }
         let epoch = elapsed_nanos / self.bucket_nanos;
-        let tag = epoch.saturating_add(1) & !LOCKED;
+        let tag = tag_of(epoch);
         // Marked before the outcome is counted, so that a success that
         // finds no mark in the window finds no such outcome in it either.
         if code & (FAILED | SLOW) != 0 && self.marked.0.load(Relaxed) < tag {
             self.marked.0.fetch_max(tag, Relaxed);
         }
-        let bucket = &self.buckets[(epoch % self.buckets.len() as u64) as usize].0;
-        let mut spins = 0;
-        let counted = loop {
-            let seen = bucket.tag.load(std::sync::atomic::Ordering::Acquire);
-            if seen == tag {
-                break true;
-            }
-            if seen & LOCKED != 0 {
-                spins += 1;
-                if spins > MAX_SPINS {
-                    break false;
-                }
-                spin_loop();
-                continue;
-            }
-            if seen > tag {
-                // The bucket already counts a later period: this outcome is
-                // older than the window.
-                break false;
-            }
-            if bucket
-                .tag
-                .compare_exchange(seen, tag | LOCKED, Relaxed, Relaxed)
-                .is_ok()
-            {
-                bucket.calls.store(0, Relaxed);
-                bucket.slow.store(0, Relaxed);
-                bucket.tag.store(tag, std::sync::atomic::Ordering::Release);
-                break true;
-            }
-        };
-        if counted {
+        let bucket = self.bucket(epoch);
+        if bucket.holds(tag) {
             bucket
                 .calls
                 .fetch_add(n | ((u64::from(code & FAILED != 0) * n) << 32), Relaxed);
@@ -483,19 +508,38 @@ impl TimeWindow {
                 bucket.slow.fetch_add(n, Relaxed);
             }
         }
-        if code == RECORDED {
-            let marked = self.marked.0.load(Relaxed);
-            let span = self.buckets.len() as u64;
-            // No failed or slow outcome in epochs `epoch - span + 1 ..= epoch`:
-            // both rates are 0, below every threshold.
-            if marked == 0 || marked.saturating_add(span) <= tag {
-                return None;
-            }
+        Some(self.sum(epoch))
+    }
+
+    /// Adds `n` plain successes completed `elapsed_nanos` after the breaker
+    /// was made: [`add`](Self::add) with `RECORDED`, kept short for the
+    /// batches of successes.
+    #[inline]
+    fn add_successes(&self, n: u64, elapsed_nanos: u64) -> Option<Counts> {
+        let epoch = elapsed_nanos / self.bucket_nanos;
+        let tag = tag_of(epoch);
+        let bucket = self.bucket(epoch);
+        if bucket.holds(tag) {
+            bucket.calls.fetch_add(n, Relaxed);
+        }
+        let marked = self.marked.0.load(Relaxed);
+        let span = self.buckets.len() as u64;
+        // No failed or slow outcome in epochs `epoch - span + 1 ..= epoch`:
+        // both rates are 0, below every threshold.
+        if marked == 0 || marked.saturating_add(span) <= tag {
+            return None;
         }
         Some(self.sum(epoch))
     }
 
+    /// The bucket that counts `epoch`.
+    #[inline]
+    fn bucket(&self, epoch: u64) -> &Bucket {
+        &self.buckets[(epoch % self.buckets.len() as u64) as usize].0
+    }
+
     /// The counts of the buckets of epochs `epoch - buckets + 1 ..= epoch`.
+    #[inline(never)]
     fn sum(&self, epoch: u64) -> Counts {
         let span = self.buckets.len() as u64;
         let mut counts = Counts::default();

@@ -472,6 +472,36 @@ async fn the_time_window_forgets_old_buckets() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn time_buckets_start_when_the_breaker_is_made() {
+    // Whatever the clock reads when the breaker is made, its buckets are
+    // measured from that moment, to the nanosecond.
+    for offset in [0, 1, 300_000_000, 999_999_999] {
+        advance(Duration::from_nanos(offset)).await;
+        let layer = builder()
+            .time_window(Duration::from_secs(10), 10)
+            .minimum_calls(100)
+            .build()
+            .unwrap();
+        let handle = layer.handle();
+        // Answers at once, so the failure ends the moment it is sent.
+        let mut service = layer.layer(service_fn(|verdict: Verdict| {
+            std::future::ready(Ok(verdict))
+        }));
+        service
+            .ready()
+            .await
+            .unwrap()
+            .call(Verdict::Failure)
+            .await
+            .unwrap();
+        advance(Duration::from_nanos(9_999_999_999)).await;
+        assert_eq!(handle.snapshot().failures, 1, "offset {offset}");
+        advance(Duration::from_nanos(1)).await;
+        assert_eq!(handle.snapshot().failures, 0, "offset {offset}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn poll_ready_forwards_and_admission_happens_in_call() {
     let layer = CircuitBreakerLayer::builder().build().unwrap();
     layer.handle().force_open();
