@@ -71,8 +71,6 @@ where
             None => (Deadline::current(), false),
         };
         let mut branches = Vec::with_capacity(plan.branches);
-        // Room for any stage's branches, made once.
-        let running = Vec::with_capacity(plan.widest);
         for (stage, specs) in plan.stages.iter().enumerate() {
             branches.extend(specs.iter().map(|spec| BranchOutcome {
                 index: spec.index,
@@ -89,7 +87,7 @@ where
             request: Some(request),
             facts,
             branches,
-            running,
+            running: Vec::new(),
             next_stage: 0,
             deadline,
             scoped,
@@ -218,7 +216,10 @@ where
     *this.next_stage += 1;
     let last_stage = stage + 1 == plan.stages.len();
     let specs = &plan.stages[stage];
-    this.running.reserve(specs.len());
+    if this.running.capacity() == 0 {
+        // Room for any stage's branches, made at once rather than grown.
+        *this.running = Vec::with_capacity(plan.widest);
+    }
     for (n, spec) in specs.iter().enumerate() {
         // The last branch of all takes the request itself.
         let request = if last_stage && n + 1 == specs.len() {
