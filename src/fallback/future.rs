@@ -22,7 +22,7 @@ const DONE: &str = "fallback future polled after it completed";
 
 pin_project! {
     #[project = StateProj]
-    enum State<F, AF, T> {
+    enum State<F, AF, T, Res> {
         // The primary call is under way.
         Primary { #[pin] future: F },
         // The primary call is under way, with a latency budget; the call is
@@ -31,9 +31,9 @@ pin_project! {
         // The same, the call boxed so that it can be handed on to run in
         // the background once its caller is served from the cache.
         Held { future: Option<Pin<Box<F>>>, #[pin] budget: T },
-        // The alternate call is under way; boxed, as it is only needed
-        // when the primary failed.
-        Alternate { future: Pin<Box<AF>> },
+        // The alternate call is under way, with the primary's failed
+        // outcome; boxed, as it is only needed when the primary failed.
+        Alternate { call: OutOfLine<Fired<AF, Res>> },
         // The answer has been given.
         Done,
     }
@@ -44,6 +44,42 @@ struct Failed<Res> {
     outcome: Result<Res, BoxError>,
     verdict: Verdict,
     reason: Reason,
+}
+
+/// A boxed value dropped out of line, so that dropping a value that may
+/// hold one (a future whose fallback did not fire) stays small enough to
+/// be inlined.
+struct OutOfLine<T>(Option<Pin<Box<T>>>);
+
+impl<T> OutOfLine<T> {
+    fn new(value: T) -> Self {
+        Self(Some(Box::pin(value)))
+    }
+
+    fn as_mut(&mut self) -> Option<Pin<&mut T>> {
+        self.0.as_mut().map(Pin::as_mut)
+    }
+}
+
+impl<T> Drop for OutOfLine<T> {
+    #[inline]
+    fn drop(&mut self) {
+        #[inline(never)]
+        fn drop_boxed<T>(_: Pin<Box<T>>) {}
+        if let Some(boxed) = self.0.take() {
+            drop_boxed(boxed);
+        }
+    }
+}
+
+pin_project! {
+    /// The alternate call and the primary's failed outcome it was sent
+    /// for: one allocation, made only when the fallback fires.
+    struct Fired<AF, Res> {
+        #[pin]
+        future: AF,
+        failed: Option<Failed<Res>>,
+    }
 }
 
 pin_project! {
@@ -60,7 +96,7 @@ pin_project! {
         K: ResponseKind<S::Response>,
     {
         #[pin]
-        state: State<S::Future, A::Future, Ca::Timer>,
+        state: State<S::Future, A::Future, Ca::Timer, S::Response>,
         shared: Arc<Shared<A, Ca, F, C, K>>,
         facts: C::Facts,
         // The copy of the request for the alternate, if any.
@@ -69,7 +105,6 @@ pin_project! {
         last: Option<F::Facts>,
         // Where the answer is recorded or looked up, if it may be cached.
         slot: Option<Slot>,
-        failed: Option<Box<Failed<S::Response>>>,
         // Whether the latency budget may still serve the cached answer.
         armed: bool,
     }
@@ -113,7 +148,6 @@ where
             copy,
             last,
             slot,
-            failed: None,
             armed: budget.is_some(),
         }
     }
@@ -131,6 +165,7 @@ where
 {
     type Output = Result<K::Response, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let polled = match this.state.as_mut().project() {
@@ -160,7 +195,7 @@ where
             if verdict == Verdict::Success {
                 this.state.set(State::Done);
                 return Poll::Ready(match (outcome, this.slot.take()) {
-                    (Ok(response), Some(slot)) => Ok(kind.record(response, slot)),
+                    (Ok(response), Some(slot)) => Ok(record(kind, response, slot)),
                     (Ok(response), None) => Ok(kind.pass(response)),
                     (Err(err), _) => Err(err.into()),
                 });
@@ -184,6 +219,13 @@ where
         }
         drive(this, cx)
     }
+}
+
+/// Passes on a success and records it in its slot: out of line, so that
+/// the path of a call without a cache stays short.
+#[inline(never)]
+fn record<K: ResponseKind<Res>, Res>(kind: &K, response: Res, slot: Slot) -> K::Response {
+    kind.record(response, slot)
 }
 
 /// The latency budget has passed with the primary call still under way:
@@ -255,9 +297,11 @@ where
     }
     match this.copy.take() {
         Some(request) => {
-            let future = Box::pin(shared.alternate.call(request));
-            *this.failed = Some(Box::new(failed));
-            this.state.set(State::Alternate { future });
+            let call = OutOfLine::new(Fired {
+                future: shared.alternate.call(request),
+                failed: Some(failed),
+            });
+            this.state.set(State::Alternate { call });
             None
         }
         None => {
@@ -297,13 +341,18 @@ where
     C: Classify<Req, S::Response, S::Error>,
     K: ResponseKind<S::Response>,
 {
-    let StateProj::Alternate { future } = this.state.as_mut().project() else {
+    let StateProj::Alternate { call } = this.state.as_mut().project() else {
         return Poll::Ready(Err(DONE.into()));
     };
-    let outcome = ready!(future.as_mut().poll(cx));
+    let Some(fired) = call.as_mut() else {
+        return Poll::Ready(Err(DONE.into()));
+    };
+    let fired = fired.project();
+    let outcome = ready!(fired.future.poll(cx));
+    let failed = fired.failed.take();
     this.state.set(State::Done);
     let shared = &**this.shared;
-    let Some(failed) = this.failed.take() else {
+    let Some(failed) = failed else {
         return Poll::Ready(Err(DONE.into()));
     };
     if let Ok(response) = outcome {
@@ -327,7 +376,7 @@ where
         }
     }
     // With `cache_first`, the cache was tried before and its slot taken.
-    Poll::Ready(rest(shared, this.slot, this.last, *failed))
+    Poll::Ready(rest(shared, this.slot, this.last, failed))
 }
 
 /// The cached answer, if there is one young enough.

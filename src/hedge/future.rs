@@ -109,6 +109,7 @@ where
 {
     type Output = Output<S, Req>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         // The path of almost every call: the first copy answers while it is

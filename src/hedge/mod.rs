@@ -240,41 +240,64 @@ where
 
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
-        let policy = &self.shared.policy;
+        let shared = &*self.shared;
+        let policy = &*shared.policy;
         let facts = policy.classifier.facts(&request);
-        if let Some(budget) = &policy.budget {
-            budget.deposit_once();
-        }
         // A request that must not run twice gets no copy on a timer; across
         // endpoints it may still move on after a failure that proves it
         // was not processed.
         let overlap = policy.classifier.may_overlap(&facts);
-        if !overlap && policy.max_hedges > 0 {
-            policy.emit(
-                self::policy::Event::Refused(crate::event::HedgeRefusal::NotIdempotent),
-                1,
-                None,
-            );
-        }
-        let spare = if policy.max_hedges > 0 && (overlap || self.shared.targets.len() > 1) {
-            let spare = policy.replay.replay(&request);
-            if spare.is_none() {
-                policy.emit(
-                    self::policy::Event::Refused(crate::event::HedgeRefusal::NotReplayable),
-                    1,
-                    None,
-                );
-            }
-            spare
-        } else {
+        let spare = if policy.max_hedges == 0 {
             None
+        } else if overlap {
+            spare(policy, &request)
+        } else {
+            not_idempotent(policy);
+            if shared.targets.len() > 1 {
+                spare(policy, &request)
+            } else {
+                None
+            }
         };
         let first = match &policy.budget {
-            Some(budget) => budget.calling(|| self.primary.call(request)),
+            Some(budget) => {
+                budget.deposit_once();
+                budget.calling(|| self.primary.call(request))
+            }
             None => self.primary.call(request),
         };
         future::ResponseFuture::new(first, Arc::clone(&self.shared), facts, spare, overlap)
     }
+}
+
+/// The copy of `request` the first hedge sends, if it can be made.
+#[inline]
+fn spare<Req, C, P: Replay<Req>>(policy: &Policy<C, P>, request: &Req) -> Option<Req> {
+    let spare = policy.replay.replay(request);
+    if spare.is_none() {
+        not_replayable(policy);
+    }
+    spare
+}
+
+/// Reports a request that gets no copy on a timer: it must not run twice.
+#[cold]
+fn not_idempotent<C, P>(policy: &Policy<C, P>) {
+    policy.emit(
+        self::policy::Event::Refused(crate::event::HedgeRefusal::NotIdempotent),
+        1,
+        None,
+    );
+}
+
+/// Reports a request that gets no copy: it could not be copied.
+#[cold]
+fn not_replayable<C, P>(policy: &Policy<C, P>) {
+    policy.emit(
+        self::policy::Event::Refused(crate::event::HedgeRefusal::NotReplayable),
+        1,
+        None,
+    );
 }
 
 /// Sends a request to several alternative services, at once or staggered,

@@ -109,6 +109,7 @@ impl<C, P> Common<C, P> {
             check::positive(fields[1], deadline)?;
         }
         let mut services = Vec::with_capacity(stages.iter().map(Vec::len).sum());
+        let widest = stages.iter().map(Vec::len).max().unwrap_or(0);
         let stages = stages
             .into_iter()
             .map(|stage| {
@@ -127,6 +128,7 @@ impl<C, P> Common<C, P> {
             .collect();
         Ok(Plan {
             branches: services.len(),
+            widest,
             services: services.into_boxed_slice(),
             stages,
             kind,

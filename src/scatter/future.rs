@@ -14,7 +14,7 @@ use tokio::time::{Instant, Sleep, sleep_until};
 use tower_service::Service;
 
 use super::gathered::{BranchOutcome, Gather, Gathered, Outcome, Stop, StopReason};
-use super::plan::{Kind, Plan};
+use super::plan::{Heard, Kind, Plan};
 use crate::classify::{Classify, judge};
 use crate::deadline::{Deadline, later};
 use crate::error::BoxError;
@@ -38,7 +38,9 @@ pin_project! {
         // Kept for the branches of later stages.
         request: Option<Req>,
         facts: C::Facts,
-        outcomes: Vec<Option<Outcome<S::Response>>>,
+        // Every branch, by index, its outcome `NotSent` until it ends:
+        // handed over as the gathered result.
+        branches: Vec<BranchOutcome<S::Response>>,
         running: Vec<Branch<S, Req, S::Future>>,
         next_stage: usize,
         deadline: Option<Deadline>,
@@ -68,14 +70,23 @@ where
             Some(total) => (Some(Deadline::after(total).tighten()), true),
             None => (Deadline::current(), false),
         };
-        let outcomes = (0..plan.branches).map(|_| None).collect();
+        let mut branches = Vec::with_capacity(plan.branches);
+        for (stage, specs) in plan.stages.iter().enumerate() {
+            branches.extend(specs.iter().map(|spec| BranchOutcome {
+                index: spec.index,
+                stage,
+                name: spec.name.clone(),
+                hard: spec.hard,
+                outcome: Outcome::NotSent,
+            }));
+        }
         Self {
             timer: None,
             timer_is_deadline: false,
             plan,
             request: Some(request),
             facts,
-            outcomes,
+            branches,
             running: Vec::new(),
             next_stage: 0,
             deadline,
@@ -116,10 +127,11 @@ where
     C: Classify<Req, S::Response, S::Error>,
     P: Replay<Req>,
 {
+    let mut heard = Heard::default();
     loop {
         if this.running.is_empty() {
             if this.stop.is_some() || *this.next_stage == this.plan.stages.len() {
-                return Poll::Ready(finish(&mut this));
+                return Poll::Ready(finish(&mut this, &mut heard));
             }
             if this.deadline.is_some_and(Deadline::is_expired) {
                 *this.stop = Some(Stop {
@@ -128,7 +140,7 @@ where
                 });
                 continue;
             }
-            start_stage(&mut this);
+            start_stage(&mut this, &mut heard);
             continue;
         }
 
@@ -144,14 +156,21 @@ where
                         verdict,
                         result: result.map_err(Into::into),
                     };
-                    record(&mut this, stage, branch.index, branch.hard, outcome);
+                    record(
+                        &mut this,
+                        &mut heard,
+                        stage,
+                        branch.index,
+                        branch.hard,
+                        outcome,
+                    );
                 }
             }
         }
         if let Some(reason) = gathered_enough(&this) {
             *this.stop = Some(Stop { stage, reason });
             for branch in mem::take(this.running) {
-                this.outcomes[branch.index] = Some(Outcome::Cancelled);
+                this.branches[branch.index].outcome = Outcome::Cancelled;
             }
         }
         if this.running.is_empty() {
@@ -171,6 +190,7 @@ where
                 for branch in mem::take(this.running) {
                     record(
                         &mut this,
+                        &mut heard,
                         stage,
                         branch.index,
                         branch.hard,
@@ -185,7 +205,7 @@ where
 }
 
 /// Sends the next stage's branches and arms its timer.
-fn start_stage<S, Req, C, P>(this: &mut Proj<'_, S, Req, C, P>)
+fn start_stage<S, Req, C, P>(this: &mut Proj<'_, S, Req, C, P>, heard: &mut Heard)
 where
     S: Service<Req> + Clone,
     C: Classify<Req, S::Response, S::Error>,
@@ -196,7 +216,10 @@ where
     *this.next_stage += 1;
     let last_stage = stage + 1 == plan.stages.len();
     let specs = &plan.stages[stage];
-    this.running.reserve(specs.len());
+    if this.running.capacity() == 0 {
+        // Room for any stage's branches, made at once rather than grown.
+        *this.running = Vec::with_capacity(plan.widest);
+    }
     for (n, spec) in specs.iter().enumerate() {
         // The last branch of all takes the request itself.
         let request = if last_stage && n + 1 == specs.len() {
@@ -204,16 +227,16 @@ where
         } else {
             this.request.as_ref().and_then(|r| plan.replay.replay(r))
         };
-        match request {
-            Some(request) => this.running.push(Branch {
+        // A branch whose request could not be copied stays `NotSent`.
+        if let Some(request) = request {
+            this.running.push(Branch {
                 index: spec.index,
                 hard: spec.hard,
                 call: Box::pin(Oneshot::new(plan.services[spec.index].clone(), request)),
-            }),
-            None => this.outcomes[spec.index] = Some(Outcome::NotSent),
+            });
         }
     }
-    plan.emit_stage(stage, specs.len());
+    plan.emit_stage(heard, stage, specs.len());
     let branch_at = plan.branch_timeout.map(|t| later(Instant::now(), t));
     let deadline_at = this.deadline.map(Deadline::instant);
     let (at, is_deadline) = match (branch_at, deadline_at) {
@@ -251,6 +274,7 @@ where
 /// Records a branch's outcome; a hard branch's failure stops later stages.
 fn record<S, Req, C, P>(
     this: &mut Proj<'_, S, Req, C, P>,
+    heard: &mut Heard,
     stage: usize,
     index: usize,
     hard: bool,
@@ -271,8 +295,8 @@ fn record<S, Req, C, P>(
             });
         }
     }
-    this.plan.emit_branch(index, verdict);
-    this.outcomes[index] = Some(outcome);
+    this.plan.emit_branch(heard, index, verdict);
+    this.branches[index].outcome = outcome;
 }
 
 /// Whether a scatter's gather mode has what it needs, or never will.
@@ -298,34 +322,23 @@ where
 }
 
 #[inline(never)]
-fn finish<S, Req, C, P>(this: &mut Proj<'_, S, Req, C, P>) -> Gathered<S::Response>
+fn finish<S, Req, C, P>(
+    this: &mut Proj<'_, S, Req, C, P>,
+    heard: &mut Heard,
+) -> Gathered<S::Response>
 where
     S: Service<Req>,
     C: Classify<Req, S::Response, S::Error>,
 {
     let plan = &**this.plan;
-    let mut outcomes = mem::take(this.outcomes).into_iter();
-    let mut branches = Vec::with_capacity(plan.branches);
-    for (stage, specs) in plan.stages.iter().enumerate() {
-        for spec in specs.iter() {
-            let outcome = outcomes.next().flatten().unwrap_or(Outcome::NotSent);
-            branches.push(BranchOutcome {
-                index: spec.index,
-                stage,
-                name: spec.name.clone(),
-                hard: spec.hard,
-                outcome,
-            });
-        }
-    }
     let satisfied = match plan.kind {
         Kind::Scatter(Gather::All) => *this.answered == plan.branches,
         Kind::Scatter(Gather::Quorum(n) | Gather::FirstK(n)) => *this.answered >= n,
         Kind::Stages => this.stop.is_none(),
     };
-    plan.emit_done(*this.answered, *this.failed, *this.stop);
+    plan.emit_done(heard, *this.answered, *this.failed, *this.stop);
     Gathered {
-        branches,
+        branches: mem::take(this.branches),
         stop: *this.stop,
         satisfied,
     }

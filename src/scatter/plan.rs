@@ -28,6 +28,8 @@ pub(crate) struct Plan<S, C, P> {
     pub(crate) services: Box<[S]>,
     pub(crate) stages: Box<[Box<[Spec]>]>,
     pub(crate) branches: usize,
+    /// How many branches the widest stage has.
+    pub(crate) widest: usize,
     pub(crate) kind: Kind,
     pub(crate) branch_timeout: Option<Duration>,
     pub(crate) deadline: Option<Duration>,
@@ -38,6 +40,36 @@ pub(crate) struct Plan<S, C, P> {
     pub(crate) decisions: Decisions,
 }
 
+/// Whether the events of the success path can be heard, asked at most
+/// once per poll of a call: a scatter has no listeners of its own and no
+/// metrics for these events, so only the listeners of the call it runs
+/// in, or a subscriber that wants its callsites, can hear them, and
+/// neither changes while the call is polled.
+#[derive(Debug, Default)]
+pub(crate) struct Heard(Option<bool>);
+
+impl Heard {
+    /// Whether an event of the success path, traced at TRACE, can be
+    /// heard, by the rule an observe layer watches a call with.
+    #[inline]
+    fn get(&mut self) -> bool {
+        match self.0 {
+            Some(heard) => heard,
+            None => self.ask(),
+        }
+    }
+
+    #[inline(never)]
+    fn ask(&mut self) -> bool {
+        let heard = heard(
+            &Listeners::none(),
+            tracing::enabled!(target: "steadfast::scatter", tracing::Level::TRACE),
+        );
+        self.0 = Some(heard);
+        heard
+    }
+}
+
 impl<S, C, P> Plan<S, C, P> {
     fn policy(&self) -> &'static str {
         match self.kind {
@@ -46,20 +78,7 @@ impl<S, C, P> Plan<S, C, P> {
         }
     }
 
-    /// Whether an event of the success path, traced at TRACE, can be
-    /// heard, by the rule an observe layer watches a call with: a scatter
-    /// has no listeners of its own and no metrics for these events, so
-    /// only the listeners of the call it runs in, or a subscriber that
-    /// wants its callsites, can hear them.
-    #[inline]
-    fn heard() -> bool {
-        heard(
-            &Listeners::none(),
-            tracing::enabled!(target: "steadfast::scatter", tracing::Level::TRACE),
-        )
-    }
-
-    /// [`heard`](Self::heard), for an early stop, traced at DEBUG.
+    /// [`Heard::get`], for an early stop, traced at DEBUG.
     #[inline]
     fn stop_heard() -> bool {
         heard(
@@ -74,8 +93,8 @@ impl<S, C, P> Plan<S, C, P> {
         emit_counted(&self.decisions, &Listeners::none(), event);
     }
 
-    pub(crate) fn emit_stage(&self, stage: usize, branches: usize) {
-        if !Self::heard() {
+    pub(crate) fn emit_stage(&self, heard: &mut Heard, stage: usize, branches: usize) {
+        if !heard.get() {
             return;
         }
         self.emit(&Event::StageStarted {
@@ -86,8 +105,8 @@ impl<S, C, P> Plan<S, C, P> {
         });
     }
 
-    pub(crate) fn emit_branch(&self, branch: usize, verdict: Option<Verdict>) {
-        if !Self::heard() {
+    pub(crate) fn emit_branch(&self, heard: &mut Heard, branch: usize, verdict: Option<Verdict>) {
+        if !heard.get() {
             return;
         }
         self.emit(&Event::BranchEnded {
@@ -98,10 +117,16 @@ impl<S, C, P> Plan<S, C, P> {
         });
     }
 
-    pub(crate) fn emit_done(&self, answered: usize, failed: usize, stop: Option<Stop>) {
+    pub(crate) fn emit_done(
+        &self,
+        heard: &mut Heard,
+        answered: usize,
+        failed: usize,
+        stop: Option<Stop>,
+    ) {
         let heard = match stop {
             Some(_) => Self::stop_heard(),
-            None => Self::heard(),
+            None => heard.get(),
         };
         if !heard {
             return;
@@ -124,6 +149,7 @@ impl<S: Clone, C: Clone, P: Clone> Clone for Plan<S, C, P> {
             services: self.services.clone(),
             stages: self.stages.clone(),
             branches: self.branches,
+            widest: self.widest,
             kind: self.kind,
             branch_timeout: self.branch_timeout,
             deadline: self.deadline,
