@@ -64,12 +64,24 @@ impl Clock for TokioClock {
 /// Otherwise (another layout of `Instant`) it subtracts as std does. Either
 /// way the answer is std's `saturating_duration_since` in nanoseconds,
 /// saturated at `u64::MAX`.
+///
+/// A limiter's check asks [`near`](Origin::near) first: a reading less
+/// than 2^63 nanoseconds (292 years) after the origin, measured with one
+/// subtraction, one comparison, one multiplication and one addition, in
+/// the reading's own units up to the multiplication.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Origin {
     instant: Instant,
     /// `instant`'s seconds, when readings are measured from them: the
     /// origin is then on a whole second (its nanoseconds are zero).
     secs: Option<i64>,
+    /// `secs` as an unsigned count, for [`near`](Self::near); zero when
+    /// `near` measures nothing.
+    base: u64,
+    /// How many whole seconds after `base` a reading may be for
+    /// [`near`](Self::near) to measure it: [`NEAR_SECS`], or zero (every
+    /// reading is then measured by [`nanos_to`](Self::nanos_to)).
+    near: u64,
 }
 
 impl Origin {
@@ -82,18 +94,49 @@ impl Origin {
                 let secs = parts.secs;
                 if let Some(whole) = whole {
                     if Parts::of(whole) == Some(Parts { secs, nanos: 0 }) {
+                        let (base, near) = near_from(secs);
                         return Self {
                             instant: whole,
                             secs: Some(secs),
+                            base,
+                            near,
                         };
                     }
                 }
             }
         }
+        Self::far(instant)
+    }
+
+    /// An origin at `instant` whose readings are all measured by
+    /// [`nanos_to`](Self::nanos_to): [`near`](Self::near) measures none.
+    pub(crate) fn far(instant: Instant) -> Self {
         Self {
             instant,
             secs: None,
+            base: 0,
+            near: 0,
         }
+    }
+
+    /// Without [`near`](Self::near): every reading is measured by
+    /// [`nanos_to`](Self::nanos_to).
+    pub(crate) fn without_near(self) -> Self {
+        Self {
+            base: 0,
+            near: 0,
+            ..self
+        }
+    }
+
+    /// Nanoseconds from the origin to `now`, if `now` is not earlier and
+    /// less than 2^63 nanoseconds (292 years) later, and the origin
+    /// measures readings from their seconds and nanoseconds; `None`
+    /// otherwise (then [`nanos_to`](Self::nanos_to) measures it). Where it
+    /// answers, the answer is `nanos_to`'s.
+    #[inline]
+    pub(crate) fn near(&self, now: Instant) -> Option<u64> {
+        nanos_near(self.base, self.near, Parts::of(now)?)
     }
 
     /// The origin's instant.
@@ -129,6 +172,37 @@ fn nanos_since_second(secs: i64, later: Parts) -> u64 {
     Parts { secs, nanos: 0 }.nanos_to_far(later)
 }
 
+/// The `base` and `near` of an origin on the whole second `secs`: near
+/// readings measured from `secs` for an origin in `0..2^62` seconds, none
+/// otherwise (outside that range, a reading's seconds less the origin's
+/// could wrap into the near range).
+fn near_from(secs: i64) -> (u64, u64) {
+    match u64::try_from(secs) {
+        Ok(base @ 0..NEAR_BASE) => (base, NEAR_SECS),
+        _ => (0, 0),
+    }
+}
+
+/// Nanoseconds from the whole second `base` to `later`, if `later` is not
+/// earlier and less than `near` whole seconds after it; `near` is
+/// [`NEAR_SECS`] or zero, and `base` below [`NEAR_BASE`].
+///
+/// The seconds are subtracted without a check: with `base` below 2^62, a
+/// reading earlier than `base` wraps to at least 2^62, far above
+/// [`NEAR_SECS`], so the one comparison rejects it as it rejects a reading
+/// too far ahead. A span below [`NEAR_SECS`] seconds, plus up to 10⁹ - 1
+/// nanoseconds, is below 2^63 nanoseconds.
+#[inline]
+fn nanos_near(base: u64, near: u64, later: Parts) -> Option<u64> {
+    // The seconds' two's complement, wrapped on purpose (see above).
+    let span = (later.secs as u64).wrapping_sub(base);
+    if span < near {
+        Some(span * NANOS_PER_SEC_U64 + u64::from(later.nanos))
+    } else {
+        None
+    }
+}
+
 /// Nanoseconds from `earlier` to `later` by std's subtraction.
 #[inline(never)]
 fn subtracted(earlier: Instant, later: Instant) -> u64 {
@@ -140,6 +214,11 @@ const NANOS_PER_SEC_U64: u64 = 1_000_000_000;
 /// Whole seconds whose nanoseconds, plus up to 10⁹ - 1 more, fit in a
 /// `u64`.
 const FAST_SECS: u64 = u64::MAX / NANOS_PER_SEC_U64 - 1;
+/// Whole seconds whose nanoseconds, plus up to 10⁹ - 1 more, are below
+/// 2^63: the span [`Origin::near`] measures.
+pub(crate) const NEAR_SECS: u64 = (1 << 63) / NANOS_PER_SEC_U64;
+/// The origins [`Origin::near`] measures from: on a second below 2^62.
+const NEAR_BASE: u64 = 1 << 62;
 
 /// An `Instant` as the seconds and nanoseconds its `Hash` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -303,7 +382,13 @@ mod tests {
     fn readings_are_read_as_seconds_and_nanoseconds_here() {
         // std's `Instant` on Unix and Windows: the fast path is the one taken.
         assert!(parts_measure());
-        assert!(Origin::new(Instant::now()).secs.is_some());
+        let origin = Origin::new(Instant::now());
+        assert!(origin.secs.is_some());
+        let later = origin.instant() + Duration::from_millis(1_500);
+        assert_eq!(
+            origin.near(later),
+            Some(subtracted(origin.instant(), later))
+        );
     }
 
     proptest! {
@@ -316,6 +401,46 @@ mod tests {
             let secs = a.secs.saturating_add(i64::try_from(near / 1_000_000_000).unwrap());
             let c = Parts { secs, nanos: u32::try_from(near % 1_000_000_000).unwrap() };
             prop_assert_eq!(nanos_since_second(a.secs, c), exact(whole, c));
+        }
+
+        /// A near reading is measured exactly, below 2^63 nanoseconds, and
+        /// every reading from a second in `0..2^62` to less than
+        /// `NEAR_SECS` seconds later is near, whatever the two seconds.
+        #[test]
+        fn near_readings_measure_exactly(
+            a in parts(),
+            b in parts(),
+            near in 0u64..3_000_000_000,
+            ahead in prop_oneof![0u64..NEAR_SECS, Just(NEAR_SECS - 1), Just(NEAR_SECS)],
+        ) {
+            let secs = a.secs.rem_euclid(1 << 62);
+            let (base, limit) = near_from(secs);
+            prop_assert_eq!((base, limit), (secs as u64, NEAR_SECS));
+            let whole = Parts { secs, nanos: 0 };
+            let later = |span: u64, nanos: u32| Parts {
+                secs: secs.saturating_add(i64::try_from(span).unwrap()),
+                nanos,
+            };
+            let near_secs = near / 1_000_000_000;
+            let near_nanos = u32::try_from(near % 1_000_000_000).unwrap();
+            for other in [b, later(near_secs, near_nanos), later(ahead, b.nanos)] {
+                let exact = exact(whole, other);
+                match nanos_near(base, limit, other) {
+                    Some(nanos) => {
+                        prop_assert_eq!(nanos, exact);
+                        prop_assert!(nanos < 1 << 63);
+                    }
+                    None => prop_assert!(
+                        other.secs < secs || (other.secs - secs) as u64 >= NEAR_SECS
+                    ),
+                }
+            }
+            // An origin outside `0..2^62` measures nothing near.
+            let (base, limit) = near_from(a.secs);
+            if !(0..1 << 62).contains(&a.secs) {
+                prop_assert_eq!((base, limit), (0, 0));
+                prop_assert_eq!(nanos_near(base, limit, b), None);
+            }
         }
 
         /// An origin measures any reading as std's subtraction does.
@@ -331,6 +456,10 @@ mod tests {
             let other = if earlier { base.checked_sub(span) } else { base.checked_add(span) };
             if let Some(other) = other {
                 prop_assert_eq!(origin.nanos_to(other), subtracted(base, other));
+                if let Some(near) = origin.near(other) {
+                    prop_assert_eq!(near, subtracted(base, other));
+                }
+                prop_assert_eq!(origin.without_near().near(other), None);
                 let from_other = Origin::new(other);
                 let (start, end) = (from_other.instant(), base);
                 prop_assert_eq!(from_other.nanos_to(end), subtracted(start, end));

@@ -90,8 +90,16 @@ impl Limiter {
     pub(crate) fn new(quota: governor::Quota) -> Self {
         let t = nanos(quota.replenish_interval()).max(1);
         let burst = u64::from(quota.burst_size().get());
+        // A checked quota refills its burst within 2^63 ns, so that sums
+        // of near times cannot overflow (see `check`); any other is always
+        // measured the far way.
+        let start = Origin::new(Instant::now());
+        let start = match t.checked_mul(burst) {
+            Some(window) if window <= 1 << 63 => start,
+            _ => start.without_near(),
+        };
         Self {
-            start: Origin::new(Instant::now()),
+            start,
             t,
             tau: t.saturating_mul(burst - 1),
             tat: AtomicU64::new(0),
@@ -132,7 +140,24 @@ impl Limiter {
     /// Takes one call from the allowance, or says when one would pass.
     #[inline]
     pub(crate) fn check(&self) -> Result<Snapshot, NotUntil> {
-        let t0 = self.start.nanos_to(Instant::now());
+        let now = Instant::now();
+        match self.start.near(now) {
+            // `t0` is below 2^63 and `t + tau` at most 2^63 (the origin
+            // measures near readings only then): a sum `take` makes is
+            // `t0 + t`, or `tat + t` with `tat` at most `t0 + tau`, so
+            // neither reaches `u64::MAX` and neither needs saturating.
+            Some(t0) => self.take(t0, |a, b| a + b),
+            // 292 years or more after the start, or a clock read another
+            // way: governor's saturating sums.
+            None => self.take(self.start.nanos_to(now), u64::saturating_add),
+        }
+    }
+
+    /// Takes one call at `t0` nanoseconds after the start, adding times
+    /// with `add` (governor's saturating addition, or a plain one where no
+    /// sum can overflow).
+    #[inline(always)]
+    fn take(&self, t0: u64, add: impl Fn(u64, u64) -> u64) -> Result<Snapshot, NotUntil> {
         let (t, tau) = (self.t, self.tau);
         let mut prev = self.tat.load(Ordering::Acquire);
         loop {
@@ -140,7 +165,7 @@ impl Limiter {
             // `tat - tau`; a `tat` not after `t0` (an allowance at rest)
             // passes whatever `tau`.
             let next = if prev <= t0 {
-                t0.saturating_add(t)
+                add(t0, t)
             } else {
                 let earliest = prev.saturating_sub(tau);
                 if t0 < earliest {
@@ -149,7 +174,7 @@ impl Limiter {
                         earliest,
                     });
                 }
-                prev.saturating_add(t)
+                add(prev, t)
             };
             match self
                 .tat
@@ -223,21 +248,30 @@ mod tests {
                 .expect("non-zero period")
                 .allow_burst(NonZeroU32::new(burst).expect("non-zero"));
                 let ours = Limiter::new(quota);
+                // The same limiter measuring every reading the far way.
+                let far = Limiter::new(quota);
+                let far = Limiter {
+                    start: far.start.without_near(),
+                    ..far
+                };
                 let theirs = RateLimiter::direct_with_clock(quota, TokioClock)
                     .with_middleware::<StateInformationMiddleware>();
                 for (pause_ms, calls) in steps {
                     tokio::time::advance(Duration::from_millis(pause_ms)).await;
                     for _ in 0..calls {
-                        match (ours.check(), theirs.check()) {
-                            (Ok(a), Ok(b)) => assert_eq!(
-                                a.remaining_burst_capacity(),
-                                b.remaining_burst_capacity()
-                            ),
-                            (Err(a), Err(b)) => {
-                                let now = TokioClock.now();
-                                assert_eq!(a.wait_time_from(now), b.wait_time_from(now));
+                        let expected = theirs.check();
+                        for ours in [&ours, &far] {
+                            match (ours.check(), &expected) {
+                                (Ok(a), Ok(b)) => assert_eq!(
+                                    a.remaining_burst_capacity(),
+                                    b.remaining_burst_capacity()
+                                ),
+                                (Err(a), Err(b)) => {
+                                    let now = TokioClock.now();
+                                    assert_eq!(a.wait_time_from(now), b.wait_time_from(now));
+                                }
+                                (a, b) => panic!("ours {a:?}, governor's {:?}", b.is_ok()),
                             }
-                            (a, b) => panic!("ours {a:?}, governor's {:?}", b.is_ok()),
                         }
                     }
                 }

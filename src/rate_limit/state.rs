@@ -70,12 +70,23 @@ where
     #[inline]
     pub(crate) fn check<Q: LookupKey<K>>(&self, key: &Q) -> Result<(), Denied> {
         if let Some(limiter) = &self.only {
-            let tier = self.tiers.default;
-            return self.decided(tier, limiter.check()).map_err(|wait| Denied {
-                wait,
-                limiter: Arc::clone(limiter),
-                tier,
-            });
+            // The tier is read only where the decision is reported.
+            return match limiter.check() {
+                Ok(snapshot) => {
+                    if super::report::listening() {
+                        self.report(self.tiers.default, Ok(snapshot));
+                    }
+                    Ok(())
+                }
+                Err(not_until) => {
+                    let tier = self.tiers.default;
+                    Err(Denied {
+                        wait: self.refused(tier, &not_until),
+                        limiter: Arc::clone(limiter),
+                        tier,
+                    })
+                }
+            };
         }
         let tier = match self.tier_of {
             Some(_) => key.with_key(|key| self.tier_index(key)),
