@@ -67,21 +67,21 @@ impl Origin {
 
 /// Nanoseconds from `earlier` to `later` by std's subtraction.
 #[inline(never)]
-fn subtracted(earlier: Instant, later: Instant) -> u64 {
+pub(crate) fn subtracted(earlier: Instant, later: Instant) -> u64 {
     u64::try_from(later.saturating_duration_since(earlier).as_nanos()).unwrap_or(u64::MAX)
 }
 
-const NANOS_PER_SEC: i128 = 1_000_000_000;
-const NANOS_PER_SEC_U64: u64 = 1_000_000_000;
+pub(crate) const NANOS_PER_SEC: i128 = 1_000_000_000;
+pub(crate) const NANOS_PER_SEC_U64: u64 = 1_000_000_000;
 /// Whole seconds whose nanoseconds, plus up to 10⁹ - 1 more, fit in a
 /// `u64`.
-const FAST_SECS: u64 = u64::MAX / NANOS_PER_SEC_U64 - 1;
+pub(crate) const FAST_SECS: u64 = u64::MAX / NANOS_PER_SEC_U64 - 1;
 
 /// An `Instant` as the seconds and nanoseconds its `Hash` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Parts {
-    secs: i64,
-    nanos: u32,
+pub(crate) struct Parts {
+    pub(crate) secs: i64,
+    pub(crate) nanos: u32,
 }
 
 impl Parts {
@@ -89,7 +89,7 @@ impl Parts {
     /// or unsigned 64-bit count, then a 32-bit count below 10⁹, and nothing
     /// else.
     #[inline]
-    fn of(instant: Instant) -> Option<Self> {
+    pub(crate) fn of(instant: Instant) -> Option<Self> {
         let mut reader = PartsReader::Secs;
         instant.hash(&mut reader);
         match reader {
@@ -103,7 +103,7 @@ impl Parts {
     /// Nanoseconds from `self` to `later`: zero if `later` is earlier,
     /// `u64::MAX` if further than that.
     #[inline]
-    fn nanos_to(self, later: Self) -> u64 {
+    pub(crate) fn nanos_to(self, later: Self) -> u64 {
         // Whole seconds below `u64::MAX / 10⁹`, the span of almost every
         // reading: nothing to saturate, and only a reading earlier in the
         // same second can go below zero.
@@ -120,7 +120,7 @@ impl Parts {
     /// earlier by a second or more.
     #[cold]
     #[inline(never)]
-    fn nanos_to_far(self, later: Self) -> u64 {
+    pub(crate) fn nanos_to_far(self, later: Self) -> u64 {
         let secs = i128::from(later.secs) - i128::from(self.secs);
         let nanos = i128::from(later.nanos) - i128::from(self.nanos);
         let total = secs * NANOS_PER_SEC + nanos;
@@ -185,7 +185,7 @@ impl Hasher for PartsReader {
 /// Whether [`Parts`] measure time exactly as std's subtraction does, here:
 /// checked once per process over spans that cross a second, borrow
 /// nanoseconds and reach far.
-fn parts_measure() -> bool {
+pub(crate) fn parts_measure() -> bool {
     static MEASURE: OnceLock<bool> = OnceLock::new();
     *MEASURE.get_or_init(|| {
         let base = Instant::now();
@@ -221,20 +221,24 @@ const SPANS: [(u64, u32); 10] = [
     (18_446_744_074, 0),
 ];
 
+/// What the tests of this module and of the rate limiter's clock measure
+/// against.
 #[cfg(test)]
-mod tests {
+pub(crate) mod checks {
     use proptest::prelude::*;
 
-    use super::*;
+    use super::{NANOS_PER_SEC, Parts};
 
     /// Nanoseconds from `a` to `b`, worked out in `i128` without shortcut.
-    fn exact(a: Parts, b: Parts) -> u64 {
+    pub(crate) fn exact(a: Parts, b: Parts) -> u64 {
         let total = (i128::from(b.secs) - i128::from(a.secs)) * NANOS_PER_SEC + i128::from(b.nanos)
             - i128::from(a.nanos);
         u64::try_from(total.max(0)).unwrap_or(u64::MAX)
     }
 
-    fn parts() -> impl Strategy<Value = Parts> {
+    /// Readings near and far, at the ends of the range and across
+    /// seconds.
+    pub(crate) fn parts() -> impl Strategy<Value = Parts> {
         let secs = prop_oneof![
             any::<i64>(),
             -3i64..3,
@@ -245,6 +249,14 @@ mod tests {
         let nanos = prop_oneof![0u32..1_000_000_000, Just(0), Just(999_999_999)];
         (secs, nanos).prop_map(|(secs, nanos)| Parts { secs, nanos })
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::checks::{exact, parts};
+    use super::*;
 
     #[test]
     fn readings_are_read_as_seconds_and_nanoseconds_here() {

@@ -1,14 +1,14 @@
 //! A governor clock that reads tokio's clock, so that limits follow paused
 //! time in tests.
 
-use std::hash::{Hash, Hasher};
 use std::ops::Add;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use governor::clock::{Clock, Reference};
 use governor::nanos::Nanos;
 use tokio::time::Instant;
+
+use crate::clock::{FAST_SECS, NANOS_PER_SEC_U64, Parts, parts_measure, subtracted};
 
 /// A reading of tokio's clock, as governor wants it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -51,19 +51,14 @@ impl Clock for TokioClock {
 /// A point on tokio's clock that later readings are measured from, in
 /// nanoseconds.
 ///
-/// std measures between two `Instant`s only by subtracting them, through
-/// calls no caller can inline (about 50 instructions, more than the rest
-/// of a limiter's decision). Yet std's `Instant` is, on Unix and Windows,
-/// a count of seconds and of nanoseconds, and its
-/// (derived, inlined) `Hash` writes exactly those two numbers. So an
-/// origin reads a reading's seconds and nanoseconds with a hasher that
-/// keeps them and, from a whole second, measures with one subtraction, one
-/// multiplication and one addition; that is only done when the process has
-/// checked once, against std's subtraction, that what the hasher reads
-/// measures the same time to the nanosecond.
-/// Otherwise (another layout of `Instant`) it subtracts as std does. Either
-/// way the answer is std's `saturating_duration_since` in nanoseconds,
-/// saturated at `u64::MAX`.
+/// Readings are measured from their seconds and nanoseconds, as the
+/// breaker's origin measures them ([`crate::clock`]: std's subtraction is
+/// about 50 instructions, more than the rest of a limiter's decision),
+/// but from the whole second at or before the instant the origin is made
+/// at, so that a limiter's check can measure with one subtraction, one
+/// multiplication and one addition. Where the process's `Instant` is not
+/// read that way it subtracts as std does. Either way the answer is std's
+/// `saturating_duration_since` in nanoseconds, saturated at `u64::MAX`.
 ///
 /// A limiter's check asks [`near`](Origin::near) first: a reading less
 /// than 2^63 nanoseconds (292 years) after the origin, measured with one
@@ -203,180 +198,18 @@ fn nanos_near(base: u64, near: u64, later: Parts) -> Option<u64> {
     }
 }
 
-/// Nanoseconds from `earlier` to `later` by std's subtraction.
-#[inline(never)]
-fn subtracted(earlier: Instant, later: Instant) -> u64 {
-    u64::try_from(later.saturating_duration_since(earlier).as_nanos()).unwrap_or(u64::MAX)
-}
-
-const NANOS_PER_SEC: i128 = 1_000_000_000;
-const NANOS_PER_SEC_U64: u64 = 1_000_000_000;
-/// Whole seconds whose nanoseconds, plus up to 10⁹ - 1 more, fit in a
-/// `u64`.
-const FAST_SECS: u64 = u64::MAX / NANOS_PER_SEC_U64 - 1;
 /// Whole seconds whose nanoseconds, plus up to 10⁹ - 1 more, are below
 /// 2^63: the span [`Origin::near`] measures.
 pub(crate) const NEAR_SECS: u64 = (1 << 63) / NANOS_PER_SEC_U64;
 /// The origins [`Origin::near`] measures from: on a second below 2^62.
 const NEAR_BASE: u64 = 1 << 62;
 
-/// An `Instant` as the seconds and nanoseconds its `Hash` writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Parts {
-    secs: i64,
-    nanos: u32,
-}
-
-impl Parts {
-    /// `instant`'s seconds and nanoseconds, if its `Hash` writes a signed
-    /// or unsigned 64-bit count, then a 32-bit count below 10⁹, and nothing
-    /// else.
-    #[inline]
-    fn of(instant: Instant) -> Option<Self> {
-        let mut reader = PartsReader::Secs;
-        instant.hash(&mut reader);
-        match reader {
-            PartsReader::Done(secs, nanos) if i128::from(nanos) < NANOS_PER_SEC => {
-                Some(Self { secs, nanos })
-            }
-            _ => None,
-        }
-    }
-
-    /// Nanoseconds from `self` to `later`: zero if `later` is earlier,
-    /// `u64::MAX` if further than that.
-    fn nanos_to(self, later: Self) -> u64 {
-        self.nanos_to_far(later)
-    }
-
-    /// [`nanos_to`](Self::nanos_to), out of the way of a limiter's check.
-    #[cold]
-    #[inline(never)]
-    fn nanos_to_far(self, later: Self) -> u64 {
-        let secs = i128::from(later.secs) - i128::from(self.secs);
-        let nanos = i128::from(later.nanos) - i128::from(self.nanos);
-        let total = secs * NANOS_PER_SEC + nanos;
-        if total <= 0 {
-            0
-        } else {
-            u64::try_from(total).unwrap_or(u64::MAX)
-        }
-    }
-}
-
-/// A hasher that keeps what an `Instant`'s `Hash` writes, if it is a
-/// count of seconds then one of nanoseconds.
-#[derive(Debug)]
-enum PartsReader {
-    /// Nothing written yet.
-    Secs,
-    /// The seconds written.
-    Nanos(i64),
-    /// Both written.
-    Done(i64, u32),
-    /// Anything else.
-    Other,
-}
-
-impl Hasher for PartsReader {
-    #[inline]
-    fn finish(&self) -> u64 {
-        0
-    }
-
-    #[inline]
-    fn write(&mut self, _bytes: &[u8]) {
-        *self = Self::Other;
-    }
-
-    #[inline]
-    fn write_i64(&mut self, secs: i64) {
-        *self = match *self {
-            Self::Secs => Self::Nanos(secs),
-            _ => Self::Other,
-        };
-    }
-
-    #[inline]
-    fn write_u64(&mut self, secs: u64) {
-        *self = match (&*self, i64::try_from(secs)) {
-            (Self::Secs, Ok(secs)) => Self::Nanos(secs),
-            _ => Self::Other,
-        };
-    }
-
-    #[inline]
-    fn write_u32(&mut self, nanos: u32) {
-        *self = match *self {
-            Self::Nanos(secs) => Self::Done(secs, nanos),
-            _ => Self::Other,
-        };
-    }
-}
-
-/// Whether [`Parts`] measure time exactly as std's subtraction does, here:
-/// checked once per process over spans that cross a second, borrow
-/// nanoseconds and reach far.
-fn parts_measure() -> bool {
-    static MEASURE: OnceLock<bool> = OnceLock::new();
-    *MEASURE.get_or_init(|| {
-        let base = Instant::now();
-        let Some(origin) = Parts::of(base) else {
-            return false;
-        };
-        SPANS.iter().all(|&(secs, nanos)| {
-            let span = Duration::new(secs, nanos);
-            [base.checked_add(span), base.checked_sub(span)]
-                .into_iter()
-                .flatten()
-                .all(|other| {
-                    Parts::of(other).is_some_and(|parts| {
-                        origin.nanos_to(parts) == subtracted(base, other)
-                            && parts.nanos_to(origin) == subtracted(other, base)
-                    })
-                })
-        })
-    })
-}
-
-/// The spans [`parts_measure`] checks, as seconds and nanoseconds.
-const SPANS: [(u64, u32); 10] = [
-    (0, 0),
-    (0, 1),
-    (0, 999_999_999),
-    (1, 0),
-    (1, 1),
-    (1, 999_999_999),
-    (59, 500_000_001),
-    (86_400 * 365, 123_456_789),
-    (18_446_744_073, 709_551_615),
-    (18_446_744_074, 0),
-];
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
 
     use super::*;
-
-    /// Nanoseconds from `a` to `b`, worked out in `i128` without shortcut.
-    fn exact(a: Parts, b: Parts) -> u64 {
-        let total = (i128::from(b.secs) - i128::from(a.secs)) * NANOS_PER_SEC + i128::from(b.nanos)
-            - i128::from(a.nanos);
-        u64::try_from(total.max(0)).unwrap_or(u64::MAX)
-    }
-
-    fn parts() -> impl Strategy<Value = Parts> {
-        let secs = prop_oneof![
-            any::<i64>(),
-            -3i64..3,
-            1_000_000i64..1_000_010,
-            Just(i64::MIN),
-            Just(i64::MAX),
-        ];
-        let nanos = prop_oneof![0u32..1_000_000_000, Just(0), Just(999_999_999)];
-        (secs, nanos).prop_map(|(secs, nanos)| Parts { secs, nanos })
-    }
+    use crate::clock::checks::{exact, parts};
 
     #[test]
     fn readings_are_read_as_seconds_and_nanoseconds_here() {
