@@ -27,8 +27,28 @@ pin_project! {
         // needs lives out of line, allocated once by the first retry: the
         // future of a call that is not retried stays the size of the
         // inner one plus what the layer keeps.
-        Retrying { retry: Pin<Box<Retrying<S, Req, F>>> },
+        Retrying { retry: Later<S, Req, F> },
     }
+}
+
+/// The retry path's state, out of line. Dropping it is a call, not
+/// inlined, so that the drop of a future whose first attempt answered
+/// stays a test of the state's tag, small enough to inline where the
+/// future is dropped.
+struct Later<S, Req, F>(Option<Pin<Box<Retrying<S, Req, F>>>>);
+
+impl<S, Req, F> Drop for Later<S, Req, F> {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(retry) = self.0.take() {
+            drop_later(retry);
+        }
+    }
+}
+
+#[inline(never)]
+fn drop_later<T>(retry: Pin<Box<T>>) {
+    drop(retry);
 }
 
 pin_project! {
@@ -174,7 +194,7 @@ where
         backoff,
     };
     this.state.set(State::Retrying {
-        retry: Box::pin(retry),
+        retry: Later(Some(Box::pin(retry))),
     });
     None
 }
@@ -191,7 +211,10 @@ where
     C: Classify<Req, S::Response, S::Error>,
     P: Replay<Req>,
 {
-    let StateProj::Retrying { retry } = this.state.as_mut().project() else {
+    let StateProj::Retrying {
+        retry: Later(Some(retry)),
+    } = this.state.as_mut().project()
+    else {
         // Only reached once the first attempt's outcome was returned.
         return Poll::Ready(Err(SPENT.into()));
     };
@@ -285,7 +308,7 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let attempt = match &self.state {
             State::Called { .. } => 1,
-            State::Retrying { retry } => retry.attempt,
+            State::Retrying { retry } => retry.0.as_ref().map_or(0, |retry| retry.attempt),
         };
         f.debug_struct("ResponseFuture")
             .field("attempt", &attempt)
