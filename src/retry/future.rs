@@ -84,11 +84,11 @@ pin_project! {
         // Interned unless the layer has a budget or a generator of its
         // own: then one reference counted per call.
         settings: Shared<Settings>,
-        // The service for later attempts, and the copy of the request they
-        // send: both present whenever another attempt is possible (while
-        // an attempt waits for readiness, its `Oneshot` holds them).
-        service: Option<S>,
-        next: Option<Req>,
+        // The service for later attempts and the copy of the request they
+        // send: present whenever another attempt is possible (while an
+        // attempt waits for readiness, its `Oneshot` holds them). One
+        // `Option` for both, as one is no use without the other.
+        again: Option<(S, Req)>,
         facts: C::Facts,
     }
 }
@@ -104,10 +104,9 @@ where
     pub(super) classifier: C,
     pub(super) replay: P,
     pub(super) settings: Shared<Settings>,
-    /// The service for later attempts, and the copy of the request they
+    /// The service for later attempts and the copy of the request they
     /// send, if another attempt is possible.
-    pub(super) service: Option<S>,
-    pub(super) next: Option<Req>,
+    pub(super) again: Option<(S, Req)>,
     pub(super) facts: C::Facts,
 }
 
@@ -125,8 +124,7 @@ where
             classifier: parts.classifier,
             replay: parts.replay,
             settings: parts.settings,
-            service: parts.service,
-            next: parts.next,
+            again: parts.again,
             facts: parts.facts,
         }
     }
@@ -173,7 +171,7 @@ where
     S::Error: Into<BoxError> + 'static,
     C: Classify<Req, S::Response, S::Error>,
 {
-    let can_replay = this.next.is_some() && this.service.is_some();
+    let can_replay = this.again.is_some();
     let mut backoff = BackoffState::new();
     let (delay, withdrawal) = match this
         .settings
@@ -183,7 +181,7 @@ where
         Step::GiveUp(err) => return Some(Err(err)),
         Step::Retry(delay, withdrawal) => (delay, withdrawal),
     };
-    let (Some(service), Some(request)) = (this.service.take(), this.next.take()) else {
+    let Some((service, request)) = this.again.take() else {
         return Some(Err(LOST.into()));
     };
     let retry = Retrying {
@@ -225,19 +223,18 @@ where
             retry.sleep.set(None);
         }
         let (settings, replay) = (&**this.settings, &*this.replay);
-        let (slot, next) = (&mut *this.service, &mut *this.next);
+        let again = &mut *this.again;
         let (attempt, withdrawal) = (*retry.attempt, &mut *retry.withdrawal);
         // The call keeps the service for the attempts after it.
         let polled = ready!(retry.call.as_mut().poll_with(cx, |mut service, request| {
-            let future = resend(
+            let (future, next) = resend(
                 (settings, replay),
                 &mut service,
                 request,
-                next,
                 attempt,
                 withdrawal,
             );
-            *slot = Some(service);
+            *again = next.map(|request| (service, request));
             future
         }));
         let outcome = match polled {
@@ -247,7 +244,7 @@ where
         };
         let verdict = judge(this.classifier, this.facts, outcome.as_ref());
         crate::event::attempt_ended(verdict);
-        let can_replay = this.next.is_some() && this.service.is_some();
+        let can_replay = this.again.is_some();
         let step = this
             .settings
             .next_step(verdict, *retry.attempt, retry.backoff, can_replay);
@@ -255,7 +252,7 @@ where
             Step::Return => return Poll::Ready(outcome.map_err(Into::into)),
             Step::GiveUp(err) => return Poll::Ready(Err(err)),
             Step::Retry(delay, withdrawal) => {
-                let (Some(service), Some(request)) = (this.service.take(), this.next.take()) else {
+                let Some((service, request)) = this.again.take() else {
                     return Poll::Ready(Err(LOST.into()));
                 };
                 *retry.attempt += 1;
@@ -272,32 +269,35 @@ where
 const LOST: &str = "retry scheduled without a request to send";
 const SPENT: &str = "retry future polled after it completed";
 
-/// Sends `request` as attempt `attempt`, keeping a copy in `next` if
-/// another attempt may follow, and spends the budget's withdrawal.
+/// Sends `request` as attempt `attempt`, and spends the budget's
+/// withdrawal. Returns the call's future and, if another attempt may
+/// follow, a copy of the request for it.
 #[inline(never)]
 fn resend<S, Req, P>(
     (settings, replay): (&Settings, &P),
     service: &mut S,
     request: Req,
-    next: &mut Option<Req>,
     attempt: u32,
     withdrawal: &mut Option<Withdrawal>,
-) -> S::Future
+) -> (S::Future, Option<Req>)
 where
     S: Service<Req>,
     P: Replay<Req>,
 {
-    if attempt < settings.max_attempts {
-        *next = replay.replay(&request);
-    }
+    let next = if attempt < settings.max_attempts {
+        replay.replay(&request)
+    } else {
+        None
+    };
     if let Some(withdrawal) = withdrawal.take() {
         withdrawal.spend();
     }
     crate::event::attempt_started();
-    match &settings.budget {
+    let future = match &settings.budget {
         Some(budget) => budget.calling(|| service.call(request)),
         None => service.call(request),
-    }
+    };
+    (future, next)
 }
 
 impl<S, Req, C, P> fmt::Debug for ResponseFuture<S, Req, C, P>
@@ -312,10 +312,7 @@ where
         };
         f.debug_struct("ResponseFuture")
             .field("attempt", &attempt)
-            .field(
-                "can_retry",
-                &(self.next.is_some() && self.service.is_some()),
-            )
+            .field("can_retry", &self.again.is_some())
             .finish_non_exhaustive()
     }
 }
