@@ -213,7 +213,7 @@ where
         };
         // The ready service sends this attempt; a clone, made ready when
         // needed, sends the later ones.
-        let service = next.as_ref().map(|_| self.inner.clone());
+        let again = next.map(|request| (self.inner.clone(), request));
         let future = match &policy.budget {
             Some(budget) => budget.calling(|| self.inner.call(request)),
             None => self.inner.call(request),
@@ -223,8 +223,7 @@ where
             classifier: policy.classifier.clone(),
             replay: policy.replay.clone(),
             settings: policy.settings.clone(),
-            service,
-            next,
+            again,
             facts,
         })
     }
