@@ -164,16 +164,24 @@ impl Settings {
         self.enabled.store(enabled, Ordering::Relaxed);
     }
 
+    #[inline]
     pub(crate) fn is_enabled(&self) -> bool {
         self.enabled.load(Ordering::Relaxed)
     }
 
     /// Draws the fault and the added latency of one call.
+    #[inline]
     pub(crate) fn draw(&self) -> (Fault, Option<Duration>) {
         self.calls.fetch_add(1, Ordering::Relaxed);
         if !self.is_enabled() {
             return (Fault::Pass, None);
         }
+        self.draw_enabled()
+    }
+
+    /// [`draw`](Self::draw) once the layer is switched on.
+    #[inline(never)]
+    fn draw_enabled(&self) -> (Fault, Option<Duration>) {
         let rates = self.load();
         let u = unit(self.random.next_u64());
         let fault = if u < rates.error {
