@@ -1,20 +1,22 @@
 //! The deadline of a logical call, visible to every layer inside it.
 
+use std::cell::Cell;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::task::futures::TaskLocalFuture;
+use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
-tokio::task_local! {
-    static CURRENT: Deadline;
+thread_local! {
+    /// The deadline in force on this thread: set while a [`Scoped`]
+    /// future is polled or a [`Deadline::sync_scope`] closure runs, and
+    /// put back as it was when they return (or unwind). Constant
+    /// initialised and without a destructor, so that reading it is one
+    /// load from thread-local storage, on any thread, at any time.
+    static CURRENT: Cell<Option<Deadline>> = const { Cell::new(None) };
 }
-
-/// Whether a deadline was ever put in force in this process: until one is,
-/// no code runs under one, and [`Deadline::current`] answers with one load
-/// instead of reading the task-local.
-static EVER_SET: AtomicBool = AtomicBool::new(false);
 
 /// Durations past this are treated as "no limit" (about thirty years), so
 /// that adding a huge duration to an instant never overflows.
@@ -52,13 +54,7 @@ impl Deadline {
     /// The deadline of the logical call this code runs in, if any.
     #[inline]
     pub fn current() -> Option<Deadline> {
-        // A scope is made (and the flag set) before the code it runs; code
-        // that runs on another thread got the scope through a hand-over
-        // that orders the flag before it.
-        if !EVER_SET.load(Ordering::Relaxed) {
-            return None;
-        }
-        CURRENT.try_with(|d| *d).ok()
+        CURRENT.get()
     }
 
     /// The instant of the deadline.
@@ -79,34 +75,34 @@ impl Deadline {
     /// Runs `future` with this deadline visible to the layers it calls
     /// through. An earlier deadline already in force stays in force.
     #[inline]
-    pub fn scope<F: Future>(self, future: F) -> TaskLocalFuture<Deadline, F> {
-        mark_set();
-        CURRENT.scope(self.tighten(), future)
+    pub fn scope<F: Future>(self, future: F) -> Scoped<F> {
+        self.tighten().scope_tightened(future)
     }
 
     /// Runs `f` with this deadline visible, as [`scope`](Self::scope) does
     /// for a future.
     #[inline]
     pub fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
-        mark_set();
-        CURRENT.sync_scope(self.tighten(), f)
+        self.tighten().sync_scope_tightened(f)
     }
 
     /// [`scope`](Self::scope) for a deadline already
     /// [tightened](Self::tighten) in the same synchronous call: it is set
     /// as it is, without reading the one in force again.
     #[inline]
-    pub(crate) fn scope_tightened<F: Future>(self, future: F) -> TaskLocalFuture<Deadline, F> {
-        mark_set();
-        CURRENT.scope(self, future)
+    pub(crate) fn scope_tightened<F: Future>(self, future: F) -> Scoped<F> {
+        Scoped {
+            deadline: self,
+            future,
+        }
     }
 
     /// [`sync_scope`](Self::sync_scope) for a deadline already
     /// [tightened](Self::tighten), as [`scope_tightened`](Self::scope_tightened).
     #[inline]
     pub(crate) fn sync_scope_tightened<R>(self, f: impl FnOnce() -> R) -> R {
-        mark_set();
-        CURRENT.sync_scope(self, f)
+        let _restore = Restore(CURRENT.replace(Some(self)));
+        f()
     }
 
     /// This deadline or the one already in force, whichever comes first.
@@ -118,11 +114,59 @@ impl Deadline {
     }
 }
 
-/// Notes that a deadline is put in force, writing the flag only once.
-#[inline]
-fn mark_set() {
-    if !EVER_SET.load(Ordering::Relaxed) {
-        EVER_SET.store(true, Ordering::Relaxed);
+/// Puts back the deadline that was in force before a scope, when the
+/// scope returns or unwinds.
+struct Restore(Option<Deadline>);
+
+impl Drop for Restore {
+    #[inline]
+    fn drop(&mut self) {
+        CURRENT.set(self.0);
+    }
+}
+
+pin_project! {
+    /// A future run with a [`Deadline`] in force: made by
+    /// [`Deadline::scope`].
+    ///
+    /// While the inner future is polled, [`Deadline::current`] answers
+    /// with this deadline (or an earlier one that was in force when the
+    /// scope was made); around each poll, the deadline in force before is
+    /// put back. The deadline follows the future, not the thread: work the
+    /// future hands to another task does not see it.
+    #[derive(Debug)]
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Scoped<F> {
+        deadline: Deadline,
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F> Scoped<F> {
+    /// The deadline in force while the inner future is polled.
+    pub fn deadline(&self) -> Deadline {
+        self.deadline
+    }
+
+    /// The inner future.
+    pub fn get_ref(&self) -> &F {
+        &self.future
+    }
+
+    /// The inner future, consuming the scope.
+    pub fn into_inner(self) -> F {
+        self.future
+    }
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        this.deadline.sync_scope_tightened(|| this.future.poll(cx))
     }
 }
 
@@ -169,5 +213,66 @@ pub struct ExtensionStamp;
 impl<B> Stamp<http::Request<B>> for ExtensionStamp {
     fn stamp(&self, request: &mut http::Request<B>, deadline: Deadline) {
         request.extensions_mut().insert(deadline);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::time::Duration;
+
+    use super::*;
+
+    fn at(secs: u64) -> Deadline {
+        Deadline::at(Instant::now() + Duration::from_secs(secs))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_scope_is_in_force_only_while_its_future_is_polled() {
+        let deadline = at(5);
+        let (seen_tx, seen_rx) = tokio::sync::oneshot::channel();
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        // A scoped task that waits with its deadline in force.
+        let scoped = tokio::spawn(deadline.scope(async move {
+            let before = Deadline::current();
+            go_rx.await.unwrap();
+            (before, Deadline::current())
+        }));
+        tokio::task::yield_now().await;
+        // Another task on the same thread, polled while the scoped one
+        // waits, sees no deadline.
+        tokio::spawn(async move { seen_tx.send(Deadline::current()).unwrap() });
+        assert_eq!(seen_rx.await.unwrap(), None);
+        assert_eq!(Deadline::current(), None);
+        go_tx.send(()).unwrap();
+        assert_eq!(scoped.await.unwrap(), (Some(deadline), Some(deadline)));
+        assert_eq!(Deadline::current(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nested_scopes_keep_the_earliest_and_put_the_outer_one_back() {
+        let (early, late) = (at(1), at(9));
+        let inner = early.sync_scope(|| {
+            let inner = late.sync_scope(Deadline::current);
+            (inner, Deadline::current())
+        });
+        assert_eq!(inner, (Some(early), Some(early)));
+        let widened = late.sync_scope(|| early.scope(async { Deadline::current() }));
+        assert_eq!(widened.deadline(), early);
+        assert_eq!(widened.await, Some(early));
+        assert_eq!(Deadline::current(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panic_inside_a_scope_puts_the_outer_deadline_back() {
+        let (outer, inner) = (at(9), at(1));
+        outer.sync_scope(|| {
+            let unwound = catch_unwind(AssertUnwindSafe(|| {
+                inner.sync_scope(|| panic!("inside the scope"));
+            }));
+            assert!(unwound.is_err());
+            assert_eq!(Deadline::current(), Some(outer));
+        });
+        assert_eq!(Deadline::current(), None);
     }
 }

@@ -9,13 +9,13 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use tokio::task::futures::TaskLocalFuture;
 use tower_service::Service;
 
 use super::layer::ObserveLayer;
 use super::request_id::{GenerateRequestId, MakeRequestId};
 use super::watch::{finish, in_span, nobody_looks, poll_in_context, start_watch};
 use crate::classify::{Classify, DefaultClassifier};
+use crate::deadline::Scoped;
 use crate::event::context::Context;
 use crate::event::scope::Shared;
 use crate::timeout::deadline_parts::{later, poll_deadline};
@@ -167,7 +167,7 @@ pin_project! {
     /// The response future of [`ObserveDeadline`].
     pub struct DeadlineResponseFuture<F, C, Req, Facts> {
         #[pin]
-        future: TaskLocalFuture<Deadline, F>,
+        future: Scoped<F>,
         #[pin]
         sleep: Option<tokio::time::Sleep>,
         at: tokio::time::Instant,

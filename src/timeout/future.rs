@@ -6,10 +6,10 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use tokio::task::futures::TaskLocalFuture;
 use tokio::time::{Instant, Sleep, sleep_until};
 
 use super::{Deadline, later};
+pub use crate::deadline::Scoped;
 use crate::error::{BoxError, DeadlineExceeded, Elapsed};
 use crate::event::TimeoutReason;
 
@@ -187,7 +187,7 @@ pin_project! {
     #[derive(Debug)]
     pub struct DeadlineFuture<F> {
         #[pin]
-        inner: TaskLocalFuture<Deadline, F>,
+        inner: Scoped<F>,
         #[pin]
         sleep: Option<Sleep>,
         at: Instant,
@@ -228,7 +228,7 @@ where
 /// the call is not ready at once.
 #[inline]
 pub(crate) fn poll_deadline<F, T, E>(
-    inner: Pin<&mut TaskLocalFuture<Deadline, F>>,
+    inner: Pin<&mut Scoped<F>>,
     sleep: Pin<&mut Option<Sleep>>,
     at: Instant,
     cx: &mut Context<'_>,
@@ -247,7 +247,7 @@ const TOTAL_DEADLINE: &str = "total_deadline";
 /// the layer's series it is counted in).
 #[inline]
 fn poll_named_deadline<F, T, E>(
-    inner: Pin<&mut TaskLocalFuture<Deadline, F>>,
+    inner: Pin<&mut Scoped<F>>,
     mut sleep: Pin<&mut Option<Sleep>>,
     at: Instant,
     name: &super::Name,
