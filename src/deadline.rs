@@ -16,6 +16,29 @@ thread_local! {
     /// initialised and without a destructor, so that reading it is one
     /// load from thread-local storage, on any thread, at any time.
     static CURRENT: Cell<Option<Deadline>> = const { Cell::new(None) };
+
+    /// The clock reading a total deadline took when its call began, while
+    /// that call runs down the stack synchronously: the layers inside
+    /// read it instead of the clock ([`now`]). Set by
+    /// [`Deadline::sync_scope_read`] only, never while a future is polled.
+    static READING: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Now, as the layers of a call read it: the reading the total deadline
+/// took when the call began, while that call runs down the stack
+/// synchronously (the same instant to the nanoseconds between them, and
+/// never later than the clock, so that what is timed from it ends no
+/// later than timed from a fresh reading); a fresh reading anywhere else,
+/// and in every poll.
+#[inline]
+pub(crate) fn now() -> Instant {
+    reading().unwrap_or_else(Instant::now)
+}
+
+/// The reading [`now`] answers with, if one is in force.
+#[inline]
+pub(crate) fn reading() -> Option<Instant> {
+    READING.get()
 }
 
 /// Durations past this are treated as "no limit" (about thirty years), so
@@ -105,6 +128,17 @@ impl Deadline {
         f()
     }
 
+    /// [`sync_scope_tightened`](Self::sync_scope_tightened) for the
+    /// synchronous call of a total deadline that read the clock at `now`:
+    /// the layers inside read `now` through [`now`](self::now) instead of
+    /// the clock until `f` returns.
+    #[inline]
+    pub(crate) fn sync_scope_read<R>(self, now: Instant, f: impl FnOnce() -> R) -> R {
+        let _restore = Restore(CURRENT.replace(Some(self)));
+        let _reading = RestoreReading(READING.replace(Some(now)));
+        f()
+    }
+
     /// This deadline or the one already in force, whichever comes first.
     pub fn tighten(self) -> Deadline {
         match Deadline::current() {
@@ -122,6 +156,17 @@ impl Drop for Restore {
     #[inline]
     fn drop(&mut self) {
         CURRENT.set(self.0);
+    }
+}
+
+/// Puts back the reading that was in force before
+/// [`Deadline::sync_scope_read`], when it returns or unwinds.
+struct RestoreReading(Option<Instant>);
+
+impl Drop for RestoreReading {
+    #[inline]
+    fn drop(&mut self) {
+        READING.set(self.0);
     }
 }
 
@@ -274,5 +319,24 @@ mod tests {
             assert_eq!(Deadline::current(), Some(outer));
         });
         assert_eq!(Deadline::current(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_reading_of_a_call_holds_only_while_it_runs_down_synchronously() {
+        let taken = Instant::now() - Duration::from_millis(3);
+        let deadline = at(5);
+        let (inside, polled) = deadline.sync_scope_read(taken, || {
+            let inside = (now(), reading(), Deadline::current());
+            // A future made here and polled later reads the clock.
+            (inside, deadline.scope(async { (reading(), now()) }))
+        });
+        assert_eq!(inside, (taken, Some(taken), Some(deadline)));
+        assert_eq!(reading(), None);
+        assert_eq!(Deadline::current(), None);
+        tokio::time::advance(Duration::from_millis(7)).await;
+        let (during_poll, fresh) = polled.await;
+        assert_eq!(during_poll, None);
+        assert_eq!(fresh, Instant::now());
+        assert_eq!(now(), Instant::now());
     }
 }

@@ -135,8 +135,8 @@ where
 #[inline]
 pub(crate) fn live_deadline() -> Option<Instant> {
     Deadline::current()
-        .filter(|deadline| !deadline.is_expired())
         .map(Deadline::instant)
+        .filter(|&at| at > crate::deadline::now())
 }
 
 /// A call the breaker admitted and must hear the end of.

@@ -137,7 +137,8 @@ where
     #[inline(never)]
     fn call(&mut self, mut request: Req) -> Self::Future {
         self.request_id.prepare(&mut request);
-        let deadline = Deadline::at(later(tokio::time::Instant::now(), self.total)).tighten();
+        let now = tokio::time::Instant::now();
+        let deadline = Deadline::at(later(now, self.total)).tighten();
         let inner = &mut self.inner;
         let (mut context, facts) = if nobody_looks(&self.shared, self.listening) {
             (None, None)
@@ -147,12 +148,14 @@ where
             (Some(context), Some(facts))
         };
         let future = if context.is_none() {
-            deadline.sync_scope(|| inner.call(request))
+            deadline.sync_scope_read(now, || inner.call(request))
         } else {
-            in_span(&mut context, || deadline.sync_scope(|| inner.call(request)))
+            in_span(&mut context, || {
+                deadline.sync_scope_read(now, || inner.call(request))
+            })
         };
         DeadlineResponseFuture {
-            future: deadline.scope(future),
+            future: deadline.scope_tightened(future),
             sleep: None,
             at: deadline.instant(),
             context,

@@ -233,13 +233,14 @@ where
 
     #[inline(always)]
     fn call(&mut self, request: Req) -> Self::Future {
-        future::ResponseFuture::new(
-            self.inner.call(request),
-            Instant::now(),
-            self.timeout,
-            Deadline::current().map(|deadline| deadline.instant()),
-            self.name.clone(),
-        )
+        let future = self.inner.call(request);
+        // Under a total deadline, the reading its call took, if the call
+        // runs down from it now: a reading is only ever made with one.
+        let deadline = Deadline::current().map(Deadline::instant);
+        let start = deadline
+            .and_then(|_| crate::deadline::reading())
+            .unwrap_or_else(Instant::now);
+        future::ResponseFuture::new(future, start, self.timeout, deadline, self.name.clone())
     }
 }
 
@@ -311,10 +312,11 @@ where
 
     #[inline]
     fn call(&mut self, mut request: Req) -> Self::Future {
-        let deadline = Deadline::at(later(Instant::now(), self.total)).tighten();
+        let now = Instant::now();
+        let deadline = Deadline::at(later(now, self.total)).tighten();
         self.stamp.stamp(&mut request, deadline);
         let inner = &mut self.inner;
-        let fut = deadline.sync_scope_tightened(|| inner.call(request));
+        let fut = deadline.sync_scope_read(now, || inner.call(request));
         future::DeadlineFuture::new(fut, deadline, self.name.clone())
     }
 }
