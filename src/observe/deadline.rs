@@ -132,9 +132,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    // Out of line: built in place in the caller's slot, the future is not
-    // moved once more (it is the size of the whole stack's).
-    #[inline(never)]
+    #[inline]
     fn call(&mut self, mut request: Req) -> Self::Future {
         self.request_id.prepare(&mut request);
         let now = tokio::time::Instant::now();
