@@ -134,6 +134,11 @@ impl Origin {
         nanos_near(self.base, self.near, Parts::of(now)?)
     }
 
+    /// Whether [`near`](Self::near) measures any reading.
+    pub(crate) fn measures_near(&self) -> bool {
+        self.near != 0
+    }
+
     /// The origin's instant.
     #[inline]
     pub(crate) fn instant(&self) -> Instant {

@@ -131,7 +131,7 @@ pub use redis::{
 use future::ResponseFuture;
 #[cfg(feature = "redis")]
 use redis::Verdict;
-use state::{Limits, emit_rejected, emit_throttled};
+use state::{Held, Limits, emit_rejected, emit_throttled};
 
 /// What to do with a call over its allowance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -199,7 +199,8 @@ impl<F> fmt::Debug for ByKey<F> {
 pub struct RateLimit<S, K = (), F = Global> {
     inner: S,
     key: Arc<F>,
-    limits: Arc<Limits<K>>,
+    /// The shared limits, and the calls this value leased from them.
+    held: Held<K>,
 }
 
 impl<S, K, F> RateLimit<S, K, F> {
@@ -218,7 +219,7 @@ impl<S, K, F> RateLimit<S, K, F> {
     /// A view of the limiter's keys and settings.
     pub fn handle(&self) -> RateLimitHandle<K> {
         RateLimitHandle {
-            limits: Arc::clone(&self.limits),
+            limits: Arc::clone(&self.held.limits),
         }
     }
 
@@ -243,7 +244,7 @@ impl<S: Clone, K, F> Clone for RateLimit<S, K, F> {
         Self {
             inner: self.inner.clone(),
             key: Arc::clone(&self.key),
-            limits: Arc::clone(&self.limits),
+            held: self.held.clone(),
         }
     }
 }
@@ -252,7 +253,7 @@ impl<S: fmt::Debug, K, F> fmt::Debug for RateLimit<S, K, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimit")
             .field("inner", &self.inner)
-            .field("limits", &self.limits)
+            .field("limits", &self.held.limits)
             .finish()
     }
 }
@@ -276,9 +277,9 @@ where
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
         #[cfg(feature = "redis")]
-        if let Some(remote) = &self.limits.remote {
+        if let Some(remote) = &self.held.limits.remote {
             let key = self.key.key_of(&request).to_key();
-            let tier = self.limits.tier_index(&key);
+            let tier = self.held.limits.tier_index(&key);
             return match remote.check(tier, &key, 1) {
                 redis::Quick::Done(verdict) => match verdict {
                     Verdict::Deny { retry_after } => ResponseFuture::rejected(retry_after),
@@ -293,13 +294,14 @@ where
         }
         let checked = {
             let key = self.key.key_of(&request);
-            self.limits.check(&key)
+            self.held.limits.check(&key, &mut self.held.lease)
         };
         let Err(denied) = checked else {
             return ResponseFuture::called(self.inner.call(request));
         };
-        let tier = self.limits.tier(denied.tier);
-        match self.limits.mode {
+        let limits = &self.held.limits;
+        let tier = limits.tier(denied.tier);
+        match limits.mode {
             Mode::Throttle { max_delay } if denied.wait <= max_delay => {
                 match tier {
                     Some(tier) => tier.emit_throttled(denied.wait, denied.limiter.key()),

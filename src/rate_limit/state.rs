@@ -10,6 +10,7 @@ use governor::clock::Clock;
 
 use super::Mode;
 use super::clock::TokioClock;
+pub(crate) use super::gcra::Lease;
 pub(crate) use super::gcra::Limiter;
 use super::gcra::{NotUntil, Snapshot};
 use super::quota::Quota;
@@ -66,18 +67,24 @@ impl<K> Limits<K>
 where
     K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
 {
-    /// Takes one call from `key`'s allowance, or says how long to wait.
+    /// Takes one call from `key`'s allowance, or says how long to wait;
+    /// an unkeyed limiter without a tier function takes it from `lease`
+    /// while that lasts (see [`Lease`]).
     #[inline]
-    pub(crate) fn check<Q: LookupKey<K>>(&self, key: &Q) -> Result<(), Denied> {
+    pub(crate) fn check<Q: LookupKey<K>>(&self, key: &Q, lease: &mut Lease) -> Result<(), Denied> {
         if let Some(limiter) = &self.only {
-            // The tier is read only where the decision is reported.
-            return match limiter.check() {
-                Ok(snapshot) => {
-                    if super::report::listening() {
-                        self.report(self.tiers.default, Ok(snapshot));
-                    }
-                    Ok(())
-                }
+            // The tier is read only where the decision is reported; a
+            // listening slot is told the exact allowance, so its call
+            // takes no lease.
+            let outcome = if super::report::listening() {
+                limiter.check().map(|snapshot| {
+                    self.report(self.tiers.default, Ok(snapshot));
+                })
+            } else {
+                limiter.check_leased(lease)
+            };
+            return match outcome {
+                Ok(()) => Ok(()),
                 Err(not_until) => {
                     let tier = self.tiers.default;
                     Err(Denied {
@@ -240,6 +247,51 @@ where
     pub(crate) fn sync(&self) {
         if let Store::Keyed(registries) = &self.store {
             registries.iter().for_each(KeyedRegistry::run_pending_tasks);
+        }
+    }
+}
+
+impl<K> Limits<K> {
+    /// Gives back what `lease` holds unspent (a service value dropped).
+    #[cold]
+    fn give_back(&self, lease: &Lease) {
+        if let Some(limiter) = &self.only {
+            limiter.give_back(lease);
+        }
+    }
+}
+
+/// The limits a service value shares, and the calls it leased from them:
+/// given back when the value is dropped.
+pub(crate) struct Held<K> {
+    pub(crate) limits: Arc<Limits<K>>,
+    pub(crate) lease: Lease,
+}
+
+impl<K> Held<K> {
+    /// `limits`, with nothing leased.
+    #[inline]
+    pub(crate) fn new(limits: Arc<Limits<K>>) -> Self {
+        Self {
+            limits,
+            lease: Lease::new(),
+        }
+    }
+}
+
+impl<K> Clone for Held<K> {
+    /// The same limits; a fresh clone leases nothing yet.
+    #[inline]
+    fn clone(&self) -> Self {
+        Self::new(Arc::clone(&self.limits))
+    }
+}
+
+impl<K> Drop for Held<K> {
+    #[inline]
+    fn drop(&mut self) {
+        if self.lease.holds() {
+            self.limits.give_back(&self.lease);
         }
     }
 }
