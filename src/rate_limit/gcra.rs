@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::clock::{Origin, TokioInstant};
+use super::clock::{Origin, TokioInstant, near_of};
 
 /// The allowance of one key (or of every call of an unkeyed tier).
 pub(crate) struct Limiter {
@@ -136,6 +136,9 @@ pub(crate) struct Lease {
     end: u64,
     /// The size of the next lease taken at rest.
     next: u64,
+    /// The limiter's origin, as [`near_of`] reads it (zero, reading
+    /// nothing, until a lease is taken).
+    origin: (u64, u64),
 }
 
 impl Lease {
@@ -145,6 +148,7 @@ impl Lease {
             left: 0,
             end: 0,
             next: 1,
+            origin: (0, 0),
         }
     }
 
@@ -283,14 +287,17 @@ impl Limiter {
     #[inline(always)]
     pub(crate) fn check_leased(&self, lease: &mut Lease) -> Result<(), NotUntil> {
         let now = Instant::now();
-        match self.start.near(now) {
-            Some(t0) => {
-                if lease.left != 0 && t0 < lease.end {
+        // A lease reads only the service value's own fields.
+        if lease.left != 0 {
+            if let Some(t0) = near_of(lease.origin, now) {
+                if t0 < lease.end {
                     lease.left -= 1;
                     return Ok(());
                 }
-                self.renew(t0, lease)
             }
+        }
+        match self.start.near(now) {
+            Some(t0) => self.renew(t0, lease),
             None => self
                 .take(self.start.nanos_to(now), u64::saturating_add)
                 .map(|_| ()),
@@ -331,6 +338,7 @@ impl Limiter {
                             left: n - 1,
                             end: next,
                             next: (n * 2).min(self.cap),
+                            origin: self.start.near_parts(),
                         }
                     } else {
                         Lease::new()
