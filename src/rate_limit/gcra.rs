@@ -426,6 +426,47 @@ mod tests {
             .block_on(f);
     }
 
+    /// A value that keeps calling doubles its lease; dropped, it gives
+    /// back every unspent call whose time is still ahead, and the shared
+    /// state is then the exact GCRA's over the calls that passed.
+    #[test]
+    fn leases_grow_and_go_back_whole() {
+        paused(async {
+            let interval = Duration::from_micros(1);
+            let quota = governor::Quota::with_period(interval)
+                .expect("non-zero period")
+                .allow_burst(NonZeroU32::new(1_024).expect("non-zero"));
+            let limiter = Limiter::new(quota);
+            assert_eq!(limiter.lease_cap(), 64);
+            let mut lease = Lease::new();
+            // At rest each time: leases of 1, 2 and 4 calls.
+            let mut calls = 0;
+            for size in [1, 2, 4] {
+                tokio::time::advance(interval * 8).await;
+                limiter.check_leased(&mut lease).expect("passes");
+                assert_eq!(lease.left, size - 1);
+                calls += 1;
+            }
+            assert_eq!(limiter.level().remaining, 1_024 - 4);
+            limiter.give_back(&lease);
+            assert_eq!(limiter.level().remaining, 1_024 - 1);
+            assert_eq!(calls, 3);
+
+            // A quota of 10 a second with a burst of 10 leases one call:
+            // every decision is the exact one.
+            let exact = Limiter::new(governor::Quota::per_second(
+                NonZeroU32::new(10).expect("non-zero"),
+            ));
+            assert_eq!(exact.lease_cap(), 1);
+            let mut lease = Lease::new();
+            for _ in 0..10 {
+                exact.check_leased(&mut lease).expect("within the burst");
+                assert!(!lease.holds());
+            }
+            assert!(exact.check_leased(&mut lease).is_err());
+        });
+    }
+
     proptest! {
         /// Every decision, allowance left and wait is governor's, for any
         /// quota and any sequence of calls and pauses.

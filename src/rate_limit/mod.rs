@@ -9,6 +9,25 @@
 //! call that passes reads tokio's clock once, so that tests run on paused
 //! time, and makes one compare-and-swap.
 //!
+//! An unkeyed limiter without a tier function lets each service value
+//! (each clone of a [`RateLimit`]) lease calls: when the allowance is at
+//! rest, one compare-and-swap takes several calls at once, which the value
+//! then spends with its own counter until the time the allowance accounted
+//! them for. A fresh clone leases one call (its own, exactly as without
+//! leases); each lease a value takes at rest doubles its next one, up to a
+//! cap of one sixteenth of the burst and at most the quota's calls in 1 ms;
+//! a busy allowance is decided call by call, exactly. A dropped value gives
+//! back its unspent calls whose time is still ahead. Only one lease can be
+//! unspent at a time, over every clone, so with `cap` that cap, over any
+//! window, at most `cap - 1` calls pass beyond the exact GCRA (the calls that
+//! pass conform to a burst of `b + cap - 1`), and at most `cap - 1` are
+//! refused early (a call is refused only where the exact GCRA over the
+//! calls that passed, with a burst of `b - (cap - 1)`, refuses it too). A
+//! quota with a burst below 32 or an interval above 0.5 ms (10 a second
+//! with a burst of 10, say) has `cap = 1`: exact. A listening
+//! [`report`] slot, tiers chosen by key, keyed limiters and the shared
+//! store never lease.
+//!
 //! The excess is either rejected at once with
 //! [`RateLimited`](crate::error::RateLimited), which carries the time until a
 //! call would be allowed (an HTTP server answers 429 with `Retry-After`), or
@@ -196,6 +215,10 @@ impl<F> fmt::Debug for ByKey<F> {
 ///
 /// The inner service must be `Clone`: a throttled call takes the (ready)
 /// inner service with it and leaves a clone in its place.
+///
+/// Each value may hold a lease of calls taken from its allowance (see the
+/// [module docs](self)); a clone starts without one, and a value dropped
+/// gives back what is left of its lease.
 pub struct RateLimit<S, K = (), F = Global> {
     inner: S,
     key: Arc<F>,
