@@ -72,6 +72,11 @@ where
     /// while that lasts (see [`Lease`]).
     #[inline]
     pub(crate) fn check<Q: LookupKey<K>>(&self, key: &Q, lease: &mut Lease) -> Result<(), Denied> {
+        // Only the unkeyed builder makes `only`, with the key `()`: a keyed
+        // limiter's check is compiled without this branch.
+        if size_of::<K>() != 0 {
+            return self.check_stored(key);
+        }
         if let Some(limiter) = &self.only {
             // The tier is read only where the decision is reported; a
             // listening slot is told the exact allowance, so its call
@@ -95,6 +100,12 @@ where
                 }
             };
         }
+        self.check_stored(key)
+    }
+
+    /// [`check`](Self::check) without `only`: from the store.
+    #[inline(always)]
+    fn check_stored<Q: LookupKey<K>>(&self, key: &Q) -> Result<(), Denied> {
         let tier = match self.tier_of {
             Some(_) => key.with_key(|key| self.tier_index(key)),
             None => self.tiers.default,
