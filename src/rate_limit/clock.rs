@@ -134,6 +134,18 @@ impl Origin {
         nanos_near(self.base, self.near, Parts::of(now)?)
     }
 
+    /// Whether [`near`](Self::near) measures any reading.
+    pub(crate) fn measures_near(&self) -> bool {
+        self.near != 0
+    }
+
+    /// What [`near`](Self::near) measures from, for [`near_of`]: a copy
+    /// a service value keeps, so that its leased calls read nothing shared.
+    #[inline]
+    pub(crate) fn near_parts(&self) -> (u64, u64) {
+        (self.base, self.near)
+    }
+
     /// The origin's instant.
     #[inline]
     pub(crate) fn instant(&self) -> Instant {
@@ -151,6 +163,13 @@ impl Origin {
         }
         subtracted(self.instant, now)
     }
+}
+
+/// [`Origin::near`] of an origin whose [`Origin::near_parts`] are `base`
+/// and `near`.
+#[inline]
+pub(crate) fn near_of((base, near): (u64, u64), now: Instant) -> Option<u64> {
+    nanos_near(base, near, Parts::of(now)?)
 }
 
 /// Nanoseconds from the whole second `secs` to `later`, as

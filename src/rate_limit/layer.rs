@@ -7,7 +7,7 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 use super::quota::Quota;
-use super::state::{Limits, Store, Tier, TierFn, Tiers, new_limiter};
+use super::state::{Held, Limits, Store, Tier, TierFn, Tiers, new_limiter};
 use super::{AllowanceHandle, ByKey, Global, Mode, RateLimit, RateLimitHandle};
 use crate::error::{ConfigError, check};
 use crate::keyed::KeyedRegistry;
@@ -106,7 +106,7 @@ impl<S, K, F> Layer<S> for RateLimitLayer<K, F> {
         RateLimit {
             inner,
             key: Arc::clone(&self.key),
-            limits: Arc::clone(&self.limits),
+            held: Held::new(Arc::clone(&self.limits)),
         }
     }
 }

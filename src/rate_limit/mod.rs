@@ -9,6 +9,25 @@
 //! call that passes reads tokio's clock once, so that tests run on paused
 //! time, and makes one compare-and-swap.
 //!
+//! An unkeyed limiter without a tier function lets each service value
+//! (each clone of a [`RateLimit`]) lease calls: when the allowance is at
+//! rest, one compare-and-swap takes several calls at once, which the value
+//! then spends with its own counter until the time the allowance accounted
+//! them for. A fresh clone leases one call (its own, exactly as without
+//! leases); each lease a value takes at rest doubles its next one, up to a
+//! cap of one sixteenth of the burst and at most the quota's calls in 1 ms;
+//! a busy allowance is decided call by call, exactly. A dropped value gives
+//! back its unspent calls whose time is still ahead. Only one lease can be
+//! unspent at a time, over every clone, so with `cap` that cap, over any
+//! window, at most `cap - 1` calls pass beyond the exact GCRA (the calls that
+//! pass conform to a burst of `b + cap - 1`), and at most `cap - 1` are
+//! refused early (a call is refused only where the exact GCRA over the
+//! calls that passed, with a burst of `b - (cap - 1)`, refuses it too). A
+//! quota with a burst below 32 or an interval above 0.5 ms (10 a second
+//! with a burst of 10, say) has `cap = 1`: exact. A listening
+//! [`report`] slot, tiers chosen by key, keyed limiters and the shared
+//! store never lease.
+//!
 //! The excess is either rejected at once with
 //! [`RateLimited`](crate::error::RateLimited), which carries the time until a
 //! call would be allowed (an HTTP server answers 429 with `Retry-After`), or
@@ -131,7 +150,7 @@ pub use redis::{
 use future::ResponseFuture;
 #[cfg(feature = "redis")]
 use redis::Verdict;
-use state::{Limits, emit_rejected, emit_throttled};
+use state::{Held, Limits, emit_rejected, emit_throttled};
 
 /// What to do with a call over its allowance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -196,10 +215,15 @@ impl<F> fmt::Debug for ByKey<F> {
 ///
 /// The inner service must be `Clone`: a throttled call takes the (ready)
 /// inner service with it and leaves a clone in its place.
+///
+/// Each value may hold a lease of calls taken from its allowance (see the
+/// [module docs](self)); a clone starts without one, and a value dropped
+/// gives back what is left of its lease.
 pub struct RateLimit<S, K = (), F = Global> {
     inner: S,
     key: Arc<F>,
-    limits: Arc<Limits<K>>,
+    /// The shared limits, and the calls this value leased from them.
+    held: Held<K>,
 }
 
 impl<S, K, F> RateLimit<S, K, F> {
@@ -218,7 +242,7 @@ impl<S, K, F> RateLimit<S, K, F> {
     /// A view of the limiter's keys and settings.
     pub fn handle(&self) -> RateLimitHandle<K> {
         RateLimitHandle {
-            limits: Arc::clone(&self.limits),
+            limits: Arc::clone(&self.held.limits),
         }
     }
 
@@ -243,7 +267,7 @@ impl<S: Clone, K, F> Clone for RateLimit<S, K, F> {
         Self {
             inner: self.inner.clone(),
             key: Arc::clone(&self.key),
-            limits: Arc::clone(&self.limits),
+            held: self.held.clone(),
         }
     }
 }
@@ -252,7 +276,7 @@ impl<S: fmt::Debug, K, F> fmt::Debug for RateLimit<S, K, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimit")
             .field("inner", &self.inner)
-            .field("limits", &self.limits)
+            .field("limits", &self.held.limits)
             .finish()
     }
 }
@@ -276,9 +300,9 @@ where
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
         #[cfg(feature = "redis")]
-        if let Some(remote) = &self.limits.remote {
+        if let Some(remote) = &self.held.limits.remote {
             let key = self.key.key_of(&request).to_key();
-            let tier = self.limits.tier_index(&key);
+            let tier = self.held.limits.tier_index(&key);
             return match remote.check(tier, &key, 1) {
                 redis::Quick::Done(verdict) => match verdict {
                     Verdict::Deny { retry_after } => ResponseFuture::rejected(retry_after),
@@ -293,13 +317,14 @@ where
         }
         let checked = {
             let key = self.key.key_of(&request);
-            self.limits.check(&key)
+            self.held.limits.check(&key, &mut self.held.lease)
         };
         let Err(denied) = checked else {
             return ResponseFuture::called(self.inner.call(request));
         };
-        let tier = self.limits.tier(denied.tier);
-        match self.limits.mode {
+        let limits = &self.held.limits;
+        let tier = limits.tier(denied.tier);
+        match limits.mode {
             Mode::Throttle { max_delay } if denied.wait <= max_delay => {
                 match tier {
                     Some(tier) => tier.emit_throttled(denied.wait, denied.limiter.key()),

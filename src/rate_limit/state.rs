@@ -10,6 +10,7 @@ use governor::clock::Clock;
 
 use super::Mode;
 use super::clock::TokioClock;
+pub(crate) use super::gcra::Lease;
 pub(crate) use super::gcra::Limiter;
 use super::gcra::{NotUntil, Snapshot};
 use super::quota::Quota;
@@ -66,18 +67,29 @@ impl<K> Limits<K>
 where
     K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
 {
-    /// Takes one call from `key`'s allowance, or says how long to wait.
+    /// Takes one call from `key`'s allowance, or says how long to wait;
+    /// an unkeyed limiter without a tier function takes it from `lease`
+    /// while that lasts (see [`Lease`]).
     #[inline]
-    pub(crate) fn check<Q: LookupKey<K>>(&self, key: &Q) -> Result<(), Denied> {
+    pub(crate) fn check<Q: LookupKey<K>>(&self, key: &Q, lease: &mut Lease) -> Result<(), Denied> {
+        // Only the unkeyed builder makes `only`, with the key `()`: a keyed
+        // limiter's check is compiled without this branch.
+        if size_of::<K>() != 0 {
+            return self.check_stored(key);
+        }
         if let Some(limiter) = &self.only {
-            // The tier is read only where the decision is reported.
-            return match limiter.check() {
-                Ok(snapshot) => {
-                    if super::report::listening() {
-                        self.report(self.tiers.default, Ok(snapshot));
-                    }
-                    Ok(())
-                }
+            // The tier is read only where the decision is reported; a
+            // listening slot is told the exact allowance, so its call
+            // takes no lease.
+            let outcome = if super::report::listening() {
+                limiter.check().map(|snapshot| {
+                    self.report(self.tiers.default, Ok(snapshot));
+                })
+            } else {
+                limiter.check_leased(lease)
+            };
+            return match outcome {
+                Ok(()) => Ok(()),
                 Err(not_until) => {
                     let tier = self.tiers.default;
                     Err(Denied {
@@ -88,6 +100,12 @@ where
                 }
             };
         }
+        self.check_stored(key)
+    }
+
+    /// [`check`](Self::check) without `only`: from the store.
+    #[inline(always)]
+    fn check_stored<Q: LookupKey<K>>(&self, key: &Q) -> Result<(), Denied> {
         let tier = match self.tier_of {
             Some(_) => key.with_key(|key| self.tier_index(key)),
             None => self.tiers.default,
@@ -240,6 +258,51 @@ where
     pub(crate) fn sync(&self) {
         if let Store::Keyed(registries) = &self.store {
             registries.iter().for_each(KeyedRegistry::run_pending_tasks);
+        }
+    }
+}
+
+impl<K> Limits<K> {
+    /// Gives back what `lease` holds unspent (a service value dropped).
+    #[cold]
+    fn give_back(&self, lease: &Lease) {
+        if let Some(limiter) = &self.only {
+            limiter.give_back(lease);
+        }
+    }
+}
+
+/// The limits a service value shares, and the calls it leased from them:
+/// given back when the value is dropped.
+pub(crate) struct Held<K> {
+    pub(crate) limits: Arc<Limits<K>>,
+    pub(crate) lease: Lease,
+}
+
+impl<K> Held<K> {
+    /// `limits`, with nothing leased.
+    #[inline]
+    pub(crate) fn new(limits: Arc<Limits<K>>) -> Self {
+        Self {
+            limits,
+            lease: Lease::new(),
+        }
+    }
+}
+
+impl<K> Clone for Held<K> {
+    /// The same limits; a fresh clone leases nothing yet.
+    #[inline]
+    fn clone(&self) -> Self {
+        Self::new(Arc::clone(&self.limits))
+    }
+}
+
+impl<K> Drop for Held<K> {
+    #[inline]
+    fn drop(&mut self) {
+        if self.lease.holds() {
+            self.limits.give_back(&self.lease);
         }
     }
 }
