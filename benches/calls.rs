@@ -14,7 +14,9 @@
 //!
 //! Rows: `bare`, `bulkhead/steadfast`, `bulkhead/tower`,
 //! `rate_limit/steadfast`, `rate_limit/tower`, `retry/steadfast`,
-//! `retry/tower`, `retry_budget/steadfast`, `retry_budget/tower`,
+//! `retry/tower`, `retry/suite_echo` and `retry/tower_suite_echo` (the
+//! same two over the inner service of `benches/suite.rs`, 8 bytes with a
+//! loop of no rounds), `retry_budget/steadfast`, `retry_budget/tower`,
 //! `hedge/steadfast` (the first request answers before any copy),
 //! `scatter/steadfast` (two branches, every answer gathered),
 //! `fallback/steadfast` (a static answer, never used),
@@ -36,9 +38,12 @@
 //! parts: `part/total_deadline`, `part/bulkhead`, `part/retry`,
 //! `part/circuit_breaker`, `part/attempt_timeout`.
 
+use std::convert::Infallible;
 use std::fmt::Debug;
+use std::future::{Ready, ready};
 use std::hint::black_box;
 use std::process::ExitCode;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use steadfast::bulkhead::BulkheadLayer;
@@ -57,6 +62,33 @@ use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 mod common;
 
 use common::{Attempts, Budgeted, Echo, Request, runtime};
+
+/// The inner service of `benches/suite.rs`: always ready, answers at once
+/// after `rounds` rounds of arithmetic (here none). Unlike [`Echo`] it is
+/// not zero-sized and its call holds a loop, which changes what the
+/// compiler inlines around it.
+#[derive(Clone, Copy)]
+struct SuiteEcho {
+    rounds: u64,
+}
+
+impl Service<Request> for SuiteEcho {
+    type Response = u64;
+    type Error = Infallible;
+    type Future = Ready<Result<u64, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, (a, b): Request) -> Self::Future {
+        let mut h = a.wrapping_add(b);
+        for i in 0..self.rounds {
+            h = black_box(h.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17) ^ i);
+        }
+        ready(Ok(h))
+    }
+}
 
 /// Permits no call exhausts (as in the suite).
 const PERMITS: usize = 1_024;
@@ -226,6 +258,18 @@ fn main() -> ExitCode {
             }
             "retry/tower" => {
                 let service = tower::retry::Retry::new(Attempts(3), Echo);
+                Some(drive(service, calls).await)
+            }
+            "retry/suite_echo" => {
+                let layer = RetryLayer::builder()
+                    .max_attempts(3)
+                    .unlimited_budget()
+                    .build()
+                    .expect("valid settings");
+                Some(drive(layer.layer(SuiteEcho { rounds: 0 }), calls).await)
+            }
+            "retry/tower_suite_echo" => {
+                let service = tower::retry::Retry::new(Attempts(3), SuiteEcho { rounds: 0 });
                 Some(drive(service, calls).await)
             }
             "retry_budget/steadfast" => {

@@ -6,7 +6,7 @@
 # Arguments: rows to count (default: all).
 set -eu
 bin=${CARGO_TARGET_DIR:-target}/release/calls
-rows=${*:-"bare bulkhead/steadfast bulkhead/tower rate_limit/steadfast rate_limit/tower rate_limit/keyed retry/steadfast retry/tower retry_budget/steadfast retry_budget/tower policy/steadfast policy/observed policy/observed_info_listener policy/standard policy/service_builder part/total_deadline part/bulkhead part/retry part/circuit_breaker part/attempt_timeout policy/attempt policy/empty fallback/steadfast chaos/switched_off chaos/zero_rates"}
+rows=${*:-"bare bulkhead/steadfast bulkhead/tower rate_limit/steadfast rate_limit/tower rate_limit/keyed retry/steadfast retry/tower retry/suite_echo retry/tower_suite_echo retry_budget/steadfast retry_budget/tower policy/steadfast policy/observed policy/observed_info_listener policy/standard policy/service_builder part/total_deadline part/bulkhead part/retry part/circuit_breaker part/attempt_timeout policy/attempt policy/empty fallback/steadfast chaos/switched_off chaos/zero_rates"}
 count() {
     valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" "$1" "$2" 2>&1 |
         sed -n 's/.*Collected : *\([0-9]*\).*/\1/p'

@@ -200,6 +200,13 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
+    // Always inlined: out of line, the call returns its 64-byte future
+    // through memory and the caller copies it into its own state with
+    // wide loads of the narrow stores just made (36 instructions more a
+    // call over the suite's inner service, and about 6 ns). A plain
+    // `#[inline]` left two of the suite's three copies of its loop
+    // calling out of line.
+    #[inline(always)]
     fn call(&mut self, request: Req) -> Self::Future {
         let policy = &*self.policy;
         let facts = policy.classifier.facts(&request);
