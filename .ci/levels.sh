@@ -2,7 +2,7 @@
 # The crate is a stack of levels, lowest first:
 #
 #   0 primitives   error, classify, keyed, replay, budget, random, deadline,
-#                  oneshot, intern, clock
+#                  oneshot, intern, clock, stripe
 #   1 event core   src/event/
 #   2 layers       timeout, retry, circuit_breaker, bulkhead, adaptive,
 #                  rate_limit, hedge, scatter, fallback, chaos, http, grpc
@@ -23,7 +23,7 @@ level_of_file() {
     src/observe/*) echo 3 ;;
     src/event/*) echo 1 ;;
     src/error.rs | src/classify.rs | src/keyed.rs | src/replay.rs | src/budget.rs | \
-      src/random.rs | src/deadline.rs | src/oneshot.rs | src/intern.rs | src/clock.rs) echo 0 ;;
+      src/random.rs | src/deadline.rs | src/oneshot.rs | src/intern.rs | src/clock.rs | src/stripe.rs) echo 0 ;;
     src/*/*) echo 2 ;;
     *) echo "" ;;
   esac
@@ -37,7 +37,7 @@ level_of_path() {
     observe | observe::*) echo 3 ;;
     event | event::*) echo 1 ;;
     error | error::* | classify | classify::* | keyed | keyed::* | replay | replay::* | \
-      budget | budget::* | random | random::* | deadline | deadline::* | oneshot | oneshot::* | intern | intern::* | clock | clock::* | \
+      budget | budget::* | random | random::* | deadline | deadline::* | oneshot | oneshot::* | intern | intern::* | clock | clock::* | stripe | stripe::* | \
       BoxError | ConfigError) echo 0 ;;
     *) echo 2 ;;
   esac

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{ConfigError, check};
+use crate::stripe::Striped;
 
 /// One token, in the millionths the bucket counts in.
 const ONE: u64 = 1_000_000;
@@ -32,7 +33,8 @@ const ONE: u64 = 1_000_000;
 /// retry and a hedge layer, or every route to one host). A logical call
 /// deposits once, however many of the layers it crosses share the budget:
 /// an inner layer called from within an outer one on the same budget does
-/// not deposit again. It decides with atomics only.
+/// not deposit again. It decides with atomics only, and a call on a full
+/// bucket (the healthy case) writes only a count on its own core's line.
 ///
 /// ```
 /// use steadfast::retry::RetryBudget;
@@ -68,8 +70,12 @@ struct Inner {
     earn: u64,
     /// The most the bucket holds, in millionths.
     capacity: u64,
+    /// Read on every call, written only while the bucket is not full.
     tokens: AtomicU64,
-    requests: AtomicU64,
+    /// Logical calls, counted on the caller's stripe so that calls on
+    /// different cores do not write one line; [`RetryBudget::counts`] sums
+    /// them.
+    requests: Striped<AtomicU64>,
     retries: AtomicU64,
 }
 
@@ -158,7 +164,11 @@ impl RetryBudget {
     /// Logical calls and retries counted since the budget was made.
     pub fn counts(&self) -> (u64, u64) {
         (
-            self.inner.requests.load(Ordering::Relaxed),
+            self.inner
+                .requests
+                .iter()
+                .map(|n| n.load(Ordering::Relaxed))
+                .fold(0, u64::wrapping_add),
             self.inner.retries.load(Ordering::Relaxed),
         )
     }
@@ -197,7 +207,7 @@ impl RetryBudgetBuilder {
                 earn: (self.ratio * ONE as f64).round() as u64,
                 capacity,
                 tokens: AtomicU64::new(u64::from(self.reserve) * ONE),
-                requests: AtomicU64::new(0),
+                requests: Striped::new(|| AtomicU64::new(0)),
                 retries: AtomicU64::new(0),
             }),
         })
@@ -205,14 +215,20 @@ impl RetryBudgetBuilder {
 }
 
 impl Inner {
-    #[inline]
+    #[inline(never)]
     fn deposit(&self) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        if self.earn == 0 {
-            return;
-        }
-        let (earn, capacity) = (self.earn, self.capacity);
+        self.requests.local().fetch_add(1, Ordering::Relaxed);
         // A full bucket (the healthy case) is only read.
+        if self.earn != 0 && self.tokens.load(Ordering::Acquire) < self.capacity {
+            self.earn();
+        }
+    }
+
+    /// Earns a call's tokens into a bucket that is not full.
+    #[cold]
+    #[inline(never)]
+    fn earn(&self) {
+        let (earn, capacity) = (self.earn, self.capacity);
         let _ = self
             .tokens
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |tokens| {

@@ -142,6 +142,7 @@ mod deadline;
 mod intern;
 mod random;
 mod replay;
+mod stripe;
 
 pub mod event;
 

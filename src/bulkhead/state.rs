@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use crate::stripe::Striped;
+
 /// Which waiter a returned permit goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
@@ -25,9 +27,12 @@ pub enum QueueOrder {
 /// One bulkhead's permits and waiters, shared by every service, clone and
 /// handle made from the same layer.
 ///
-/// Permits are an atomic counter rather than a [`tokio::sync::Semaphore`]:
-/// taking one is a compare-and-swap, returning one a subtraction, and
-/// neither takes a lock. A caller that may wait registers with `notify`
+/// Free permits are atomic counters rather than a
+/// [`tokio::sync::Semaphore`], one per stripe (so that a thread takes and
+/// returns its permits on its own core's cache line) and a pool: taking one
+/// is a compare-and-swap on the caller's stripe, returning one an addition,
+/// and neither takes a lock. A call is refused only when the pool and every
+/// stripe are empty. A caller that may wait registers with `notify`
 /// before it retries. A permit returned while any caller waits is not
 /// freed but handed over: it stays counted in flight, `handoff` counts it,
 /// and one registered waiter (the oldest, or the newest, as `order` says)
@@ -35,7 +40,13 @@ pub enum QueueOrder {
 /// is lost (see [`Permit`]'s `Drop`). A handed-over permit that no waiter is
 /// left to claim is freed by the last waiter to leave.
 pub(crate) struct Shared {
-    in_flight: AtomicUsize,
+    /// Free permits kept by each stripe: a thread takes and returns its
+    /// permits here, on a line of its own core.
+    stripes: Striped<AtomicUsize>,
+    /// Free permits no stripe keeps yet. In flight = `max_concurrent`
+    /// minus these minus the stripes' (a handed-over permit counts in
+    /// flight).
+    pool: AtomicUsize,
     waiting: AtomicUsize,
     /// Permits handed to woken waiters and not yet claimed.
     handoff: AtomicUsize,
@@ -62,7 +73,8 @@ impl Shared {
         name: Cow<'static, str>,
     ) -> Self {
         Self {
-            in_flight: AtomicUsize::new(0),
+            stripes: Striped::new(|| AtomicUsize::new(0)),
+            pool: AtomicUsize::new(max_concurrent),
             waiting: AtomicUsize::new(0),
             handoff: AtomicUsize::new(0),
             max_concurrent,
@@ -88,31 +100,42 @@ impl Shared {
     pub(crate) fn key(&self) -> Option<&str> {
         self.key.as_deref()
     }
-    /// Takes a permit if one is free.
+    /// Takes a permit if one is free: from the caller's stripe, else a
+    /// batch from the pool, else one from another stripe.
     #[inline]
     pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
-        let mut current = self.in_flight.load(Ordering::Relaxed);
-        loop {
-            if current >= self.max_concurrent {
-                return None;
-            }
-            // SeqCst pairs with the waiter count: see `Permit::drop`.
-            match self.in_flight.compare_exchange_weak(
-                current,
-                current + 1,
-                Ordering::SeqCst,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => {
-                    #[cfg(feature = "metrics")]
-                    self.gauge.increment(1.0);
-                    return Some(Permit {
-                        shared: Arc::clone(self),
-                    });
-                }
-                Err(actual) => current = actual,
-            }
+        // SeqCst pairs with the waiter count: see `Permit::drop`.
+        let taken = take_one(self.stripes.local()) || self.refill();
+        if !taken {
+            return None;
         }
+        #[cfg(feature = "metrics")]
+        self.gauge.increment(1.0);
+        Some(Permit {
+            shared: Arc::clone(self),
+        })
+    }
+
+    /// Takes a permit for an empty stripe: a batch from the pool (one
+    /// used now, the rest left on the caller's stripe), else one from any
+    /// stripe. Refuses only when the pool and every stripe were empty.
+    #[cold]
+    #[inline(never)]
+    fn refill(&self) -> bool {
+        let batch = (self.max_concurrent / (2 * self.stripes.iter().count())).max(1);
+        if let Ok(pool) = self
+            .pool
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                n.checked_sub(n.min(batch)).filter(|_| n > 0)
+            })
+        {
+            let rest = pool.min(batch) - 1;
+            if rest > 0 {
+                self.stripes.local().fetch_add(rest, Ordering::SeqCst);
+            }
+            return true;
+        }
+        self.stripes.iter().any(take_one)
     }
 
     /// Takes a permit handed over to a woken waiter, if one is left.
@@ -143,7 +166,7 @@ impl Shared {
         if unclaimed == 0 {
             return;
         }
-        self.in_flight.fetch_sub(unclaimed, Ordering::SeqCst);
+        self.pool.fetch_add(unclaimed, Ordering::SeqCst);
         #[cfg(feature = "metrics")]
         self.gauge.decrement(unclaimed as f64);
         if self.waiting.load(Ordering::SeqCst) > 0 {
@@ -181,7 +204,13 @@ impl Shared {
     }
 
     pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
+        let free = self
+            .stripes
+            .iter()
+            .fold(self.pool.load(Ordering::SeqCst), |sum, n| {
+                sum.saturating_add(n.load(Ordering::SeqCst))
+            });
+        self.max_concurrent.saturating_sub(free)
     }
 
     pub(crate) fn waiting(&self) -> usize {
@@ -238,10 +267,28 @@ impl Drop for Permit {
             shared.reclaim_handoff();
             return;
         }
-        shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+        shared.stripes.local().fetch_add(1, Ordering::SeqCst);
         #[cfg(feature = "metrics")]
         shared.gauge.decrement(1.0);
     }
+}
+
+/// Takes one free permit from a stripe, if it keeps one.
+#[inline]
+fn take_one(stripe: &AtomicUsize) -> bool {
+    let mut current = stripe.load(Ordering::Relaxed);
+    while current > 0 {
+        match stripe.compare_exchange_weak(
+            current,
+            current - 1,
+            Ordering::SeqCst,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => return true,
+            Err(actual) => current = actual,
+        }
+    }
+    false
 }
 
 impl fmt::Debug for Permit {
@@ -298,4 +345,65 @@ pub(crate) fn emit_admitted_after_wait(shared: &Shared, waited: Duration) {
         key: shared.key(),
         waited,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn shared(max: usize) -> Arc<Shared> {
+        Arc::new(Shared::new(
+            max,
+            Duration::ZERO,
+            0,
+            QueueOrder::OldestFirst,
+            Cow::Borrowed("model"),
+        ))
+    }
+
+    fn free(s: &Shared) -> usize {
+        s.pool.load(Ordering::SeqCst)
+            + s.stripes
+                .iter()
+                .map(|n| n.load(Ordering::SeqCst))
+                .sum::<usize>()
+    }
+
+    proptest! {
+        /// Permits are conserved (held + pool + stripes = max) and a call
+        /// is refused exactly when all are held, whichever threads take
+        /// and return them.
+        #[test]
+        fn permits_are_conserved_and_refused_only_when_all_are_held(
+            max in 1usize..12,
+            ops in proptest::collection::vec((any::<bool>(), 0usize..3, any::<prop::sample::Index>()), 1..200),
+        ) {
+            let s = shared(max);
+            let mut held: Vec<Permit> = Vec::new();
+            for (acquire, thread, which) in ops {
+                let run = |f: &mut (dyn FnMut() + Send)| {
+                    if thread == 0 {
+                        f();
+                    } else {
+                        std::thread::scope(|scope| {
+                            scope.spawn(f);
+                        });
+                    }
+                };
+                if acquire {
+                    let mut got = None;
+                    run(&mut || got = s.try_acquire());
+                    prop_assert_eq!(got.is_some(), held.len() < max);
+                    held.extend(got);
+                } else if !held.is_empty() {
+                    let permit = held.swap_remove(which.index(held.len()));
+                    let mut permit = Some(permit);
+                    run(&mut || drop(permit.take()));
+                }
+                prop_assert_eq!(held.len() + free(&s), max);
+                prop_assert_eq!(s.in_flight(), held.len());
+            }
+        }
+    }
 }
