@@ -132,7 +132,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_thread_keeps_its_index_and_threads_get_different_ones() {
+    fn a_thread_keeps_its_index_and_every_index_is_below_the_count() {
         let here = index();
         assert_eq!(index(), here);
         assert!(here < count());
