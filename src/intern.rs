@@ -9,15 +9,19 @@
 //! cache line every core calling through the layer shares. An
 //! [`Interner`] instead keeps one copy of each distinct value for good and
 //! hands out `&'static` references: copying one is free. The table is
-//! bounded; past its cap a value is shared through an `Arc` as before, so
-//! it never grows with how many layers a program builds, and nothing a
-//! value carries is lost.
+//! bounded; past its cap (and for state that can't be compared by
+//! content) a value is shared through a [`Spread`], whose references are
+//! counted on the calling thread's lane, so the table never grows with how
+//! many layers a program builds, nothing a value carries is lost, and two
+//! cores still write no common line.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
 use std::ops::Deref;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
+
+use crate::stripe::Spread;
 
 /// The most distinct values one interner keeps. Names and settings come
 /// from configuration: a program has a few dozen; a table this size is
@@ -27,18 +31,19 @@ pub(crate) const CAP: usize = 4_096;
 /// A value shared by every service and future of the layers that made it:
 /// kept for good by an [`Interner`] (copying the reference is free), or,
 /// past the interner's cap or for state that can't be compared by
-/// content, behind an `Arc`.
+/// content, behind a [`Spread`].
 pub(crate) enum Shared<T: 'static> {
     /// Interned: kept until the process ends.
     Static(&'static T),
-    /// Not interned: counted.
-    Owned(Arc<T>),
+    /// Not interned: counted, on the calling thread's lane (see
+    /// [`Spread`]).
+    Owned(Spread<T>),
 }
 
 impl<T> Shared<T> {
-    /// `value` behind an `Arc`, not interned.
+    /// `value` counted per lane, not interned.
     pub(crate) fn owned(value: T) -> Self {
-        Shared::Owned(Arc::new(value))
+        Shared::Owned(Spread::new(value))
     }
 
     /// Whether this is an interned value.
@@ -53,8 +58,45 @@ impl<T> Clone for Shared<T> {
     fn clone(&self) -> Self {
         match self {
             Shared::Static(value) => Shared::Static(value),
-            Shared::Owned(value) => Shared::Owned(Arc::clone(value)),
+            Shared::Owned(value) => Shared::Owned(value.clone()),
         }
+    }
+}
+
+/// What a call holds of a [`Shared`] value: the interned reference, or
+/// its thread's lane's reference (a word and a tag, dropped with one
+/// test).
+pub(crate) enum Ref<T: 'static> {
+    Static(&'static T),
+    Lane(Spread<T>),
+}
+
+impl<T> Shared<T> {
+    /// A reference for a call to hold.
+    #[inline]
+    pub(crate) fn to_ref(&self) -> Ref<T> {
+        match self {
+            Shared::Static(value) => Ref::Static(value),
+            Shared::Owned(value) => Ref::Lane(value.clone()),
+        }
+    }
+}
+
+impl<T> Deref for Ref<T> {
+    type Target = T;
+
+    #[inline]
+    fn deref(&self) -> &T {
+        match self {
+            Ref::Static(value) => value,
+            Ref::Lane(value) => value,
+        }
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Ref<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        T::fmt(self, f)
     }
 }
 
@@ -150,7 +192,7 @@ mod tests {
         for key in 0..3 {
             assert!(interner.get_or_make(key, || key * 10).is_static());
         }
-        // Full: a new key gets its own value, behind an `Arc`, every time.
+        // Full: a new key gets its own value, not interned, every time.
         let late = interner.get_or_make(7, || 70);
         let later = interner.get_or_make(7, || 71);
         assert!(!late.is_static() && !later.is_static());

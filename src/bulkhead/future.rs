@@ -15,6 +15,7 @@ use super::state::{Permit, Shared, WaitGuard, emit_admitted_after_wait, emit_rej
 use crate::BoxError;
 use crate::error::BulkheadFull;
 use crate::oneshot::Waiter;
+use crate::stripe::Spread;
 
 pin_project! {
     /// The response future of [`Bulkhead`](super::Bulkhead).
@@ -193,7 +194,7 @@ where
 
 /// What a wait ends with: the call made with a permit, or the bulkhead to
 /// report a refusal to.
-type Waited<F, S, Req> = Result<State<F, S, Req>, Option<Arc<Shared>>>;
+type Waited<F, S, Req> = Result<State<F, S, Req>, Option<Spread<Shared>>>;
 
 /// Polls a waiting call: the state that makes the call once it has a
 /// permit, or an error once it has waited `max_wait` in vain, with the
@@ -230,7 +231,7 @@ fn poll_wait<F, S, Req>(
             .as_pin_mut()
             .is_some_and(|s| s.poll(cx).is_ready())
         {
-            let shared = Arc::clone(&w.guard.shared);
+            let shared = w.guard.shared.clone();
             // Leave the queue before the event counts waiters.
             drop(w);
             return Poll::Ready(Err(Some(shared)));

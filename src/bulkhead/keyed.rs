@@ -18,6 +18,7 @@ use crate::error::{ConfigError, check};
 use crate::keyed::{
     DEFAULT_IDLE, DEFAULT_MAX_KEYS, KeyOf, KeyedRegistry, LookupKey, OVERFLOW_KEY, key_name,
 };
+use crate::stripe::{Lane, Spread};
 
 /// Applies a [`KeyedBulkhead`]: one bulkhead per key of the request, each
 /// with the same settings, for at most `max_keys` keys.
@@ -32,7 +33,7 @@ pub struct KeyedBulkheadLayer<K, F> {
 struct KeyedShared<K, F> {
     key: F,
     settings: Settings,
-    registry: KeyedRegistry<K, Shared>,
+    registry: KeyedRegistry<K, Lane<Shared>>,
 }
 
 impl<K, F> KeyedShared<K, F>
@@ -43,12 +44,14 @@ where
     /// knows its key, for the events it reports; the one shared by keys
     /// that found the registry full reports `(overflow)`.
     #[inline]
-    fn bulkhead_by<Q: LookupKey<K>>(&self, key: &Q) -> Arc<Shared> {
-        self.registry.get_or_insert_by(key, |key| {
-            self.settings
-                .shared()
-                .with_key(key.map_or_else(|| OVERFLOW_KEY.into(), key_name))
-        })
+    fn bulkhead_by<Q: LookupKey<K>>(&self, key: &Q) -> Spread<Shared> {
+        Spread::from(self.registry.get_or_insert_by(key, |key| {
+            Lane::single(
+                self.settings
+                    .shared()
+                    .with_key(key.map_or_else(|| OVERFLOW_KEY.into(), key_name)),
+            )
+        }))
     }
 }
 
@@ -112,7 +115,10 @@ where
     /// The handle keeps that bulkhead from being dropped (so its key is
     /// never evicted while the handle lives).
     pub fn get(&self, key: &K) -> Option<BulkheadHandle> {
-        self.shared.registry.get(key).map(BulkheadHandle::new)
+        self.shared
+            .registry
+            .get(key)
+            .map(|lane| BulkheadHandle::new(Spread::from(lane).to_arc()))
     }
 
     /// A handle on `key`'s bulkhead, made if the key has none yet.
@@ -120,7 +126,7 @@ where
     /// The handle keeps that bulkhead from being dropped (so its key is
     /// never evicted while the handle lives).
     pub fn get_or_insert(&self, key: &K) -> BulkheadHandle {
-        BulkheadHandle::new(self.shared.bulkhead_by(key))
+        BulkheadHandle::new(self.shared.bulkhead_by(key).to_arc())
     }
 
     /// Every key that has a bulkhead now, with a handle on it.
@@ -372,7 +378,7 @@ where
 
 /// A cloneable view of a keyed bulkhead's per-key bulkheads.
 pub struct KeyedBulkheadHandle<K> {
-    registry: KeyedRegistry<K, Shared>,
+    registry: KeyedRegistry<K, Lane<Shared>>,
 }
 
 impl<K> KeyedBulkheadHandle<K>
@@ -382,7 +388,9 @@ where
     /// The bulkhead of `key`, if the key has one now (nothing is made for
     /// a key never called).
     pub fn get(&self, key: &K) -> Option<BulkheadHandle> {
-        self.registry.get(key).map(BulkheadHandle::new)
+        self.registry
+            .get(key)
+            .map(|lane| BulkheadHandle::new(Spread::from(lane).to_arc()))
     }
 
     /// How many keys have a bulkhead (an estimate while evictions are
@@ -406,7 +414,7 @@ where
         self.registry
             .entries()
             .into_iter()
-            .map(|(key, shared)| (key, BulkheadHandle::new(shared)))
+            .map(|(key, lane)| (key, BulkheadHandle::new(Spread::from(lane).to_arc())))
             .collect()
     }
 

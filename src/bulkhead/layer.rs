@@ -1,6 +1,6 @@
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::Arc;
+
 use std::time::Duration;
 
 use tower_layer::Layer;
@@ -8,15 +8,23 @@ use tower_layer::Layer;
 use super::state::{QueueOrder, Shared};
 use super::{Bulkhead, BulkheadHandle};
 use crate::error::{ConfigError, check};
+use crate::stripe::Spread;
 
 /// Applies a [`Bulkhead`] to services: at most `max_concurrent` calls in
 /// flight at once.
 ///
 /// Every service this layer makes, and every clone of them, shares one set
 /// of permits. Built with [`BulkheadLayer::builder`].
-#[derive(Clone)]
 pub struct BulkheadLayer {
-    shared: Arc<Shared>,
+    shared: Spread<Shared>,
+}
+
+impl Clone for BulkheadLayer {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.root(),
+        }
+    }
 }
 
 impl BulkheadLayer {
@@ -27,7 +35,7 @@ impl BulkheadLayer {
 
     /// A view of the bulkhead's permits and waiters.
     pub fn handle(&self) -> BulkheadHandle {
-        BulkheadHandle::new(Arc::clone(&self.shared))
+        BulkheadHandle::new(self.shared.to_arc())
     }
 }
 
@@ -35,7 +43,7 @@ impl<S> Layer<S> for BulkheadLayer {
     type Service = Bulkhead<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Bulkhead::from_shared(inner, Arc::clone(&self.shared))
+        Bulkhead::from_shared(inner, self.shared.root())
     }
 }
 
@@ -188,7 +196,7 @@ impl BulkheadLayerBuilder {
     pub fn build(self) -> Result<BulkheadLayer, ConfigError> {
         self.settings.check()?;
         Ok(BulkheadLayer {
-            shared: Arc::new(self.settings.shared()),
+            shared: Spread::new(self.settings.shared()),
         })
     }
 }

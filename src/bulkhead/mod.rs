@@ -75,7 +75,6 @@
 //! ```
 
 use std::fmt;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tower_service::Service;
@@ -95,6 +94,7 @@ pub use keyed::{
 pub use layer::{BulkheadLayer, BulkheadLayerBuilder};
 pub use state::QueueOrder;
 
+use crate::stripe::Spread;
 use future::ResponseFuture;
 use state::Shared;
 
@@ -105,7 +105,7 @@ use state::Shared;
 /// leaves a clone in its place, as tower's `Buffer` users do.
 pub struct Bulkhead<S> {
     inner: S,
-    shared: Arc<Shared>,
+    shared: Spread<Shared>,
 }
 
 impl<S> Bulkhead<S> {
@@ -121,13 +121,13 @@ impl<S> Bulkhead<S> {
 }
 
 impl<S> Bulkhead<S> {
-    pub(crate) fn from_shared(inner: S, shared: Arc<Shared>) -> Self {
+    pub(crate) fn from_shared(inner: S, shared: Spread<Shared>) -> Self {
         Self { inner, shared }
     }
 
     /// A view of the bulkhead's permits and waiters.
     pub fn handle(&self) -> BulkheadHandle {
-        BulkheadHandle::new(Arc::clone(&self.shared))
+        BulkheadHandle::new(self.shared.to_arc())
     }
 
     /// The inner service.
@@ -147,10 +147,11 @@ impl<S> Bulkhead<S> {
 }
 
 impl<S: Clone> Clone for Bulkhead<S> {
+    #[inline]
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            shared: Arc::clone(&self.shared),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -159,7 +160,7 @@ impl<S: fmt::Debug> fmt::Debug for Bulkhead<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Bulkhead")
             .field("inner", &self.inner)
-            .field("state", &self.shared)
+            .field("state", &*self.shared)
             .finish()
     }
 }
@@ -180,6 +181,9 @@ where
 
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
+        // A service cloned on another thread moves to this thread's lane
+        // once, so that its permits count there.
+        self.shared.rehome();
         admit(&self.shared, &mut self.inner, request)
     }
 }
@@ -195,7 +199,7 @@ pub(crate) fn unguarded<F, S, Req>(future: F) -> ResponseFuture<F, S, Req> {
 /// refuses it.
 #[inline]
 fn admit<S, Req>(
-    shared: &Arc<Shared>,
+    shared: &Spread<Shared>,
     inner: &mut S,
     request: Req,
 ) -> ResponseFuture<S::Future, S, Req>
@@ -214,7 +218,7 @@ where
 #[cold]
 #[inline(never)]
 fn queue<S, Req>(
-    shared: &Arc<Shared>,
+    shared: &Spread<Shared>,
     inner: &mut S,
     request: Req,
 ) -> ResponseFuture<S::Future, S, Req>
@@ -230,5 +234,41 @@ where
             ResponseFuture::waiting(guard, ready, request)
         }
         None => ResponseFuture::rejected(shared),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use tower::{Layer, ServiceExt};
+
+    use super::*;
+
+    #[test]
+    fn a_service_cloned_on_one_thread_counts_its_permits_where_it_is_called() {
+        let layer = BulkheadLayer::builder().max_concurrent(4).build().unwrap();
+        let service = layer.layer(tower::service_fn(
+            |x: u32| async move { Ok::<_, Infallible>(x) },
+        ));
+        let handle = service.handle();
+        let mut clone = service.clone();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let ready = clone.ready().await.unwrap();
+                    let future = ready.call(1);
+                    // The clone moved to this thread's lane on its call, and
+                    // so did the permit it took.
+                    assert!(ready.shared.counts_here());
+                    assert_eq!(handle.in_flight(), 1);
+                    assert_eq!(future.await.unwrap(), 1);
+                });
+            });
+        });
+        assert_eq!(handle.in_flight(), 0);
     }
 }

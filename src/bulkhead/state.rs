@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::stripe::Striped;
+use crate::stripe::{Spread, Striped};
 
 /// Which waiter a returned permit goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -100,22 +100,6 @@ impl Shared {
     pub(crate) fn key(&self) -> Option<&str> {
         self.key.as_deref()
     }
-    /// Takes a permit if one is free: from the caller's stripe, else a
-    /// batch from the pool, else one from another stripe.
-    #[inline]
-    pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
-        // SeqCst pairs with the waiter count: see `Permit::drop`.
-        let taken = take_one(self.stripes.local()) || self.refill();
-        if !taken {
-            return None;
-        }
-        #[cfg(feature = "metrics")]
-        self.gauge.increment(1.0);
-        Some(Permit {
-            shared: Arc::clone(self),
-        })
-    }
-
     /// Takes a permit for an empty stripe: a batch from the pool (one
     /// used now, the rest left on the caller's stripe), else one from any
     /// stripe. Refuses only when the pool and every stripe were empty.
@@ -136,16 +120,6 @@ impl Shared {
             return true;
         }
         self.stripes.iter().any(take_one)
-    }
-
-    /// Takes a permit handed over to a woken waiter, if one is left.
-    pub(crate) fn claim_handoff(self: &Arc<Self>) -> Option<Permit> {
-        self.handoff
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .ok()
-            .map(|_| Permit {
-                shared: Arc::clone(self),
-            })
     }
 
     /// Wakes the next waiter, in the bulkhead's order.
@@ -172,33 +146,6 @@ impl Shared {
         if self.waiting.load(Ordering::SeqCst) > 0 {
             for _ in 0..unclaimed {
                 self.wake_one();
-            }
-        }
-    }
-
-    /// Takes a place among the waiters, if waiting is allowed and the queue
-    /// has room.
-    pub(crate) fn enter_queue(self: &Arc<Self>) -> Option<WaitGuard> {
-        if self.max_wait.is_zero() {
-            return None;
-        }
-        let mut current = self.waiting.load(Ordering::Relaxed);
-        loop {
-            if current >= self.queue {
-                return None;
-            }
-            match self.waiting.compare_exchange_weak(
-                current,
-                current + 1,
-                Ordering::SeqCst,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => {
-                    return Some(WaitGuard {
-                        shared: Arc::clone(self),
-                    });
-                }
-                Err(actual) => current = actual,
             }
         }
     }
@@ -246,9 +193,68 @@ impl fmt::Debug for Shared {
     }
 }
 
+/// Taking permits and places in the queue. Each permit and waiter holds a
+/// reference to the bulkhead on the calling thread's lane (see
+/// [`Spread`]), so that permits taken on two cores never write one
+/// reference count.
+impl Spread<Shared> {
+    /// Takes a permit if one is free: from the caller's stripe, else a
+    /// batch from the pool, else one from another stripe.
+    #[inline(always)]
+    pub(crate) fn try_acquire(&self) -> Option<Permit> {
+        // SeqCst pairs with the waiter count: see `Permit::drop`.
+        let taken = take_one(self.stripes.local()) || self.refill();
+        if !taken {
+            return None;
+        }
+        #[cfg(feature = "metrics")]
+        self.gauge.increment(1.0);
+        Some(Permit {
+            shared: self.clone(),
+        })
+    }
+
+    /// Takes a permit handed over to a woken waiter, if one is left.
+    pub(crate) fn claim_handoff(&self) -> Option<Permit> {
+        self.handoff
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .ok()
+            .map(|_| Permit {
+                shared: self.clone(),
+            })
+    }
+
+    /// Takes a place among the waiters, if waiting is allowed and the queue
+    /// has room.
+    pub(crate) fn enter_queue(&self) -> Option<WaitGuard> {
+        if self.max_wait.is_zero() {
+            return None;
+        }
+        let mut current = self.waiting.load(Ordering::Relaxed);
+        loop {
+            if current >= self.queue {
+                return None;
+            }
+            match self.waiting.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    return Some(WaitGuard {
+                        shared: self.clone(),
+                    });
+                }
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
 /// A permit to have one call in flight; returned when dropped.
 pub(crate) struct Permit {
-    shared: Arc<Shared>,
+    shared: Spread<Shared>,
 }
 
 impl Drop for Permit {
@@ -301,7 +307,7 @@ impl fmt::Debug for Permit {
 
 /// A place among a bulkhead's waiters; left when dropped.
 pub(crate) struct WaitGuard {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Spread<Shared>,
 }
 
 impl Drop for WaitGuard {
@@ -352,8 +358,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn shared(max: usize) -> Arc<Shared> {
-        Arc::new(Shared::new(
+    fn shared(max: usize) -> Spread<Shared> {
+        Spread::new(Shared::new(
             max,
             Duration::ZERO,
             0,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::state::{Breaker, State};
-use super::window::LANES;
+use crate::stripe::Spread;
 
 /// What a breaker and the classifier it judges with share; one per breaker.
 #[derive(Debug)]
@@ -14,44 +14,10 @@ pub(crate) struct Shared<C> {
     pub(crate) classifier: C,
 }
 
-/// One lane's reference to a breaker: what a call holds while it runs.
-/// Aligned so that its reference count has a cache line of its own.
-#[repr(align(128))]
-pub(crate) struct Lane<C> {
-    shared: Arc<Shared<C>>,
-}
-
-/// The references the calls of a breaker's services hold, one per thread
-/// lane and one for threads without a lane: a call clones its thread's,
-/// so that two threads calling at once never write one reference count.
-pub(crate) struct Lanes<C> {
-    pub(crate) shared: Arc<Shared<C>>,
-    lanes: Box<[Arc<Lane<C>>; LANES + 1]>,
-}
-
-impl<C> Lanes<C> {
-    pub(crate) fn new(shared: Arc<Shared<C>>) -> Self {
-        let lanes = Box::new(std::array::from_fn(|_| {
-            Arc::new(Lane {
-                shared: shared.clone(),
-            })
-        }));
-        Self { shared, lanes }
-    }
-
-    /// This thread's reference, cloned, and its batching lane
-    /// ([`LANES`] for none).
-    #[inline]
-    pub(crate) fn pick(&self) -> (Holder<C>, usize) {
-        let slot = super::window::lane_slot();
-        (Holder::Lane(self.lanes[slot].clone()), slot)
-    }
-}
-
 /// The breaker a call reports to.
 pub(crate) enum Holder<C> {
-    /// Through a lane of a plain breaker.
-    Lane(Arc<Lane<C>>),
+    /// A plain breaker, through its thread's lane.
+    Lane(Spread<Shared<C>>),
     /// A keyed breaker's entry.
     Entry(Arc<Shared<C>>),
 }
@@ -60,7 +26,7 @@ impl<C> Holder<C> {
     #[inline]
     pub(crate) fn get(&self) -> &Shared<C> {
         match self {
-            Holder::Lane(lane) => &lane.shared,
+            Holder::Lane(lane) => lane,
             Holder::Entry(shared) => shared,
         }
     }

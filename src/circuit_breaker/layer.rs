@@ -1,21 +1,21 @@
 use std::fmt;
-use std::sync::Arc;
 
 use tower_layer::Layer;
 
 use super::CircuitBreaker;
 use super::config::{CircuitBreakerBuilder, Single};
-use super::handle::{CircuitBreakerHandle, Lanes, Shared};
+use super::handle::{CircuitBreakerHandle, Shared};
 use super::state::Breaker;
 use crate::classify::DefaultClassifier;
 use crate::error::ConfigError;
+use crate::stripe::Spread;
 
 /// Wraps services in a [`CircuitBreaker`]; every service it makes, and
 /// every clone of it, shares one breaker.
 ///
 /// See the [module docs](super) for an example.
 pub struct CircuitBreakerLayer<C = DefaultClassifier> {
-    lanes: Arc<Lanes<C>>,
+    shared: Spread<Shared<C>>,
 }
 
 impl CircuitBreakerLayer {
@@ -30,10 +30,10 @@ impl<C> CircuitBreakerBuilder<C, Single> {
     pub fn build(self) -> Result<CircuitBreakerLayer<C>, ConfigError> {
         let settings = self.settings()?;
         Ok(CircuitBreakerLayer {
-            lanes: Arc::new(Lanes::new(Arc::new(Shared {
+            shared: Spread::new(Shared {
                 breaker: Breaker::new(settings, None),
                 classifier: self.classifier,
-            }))),
+            }),
         })
     }
 }
@@ -41,7 +41,7 @@ impl<C> CircuitBreakerBuilder<C, Single> {
 impl<C: Send + Sync + 'static> CircuitBreakerLayer<C> {
     /// A handle on the breaker this layer's services share.
     pub fn handle(&self) -> CircuitBreakerHandle {
-        CircuitBreakerHandle::new(self.lanes.shared.clone())
+        CircuitBreakerHandle::new(self.shared.to_arc())
     }
 }
 
@@ -49,17 +49,17 @@ impl<S, C> Layer<S> for CircuitBreakerLayer<C> {
     type Service = CircuitBreaker<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        if !self.lanes.shared.breaker.settings.listeners.is_empty() {
+        if !self.shared.breaker.settings.listeners.is_empty() {
             crate::event::context::listeners_layered();
         }
-        CircuitBreaker::from_lanes(inner, self.lanes.clone())
+        CircuitBreaker::from_shared(inner, self.shared.root())
     }
 }
 
 impl<C> Clone for CircuitBreakerLayer<C> {
     fn clone(&self) -> Self {
         Self {
-            lanes: self.lanes.clone(),
+            shared: self.shared.root(),
         }
     }
 }
@@ -67,8 +67,8 @@ impl<C> Clone for CircuitBreakerLayer<C> {
 impl<C> fmt::Debug for CircuitBreakerLayer<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CircuitBreakerLayer")
-            .field("name", &self.lanes.shared.breaker.settings.name)
-            .field("state", &self.lanes.shared.breaker.state())
+            .field("name", &self.shared.breaker.settings.name)
+            .field("state", &self.shared.breaker.state())
             .finish()
     }
 }

@@ -134,7 +134,6 @@ mod state;
 mod window;
 
 use std::fmt;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::time::Instant;
@@ -147,15 +146,18 @@ pub use self::layer::CircuitBreakerLayer;
 pub use self::state::State;
 
 use self::future::{Call, ResponseFuture, live_deadline};
-use self::handle::{Holder, Lanes, Shared};
+use self::handle::{Holder, Shared};
 use self::state::Ticket;
 use crate::BoxError;
 use crate::classify::{Classify, DefaultClassifier};
+use crate::stripe::Spread;
 
 /// A service guarded by a circuit breaker; made by [`CircuitBreakerLayer`].
 pub struct CircuitBreaker<S, C = DefaultClassifier> {
     inner: S,
-    lanes: Arc<Lanes<C>>,
+    // A clone refers to the breaker through its thread's lane: see
+    // `Spread`. The retry level clones the service below it on every call.
+    shared: Spread<Shared<C>>,
 }
 
 impl<S, C> CircuitBreaker<S, C> {
@@ -171,8 +173,8 @@ impl<S, C> CircuitBreaker<S, C> {
 }
 
 impl<S, C> CircuitBreaker<S, C> {
-    pub(crate) fn from_lanes(inner: S, lanes: Arc<Lanes<C>>) -> Self {
-        Self { inner, lanes }
+    pub(crate) fn from_shared(inner: S, shared: Spread<Shared<C>>) -> Self {
+        Self { inner, shared }
     }
 
     /// The inner service.
@@ -194,15 +196,16 @@ impl<S, C> CircuitBreaker<S, C> {
 impl<S, C: Send + Sync + 'static> CircuitBreaker<S, C> {
     /// A handle on this service's breaker.
     pub fn handle(&self) -> CircuitBreakerHandle {
-        CircuitBreakerHandle::new(self.lanes.shared.clone())
+        CircuitBreakerHandle::new(self.shared.to_arc())
     }
 }
 
 impl<S: Clone, C> Clone for CircuitBreaker<S, C> {
+    #[inline]
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            lanes: self.lanes.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -211,7 +214,7 @@ impl<S: fmt::Debug, C> fmt::Debug for CircuitBreaker<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CircuitBreaker")
             .field("inner", &self.inner)
-            .field("state", &self.lanes.shared.breaker.state())
+            .field("state", &self.shared.breaker.state())
             .finish()
     }
 }
@@ -233,8 +236,16 @@ where
 
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
-        let lanes = &*self.lanes;
-        call_through(&mut self.inner, &lanes.shared, || lanes.pick(), request)
+        // A service cloned on another thread moves to this thread's lane
+        // once, so that its own clones and its calls count there.
+        self.shared.rehome();
+        let shared = &self.shared;
+        call_through(
+            &mut self.inner,
+            shared,
+            || (Holder::Lane(shared.clone()), window::lane_slot()),
+            request,
+        )
     }
 }
 

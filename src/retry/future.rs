@@ -14,7 +14,7 @@ use super::policy::{Settings, Step};
 use crate::budget::Withdrawal;
 use crate::classify::{Classify, judge};
 use crate::error::BoxError;
-use crate::intern::Shared;
+use crate::intern::Ref;
 use crate::oneshot::Oneshot;
 use crate::replay::Replay;
 
@@ -83,7 +83,7 @@ pin_project! {
         replay: P,
         // Interned unless the layer has a budget or a generator of its
         // own: then one reference counted per call.
-        settings: Shared<Settings>,
+        settings: Ref<Settings>,
         // The service for later attempts and the copy of the request they
         // send: present whenever another attempt is possible (while an
         // attempt waits for readiness, its `Oneshot` holds them). One
@@ -103,7 +103,7 @@ where
     pub(super) future: S::Future,
     pub(super) classifier: C,
     pub(super) replay: P,
-    pub(super) settings: Shared<Settings>,
+    pub(super) settings: Ref<Settings>,
     /// The service for later attempts and the copy of the request they
     /// send, if another attempt is possible.
     pub(super) again: Option<(S, Req)>,

@@ -220,7 +220,12 @@ where
         };
         // The ready service sends this attempt; a clone, made ready when
         // needed, sends the later ones.
-        let again = next.map(|request| (self.inner.clone(), request));
+        // A `match`, not `Option::map`: through a closure, the clone (of
+        // a breaker's lane, say) was left out of line.
+        let again = match next {
+            Some(request) => Some((self.inner.clone(), request)),
+            None => None,
+        };
         let future = match &policy.budget {
             Some(budget) => budget.calling(|| self.inner.call(request)),
             None => self.inner.call(request),
@@ -229,7 +234,7 @@ where
             future,
             classifier: policy.classifier.clone(),
             replay: policy.replay.clone(),
-            settings: policy.settings.clone(),
+            settings: policy.settings.to_ref(),
             again,
             facts,
         })
