@@ -118,7 +118,7 @@ where
         self.shared
             .registry
             .get(key)
-            .map(|lane| BulkheadHandle::new(Spread::from(lane).to_arc()))
+            .map(|lane| BulkheadHandle::new(lane.to_arc()))
     }
 
     /// A handle on `key`'s bulkhead, made if the key has none yet.
@@ -390,7 +390,7 @@ where
     pub fn get(&self, key: &K) -> Option<BulkheadHandle> {
         self.registry
             .get(key)
-            .map(|lane| BulkheadHandle::new(Spread::from(lane).to_arc()))
+            .map(|lane| BulkheadHandle::new(lane.to_arc()))
     }
 
     /// How many keys have a bulkhead (an estimate while evictions are
@@ -414,7 +414,7 @@ where
         self.registry
             .entries()
             .into_iter()
-            .map(|(key, lane)| (key, BulkheadHandle::new(Spread::from(lane).to_arc())))
+            .map(|(key, lane)| (key, BulkheadHandle::new(lane.to_arc())))
             .collect()
     }
 

@@ -1,6 +1,5 @@
 use std::borrow::Cow;
 use std::fmt;
-
 use std::time::Duration;
 
 use tower_layer::Layer;
