@@ -309,6 +309,7 @@ impl<T> Lane<T> {
             mask: 0,
         }
     }
+
     /// The shared value's own reference, cloned: an ordinary `Arc`.
     pub(crate) fn to_arc(&self) -> Arc<T> {
         Arc::clone(&self.value)
