@@ -75,8 +75,16 @@ pin_project! {
 
 impl<F, S, Req> State<F, S, Req> {
     fn rejected(retry_after: Duration) -> Self {
-        Self::Rejected {
-            retry_after: u64::try_from(retry_after.as_nanos()).unwrap_or(u64::MAX),
+        NotCalled::rejected(retry_after).into_state()
+    }
+}
+
+impl<F, S, Req> NotCalled<F, S, Req> {
+    #[inline(always)]
+    fn into_state(self) -> State<F, S, Req> {
+        match self {
+            Self::Rejected { retry_after } => State::Rejected { retry_after },
+            Self::Waiting { wait } => State::Waiting { wait },
         }
     }
 }
@@ -86,7 +94,7 @@ impl<F, S, Req> State<F, S, Req> {
 /// Its drop is out of line, so that the drop of every other call's future
 /// is a branch the compiler can see through (inline, the drop of the timer
 /// and of the parked call made every future's drop a call).
-struct Parked<F, S, Req>(Option<Pin<Box<Wait<F, S, Req>>>>);
+pub(crate) struct Parked<F, S, Req>(Option<Pin<Box<Wait<F, S, Req>>>>);
 
 impl<F, S, Req> Parked<F, S, Req> {
     fn new(wait: Wait<F, S, Req>) -> Self {
@@ -131,28 +139,32 @@ struct Throttled<F, S, Req> {
     call: Waiter<S, Req, F>,
 }
 
-impl<F, S, Req> ResponseFuture<F, S, Req> {
-    pub(crate) fn called(future: F) -> Self {
-        Self {
-            state: State::Called { future },
-        }
-    }
+/// A call that was not made at once: refused, or parked until it may be.
+///
+/// Two words, returned in registers: the service builds a refusal out of
+/// line, and a passed call's future is then written once, where the caller
+/// keeps it. Had the refusal been a whole `ResponseFuture`, the two would
+/// meet in a stack slot, and every passed call's future would be written
+/// there and copied out.
+pub(crate) enum NotCalled<F, S, Req> {
+    Rejected { retry_after: u64 },
+    Waiting { wait: Parked<F, S, Req> },
+}
 
+impl<F, S, Req> NotCalled<F, S, Req> {
     pub(crate) fn rejected(retry_after: Duration) -> Self {
-        Self {
-            state: State::rejected(retry_after),
+        Self::Rejected {
+            retry_after: u64::try_from(retry_after.as_nanos()).unwrap_or(u64::MAX),
         }
     }
 
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn remote(check: StoreCheck, call: Waiter<S, Req, F>) -> Self {
-        Self {
-            state: State::Waiting {
-                wait: Parked::new(Wait::Remote {
-                    check,
-                    pending: Some(call),
-                }),
-            },
+        Self::Waiting {
+            wait: Parked::new(Wait::Remote {
+                check,
+                pending: Some(call),
+            }),
         }
     }
 
@@ -166,17 +178,33 @@ impl<F, S, Req> ResponseFuture<F, S, Req> {
         // `wait <= max_delay`, so a representable deadline bounds the wake-up.
         let deadline = now.checked_add(max_delay);
         let wake = now.checked_add(wait).unwrap_or(now);
-        Self {
-            state: State::Waiting {
-                wait: Parked::new(Wait::Throttled {
-                    sleep: tokio::time::sleep_until(wake),
-                    waiter: Some(Throttled {
-                        limiter,
-                        deadline,
-                        call,
-                    }),
+        Self::Waiting {
+            wait: Parked::new(Wait::Throttled {
+                sleep: tokio::time::sleep_until(wake),
+                waiter: Some(Throttled {
+                    limiter,
+                    deadline,
+                    call,
                 }),
-            },
+            }),
+        }
+    }
+}
+
+impl<F, S, Req> ResponseFuture<F, S, Req> {
+    #[inline(always)]
+    pub(crate) fn called(future: F) -> Self {
+        Self {
+            state: State::Called { future },
+        }
+    }
+}
+
+impl<F, S, Req> From<NotCalled<F, S, Req>> for ResponseFuture<F, S, Req> {
+    #[inline(always)]
+    fn from(not_called: NotCalled<F, S, Req>) -> Self {
+        Self {
+            state: not_called.into_state(),
         }
     }
 }

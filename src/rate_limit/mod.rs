@@ -147,10 +147,10 @@ pub use redis::{
     Consistency, FailMode, RedisStore, RedisStoreBuilder, StoreClock, StoreKey, Usage,
 };
 
-use future::ResponseFuture;
+use future::{NotCalled, ResponseFuture};
 #[cfg(feature = "redis")]
 use redis::Verdict;
-use state::{Held, Limits, emit_rejected, emit_throttled};
+use state::{Denied, Held, Limits, emit_rejected, emit_throttled};
 
 /// What to do with a call over its allowance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -297,7 +297,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    #[inline]
+    #[inline(always)]
     fn call(&mut self, request: Req) -> Self::Future {
         #[cfg(feature = "redis")]
         if let Some(remote) = &self.held.limits.remote {
@@ -305,13 +305,13 @@ where
             let tier = self.held.limits.tier_index(&key);
             return match remote.check(tier, &key, 1) {
                 redis::Quick::Done(verdict) => match verdict {
-                    Verdict::Deny { retry_after } => ResponseFuture::rejected(retry_after),
+                    Verdict::Deny { retry_after } => NotCalled::rejected(retry_after).into(),
                     Verdict::Allow { .. } => ResponseFuture::called(self.inner.call(request)),
                 },
                 redis::Quick::Ask(check) => {
                     let clone = self.inner.clone();
                     let ready = std::mem::replace(&mut self.inner, clone);
-                    ResponseFuture::remote(check, Waiter::new(ready, request))
+                    NotCalled::remote(check, Waiter::new(ready, request)).into()
                 }
             };
         }
@@ -319,9 +319,23 @@ where
             let key = self.key.key_of(&request);
             self.held.limits.check(&key, &mut self.held.lease)
         };
-        let Err(denied) = checked else {
-            return ResponseFuture::called(self.inner.call(request));
-        };
+        match checked {
+            Ok(()) => ResponseFuture::called(self.inner.call(request)),
+            Err(denied) => self.denied(denied, request).into(),
+        }
+    }
+}
+
+impl<S, K, F> RateLimit<S, K, F> {
+    /// Throttles or refuses a call its allowance did not let through; out
+    /// of line, returning two words (see [`NotCalled`]).
+    #[cold]
+    #[inline(never)]
+    fn denied<Req>(&mut self, denied: Denied, request: Req) -> NotCalled<S::Future, S, Req>
+    where
+        S: Service<Req> + Clone,
+        K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
+    {
         let limits = &self.held.limits;
         let tier = limits.tier(denied.tier);
         match limits.mode {
@@ -334,7 +348,7 @@ where
                 // the caller will poll before its next call.
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::throttled(
+                NotCalled::throttled(
                     denied.limiter,
                     denied.wait,
                     max_delay,
@@ -346,7 +360,7 @@ where
                     Some(tier) => tier.emit_rejected(denied.wait, denied.limiter.key()),
                     None => emit_rejected("", denied.limiter.key(), denied.wait),
                 }
-                ResponseFuture::rejected(denied.wait)
+                NotCalled::rejected(denied.wait)
             }
         }
     }
