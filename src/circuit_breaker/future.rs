@@ -74,7 +74,7 @@ where
 {
     type Output = Result<T, BoxError>;
 
-    #[inline]
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         match this.kind.project() {
@@ -155,7 +155,7 @@ pub(crate) struct Call<C, Fa> {
 
 impl<C, Fa> Call<C, Fa> {
     /// Judges and records the call's output.
-    #[inline]
+    #[inline(always)]
     fn finish<Req, T, E>(&mut self, output: &Result<T, E>)
     where
         C: Classify<Req, T, E, Facts = Fa>,

@@ -234,7 +234,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    #[inline]
+    #[inline(always)]
     fn call(&mut self, request: Req) -> Self::Future {
         // A service cloned on another thread moves to this thread's lane
         // once, so that its own clones and its calls count there.
@@ -262,7 +262,7 @@ where
 /// Admits `request` through `shared`'s breaker and calls `inner`, or
 /// refuses it; `holder` gives the reference an admitted call keeps and
 /// the batching lane its outcome counts on.
-#[inline]
+#[inline(always)]
 pub(crate) fn call_through<S, C, Req>(
     inner: &mut S,
     shared: &Shared<C>,
