@@ -132,7 +132,7 @@ impl RetryBudget {
     /// Runs `call` (a layer calling its inner service) with this budget
     /// marked as counted for the call, so inner layers sharing it don't
     /// deposit again.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn calling<T>(&self, call: impl FnOnce() -> T) -> T {
         struct Restore(usize);
         impl Drop for Restore {

@@ -179,7 +179,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    #[inline]
+    #[inline(always)]
     fn call(&mut self, request: Req) -> Self::Future {
         // A service cloned on another thread moves to this thread's lane
         // once, so that its permits count there.
@@ -197,7 +197,7 @@ pub(crate) fn unguarded<F, S, Req>(future: F) -> ResponseFuture<F, S, Req> {
 
 /// Calls `inner` at once if a permit is free, else queues the call or
 /// refuses it.
-#[inline]
+#[inline(always)]
 fn admit<S, Req>(
     shared: &Spread<Shared>,
     inner: &mut S,

@@ -114,7 +114,7 @@ where
         each!(self, service => service.poll_ready(cx).map_err(Into::into))
     }
 
-    #[inline]
+    #[inline(always)]
     fn call(&mut self, request: Req) -> Self::Future {
         match self {
             Outer::Both { service } => Outer::Both {

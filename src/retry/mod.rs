@@ -227,7 +227,10 @@ where
             None => None,
         };
         let future = match &policy.budget {
-            Some(budget) => budget.calling(|| self.inner.call(request)),
+            Some(budget) => budget.calling(
+                #[inline(always)]
+                || self.inner.call(request),
+            ),
             None => self.inner.call(request),
         };
         future::ResponseFuture::new(future::Parts {
