@@ -21,7 +21,7 @@ pin_project! {
     /// is chosen in its outer level ([`Outer`]), so the retry's future is
     /// wrapped in no `Level`.
     #[project = LevelProj]
-    #[derive(Debug, Clone)]
+    #[derive(Debug)]
     pub enum Level<On, Off> {
         /// The layer's service.
         On {
@@ -33,6 +33,23 @@ pin_project! {
             #[pin]
             service: Off,
         },
+    }
+}
+
+// Always inlined: a retry clones the levels below it on every call, and a
+// derived clone of the breaker's level was left out of line, its result
+// written to memory and copied into the retry's future.
+impl<On: Clone, Off: Clone> Clone for Level<On, Off> {
+    #[inline(always)]
+    fn clone(&self) -> Self {
+        match self {
+            Level::On { service } => Level::On {
+                service: service.clone(),
+            },
+            Level::Off { service } => Level::Off {
+                service: service.clone(),
+            },
+        }
     }
 }
 
