@@ -122,7 +122,7 @@ impl Deadline {
 
     /// [`sync_scope`](Self::sync_scope) for a deadline already
     /// [tightened](Self::tighten), as [`scope_tightened`](Self::scope_tightened).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn sync_scope_tightened<R>(self, f: impl FnOnce() -> R) -> R {
         let _restore = Restore(CURRENT.replace(Some(self)));
         f()
@@ -208,10 +208,13 @@ impl<F> Scoped<F> {
 impl<F: Future> Future for Scoped<F> {
     type Output = F::Output;
 
-    #[inline]
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        this.deadline.sync_scope_tightened(|| this.future.poll(cx))
+        this.deadline.sync_scope_tightened(
+            #[inline(always)]
+            || this.future.poll(cx),
+        )
     }
 }
 

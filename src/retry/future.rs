@@ -141,7 +141,7 @@ where
 
     // Inlined early, the answer of the first attempt stays in registers
     // through the caller's match (3 instructions a call fewer).
-    #[inline]
+    #[inline(always)]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.as_mut().project();
         // The path of almost every call: an attempt answers and is not

@@ -245,7 +245,7 @@ const TOTAL_DEADLINE: &str = "total_deadline";
 
 /// [`poll_deadline`] for a deadline named `name` (its event's name, and
 /// the layer's series it is counted in).
-#[inline]
+#[inline(always)]
 fn poll_named_deadline<F, T, E>(
     inner: Pin<&mut Scoped<F>>,
     mut sleep: Pin<&mut Option<Sleep>>,
