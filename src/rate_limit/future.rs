@@ -79,16 +79,6 @@ impl<F, S, Req> State<F, S, Req> {
     }
 }
 
-impl<F, S, Req> NotCalled<F, S, Req> {
-    #[inline(always)]
-    fn into_state(self) -> State<F, S, Req> {
-        match self {
-            Self::Rejected { retry_after } => State::Rejected { retry_after },
-            Self::Waiting { wait } => State::Waiting { wait },
-        }
-    }
-}
-
 /// A waiting call's state, on the heap.
 ///
 /// Its drop is out of line, so that the drop of every other call's future
@@ -152,6 +142,14 @@ pub(crate) enum NotCalled<F, S, Req> {
 }
 
 impl<F, S, Req> NotCalled<F, S, Req> {
+    #[inline(always)]
+    fn into_state(self) -> State<F, S, Req> {
+        match self {
+            Self::Rejected { retry_after } => State::Rejected { retry_after },
+            Self::Waiting { wait } => State::Waiting { wait },
+        }
+    }
+
     pub(crate) fn rejected(retry_after: Duration) -> Self {
         Self::Rejected {
             retry_after: u64::try_from(retry_after.as_nanos()).unwrap_or(u64::MAX),
