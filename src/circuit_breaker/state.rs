@@ -369,7 +369,7 @@ impl Breaker {
         }
         // Most successes wait in their lane's batch.
         if let Some(n) = self.window.pend_success(slot, now.is_some()) {
-            self.enter_successes(word, now, n);
+            self.enter_successes(word, now, n, slot);
         }
     }
 
@@ -377,10 +377,10 @@ impl Breaker {
     /// opens the breaker if they bring it to its minimum calls with a rate
     /// at its threshold.
     #[inline(never)]
-    fn enter_successes(&self, word: u64, now: Option<Instant>, n: u64) {
+    fn enter_successes(&self, word: u64, now: Option<Instant>, n: u64, slot: usize) {
         let Some(counts) = self
             .window
-            .enter_successes(n, || self.nanos(now.unwrap_or_else(Instant::now)))
+            .enter_successes(n, slot, || self.nanos(now.unwrap_or_else(Instant::now)))
         else {
             return;
         };

@@ -26,6 +26,12 @@
 //! calls enter at once, as does every outcome of a window whose batch is 1.
 //! So most successful calls write no cache line another core reads, and a
 //! time window without a slow-call threshold reads the clock once a batch.
+//! A time window's batch is added to the bucket its lane's previous batch
+//! entered before the clock is read, and moved (with the bucket locked for
+//! the few instructions it takes) when the clock names another bucket: the
+//! clock read orders the instructions around it, so a write after it would
+//! only start to take the bucket's line, which every core's batches write,
+//! once the read is done.
 //!
 //! The price is a bounded error: at most `batch - 1` successes per lane are
 //! waiting at any time. For a count window, the window holds the last N
@@ -138,7 +144,18 @@ struct Pending {
     batch: u64,
     /// `batch - 1`: a batch fills when a counter's low bits are all 0.
     mask: u64,
-    lanes: Box<[CachePadded<AtomicU64>]>,
+    lanes: Box<[CachePadded<Lane>]>,
+}
+
+/// One lane's line.
+#[derive(Debug, Default)]
+struct Lane {
+    /// Successes counted on the lane so far.
+    waiting: AtomicU64,
+    /// A time window's tag of the bucket the lane's latest batch entered (0:
+    /// none yet): where the next batch most likely enters. Only a hint,
+    /// checked against the clock; any value is safe.
+    entered: AtomicU64,
 }
 
 impl Pending {
@@ -153,7 +170,7 @@ impl Pending {
         Self {
             batch,
             mask: batch - 1,
-            lanes: (0..lanes).map(|_| CachePadded(AtomicU64::new(0))).collect(),
+            lanes: (0..lanes).map(|_| CachePadded(Lane::default())).collect(),
         }
     }
 
@@ -167,7 +184,7 @@ impl Pending {
             return Some(1);
         };
         // The counter only grows: `batch - 1` successes at most wait.
-        let waiting = pending.0.fetch_add(1, Relaxed).wrapping_add(1);
+        let waiting = pending.0.waiting.fetch_add(1, Relaxed).wrapping_add(1);
         (waiting & self.mask == 0).then_some(self.batch)
     }
 }
@@ -225,19 +242,21 @@ impl Window {
         }
     }
 
-    /// Enters `n` plain successes completed `elapsed_nanos` after the
-    /// breaker was made; the counts as [`record_on`](Self::record_on)
-    /// returns them.
+    /// Enters `n` plain successes of lane `slot` completed `elapsed_nanos`
+    /// after the breaker was made; the counts as
+    /// [`record_on`](Self::record_on) returns them.
     #[inline]
     pub(crate) fn enter_successes(
         &self,
         n: u64,
+        slot: usize,
         elapsed_nanos: impl FnOnce() -> u64,
     ) -> Option<Counts> {
         match self {
             Window::Count(window) if n == 1 => window.enter(RECORDED),
             Window::Count(window) => window.enter_successes(n),
-            Window::Time(window) => window.add_successes(n, elapsed_nanos()),
+            Window::Time(window) if n == 1 => window.add_successes(1, elapsed_nanos()),
+            Window::Time(window) => window.enter_batch(n, slot, elapsed_nanos),
         }
     }
 
@@ -393,6 +412,44 @@ impl Bucket {
         self.tag.load(Ordering::Acquire) == tag || self.roll_to(tag)
     }
 
+    /// Takes back `n` successes added while the bucket counted the period
+    /// tagged `tag`, unless it was rolled over since (which dropped them).
+    /// The bucket is locked meanwhile, so that no writer rolls it over
+    /// between the check and the subtraction.
+    #[cold]
+    #[inline(never)]
+    fn take_back(&self, tag: u64, n: u64) {
+        let mut spins = 0;
+        loop {
+            let seen = self.tag.load(Ordering::Acquire);
+            if seen == tag {
+                if self
+                    .tag
+                    .compare_exchange(tag, tag | LOCKED, Ordering::Acquire, Relaxed)
+                    .is_ok()
+                {
+                    // Never more than the bucket holds: had it been cleared
+                    // and rolled over to the same period since, the `n` are
+                    // gone already.
+                    let _ = self.calls.fetch_update(Relaxed, Relaxed, |calls| {
+                        (calls & u64::from(u32::MAX) >= n).then(|| calls - n)
+                    });
+                    self.tag.store(tag, Ordering::Release);
+                    return;
+                }
+            } else if seen == tag | LOCKED {
+                // Another lane takes back from the same bucket.
+                spins += 1;
+                if spins > MAX_SPINS {
+                    return;
+                }
+                spin_loop();
+            } else {
+                return;
+            }
+        }
+    }
+
     /// [`holds`](Self::holds) when the bucket was not on `tag` yet.
     #[inline(never)]
     fn roll_to(&self, tag: u64) -> bool {
@@ -476,14 +533,57 @@ impl TimeWindow {
         timed: bool,
         elapsed_nanos: impl FnOnce() -> u64,
     ) -> Option<Counts> {
-        let mut n = 1;
         if code == RECORDED && !timed {
             match self.pending.add_success(slot) {
                 None => return None,
-                Some(batch) => n = batch,
+                Some(1) => {}
+                Some(batch) => return self.enter_batch(batch, slot, elapsed_nanos),
             }
         }
-        self.add(code, n, elapsed_nanos())
+        self.add(code, 1, elapsed_nanos())
+    }
+
+    /// Enters a full batch of `n` plain successes of lane `slot`, in the
+    /// bucket of the moment `elapsed_nanos` reads.
+    ///
+    /// The batch is added to the bucket the lane's previous batch entered
+    /// before the clock is read, and moved if the clock then names another
+    /// bucket (once a bucket's period per lane at most). Reading the clock
+    /// orders the instructions around it (on x86, `rdtsc` behind an
+    /// `lfence`): added after it, the batch could only start to take the
+    /// bucket's cache line (written by every core's batches) once the read
+    /// was done, and the core would wait for the line. Added before it, the
+    /// line is on its way while the call runs up to the read.
+    #[inline]
+    fn enter_batch(
+        &self,
+        n: u64,
+        slot: usize,
+        elapsed_nanos: impl FnOnce() -> u64,
+    ) -> Option<Counts> {
+        let lane = self.pending.lanes.get(slot).map(|lane| &lane.0);
+        let guess = lane.map_or(0, |lane| lane.entered.load(Relaxed));
+        let early = guess != 0 && {
+            let bucket = self.bucket(guess - 1);
+            // Only into a bucket already counting that period: this add
+            // never rolls a bucket over.
+            bucket.tag.load(Ordering::Acquire) == guess && {
+                bucket.calls.fetch_add(n, Relaxed);
+                true
+            }
+        };
+        let elapsed_nanos = elapsed_nanos();
+        let tag = tag_of(elapsed_nanos / self.bucket_nanos);
+        if early && tag == guess {
+            return self.after_successes(tag, elapsed_nanos / self.bucket_nanos);
+        }
+        if early {
+            self.bucket(guess - 1).take_back(guess, n);
+        }
+        if let Some(lane) = lane {
+            lane.entered.store(tag, Relaxed);
+        }
+        self.add_successes(n, elapsed_nanos)
     }
 
     /// Adds `n` outcomes of kind `code` completed `elapsed_nanos` after the
@@ -522,6 +622,14 @@ impl TimeWindow {
         if bucket.holds(tag) {
             bucket.calls.fetch_add(n, Relaxed);
         }
+        self.after_successes(tag, epoch)
+    }
+
+    /// The counts after successes entered the bucket of `epoch`, tagged
+    /// `tag`, or `None` when they cannot have brought a rate to its
+    /// threshold.
+    #[inline]
+    fn after_successes(&self, tag: u64, epoch: u64) -> Option<Counts> {
         let marked = self.marked.0.load(Relaxed);
         let span = self.buckets.len() as u64;
         // No failed or slow outcome in epochs `epoch - span + 1 ..= epoch`:
@@ -544,7 +652,15 @@ impl TimeWindow {
         let span = self.buckets.len() as u64;
         let mut counts = Counts::default();
         for bucket in &self.buckets[..] {
-            let tag = bucket.0.tag.load(std::sync::atomic::Ordering::Acquire);
+            let mut tag = bucket.0.tag.load(Ordering::Acquire);
+            // A bucket is locked while it is rolled over or a batch is taken
+            // back from it: both take a few instructions.
+            let mut spins = 0;
+            while tag & LOCKED != 0 && spins < MAX_SPINS {
+                spins += 1;
+                spin_loop();
+                tag = bucket.0.tag.load(Ordering::Acquire);
+            }
             if tag == 0 || tag & LOCKED != 0 {
                 continue;
             }
@@ -636,6 +752,53 @@ mod tests {
         assert_eq!(window.sum(4).calls, 2);
         window.clear();
         assert_eq!(window.sum(4).calls, 0);
+    }
+
+    #[test]
+    fn a_batch_moves_out_of_the_bucket_its_lane_entered_before() {
+        // Minimum calls 16: batches of 2, in two buckets of 100 ns.
+        let window = TimeWindow::new(Duration::from_nanos(200), 2, 16);
+        assert_eq!(window.pending.batch, 2);
+        let batch = |at: u64| {
+            for _ in 0..2 {
+                window.record(RECORDED, Some(0), false, || at);
+            }
+        };
+        batch(50);
+        assert_eq!(window.sum(0).calls, 2);
+        // Added to the lane's bucket of epoch 0 first, then moved to the
+        // bucket of epoch 1, where the clock says it belongs.
+        batch(150);
+        assert_eq!(window.bucket(0).calls.load(Relaxed), 2);
+        assert_eq!(window.sum(1).calls, 4);
+        assert_eq!(window.sum(2).calls, 2);
+        // Epoch 2 rolls bucket 0 over: the batch is added to the lane's
+        // bucket (epoch 1), taken back, and counted once, in epoch 2.
+        batch(250);
+        assert_eq!(window.sum(2).calls, 4);
+        assert_eq!(window.sum(3).calls, 2);
+        // A lane whose bucket left the window long ago adds nothing early.
+        batch(1_050);
+        assert_eq!(window.sum(10).calls, 2);
+        assert_eq!(window.sum(11).calls, 2);
+        assert_eq!(window.sum(12).calls, 0);
+    }
+
+    #[test]
+    fn taking_back_leaves_a_rolled_over_bucket_alone() {
+        let bucket = Bucket::default();
+        bucket.tag.store(5, Relaxed);
+        bucket.calls.store(3, Relaxed);
+        // Added while the bucket counted period 4: the roll-over dropped it.
+        bucket.take_back(4, 2);
+        assert_eq!(bucket.calls.load(Relaxed), 3);
+        // Never more than the bucket holds, and failures untouched.
+        bucket.calls.store(1 | (7 << 32), Relaxed);
+        bucket.take_back(5, 2);
+        assert_eq!(bucket.calls.load(Relaxed), 1 | (7 << 32));
+        bucket.take_back(5, 1);
+        assert_eq!(bucket.calls.load(Relaxed), 7 << 32);
+        assert_eq!(bucket.tag.load(Relaxed), 5);
     }
 
     #[derive(Debug, Clone, Copy)]

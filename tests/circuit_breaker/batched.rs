@@ -121,6 +121,26 @@ fn threads_calling_at_once_fill_a_time_window_within_the_bound() {
 }
 
 #[test]
+fn threads_crossing_bucket_boundaries_count_every_batch_once() {
+    // Buckets of 1 ms: each thread's batches keep moving to a new bucket
+    // while the others write theirs.
+    let layer = CircuitBreakerLayer::builder()
+        .time_window(Duration::from_secs(1), 1_000)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let started = std::time::Instant::now();
+    hammer(layer.layer(flaky()), 4, 50_000);
+    let snapshot = handle.snapshot();
+    assert_eq!(snapshot.failures, 0);
+    assert!(snapshot.calls <= 200_000, "{snapshot:?}");
+    // Every call is still in the window unless the run outlasted it.
+    if started.elapsed() < Duration::from_millis(900) {
+        assert_full_within(&handle, 200_000, 4 * 7);
+    }
+}
+
+#[test]
 fn a_window_below_16_stays_exact() {
     let layer = CircuitBreakerLayer::builder()
         .count_window(15)
