@@ -563,22 +563,22 @@ impl TimeWindow {
     ) -> Option<Counts> {
         let lane = self.pending.lanes.get(slot).map(|lane| &lane.0);
         let guess = lane.map_or(0, |lane| lane.entered.load(Relaxed));
-        let early = guess != 0 && {
-            let bucket = self.bucket(guess - 1);
-            // Only into a bucket already counting that period: this add
-            // never rolls a bucket over.
-            bucket.tag.load(Ordering::Acquire) == guess && {
-                bucket.calls.fetch_add(n, Relaxed);
-                true
-            }
-        };
-        let elapsed_nanos = elapsed_nanos();
-        let tag = tag_of(elapsed_nanos / self.bucket_nanos);
-        if early && tag == guess {
-            return self.after_successes(tag, elapsed_nanos / self.bucket_nanos);
+        // Only into a bucket already counting that period: this add never
+        // rolls a bucket over.
+        let early = (guess != 0)
+            .then(|| self.bucket(guess - 1))
+            .filter(|bucket| bucket.tag.load(Ordering::Acquire) == guess);
+        if let Some(bucket) = early {
+            bucket.calls.fetch_add(n, Relaxed);
         }
-        if early {
-            self.bucket(guess - 1).take_back(guess, n);
+        let elapsed_nanos = elapsed_nanos();
+        let epoch = elapsed_nanos / self.bucket_nanos;
+        let tag = tag_of(epoch);
+        if let Some(bucket) = early {
+            if tag == guess {
+                return self.after_successes(tag, epoch);
+            }
+            bucket.take_back(guess, n);
         }
         if let Some(lane) = lane {
             lane.entered.store(tag, Relaxed);
